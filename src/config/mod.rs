@@ -1,0 +1,485 @@
+//! Configuration: `wire` parses the TOML file, [`Config::from_wire`] validates it against the
+//! host (interfaces, paths) and fails with a message that names the field to fix.
+
+pub mod wire;
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::arch::ClientArch;
+use crate::interfaces::InterfaceAddr;
+use crate::tftp::TftpSettings;
+
+/// Why a configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{field}: {reason}")]
+    Field { field: &'static str, reason: String },
+}
+
+fn field(field: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Field {
+        field,
+        reason: reason.into(),
+    }
+}
+
+/// How netdeploy takes part in DHCP (SPEC section 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DhcpMode {
+    /// Another server leases addresses; netdeploy answers PXE clients on 67 and 4011 with boot
+    /// information only.
+    Proxy,
+    /// Another DHCP server on this same host owns port 67 (and sends option 60 `PXEClient`);
+    /// netdeploy answers on 4011 only.
+    Proxy4011,
+    /// netdeploy leases addresses too (isolated labs).
+    Dhcp,
+}
+
+impl DhcpMode {
+    /// The name used in the configuration file and the logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            DhcpMode::Proxy => "proxy",
+            DhcpMode::Proxy4011 => "proxy-4011",
+            DhcpMode::Dhcp => "dhcp",
+        }
+    }
+}
+
+/// The address pool of `dhcp` mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pool {
+    pub first: Ipv4Addr,
+    pub last: Ipv4Addr,
+    pub netmask: Ipv4Addr,
+    pub router: Option<Ipv4Addr>,
+    pub dns: Vec<Ipv4Addr>,
+    pub lease_time: Duration,
+}
+
+/// DHCP settings.
+#[derive(Debug, Clone)]
+pub struct DhcpConfig {
+    pub mode: DhcpMode,
+    /// The DHCP server port. 67 is the real one; any other value (0 for an ephemeral port) is
+    /// the test mode, where replies are unicast to the sender instead of broadcast.
+    pub port: u16,
+    /// The PXE boot server port (4011; 0 for an ephemeral port in tests).
+    pub proxy_port: u16,
+    /// Present in `dhcp` mode only.
+    pub pool: Option<Pool>,
+}
+
+impl DhcpConfig {
+    /// True when replies go to the sender's address and port (tests on loopback).
+    pub fn test_mode(&self) -> bool {
+        self.port != 67
+    }
+}
+
+/// HTTP settings.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Port to listen on, on every served interface address (0: ephemeral).
+    pub port: u16,
+    /// Base URL clients use, when set; otherwise `http://<server address>:<port>`.
+    pub public_url: Option<String>,
+}
+
+/// The Linux boot image booted when no deployment decides otherwise.
+#[derive(Debug, Clone)]
+pub struct BootImage {
+    pub kernel: PathBuf,
+    pub initrd: Option<PathBuf>,
+    pub cmdline: String,
+}
+
+/// What to boot.
+#[derive(Debug, Clone)]
+pub struct BootConfig {
+    /// First-stage boot file (relative to the TFTP root) per client architecture.
+    pub files: BTreeMap<ClientArch, String>,
+    pub image: Option<BootImage>,
+}
+
+/// The validated runtime configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Served interfaces with their address.
+    pub interfaces: Vec<InterfaceAddr>,
+    /// The address given to clients as the boot server (option 54, siaddr, URLs).
+    pub server_address: Ipv4Addr,
+    pub data_dir: PathBuf,
+    pub dhcp: DhcpConfig,
+    pub tftp_port: u16,
+    pub tftp: TftpSettings,
+    pub http: HttpConfig,
+    pub boot: BootConfig,
+}
+
+/// Default first-stage boot files, as Debian's `ipxe` package installs them in /usr/lib/ipxe.
+/// `snponly.efi` rather than `ipxe.efi`: it drives the NIC through the firmware's own network
+/// stack, and Debian ships `ipxe.efi` as a symlink out of /usr/lib/ipxe, which a confined TFTP
+/// root refuses to follow.
+pub const DEFAULT_BOOT_FILES: [(ClientArch, &str); 2] = [
+    (ClientArch::BiosX86, "undionly.kpxe"),
+    (ClientArch::EfiX64, "snponly.efi"),
+];
+
+impl Config {
+    /// Reads, parses and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let wire = parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })?;
+        let host = crate::interfaces::ipv4_addresses()
+            .map_err(|e| field("server.interfaces", format!("cannot list interfaces: {e}")))?;
+        Config::from_wire(wire, &host)
+    }
+
+    /// Validates a parsed file against the host's interface addresses.
+    pub fn from_wire(w: wire::File, host: &[InterfaceAddr]) -> Result<Config, ConfigError> {
+        let names = w.server.interfaces.unwrap_or_default();
+        if names.is_empty() {
+            return Err(field(
+                "server.interfaces",
+                format!(
+                    "name the interface(s) to serve, e.g. interfaces = [\"eth1\"]; this host has: {}",
+                    host_names(host)
+                ),
+            ));
+        }
+        let mut interfaces = Vec::new();
+        for name in &names {
+            let Some(found) = host.iter().find(|a| &a.name == name) else {
+                return Err(field(
+                    "server.interfaces",
+                    format!(
+                        "no interface {name:?} with an IPv4 address; this host has: {}",
+                        host_names(host)
+                    ),
+                ));
+            };
+            interfaces.push(found.clone());
+        }
+        let server_address = match w.server.address {
+            Some(a) if interfaces.iter().any(|i| i.address == a) => a,
+            Some(a) => {
+                return Err(field(
+                    "server.address",
+                    format!("{a} is not an address of the served interfaces"),
+                ))
+            }
+            None => interfaces[0].address,
+        };
+        let data_dir = w
+            .server
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from("/var/lib/netdeploy"));
+
+        let mode = match w.dhcp.mode.as_deref().unwrap_or("proxy") {
+            "proxy" => DhcpMode::Proxy,
+            "proxy-4011" => DhcpMode::Proxy4011,
+            "dhcp" => DhcpMode::Dhcp,
+            other => {
+                return Err(field(
+                    "dhcp.mode",
+                    format!("{other:?} is not one of \"proxy\", \"proxy-4011\", \"dhcp\""),
+                ))
+            }
+        };
+        let pool = match mode {
+            DhcpMode::Dhcp => Some(pool(&w.dhcp, &interfaces[0])?),
+            _ => {
+                if w.dhcp.range.is_some() {
+                    return Err(field(
+                        "dhcp.range",
+                        "a lease range needs mode = \"dhcp\" (proxy modes lease nothing)",
+                    ));
+                }
+                None
+            }
+        };
+        let dhcp = DhcpConfig {
+            mode,
+            port: w.dhcp.port.unwrap_or(67),
+            proxy_port: w.dhcp.proxy_port.unwrap_or(4011),
+            pool,
+        };
+
+        let root = w
+            .tftp
+            .root
+            .unwrap_or_else(|| PathBuf::from("/usr/lib/ipxe"));
+        if !root.is_dir() {
+            return Err(field(
+                "tftp.root",
+                format!(
+                    "{} is not a directory (install Debian's ipxe package for the default /usr/lib/ipxe)",
+                    root.display()
+                ),
+            ));
+        }
+        let max_blksize = w.tftp.max_blksize.unwrap_or(65464);
+        if !(512..=65464).contains(&max_blksize) {
+            return Err(field("tftp.max_blksize", "must be between 512 and 65464"));
+        }
+        let max_windowsize = w.tftp.max_windowsize.unwrap_or(64);
+        if max_windowsize == 0 {
+            return Err(field("tftp.max_windowsize", "must be at least 1"));
+        }
+        let max_transfers = w.tftp.max_transfers.unwrap_or(64);
+        if max_transfers == 0 {
+            return Err(field("tftp.max_transfers", "must be at least 1"));
+        }
+        let timeout_ms = w.tftp.timeout_ms.unwrap_or(1000);
+        if !(10..=255_000).contains(&timeout_ms) {
+            return Err(field("tftp.timeout_ms", "must be between 10 and 255000"));
+        }
+        let tftp = TftpSettings {
+            root: root.clone(),
+            max_transfers,
+            max_blksize,
+            max_windowsize,
+            timeout: Duration::from_millis(timeout_ms),
+            retries: w.tftp.retries.unwrap_or(5),
+        };
+
+        let mut files: BTreeMap<ClientArch, String> = DEFAULT_BOOT_FILES
+            .iter()
+            .map(|(a, f)| (*a, f.to_string()))
+            .collect();
+        for (key, file) in w.boot.files {
+            let Some(arch) = ClientArch::from_key(&key) else {
+                return Err(field(
+                    "boot.files",
+                    format!(
+                        "unknown architecture {key:?}; use one of: {}",
+                        ClientArch::ALL.map(|a| a.key()).join(", ")
+                    ),
+                ));
+            };
+            if file.is_empty() {
+                files.remove(&arch);
+            } else {
+                files.insert(arch, file);
+            }
+        }
+        for (arch, file) in &files {
+            if arch.is_http_boot() {
+                continue;
+            }
+            if !root.join(file.trim_start_matches(['/', '\\'])).is_file() {
+                tracing::warn!(%arch, file, root = %root.display(), "boot file not found under the TFTP root");
+            }
+        }
+        let image = match w.boot.image {
+            Some(i) => {
+                for (name, p) in [
+                    ("boot.image.kernel", Some(&i.kernel)),
+                    ("boot.image.initrd", i.initrd.as_ref()),
+                ] {
+                    if let Some(p) = p {
+                        if !p.is_file() {
+                            return Err(field(
+                                if name.ends_with("kernel") {
+                                    "boot.image.kernel"
+                                } else {
+                                    "boot.image.initrd"
+                                },
+                                format!("{} is not a file", p.display()),
+                            ));
+                        }
+                    }
+                }
+                Some(BootImage {
+                    kernel: i.kernel,
+                    initrd: i.initrd,
+                    cmdline: i.cmdline,
+                })
+            }
+            None => None,
+        };
+        if let Some(url) = &w.http.public_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(field(
+                    "http.public_url",
+                    "must start with http:// or https://",
+                ));
+            }
+        }
+        Ok(Config {
+            interfaces,
+            server_address,
+            data_dir,
+            dhcp,
+            tftp_port: w.tftp.port.unwrap_or(69),
+            tftp,
+            http: HttpConfig {
+                port: w.http.port.unwrap_or(8080),
+                public_url: w
+                    .http
+                    .public_url
+                    .map(|u| u.trim_end_matches('/').to_owned()),
+            },
+            boot: BootConfig { files, image },
+        })
+    }
+}
+
+/// Parses the TOML text; the error names the line and column.
+pub fn parse(text: &str) -> Result<wire::File, String> {
+    toml::from_str(text).map_err(|e| e.to_string())
+}
+
+fn host_names(host: &[InterfaceAddr]) -> String {
+    let names: Vec<String> = host
+        .iter()
+        .map(|a| format!("{} ({})", a.name, a.address))
+        .collect();
+    if names.is_empty() {
+        "no interface with an IPv4 address".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+fn pool(w: &wire::Dhcp, iface: &InterfaceAddr) -> Result<Pool, ConfigError> {
+    let Some([first, last]) = w.range else {
+        return Err(field(
+            "dhcp.range",
+            "mode = \"dhcp\" needs a lease range, e.g. range = [\"10.0.0.100\", \"10.0.0.199\"]",
+        ));
+    };
+    if u32::from(first) > u32::from(last) {
+        return Err(field("dhcp.range", format!("{first} comes after {last}")));
+    }
+    let netmask = w.netmask.unwrap_or(iface.netmask);
+    let net = |a: Ipv4Addr| u32::from(a) & u32::from(netmask);
+    if net(first) != net(iface.address) || net(last) != net(iface.address) {
+        return Err(field(
+            "dhcp.range",
+            format!(
+                "{first}-{last} is not inside {}'s subnet {}/{}",
+                iface.name, iface.address, netmask
+            ),
+        ));
+    }
+    let server = u32::from(iface.address);
+    if (u32::from(first)..=u32::from(last)).contains(&server) {
+        return Err(field(
+            "dhcp.range",
+            format!("the range holds the server's own address {}", iface.address),
+        ));
+    }
+    let lease_seconds = w.lease_seconds.unwrap_or(3600);
+    if lease_seconds < 60 {
+        return Err(field("dhcp.lease_seconds", "must be at least 60"));
+    }
+    Ok(Pool {
+        first,
+        last,
+        netmask,
+        router: w.router,
+        dns: w.dns.clone().unwrap_or_default(),
+        lease_time: Duration::from_secs(u64::from(lease_seconds)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host() -> Vec<InterfaceAddr> {
+        vec![InterfaceAddr {
+            name: "br0".into(),
+            address: "10.77.0.1".parse().unwrap(),
+            netmask: "255.255.255.0".parse().unwrap(),
+        }]
+    }
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        let root = std::env::temp_dir();
+        let text = format!("{text}\n[tftp]\nroot = {:?}\n", root.display().to_string());
+        Config::from_wire(parse(&text).map_err(|m| field("parse", m))?, &host())
+    }
+
+    #[test]
+    fn minimal_config_gets_debian_ipxe_defaults() {
+        let c = load("[server]\ninterfaces = [\"br0\"]").unwrap();
+        assert_eq!(c.dhcp.mode, DhcpMode::Proxy);
+        assert_eq!(c.server_address, "10.77.0.1".parse::<Ipv4Addr>().unwrap());
+        assert_eq!(c.boot.files[&ClientArch::BiosX86], "undionly.kpxe");
+        assert_eq!(c.boot.files[&ClientArch::EfiX64], "snponly.efi");
+        assert!(!c.dhcp.test_mode());
+    }
+
+    #[test]
+    fn unknown_field_is_named_with_its_line() {
+        let err = parse("[server]\ninterfaces = [\"br0\"]\ninterface = 1\n").unwrap_err();
+        assert!(err.contains("line 3"), "{err}");
+        assert!(err.contains("interface"), "{err}");
+    }
+
+    #[test]
+    fn missing_interface_lists_what_the_host_has() {
+        let err = load("[server]\ninterfaces = [\"eth9\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("server.interfaces:"), "{err}");
+        assert!(err.contains("br0 (10.77.0.1)"), "{err}");
+    }
+
+    #[test]
+    fn dhcp_mode_needs_a_range_inside_the_subnet() {
+        let err = load("[server]\ninterfaces = [\"br0\"]\n[dhcp]\nmode = \"dhcp\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("dhcp.range:"), "{err}");
+        let err = load(
+            "[server]\ninterfaces = [\"br0\"]\n[dhcp]\nmode = \"dhcp\"\nrange = [\"10.78.0.10\", \"10.78.0.20\"]",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("not inside"), "{err}");
+        let ok = load(
+            "[server]\ninterfaces = [\"br0\"]\n[dhcp]\nmode = \"dhcp\"\nrange = [\"10.77.0.100\", \"10.77.0.199\"]",
+        )
+        .unwrap();
+        assert_eq!(
+            ok.dhcp.pool.unwrap().netmask,
+            "255.255.255.0".parse::<Ipv4Addr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn bad_mode_and_arch_keys_name_the_field() {
+        let err = load("[server]\ninterfaces = [\"br0\"]\n[dhcp]\nmode = \"full\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("dhcp.mode:"), "{err}");
+        let err = load("[server]\ninterfaces = [\"br0\"]\n[boot.files]\nefi-x86 = \"a.efi\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("boot.files:") && err.contains("efi-x64"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,81 @@
+//! The configuration file as written: parsed only, nothing resolved or checked beyond types.
+//! `super::Config::from_wire` turns it into the validated runtime configuration.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    #[serde(default)]
+    pub server: Server,
+    #[serde(default)]
+    pub dhcp: Dhcp,
+    #[serde(default)]
+    pub tftp: Tftp,
+    #[serde(default)]
+    pub http: Http,
+    #[serde(default)]
+    pub boot: Boot,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    pub interfaces: Option<Vec<String>>,
+    pub address: Option<Ipv4Addr>,
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dhcp {
+    pub mode: Option<String>,
+    pub port: Option<u16>,
+    pub proxy_port: Option<u16>,
+    pub range: Option<[Ipv4Addr; 2]>,
+    pub netmask: Option<Ipv4Addr>,
+    pub router: Option<Ipv4Addr>,
+    pub dns: Option<Vec<Ipv4Addr>>,
+    pub lease_seconds: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tftp {
+    pub root: Option<PathBuf>,
+    pub port: Option<u16>,
+    pub max_transfers: Option<usize>,
+    pub max_blksize: Option<u16>,
+    pub max_windowsize: Option<u16>,
+    pub timeout_ms: Option<u64>,
+    pub retries: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Http {
+    pub port: Option<u16>,
+    pub public_url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Boot {
+    /// Boot file per architecture key (`bios`, `efi-x64`, ...).
+    #[serde(default)]
+    pub files: BTreeMap<String, String>,
+    pub image: Option<BootImage>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootImage {
+    pub kernel: PathBuf,
+    pub initrd: Option<PathBuf>,
+    #[serde(default)]
+    pub cmdline: String,
+}

@@ -1,0 +1,64 @@
+//! What the server counted since it started: packets answered, dropped and why, transfers.
+//!
+//! Counters are plain atomics shared by every listener; a malformed packet is counted here
+//! and logged, never allowed to stop a listener. The status page and `/metrics` read
+//! [`Counters::snapshot`].
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! counters {
+    ($($(#[doc = $doc:literal])* $name:ident),* $(,)?) => {
+        /// Monotonic event counters, one per field.
+        #[derive(Debug, Default)]
+        pub struct Counters {
+            $($(#[doc = $doc])* pub $name: AtomicU64,)*
+        }
+
+        impl Counters {
+            /// Every counter by name, in declaration order.
+            pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+                vec![$((stringify!($name), self.$name.load(Ordering::Relaxed)),)*]
+            }
+        }
+    };
+}
+
+counters! {
+    /// DHCP datagrams that did not decode as a DHCP message.
+    dhcp_malformed,
+    /// DHCP requests from clients that are not PXE or HTTP boot clients (left alone).
+    dhcp_ignored_not_pxe,
+    /// PXE requests whose option 93 names an architecture netdeploy does not boot.
+    dhcp_ignored_unknown_arch,
+    /// PXE requests ignored for another reason (no boot file configured, wrong message type...).
+    dhcp_ignored_other,
+    /// OFFER replies sent (proxy or full DHCP).
+    dhcp_offers,
+    /// ACK replies sent (proxy port 4011 or full DHCP).
+    dhcp_acks,
+    /// NAK replies sent in full DHCP mode.
+    dhcp_naks,
+    /// TFTP datagrams on the listening port that did not parse as a read request.
+    tftp_malformed,
+    /// TFTP read requests refused (not found, outside the root, write requests, busy).
+    tftp_refused,
+    /// TFTP transfers started.
+    tftp_transfers_started,
+    /// TFTP transfers that sent the whole file and got the last acknowledgement.
+    tftp_transfers_completed,
+    /// TFTP transfers ended by a client ERROR packet (such as UEFI's size probe).
+    tftp_transfers_aborted,
+    /// TFTP transfers that timed out after their retries.
+    tftp_transfers_timed_out,
+    /// File bytes sent by TFTP (retransmissions included).
+    tftp_bytes_sent,
+    /// HTTP requests answered.
+    http_requests,
+}
+
+impl Counters {
+    /// Adds one to a counter.
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}

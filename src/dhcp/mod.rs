@@ -1,0 +1,1 @@
+//! DHCP for PXE clients.

@@ -1,0 +1,1 @@
+//! HTTP: per-machine iPXE scripts and boot image files.

@@ -1,0 +1,20 @@
+//! netdeploy: an operating-system deployment server.
+//!
+//! The crate is split by what the program does on the wire:
+//! - [`config`]: the TOML configuration, parsed then validated;
+//! - [`arch`]: the client firmware architecture (DHCP option 93) and its boot file;
+//! - [`dhcp`]: proxyDHCP and DHCP for PXE clients (pure decisions in `dhcp::pxe`, leases in
+//!   `dhcp::leases`, sockets in `dhcp::server`);
+//! - [`tftp`]: the read-only TFTP server (pure state machine and path rules, thin tokio layer);
+//! - [`http`]: per-machine iPXE scripts and boot image files;
+//! - [`counters`]: what the server counted (offers, drops, transfers), for logs and metrics;
+//! - [`serve`]: starts everything and prints the startup line.
+
+pub mod arch;
+pub mod config;
+pub mod counters;
+pub mod dhcp;
+pub mod http;
+pub mod interfaces;
+pub mod serve;
+pub mod tftp;

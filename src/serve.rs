@@ -1,0 +1,1 @@
+//! Starts every listener of `netdeploy serve`.
