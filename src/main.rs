@@ -1,1 +1,120 @@
-fn main() {}
+//! The `netdeploy` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// netdeploy: network-boot (PXE/iPXE, BIOS and UEFI) and deployment server.
+///
+/// It answers DHCP/proxyDHCP for PXE clients, serves first-stage boot files over TFTP and iPXE
+/// scripts and boot images over HTTP.
+#[derive(Debug, Parser)]
+#[command(version, propagate_version = true)]
+struct Cli {
+    /// Log filter (tracing's syntax), e.g. `info`, `debug`, `netdeploy::tftp=debug`.
+    #[arg(long, global = true, env = "NETDEPLOY_LOG", default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server: DHCP/PXE, TFTP and HTTP on the configured interfaces.
+    ///
+    /// Prints one JSON line on standard output when every port is bound (with the addresses
+    /// and ports chosen), logs to standard error, and stops cleanly on SIGINT or SIGTERM.
+    /// Serving DHCP on port 67 needs root (or CAP_NET_BIND_SERVICE and CAP_NET_RAW).
+    Serve {
+        /// The configuration file (TOML). See `netdeploy config example`.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Check a configuration file and print what it resolves to, without serving.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Print an annotated example configuration.
+    ConfigExample,
+}
+
+const EXAMPLE: &str = include_str!("../netdeploy.example.toml");
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("netdeploy: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve { config } => {
+            let config = netdeploy::config::Config::load(&config)?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(netdeploy::serve::run(config))
+        }
+        Command::Check { config } => {
+            let c = netdeploy::config::Config::load(&config)?;
+            println!("configuration OK");
+            println!(
+                "  interfaces: {}",
+                c.interfaces
+                    .iter()
+                    .map(|i| format!("{} ({})", i.name, i.address))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            println!("  server address: {}", c.server_address);
+            println!(
+                "  dhcp mode: {} (port {}, PXE port {})",
+                c.dhcp.mode.name(),
+                c.dhcp.port,
+                c.dhcp.proxy_port
+            );
+            if let Some(p) = &c.dhcp.pool {
+                println!(
+                    "  lease range: {} - {} ({}s)",
+                    p.first,
+                    p.last,
+                    p.lease_time.as_secs()
+                );
+            }
+            println!(
+                "  tftp root: {} (port {})",
+                c.tftp.root.display(),
+                c.tftp_port
+            );
+            for (arch, file) in &c.boot.files {
+                println!("  boot file {arch}: {file}");
+            }
+            match &c.boot.image {
+                Some(i) => println!("  boot image: {} {}", i.kernel.display(), i.cmdline),
+                None => {
+                    println!("  boot image: none (iPXE clients are sent to their next boot device)")
+                }
+            }
+            println!("  data dir: {}", c.data_dir.display());
+            Ok(())
+        }
+        Command::ConfigExample => {
+            print!("{EXAMPLE}");
+            Ok(())
+        }
+    }
+}

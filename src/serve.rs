@@ -1,1 +1,148 @@
-//! Starts every listener of `netdeploy serve`.
+//! `netdeploy serve`: binds every listener, prints one structured startup line, runs until
+//! SIGINT or SIGTERM, then stops accepting and lets the listeners finish.
+//!
+//! The startup line is a single JSON object on standard output, for example
+//! `{"netdeploy":"ready","server_address":"10.77.0.1","dhcp_mode":"proxy","dhcp":["br0 0.0.0.0:67"],"pxe":["br0 0.0.0.0:4011"],"tftp":["10.77.0.1:69"],"http":["10.77.0.1:8080"]}`.
+//! Tests start the server on port 0 and read the ports it chose from that line.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::counters::Counters;
+use crate::dhcp;
+use crate::dhcp::pxe::Port;
+use crate::http;
+
+/// Runs the server with a validated configuration.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let config = Arc::new(config);
+    let counters = Arc::new(Counters::default());
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!(
+            "server.data_dir: cannot create {}",
+            config.data_dir.display()
+        )
+    })?;
+
+    // HTTP first: its port goes into every DHCP answer for iPXE.
+    let mut http_listeners = Vec::new();
+    for iface in &config.interfaces {
+        let addr = SocketAddr::from((iface.address, config.http.port));
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen for HTTP on {addr}"))?;
+        http_listeners.push(l);
+    }
+    let http_port = http_listeners[0].local_addr()?.port();
+    let base = config
+        .http
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}:{http_port}", config.server_address));
+
+    let mut tftp_sockets = Vec::new();
+    for iface in &config.interfaces {
+        let addr = SocketAddr::from((iface.address, config.tftp_port));
+        let s = crate::tftp::server::bind_listener(addr)
+            .with_context(|| format!("cannot listen for TFTP on {addr}"))?;
+        tftp_sockets.push(s);
+    }
+
+    let dhcp_listeners = dhcp::server::bind(&config)?;
+    let shared = Arc::new(dhcp::server::Shared::new(
+        config.clone(),
+        counters.clone(),
+        base.clone(),
+    )?);
+
+    let describe = |l: &dhcp::server::Listener| {
+        format!(
+            "{} {}",
+            l.interface,
+            l.socket
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default()
+        )
+    };
+    let ready = serde_json::json!({
+        "netdeploy": "ready",
+        "version": env!("CARGO_PKG_VERSION"),
+        "server_address": config.server_address.to_string(),
+        "dhcp_mode": config.dhcp.mode.name(),
+        "dhcp": dhcp_listeners.iter().filter(|l| l.port == Port::Dhcp).map(describe).collect::<Vec<_>>(),
+        "pxe": dhcp_listeners.iter().filter(|l| l.port == Port::Pxe).map(describe).collect::<Vec<_>>(),
+        "tftp": tftp_sockets.iter().map(|s| s.local_addr().map(|a| a.to_string()).unwrap_or_default()).collect::<Vec<_>>(),
+        "tftp_root": config.tftp.root.display().to_string(),
+        "http": http_listeners.iter().map(|l| l.local_addr().map(|a| a.to_string()).unwrap_or_default()).collect::<Vec<_>>(),
+        "url": base,
+    });
+    tracing::info!(startup = %ready, "netdeploy ready");
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{ready}")?;
+        out.flush()?;
+    }
+
+    let cancel = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    for l in dhcp_listeners {
+        tasks.spawn(dhcp::server::serve(l, shared.clone(), cancel.clone()));
+    }
+    let settings = Arc::new(config.tftp.clone());
+    for s in tftp_sockets {
+        let (settings, counters, cancel) = (settings.clone(), counters.clone(), cancel.clone());
+        tasks.spawn(async move {
+            if let Err(e) = crate::tftp::server::serve(s, settings, counters, cancel).await {
+                tracing::error!(error = %e, "TFTP listener stopped");
+            }
+        });
+    }
+    let state = Arc::new(http::AppState {
+        config: config.clone(),
+        counters: counters.clone(),
+        base,
+    });
+    for l in http_listeners {
+        let (state, cancel) = (state.clone(), cancel.clone());
+        tasks.spawn(async move {
+            if let Err(e) = http::serve(l, state, cancel).await {
+                tracing::error!(error = %e, "HTTP listener stopped");
+            }
+        });
+    }
+
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    cancel.cancel();
+    let drain = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(std::time::Duration::from_secs(5), drain)
+        .await
+        .is_err()
+    {
+        tracing::warn!("listeners did not stop within 5 s; aborting them");
+    }
+    let counts: Vec<String> = counters
+        .snapshot()
+        .into_iter()
+        .filter(|(_, v)| *v > 0)
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    tracing::info!(counters = %counts.join(" "), "stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

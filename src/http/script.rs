@@ -1,0 +1,49 @@
+//! iPXE script templates (`boot/ipxe/*.ipxe`) and their rendering.
+
+/// Boots the configured Linux boot image.
+pub const LINUX: &str = include_str!("../../boot/ipxe/linux.ipxe");
+/// Asks an iPXE that netdeploy did not start to say who it is.
+pub const IDENTIFY: &str = include_str!("../../boot/ipxe/identify.ipxe");
+/// Leaves to the next boot device.
+pub const NOTHING: &str = include_str!("../../boot/ipxe/nothing.ipxe");
+
+/// Replaces each `{{name}}` with its value. Values are cleaned of line breaks so a value can
+/// never add a command to the script.
+pub fn render(template: &str, vars: &[(&str, &str)]) -> String {
+    let mut out = template.to_owned();
+    for (name, value) in vars {
+        let clean: String = value.chars().filter(|c| !c.is_control()).collect();
+        out = out.replace(&format!("{{{{{name}}}}}"), &clean);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_cannot_inject_commands() {
+        let s = render("echo {{x}}\n", &[("x", "a\nshell")]);
+        assert_eq!(s, "echo ashell\n");
+    }
+
+    #[test]
+    fn linux_script_names_kernel_initrd_and_server() {
+        let s = render(
+            LINUX,
+            &[
+                ("base", "http://10.77.0.1:8080"),
+                ("mac", "52:54:00:12:34:56"),
+                ("arch", "7"),
+                ("arch_name", "efi-x64"),
+                ("image", "vmlinuz"),
+                ("cmdline", "console=ttyS0"),
+            ],
+        );
+        assert!(s.starts_with("#!ipxe\n"));
+        assert!(s.contains("kernel http://10.77.0.1:8080/image/kernel initrd=initrd.img console=ttyS0 netdeploy.server=http://10.77.0.1:8080"));
+        assert!(s.contains("initrd --name initrd.img http://10.77.0.1:8080/image/initrd"));
+        assert!(!s.contains("{{"), "{s}");
+    }
+}

@@ -1,0 +1,244 @@
+//! Starts the real `netdeploy serve` on ephemeral ports and reads the chosen ports from its
+//! startup line; collects its log; kills it by PID when dropped.
+// Shared by every test module; not each uses every helper.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub struct Server {
+    child: Option<Child>,
+    pub ready: serde_json::Value,
+    log: Arc<Mutex<String>>,
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_netdeploy")
+}
+
+impl Server {
+    /// Starts netdeploy with `config` (TOML) written into `dir`.
+    pub fn start(dir: &Path, config: &str) -> Server {
+        Server::start_in(dir, config, &[])
+    }
+
+    /// Same, with a command prefix (e.g. `ip netns exec NS`).
+    pub fn start_in(dir: &Path, config: &str, prefix: &[&str]) -> Server {
+        let config_path = dir.join("netdeploy.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let mut argv: Vec<String> = prefix.iter().map(|s| s.to_string()).collect();
+        argv.push(binary().into());
+        argv.extend([
+            "serve".into(),
+            "--config".into(),
+            config_path.display().to_string(),
+        ]);
+        let mut child = Command::new(&argv[0])
+            .args(&argv[1..])
+            .env("NETDEPLOY_LOG", "debug")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start netdeploy");
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(first)) = lines.next() {
+                let _ = tx.send(first);
+            }
+            for _ in lines {}
+        });
+        let first = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(l) => l,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                std::thread::sleep(Duration::from_millis(200));
+                panic!(
+                    "netdeploy did not print its startup line; log:\n{}",
+                    log.lock().unwrap()
+                );
+            }
+        };
+        let ready: serde_json::Value = serde_json::from_str(&first)
+            .unwrap_or_else(|e| panic!("startup line {first:?} is not JSON: {e}"));
+        assert_eq!(ready["netdeploy"], "ready", "{first}");
+        Server {
+            child: Some(child),
+            ready,
+            log,
+        }
+    }
+
+    fn addr(&self, key: &str) -> SocketAddr {
+        let v = self.ready[key][0]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {key} in {}", self.ready));
+        // DHCP entries are "interface address".
+        v.rsplit(' ').next().unwrap().parse().unwrap()
+    }
+
+    pub fn dhcp_addr(&self) -> SocketAddr {
+        self.addr("dhcp")
+    }
+    pub fn pxe_addr(&self) -> SocketAddr {
+        self.addr("pxe")
+    }
+    pub fn tftp_addr(&self) -> SocketAddr {
+        self.addr("tftp")
+    }
+    pub fn http_addr(&self) -> SocketAddr {
+        self.addr("http")
+    }
+    pub fn url(&self) -> String {
+        self.ready["url"].as_str().unwrap().to_owned()
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits until a log line contains every needle.
+    pub fn wait_for_log(&self, needles: &[&str], timeout: Duration) -> Option<String> {
+        let end = Instant::now() + timeout;
+        loop {
+            if let Some(l) = self
+                .log()
+                .lines()
+                .find(|l| needles.iter().all(|n| l.contains(n)))
+            {
+                return Some(l.to_owned());
+            }
+            if Instant::now() > end {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// A counter from `/metrics`.
+    pub fn counter(&self, name: &str) -> u64 {
+        let body = http_get(self.http_addr(), "/metrics");
+        let key = format!("netdeploy_{name}_total ");
+        body.lines()
+            .find_map(|l| l.strip_prefix(&key))
+            .unwrap_or_else(|| panic!("no counter {name} in:\n{body}"))
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// Stops the server with SIGTERM and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: kill(2) on our own child's PID.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let end = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < end {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- netdeploy log ---\n{}", self.log());
+        }
+    }
+}
+
+/// A minimal HTTP/1.1 GET over a TCP socket; returns the body (status must be 200).
+pub fn http_get(addr: SocketAddr, path: &str) -> String {
+    let (status, body) = http_get_status(addr, path);
+    assert_eq!(
+        status,
+        200,
+        "GET {path}: {}",
+        String::from_utf8_lossy(&body)
+    );
+    String::from_utf8(body).unwrap()
+}
+
+pub fn http_get_status(addr: SocketAddr, path: &str) -> (u16, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("HTTP header end");
+    let head = String::from_utf8_lossy(&buf[..split]).into_owned();
+    let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let mut body = buf[split + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body);
+    }
+    (status, body)
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let nl = b.windows(2).position(|w| w == b"\r\n").unwrap();
+        let n = usize::from_str_radix(std::str::from_utf8(&b[..nl]).unwrap().trim(), 16).unwrap();
+        if n == 0 {
+            return out;
+        }
+        out.extend_from_slice(&b[nl + 2..nl + 2 + n]);
+        b = &b[nl + 2 + n + 2..];
+    }
+}
+
+/// A configuration for loopback tests: every port ephemeral, test-mode DHCP.
+pub fn loopback_config(dir: &Path, mode: &str, extra: &str) -> String {
+    let tftp = dir.join("tftp");
+    std::fs::create_dir_all(&tftp).unwrap();
+    for f in ["undionly.kpxe", "snponly.efi"] {
+        std::fs::write(tftp.join(f), format!("{f} stand-in")).unwrap();
+    }
+    format!(
+        "[server]\ninterfaces = [\"lo\"]\naddress = \"127.0.0.1\"\ndata_dir = {data:?}\n\
+         [dhcp]\nmode = {mode:?}\nport = 0\nproxy_port = 0\n{extra}\n\
+         [tftp]\nroot = {tftp:?}\nport = 0\n[http]\nport = 0\n",
+        data = dir.join("data").display().to_string(),
+        tftp = tftp.display().to_string(),
+    )
+}

@@ -1,0 +1,6 @@
+//! Integration tests: the real `netdeploy` binary on real sockets, real clients against it.
+//! One test binary with a module per area, so the suite links once.
+
+mod dhcp;
+mod harness;
+mod pcap;
