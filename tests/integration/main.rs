@@ -2,5 +2,8 @@
 //! One test binary with a module per area, so the suite links once.
 
 mod dhcp;
+mod dhcp_clients;
 mod harness;
+mod lab;
 mod pcap;
+mod pxe_qemu;

@@ -1,0 +1,138 @@
+//! The isolated lab network of `lab/` (network namespaces, a bridge, tap devices) for tests
+//! that need real broadcast DHCP clients or QEMU machines. Needs root; everything it creates is
+//! removed when the [`Lab`] is dropped.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    out
+}
+
+pub fn must(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn need_root() {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "the lab tests create network namespaces and need root (run the README's test command as root)"
+    );
+}
+
+/// One lab network: namespace `name` with the bridge (10.77.0.1/24), `name-peer` at 10.77.0.2.
+pub struct Lab {
+    pub name: String,
+    peer_dhcp: bool,
+}
+
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+impl Lab {
+    pub fn up() -> Lab {
+        need_root();
+        let name = format!(
+            "ndt{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        );
+        let lab = Lab {
+            name,
+            peer_dhcp: false,
+        };
+        must(Command::new(repo().join("lab/net.sh")).args(["up", &lab.name]));
+        lab
+    }
+
+    /// Starts the separate DHCP server (dnsmasq, addresses only) in the peer namespace.
+    pub fn start_peer_dhcp(&mut self) {
+        must(Command::new(repo().join("lab/dhcp-peer.sh")).args(["start", &self.name]));
+        self.peer_dhcp = true;
+    }
+
+    pub fn tap(&self, tap: &str) {
+        must(Command::new(repo().join("lab/net.sh")).args(["tap", &self.name, tap]));
+    }
+
+    pub fn peer(&self) -> String {
+        format!("{}-peer", self.name)
+    }
+
+    /// The command prefix that runs a program in the server namespace.
+    pub fn exec_prefix(&self) -> [&str; 4] {
+        ["ip", "netns", "exec", &self.name]
+    }
+
+    /// Boots a QEMU machine on a new tap; returns (success, serial log, boot-vm.sh output).
+    pub fn boot_vm(
+        &self,
+        firmware: &str,
+        mac: &str,
+        tap: &str,
+        dir: &Path,
+        extra: &[&str],
+    ) -> (bool, String, String) {
+        self.tap(tap);
+        let serial = dir.join(format!("serial-{tap}.log"));
+        let out = run(Command::new(repo().join("lab/boot-vm.sh"))
+            .args([
+                "--ns",
+                &self.name,
+                "--firmware",
+                firmware,
+                "--mac",
+                mac,
+                "--tap",
+                tap,
+                "--serial-log",
+                serial.to_str().unwrap(),
+                "--timeout",
+                "240",
+            ])
+            .args(extra));
+        let log = std::fs::read_to_string(&serial).unwrap_or_default();
+        let report = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), log, report)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if self.peer_dhcp {
+            let _ = run(Command::new(repo().join("lab/dhcp-peer.sh")).args(["stop", &self.name]));
+        }
+        let _ = run(Command::new(repo().join("lab/net.sh")).args(["down", &self.name]));
+    }
+}
+
+/// The Linux test boot image (kernel, initrd), built once per test run and cached in target/.
+pub fn boot_image() -> &'static (PathBuf, PathBuf) {
+    static IMAGE: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    IMAGE.get_or_init(|| {
+        let out = repo().join("target/lab-image");
+        must(Command::new(repo().join("boot/linux-image/build.sh")).arg(&out));
+        (out.join("vmlinuz"), out.join("initrd.img"))
+    })
+}

@@ -1,0 +1,81 @@
+//! Real firmware: QEMU machines (SeaBIOS with its iPXE ROM, OVMF with its own PXE stack)
+//! network-boot from netdeploy in an isolated lab network, to the marker line the test boot
+//! image prints. Each test checks what the guest printed and what netdeploy logged.
+
+use std::time::Duration;
+
+use crate::harness::Server;
+use crate::lab::{boot_image, Lab};
+
+fn config(dir: &std::path::Path, mode: &str) -> String {
+    let (kernel, initrd) = boot_image();
+    let range = if mode == "dhcp" {
+        "range = [\"10.77.0.100\", \"10.77.0.199\"]\n"
+    } else {
+        ""
+    };
+    format!(
+        "[server]\ninterfaces = [\"ndbr0\"]\ndata_dir = {data:?}\n\
+         [dhcp]\nmode = {mode:?}\n{range}\
+         [tftp]\nroot = \"/usr/lib/ipxe\"\n\
+         [boot.image]\nkernel = {kernel:?}\ninitrd = {initrd:?}\ncmdline = \"console=ttyS0 quiet\"\n",
+        data = dir.join("data").display().to_string(),
+        kernel = kernel.display().to_string(),
+        initrd = initrd.display().to_string(),
+    )
+}
+
+fn pxe_boot(firmware: &str, mode: &str, mac: &str, arch: u16) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lab = Lab::up();
+    if mode == "proxy" {
+        lab.start_peer_dhcp();
+    }
+    let server = Server::start_in(dir.path(), &config(dir.path(), mode), &lab.exec_prefix());
+    let (ok, serial, report) = lab.boot_vm(firmware, mac, "tap0", dir.path(), &[]);
+    assert!(
+        ok,
+        "{firmware} machine did not reach the boot image ({report})\nserial:\n{serial}\nnetdeploy:\n{}",
+        server.log()
+    );
+    let marker = serial
+        .lines()
+        .find(|l| l.contains("NETDEPLOY-BOOT-OK"))
+        .expect("marker line");
+    assert!(marker.contains(&format!("mac={mac}")), "{marker}");
+    assert!(
+        marker.contains("netdeploy.server=http://10.77.0.1:8080"),
+        "{marker}"
+    );
+    // netdeploy logged the firmware's architecture for this machine.
+    let line = server
+        .wait_for_log(
+            &["PXE boot reply", mac, &format!("arch={arch} ")],
+            Duration::from_secs(2),
+        )
+        .unwrap_or_else(|| panic!("no PXE reply logged with arch={arch}:\n{}", server.log()));
+    assert!(line.contains(&format!("mode=\"{mode}\"")), "{line}");
+    server
+        .wait_for_log(&["iPXE script served", mac], Duration::from_secs(2))
+        .expect("the iPXE script was fetched");
+}
+
+#[test]
+fn bios_machine_pxe_boots_with_netdeploy_as_dhcp_server() {
+    pxe_boot("bios", "dhcp", "52:54:00:0d:00:01", 0);
+}
+
+#[test]
+fn uefi_machine_pxe_boots_with_netdeploy_as_dhcp_server() {
+    pxe_boot("uefi", "dhcp", "52:54:00:0d:00:02", 7);
+}
+
+#[test]
+fn bios_machine_pxe_boots_through_proxy_dhcp_beside_a_site_dhcp_server() {
+    pxe_boot("bios", "proxy", "52:54:00:0d:00:03", 0);
+}
+
+#[test]
+fn uefi_machine_pxe_boots_through_proxy_dhcp_beside_a_site_dhcp_server() {
+    pxe_boot("uefi", "proxy", "52:54:00:0d:00:04", 7);
+}
