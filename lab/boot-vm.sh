@@ -139,6 +139,9 @@ args=(
     -serial "file:$serial_log"
     -monitor none
     -no-reboot
+    # SeaBIOS: after "No bootable device" wait 5 s, then reboot, which
+    # -no-reboot turns into a QEMU exit (a quick failure instead of a timeout).
+    -boot reboot-timeout=5000
 )
 
 if [[ "$firmware" == uefi ]]; then

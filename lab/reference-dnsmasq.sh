@@ -98,6 +98,10 @@ EOF
             --dhcp-range=10.77.0.50,10.77.0.99,255.255.255.0,10m
             --dhcp-option=option:router
             --dhcp-authoritative
+            # Option 60 "PXEClient" tells iPXE that this server also does
+            # PXE, so it does not wait ~3 s for ProxyDHCP offers. Only for
+            # iPXE: OVMF rejects an offer with "PXEClient" but without
+            # option 43 (PXE-E16 No valid offer received).
             --dhcp-option-force=tag:ipxe,60,PXEClient
             --dhcp-boot=tag:ipxe,"$url/boot.ipxe"
             --dhcp-boot=tag:!ipxe,tag:efi64,snponly.efi

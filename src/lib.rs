@@ -17,4 +17,5 @@ pub mod dhcp;
 pub mod http;
 pub mod interfaces;
 pub mod serve;
+pub mod store;
 pub mod tftp;

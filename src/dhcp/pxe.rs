@@ -278,6 +278,12 @@ fn lease_reply(
         }
         if let Some(b) = &boot {
             add_boot(&mut m, b, ctx.server);
+            // iPXE waits about 3 s for proxyDHCP offers unless the offer says `PXEClient`;
+            // OVMF must not see it here, as it refuses a `PXEClient` offer without option 43.
+            if b.ipxe {
+                m.opts_mut()
+                    .insert(DhcpOption::ClassIdentifier(b"PXEClient".to_vec()));
+            }
         }
         Outcome::Reply {
             msg: m,
