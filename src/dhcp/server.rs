@@ -229,7 +229,7 @@ fn handle(
                     arch = b.arch_value,
                     arch_name = %b.arch,
                     ipxe = b.ipxe,
-                    uuid = req.uuid.map(|u| u.to_string()).unwrap_or_default(),
+                    uuid = req.uuid.map(|u| u.to_string()).unwrap_or_else(|| "none".into()),
                     yiaddr = %msg.yiaddr(),
                     file = %b.file,
                     %to,
