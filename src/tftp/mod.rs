@@ -14,6 +14,7 @@
 //! configured interface, and a bound on concurrent transfers.
 
 pub mod packet;
+pub mod path;
 
 use std::path::PathBuf;
 use std::time::Duration;
