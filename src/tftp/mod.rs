@@ -15,6 +15,7 @@
 
 pub mod packet;
 pub mod path;
+pub mod server;
 pub mod transfer;
 
 use std::path::PathBuf;
