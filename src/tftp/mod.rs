@@ -1,4 +1,22 @@
 //! Read-only TFTP server (RFC 1350 with RFC 2347/2348/2349 options and RFC 7440 windowsize).
+//!
+//! - [`packet`]: parse and encode the packets, never panicking on any bytes;
+//! - [`path`]: which file under the root a requested name means, or why it is refused;
+//! - [`transfer`]: one read transfer as a pure state machine (options, windows, loss recovery);
+//! - [`server`]: the tokio layer: the listening socket, one socket per transfer, the bound on
+//!   concurrent transfers.
+//!
+//! netdeploy has its own TFTP code instead of the `async-tftp` crate, which ignores an ERROR
+//! packet from the client: UEFI firmware reads the file size from the OACK and then aborts with
+//! an ERROR (SPEC section 5), and that transfer would hold its slot until it timed out. Booting
+//! fleets also need what that crate lacks: windowsize (RFC 7440) with a retransmission strategy
+//! that does not collapse when datagrams are lost, listeners bound to the address of each
+//! configured interface, and a bound on concurrent transfers.
+
+pub mod packet;
+pub mod path;
+pub mod server;
+pub mod transfer;
 
 use std::path::PathBuf;
 use std::time::Duration;

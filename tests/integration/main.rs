@@ -7,3 +7,4 @@ mod harness;
 mod lab;
 mod pcap;
 mod pxe_qemu;
+mod tftp;

@@ -1,0 +1,390 @@
+//! The tokio layer around [`Transfer`]: the listening socket, one socket per transfer, the
+//! bound on concurrent transfers. Every protocol decision lives in [`super::transfer`] and
+//! [`super::path`]; this file moves datagrams, keeps time and counts.
+//!
+//! - A read request takes a slot of a semaphore sized `max_transfers` before anything else; over
+//!   the bound it is answered ERROR 0 "server busy" at once.
+//! - Each transfer has its own UDP socket (its transfer ID, RFC 1350 section 4) bound to the
+//!   local address of the listening socket, so a client on one interface is answered from the
+//!   address it asked, and connected to the client, so the kernel drops datagrams from anyone
+//!   else.
+//! - File data is read with positional reads straight into the outgoing datagram buffer. The
+//!   reads are synchronous: boot files sit in the page cache, where a read costs microseconds,
+//!   less than a hop to a blocking thread per block would.
+//! - Cancellation stops the listener; each running transfer sends the client an ERROR and ends.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
+use tokio::net::UdpSocket;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn, Instrument};
+
+use super::packet::{self, ErrorCode, Mode, Packet, Request};
+use super::path::{PathError, Root};
+use super::transfer::{Limits, Outcome, Transfer};
+use super::TftpSettings;
+use crate::counters::Counters;
+
+/// Receive buffer of the listening socket: room for a burst of requests from a rack of
+/// machines powered on together.
+const LISTENER_RECV_BUFFER: usize = 1 << 20;
+
+/// Largest send buffer asked for a transfer socket (a full window of the largest blocks).
+const MAX_SEND_BUFFER: usize = 4 << 20;
+
+/// Binds a listening socket (port 69 of one interface address, or an ephemeral port in tests).
+/// Must be called from within a tokio runtime.
+pub fn bind_listener(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    // The kernel may grant less; a smaller buffer only drops requests that clients resend.
+    let _ = socket.set_recv_buffer_size(LISTENER_RECV_BUFFER);
+    socket.bind(&addr.into())?;
+    socket.set_nonblocking(true)?;
+    UdpSocket::from_std(socket.into())
+}
+
+/// Serves read requests arriving on `socket` until `cancel` fires, then ends the running
+/// transfers (each client gets an ERROR) and returns once they are gone.
+///
+/// Fails only if the root cannot be opened or the socket has no local address; a malformed
+/// datagram, a refused request or a failed transfer is counted and logged, never returned.
+pub async fn serve(
+    socket: UdpSocket,
+    settings: Arc<TftpSettings>,
+    counters: Arc<Counters>,
+    cancel: CancellationToken,
+) -> io::Result<()> {
+    let local = socket.local_addr()?;
+    let root = Arc::new(Root::new(&settings.root)?);
+    let slots = Arc::new(Semaphore::new(settings.max_transfers));
+    let limits = Limits::from(&*settings);
+    let mut transfers = JoinSet::new();
+    // A request fits in far less, but a shorter buffer would silently cut a longer datagram.
+    let mut buf = vec![0u8; 65_536];
+    info!(%local, root = %root.path().display(), max_transfers = settings.max_transfers, "TFTP listening");
+    loop {
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => break,
+            Some(joined) = transfers.join_next(), if !transfers.is_empty() => {
+                if let Err(e) = joined {
+                    warn!(error = %e, "TFTP transfer task failed");
+                }
+            }
+            received = socket.recv_from(&mut buf) => match received {
+                Ok((len, peer)) => {
+                    let listener = Listener {
+                        socket: &socket,
+                        root: &root,
+                        slots: &slots,
+                        limits,
+                        counters: &counters,
+                        cancel: &cancel,
+                    };
+                    listener.handle(&buf[..len], peer, &mut transfers).await;
+                }
+                Err(e) => {
+                    warn!(%local, error = %e, "TFTP listener receive failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+            },
+        }
+    }
+    debug!(%local, running = transfers.len(), "TFTP listener stopped; ending transfers");
+    while transfers.join_next().await.is_some() {}
+    Ok(())
+}
+
+struct Listener<'a> {
+    socket: &'a UdpSocket,
+    root: &'a Arc<Root>,
+    slots: &'a Arc<Semaphore>,
+    limits: Limits,
+    counters: &'a Arc<Counters>,
+    cancel: &'a CancellationToken,
+}
+
+impl Listener<'_> {
+    async fn handle(&self, bytes: &[u8], peer: SocketAddr, transfers: &mut JoinSet<()>) {
+        let request = match Packet::parse(bytes) {
+            Ok(Packet::Rrq(request)) => request,
+            Ok(Packet::Wrq(request)) => {
+                Counters::bump(&self.counters.tftp_refused);
+                info!(client = %peer, file = %request.filename, "TFTP write request refused: read-only server");
+                self.reply_error(peer, ErrorCode::AccessViolation, "read-only server")
+                    .await;
+                return;
+            }
+            Ok(other) => {
+                Counters::bump(&self.counters.tftp_malformed);
+                debug!(client = %peer, packet = ?other, "TFTP packet other than a request on the listening port dropped");
+                return;
+            }
+            Err(e) => {
+                Counters::bump(&self.counters.tftp_malformed);
+                debug!(client = %peer, len = bytes.len(), error = %e, "malformed TFTP datagram dropped");
+                if e.is_request() {
+                    self.reply_error(peer, ErrorCode::IllegalOperation, &e.to_string())
+                        .await;
+                }
+                return;
+            }
+        };
+        if request.mode == Mode::Mail {
+            Counters::bump(&self.counters.tftp_refused);
+            info!(client = %peer, file = %request.filename, "TFTP mail mode refused");
+            self.reply_error(
+                peer,
+                ErrorCode::IllegalOperation,
+                "mail mode is not supported",
+            )
+            .await;
+            return;
+        }
+        let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+            Counters::bump(&self.counters.tftp_refused);
+            warn!(client = %peer, file = %request.filename, "TFTP request refused: all transfer slots busy");
+            self.reply_error(peer, ErrorCode::NotDefined, "server busy, try again later")
+                .await;
+            return;
+        };
+        let span = tracing::info_span!(
+            "tftp",
+            client = %peer,
+            file = %request.filename,
+            blksize = tracing::field::Empty,
+            windowsize = tracing::field::Empty,
+            tsize = tracing::field::Empty,
+        );
+        let job = TransferJob {
+            request,
+            peer,
+            local: self.socket.local_addr().map(|a| a.ip()).ok(),
+            root: Arc::clone(self.root),
+            limits: self.limits,
+            counters: Arc::clone(self.counters),
+            cancel: self.cancel.clone(),
+            _slot: slot,
+        };
+        transfers.spawn(job.run().instrument(span));
+    }
+
+    async fn reply_error(&self, peer: SocketAddr, code: ErrorCode, message: &str) {
+        if let Err(e) = self
+            .socket
+            .send_to(&packet::error_bytes(code, message), peer)
+            .await
+        {
+            debug!(client = %peer, error = %e, "TFTP error reply not sent");
+        }
+    }
+}
+
+/// How a transfer task ended, beyond what the state machine knows.
+enum End {
+    Transfer(Outcome),
+    /// The client's port is closed (ICMP port unreachable).
+    ClientGone,
+    /// The server is shutting down.
+    Cancelled,
+    Socket(io::Error),
+}
+
+struct TransferJob {
+    request: Request,
+    peer: SocketAddr,
+    local: Option<IpAddr>,
+    root: Arc<Root>,
+    limits: Limits,
+    counters: Arc<Counters>,
+    cancel: CancellationToken,
+    /// Held for the life of the transfer.
+    _slot: OwnedSemaphorePermit,
+}
+
+impl TransferJob {
+    async fn run(self) {
+        let local = self.local.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let socket = match transfer_socket(local, self.peer) {
+            Ok(socket) => socket,
+            Err(e) => {
+                Counters::bump(&self.counters.tftp_refused);
+                warn!(error = %e, "cannot open a TFTP transfer socket");
+                return;
+            }
+        };
+        let Some((file, size)) = self.open(&socket).await else {
+            Counters::bump(&self.counters.tftp_refused);
+            return;
+        };
+        let started = Instant::now();
+        let mut transfer = Transfer::new(&self.request.options, file, size, &self.limits, started);
+        let negotiated = transfer.negotiated();
+        let span = tracing::Span::current();
+        span.record("blksize", negotiated.blksize);
+        span.record("windowsize", negotiated.windowsize);
+        if let Some(tsize) = negotiated.tsize {
+            span.record("tsize", tsize);
+        }
+        let send_buffer = usize::from(negotiated.windowsize)
+            .saturating_mul(usize::from(negotiated.blksize) + 64)
+            .min(MAX_SEND_BUFFER);
+        let _ = SockRef::from(&socket).set_send_buffer_size(send_buffer);
+        Counters::bump(&self.counters.tftp_transfers_started);
+        debug!(size, "TFTP transfer started");
+
+        let end = self.drive(&socket, &mut transfer).await;
+        let elapsed = started.elapsed();
+        let stats = transfer.stats();
+        let outcome = match &end {
+            End::Transfer(Outcome::Completed) => {
+                Counters::bump(&self.counters.tftp_transfers_completed);
+                "completed".to_owned()
+            }
+            End::Transfer(Outcome::Aborted { code, message }) => {
+                Counters::bump(&self.counters.tftp_transfers_aborted);
+                format!("aborted by the client (error {code} {message:?})")
+            }
+            End::ClientGone => {
+                Counters::bump(&self.counters.tftp_transfers_aborted);
+                "aborted: the client's port is closed".to_owned()
+            }
+            End::Transfer(Outcome::TimedOut) => {
+                Counters::bump(&self.counters.tftp_transfers_timed_out);
+                "timed out".to_owned()
+            }
+            End::Transfer(Outcome::ReadFailed(e)) => format!("failed: cannot read the file: {e}"),
+            End::Cancelled => "ended: server shutting down".to_owned(),
+            End::Socket(e) => format!("failed: socket error: {e}"),
+        };
+        let secs = elapsed.as_secs_f64();
+        let delivered = if matches!(end, End::Transfer(Outcome::Completed)) {
+            size
+        } else {
+            0
+        };
+        info!(
+            outcome,
+            size,
+            bytes_sent = stats.bytes_sent,
+            retransmitted = stats.retransmitted,
+            timeouts = stats.timeouts,
+            duration_ms = elapsed.as_millis() as u64,
+            mb_per_s = format_args!("{:.1}", delivered as f64 / 1e6 / secs.max(1e-6)),
+            "TFTP transfer ended"
+        );
+    }
+
+    /// Resolves and opens the requested file, answering the client with an ERROR if it cannot.
+    async fn open(&self, socket: &UdpSocket) -> Option<(std::fs::File, u64)> {
+        let refuse = |code: ErrorCode, message: &'static str| async move {
+            let _ = socket.send(&packet::error_bytes(code, message)).await;
+        };
+        let path = match self.root.resolve(&self.request.filename) {
+            Ok(path) => path,
+            Err(e) => {
+                info!(reason = %e, "TFTP request refused");
+                match e {
+                    PathError::Refused(_) => {
+                        refuse(ErrorCode::AccessViolation, "access violation").await
+                    }
+                    PathError::Io(_) => refuse(ErrorCode::AccessViolation, "cannot read").await,
+                    _ => refuse(ErrorCode::FileNotFound, "file not found").await,
+                }
+                return None;
+            }
+        };
+        // The path is canonical: a symlink in its last component now means it was swapped in
+        // after the check, so do not follow one.
+        let opened = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&path)
+        };
+        let file = match opened.and_then(|f| f.metadata().map(|m| (f, m.len()))) {
+            Ok(opened) => opened,
+            Err(e) => {
+                info!(path = %path.display(), error = %e, "TFTP request refused: cannot open");
+                let code = if e.kind() == io::ErrorKind::NotFound {
+                    ErrorCode::FileNotFound
+                } else {
+                    ErrorCode::AccessViolation
+                };
+                refuse(code, "cannot open the file").await;
+                return None;
+            }
+        };
+        Some(file)
+    }
+
+    async fn drive(&self, socket: &UdpSocket, transfer: &mut Transfer<std::fs::File>) -> End {
+        let mut out = Vec::new();
+        let mut input = vec![0u8; 2048];
+        let mut counted = 0;
+        let sleep = tokio::time::sleep(std::time::Duration::ZERO);
+        tokio::pin!(sleep);
+        loop {
+            while let Some(datagram) = transfer.poll_transmit(&mut out) {
+                match socket.send(datagram).await {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                        return End::ClientGone;
+                    }
+                    Err(e) => return End::Socket(e),
+                }
+            }
+            let sent = transfer.stats().bytes_sent;
+            self.counters
+                .tftp_bytes_sent
+                .fetch_add(sent - counted, Ordering::Relaxed);
+            counted = sent;
+            let Some(deadline) = transfer.poll_timeout() else {
+                let outcome = transfer.outcome().cloned();
+                return End::Transfer(outcome.unwrap_or(Outcome::TimedOut));
+            };
+            sleep.as_mut().reset(deadline.into());
+            tokio::select! {
+                biased;
+                () = self.cancel.cancelled() => {
+                    let bye = packet::error_bytes(ErrorCode::NotDefined, "server shutting down");
+                    let _ = socket.send(&bye).await;
+                    return End::Cancelled;
+                }
+                received = socket.recv(&mut input) => match received {
+                    Ok(len) => {
+                        transfer.handle_datagram(&input[..len], Instant::now());
+                        // Take in whatever else has arrived before answering, so that a burst
+                        // of duplicate ACKs costs one reply, not one each.
+                        while let Ok(len) = socket.try_recv(&mut input) {
+                            transfer.handle_datagram(&input[..len], Instant::now());
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => return End::ClientGone,
+                    Err(e) => return End::Socket(e),
+                },
+                () = &mut sleep => transfer.handle_timeout(Instant::now()),
+            }
+        }
+    }
+}
+
+/// A socket for one transfer: bound to `local` with an ephemeral port, connected to the client.
+fn transfer_socket(local: IpAddr, peer: SocketAddr) -> io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::for_address(peer), Type::DGRAM, Some(Protocol::UDP))?;
+    socket.bind(&SocketAddr::new(local, 0).into())?;
+    socket.connect(&peer.into())?;
+    socket.set_nonblocking(true)?;
+    UdpSocket::from_std(socket.into())
+}
