@@ -38,29 +38,3 @@ pub struct TftpSettings {
     pub retries: u32,
 }
 
-pub mod server {
-    //! Placeholder until the TFTP server lands.
-    use std::net::SocketAddr;
-    use std::sync::Arc;
-
-    use tokio_util::sync::CancellationToken;
-
-    use super::TftpSettings;
-    use crate::counters::Counters;
-
-    pub fn bind_listener(addr: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
-        let s = std::net::UdpSocket::bind(addr)?;
-        s.set_nonblocking(true)?;
-        tokio::net::UdpSocket::from_std(s)
-    }
-
-    pub async fn serve(
-        _socket: tokio::net::UdpSocket,
-        _settings: Arc<TftpSettings>,
-        _counters: Arc<Counters>,
-        cancel: CancellationToken,
-    ) -> std::io::Result<()> {
-        cancel.cancelled().await;
-        Ok(())
-    }
-}
