@@ -3,7 +3,14 @@
 # QEMU machines that PXE-boot in an isolated lab network. Needs root (network namespaces).
 #
 # Usage: lab/test.sh [extra arguments for cargo test]
+# Ends with one line "tests: N passed, M failed" summed over every test binary.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 cargo build --locked --all-targets
-cargo test --locked --workspace "$@"
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --locked --workspace --lib --bins --tests "$@" 2>&1 | tee "$log" || status=$?
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i + 1) ~ /^passed/) p += $i; if ($(i + 1) ~ /^failed/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"

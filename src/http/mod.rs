@@ -37,6 +37,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/boot.ipxe", get(boot_script))
         .route("/image/kernel", get(image_kernel))
         .route("/image/initrd", get(image_initrd))
+        .route("/tftp/{*path}", get(tftp_file))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .with_state(state)
@@ -134,6 +135,26 @@ async fn image_initrd(State(s): State<Arc<AppState>>) -> Response {
     match s.config.boot.image.as_ref().and_then(|i| i.initrd.as_ref()) {
         Some(p) => send_file(&s, p).await,
         None => (StatusCode::NOT_FOUND, "no initrd configured\n").into_response(),
+    }
+}
+
+/// The TFTP root over HTTP, for UEFI HTTP boot clients (option 93 = 16, 19) and for iPXE
+/// scripts that prefer HTTP: the same path rules as TFTP (case-insensitive, Windows-style
+/// separators, nothing outside the root).
+async fn tftp_file(
+    State(s): State<Arc<AppState>>,
+    axum::extract::Path(path): axum::extract::Path<String>,
+) -> Response {
+    let resolved = crate::tftp::path::Root::new(&s.config.tftp.root).and_then(|root| {
+        root.resolve(&path)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::NotFound, e.to_string()))
+    });
+    match resolved {
+        Ok(p) => send_file(&s, &p).await,
+        Err(e) => {
+            tracing::info!(path, error = %e, "HTTP boot file refused");
+            (StatusCode::NOT_FOUND, "no such boot file\n").into_response()
+        }
     }
 }
 

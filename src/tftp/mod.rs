@@ -37,4 +37,3 @@ pub struct TftpSettings {
     /// Retransmissions of one window before the transfer is abandoned.
     pub retries: u32,
 }
-

@@ -4,6 +4,7 @@
 mod dhcp;
 mod dhcp_clients;
 mod harness;
+mod http;
 mod lab;
 mod pcap;
 mod pxe_qemu;
