@@ -3,6 +3,7 @@
 //! The crate is split by what the program does on the wire:
 //! - [`config`]: the TOML configuration, parsed then validated;
 //! - [`arch`]: the client firmware architecture (DHCP option 93) and its boot file;
+//! - [`catalog`]: devices, collections, task sequences and deployments (SPEC section 2);
 //! - [`dhcp`]: proxyDHCP and DHCP for PXE clients (pure decisions in `dhcp::pxe`, leases in
 //!   `dhcp::leases`, sockets in `dhcp::server`);
 //! - [`tftp`]: the read-only TFTP server (pure state machine and path rules, thin tokio layer);
@@ -11,6 +12,7 @@
 //! - [`serve`]: starts everything and prints the startup line.
 
 pub mod arch;
+pub mod catalog;
 pub mod config;
 pub mod counters;
 pub mod dhcp;

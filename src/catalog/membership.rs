@@ -1,0 +1,237 @@
+//! Who a booting machine is, and which collections hold it (SPEC section 2).
+//!
+//! A machine is matched by SMBIOS UUID first, then by any MAC; a machine that matches no device
+//! is an unknown computer. `All Systems` holds every known device, `Unknown Computers` every
+//! machine that matches no device, and a custom collection the devices it names.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use super::model::{parse_smbios_uuid, text, Catalog, Collection, CollectionKind, Device};
+use crate::dhcp::packet::{Mac, SmbiosUuid};
+
+/// What a booting machine tells about itself: the MAC it boots from and, when the firmware
+/// sends option 97 (or the boot environment reads it), its SMBIOS UUID.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct MachineIdentity {
+    #[serde(default, with = "text::opt_mac")]
+    pub mac: Option<Mac>,
+    #[serde(default, with = "text::opt_uuid")]
+    pub uuid: Option<SmbiosUuid>,
+}
+
+impl MachineIdentity {
+    /// The key this machine's loop guard and run history are kept under (section 3, rule 7):
+    /// the SMBIOS UUID, else the MAC; `None` when the machine sent neither.
+    pub fn key(&self) -> Option<IdentityKey> {
+        self.uuid
+            .map(IdentityKey::Uuid)
+            .or(self.mac.map(IdentityKey::Mac))
+    }
+}
+
+/// The identity one piece of per-machine state is kept under: an SMBIOS UUID or a MAC.
+///
+/// Written as `uuid:4c4c4544-...` or `mac:52:54:00:12:34:56`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum IdentityKey {
+    Uuid(SmbiosUuid),
+    Mac(Mac),
+}
+
+impl fmt::Display for IdentityKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IdentityKey::Uuid(u) => write!(f, "uuid:{u}"),
+            IdentityKey::Mac(m) => write!(f, "mac:{m}"),
+        }
+    }
+}
+
+impl FromStr for IdentityKey {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<IdentityKey, String> {
+        if let Some(u) = s.strip_prefix("uuid:") {
+            parse_smbios_uuid(u).map(IdentityKey::Uuid)
+        } else if let Some(m) = s.strip_prefix("mac:") {
+            m.parse().map(IdentityKey::Mac)
+        } else {
+            Err(format!("{s:?} is not uuid:<uuid> or mac:<mac>"))
+        }
+    }
+}
+
+impl TryFrom<String> for IdentityKey {
+    type Error = String;
+    fn try_from(s: String) -> Result<IdentityKey, String> {
+        s.parse()
+    }
+}
+
+impl From<IdentityKey> for String {
+    fn from(k: IdentityKey) -> String {
+        k.to_string()
+    }
+}
+
+impl Device {
+    /// Every identity key this device may be seen under: its UUID, then each MAC.
+    pub fn identity_keys(&self) -> Vec<IdentityKey> {
+        self.uuid
+            .map(IdentityKey::Uuid)
+            .into_iter()
+            .chain(self.macs.iter().copied().map(IdentityKey::Mac))
+            .collect()
+    }
+}
+
+impl Catalog {
+    /// The device a booting machine is: the one whose SMBIOS UUID equals the machine's, else
+    /// one that has the machine's MAC; `None` for an unknown computer.
+    ///
+    /// Should several devices match (an inconsistent catalog), the one with the smallest name
+    /// wins, so the answer does not depend on the order the devices are stored in.
+    pub fn match_device(&self, machine: &MachineIdentity) -> Option<&Device> {
+        let first = |hit: &dyn Fn(&Device) -> bool| {
+            self.devices
+                .iter()
+                .filter(|d| hit(d))
+                .min_by(|a, b| a.name.cmp(&b.name))
+        };
+        if let Some(uuid) = machine.uuid {
+            if let Some(d) = first(&|d: &Device| d.uuid == Some(uuid)) {
+                return Some(d);
+            }
+        }
+        let mac = machine.mac?;
+        first(&|d: &Device| d.macs.contains(&mac))
+    }
+
+    /// Whether a collection holds a machine matched to `device` (`None`: an unknown computer).
+    pub fn holds(&self, collection: &Collection, device: Option<&Device>) -> bool {
+        match (&collection.kind, device) {
+            (CollectionKind::AllSystems, Some(_)) => true,
+            (CollectionKind::UnknownComputers, None) => true,
+            (CollectionKind::Custom { members }, Some(d)) => members.contains(&d.name),
+            _ => false,
+        }
+    }
+
+    /// The known devices a collection holds, sorted by name. `Unknown Computers` holds no
+    /// known device, so it is empty.
+    pub fn members(&self, collection: &Collection) -> Vec<&Device> {
+        let mut out: Vec<&Device> = self
+            .devices
+            .iter()
+            .filter(|d| self.holds(collection, Some(d)))
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out.dedup_by(|a, b| a.name == b.name);
+        out
+    }
+
+    /// The collections holding a machine matched to `device`, in catalog order.
+    pub fn collections_holding(&self, device: Option<&Device>) -> Vec<&Collection> {
+        self.collections
+            .iter()
+            .filter(|c| self.holds(c, device))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mac(s: &str) -> Mac {
+        s.parse().unwrap()
+    }
+
+    fn uuid(n: u8) -> SmbiosUuid {
+        SmbiosUuid([n; 16])
+    }
+
+    fn device(name: &str, macs: &[&str], u: Option<u8>) -> Device {
+        Device {
+            name: name.into(),
+            macs: macs.iter().map(|m| mac(m)).collect(),
+            uuid: u.map(uuid),
+            server: false,
+            site_system: false,
+        }
+    }
+
+    #[test]
+    fn uuid_is_matched_before_mac() {
+        let catalog = Catalog {
+            devices: vec![
+                device("by-mac", &["52:54:00:00:00:01"], None),
+                device("by-uuid", &["52:54:00:00:00:02"], Some(7)),
+            ],
+            ..Catalog::default()
+        };
+        let m = MachineIdentity {
+            mac: Some(mac("52:54:00:00:00:01")),
+            uuid: Some(uuid(7)),
+        };
+        assert_eq!(catalog.match_device(&m).unwrap().name, "by-uuid");
+        let m = MachineIdentity {
+            mac: Some(mac("52:54:00:00:00:01")),
+            uuid: Some(uuid(9)),
+        };
+        assert_eq!(catalog.match_device(&m).unwrap().name, "by-mac");
+        assert!(catalog.match_device(&MachineIdentity::default()).is_none());
+    }
+
+    #[test]
+    fn builtin_collections_split_known_and_unknown() {
+        let all = Collection {
+            id: "SMS00001".into(),
+            name: "All Systems".into(),
+            kind: CollectionKind::AllSystems,
+        };
+        let unknown = Collection {
+            id: "SMS000US".into(),
+            name: "Unknown Computers".into(),
+            kind: CollectionKind::UnknownComputers,
+        };
+        let custom = Collection {
+            id: "LAB00001".into(),
+            name: "lab".into(),
+            kind: CollectionKind::Custom {
+                members: vec!["a".into(), "ghost".into()],
+            },
+        };
+        let catalog = Catalog {
+            devices: vec![device("a", &[], Some(1)), device("b", &[], Some(2))],
+            collections: vec![all.clone(), unknown.clone(), custom.clone()],
+            ..Catalog::default()
+        };
+        let a = catalog.device("a");
+        assert!(catalog.holds(&all, a) && !catalog.holds(&unknown, a));
+        assert!(catalog.holds(&unknown, None) && !catalog.holds(&all, None));
+        assert!(catalog.holds(&custom, a) && !catalog.holds(&custom, catalog.device("b")));
+        assert_eq!(catalog.members(&all).len(), 2);
+        assert_eq!(catalog.members(&unknown).len(), 0);
+        assert_eq!(catalog.members(&custom).len(), 1);
+    }
+
+    #[test]
+    fn identity_keys_prefer_uuid_and_round_trip_as_text() {
+        let m = MachineIdentity {
+            mac: Some(mac("52:54:00:00:00:01")),
+            uuid: Some(uuid(0xab)),
+        };
+        let k = m.key().unwrap();
+        assert!(matches!(k, IdentityKey::Uuid(_)));
+        assert_eq!(k.to_string().parse::<IdentityKey>().unwrap(), k);
+        let m = MachineIdentity { uuid: None, ..m };
+        let k = m.key().unwrap();
+        assert_eq!(k.to_string(), "mac:52:54:00:00:00:01");
+        assert_eq!(k.to_string().parse::<IdentityKey>().unwrap(), k);
+    }
+}

@@ -1,0 +1,14 @@
+//! The deployment catalog: the objects of SPEC section 2 as plain values.
+//!
+//! - [`model`]: devices, collections, packages, boot images, task sequences, deployments and
+//!   the [`Catalog`] holding them;
+//! - [`membership`]: who a booting machine is (SMBIOS UUID first, then MAC) and which
+//!   collections hold it.
+//!
+//! Pure values: the store loads and saves them, the decision code only reads them.
+
+pub mod membership;
+pub mod model;
+
+pub use membership::{IdentityKey, MachineIdentity};
+pub use model::*;
