@@ -14,6 +14,7 @@
 pub mod arch;
 pub mod catalog;
 pub mod config;
+pub mod content;
 pub mod counters;
 pub mod dhcp;
 pub mod http;

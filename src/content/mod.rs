@@ -1,0 +1,161 @@
+//! The content library: files stored once by SHA-256 under `<data_dir>/content/`
+//! (SPEC section 6). A file is hashed once, when it is imported; serving it later never hashes
+//! it again.
+//!
+//! Import writes to a temporary file in the library, syncs it, then renames it to its hash, so
+//! a crash never leaves a half-written file under a hash name.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::catalog::model::ContentFile;
+
+/// Why content could not be imported or found.
+#[derive(Debug, thiserror::Error)]
+pub enum ContentError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("cannot write to the content library {path}: {source}")]
+    Write { path: PathBuf, source: io::Error },
+    #[error("{0:?} is not a SHA-256 in lowercase hex")]
+    BadHash(String),
+}
+
+/// The library directory.
+#[derive(Debug, Clone)]
+pub struct Library {
+    root: PathBuf,
+}
+
+/// Lowercase hex of a digest.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn is_sha256(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+impl Library {
+    /// The library under `data_dir`.
+    pub fn new(data_dir: &Path) -> Library {
+        Library {
+            root: data_dir.join("content"),
+        }
+    }
+
+    /// Where the file with this hash is (or would be) stored.
+    pub fn path_of(&self, sha256: &str) -> Result<PathBuf, ContentError> {
+        if !is_sha256(sha256) {
+            return Err(ContentError::BadHash(sha256.into()));
+        }
+        Ok(self.root.join(&sha256[..2]).join(sha256))
+    }
+
+    /// True when the file with this hash is in the library.
+    pub fn has(&self, sha256: &str) -> bool {
+        self.path_of(sha256).map(|p| p.is_file()).unwrap_or(false)
+    }
+
+    /// Hashes `source` while copying it into the library; an identical file already there is
+    /// kept and the copy discarded. `path` is the name the file has inside its package.
+    pub fn import(&self, source: &Path, path: &str) -> Result<ContentFile, ContentError> {
+        let read_err = |e| ContentError::Read {
+            path: source.to_owned(),
+            source: e,
+        };
+        let write_err = |p: &Path| {
+            let p = p.to_owned();
+            move |e| ContentError::Write { path: p, source: e }
+        };
+        let tmp_dir = self.root.join("tmp");
+        std::fs::create_dir_all(&tmp_dir).map_err(write_err(&tmp_dir))?;
+        let mut input = File::open(source).map_err(read_err)?;
+        let tmp = tmp_dir.join(format!("import-{}-{}", std::process::id(), unique()));
+        let mut out = File::create(&tmp).map_err(write_err(&tmp))?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut size = 0u64;
+        loop {
+            let n = input.read(&mut buf).map_err(read_err)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            out.write_all(&buf[..n]).map_err(write_err(&tmp))?;
+            size += n as u64;
+        }
+        out.sync_all().map_err(write_err(&tmp))?;
+        drop(out);
+        let sha256 = hex(&hasher.finalize());
+        let dest = self.path_of(&sha256)?;
+        if dest.is_file() {
+            let _ = std::fs::remove_file(&tmp);
+        } else {
+            let dir = dest.parent().expect("hash paths have a parent");
+            std::fs::create_dir_all(dir).map_err(write_err(dir))?;
+            std::fs::rename(&tmp, &dest).map_err(write_err(&dest))?;
+            File::open(dir).and_then(|d| d.sync_all()).map_err(write_err(dir))?;
+        }
+        Ok(ContentFile {
+            path: path.to_owned(),
+            size,
+            sha256,
+        })
+    }
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identical_files_are_stored_once_under_their_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let lib = Library::new(dir.path());
+        let a = dir.path().join("a");
+        let b = dir.path().join("b");
+        std::fs::write(&a, b"abc").unwrap();
+        std::fs::write(&b, b"abc").unwrap();
+        let fa = lib.import(&a, "x/a").unwrap();
+        let fb = lib.import(&b, "y/b").unwrap();
+        assert_eq!(
+            fa.sha256,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(fa.sha256, fb.sha256);
+        assert_eq!(fa.size, 3);
+        assert_eq!(std::fs::read(lib.path_of(&fa.sha256).unwrap()).unwrap(), b"abc");
+        let stored: Vec<_> = walk(&dir.path().join("content"));
+        assert_eq!(stored.len(), 1, "{stored:?}");
+    }
+
+    fn walk(p: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(p).unwrap() {
+            let e = e.unwrap().path();
+            if e.is_dir() {
+                out.extend(walk(&e));
+            } else {
+                out.push(e);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn hashes_are_checked_before_they_become_paths() {
+        let lib = Library::new(Path::new("/tmp"));
+        assert!(lib.path_of("../../etc/passwd").is_err());
+        assert!(lib.path_of(&"A".repeat(64)).is_err());
+    }
+}
