@@ -4,6 +4,8 @@
 //! - [`config`]: the TOML configuration, parsed then validated;
 //! - [`arch`]: the client firmware architecture (DHCP option 93) and its boot file;
 //! - [`catalog`]: devices, collections, task sequences and deployments (SPEC section 2);
+//! - [`decision`]: which deployment a booting machine gets, and the checks on new deployments
+//!   (SPEC sections 3 and 4), pure;
 //! - [`dhcp`]: proxyDHCP and DHCP for PXE clients (pure decisions in `dhcp::pxe`, leases in
 //!   `dhcp::leases`, sockets in `dhcp::server`);
 //! - [`tftp`]: the read-only TFTP server (pure state machine and path rules, thin tokio layer);
@@ -16,6 +18,7 @@ pub mod catalog;
 pub mod config;
 pub mod content;
 pub mod counters;
+pub mod decision;
 pub mod dhcp;
 pub mod http;
 pub mod interfaces;
