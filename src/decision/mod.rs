@@ -7,6 +7,7 @@
 //! rule that settled it. [`explain_text`] renders that as the `explain` report (rule 10). The
 //! DHCP, HTTP and policy layers act on the decision and log it; they never re-decide.
 
+pub mod checks;
 mod explain;
 pub mod history;
 #[cfg(test)]

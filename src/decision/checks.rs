@@ -1,0 +1,1141 @@
+//! The checks on a new deployment (SPEC section 4): references, deployment options, high-risk
+//! deployments; the deployment id sequence; deployment templates.
+//!
+//! Pure like the rest of [`crate::decision`]: what content the server holds is passed in
+//! ([`NewDeployment::available_content`]), and writing the audit status message for an
+//! accepted high-risk deployment is the caller's job, from the warnings returned.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::model::parse_site_code;
+use crate::catalog::{
+    AvailableTo, Catalog, Collection, CollectionKind, ContentFile, Deployment, DeploymentId,
+    DeploymentIdError, DeploymentOption, Purpose, Schedule,
+};
+
+/// The site's deployment verification settings (section 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SiteSettings {
+    /// A high-risk deployment to a collection with more members needs acceptance (100).
+    pub default_size: usize,
+    /// A high-risk deployment to a collection with more members is refused (1000).
+    pub max_size: usize,
+    /// A high-risk deployment to a collection holding a site system is refused (true), or
+    /// needs acceptance (false).
+    pub block_site_systems: bool,
+}
+
+impl Default for SiteSettings {
+    fn default() -> SiteSettings {
+        SiteSettings {
+            default_size: 100,
+            max_size: 1000,
+            block_site_systems: true,
+        }
+    }
+}
+
+/// A deployment as an operator asks for it, before it has an id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewDeployment {
+    pub task_sequence: String,
+    pub collection: String,
+    pub purpose: Purpose,
+    pub available_to: AvailableTo,
+    #[serde(default)]
+    pub schedule: Schedule,
+    #[serde(default)]
+    pub option: DeploymentOption,
+    #[serde(default)]
+    pub wake_on_lan: bool,
+    #[serde(default)]
+    pub comments: String,
+    /// Clients may install outside a maintenance window after the deadline.
+    #[serde(default)]
+    pub software_installation: bool,
+    /// Clients download content ahead of the deadline.
+    #[serde(default)]
+    pub pre_download: bool,
+    /// The operator accepts the high-risk warnings (`--accept-high-risk`).
+    #[serde(default)]
+    pub accept_high_risk: bool,
+    /// SHA-256 of every file the server holds; filled by the server, never by a request.
+    #[serde(skip)]
+    pub available_content: BTreeSet<String>,
+}
+
+impl NewDeployment {
+    /// True for a required deployment of a task sequence that installs an OS (section 4).
+    pub fn is_high_risk(&self, catalog: &Catalog) -> bool {
+        self.purpose == Purpose::Required
+            && catalog
+                .task_sequence(&self.task_sequence)
+                .is_some_and(|ts| ts.installs_os())
+    }
+
+    /// The deployment to store once the checks passed.
+    pub fn into_deployment(self, id: DeploymentId, created_at: i64) -> Deployment {
+        Deployment {
+            id,
+            task_sequence: self.task_sequence,
+            collection: self.collection,
+            purpose: self.purpose,
+            available_to: self.available_to,
+            schedule: self.schedule,
+            option: self.option,
+            wake_on_lan: self.wake_on_lan,
+            comments: self.comments,
+            high_risk_accepted: self.accept_high_risk,
+            software_installation: self.software_installation,
+            pre_download: self.pre_download,
+            created_at,
+        }
+    }
+}
+
+/// Something the operator is told; the deployment is created anyway (high-risk ones only with
+/// acceptance, see [`Warning::needs_acceptance`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Warning {
+    #[error(
+        "direct_access reads packages {} from the package share: their SHA-256 hashes are NOT verified",
+        .packages.join(", ")
+    )]
+    DirectAccessUnverified { packages: Vec<String> },
+    #[error(
+        "high-risk: collection {collection} has {members} members, more than the default size {default_size}"
+    )]
+    HighRiskOverDefaultSize {
+        collection: String,
+        members: usize,
+        default_size: usize,
+    },
+    #[error("high-risk: collection {collection} holds site systems {}", .devices.join(", "))]
+    HighRiskSiteSystem {
+        collection: String,
+        devices: Vec<String>,
+    },
+    #[error("high-risk: collection {collection} holds servers {}", .devices.join(", "))]
+    HighRiskServer {
+        collection: String,
+        devices: Vec<String>,
+    },
+    #[error("wake-on-LAN only wakes machines for required deployments; this one is available")]
+    WakeOnLanNotRequired,
+}
+
+impl Warning {
+    /// A high-risk warning: the deployment is created only with an explicit acceptance, which
+    /// writes an audit status message.
+    pub fn needs_acceptance(&self) -> bool {
+        matches!(
+            self,
+            Warning::HighRiskOverDefaultSize { .. }
+                | Warning::HighRiskSiteSystem { .. }
+                | Warning::HighRiskServer { .. }
+        )
+    }
+}
+
+/// Why a deployment cannot be created. Each names the reference or setting to fix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Refusal {
+    #[error("task sequence {task_sequence} does not exist")]
+    TaskSequenceMissing { task_sequence: String },
+    #[error("collection {collection} does not exist")]
+    CollectionMissing { collection: String },
+    #[error("task sequence {task_sequence} references package {package}, which does not exist")]
+    PackageMissing {
+        task_sequence: String,
+        package: String,
+    },
+    #[error(
+        "task sequence {task_sequence} references boot image {boot_image}, which does not exist"
+    )]
+    BootImageMissing {
+        task_sequence: String,
+        boot_image: String,
+    },
+    #[error(
+        "task sequence {task_sequence} has no boot image, so it cannot be made available to media and PXE ({available_to})"
+    )]
+    NoBootImage {
+        task_sequence: String,
+        available_to: AvailableTo,
+    },
+    #[error("{owner} file {path} (sha256 {sha256}) is not on the server")]
+    ContentMissing {
+        owner: String,
+        path: String,
+        sha256: String,
+    },
+    #[error(
+        "download_all is not allowed for a deployment available to media and PXE ({available_to}); use download_on_demand"
+    )]
+    DownloadAllWithMediaPxe { available_to: AvailableTo },
+    #[error(
+        "direct_access needs a package share on every referenced package; packages {} have none",
+        .packages.join(", ")
+    )]
+    DirectAccessWithoutShare { packages: Vec<String> },
+    #[error(
+        "high-risk: built-in collection {collection} cannot be used; only custom collections and Unknown Computers"
+    )]
+    HighRiskBuiltinCollection { collection: String },
+    #[error(
+        "high-risk: collection {collection} has {members} members, more than the maximum size {max_size}"
+    )]
+    HighRiskOverMaxSize {
+        collection: String,
+        members: usize,
+        max_size: usize,
+    },
+    #[error(
+        "high-risk: collection {collection} holds site systems {} and the site blocks them",
+        .devices.join(", ")
+    )]
+    HighRiskSiteSystemBlocked {
+        collection: String,
+        devices: Vec<String>,
+    },
+    #[error(
+        "high-risk deployment needs --accept-high-risk: {}",
+        .warnings.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    )]
+    HighRiskNotAccepted { warnings: Vec<Warning> },
+    #[error("the deployment expires ({expires_at}) before it becomes available ({available_at})")]
+    ExpiresBeforeAvailable { available_at: i64, expires_at: i64 },
+}
+
+/// Checks a new deployment against the catalog and the site settings (section 4).
+///
+/// Every problem is reported, not just the first. `Ok` carries the warnings to show; when any
+/// of them [needs acceptance](Warning::needs_acceptance) the request had
+/// `accept_high_risk` set, and the caller writes the audit status message (who, when, which
+/// warnings). Membership is checked as it is now and never again later.
+pub fn check_new_deployment(
+    catalog: &Catalog,
+    new: &NewDeployment,
+    site: &SiteSettings,
+) -> Result<Vec<Warning>, Vec<Refusal>> {
+    let mut refusals = Vec::new();
+    let mut warnings = Vec::new();
+
+    if let (Some(available_at), Some(expires_at)) =
+        (new.schedule.available_at, new.schedule.expires_at)
+    {
+        if expires_at <= available_at {
+            refusals.push(Refusal::ExpiresBeforeAvailable {
+                available_at,
+                expires_at,
+            });
+        }
+    }
+    if new.wake_on_lan && new.purpose == Purpose::Available {
+        warnings.push(Warning::WakeOnLanNotRequired);
+    }
+
+    let ts = catalog.task_sequence(&new.task_sequence);
+    match ts {
+        None => refusals.push(Refusal::TaskSequenceMissing {
+            task_sequence: new.task_sequence.clone(),
+        }),
+        Some(ts) => {
+            check_references(catalog, new, ts, &mut refusals, &mut warnings);
+        }
+    }
+
+    let collection = catalog.collection(&new.collection);
+    if collection.is_none() {
+        refusals.push(Refusal::CollectionMissing {
+            collection: new.collection.clone(),
+        });
+    }
+    if let (Some(collection), true) = (collection, new.is_high_risk(catalog)) {
+        let before = warnings.len();
+        check_high_risk(catalog, collection, site, &mut refusals, &mut warnings);
+        let high_risk: Vec<Warning> = warnings[before..]
+            .iter()
+            .filter(|w| w.needs_acceptance())
+            .cloned()
+            .collect();
+        if !high_risk.is_empty() && !new.accept_high_risk {
+            refusals.push(Refusal::HighRiskNotAccepted {
+                warnings: high_risk,
+            });
+        }
+    }
+
+    if refusals.is_empty() {
+        Ok(warnings)
+    } else {
+        Err(refusals)
+    }
+}
+
+/// Packages, boot image, content and the deployment option of a resolved task sequence.
+fn check_references(
+    catalog: &Catalog,
+    new: &NewDeployment,
+    ts: &crate::catalog::TaskSequence,
+    refusals: &mut Vec<Refusal>,
+    warnings: &mut Vec<Warning>,
+) {
+    let mut missing_content = |owner: String, files: &[ContentFile]| {
+        for f in files {
+            if !new.available_content.contains(&f.sha256) {
+                refusals.push(Refusal::ContentMissing {
+                    owner: owner.clone(),
+                    path: f.path.clone(),
+                    sha256: f.sha256.clone(),
+                });
+            }
+        }
+    };
+
+    let mut packages = Vec::new();
+    let mut unresolved = Vec::new();
+    for id in ts.referenced_packages() {
+        match catalog.package(id) {
+            Some(p) => {
+                missing_content(format!("package {}", p.id), &p.files);
+                packages.push(p);
+            }
+            None => unresolved.push(id),
+        }
+    }
+    match ts.boot_image.as_deref() {
+        Some(image_id) => match catalog.boot_image(image_id) {
+            Some(image) => missing_content(format!("boot image {}", image.id), &image.files),
+            None => refusals.push(Refusal::BootImageMissing {
+                task_sequence: ts.id.clone(),
+                boot_image: image_id.to_string(),
+            }),
+        },
+        None if new.available_to.reaches_media_pxe() => refusals.push(Refusal::NoBootImage {
+            task_sequence: ts.id.clone(),
+            available_to: new.available_to,
+        }),
+        None => {}
+    }
+    for package in unresolved {
+        refusals.push(Refusal::PackageMissing {
+            task_sequence: ts.id.clone(),
+            package: package.to_string(),
+        });
+    }
+
+    match new.option {
+        DeploymentOption::DownloadOnDemand => {}
+        DeploymentOption::DownloadAll => {
+            if new.available_to.reaches_media_pxe() {
+                refusals.push(Refusal::DownloadAllWithMediaPxe {
+                    available_to: new.available_to,
+                });
+            }
+        }
+        DeploymentOption::DirectAccess => {
+            let unshared: Vec<String> = packages
+                .iter()
+                .filter(|p| !p.package_share)
+                .map(|p| p.id.clone())
+                .collect();
+            if unshared.is_empty() {
+                warnings.push(Warning::DirectAccessUnverified {
+                    packages: packages.iter().map(|p| p.id.clone()).collect(),
+                });
+            } else {
+                refusals.push(Refusal::DirectAccessWithoutShare { packages: unshared });
+            }
+        }
+    }
+}
+
+/// The high-risk rules of section 4 for a required, OS-installing deployment.
+fn check_high_risk(
+    catalog: &Catalog,
+    collection: &Collection,
+    site: &SiteSettings,
+    refusals: &mut Vec<Refusal>,
+    warnings: &mut Vec<Warning>,
+) {
+    let id = || collection.id.clone();
+    if matches!(collection.kind, CollectionKind::AllSystems) {
+        refusals.push(Refusal::HighRiskBuiltinCollection { collection: id() });
+        return;
+    }
+    let members = catalog.members(collection);
+    if members.len() > site.max_size {
+        refusals.push(Refusal::HighRiskOverMaxSize {
+            collection: id(),
+            members: members.len(),
+            max_size: site.max_size,
+        });
+    } else if members.len() > site.default_size {
+        warnings.push(Warning::HighRiskOverDefaultSize {
+            collection: id(),
+            members: members.len(),
+            default_size: site.default_size,
+        });
+    }
+    let site_systems: Vec<String> = members
+        .iter()
+        .filter(|d| d.site_system)
+        .map(|d| d.name.clone())
+        .collect();
+    if !site_systems.is_empty() {
+        if site.block_site_systems {
+            refusals.push(Refusal::HighRiskSiteSystemBlocked {
+                collection: id(),
+                devices: site_systems,
+            });
+        } else {
+            warnings.push(Warning::HighRiskSiteSystem {
+                collection: id(),
+                devices: site_systems,
+            });
+        }
+    }
+    let servers: Vec<String> = members
+        .iter()
+        .filter(|d| d.server)
+        .map(|d| d.name.clone())
+        .collect();
+    if !servers.is_empty() {
+        warnings.push(Warning::HighRiskServer {
+            collection: id(),
+            devices: servers,
+        });
+    }
+}
+
+/// The collections to offer for a high-risk deployment (section 4): custom collections and
+/// `Unknown Computers`, without those [`check_new_deployment`] would refuse (over `max_size`,
+/// or holding a site system when the site blocks them). Collections with more members than
+/// `default_size` are hidden unless `show_up_to_max`. Catalog order.
+pub fn collections_for_high_risk<'a>(
+    catalog: &'a Catalog,
+    site: &SiteSettings,
+    show_up_to_max: bool,
+) -> Vec<&'a Collection> {
+    let limit = if show_up_to_max {
+        site.max_size
+    } else {
+        site.default_size.min(site.max_size)
+    };
+    catalog
+        .collections
+        .iter()
+        .filter(|c| !matches!(c.kind, CollectionKind::AllSystems))
+        .filter(|c| {
+            let members = catalog.members(c);
+            members.len() <= limit
+                && !(site.block_site_systems && members.iter().any(|d| d.site_system))
+        })
+        .collect()
+}
+
+/// The id for a new deployment of a site: the site code and the next number after the highest
+/// one of that site among `issued`, starting at 1 (`LAB00001`).
+///
+/// Ids are never reused as long as `issued` holds every id the site ever gave out (deleted
+/// deployments included, or their high-water mark). Ids of other sites are ignored.
+pub fn next_deployment_id<'a, I>(
+    site_code: &str,
+    issued: I,
+) -> Result<DeploymentId, DeploymentIdError>
+where
+    I: IntoIterator<Item = &'a DeploymentId>,
+{
+    let code = parse_site_code(site_code)?;
+    let code = std::str::from_utf8(&code).unwrap_or_default().to_string();
+    let highest = issued
+        .into_iter()
+        .filter(|id| id.site_code() == code)
+        .map(DeploymentId::number)
+        .max()
+        .unwrap_or(0);
+    if highest >= DeploymentId::MAX_NUMBER {
+        return Err(DeploymentIdError::Exhausted(code));
+    }
+    DeploymentId::new(&code, highest + 1)
+}
+
+/// Deployment settings saved under a name for reuse (section 4).
+///
+/// A template does not keep the schedule (times, deadlines and rerun behaviour), the
+/// software-installation setting or pre-download: they are set again on every deployment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploymentTemplate {
+    pub name: String,
+    pub collection: String,
+    pub purpose: Purpose,
+    pub available_to: AvailableTo,
+    #[serde(default)]
+    pub option: DeploymentOption,
+    #[serde(default)]
+    pub wake_on_lan: bool,
+    #[serde(default)]
+    pub comments: String,
+}
+
+impl DeploymentTemplate {
+    /// Saves the settings of a deployment request under `name`.
+    pub fn save(name: &str, from: &NewDeployment) -> DeploymentTemplate {
+        DeploymentTemplate {
+            name: name.to_string(),
+            collection: from.collection.clone(),
+            purpose: from.purpose,
+            available_to: from.available_to,
+            option: from.option,
+            wake_on_lan: from.wake_on_lan,
+            comments: from.comments.clone(),
+        }
+    }
+}
+
+/// A new deployment of `task_sequence` with a template's settings. The schedule, the
+/// software-installation setting and pre-download are left at their defaults (unscheduled,
+/// off, off) for the operator to set; high-risk acceptance is never carried over.
+pub fn apply_template(template: &DeploymentTemplate, task_sequence: &str) -> NewDeployment {
+    NewDeployment {
+        task_sequence: task_sequence.to_string(),
+        collection: template.collection.clone(),
+        purpose: template.purpose,
+        available_to: template.available_to,
+        schedule: Schedule::default(),
+        option: template.option,
+        wake_on_lan: template.wake_on_lan,
+        comments: template.comments.clone(),
+        software_installation: false,
+        pre_download: false,
+        accept_high_risk: false,
+        available_content: BTreeSet::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::catalog::{
+        AvailableTo::*, BootImage, BootImageKind, Device, ImageArch, Package, Purpose::*, Step,
+        StepAction, TaskSequence,
+    };
+
+    const SITE: SiteSettings = SiteSettings {
+        default_size: 100,
+        max_size: 1000,
+        block_site_systems: true,
+    };
+
+    fn file(path: &str, sha: &str) -> ContentFile {
+        ContentFile {
+            path: path.into(),
+            size: 1,
+            sha256: sha.into(),
+        }
+    }
+
+    fn step(action: StepAction, package: Option<&str>) -> Step {
+        Step {
+            name: format!("{action:?}"),
+            action,
+            package: package.map(Into::into),
+            command: None,
+        }
+    }
+
+    fn device(name: String) -> Device {
+        Device {
+            name,
+            macs: vec![],
+            uuid: None,
+            server: false,
+            site_system: false,
+        }
+    }
+
+    fn custom(id: &str, members: &[String]) -> Collection {
+        Collection {
+            id: id.into(),
+            name: id.to_lowercase(),
+            kind: CollectionKind::Custom {
+                members: members.to_vec(),
+            },
+        }
+    }
+
+    /// A catalog with `os` (installs an OS from `image`, boot image `bi-x64`), `tools` (runs
+    /// a command from `scripts`, no boot image), `size` devices `dev-0000...` and custom
+    /// collection `SIZED` holding them all, plus the built-ins.
+    fn catalog(size: usize) -> Catalog {
+        let names: Vec<String> = (0..size).map(|i| format!("dev-{i:04}")).collect();
+        Catalog {
+            devices: names.iter().cloned().map(device).collect(),
+            collections: vec![
+                Collection {
+                    id: "SMS00001".into(),
+                    name: "All Systems".into(),
+                    kind: CollectionKind::AllSystems,
+                },
+                Collection {
+                    id: "SMS000US".into(),
+                    name: "Unknown Computers".into(),
+                    kind: CollectionKind::UnknownComputers,
+                },
+                custom("SIZED", &names),
+            ],
+            packages: vec![
+                Package {
+                    id: "image".into(),
+                    version: 1,
+                    files: vec![file("os.wim", "aa")],
+                    package_share: true,
+                },
+                Package {
+                    id: "scripts".into(),
+                    version: 1,
+                    files: vec![file("setup.sh", "bb")],
+                    package_share: true,
+                },
+                Package {
+                    id: "drivers".into(),
+                    version: 3,
+                    files: vec![file("net.inf", "cc")],
+                    package_share: false,
+                },
+            ],
+            boot_images: vec![BootImage {
+                id: "bi-x64".into(),
+                arch: ImageArch::X64,
+                kind: BootImageKind::WinPe,
+                files: vec![file("boot.wim", "dd")],
+                pre_production: false,
+            }],
+            task_sequences: vec![
+                TaskSequence {
+                    id: "os".into(),
+                    name: "install".into(),
+                    boot_image: Some("bi-x64".into()),
+                    steps: vec![
+                        step(StepAction::Partition, None),
+                        step(StepAction::ApplyImage, Some("image")),
+                    ],
+                    packages: vec![],
+                },
+                TaskSequence {
+                    id: "tools".into(),
+                    name: "tools".into(),
+                    boot_image: None,
+                    steps: vec![step(StepAction::RunCommand, Some("scripts"))],
+                    packages: vec![],
+                },
+            ],
+            deployments: vec![],
+        }
+    }
+
+    fn all_content() -> BTreeSet<String> {
+        ["aa", "bb", "cc", "dd"].map(String::from).into()
+    }
+
+    fn new(task_sequence: &str, collection: &str, purpose: Purpose) -> NewDeployment {
+        NewDeployment {
+            task_sequence: task_sequence.into(),
+            collection: collection.into(),
+            purpose,
+            available_to: MediaPxe,
+            schedule: Schedule::default(),
+            option: DeploymentOption::DownloadOnDemand,
+            wake_on_lan: false,
+            comments: String::new(),
+            software_installation: false,
+            pre_download: false,
+            accept_high_risk: false,
+            available_content: all_content(),
+        }
+    }
+
+    #[test]
+    fn unresolved_references_are_named() {
+        let mut c = catalog(3);
+        c.task_sequences.push(TaskSequence {
+            id: "broken".into(),
+            name: "broken".into(),
+            boot_image: Some("bi-gone".into()),
+            steps: vec![step(StepAction::InstallPackage, Some("pkg-gone"))],
+            packages: vec!["drivers".into()],
+        });
+        let table: Vec<(&str, NewDeployment, Vec<Refusal>)> = vec![
+            (
+                "task sequence missing",
+                new("nope", "SIZED", Available),
+                vec![Refusal::TaskSequenceMissing {
+                    task_sequence: "nope".into(),
+                }],
+            ),
+            (
+                "collection missing",
+                new("os", "NOPE", Available),
+                vec![Refusal::CollectionMissing {
+                    collection: "NOPE".into(),
+                }],
+            ),
+            (
+                "package and boot image missing",
+                new("broken", "SIZED", Available),
+                vec![
+                    Refusal::BootImageMissing {
+                        task_sequence: "broken".into(),
+                        boot_image: "bi-gone".into(),
+                    },
+                    Refusal::PackageMissing {
+                        task_sequence: "broken".into(),
+                        package: "pkg-gone".into(),
+                    },
+                ],
+            ),
+            (
+                "content not on the server",
+                NewDeployment {
+                    available_content: ["bb", "cc"].map(String::from).into(),
+                    ..new("os", "SIZED", Available)
+                },
+                vec![
+                    Refusal::ContentMissing {
+                        owner: "package image".into(),
+                        path: "os.wim".into(),
+                        sha256: "aa".into(),
+                    },
+                    Refusal::ContentMissing {
+                        owner: "boot image bi-x64".into(),
+                        path: "boot.wim".into(),
+                        sha256: "dd".into(),
+                    },
+                ],
+            ),
+            (
+                "no boot image, offered to media and pxe",
+                new("tools", "SIZED", Available),
+                vec![Refusal::NoBootImage {
+                    task_sequence: "tools".into(),
+                    available_to: MediaPxe,
+                }],
+            ),
+        ];
+        for (name, request, refusals) in table {
+            assert_eq!(
+                check_new_deployment(&c, &request, &SITE),
+                Err(refusals),
+                "{name}"
+            );
+        }
+        let clients_only = NewDeployment {
+            available_to: Clients,
+            ..new("tools", "SIZED", Available)
+        };
+        assert_eq!(check_new_deployment(&c, &clients_only, &SITE), Ok(vec![]));
+        let err = Refusal::PackageMissing {
+            task_sequence: "broken".into(),
+            package: "pkg-gone".into(),
+        };
+        assert!(err.to_string().contains("pkg-gone"), "{err}");
+    }
+
+    #[test]
+    fn download_all_is_refused_when_available_to_media_or_pxe() {
+        let c = catalog(3);
+        for (to, refused) in [
+            (Clients, false),
+            (ClientsMediaPxe, true),
+            (MediaPxe, true),
+            (MediaPxeHidden, true),
+        ] {
+            let request = NewDeployment {
+                available_to: to,
+                option: DeploymentOption::DownloadAll,
+                ..new("os", "SIZED", Available)
+            };
+            let got = check_new_deployment(&c, &request, &SITE);
+            if refused {
+                assert_eq!(
+                    got,
+                    Err(vec![Refusal::DownloadAllWithMediaPxe { available_to: to }]),
+                    "{to}"
+                );
+            } else {
+                assert_eq!(got, Ok(vec![]), "{to}");
+            }
+        }
+    }
+
+    #[test]
+    fn direct_access_needs_package_share_everywhere_and_warns_hashes_are_not_verified() {
+        let mut c = catalog(3);
+        let request = NewDeployment {
+            option: DeploymentOption::DirectAccess,
+            ..new("os", "SIZED", Available)
+        };
+        let warnings = check_new_deployment(&c, &request, &SITE).unwrap();
+        assert_eq!(
+            warnings,
+            vec![Warning::DirectAccessUnverified {
+                packages: vec!["image".into()]
+            }]
+        );
+        assert!(warnings[0].to_string().contains("NOT verified"));
+        assert!(!warnings[0].needs_acceptance());
+
+        c.task_sequences[0].packages.push("drivers".into());
+        assert_eq!(
+            check_new_deployment(&c, &request, &SITE),
+            Err(vec![Refusal::DirectAccessWithoutShare {
+                packages: vec!["drivers".into()]
+            }])
+        );
+    }
+
+    fn high_risk(collection: &str) -> NewDeployment {
+        new("os", collection, Required)
+    }
+
+    fn over_default(members: usize) -> Warning {
+        Warning::HighRiskOverDefaultSize {
+            collection: "SIZED".into(),
+            members,
+            default_size: 100,
+        }
+    }
+
+    #[test]
+    fn high_risk_collection_size_around_default_and_max_size() {
+        enum Want {
+            Clean,
+            Warned,
+            Refused,
+        }
+        for (members, want) in [
+            (99, Want::Clean),
+            (100, Want::Clean),
+            (101, Want::Warned),
+            (999, Want::Warned),
+            (1000, Want::Warned),
+            (1001, Want::Refused),
+        ] {
+            let c = catalog(members);
+            let unaccepted = check_new_deployment(&c, &high_risk("SIZED"), &SITE);
+            let accepted = check_new_deployment(
+                &c,
+                &NewDeployment {
+                    accept_high_risk: true,
+                    ..high_risk("SIZED")
+                },
+                &SITE,
+            );
+            match want {
+                Want::Clean => {
+                    assert_eq!(unaccepted, Ok(vec![]), "{members}");
+                    assert_eq!(accepted, Ok(vec![]), "{members}");
+                }
+                Want::Warned => {
+                    assert_eq!(
+                        unaccepted,
+                        Err(vec![Refusal::HighRiskNotAccepted {
+                            warnings: vec![over_default(members)]
+                        }]),
+                        "{members}"
+                    );
+                    assert_eq!(accepted, Ok(vec![over_default(members)]), "{members}");
+                }
+                Want::Refused => {
+                    let refusal = Refusal::HighRiskOverMaxSize {
+                        collection: "SIZED".into(),
+                        members,
+                        max_size: 1000,
+                    };
+                    assert_eq!(unaccepted, Err(vec![refusal.clone()]), "{members}");
+                    assert_eq!(accepted, Err(vec![refusal]), "{members}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn high_risk_refuses_builtin_collections_except_unknown_computers() {
+        let c = catalog(3);
+        for accept in [false, true] {
+            let all = NewDeployment {
+                accept_high_risk: accept,
+                ..high_risk("SMS00001")
+            };
+            assert_eq!(
+                check_new_deployment(&c, &all, &SITE),
+                Err(vec![Refusal::HighRiskBuiltinCollection {
+                    collection: "SMS00001".into()
+                }])
+            );
+        }
+        assert_eq!(
+            check_new_deployment(&c, &high_risk("SMS000US"), &SITE),
+            Ok(vec![])
+        );
+    }
+
+    #[test]
+    fn high_risk_site_systems_are_refused_when_blocked_and_warned_otherwise() {
+        let mut c = catalog(50);
+        c.devices[7].site_system = true;
+        let blocked = check_new_deployment(
+            &c,
+            &NewDeployment {
+                accept_high_risk: true,
+                ..high_risk("SIZED")
+            },
+            &SITE,
+        );
+        assert_eq!(
+            blocked,
+            Err(vec![Refusal::HighRiskSiteSystemBlocked {
+                collection: "SIZED".into(),
+                devices: vec!["dev-0007".into()],
+            }])
+        );
+        let warn_only = SiteSettings {
+            block_site_systems: false,
+            ..SITE
+        };
+        let warning = Warning::HighRiskSiteSystem {
+            collection: "SIZED".into(),
+            devices: vec!["dev-0007".into()],
+        };
+        assert_eq!(
+            check_new_deployment(&c, &high_risk("SIZED"), &warn_only),
+            Err(vec![Refusal::HighRiskNotAccepted {
+                warnings: vec![warning.clone()]
+            }])
+        );
+        assert_eq!(
+            check_new_deployment(
+                &c,
+                &NewDeployment {
+                    accept_high_risk: true,
+                    ..high_risk("SIZED")
+                },
+                &warn_only
+            ),
+            Ok(vec![warning])
+        );
+    }
+
+    #[test]
+    fn high_risk_servers_and_every_warning_need_acceptance() {
+        let mut c = catalog(101);
+        c.devices[3].server = true;
+        c.devices[4].site_system = true;
+        let site = SiteSettings {
+            block_site_systems: false,
+            ..SITE
+        };
+        let expected = vec![
+            over_default(101),
+            Warning::HighRiskSiteSystem {
+                collection: "SIZED".into(),
+                devices: vec!["dev-0004".into()],
+            },
+            Warning::HighRiskServer {
+                collection: "SIZED".into(),
+                devices: vec!["dev-0003".into()],
+            },
+        ];
+        assert!(expected.iter().all(Warning::needs_acceptance));
+        assert_eq!(
+            check_new_deployment(&c, &high_risk("SIZED"), &site),
+            Err(vec![Refusal::HighRiskNotAccepted {
+                warnings: expected.clone()
+            }])
+        );
+        let accepted = NewDeployment {
+            accept_high_risk: true,
+            ..high_risk("SIZED")
+        };
+        assert_eq!(check_new_deployment(&c, &accepted, &site), Ok(expected));
+        let stored = accepted.into_deployment("LAB00001".parse().unwrap(), 7);
+        assert!(stored.high_risk_accepted);
+    }
+
+    #[test]
+    fn only_required_os_installs_are_high_risk() {
+        let mut c = catalog(1001);
+        c.devices[0].server = true;
+        c.devices[1].site_system = true;
+        // Available: no high-risk checks, whatever the collection.
+        for collection in ["SIZED", "SMS00001"] {
+            assert_eq!(
+                check_new_deployment(&c, &new("os", collection, Available), &SITE),
+                Ok(vec![]),
+                "{collection}"
+            );
+        }
+        // Required, but installs no OS.
+        let tools = NewDeployment {
+            available_to: Clients,
+            ..new("tools", "SMS00001", Required)
+        };
+        assert_eq!(check_new_deployment(&c, &tools, &SITE), Ok(vec![]));
+    }
+
+    #[test]
+    fn schedule_and_wake_on_lan_sanity() {
+        let c = catalog(3);
+        let backwards = NewDeployment {
+            schedule: Schedule {
+                available_at: Some(200),
+                expires_at: Some(100),
+                ..Schedule::default()
+            },
+            ..new("os", "SIZED", Available)
+        };
+        assert_eq!(
+            check_new_deployment(&c, &backwards, &SITE),
+            Err(vec![Refusal::ExpiresBeforeAvailable {
+                available_at: 200,
+                expires_at: 100
+            }])
+        );
+        let wol = NewDeployment {
+            wake_on_lan: true,
+            ..new("os", "SIZED", Available)
+        };
+        assert_eq!(
+            check_new_deployment(&c, &wol, &SITE),
+            Ok(vec![Warning::WakeOnLanNotRequired])
+        );
+    }
+
+    #[test]
+    fn collections_for_high_risk_hide_those_over_default_size() {
+        let names = |n: usize| -> Vec<String> { (0..n).map(|i| format!("dev-{i:04}")).collect() };
+        let mut c = catalog(1001);
+        c.collections.retain(|col| col.id != "SIZED");
+        for n in [99, 100, 101, 1000, 1001] {
+            c.collections.push(custom(&format!("C{n}"), &names(n)));
+        }
+        c.devices[1000].site_system = true;
+        c.collections
+            .push(custom("SITESYS", &["dev-1000".to_string()]));
+        let ids = |site: &SiteSettings, show: bool| -> Vec<String> {
+            collections_for_high_risk(&c, site, show)
+                .iter()
+                .map(|col| col.id.clone())
+                .collect()
+        };
+        assert_eq!(ids(&SITE, false), ["SMS000US", "C99", "C100"]);
+        assert_eq!(
+            ids(&SITE, true),
+            ["SMS000US", "C99", "C100", "C101", "C1000"]
+        );
+        let warn_only = SiteSettings {
+            block_site_systems: false,
+            ..SITE
+        };
+        assert_eq!(
+            ids(&warn_only, false),
+            ["SMS000US", "C99", "C100", "SITESYS"]
+        );
+    }
+
+    #[test]
+    fn deployment_ids_are_site_code_and_five_hex_digits() {
+        let ids = |list: &[&str]| -> Vec<DeploymentId> {
+            list.iter().map(|s| s.parse().unwrap()).collect()
+        };
+        assert_eq!(
+            next_deployment_id("LAB", &[]).unwrap().to_string(),
+            "LAB00001"
+        );
+        let existing = ids(&["LAB00009", "LAB0000F", "ABC00100"]);
+        assert_eq!(
+            next_deployment_id("LAB", &existing).unwrap().to_string(),
+            "LAB00010"
+        );
+        assert_eq!(
+            next_deployment_id("lab", &existing).unwrap().to_string(),
+            "LAB00010"
+        );
+        assert_eq!(
+            next_deployment_id("ABC", &existing).unwrap().to_string(),
+            "ABC00101"
+        );
+        for bad in ["LA", "LABS", "L-B", ""] {
+            assert_eq!(
+                next_deployment_id(bad, &existing),
+                Err(DeploymentIdError::SiteCode(bad.into())),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            next_deployment_id("LAB", &ids(&["LABFFFFF"])),
+            Err(DeploymentIdError::Exhausted("LAB".into()))
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn next_deployment_id_is_above_every_issued_id_of_its_site(
+            numbers in proptest::collection::vec(0u32..0xF_FFFF, 0..20),
+        ) {
+            let issued: Vec<DeploymentId> = numbers
+                .iter()
+                .map(|n| DeploymentId::new("LAB", *n).unwrap())
+                .collect();
+            let next = next_deployment_id("LAB", &issued).unwrap();
+            prop_assert!(issued.iter().all(|id| *id < next));
+            let text = next.to_string();
+            prop_assert_eq!(text.len(), 8);
+            prop_assert!(text[3..].bytes().all(|b| b.is_ascii_digit() || b.is_ascii_uppercase()));
+            prop_assert_eq!(text.parse::<DeploymentId>().unwrap(), next);
+        }
+    }
+
+    #[test]
+    fn template_does_not_keep_schedule_software_installation_or_pre_download() {
+        let original = NewDeployment {
+            available_to: ClientsMediaPxe,
+            schedule: Schedule {
+                available_at: Some(10),
+                expires_at: Some(20),
+                assignments: vec![15],
+                rerun: crate::catalog::Rerun::Never,
+            },
+            wake_on_lan: true,
+            comments: "lab rebuild".into(),
+            software_installation: true,
+            pre_download: true,
+            accept_high_risk: true,
+            ..new("os", "SIZED", Required)
+        };
+        let template = DeploymentTemplate::save("rebuild", &original);
+        let json = serde_json::to_string(&template).unwrap();
+        assert_eq!(
+            serde_json::from_str::<DeploymentTemplate>(&json).unwrap(),
+            template
+        );
+        let applied = apply_template(&template, "tools");
+        assert_eq!(applied.task_sequence, "tools");
+        assert_eq!(applied.collection, "SIZED");
+        assert_eq!(applied.purpose, Required);
+        assert_eq!(applied.available_to, ClientsMediaPxe);
+        assert!(applied.wake_on_lan);
+        assert_eq!(applied.comments, "lab rebuild");
+        assert_eq!(applied.schedule, Schedule::default());
+        assert!(!applied.software_installation);
+        assert!(!applied.pre_download);
+        assert!(!applied.accept_high_risk);
+    }
+}
