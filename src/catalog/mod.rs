@@ -9,6 +9,7 @@
 
 pub mod membership;
 pub mod model;
+pub mod site;
 
 pub use membership::{IdentityKey, MachineIdentity};
 pub use model::*;

@@ -137,9 +137,13 @@ pub struct BootImage {
     pub arch: ImageArch,
     /// Linux or Windows PE.
     pub kind: BootImageKind,
-    /// Kernel, initrd, or `boot.wim` and its companions.
+    /// Kernel, initrd, or `boot.wim` and its companions. A Linux image names its files
+    /// `kernel` and `initrd`.
     #[serde(default)]
     pub files: Vec<ContentFile>,
+    /// Kernel command line of a Linux image (netdeploy adds its own variables).
+    #[serde(default)]
+    pub cmdline: String,
     /// Served only to a pre-production collection until promoted (section 8); the deployment
     /// selection of section 3 does not look at it.
     #[serde(default)]

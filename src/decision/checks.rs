@@ -616,6 +616,7 @@ mod tests {
                 arch: ImageArch::X64,
                 kind: BootImageKind::WinPe,
                 files: vec![file("boot.wim", "dd")],
+                cmdline: String::new(),
                 pre_production: false,
             }],
             task_sequences: vec![

@@ -82,6 +82,7 @@ fn boot_image(id: &str, arch: ImageArch) -> BootImage {
         arch,
         kind: BootImageKind::Linux,
         files: vec![],
+        cmdline: String::new(),
         pre_production: false,
     }
 }
