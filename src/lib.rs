@@ -14,6 +14,7 @@
 //! - [`serve`]: starts everything and prints the startup line.
 
 pub mod arch;
+pub mod bootpath;
 pub mod catalog;
 pub mod config;
 pub mod content;

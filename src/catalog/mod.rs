@@ -10,6 +10,7 @@
 pub mod membership;
 pub mod model;
 pub mod site;
+pub mod stored;
 
 pub use membership::{IdentityKey, MachineIdentity};
 pub use model::*;

@@ -1,0 +1,132 @@
+//! The boot path's view of deployments: for a machine booting through PXE, load the catalog
+//! and history from the store, run the one decision of [`crate::decision::decide`], and record
+//! what the server did (loop guard, status messages). DHCP uses it to decide whether to make a
+//! boot offer at all (rules 8 and 9); HTTP uses it to write the machine's iPXE script.
+//!
+//! Until a site file declares a deployment, netdeploy boots the configuration's
+//! `[boot.image]` for every PXE client (the plain network-boot server of a fresh install).
+
+use std::sync::Arc;
+
+use crate::catalog::stored;
+use crate::catalog::{BootImage, Catalog, Deployment, MachineIdentity};
+use crate::content::Library;
+use crate::decision::{self, Context, Decision, ServerSettings};
+use crate::dhcp::packet::{Mac, SmbiosUuid};
+use crate::store::{StatusMessage, Store, StoreError};
+
+/// What a PXE client is to be given.
+#[derive(Debug, Clone)]
+pub enum PxePlan {
+    /// No deployment declared: the configured default image for everyone.
+    DefaultImage,
+    /// The decision of section 3, with the catalog it was made on.
+    Decided { decision: Box<Decision>, catalog: Arc<Catalog> },
+}
+
+impl PxePlan {
+    /// Why no boot offer is made, or `None` when the machine is offered something.
+    pub fn refusal(&self) -> Option<String> {
+        match self {
+            PxePlan::DefaultImage => None,
+            PxePlan::Decided { decision, .. } => match &decision.action {
+                decision::Action::NoDeployment { reason } => {
+                    Some(format!("no deployment: {}, {reason}", reason.rule().cite()))
+                }
+                _ => None,
+            },
+        }
+    }
+}
+
+/// The deployments side of the boot path.
+pub struct BootPath {
+    pub store: Arc<Store>,
+    pub library: Library,
+    /// The PXE password of rule 9 is set (not in this version: always false).
+    pub pxe_password_set: bool,
+}
+
+/// Unix time in seconds.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl BootPath {
+    /// Decides for a PXE client (rules 1-9 in `pxe` context). `choice` is a deployment id the
+    /// client asks for (a menu pick or a preferred id).
+    pub fn plan(&self, mac: Option<Mac>, uuid: Option<SmbiosUuid>, arch: Option<u16>, choice: Option<&str>) -> Result<PxePlan, StoreError> {
+        let (catalog, settings) = stored::load(&self.store)?;
+        if catalog.deployments.is_empty() {
+            return Ok(PxePlan::DefaultImage);
+        }
+        let history = stored::history(&self.store)?;
+        let machine = MachineIdentity { mac, uuid };
+        let d = decision::decide(
+            &catalog,
+            &machine,
+            arch,
+            // PXE cannot see whether a BIOS machine's CPU is 64-bit; lab and fleet machines are.
+            true,
+            Context::Pxe,
+            choice,
+            &history,
+            &ServerSettings {
+                unknown_computers_enabled: settings.unknown_computers,
+                pxe_password_set: self.pxe_password_set,
+            },
+        );
+        Ok(PxePlan::Decided {
+            decision: Box::new(d),
+            catalog: Arc::new(catalog),
+        })
+    }
+
+    /// Records that a deployment starts on a machine through PXE: the loop guard for a required
+    /// one (rule 7) and a status message.
+    pub fn record_start(&self, decision: &Decision, deployment: &Deployment) -> Result<(), StoreError> {
+        let identity = decision.machine.key().map(|k| k.to_string());
+        let now = now();
+        if let (Some(id), true) = (&identity, deployment.is_required()) {
+            self.store.guard_set(id, &deployment.id.to_string(), now)?;
+        }
+        self.store.add_status(&StatusMessage {
+            seq: 0,
+            at: now,
+            source: "server".into(),
+            kind: "pxe-start".into(),
+            identity,
+            device: decision.device.clone(),
+            deployment: Some(deployment.id.to_string()),
+            body: serde_json::json!({ "arch": decision.arch, "purpose": deployment.purpose }),
+        })?;
+        Ok(())
+    }
+
+    /// Writes the decision's warnings (such as an ignored preferred id) as status messages.
+    pub fn record_warnings(&self, decision: &Decision) {
+        for w in &decision.warnings {
+            let r = self.store.add_status(&StatusMessage {
+                seq: 0,
+                at: now(),
+                source: "server".into(),
+                kind: "warning".into(),
+                identity: decision.machine.key().map(|k| k.to_string()),
+                device: decision.device.clone(),
+                deployment: None,
+                body: serde_json::json!({ "rule": w.rule.cite(), "message": w.message }),
+            });
+            if let Err(e) = r {
+                tracing::error!(error = %e, "cannot record a status message");
+            }
+        }
+    }
+}
+
+/// The boot image a deployment runs in.
+pub fn boot_image_of<'a>(catalog: &'a Catalog, d: &Deployment) -> Option<&'a BootImage> {
+    catalog.boot_image_of(d)
+}
