@@ -16,8 +16,10 @@ use crate::dhcp::packet::{Mac, SmbiosUuid};
 /// sends option 97 (or the boot environment reads it), its SMBIOS UUID.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct MachineIdentity {
+    /// The MAC of the interface it boots from (the DHCP `chaddr`).
     #[serde(default, with = "text::opt_mac")]
     pub mac: Option<Mac>,
+    /// Its SMBIOS UUID (DHCP option 97, or read by the boot environment).
     #[serde(default, with = "text::opt_uuid")]
     pub uuid: Option<SmbiosUuid>,
 }
@@ -38,7 +40,9 @@ impl MachineIdentity {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum IdentityKey {
+    /// Kept under the SMBIOS UUID.
     Uuid(SmbiosUuid),
+    /// Kept under the MAC, for a machine that sent no UUID.
     Mac(Mac),
 }
 

@@ -57,6 +57,7 @@ pub enum CollectionKind {
     UnknownComputers,
     /// Operator-made: the devices named here (names that match no device hold nothing).
     Custom {
+        /// Device names.
         #[serde(default)]
         members: Vec<String>,
     },
@@ -102,8 +103,11 @@ pub struct Package {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ImageArch {
+    /// 32-bit x86: BIOS and 32-bit UEFI firmware.
     X86,
+    /// x86-64: 64-bit UEFI firmware, and BIOS firmware on a 64-bit CPU.
     X64,
+    /// 64-bit ARM UEFI firmware.
     Arm64,
 }
 
@@ -229,12 +233,15 @@ impl TaskSequence {
 /// Why a deployment id was not accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DeploymentIdError {
+    /// The text is not a site code followed by 5 hex digits.
     #[error(
         "{0:?} is not a deployment id (a 3-character site code and 5 hex digits, like LAB00012)"
     )]
     Malformed(String),
+    /// The site code is not 3 ASCII letters or digits.
     #[error("{0:?} is not a site code (3 letters or digits, like LAB)")]
     SiteCode(String),
+    /// The site has no deployment number left.
     #[error("site {0} has used every deployment id (up to {0}FFFFF)")]
     Exhausted(String),
 }
@@ -504,8 +511,14 @@ impl Deployment {
 /// Why a catalog is not consistent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CatalogError {
+    /// Two objects of one kind share an id.
     #[error("two {kind}s have the id {id:?}")]
-    Duplicate { kind: &'static str, id: String },
+    Duplicate {
+        /// `device`, `collection`, `package`, `boot image`, `task sequence` or `deployment`.
+        kind: &'static str,
+        /// The shared id (a device's name).
+        id: String,
+    },
 }
 
 /// Every object of section 2, as the store holds them at one moment.
@@ -514,16 +527,22 @@ pub enum CatalogError {
 /// [`Catalog::validate`]). Membership rules live in [`crate::catalog::membership`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Catalog {
+    /// Known machines.
     #[serde(default)]
     pub devices: Vec<Device>,
+    /// Built-in and custom collections.
     #[serde(default)]
     pub collections: Vec<Collection>,
+    /// Content packages.
     #[serde(default)]
     pub packages: Vec<Package>,
+    /// Boot images.
     #[serde(default)]
     pub boot_images: Vec<BootImage>,
+    /// Task sequences.
     #[serde(default)]
     pub task_sequences: Vec<TaskSequence>,
+    /// Deployments.
     #[serde(default)]
     pub deployments: Vec<Deployment>,
 }
@@ -794,6 +813,62 @@ mod tests {
         let back: Catalog = serde_json::from_str(&json).unwrap();
         assert_eq!(back, catalog);
         assert_eq!(back.deployments[0].schedule.rerun, Rerun::Always);
+    }
+
+    #[test]
+    fn catalog_reads_from_a_toml_site_file() {
+        let text = r#"
+            [[devices]]
+            name = "lab-01"
+            macs = ["52-54-00-12-34-56"]
+            uuid = "4c4c4544-0042-3510-8051-b7c04f4e4d31"
+
+            [[collections]]
+            id = "SMS000US"
+            name = "Unknown Computers"
+            kind = "unknown_computers"
+
+            [[collections]]
+            id = "LAB00100"
+            name = "lab"
+            kind = "custom"
+            members = ["lab-01"]
+
+            [[boot_images]]
+            id = "linux-x64"
+            arch = "x64"
+            kind = "linux"
+
+            [[task_sequences]]
+            id = "wipe"
+            name = "Wipe and install"
+            boot_image = "linux-x64"
+            steps = [
+                { name = "partition", action = "partition" },
+                { name = "apply", action = "apply_image", package = "image" },
+            ]
+
+            [[deployments]]
+            id = "LAB00012"
+            task_sequence = "wipe"
+            collection = "LAB00100"
+            purpose = "required"
+            available_to = "media_pxe"
+            created_at = 1700000000
+            schedule = { rerun = "if_failed", expires_at = 1700100000 }
+        "#;
+        let catalog: Catalog = toml::from_str(text).unwrap();
+        assert_eq!(catalog.validate(), Ok(()));
+        assert_eq!(catalog.devices[0].macs[0].to_string(), "52:54:00:12:34:56");
+        assert!(matches!(
+            catalog.collection("LAB00100").unwrap().kind,
+            CollectionKind::Custom { ref members } if members == &["lab-01"]
+        ));
+        assert!(catalog.task_sequence("wipe").unwrap().installs_os());
+        let d = &catalog.deployments[0];
+        assert_eq!(d.schedule.rerun, Rerun::IfFailed);
+        assert_eq!(d.option, DeploymentOption::DownloadOnDemand);
+        assert_eq!(catalog.boot_image_of(d).unwrap().arch, ImageArch::X64);
     }
 
     #[test]

@@ -40,16 +40,24 @@ impl Default for SiteSettings {
 /// A deployment as an operator asks for it, before it has an id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewDeployment {
+    /// The task sequence to deploy.
     pub task_sequence: String,
+    /// The target collection.
     pub collection: String,
+    /// Available or required.
     pub purpose: Purpose,
+    /// Clients, media and PXE, hidden or not.
     pub available_to: AvailableTo,
+    /// Times and rerun behaviour.
     #[serde(default)]
     pub schedule: Schedule,
+    /// How content reaches the boot environment.
     #[serde(default)]
     pub option: DeploymentOption,
+    /// Send wake-on-LAN packets to the collection (section 9).
     #[serde(default)]
     pub wake_on_lan: bool,
+    /// Free text for operators.
     #[serde(default)]
     pub comments: String,
     /// Clients may install outside a maintenance window after the deadline.
@@ -96,33 +104,49 @@ impl NewDeployment {
 }
 
 /// Something the operator is told; the deployment is created anyway (high-risk ones only with
-/// acceptance, see [`Warning::needs_acceptance`]).
+/// acceptance, see [`Warning::needs_acceptance`]). `Display` gives the message to show.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Warning {
+    /// `direct_access`: the boot environment reads these packages from the package share and
+    /// does not verify their hashes.
     #[error(
         "direct_access reads packages {} from the package share: their SHA-256 hashes are NOT verified",
         .packages.join(", ")
     )]
-    DirectAccessUnverified { packages: Vec<String> },
+    DirectAccessUnverified {
+        /// Every package the task sequence references.
+        packages: Vec<String>,
+    },
+    /// High-risk: the collection is larger than `default_size` (but not than `max_size`).
     #[error(
         "high-risk: collection {collection} has {members} members, more than the default size {default_size}"
     )]
     HighRiskOverDefaultSize {
+        /// The collection id.
         collection: String,
+        /// Its member count now.
         members: usize,
+        /// The site's `default_size`.
         default_size: usize,
     },
+    /// High-risk: the collection holds site systems and the site does not block them.
     #[error("high-risk: collection {collection} holds site systems {}", .devices.join(", "))]
     HighRiskSiteSystem {
+        /// The collection id.
         collection: String,
+        /// The site-system devices, by name.
         devices: Vec<String>,
     },
+    /// High-risk: the collection holds devices flagged `server`.
     #[error("high-risk: collection {collection} holds servers {}", .devices.join(", "))]
     HighRiskServer {
+        /// The collection id.
         collection: String,
+        /// The server devices, by name.
         devices: Vec<String>,
     },
+    /// Wake-on-LAN is set on an available deployment, where it does nothing (section 9).
     #[error("wake-on-LAN only wakes machines for required deployments; this one is available")]
     WakeOnLanNotRequired,
 }
@@ -140,75 +164,126 @@ impl Warning {
     }
 }
 
-/// Why a deployment cannot be created. Each names the reference or setting to fix.
+/// Why a deployment cannot be created. Each names the reference or setting to fix; `Display`
+/// gives the message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Refusal {
+    /// The task sequence to deploy does not exist.
     #[error("task sequence {task_sequence} does not exist")]
-    TaskSequenceMissing { task_sequence: String },
+    TaskSequenceMissing {
+        /// The id asked for.
+        task_sequence: String,
+    },
+    /// The target collection does not exist.
     #[error("collection {collection} does not exist")]
-    CollectionMissing { collection: String },
+    CollectionMissing {
+        /// The id asked for.
+        collection: String,
+    },
+    /// The task sequence references a package that does not exist.
     #[error("task sequence {task_sequence} references package {package}, which does not exist")]
     PackageMissing {
+        /// The task sequence id.
         task_sequence: String,
+        /// The unresolved package id.
         package: String,
     },
+    /// The task sequence references a boot image that does not exist.
     #[error(
         "task sequence {task_sequence} references boot image {boot_image}, which does not exist"
     )]
     BootImageMissing {
+        /// The task sequence id.
         task_sequence: String,
+        /// The unresolved boot image id.
         boot_image: String,
     },
+    /// A task sequence without a boot image can only run in a client's full OS.
     #[error(
         "task sequence {task_sequence} has no boot image, so it cannot be made available to media and PXE ({available_to})"
     )]
     NoBootImage {
+        /// The task sequence id.
         task_sequence: String,
+        /// The availability asked for.
         available_to: AvailableTo,
     },
+    /// A file of a referenced package or of the boot image is not on the server.
     #[error("{owner} file {path} (sha256 {sha256}) is not on the server")]
     ContentMissing {
+        /// `package <id>` or `boot image <id>`.
         owner: String,
+        /// The file's path in its package or boot image.
         path: String,
+        /// The SHA-256 the server lacks.
         sha256: String,
     },
+    /// `download_all` is not offered for media and PXE.
     #[error(
         "download_all is not allowed for a deployment available to media and PXE ({available_to}); use download_on_demand"
     )]
-    DownloadAllWithMediaPxe { available_to: AvailableTo },
+    DownloadAllWithMediaPxe {
+        /// The availability asked for.
+        available_to: AvailableTo,
+    },
+    /// `direct_access` needs every referenced package on the package share.
     #[error(
         "direct_access needs a package share on every referenced package; packages {} have none",
         .packages.join(", ")
     )]
-    DirectAccessWithoutShare { packages: Vec<String> },
+    DirectAccessWithoutShare {
+        /// The packages without `package_share`.
+        packages: Vec<String>,
+    },
+    /// High-risk: a built-in collection other than `Unknown Computers`.
     #[error(
         "high-risk: built-in collection {collection} cannot be used; only custom collections and Unknown Computers"
     )]
-    HighRiskBuiltinCollection { collection: String },
+    HighRiskBuiltinCollection {
+        /// The collection id.
+        collection: String,
+    },
+    /// High-risk: the collection is larger than `max_size`.
     #[error(
         "high-risk: collection {collection} has {members} members, more than the maximum size {max_size}"
     )]
     HighRiskOverMaxSize {
+        /// The collection id.
         collection: String,
+        /// Its member count now.
         members: usize,
+        /// The site's `max_size`.
         max_size: usize,
     },
+    /// High-risk: the collection holds site systems and the site blocks them.
     #[error(
         "high-risk: collection {collection} holds site systems {} and the site blocks them",
         .devices.join(", ")
     )]
     HighRiskSiteSystemBlocked {
+        /// The collection id.
         collection: String,
+        /// The site-system devices, by name.
         devices: Vec<String>,
     },
+    /// High-risk warnings were raised and the request did not accept them.
     #[error(
         "high-risk deployment needs --accept-high-risk: {}",
         .warnings.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
     )]
-    HighRiskNotAccepted { warnings: Vec<Warning> },
+    HighRiskNotAccepted {
+        /// The warnings to accept.
+        warnings: Vec<Warning>,
+    },
+    /// The schedule ends before it starts.
     #[error("the deployment expires ({expires_at}) before it becomes available ({available_at})")]
-    ExpiresBeforeAvailable { available_at: i64, expires_at: i64 },
+    ExpiresBeforeAvailable {
+        /// The available time asked for.
+        available_at: i64,
+        /// The expiry asked for.
+        expires_at: i64,
+    },
 }
 
 /// Checks a new deployment against the catalog and the site settings (section 4).
@@ -471,14 +546,21 @@ where
 /// software-installation setting or pre-download: they are set again on every deployment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeploymentTemplate {
+    /// The name it is saved under.
     pub name: String,
+    /// The target collection.
     pub collection: String,
+    /// Available or required.
     pub purpose: Purpose,
+    /// Clients, media and PXE, hidden or not.
     pub available_to: AvailableTo,
+    /// How content reaches the boot environment.
     #[serde(default)]
     pub option: DeploymentOption,
+    /// Send wake-on-LAN packets to the collection.
     #[serde(default)]
     pub wake_on_lan: bool,
+    /// Free text for operators.
     #[serde(default)]
     pub comments: String,
 }

@@ -47,6 +47,9 @@ fn write_report(out: &mut String, d: &Decision) -> std::fmt::Result {
         )?,
     }
     match d.arch {
+        _ if !d.context.is_boot_environment() => {
+            writeln!(out, "firmware: not checked for a running client (rule 5a)")?
+        }
         Some(v) => match ClientArch::from_option93(v) {
             Some(a) => writeln!(out, "firmware: option 93 = {v} ({a})")?,
             None => writeln!(

@@ -16,13 +16,16 @@ use crate::catalog::{Catalog, DeploymentId, Device, IdentityKey, MachineIdentity
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
+    /// The task sequence ran to its end.
     Succeeded,
+    /// A step failed, or the run never reported an end.
     Failed,
 }
 
 /// The last attempt of one deployment on one machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attempt {
+    /// How it ended.
     pub outcome: Outcome,
     /// When the attempt started (unix seconds); client schedules rerun only for deadlines
     /// after it.

@@ -175,7 +175,10 @@ pub enum NoDeploymentReason {
     /// The machine matches no device and unknown computers are switched off (rule 9).
     UnknownComputersDisabled,
     /// A required deployment already started through PXE and the guard is not cleared (rule 7).
-    LoopGuard { started: DeploymentId },
+    LoopGuard {
+        /// The deployment whose start set the guard.
+        started: DeploymentId,
+    },
     /// The rerun behaviour of every required candidate holds it back (rule 7).
     RerunBlocked,
     /// The only candidates are hidden and available, and no preferred id names one (rule 4).
@@ -243,22 +246,30 @@ impl fmt::Display for NoDeploymentReason {
 pub enum Action {
     /// Run this deployment with no menu and no key press (rules 3 and 5).
     RunUnattended {
+        /// The deployment to run.
         deployment: DeploymentId,
+        /// Preferred id or required.
         reason: RunReason,
     },
     /// Show these deployments, best first; after the timeout, `default` (rule 6). Never holds
     /// a hidden deployment (rule 4).
     Menu {
+        /// The visible available candidates, best first.
         entries: Vec<DeploymentId>,
+        /// What happens after the timeout.
         default: MenuDefault,
     },
     /// Offer nothing: PXE sends no boot offer, a boot environment is told plainly (rule 8).
-    NoDeployment { reason: NoDeploymentReason },
+    NoDeployment {
+        /// Why, for the log and the boot environment.
+        reason: NoDeploymentReason,
+    },
 }
 
 /// How one deployment of the catalog fared, for `explain` (rule 10).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Evaluation {
+    /// The deployment evaluated.
     pub deployment_id: DeploymentId,
     /// True when the deployment is what runs or is one of the menu entries.
     pub admitted: bool,
@@ -272,7 +283,9 @@ pub struct Evaluation {
 /// preferred deployment id that was ignored (rule 3).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DecisionWarning {
+    /// The rule that raised it.
     pub rule: Rule,
+    /// The status message text.
     pub message: String,
 }
 
