@@ -21,7 +21,10 @@ pub enum PxePlan {
     /// No deployment declared: the configured default image for everyone.
     DefaultImage,
     /// The decision of section 3, with the catalog it was made on.
-    Decided { decision: Box<Decision>, catalog: Arc<Catalog> },
+    Decided {
+        decision: Box<Decision>,
+        catalog: Arc<Catalog>,
+    },
 }
 
 impl PxePlan {
@@ -58,7 +61,13 @@ pub fn now() -> i64 {
 impl BootPath {
     /// Decides for a PXE client (rules 1-9 in `pxe` context). `choice` is a deployment id the
     /// client asks for (a menu pick or a preferred id).
-    pub fn plan(&self, mac: Option<Mac>, uuid: Option<SmbiosUuid>, arch: Option<u16>, choice: Option<&str>) -> Result<PxePlan, StoreError> {
+    pub fn plan(
+        &self,
+        mac: Option<Mac>,
+        uuid: Option<SmbiosUuid>,
+        arch: Option<u16>,
+        choice: Option<&str>,
+    ) -> Result<PxePlan, StoreError> {
         let (catalog, settings) = stored::load(&self.store)?;
         if catalog.deployments.is_empty() {
             return Ok(PxePlan::DefaultImage);
@@ -87,7 +96,11 @@ impl BootPath {
 
     /// Records that a deployment starts on a machine through PXE: the loop guard for a required
     /// one (rule 7) and a status message.
-    pub fn record_start(&self, decision: &Decision, deployment: &Deployment) -> Result<(), StoreError> {
+    pub fn record_start(
+        &self,
+        decision: &Decision,
+        deployment: &Deployment,
+    ) -> Result<(), StoreError> {
         let identity = decision.machine.key().map(|k| k.to_string());
         let now = now();
         if let (Some(id), true) = (&identity, deployment.is_required()) {

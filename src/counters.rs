@@ -30,6 +30,8 @@ counters! {
     dhcp_ignored_not_pxe,
     /// PXE requests whose option 93 names an architecture netdeploy does not boot.
     dhcp_ignored_unknown_arch,
+    /// PXE requests given no boot offer because no deployment is for the machine (rules 8, 9).
+    dhcp_ignored_no_deployment,
     /// PXE requests ignored for another reason (no boot file configured, wrong message type...).
     dhcp_ignored_other,
     /// OFFER replies sent (proxy or full DHCP).

@@ -54,11 +54,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tftp_sockets.push(s);
     }
 
+    let store = Arc::new(crate::store::Store::open(
+        &config.data_dir.join("netdeploy.db"),
+    )?);
+    let bootpath = Arc::new(crate::bootpath::BootPath {
+        store,
+        library: crate::content::Library::new(&config.data_dir),
+        pxe_password_set: false,
+    });
     let dhcp_listeners = dhcp::server::bind(&config)?;
     let shared = Arc::new(dhcp::server::Shared::new(
         config.clone(),
         counters.clone(),
         base.clone(),
+        bootpath.clone(),
     )?);
 
     let describe = |l: &dhcp::server::Listener| {
@@ -108,6 +117,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config: config.clone(),
         counters: counters.clone(),
         base,
+        bootpath,
     });
     for l in http_listeners {
         let (state, cancel) = (state.clone(), cancel.clone());

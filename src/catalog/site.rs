@@ -281,7 +281,10 @@ pub fn parse(
     let f: File = toml::from_str(text).map_err(|e| SiteError::Parse(e.to_string()))?;
     let code = f.site_code.to_ascii_uppercase();
     if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return Err(invalid("site_code", format!("{:?} is not 3 letters or digits", f.site_code)));
+        return Err(invalid(
+            "site_code",
+            format!("{:?} is not 3 letters or digits", f.site_code),
+        ));
     }
     let mut catalog = Catalog {
         collections: builtin_collections(),
@@ -302,7 +305,10 @@ pub fn parse(
             .transpose()
             .map_err(|e| invalid(&what, e))?;
         if macs.is_empty() && uuid.is_none() {
-            return Err(invalid(what, "needs a MAC address or an SMBIOS UUID to be recognised"));
+            return Err(invalid(
+                what,
+                "needs a MAC address or an SMBIOS UUID to be recognised",
+            ));
         }
         catalog.devices.push(Device {
             name: d.name,
@@ -314,11 +320,17 @@ pub fn parse(
     }
     for c in f.collection {
         if c.id == ALL_SYSTEMS || c.id == UNKNOWN_COMPUTERS {
-            return Err(invalid(format!("collection {:?}", c.id), "is built in and cannot be declared"));
+            return Err(invalid(
+                format!("collection {:?}", c.id),
+                "is built in and cannot be declared",
+            ));
         }
         for m in &c.members {
             if catalog.device(m).is_none() {
-                return Err(invalid(format!("collection {:?}", c.id), format!("member {m:?} is not a declared device")));
+                return Err(invalid(
+                    format!("collection {:?}", c.id),
+                    format!("member {m:?} is not a declared device"),
+                ));
             }
         }
         catalog.collections.push(Collection {
@@ -332,9 +344,13 @@ pub fn parse(
         let dir = base.join(&p.from);
         let mut files = Vec::new();
         let mut sources = Vec::new();
-        collect_files(&dir, &dir, &mut sources).map_err(|e| invalid(&what, format!("cannot read {}: {e}", dir.display())))?;
+        collect_files(&dir, &dir, &mut sources)
+            .map_err(|e| invalid(&what, format!("cannot read {}: {e}", dir.display())))?;
         for (rel, source) in sources {
-            files.push(import(&source, &rel).map_err(|source| SiteError::Import { what: what.clone(), source })?);
+            files.push(import(&source, &rel).map_err(|source| SiteError::Import {
+                what: what.clone(),
+                source,
+            })?);
         }
         catalog.packages.push(Package {
             id: p.id,
@@ -350,9 +366,19 @@ pub fn parse(
             let Some(kernel) = &b.kernel else {
                 return Err(invalid(what, "a linux boot image needs a kernel"));
             };
-            files.push(import(&base.join(kernel), "kernel").map_err(|source| SiteError::Import { what: what.clone(), source })?);
+            files.push(import(&base.join(kernel), "kernel").map_err(|source| {
+                SiteError::Import {
+                    what: what.clone(),
+                    source,
+                }
+            })?);
             if let Some(initrd) = &b.initrd {
-                files.push(import(&base.join(initrd), "initrd").map_err(|source| SiteError::Import { what: what.clone(), source })?);
+                files.push(import(&base.join(initrd), "initrd").map_err(|source| {
+                    SiteError::Import {
+                        what: what.clone(),
+                        source,
+                    }
+                })?);
             }
         }
         catalog.boot_images.push(BootImage {
@@ -384,9 +410,14 @@ pub fn parse(
     }
     let mut accepted = Vec::new();
     for d in f.deployment {
-        let id: DeploymentId = d.id.parse().map_err(|e: DeploymentIdError| invalid(format!("deployment {:?}", d.id), e.to_string()))?;
+        let id: DeploymentId = d.id.parse().map_err(|e: DeploymentIdError| {
+            invalid(format!("deployment {:?}", d.id), e.to_string())
+        })?;
         if id.site_code() != code {
-            return Err(invalid(format!("deployment {id}"), format!("its site code is not the site's ({code})")));
+            return Err(invalid(
+                format!("deployment {id}"),
+                format!("its site code is not the site's ({code})"),
+            ));
         }
         if d.accept_high_risk {
             accepted.push(id);
@@ -432,7 +463,11 @@ fn collect_files(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) -> s
         if e.file_type()?.is_dir() {
             collect_files(root, &p, out)?;
         } else {
-            let rel = p.strip_prefix(root).expect("below the root").to_string_lossy().replace('\\', "/");
+            let rel = p
+                .strip_prefix(root)
+                .expect("below the root")
+                .to_string_lossy()
+                .replace('\\', "/");
             out.push((rel, p));
         }
     }
@@ -567,18 +602,42 @@ available_to = "media_pxe"
         let b = parse(SITE, Path::new("/"), fake_import, 2).unwrap().catalog;
         assert!(diff(&a, &b).is_empty());
         let ch = diff(&Catalog::default(), &a);
-        assert!(ch.created.contains(&"deployment LAB00001".to_string()), "{ch:?}");
+        assert!(
+            ch.created.contains(&"deployment LAB00001".to_string()),
+            "{ch:?}"
+        );
         let ch = diff(&a, &Catalog::default());
         assert_eq!(ch.removed.len(), 7, "{ch:?}");
     }
 
     #[test]
     fn errors_name_the_object_or_the_line() {
-        let e = parse(&SITE.replace("members = [\"pc1\"]", "members = [\"pc9\"]"), Path::new("/"), fake_import, 0).unwrap_err().to_string();
+        let e = parse(
+            &SITE.replace("members = [\"pc1\"]", "members = [\"pc9\"]"),
+            Path::new("/"),
+            fake_import,
+            0,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("collection \"lab\"") && e.contains("pc9"), "{e}");
-        let e = parse(&SITE.replace("purpose = \"required\"", "purpose = \"mandatory\""), Path::new("/"), fake_import, 0).unwrap_err().to_string();
+        let e = parse(
+            &SITE.replace("purpose = \"required\"", "purpose = \"mandatory\""),
+            Path::new("/"),
+            fake_import,
+            0,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("line"), "{e}");
-        let e = parse(&SITE.replace("id = \"LAB00001\"", "id = \"XYZ00001\""), Path::new("/"), fake_import, 0).unwrap_err().to_string();
+        let e = parse(
+            &SITE.replace("id = \"LAB00001\"", "id = \"XYZ00001\""),
+            Path::new("/"),
+            fake_import,
+            0,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("site code"), "{e}");
     }
 }

@@ -16,11 +16,17 @@ pub enum ApplyError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("deployment {id} cannot be created: {}", join(.refusals))]
-    Refused { id: DeploymentId, refusals: Vec<Refusal> },
+    Refused {
+        id: DeploymentId,
+        refusals: Vec<Refusal>,
+    },
 }
 
 fn join<T: ToString>(v: &[T]) -> String {
-    v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("; ")
+    v.iter()
+        .map(|x| x.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// The stored catalog (the built-in collections always included) and site settings.
@@ -166,7 +172,10 @@ pub fn apply(
     Ok(Applied { changes, warnings })
 }
 
-fn content_hashes(c: &Catalog, present: &impl Fn(&str) -> bool) -> std::collections::BTreeSet<String> {
+fn content_hashes(
+    c: &Catalog,
+    present: &impl Fn(&str) -> bool,
+) -> std::collections::BTreeSet<String> {
     c.packages
         .iter()
         .flat_map(|p| &p.files)

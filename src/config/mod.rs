@@ -111,6 +111,8 @@ pub struct BootConfig {
     /// First-stage boot file (relative to the TFTP root) per client architecture.
     pub files: BTreeMap<ClientArch, String>,
     pub image: Option<BootImage>,
+    /// How long the deployment menu waits before it leaves to the local disk (rule 6).
+    pub menu_timeout: Duration,
 }
 
 /// The validated runtime configuration.
@@ -338,7 +340,13 @@ impl Config {
                     .public_url
                     .map(|u| u.trim_end_matches('/').to_owned()),
             },
-            boot: BootConfig { files, image },
+            boot: BootConfig {
+                files,
+                image,
+                menu_timeout: Duration::from_secs(u64::from(
+                    w.boot.menu_timeout_seconds.unwrap_or(30),
+                )),
+            },
         })
     }
 }

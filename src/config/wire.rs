@@ -69,6 +69,7 @@ pub struct Boot {
     #[serde(default)]
     pub files: BTreeMap<String, String>,
     pub image: Option<BootImage>,
+    pub menu_timeout_seconds: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]

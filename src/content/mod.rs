@@ -98,7 +98,9 @@ impl Library {
             let dir = dest.parent().expect("hash paths have a parent");
             std::fs::create_dir_all(dir).map_err(write_err(dir))?;
             std::fs::rename(&tmp, &dest).map_err(write_err(&dest))?;
-            File::open(dir).and_then(|d| d.sync_all()).map_err(write_err(dir))?;
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(write_err(dir))?;
         }
         Ok(ContentFile {
             path: path.to_owned(),
@@ -134,7 +136,10 @@ mod tests {
         );
         assert_eq!(fa.sha256, fb.sha256);
         assert_eq!(fa.size, 3);
-        assert_eq!(std::fs::read(lib.path_of(&fa.sha256).unwrap()).unwrap(), b"abc");
+        assert_eq!(
+            std::fs::read(lib.path_of(&fa.sha256).unwrap()).unwrap(),
+            b"abc"
+        );
         let stored: Vec<_> = walk(&dir.path().join("content"));
         assert_eq!(stored.len(), 1, "{stored:?}");
     }

@@ -37,6 +37,9 @@ pub struct Context<'a> {
     pub http_base: &'a str,
     /// The lease pool in `dhcp` mode.
     pub pool: Option<&'a Pool>,
+    /// Why this client must get no boot offer (no deployment for it, SPEC section 3 rules 8
+    /// and 9), decided by the caller; `None` to offer.
+    pub no_boot: Option<String>,
 }
 
 /// Why a request got no reply. Logged with the client's MAC, and counted.
@@ -56,6 +59,8 @@ pub enum Ignored {
     OtherServer(Ipv4Addr),
     #[error("the lease range is exhausted")]
     PoolExhausted,
+    #[error("{0}")]
+    NoDeployment(String),
 }
 
 /// The boot information for one client.
@@ -91,6 +96,9 @@ pub enum Outcome {
 pub fn boot_info(req: &Request, ctx: &Context<'_>) -> Result<BootInfo, Ignored> {
     let arch_value = req.arch_value().ok_or(Ignored::NoArch)?;
     let arch = ClientArch::from_option93(arch_value).ok_or(Ignored::UnknownArch(arch_value))?;
+    if let Some(reason) = &ctx.no_boot {
+        return Err(Ignored::NoDeployment(reason.clone()));
+    }
     if req.is_ipxe {
         let mut file = format!(
             "{}/boot.ipxe?mac={}&arch={}",
@@ -378,6 +386,7 @@ mod tests {
             boot_files: files,
             http_base: "http://10.77.0.1:8080",
             pool,
+            no_boot: None,
         }
     }
 

@@ -87,6 +87,7 @@ pub struct Shared {
     pub config: Arc<Config>,
     pub counters: Arc<Counters>,
     pub http_base: String,
+    pub bootpath: Arc<crate::bootpath::BootPath>,
     leases: Mutex<LeaseTable>,
     lease_file: Option<PathBuf>,
 }
@@ -97,6 +98,7 @@ impl Shared {
         config: Arc<Config>,
         counters: Arc<Counters>,
         http_base: String,
+        bootpath: Arc<crate::bootpath::BootPath>,
     ) -> anyhow::Result<Shared> {
         let (table, lease_file) = match &config.dhcp.pool {
             Some(pool) => {
@@ -124,6 +126,7 @@ impl Shared {
             config,
             counters,
             http_base,
+            bootpath,
             leases: Mutex::new(table),
             lease_file,
         })
@@ -177,16 +180,22 @@ fn handle(
         }
     };
     let config = &shared.config;
+    let span =
+        tracing::info_span!("dhcp", mac = %req.mac, xid = format_args!("{:#010x}", req.msg.xid()));
+    let _enter = span.enter();
+    let no_boot = if req.is_netboot() {
+        no_boot(&req, shared)
+    } else {
+        None
+    };
     let ctx = pxe::Context {
         mode: config.dhcp.mode,
         server: config.server_address,
         boot_files: &config.boot.files,
         http_base: &shared.http_base,
         pool: config.dhcp.pool.as_ref(),
+        no_boot,
     };
-    let span =
-        tracing::info_span!("dhcp", mac = %req.mac, xid = format_args!("{:#010x}", req.msg.xid()));
-    let _enter = span.enter();
     let (outcome, table_json) = {
         let mut table = shared.leases.lock().unwrap_or_else(|p| p.into_inner());
         let outcome = pxe::respond(&req, l.port, &ctx, &mut table, now());
@@ -261,9 +270,28 @@ fn log_ignored(req: &Request, reason: &Ignored, l: &Listener, c: &Counters) {
         Ignored::NotForThisPort(_) | Ignored::OtherServer(_) => {
             tracing::debug!(interface = %l.interface, msg_type = ?req.msg_type, %reason, "not answered");
         }
+        Ignored::NoDeployment(_) => {
+            Counters::bump(&c.dhcp_ignored_no_deployment);
+            tracing::info!(interface = %l.interface, uuid = req.uuid.map(|u| u.to_string()).unwrap_or_else(|| "none".into()), %reason, "no boot offer");
+        }
         Ignored::NoBootFile(_) | Ignored::PoolExhausted => {
             Counters::bump(&c.dhcp_ignored_other);
             tracing::warn!(interface = %l.interface, %reason, "request not answered");
+        }
+    }
+}
+
+/// Asks the deployments whether this PXE client gets a boot offer (SPEC rules 8 and 9).
+/// A store that cannot be read withholds the offer: better no boot than a wrong one.
+fn no_boot(req: &Request, shared: &Shared) -> Option<String> {
+    match shared
+        .bootpath
+        .plan(Some(req.mac), req.uuid, req.arch_value(), None)
+    {
+        Ok(plan) => plan.refusal(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the catalog");
+            Some(format!("the catalog cannot be read: {e}"))
         }
     }
 }

@@ -18,8 +18,12 @@ use axum::routing::get;
 use axum::Router;
 use serde::Deserialize;
 
+use crate::bootpath::{BootPath, PxePlan};
+use crate::catalog::{Catalog, Deployment};
 use crate::config::Config;
 use crate::counters::Counters;
+use crate::decision::{Action, Decision};
+use crate::dhcp::packet::Mac;
 
 pub use script::render;
 
@@ -29,6 +33,7 @@ pub struct AppState {
     pub counters: Arc<Counters>,
     /// `http://server:port`, no trailing slash.
     pub base: String,
+    pub bootpath: Arc<BootPath>,
 }
 
 /// The router of every HTTP endpoint.
@@ -38,6 +43,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/image/kernel", get(image_kernel))
         .route("/image/initrd", get(image_initrd))
         .route("/tftp/{*path}", get(tftp_file))
+        .route("/content/{sha256}", get(content))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .with_state(state)
@@ -51,6 +57,8 @@ pub struct BootQuery {
     pub uuid: Option<String>,
     pub platform: Option<String>,
     pub buildarch: Option<String>,
+    /// A deployment picked from the menu.
+    pub deployment: Option<String>,
 }
 
 impl BootQuery {
@@ -90,38 +98,242 @@ async fn boot_script(State(s): State<Arc<AppState>>, Query(q): Query<BootQuery>)
     let Some(mac) = q.mac.as_deref() else {
         return ipxe(render(script::IDENTIFY, &[("base", base)]));
     };
-    let Ok(mac) = mac.parse::<crate::dhcp::packet::Mac>() else {
+    let Ok(mac) = mac.parse::<Mac>() else {
         return (StatusCode::BAD_REQUEST, "mac is not a MAC address\n").into_response();
     };
-    let mac_s = mac.to_string();
-    let arch = q.arch_value();
-    let arch_name = arch
-        .and_then(crate::arch::ClientArch::from_option93)
-        .map(|a| a.key().to_owned())
-        .unwrap_or_else(|| "unknown".into());
-    let arch_s = arch
-        .map(|a| a.to_string())
-        .unwrap_or_else(|| "unknown".into());
-    let uuid = q.uuid.as_deref().unwrap_or("");
-    let Some(image) = &s.config.boot.image else {
-        tracing::warn!(mac = %mac_s, "iPXE script: no boot image configured");
-        return ipxe(render(
-            script::NOTHING,
-            &[("mac", &mac_s), ("reason", "no boot image is configured")],
-        ));
+    let uuid = q
+        .uuid
+        .as_deref()
+        .and_then(|u| crate::catalog::parse_smbios_uuid(u).ok());
+    let m = Machine {
+        mac,
+        uuid,
+        arch: q.arch_value(),
     };
-    tracing::info!(mac = %mac_s, arch = %arch_s, arch_name = %arch_name, uuid, "iPXE script served");
+    let plan = match s
+        .bootpath
+        .plan(Some(mac), uuid, m.arch, q.deployment.as_deref())
+    {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(mac = %mac, error = %e, "cannot read the catalog");
+            return nothing(&m, "the server cannot read its catalog");
+        }
+    };
+    let (decision, catalog) = match plan {
+        PxePlan::DefaultImage => return default_image(&s, &m),
+        PxePlan::Decided { decision, catalog } => (decision, catalog),
+    };
+    s.bootpath.record_warnings(&decision);
+    match &decision.action {
+        Action::NoDeployment { reason } => {
+            let why = format!("no deployment: {}, {reason}", reason.rule().cite());
+            tracing::info!(mac = %mac, reason = %why, "iPXE script: nothing to boot");
+            nothing(&m, &why)
+        }
+        Action::Menu { entries, .. } => {
+            // A menu pick comes back as `deployment=ID`: boot it if it is still on the menu.
+            if let Some(id) = q.deployment.as_deref().and_then(|d| d.parse().ok()) {
+                if entries.contains(&id) {
+                    if let Some(d) = catalog.deployment(&id) {
+                        return run_deployment(&s, &m, &decision, &catalog, d);
+                    }
+                }
+            }
+            tracing::info!(mac = %mac, entries = ?entries.iter().map(|e| e.to_string()).collect::<Vec<_>>(), "iPXE script: menu (rule 6)");
+            ipxe(menu_script(&s, &m, &catalog, entries))
+        }
+        Action::RunUnattended { deployment, reason } => match catalog.deployment(deployment) {
+            Some(d) => {
+                tracing::info!(mac = %mac, deployment = %deployment, reason = ?reason, "iPXE script: runs unattended");
+                run_deployment(&s, &m, &decision, &catalog, d)
+            }
+            None => nothing(&m, "the chosen deployment vanished"),
+        },
+    }
+}
+
+/// What the script request says of the machine.
+struct Machine {
+    mac: Mac,
+    uuid: Option<crate::dhcp::packet::SmbiosUuid>,
+    arch: Option<u16>,
+}
+
+impl Machine {
+    fn arch_s(&self) -> String {
+        self.arch
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "unknown".into())
+    }
+    fn arch_name(&self) -> String {
+        self.arch
+            .and_then(crate::arch::ClientArch::from_option93)
+            .map(|a| a.key().to_owned())
+            .unwrap_or_else(|| "unknown".into())
+    }
+    fn query(&self) -> String {
+        let mut q = format!("mac={}", self.mac.to_string().replace(':', "-"));
+        if let Some(a) = self.arch {
+            q.push_str(&format!("&arch={a}"));
+        }
+        if let Some(u) = self.uuid {
+            q.push_str(&format!("&uuid={u}"));
+        }
+        q
+    }
+}
+
+fn nothing(m: &Machine, reason: &str) -> Response {
     ipxe(render(
+        script::NOTHING,
+        &[("mac", &m.mac.to_string()), ("reason", reason)],
+    ))
+}
+
+/// The configuration's `[boot.image]`, for every machine, while no deployment is declared.
+fn default_image(s: &AppState, m: &Machine) -> Response {
+    let Some(image) = &s.config.boot.image else {
+        tracing::warn!(mac = %m.mac, "iPXE script: no deployment and no default boot image");
+        return nothing(m, "no deployment and no default boot image are configured");
+    };
+    tracing::info!(mac = %m.mac, arch = %m.arch_s(), arch_name = %m.arch_name(), "iPXE script served");
+    let cmdline = format!(
+        "{} netdeploy.server={} netdeploy.mac={}",
+        image.cmdline, s.base, m.mac
+    );
+    let initrd = image
+        .initrd
+        .as_ref()
+        .map(|_| {
+            format!(
+                "initrd --name initrd.img {}/image/initrd || goto failed",
+                s.base
+            )
+        })
+        .unwrap_or_default();
+    ipxe(linux_script(
+        m,
+        &format!("booting {}", image.kernel.display()),
+        &format!("{}/image/kernel", s.base),
+        &initrd,
+        &cmdline,
+    ))
+}
+
+fn linux_script(
+    m: &Machine,
+    title: &str,
+    kernel_url: &str,
+    initrd_cmd: &str,
+    cmdline: &str,
+) -> String {
+    render(
         script::LINUX,
         &[
-            ("base", base),
-            ("mac", &mac_s),
-            ("arch", &arch_s),
-            ("arch_name", &arch_name),
-            ("image", &image.kernel.display().to_string()),
-            ("cmdline", &image.cmdline),
+            ("mac", &m.mac.to_string()),
+            ("arch", &m.arch_s()),
+            ("arch_name", &m.arch_name()),
+            ("title", title),
+            ("kernel_url", kernel_url),
+            ("initrd_cmd", initrd_cmd),
+            ("cmdline", cmdline),
         ],
+    )
+}
+
+/// Boots a deployment's boot image, passing the deployment id and server URL to the boot
+/// environment on the kernel command line, and records the start (loop guard, rule 7).
+fn run_deployment(
+    s: &AppState,
+    m: &Machine,
+    decision: &Decision,
+    catalog: &Catalog,
+    d: &Deployment,
+) -> Response {
+    let Some(image) = catalog.boot_image_of(d) else {
+        return nothing(m, "the deployment's boot image does not exist");
+    };
+    if image.kind != crate::catalog::BootImageKind::Linux {
+        return nothing(m, "Windows PE boot images are not served by this version");
+    }
+    let file = |name: &str| image.files.iter().find(|f| f.path == name);
+    let Some(kernel) = file("kernel") else {
+        return nothing(m, "the boot image has no kernel");
+    };
+    let initrd = file("initrd")
+        .map(|f| {
+            format!(
+                "initrd --name initrd.img {}/content/{} || goto failed",
+                s.base, f.sha256
+            )
+        })
+        .unwrap_or_default();
+    let ts_name = catalog
+        .task_sequence(&d.task_sequence)
+        .map(|t| t.name.as_str())
+        .unwrap_or(&d.task_sequence);
+    let cmdline = format!(
+        "{} netdeploy.server={} netdeploy.deployment={} netdeploy.mac={}",
+        image.cmdline, s.base, d.id, m.mac
+    );
+    if let Err(e) = s.bootpath.record_start(decision, d) {
+        // Without the loop guard record the machine would run a required deployment again on
+        // its next PXE boot: better not to start it now.
+        tracing::error!(mac = %m.mac, error = %e, "cannot record the deployment start");
+        return nothing(m, "the server cannot record the start of the deployment");
+    }
+    ipxe(linux_script(
+        m,
+        &format!("deployment {} ({ts_name})", d.id),
+        &format!("{}/content/{}", s.base, kernel.sha256),
+        &initrd,
+        &cmdline,
     ))
+}
+
+/// The menu of visible available deployments (rule 6); after the timeout, the local disk.
+fn menu_script(
+    s: &AppState,
+    m: &Machine,
+    catalog: &Catalog,
+    entries: &[crate::catalog::DeploymentId],
+) -> String {
+    let clean = |t: &str| -> String { t.chars().filter(|c| !c.is_control()).collect() };
+    let mut out = format!(
+        "#!ipxe\n# netdeploy: menu for {mac} (SPEC section 3, rule 6)\nmenu netdeploy: deployments for {mac}\n",
+        mac = m.mac
+    );
+    for id in entries {
+        let name = catalog
+            .deployment(id)
+            .and_then(|d| catalog.task_sequence(&d.task_sequence))
+            .map(|t| clean(&t.name))
+            .unwrap_or_default();
+        out.push_str(&format!("item {id} {id} {name}\n"));
+    }
+    let timeout = s.config.boot.menu_timeout.as_millis();
+    out.push_str(&format!(
+        "item --gap\nitem local Boot from the local disk\n\
+         choose --timeout {timeout} --default local target || goto local\n\
+         iseq ${{target}} local && goto local ||\n\
+         chain {base}/boot.ipxe?{q}&deployment=${{target}}\n\
+         :local\necho netdeploy: leaving to the local disk\nexit 1\n",
+        base = s.base,
+        q = m.query(),
+    ));
+    out
+}
+
+/// A file of the content library, by its SHA-256 (boot image kernels and initrds).
+async fn content(
+    State(s): State<Arc<AppState>>,
+    axum::extract::Path(sha): axum::extract::Path<String>,
+) -> Response {
+    match s.bootpath.library.path_of(&sha) {
+        Ok(p) => send_file(&s, &p).await,
+        Err(_) => (StatusCode::NOT_FOUND, "no such content\n").into_response(),
+    }
 }
 
 async fn image_kernel(State(s): State<Arc<AppState>>) -> Response {

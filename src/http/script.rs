@@ -29,21 +29,27 @@ mod tests {
     }
 
     #[test]
-    fn linux_script_names_kernel_initrd_and_server() {
+    fn linux_script_names_kernel_initrd_and_command_line() {
         let s = render(
             LINUX,
             &[
-                ("base", "http://10.77.0.1:8080"),
                 ("mac", "52:54:00:12:34:56"),
                 ("arch", "7"),
                 ("arch_name", "efi-x64"),
-                ("image", "vmlinuz"),
-                ("cmdline", "console=ttyS0"),
+                ("title", "deployment LAB00001"),
+                ("kernel_url", "http://10.77.0.1:8080/content/ab"),
+                (
+                    "initrd_cmd",
+                    "initrd --name initrd.img http://10.77.0.1:8080/content/cd || goto failed",
+                ),
+                ("cmdline", "console=ttyS0 netdeploy.deployment=LAB00001"),
             ],
         );
         assert!(s.starts_with("#!ipxe\n"));
-        assert!(s.contains("kernel http://10.77.0.1:8080/image/kernel initrd=initrd.img console=ttyS0 netdeploy.server=http://10.77.0.1:8080"));
-        assert!(s.contains("initrd --name initrd.img http://10.77.0.1:8080/image/initrd"));
+        assert!(s.contains("kernel http://10.77.0.1:8080/content/ab initrd=initrd.img console=ttyS0 netdeploy.deployment=LAB00001 || goto failed"));
+        assert!(s.contains(
+            "\ninitrd --name initrd.img http://10.77.0.1:8080/content/cd || goto failed\n"
+        ));
         assert!(!s.contains("{{"), "{s}");
     }
 }
