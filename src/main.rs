@@ -5,6 +5,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod cli;
+use cli::catalog as cat;
+
 /// netdeploy: network-boot (PXE/iPXE, BIOS and UEFI) and deployment server.
 ///
 /// It answers DHCP/proxyDHCP for PXE clients, serves first-stage boot files over TFTP and iPXE
@@ -15,6 +18,8 @@ struct Cli {
     /// Log filter (tracing's syntax), e.g. `info`, `debug`, `netdeploy::tftp=debug`.
     #[arg(long, global = true, env = "NETDEPLOY_LOG", default_value = "info")]
     log: String,
+    #[command(flatten)]
+    data: cat::DataDir,
     #[command(subcommand)]
     command: Command,
 }
@@ -38,6 +43,32 @@ enum Command {
     },
     /// Print an annotated example configuration.
     ConfigExample,
+    /// Site files: declare a whole lab's catalog and apply it in one command.
+    #[command(subcommand)]
+    Site(cat::SiteCommand),
+    /// Devices (machines known by MAC and SMBIOS UUID).
+    #[command(subcommand)]
+    Device(cat::DeviceCommand),
+    /// Collections of devices (built in: all_systems, unknown_computers).
+    #[command(subcommand)]
+    Collection(cat::CollectionCommand),
+    /// Packages (content referenced by task sequence steps).
+    #[command(subcommand)]
+    Package(cat::ObjectCommand),
+    /// Boot images (what PXE and media start).
+    #[command(subcommand)]
+    BootImage(cat::BootImageCommand),
+    /// Task sequences (ordered steps run in the boot environment).
+    #[command(subcommand)]
+    TaskSequence(cat::ObjectCommand),
+    /// Deployments of task sequences to collections.
+    #[command(subcommand)]
+    Deployment(cat::DeploymentCommand),
+    /// Say which deployment a machine would get and why every other one was not chosen.
+    Explain(cat::ExplainArgs),
+    /// The PXE loop guard (SPEC section 3, rule 7).
+    #[command(subcommand)]
+    Pxe(cat::PxeCommand),
 }
 
 const EXAMPLE: &str = include_str!("../netdeploy.example.toml");
@@ -52,7 +83,7 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
-    match run(cli.command) {
+    match run(cli.command, &cli.data) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("netdeploy: {e:#}");
@@ -61,8 +92,17 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(command: Command) -> anyhow::Result<()> {
+fn run(command: Command, data: &cat::DataDir) -> anyhow::Result<()> {
     match command {
+        Command::Site(c) => cat::site(data, c),
+        Command::Device(c) => cat::device(data, c),
+        Command::Collection(c) => cat::collection(data, c),
+        Command::Package(c) => cat::object_only(data, cat::Kind::Package, c),
+        Command::BootImage(c) => cat::boot_image(data, c),
+        Command::TaskSequence(c) => cat::object_only(data, cat::Kind::TaskSequence, c),
+        Command::Deployment(c) => cat::deployment(data, c),
+        Command::Explain(a) => cat::explain(data, a),
+        Command::Pxe(c) => cat::pxe(data, c),
         Command::Serve { config } => {
             let config = netdeploy::config::Config::load(&config)?;
             let rt = tokio::runtime::Builder::new_multi_thread()

@@ -242,3 +242,44 @@ pub fn loopback_config(dir: &Path, mode: &str, extra: &str) -> String {
         tftp = tftp.display().to_string(),
     )
 }
+
+/// Runs the `netdeploy` command line with a data directory; returns (success, stdout+stderr).
+pub fn cli(data_dir: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(binary())
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run netdeploy");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// Same, failing the test when the command fails.
+pub fn cli_ok(data_dir: &Path, args: &[&str]) -> String {
+    let (ok, out) = cli(data_dir, args);
+    assert!(ok, "netdeploy {args:?} failed:\n{out}");
+    out
+}
+
+impl Server {
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Kills the server with SIGKILL (a crash), waiting for it.
+    pub fn crash(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

@@ -1,0 +1,780 @@
+//! Catalog commands: site files, objects, deployments, explain, the PXE loop guard.
+//! They open the database in the data directory directly; SQLite lets them run beside a
+//! running server, whose next decision sees the change.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _};
+use clap::{Args, Subcommand, ValueEnum};
+
+use netdeploy::bootpath::now;
+use netdeploy::catalog::site;
+use netdeploy::catalog::stored;
+use netdeploy::catalog::*;
+use netdeploy::content::Library;
+use netdeploy::decision::checks::{self, NewDeployment};
+use netdeploy::decision::{self, Context, ServerSettings};
+use netdeploy::dhcp::packet::Mac;
+use netdeploy::store::{StatusMessage, Store};
+
+/// Where the database and content library are.
+#[derive(Debug, Args, Clone)]
+pub struct DataDir {
+    /// The server's data directory (as `server.data_dir` in its configuration).
+    #[arg(
+        long,
+        env = "NETDEPLOY_DATA_DIR",
+        default_value = "/var/lib/netdeploy",
+        global = true
+    )]
+    pub data_dir: PathBuf,
+}
+
+impl DataDir {
+    fn open(&self) -> anyhow::Result<Store> {
+        std::fs::create_dir_all(&self.data_dir)
+            .with_context(|| format!("cannot create {}", self.data_dir.display()))?;
+        Ok(Store::open(&self.data_dir.join("netdeploy.db"))?)
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SiteCommand {
+    /// Make the catalog what a site file declares: creates, changes and removes objects so
+    /// that applying the same file again changes nothing. Deployments pass every check of
+    /// SPEC section 4 first; nothing is written if one is refused.
+    Apply { file: PathBuf },
+    /// Print the stored catalog as JSON.
+    Show,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Kind {
+    Device,
+    Collection,
+    Package,
+    BootImage,
+    TaskSequence,
+    Deployment,
+}
+
+impl Kind {
+    fn store_kind(self) -> &'static str {
+        match self {
+            Kind::Device => "device",
+            Kind::Collection => "collection",
+            Kind::Package => "package",
+            Kind::BootImage => "boot_image",
+            Kind::TaskSequence => "task_sequence",
+            Kind::Deployment => "deployment",
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ObjectCommand {
+    /// One line per object.
+    List,
+    /// One object as JSON.
+    Show { id: String },
+    /// Delete one object (a deployment, collection or device still referenced is refused).
+    Delete { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeviceCommand {
+    /// Add or replace a device.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// A MAC address the machine boots from (repeat for several).
+        #[arg(long = "mac")]
+        macs: Vec<String>,
+        /// The SMBIOS UUID (`/sys/class/dmi/id/product_uuid`).
+        #[arg(long)]
+        uuid: Option<String>,
+        #[arg(long)]
+        server: bool,
+        #[arg(long)]
+        site_system: bool,
+    },
+    #[command(flatten)]
+    Object(ObjectCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CollectionCommand {
+    /// Add or replace a custom collection.
+    Create {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// A member device name (repeat for several).
+        #[arg(long = "member")]
+        members: Vec<String>,
+    },
+    #[command(flatten)]
+    Object(ObjectCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BootImageCommand {
+    /// Import a Linux boot image (kernel and initrd are hashed into the content library).
+    Create {
+        #[arg(long)]
+        id: String,
+        #[arg(long, value_parser = ["x86", "x64", "arm64"])]
+        arch: String,
+        #[arg(long)]
+        kernel: PathBuf,
+        #[arg(long)]
+        initrd: Option<PathBuf>,
+        #[arg(long, default_value = "")]
+        cmdline: String,
+    },
+    #[command(flatten)]
+    Object(ObjectCommand),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum PurposeArg {
+    Available,
+    Required,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum AvailableToArg {
+    Clients,
+    ClientsMediaPxe,
+    MediaPxe,
+    MediaPxeHidden,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum OptionArg {
+    DownloadOnDemand,
+    DownloadAll,
+    DirectAccess,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RerunArg {
+    Never,
+    Always,
+    IfFailed,
+    IfSucceeded,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeploymentCommand {
+    /// Deploy a task sequence to a collection, after every check of SPEC section 4.
+    ///
+    /// The id is the site code and the next 5 hex digits. A high-risk deployment (required,
+    /// installing an OS) is refused for built-in collections other than Unknown Computers,
+    /// collections over max_size and (when blocked) collections holding site systems; it needs
+    /// --accept-high-risk for collections over default_size, with site systems or servers.
+    Create {
+        #[arg(long)]
+        task_sequence: Option<String>,
+        #[arg(long)]
+        collection: Option<String>,
+        #[arg(long, value_enum)]
+        purpose: Option<PurposeArg>,
+        #[arg(long, value_enum)]
+        available_to: Option<AvailableToArg>,
+        #[arg(long = "option", value_enum)]
+        deployment_option: Option<OptionArg>,
+        #[arg(long, value_enum, default_value = "always")]
+        rerun: RerunArg,
+        /// Unix time before which running clients are not offered it (PXE and media ignore it).
+        #[arg(long)]
+        available_at: Option<i64>,
+        /// Unix time from which running clients are no longer offered it.
+        #[arg(long)]
+        expires_at: Option<i64>,
+        #[arg(long)]
+        wake_on_lan: bool,
+        #[arg(long, default_value = "")]
+        comments: String,
+        /// Accept the high-risk warnings (recorded as an audit status message).
+        #[arg(long)]
+        accept_high_risk: bool,
+        /// Start from a saved template (its settings; the options given here win).
+        #[arg(long)]
+        template: Option<String>,
+        /// Save these settings as a template under this name.
+        #[arg(long)]
+        save_template: Option<String>,
+        /// Site code for the id when no site file set one.
+        #[arg(long)]
+        site_code: Option<String>,
+    },
+    /// The collections a high-risk deployment may target: those over default_size are hidden
+    /// unless --show-up-to-max.
+    Collections {
+        #[arg(long)]
+        show_up_to_max: bool,
+    },
+    #[command(flatten)]
+    Object(ObjectCommand),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ContextArg {
+    Pxe,
+    Media,
+}
+
+/// `netdeploy explain`.
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    #[arg(long)]
+    mac: Option<String>,
+    #[arg(long)]
+    uuid: Option<String>,
+    /// Option 93 value of the firmware (0 BIOS, 7 UEFI x64, ...).
+    #[arg(long)]
+    arch: Option<u16>,
+    #[arg(long, value_enum, default_value = "pxe")]
+    context: ContextArg,
+    /// A preferred deployment id (SMSTSPreferredAdvertID).
+    #[arg(long)]
+    preferred: Option<String>,
+    /// Print the decision as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PxeCommand {
+    /// Lift the PXE loop guard (rule 7) so required deployments run again through PXE.
+    Clear {
+        #[arg(
+            long,
+            conflicts_with = "collection",
+            required_unless_present = "collection"
+        )]
+        device: Option<String>,
+        #[arg(long)]
+        collection: Option<String>,
+    },
+    /// List the machines under the loop guard.
+    Guards,
+}
+
+fn operator() -> String {
+    std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+pub fn site(dd: &DataDir, cmd: SiteCommand) -> anyhow::Result<()> {
+    let store = dd.open()?;
+    match cmd {
+        SiteCommand::Apply { file } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let base = file.parent().unwrap_or(Path::new(".")).to_path_buf();
+            let lib = Library::new(&dd.data_dir);
+            let s = site::parse(&text, &base, |p, n| lib.import(p, n), now())
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let applied = stored::apply(&store, &s, |h| lib.has(h), &operator(), now())?;
+            let ch = &applied.changes;
+            if ch.is_empty() {
+                println!("site {}: no change", s.site_code);
+            }
+            for (what, list) in [
+                ("created", &ch.created),
+                ("changed", &ch.changed),
+                ("removed", &ch.removed),
+            ] {
+                for k in list {
+                    println!("{what:8} {k}");
+                }
+            }
+            for (id, w) in &applied.warnings {
+                println!("warning  deployment {id}: {w}");
+            }
+            Ok(())
+        }
+        SiteCommand::Show => {
+            let (c, settings) = stored::load(&store)?;
+            let out = serde_json::json!({ "settings": settings, "catalog": c });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(())
+        }
+    }
+}
+
+fn object(store: &Store, kind: Kind, cmd: ObjectCommand) -> anyhow::Result<()> {
+    let k = kind.store_kind();
+    let (catalog, _) = stored::load(store)?;
+    match cmd {
+        ObjectCommand::List => {
+            let all: Vec<serde_json::Value> = store.list(k)?;
+            let builtin = matches!(kind, Kind::Collection);
+            if builtin {
+                for b in site::builtin_collections() {
+                    if !all.iter().any(|v| v["id"] == b.id.as_str()) {
+                        println!(
+                            "{:<20} {} (built in, {} members)",
+                            b.id,
+                            b.name,
+                            catalog.members(&b).len()
+                        );
+                    }
+                }
+            }
+            for v in all {
+                println!("{}", summary(kind, &v, &catalog));
+            }
+        }
+        ObjectCommand::Show { id } => {
+            let v: Option<serde_json::Value> = store.get(k, &id)?;
+            let v = v.or_else(|| {
+                matches!(kind, Kind::Collection)
+                    .then(|| site::builtin_collections().into_iter().find(|b| b.id == id))
+                    .flatten()
+                    .map(|b| serde_json::to_value(b).expect("serializes"))
+            });
+            match v {
+                Some(v) => println!("{}", serde_json::to_string_pretty(&v)?),
+                None => bail!("no {k} {id:?}"),
+            }
+        }
+        ObjectCommand::Delete { id } => {
+            if let Some(user) = users_of(&catalog, kind, &id) {
+                bail!("{k} {id:?} is still used by {user}; delete that first");
+            }
+            if !store.delete(k, &id)? {
+                bail!("no {k} {id:?}");
+            }
+            println!("deleted {k} {id}");
+        }
+    }
+    Ok(())
+}
+
+fn users_of(c: &Catalog, kind: Kind, id: &str) -> Option<String> {
+    match kind {
+        Kind::Collection => c.deployments.iter().find(|d| d.collection == id).map(|d| format!("deployment {}", d.id)),
+        Kind::TaskSequence => c.deployments.iter().find(|d| d.task_sequence == id).map(|d| format!("deployment {}", d.id)),
+        Kind::BootImage => c.task_sequences.iter().find(|t| t.boot_image.as_deref() == Some(id)).map(|t| format!("task sequence {}", t.id)),
+        Kind::Package => c.task_sequences.iter().find(|t| t.referenced_packages().contains(&id)).map(|t| format!("task sequence {}", t.id)),
+        Kind::Device => c.collections.iter().find(|col| matches!(&col.kind, CollectionKind::Custom { members } if members.iter().any(|m| m == id))).map(|col| format!("collection {}", col.id)),
+        Kind::Deployment => None,
+    }
+}
+
+fn summary(kind: Kind, v: &serde_json::Value, c: &Catalog) -> String {
+    let s = |k: &str| v[k].as_str().unwrap_or("").to_owned();
+    match kind {
+        Kind::Device => format!(
+            "{:<20} macs={} uuid={}{}{}",
+            s("name"),
+            v["macs"],
+            v["uuid"].as_str().unwrap_or("-"),
+            if v["server"] == true { " server" } else { "" },
+            if v["site_system"] == true {
+                " site_system"
+            } else {
+                ""
+            }
+        ),
+        Kind::Collection => {
+            let n = c
+                .collection(&s("id"))
+                .map(|col| c.members(col).len())
+                .unwrap_or(0);
+            format!("{:<20} {} ({n} members)", s("id"), s("name"))
+        }
+        Kind::Package => format!(
+            "{:<20} version {} ({} files)",
+            s("id"),
+            v["version"],
+            v["files"].as_array().map_or(0, |f| f.len())
+        ),
+        Kind::BootImage => format!(
+            "{:<20} {} {}{}",
+            s("id"),
+            s("arch"),
+            s("kind"),
+            if v["pre_production"] == true {
+                " pre-production"
+            } else {
+                ""
+            }
+        ),
+        Kind::TaskSequence => format!(
+            "{:<20} {} (boot image {}, {} steps)",
+            s("id"),
+            s("name"),
+            v["boot_image"].as_str().unwrap_or("-"),
+            v["steps"].as_array().map_or(0, |x| x.len())
+        ),
+        Kind::Deployment => format!(
+            "{} {:<8} {:<18} ts={} collection={} option={}",
+            s("id"),
+            s("purpose"),
+            s("available_to"),
+            s("task_sequence"),
+            s("collection"),
+            s("option")
+        ),
+    }
+}
+
+pub fn device(dd: &DataDir, cmd: DeviceCommand) -> anyhow::Result<()> {
+    let store = dd.open()?;
+    match cmd {
+        DeviceCommand::Object(o) => object(&store, Kind::Device, o),
+        DeviceCommand::Create {
+            name,
+            macs,
+            uuid,
+            server,
+            site_system,
+        } => {
+            let macs = macs
+                .iter()
+                .map(|m| m.parse::<Mac>())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(anyhow::Error::msg)?;
+            let uuid = uuid
+                .as_deref()
+                .map(parse_smbios_uuid)
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
+            if macs.is_empty() && uuid.is_none() {
+                bail!("a device needs --mac or --uuid to be recognised when it boots");
+            }
+            let d = Device {
+                name: name.clone(),
+                macs,
+                uuid,
+                server,
+                site_system,
+            };
+            store.put("device", &name, &d, now())?;
+            println!("device {name} saved");
+            Ok(())
+        }
+    }
+}
+
+pub fn collection(dd: &DataDir, cmd: CollectionCommand) -> anyhow::Result<()> {
+    let store = dd.open()?;
+    match cmd {
+        CollectionCommand::Object(o) => object(&store, Kind::Collection, o),
+        CollectionCommand::Create { id, name, members } => {
+            if id == site::ALL_SYSTEMS || id == site::UNKNOWN_COMPUTERS {
+                bail!("{id} is a built-in collection");
+            }
+            let (c, _) = stored::load(&store)?;
+            for m in &members {
+                if c.device(m).is_none() {
+                    bail!("--member {m:?}: no such device");
+                }
+            }
+            let col = Collection {
+                name: name.unwrap_or_else(|| id.clone()),
+                id: id.clone(),
+                kind: CollectionKind::Custom { members },
+            };
+            store.put("collection", &id, &col, now())?;
+            println!("collection {id} saved");
+            Ok(())
+        }
+    }
+}
+
+pub fn boot_image(dd: &DataDir, cmd: BootImageCommand) -> anyhow::Result<()> {
+    let store = dd.open()?;
+    match cmd {
+        BootImageCommand::Object(o) => object(&store, Kind::BootImage, o),
+        BootImageCommand::Create {
+            id,
+            arch,
+            kernel,
+            initrd,
+            cmdline,
+        } => {
+            let lib = Library::new(&dd.data_dir);
+            let mut files = vec![lib.import(&kernel, "kernel")?];
+            if let Some(i) = initrd {
+                files.push(lib.import(&i, "initrd")?);
+            }
+            let arch = match arch.as_str() {
+                "x86" => ImageArch::X86,
+                "arm64" => ImageArch::Arm64,
+                _ => ImageArch::X64,
+            };
+            let b = BootImage {
+                id: id.clone(),
+                arch,
+                kind: BootImageKind::Linux,
+                files,
+                cmdline,
+                pre_production: false,
+            };
+            store.put("boot_image", &id, &b, now())?;
+            println!("boot image {id} saved");
+            Ok(())
+        }
+    }
+}
+
+pub fn deployment(dd: &DataDir, cmd: DeploymentCommand) -> anyhow::Result<()> {
+    let store = dd.open()?;
+    let (catalog, settings) = stored::load(&store)?;
+    match cmd {
+        DeploymentCommand::Object(o) => object(&store, Kind::Deployment, o),
+        DeploymentCommand::Collections { show_up_to_max } => {
+            for c in checks::collections_for_high_risk(&catalog, &settings.checks(), show_up_to_max)
+            {
+                println!(
+                    "{:<20} {} ({} members)",
+                    c.id,
+                    c.name,
+                    catalog.members(c).len()
+                );
+            }
+            Ok(())
+        }
+        DeploymentCommand::Create {
+            task_sequence,
+            collection,
+            purpose,
+            available_to,
+            deployment_option,
+            rerun,
+            available_at,
+            expires_at,
+            wake_on_lan,
+            comments,
+            accept_high_risk,
+            template,
+            save_template,
+            site_code,
+        } => {
+            let base = match &template {
+                Some(name) => {
+                    let t: checks::DeploymentTemplate = store
+                        .get("template", name)?
+                        .ok_or_else(|| anyhow::anyhow!("--template {name:?}: no such template"))?;
+                    Some(t)
+                }
+                None => None,
+            };
+            let ts = task_sequence.ok_or_else(|| anyhow::anyhow!("--task-sequence is required"))?;
+            let mut new = match &base {
+                Some(t) => checks::apply_template(t, &ts),
+                None => NewDeployment {
+                    task_sequence: ts.clone(),
+                    collection: String::new(),
+                    purpose: Purpose::Available,
+                    available_to: AvailableTo::MediaPxe,
+                    schedule: Schedule::default(),
+                    option: DeploymentOption::default(),
+                    wake_on_lan: false,
+                    comments: String::new(),
+                    software_installation: false,
+                    pre_download: false,
+                    accept_high_risk: false,
+                    available_content: Default::default(),
+                },
+            };
+            if let Some(c) = collection {
+                new.collection = c;
+            }
+            if new.collection.is_empty() {
+                bail!("--collection is required (or a --template that names one)");
+            }
+            if let Some(p) = purpose {
+                new.purpose = match p {
+                    PurposeArg::Available => Purpose::Available,
+                    PurposeArg::Required => Purpose::Required,
+                };
+            }
+            if let Some(a) = available_to {
+                new.available_to = match a {
+                    AvailableToArg::Clients => AvailableTo::Clients,
+                    AvailableToArg::ClientsMediaPxe => AvailableTo::ClientsMediaPxe,
+                    AvailableToArg::MediaPxe => AvailableTo::MediaPxe,
+                    AvailableToArg::MediaPxeHidden => AvailableTo::MediaPxeHidden,
+                };
+            }
+            if let Some(o) = deployment_option {
+                new.option = match o {
+                    OptionArg::DownloadOnDemand => DeploymentOption::DownloadOnDemand,
+                    OptionArg::DownloadAll => DeploymentOption::DownloadAll,
+                    OptionArg::DirectAccess => DeploymentOption::DirectAccess,
+                };
+            }
+            new.schedule.rerun = match rerun {
+                RerunArg::Never => Rerun::Never,
+                RerunArg::Always => Rerun::Always,
+                RerunArg::IfFailed => Rerun::IfFailed,
+                RerunArg::IfSucceeded => Rerun::IfSucceeded,
+            };
+            new.schedule.available_at = available_at;
+            new.schedule.expires_at = expires_at;
+            new.wake_on_lan |= wake_on_lan;
+            if !comments.is_empty() {
+                new.comments = comments;
+            }
+            new.accept_high_risk = accept_high_risk;
+            let lib = Library::new(&dd.data_dir);
+            new.available_content = catalog
+                .packages
+                .iter()
+                .flat_map(|p| &p.files)
+                .chain(catalog.boot_images.iter().flat_map(|b| &b.files))
+                .filter(|f| lib.has(&f.sha256))
+                .map(|f| f.sha256.clone())
+                .collect();
+            let warnings = match checks::check_new_deployment(&catalog, &new, &settings.checks()) {
+                Ok(w) => w,
+                Err(refusals) => {
+                    for r in &refusals {
+                        eprintln!("refused: {r}");
+                    }
+                    bail!("the deployment was not created");
+                }
+            };
+            for w in &warnings {
+                eprintln!("warning: {w}");
+            }
+            let code = match site_code.or(stored::site_code(&store)?) {
+                Some(c) => c,
+                None => bail!("no site code: apply a site file or pass --site-code"),
+            };
+            let issued: Vec<DeploymentId> = catalog.deployments.iter().map(|d| d.id).collect();
+            let id = checks::next_deployment_id(&code, issued.iter())?;
+            if let Some(name) = save_template {
+                store.put(
+                    "template",
+                    &name,
+                    &checks::DeploymentTemplate::save(&name, &new),
+                    now(),
+                )?;
+                println!("template {name} saved");
+            }
+            let accepted = new.accept_high_risk && warnings.iter().any(|w| w.needs_acceptance());
+            let d = new.into_deployment(id, now());
+            store.put("deployment", &id.to_string(), &d, now())?;
+            if accepted {
+                store.add_status(&StatusMessage {
+                    seq: 0,
+                    at: now(),
+                    source: "server".into(),
+                    kind: "high-risk-accepted".into(),
+                    identity: None,
+                    device: None,
+                    deployment: Some(id.to_string()),
+                    body: serde_json::json!({
+                        "who": operator(),
+                        "when": now(),
+                        "warnings": warnings.iter().filter(|w| w.needs_acceptance()).map(|w| w.to_string()).collect::<Vec<_>>(),
+                    }),
+                })?;
+                println!(
+                    "high-risk warnings accepted by {} (audit status message written)",
+                    operator()
+                );
+            }
+            println!("deployment {id} created");
+            Ok(())
+        }
+    }
+}
+
+pub fn object_only(dd: &DataDir, kind: Kind, cmd: ObjectCommand) -> anyhow::Result<()> {
+    object(&dd.open()?, kind, cmd)
+}
+
+pub fn explain(dd: &DataDir, a: ExplainArgs) -> anyhow::Result<()> {
+    let store = dd.open()?;
+    let (catalog, settings) = stored::load(&store)?;
+    let history = stored::history(&store)?;
+    let mac = a
+        .mac
+        .as_deref()
+        .map(str::parse::<Mac>)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let uuid = a
+        .uuid
+        .as_deref()
+        .map(parse_smbios_uuid)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    if mac.is_none() && uuid.is_none() {
+        bail!("name the machine with --mac and/or --uuid");
+    }
+    let d = decision::decide(
+        &catalog,
+        &MachineIdentity { mac, uuid },
+        a.arch,
+        true,
+        match a.context {
+            ContextArg::Pxe => Context::Pxe,
+            ContextArg::Media => Context::Media,
+        },
+        a.preferred.as_deref(),
+        &history,
+        &ServerSettings {
+            unknown_computers_enabled: settings.unknown_computers,
+            pxe_password_set: false,
+        },
+    );
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&d)?);
+    } else {
+        print!("{}", decision::explain_text(&d));
+    }
+    Ok(())
+}
+
+pub fn pxe(dd: &DataDir, cmd: PxeCommand) -> anyhow::Result<()> {
+    let store = dd.open()?;
+    match cmd {
+        PxeCommand::Guards => {
+            for (identity, deployment) in store.guards()? {
+                println!("{identity} {deployment}");
+            }
+            Ok(())
+        }
+        PxeCommand::Clear { device, collection } => {
+            let (catalog, _) = stored::load(&store)?;
+            let before = stored::history(&store)?;
+            let mut after = before.clone();
+            let what = match (&device, &collection) {
+                (Some(d), _) => {
+                    let dev = catalog
+                        .device(d)
+                        .ok_or_else(|| anyhow::anyhow!("--device {d:?}: no such device"))?;
+                    after.clear_device(dev);
+                    format!("device {d}")
+                }
+                (None, Some(c)) => {
+                    after
+                        .clear_collection(&catalog, c)
+                        .ok_or_else(|| anyhow::anyhow!("--collection {c:?}: no such collection"))?;
+                    format!("collection {c}")
+                }
+                (None, None) => bail!("name --device or --collection"),
+            };
+            let kept: Vec<String> = after.guards().map(|(k, _)| k.to_string()).collect();
+            let gone: Vec<String> = before
+                .guards()
+                .map(|(k, _)| k.to_string())
+                .filter(|k| !kept.contains(k))
+                .collect();
+            let n = store.guard_clear(&gone)?;
+            println!("PXE loop guard cleared for {what}: {n} machine(s)");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! Command implementations of the `netdeploy` binary.
+
+pub mod catalog;

@@ -1,0 +1,416 @@
+//! Deployments on the boot path, without firmware: the site file and CLI, the decision as the
+//! DHCP answer and the iPXE script see it, and durability of the catalog and loop guard.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::Path;
+use std::time::Duration;
+
+use crate::harness::{cli, cli_ok, http_get, loopback_config, Server};
+use crate::pcap::requests_to;
+
+/// MAC of the SeaBIOS iPXE DISCOVER in the captures.
+const CAPTURED_BIOS_MAC: &str = "52:54:00:0d:01:01";
+
+/// A site with a known machine `pc1` under a required deployment, `srv1` known but targeted by
+/// nothing, and an available deployment for unknown computers.
+pub fn write_site(
+    dir: &Path,
+    kernel: &Path,
+    initrd: &Path,
+    pc1_mac: &str,
+    srv1_mac: &str,
+    extra: &str,
+) -> std::path::PathBuf {
+    let site = format!(
+        r#"site_code = "LAB"
+[settings]
+default_size = 2
+max_size = 3
+{extra}
+[[device]]
+name = "pc1"
+macs = ["{pc1_mac}"]
+[[device]]
+name = "srv1"
+macs = ["{srv1_mac}"]
+server = true
+
+[[collection]]
+id = "lab"
+members = ["pc1"]
+
+[[boot_image]]
+id = "linux-x64"
+arch = "x64"
+kernel = {kernel:?}
+initrd = {initrd:?}
+cmdline = "console=ttyS0 quiet"
+
+[[task_sequence]]
+id = "hello"
+name = "Say hello"
+boot_image = "linux-x64"
+steps = [{{ name = "hello", action = "run_command", command = "echo hello" }}]
+
+[[deployment]]
+id = "LAB00001"
+task_sequence = "hello"
+collection = "lab"
+purpose = "required"
+available_to = "media_pxe"
+
+[[deployment]]
+id = "LAB00002"
+task_sequence = "hello"
+collection = "unknown_computers"
+purpose = "available"
+available_to = "clients_media_pxe"
+"#,
+        kernel = kernel.display().to_string(),
+        initrd = initrd.display().to_string(),
+    );
+    let path = dir.join("site.toml");
+    std::fs::write(&path, site).unwrap();
+    path
+}
+
+fn small_image(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let k = dir.join("vmlinuz");
+    let i = dir.join("initrd.img");
+    std::fs::write(&k, b"kernel bytes").unwrap();
+    std::fs::write(&i, b"initrd bytes").unwrap();
+    (k, i)
+}
+
+fn captured_discover_from(mac: &str) -> Vec<u8> {
+    let mut d = requests_to("bios-ipxe-rom_proxy.pcap", 67)[0].clone();
+    let m: Vec<u8> = mac
+        .split(':')
+        .map(|x| u8::from_str_radix(x, 16).unwrap())
+        .collect();
+    d[28..34].copy_from_slice(&m);
+    d
+}
+
+fn offered(to: SocketAddr, req: &[u8]) -> bool {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(1000)))
+        .unwrap();
+    s.send_to(req, to).unwrap();
+    let mut buf = [0u8; 1500];
+    s.recv_from(&mut buf).is_ok()
+}
+
+#[test]
+fn site_file_applies_idempotently_and_reports_what_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (k, i) = small_image(dir.path());
+    let site = write_site(
+        dir.path(),
+        &k,
+        &i,
+        "52:54:00:0d:01:01",
+        "52:54:00:0d:01:02",
+        "",
+    );
+    let first = cli_ok(&data, &["site", "apply", site.to_str().unwrap()]);
+    assert!(first.contains("created  deployment LAB00001"), "{first}");
+    assert!(first.contains("created  device pc1"), "{first}");
+    let again = cli_ok(&data, &["site", "apply", site.to_str().unwrap()]);
+    assert!(again.contains("no change"), "{again}");
+    // Remove a deployment from the file: it is removed from the catalog.
+    let text = std::fs::read_to_string(&site).unwrap();
+    let cut = text.find("[[deployment]]\nid = \"LAB00002\"").unwrap();
+    std::fs::write(&site, &text[..cut]).unwrap();
+    let third = cli_ok(&data, &["site", "apply", site.to_str().unwrap()]);
+    assert!(third.contains("removed  deployment LAB00002"), "{third}");
+    let list = cli_ok(&data, &["deployment", "list"]);
+    assert!(
+        list.contains("LAB00001") && !list.contains("LAB00002"),
+        "{list}"
+    );
+    // The boot image files went into the content library by hash.
+    let show = cli_ok(&data, &["boot-image", "show", "linux-x64"]);
+    assert!(show.contains("\"sha256\""), "{show}");
+}
+
+#[test]
+fn a_bad_site_file_names_the_problem_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (k, i) = small_image(dir.path());
+    let site = write_site(
+        dir.path(),
+        &k,
+        &i,
+        "52:54:00:0d:01:01",
+        "52:54:00:0d:01:02",
+        "",
+    );
+    let text = std::fs::read_to_string(&site)
+        .unwrap()
+        .replace("purpose = \"available\"", "purpose = \"sometimes\"");
+    std::fs::write(&site, text).unwrap();
+    let (ok, out) = cli(&data, &["site", "apply", site.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(out.contains("line") && out.contains("sometimes"), "{out}");
+    assert!(!cli_ok(&data, &["deployment", "list"]).contains("LAB"));
+}
+
+#[test]
+fn high_risk_deployments_are_refused_warned_or_accepted_with_an_audit_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (k, i) = small_image(dir.path());
+    let site = write_site(
+        dir.path(),
+        &k,
+        &i,
+        "52:54:00:0d:01:01",
+        "52:54:00:0d:01:02",
+        "",
+    );
+    let text = std::fs::read_to_string(&site).unwrap()
+        + "\n[[task_sequence]]\nid = \"install\"\nname = \"Install\"\nboot_image = \"linux-x64\"\nsteps = [{ name = \"image\", action = \"apply_image\" }]\n\
+           [[collection]]\nid = \"servers\"\nmembers = [\"srv1\"]\n";
+    std::fs::write(&site, text).unwrap();
+    cli_ok(&data, &["site", "apply", site.to_str().unwrap()]);
+    // Refused outright: a built-in collection other than Unknown Computers.
+    let (ok, out) = cli(
+        &data,
+        &[
+            "deployment",
+            "create",
+            "--task-sequence",
+            "install",
+            "--collection",
+            "all_systems",
+            "--purpose",
+            "required",
+        ],
+    );
+    assert!(
+        !ok && out.contains("built-in collection all_systems"),
+        "{out}"
+    );
+    // Warned: a collection holding a server needs acceptance.
+    let (ok, out) = cli(
+        &data,
+        &[
+            "deployment",
+            "create",
+            "--task-sequence",
+            "install",
+            "--collection",
+            "servers",
+            "--purpose",
+            "required",
+        ],
+    );
+    assert!(!ok && out.contains("servers"), "{out}");
+    let out = cli_ok(
+        &data,
+        &[
+            "deployment",
+            "create",
+            "--task-sequence",
+            "install",
+            "--collection",
+            "servers",
+            "--purpose",
+            "required",
+            "--accept-high-risk",
+        ],
+    );
+    assert!(out.contains("deployment LAB00003 created"), "{out}");
+    assert!(out.contains("audit status message"), "{out}");
+    // download_all is refused for PXE/media deployments.
+    let (ok, out) = cli(
+        &data,
+        &[
+            "deployment",
+            "create",
+            "--task-sequence",
+            "hello",
+            "--collection",
+            "lab",
+            "--option",
+            "download-all",
+        ],
+    );
+    assert!(!ok && out.contains("download_all"), "{out}");
+}
+
+#[test]
+fn explain_cites_the_rule_for_every_deployment() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (k, i) = small_image(dir.path());
+    let site = write_site(
+        dir.path(),
+        &k,
+        &i,
+        "52:54:00:0d:01:01",
+        "52:54:00:0d:01:02",
+        "",
+    );
+    cli_ok(&data, &["site", "apply", site.to_str().unwrap()]);
+    let out = cli_ok(
+        &data,
+        &["explain", "--mac", "52:54:00:0d:01:01", "--arch", "0"],
+    );
+    assert!(
+        out.contains("run LAB00001 unattended") && out.contains("rule 5"),
+        "{out}"
+    );
+    assert!(out.contains("LAB00002") && out.contains("rule 1"), "{out}");
+    let out = cli_ok(
+        &data,
+        &["explain", "--mac", "52:54:00:77:77:77", "--arch", "7"],
+    );
+    assert!(out.contains("menu of LAB00002"), "{out}");
+    let out = cli_ok(
+        &data,
+        &[
+            "explain",
+            "--mac",
+            "52:54:00:0d:01:02",
+            "--arch",
+            "0",
+            "--json",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["action"]["action"], "no_deployment", "{out}");
+}
+
+#[test]
+fn dhcp_offers_only_to_machines_with_a_candidate_and_scripts_follow_the_decision() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (k, i) = small_image(dir.path());
+    let site = write_site(
+        dir.path(),
+        &k,
+        &i,
+        CAPTURED_BIOS_MAC,
+        "52:54:00:0d:01:02",
+        "",
+    );
+    cli_ok(&data, &["site", "apply", site.to_str().unwrap()]);
+    let server = Server::start(
+        dir.path(),
+        &loopback_config(dir.path(), "proxy", "")
+            .replace("[http]", "[boot]\nmenu_timeout_seconds = 5\n[http]"),
+    );
+    // Known, targeted by a required deployment: offered, and its script runs LAB00001.
+    assert!(offered(
+        server.dhcp_addr(),
+        &captured_discover_from(CAPTURED_BIOS_MAC)
+    ));
+    let script = http_get(
+        server.http_addr(),
+        "/boot.ipxe?mac=52-54-00-0d-01-01&arch=0",
+    );
+    assert!(script.contains("netdeploy.deployment=LAB00001"), "{script}");
+    assert!(
+        script.contains(&format!("kernel {}/content/", server.url())),
+        "{script}"
+    );
+    // Booted again: the loop guard holds it back, at DHCP already (rule 7).
+    assert!(!offered(
+        server.dhcp_addr(),
+        &captured_discover_from(CAPTURED_BIOS_MAC)
+    ));
+    server
+        .wait_for_log(&["no boot offer", "rule 7"], Duration::from_secs(5))
+        .expect("loop guard logged");
+    // Known but targeted by nothing: no offer (rule 8).
+    assert!(!offered(
+        server.dhcp_addr(),
+        &captured_discover_from("52:54:00:0d:01:02")
+    ));
+    server
+        .wait_for_log(&["no boot offer", "rule 8"], Duration::from_secs(5))
+        .expect("no candidate logged");
+    // Unknown computer with an available deployment: a menu that defaults to the local disk.
+    assert!(offered(
+        server.dhcp_addr(),
+        &captured_discover_from("52:54:00:77:77:77")
+    ));
+    let menu = http_get(
+        server.http_addr(),
+        "/boot.ipxe?mac=52-54-00-77-77-77&arch=0",
+    );
+    assert!(menu.contains("item LAB00002 LAB00002 Say hello"), "{menu}");
+    assert!(
+        menu.contains("choose --timeout 5000 --default local"),
+        "{menu}"
+    );
+    // Picking it boots it.
+    let picked = http_get(
+        server.http_addr(),
+        "/boot.ipxe?mac=52-54-00-77-77-77&arch=0&deployment=LAB00002",
+    );
+    assert!(picked.contains("netdeploy.deployment=LAB00002"), "{picked}");
+    // After `pxe clear` the required deployment runs again.
+    assert!(cli_ok(&data, &["pxe", "clear", "--device", "pc1"]).contains("1 machine"));
+    assert!(offered(
+        server.dhcp_addr(),
+        &captured_discover_from(CAPTURED_BIOS_MAC)
+    ));
+    assert_eq!(server.counter("dhcp_ignored_no_deployment"), 2);
+}
+
+#[test]
+fn catalog_and_loop_guard_survive_restarts_and_kill_9_mid_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (k, i) = small_image(dir.path());
+    let site = write_site(
+        dir.path(),
+        &k,
+        &i,
+        CAPTURED_BIOS_MAC,
+        "52:54:00:0d:01:02",
+        "",
+    );
+    cli_ok(&data, &["site", "apply", site.to_str().unwrap()]);
+    let config = loopback_config(dir.path(), "proxy", "");
+    for round in 0..5u64 {
+        let mut server = Server::start(dir.path(), &config);
+        let http = server.http_addr();
+        // Writers: every script request for an unknown machine picking LAB00002 writes a
+        // status message; the known machine's writes the loop guard.
+        let writer = std::thread::spawn(move || {
+            for n in 0..40 {
+                let path =
+                    format!("/boot.ipxe?mac=52-54-00-66-00-{n:02x}&arch=0&deployment=LAB00002");
+                if std::panic::catch_unwind(|| crate::harness::http_get_status(http, &path))
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+        if round == 0 {
+            http_get(http, "/boot.ipxe?mac=52-54-00-0d-01-01&arch=0");
+        }
+        std::thread::sleep(Duration::from_millis(20 + round * 15));
+        server.crash();
+        let _ = writer.join();
+    }
+    let guards = cli_ok(&data, &["pxe", "guards"]);
+    assert!(
+        guards.contains("mac:52:54:00:0d:01:01 LAB00001"),
+        "{guards}"
+    );
+    let list = cli_ok(&data, &["deployment", "list"]);
+    assert!(
+        list.contains("LAB00001") && list.contains("LAB00002"),
+        "{list}"
+    );
+    let again = cli_ok(&data, &["site", "apply", site.to_str().unwrap()]);
+    assert!(again.contains("no change"), "{again}");
+}
