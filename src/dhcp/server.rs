@@ -188,6 +188,15 @@ fn handle(
     } else {
         None
     };
+    if let Some(reason) = &no_boot {
+        Counters::bump(&shared.counters.dhcp_ignored_no_deployment);
+        tracing::info!(
+            interface = %l.interface,
+            uuid = req.uuid.map(|u| u.to_string()).unwrap_or_else(|| "none".into()),
+            %reason,
+            "no boot offer"
+        );
+    }
     let ctx = pxe::Context {
         mode: config.dhcp.mode,
         server: config.server_address,
@@ -270,10 +279,8 @@ fn log_ignored(req: &Request, reason: &Ignored, l: &Listener, c: &Counters) {
         Ignored::NotForThisPort(_) | Ignored::OtherServer(_) => {
             tracing::debug!(interface = %l.interface, msg_type = ?req.msg_type, %reason, "not answered");
         }
-        Ignored::NoDeployment(_) => {
-            Counters::bump(&c.dhcp_ignored_no_deployment);
-            tracing::info!(interface = %l.interface, uuid = req.uuid.map(|u| u.to_string()).unwrap_or_else(|| "none".into()), %reason, "no boot offer");
-        }
+        // Logged and counted where it was decided, in `handle`.
+        Ignored::NoDeployment(_) => {}
         Ignored::NoBootFile(_) | Ignored::PoolExhausted => {
             Counters::bump(&c.dhcp_ignored_other);
             tracing::warn!(interface = %l.interface, %reason, "request not answered");

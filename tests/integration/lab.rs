@@ -38,10 +38,18 @@ fn need_root() {
     );
 }
 
+/// QEMU under TCG takes a whole core: machines boot one at a time so that a slow CI machine
+/// does not push every boot past its timeout.
+pub fn vm_turn() -> std::sync::MutexGuard<'static, ()> {
+    static ONE_VM_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ONE_VM_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// One lab network: namespace `name` with the bridge (10.77.0.1/24), `name-peer` at 10.77.0.2.
 pub struct Lab {
     pub name: String,
     peer_dhcp: bool,
+    taps: std::sync::Mutex<Vec<String>>,
 }
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
@@ -57,6 +65,7 @@ impl Lab {
         let lab = Lab {
             name,
             peer_dhcp: false,
+            taps: Default::default(),
         };
         must(Command::new(repo().join("lab/net.sh")).args(["up", &lab.name]));
         lab
@@ -90,7 +99,27 @@ impl Lab {
         dir: &Path,
         extra: &[&str],
     ) -> (bool, String, String) {
-        self.tap(tap);
+        self.boot_vm_timeout(firmware, mac, tap, dir, extra, 240)
+    }
+
+    /// Same, with a timeout in seconds; a tap made by an earlier boot is reused.
+    pub fn boot_vm_timeout(
+        &self,
+        firmware: &str,
+        mac: &str,
+        tap: &str,
+        dir: &Path,
+        extra: &[&str],
+        timeout: u32,
+    ) -> (bool, String, String) {
+        let _turn = vm_turn();
+        {
+            let mut taps = self.taps.lock().unwrap();
+            if !taps.iter().any(|t| t == tap) {
+                self.tap(tap);
+                taps.push(tap.to_owned());
+            }
+        }
         let serial = dir.join(format!("serial-{tap}.log"));
         let out = run(Command::new(repo().join("lab/boot-vm.sh"))
             .args([
@@ -105,7 +134,7 @@ impl Lab {
                 "--serial-log",
                 serial.to_str().unwrap(),
                 "--timeout",
-                "240",
+                &timeout.to_string(),
             ])
             .args(extra));
         let log = std::fs::read_to_string(&serial).unwrap_or_default();

@@ -25,12 +25,7 @@ fn config(dir: &std::path::Path, mode: &str) -> String {
     )
 }
 
-/// QEMU under TCG takes a whole core: machines boot one at a time so that a slow CI machine
-/// does not push every boot past its timeout.
-static ONE_VM_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 fn pxe_boot(firmware: &str, mode: &str, mac: &str, arch: u16) {
-    let _turn = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let mut lab = Lab::up();
     if mode == "proxy" {
