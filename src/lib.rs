@@ -13,6 +13,7 @@
 //! - [`counters`]: what the server counted (offers, drops, transfers), for logs and metrics;
 //! - [`serve`]: starts everything and prints the startup line.
 
+pub mod admin;
 pub mod arch;
 pub mod bootpath;
 pub mod catalog;

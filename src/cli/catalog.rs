@@ -13,9 +13,9 @@ use netdeploy::catalog::stored;
 use netdeploy::catalog::*;
 use netdeploy::content::Library;
 use netdeploy::decision::checks::{self, NewDeployment};
-use netdeploy::decision::{self, Context, ServerSettings};
+use netdeploy::decision::{self, Context};
 use netdeploy::dhcp::packet::Mac;
-use netdeploy::store::{StatusMessage, Store};
+use netdeploy::store::Store;
 
 /// Where the database and content library are.
 #[derive(Debug, Args, Clone)]
@@ -625,33 +625,6 @@ pub fn deployment(dd: &DataDir, cmd: DeploymentCommand) -> anyhow::Result<()> {
                 new.comments = comments;
             }
             new.accept_high_risk = accept_high_risk;
-            let lib = Library::new(&dd.data_dir);
-            new.available_content = catalog
-                .packages
-                .iter()
-                .flat_map(|p| &p.files)
-                .chain(catalog.boot_images.iter().flat_map(|b| &b.files))
-                .filter(|f| lib.has(&f.sha256))
-                .map(|f| f.sha256.clone())
-                .collect();
-            let warnings = match checks::check_new_deployment(&catalog, &new, &settings.checks()) {
-                Ok(w) => w,
-                Err(refusals) => {
-                    for r in &refusals {
-                        eprintln!("refused: {r}");
-                    }
-                    bail!("the deployment was not created");
-                }
-            };
-            for w in &warnings {
-                eprintln!("warning: {w}");
-            }
-            let code = match site_code.or(stored::site_code(&store)?) {
-                Some(c) => c,
-                None => bail!("no site code: apply a site file or pass --site-code"),
-            };
-            let issued: Vec<DeploymentId> = catalog.deployments.iter().map(|d| d.id).collect();
-            let id = checks::next_deployment_id(&code, issued.iter())?;
             if let Some(name) = save_template {
                 store.put(
                     "template",
@@ -661,31 +634,29 @@ pub fn deployment(dd: &DataDir, cmd: DeploymentCommand) -> anyhow::Result<()> {
                 )?;
                 println!("template {name} saved");
             }
-            let accepted = new.accept_high_risk && warnings.iter().any(|w| w.needs_acceptance());
-            let d = new.into_deployment(id, now());
-            store.put("deployment", &id.to_string(), &d, now())?;
-            if accepted {
-                store.add_status(&StatusMessage {
-                    seq: 0,
-                    at: now(),
-                    source: "server".into(),
-                    kind: "high-risk-accepted".into(),
-                    identity: None,
-                    device: None,
-                    deployment: Some(id.to_string()),
-                    body: serde_json::json!({
-                        "who": operator(),
-                        "when": now(),
-                        "warnings": warnings.iter().filter(|w| w.needs_acceptance()).map(|w| w.to_string()).collect::<Vec<_>>(),
-                    }),
-                })?;
-                println!(
-                    "high-risk warnings accepted by {} (audit status message written)",
-                    operator()
-                );
+            let lib = Library::new(&dd.data_dir);
+            match netdeploy::admin::create_deployment(&store, &lib, new, site_code, &operator()) {
+                Ok(created) => {
+                    for w in &created.warnings {
+                        eprintln!("warning: {w}");
+                    }
+                    if created.audited {
+                        println!(
+                            "high-risk warnings accepted by {} (audit status message written)",
+                            operator()
+                        );
+                    }
+                    println!("deployment {} created", created.id);
+                    Ok(())
+                }
+                Err(netdeploy::admin::AdminError::Refused(refusals)) => {
+                    for r in &refusals {
+                        eprintln!("refused: {r}");
+                    }
+                    bail!("the deployment was not created");
+                }
+                Err(e) => Err(e.into()),
             }
-            println!("deployment {id} created");
-            Ok(())
         }
     }
 }
@@ -696,8 +667,6 @@ pub fn object_only(dd: &DataDir, kind: Kind, cmd: ObjectCommand) -> anyhow::Resu
 
 pub fn explain(dd: &DataDir, a: ExplainArgs) -> anyhow::Result<()> {
     let store = dd.open()?;
-    let (catalog, settings) = stored::load(&store)?;
-    let history = stored::history(&store)?;
     let mac = a
         .mac
         .as_deref()
@@ -713,22 +682,17 @@ pub fn explain(dd: &DataDir, a: ExplainArgs) -> anyhow::Result<()> {
     if mac.is_none() && uuid.is_none() {
         bail!("name the machine with --mac and/or --uuid");
     }
-    let d = decision::decide(
-        &catalog,
-        &MachineIdentity { mac, uuid },
+    let context = match a.context {
+        ContextArg::Pxe => Context::Pxe,
+        ContextArg::Media => Context::Media,
+    };
+    let d = netdeploy::admin::explain(
+        &store,
+        MachineIdentity { mac, uuid },
         a.arch,
-        true,
-        match a.context {
-            ContextArg::Pxe => Context::Pxe,
-            ContextArg::Media => Context::Media,
-        },
+        context,
         a.preferred.as_deref(),
-        &history,
-        &ServerSettings {
-            unknown_computers_enabled: settings.unknown_computers,
-            pxe_password_set: false,
-        },
-    );
+    )?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&d)?);
     } else {
@@ -747,32 +711,16 @@ pub fn pxe(dd: &DataDir, cmd: PxeCommand) -> anyhow::Result<()> {
             Ok(())
         }
         PxeCommand::Clear { device, collection } => {
-            let (catalog, _) = stored::load(&store)?;
-            let before = stored::history(&store)?;
-            let mut after = before.clone();
-            let what = match (&device, &collection) {
-                (Some(d), _) => {
-                    let dev = catalog
-                        .device(d)
-                        .ok_or_else(|| anyhow::anyhow!("--device {d:?}: no such device"))?;
-                    after.clear_device(dev);
-                    format!("device {d}")
-                }
-                (None, Some(c)) => {
-                    after
-                        .clear_collection(&catalog, c)
-                        .ok_or_else(|| anyhow::anyhow!("--collection {c:?}: no such collection"))?;
-                    format!("collection {c}")
-                }
+            let scope = match (device, collection) {
+                (Some(d), _) => netdeploy::admin::GuardScope::Device(d),
+                (None, Some(c)) => netdeploy::admin::GuardScope::Collection(c),
                 (None, None) => bail!("name --device or --collection"),
             };
-            let kept: Vec<String> = after.guards().map(|(k, _)| k.to_string()).collect();
-            let gone: Vec<String> = before
-                .guards()
-                .map(|(k, _)| k.to_string())
-                .filter(|k| !kept.contains(k))
-                .collect();
-            let n = store.guard_clear(&gone)?;
+            let n = netdeploy::admin::clear_guard(&store, &scope)?;
+            let what = match &scope {
+                netdeploy::admin::GuardScope::Device(d) => format!("device {d}"),
+                netdeploy::admin::GuardScope::Collection(c) => format!("collection {c}"),
+            };
             println!("PXE loop guard cleared for {what}: {n} machine(s)");
             Ok(())
         }

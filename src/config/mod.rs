@@ -95,6 +95,8 @@ pub struct HttpConfig {
     pub port: u16,
     /// Base URL clients use, when set; otherwise `http://<server address>:<port>`.
     pub public_url: Option<String>,
+    /// Bearer token of the admin API; `None` turns the API off.
+    pub admin_token: Option<String>,
 }
 
 /// The Linux boot image booted when no deployment decides otherwise.
@@ -318,6 +320,12 @@ impl Config {
             }
             None => None,
         };
+        let admin_token = match w.http.admin_token.clone() {
+            Some(t) if t.len() < 16 => {
+                return Err(field("http.admin_token", "must be at least 16 characters"))
+            }
+            t => t,
+        };
         if let Some(url) = &w.http.public_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(field(
@@ -339,6 +347,7 @@ impl Config {
                     .http
                     .public_url
                     .map(|u| u.trim_end_matches('/').to_owned()),
+                admin_token,
             },
             boot: BootConfig {
                 files,

@@ -60,6 +60,7 @@ pub struct Tftp {
 pub struct Http {
     pub port: Option<u16>,
     pub public_url: Option<String>,
+    pub admin_token: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -4,6 +4,7 @@
 //! some other way gets a short script that asks again with its own `${mac}` and `${uuid}`.
 //! File bodies are streamed from disk with their length, never read whole into memory.
 
+mod admin;
 mod script;
 
 use std::net::SocketAddr;
@@ -46,6 +47,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/content/{sha256}", get(content))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
+        .merge(admin::router(state.clone()))
         .with_state(state)
 }
 

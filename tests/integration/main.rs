@@ -1,6 +1,7 @@
 //! Integration tests: the real `netdeploy` binary on real sockets, real clients against it.
 //! One test binary with a module per area, so the suite links once.
 
+mod admin_api;
 mod deploy_qemu;
 mod deployments;
 mod dhcp;

@@ -1,0 +1,347 @@
+//! The HTTP admin API (JSON under `/api/v1`), the same operations as the command line through
+//! [`crate::admin`]. Every endpoint needs `Authorization: Bearer <http.admin_token>`; with no
+//! token configured the API is off. The boot path's own endpoints (`/boot.ipxe`, `/content`,
+//! `/image`, `/tftp`) need none.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use super::AppState;
+use crate::admin::{self, AdminError, GuardScope};
+use crate::bootpath::now;
+use crate::catalog::{
+    parse_smbios_uuid, site, stored, Collection, CollectionKind, Device, MachineIdentity,
+};
+use crate::decision::checks::NewDeployment;
+use crate::decision::{explain_text, Context};
+use crate::dhcp::packet::Mac;
+
+/// The admin routes, behind the bearer-token check.
+pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/api/v1/catalog", get(catalog))
+        .route("/api/v1/site", post(apply_site))
+        .route("/api/v1/deployments", post(create_deployment).get(list))
+        .route("/api/v1/explain", get(explain))
+        .route("/api/v1/pxe/clear", post(clear))
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/{kind}", get(list))
+        .route("/api/v1/{kind}/{id}", get(show).delete(delete).put(put))
+        .route_layer(middleware::from_fn_with_state(state, require_token))
+}
+
+fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
+    (
+        status,
+        Json(serde_json::json!({ "error": message.to_string() })),
+    )
+        .into_response()
+}
+
+async fn require_token(State(s): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let Some(token) = s.config.http.admin_token.as_deref() else {
+        return error(
+            StatusCode::FORBIDDEN,
+            "the admin API is off: set http.admin_token in the configuration",
+        );
+    };
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(g) if constant_time_eq(g.as_bytes(), token.as_bytes()) => next.run(req).await,
+        _ => {
+            let mut r = error(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                "Bearer".parse().expect("valid header"),
+            );
+            r
+        }
+    }
+}
+
+/// Compares without an early exit, so the time taken says nothing of where a guess differs.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn store_kind(path: &str) -> Option<&'static str> {
+    Some(match path {
+        "devices" => "device",
+        "collections" => "collection",
+        "packages" => "package",
+        "boot_images" => "boot_image",
+        "task_sequences" => "task_sequence",
+        "deployments" => "deployment",
+        "templates" => "template",
+        _ => return None,
+    })
+}
+
+fn internal(e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "admin API");
+    error(StatusCode::INTERNAL_SERVER_ERROR, e)
+}
+
+async fn catalog(State(s): State<Arc<AppState>>) -> Response {
+    match stored::load(&s.bootpath.store) {
+        Ok((c, settings)) => {
+            Json(serde_json::json!({ "settings": settings, "catalog": c })).into_response()
+        }
+        Err(e) => internal(e),
+    }
+}
+
+/// Applies a site file sent as TOML; its relative paths are relative to the data directory.
+async fn apply_site(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
+    let Ok(text) = std::str::from_utf8(&body) else {
+        return error(StatusCode::BAD_REQUEST, "the site file is not UTF-8");
+    };
+    let lib = &s.bootpath.library;
+    let parsed = site::parse(text, &s.config.data_dir, |p, n| lib.import(p, n), now());
+    let site = match parsed {
+        Ok(site) => site,
+        Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e),
+    };
+    match stored::apply(&s.bootpath.store, &site, |h| lib.has(h), "admin-api", now()) {
+        Ok(a) => Json(serde_json::json!({
+            "changes": a.changes,
+            "warnings": a.warnings.iter().map(|(id, w)| serde_json::json!({"deployment": id, "warning": w.to_string()})).collect::<Vec<_>>(),
+        }))
+        .into_response(),
+        Err(stored::ApplyError::Refused { id, refusals }) => error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("deployment {id}: {}", refusals.iter().map(|r| r.to_string()).collect::<Vec<_>>().join("; ")),
+        ),
+        Err(e) => internal(e),
+    }
+}
+
+async fn list(State(s): State<Arc<AppState>>, kind: Option<Path<String>>) -> Response {
+    let kind = kind
+        .map(|Path(k)| k)
+        .unwrap_or_else(|| "deployments".into());
+    let Some(k) = store_kind(&kind) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no such collection of objects: {kind}"),
+        );
+    };
+    if k == "collection" {
+        return match stored::load(&s.bootpath.store) {
+            Ok((c, _)) => Json(c.collections).into_response(),
+            Err(e) => internal(e),
+        };
+    }
+    match s.bootpath.store.list::<serde_json::Value>(k) {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+async fn show(
+    State(s): State<Arc<AppState>>,
+    Path((kind, id)): Path<(String, String)>,
+) -> Response {
+    let Some(k) = store_kind(&kind) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no such collection of objects: {kind}"),
+        );
+    };
+    match s.bootpath.store.get::<serde_json::Value>(k, &id) {
+        Ok(Some(v)) => Json(v).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no {k} {id:?}")),
+        Err(e) => internal(e),
+    }
+}
+
+async fn delete(
+    State(s): State<Arc<AppState>>,
+    Path((kind, id)): Path<(String, String)>,
+) -> Response {
+    let Some(k) = store_kind(&kind) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no such collection of objects: {kind}"),
+        );
+    };
+    let (c, _) = match stored::load(&s.bootpath.store) {
+        Ok(x) => x,
+        Err(e) => return internal(e),
+    };
+    let used = match k {
+        "collection" => c.deployments.iter().any(|d| d.collection == id),
+        "task_sequence" => c.deployments.iter().any(|d| d.task_sequence == id),
+        "boot_image" => c
+            .task_sequences
+            .iter()
+            .any(|t| t.boot_image.as_deref() == Some(id.as_str())),
+        "package" => c
+            .task_sequences
+            .iter()
+            .any(|t| t.referenced_packages().contains(&id.as_str())),
+        _ => false,
+    };
+    if used {
+        return error(
+            StatusCode::CONFLICT,
+            format!("{k} {id:?} is still referenced"),
+        );
+    }
+    match s.bootpath.store.delete(k, &id) {
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(false) => error(StatusCode::NOT_FOUND, format!("no {k} {id:?}")),
+        Err(e) => internal(e),
+    }
+}
+
+/// Creates or replaces a device or custom collection.
+async fn put(
+    State(s): State<Arc<AppState>>,
+    Path((kind, id)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let store = &s.bootpath.store;
+    let saved =
+        match kind.as_str() {
+            "devices" => match serde_json::from_slice::<Device>(&body) {
+                Ok(d) if d.name == id && (!d.macs.is_empty() || d.uuid.is_some()) => {
+                    store.put("device", &id, &d, now())
+                }
+                Ok(_) => {
+                    return error(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "the name must match the path and a MAC or UUID is needed",
+                    )
+                }
+                Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e),
+            },
+            "collections" => match serde_json::from_slice::<Collection>(&body) {
+                Ok(c) if c.id == id && matches!(c.kind, CollectionKind::Custom { .. }) => {
+                    store.put("collection", &id, &c, now())
+                }
+                Ok(_) => {
+                    return error(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "the id must match the path and only custom collections can be written",
+                    )
+                }
+                Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e),
+            },
+            _ => return error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "only devices and collections are written one by one; use a site file for the rest",
+            ),
+        };
+    match saved {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct CreateBody {
+    #[serde(flatten)]
+    new: NewDeployment,
+    site_code: Option<String>,
+}
+
+async fn create_deployment(State(s): State<Arc<AppState>>, Json(b): Json<CreateBody>) -> Response {
+    match admin::create_deployment(&s.bootpath.store, &s.bootpath.library, b.new, b.site_code, "admin-api") {
+        Ok(c) => (StatusCode::CREATED, Json(c)).into_response(),
+        Err(AdminError::Refused(r)) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(serde_json::json!({ "error": "refused", "refusals": r.iter().map(|x| x.to_string()).collect::<Vec<_>>() })),
+        )
+            .into_response(),
+        Err(AdminError::NoSiteCode) | Err(AdminError::Id(_)) | Err(AdminError::NotFound(_)) => {
+            error(StatusCode::UNPROCESSABLE_ENTITY, "no site code or id space left")
+        }
+        Err(e) => internal(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct ExplainQuery {
+    mac: Option<String>,
+    uuid: Option<String>,
+    arch: Option<u16>,
+    context: Option<String>,
+    preferred: Option<String>,
+}
+
+async fn explain(State(s): State<Arc<AppState>>, Query(q): Query<ExplainQuery>) -> Response {
+    let mac = match q.mac.as_deref().map(str::parse::<Mac>).transpose() {
+        Ok(m) => m,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let uuid = match q.uuid.as_deref().map(parse_smbios_uuid).transpose() {
+        Ok(u) => u,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    if mac.is_none() && uuid.is_none() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "name the machine with mac and/or uuid",
+        );
+    }
+    let context = match q.context.as_deref().unwrap_or("pxe") {
+        "pxe" => Context::Pxe,
+        "media" => Context::Media,
+        other => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("context {other:?} is not pxe or media"),
+            )
+        }
+    };
+    match admin::explain(
+        &s.bootpath.store,
+        MachineIdentity { mac, uuid },
+        q.arch,
+        context,
+        q.preferred.as_deref(),
+    ) {
+        Ok(d) => {
+            Json(serde_json::json!({ "text": explain_text(&d), "decision": d })).into_response()
+        }
+        Err(e) => internal(e),
+    }
+}
+
+async fn clear(State(s): State<Arc<AppState>>, Json(scope): Json<GuardScope>) -> Response {
+    match admin::clear_guard(&s.bootpath.store, &scope) {
+        Ok(n) => Json(serde_json::json!({ "cleared": n })).into_response(),
+        Err(AdminError::NotFound(m)) => error(StatusCode::NOT_FOUND, m),
+        Err(e) => internal(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct StatusQuery {
+    deployment: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn status(State(s): State<Arc<AppState>>, Query(q): Query<StatusQuery>) -> Response {
+    match s
+        .bootpath
+        .store
+        .statuses(q.deployment.as_deref(), q.limit.unwrap_or(100).min(10_000))
+    {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => internal(e),
+    }
+}
