@@ -54,13 +54,13 @@ enum Command {
     Collection(cat::CollectionCommand),
     /// Packages (content referenced by task sequence steps).
     #[command(subcommand)]
-    Package(cat::ObjectCommand),
+    Package(cat::PackageCommand),
     /// Boot images (what PXE and media start).
     #[command(subcommand)]
     BootImage(cat::BootImageCommand),
     /// Task sequences (ordered steps run in the boot environment).
     #[command(subcommand)]
-    TaskSequence(cat::ObjectCommand),
+    TaskSequence(cat::TaskSequenceCommand),
     /// Deployments of task sequences to collections.
     #[command(subcommand)]
     Deployment(cat::DeploymentCommand),
@@ -97,9 +97,9 @@ fn run(command: Command, data: &cat::DataDir) -> anyhow::Result<()> {
         Command::Site(c) => cat::site(data, c),
         Command::Device(c) => cat::device(data, c),
         Command::Collection(c) => cat::collection(data, c),
-        Command::Package(c) => cat::object_only(data, cat::Kind::Package, c),
+        Command::Package(c) => cat::package(data, c),
         Command::BootImage(c) => cat::boot_image(data, c),
-        Command::TaskSequence(c) => cat::object_only(data, cat::Kind::TaskSequence, c),
+        Command::TaskSequence(c) => cat::task_sequence(data, c),
         Command::Deployment(c) => cat::deployment(data, c),
         Command::Explain(a) => cat::explain(data, a),
         Command::Pxe(c) => cat::pxe(data, c),
@@ -157,5 +157,14 @@ fn run(command: Command, data: &cat::DataDir) -> anyhow::Result<()> {
             print!("{EXAMPLE}");
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

@@ -137,6 +137,50 @@ pub enum BootImageCommand {
     Object(ObjectCommand),
 }
 
+#[derive(Debug, Subcommand)]
+pub enum PackageCommand {
+    /// Import a directory as a package: every file is hashed (SHA-256) once and stored once in
+    /// the content library.
+    Create {
+        #[arg(long)]
+        id: String,
+        /// The directory whose files make up the package.
+        #[arg(long)]
+        from: PathBuf,
+        /// Content version, raised on every change of the files.
+        #[arg(long = "package-version", default_value_t = 1)]
+        package_version: u32,
+        /// The content may be read straight from the server (the direct_access option).
+        #[arg(long)]
+        package_share: bool,
+    },
+    #[command(flatten)]
+    Object(ObjectCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TaskSequenceCommand {
+    /// Add or replace a task sequence.
+    Create {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        boot_image: Option<String>,
+        /// A step, in order: `ACTION:NAME[:ARGUMENT]`, where ACTION is partition, apply_image,
+        /// apply_os, run_command, install_package or reboot, and ARGUMENT is the command of a
+        /// run_command step or the package of the others (repeat for several steps).
+        #[arg(long = "step")]
+        steps: Vec<String>,
+        /// A package referenced besides those of the steps (repeat for several).
+        #[arg(long = "package")]
+        packages: Vec<String>,
+    },
+    #[command(flatten)]
+    Object(ObjectCommand),
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum PurposeArg {
     Available,
@@ -661,10 +705,6 @@ pub fn deployment(dd: &DataDir, cmd: DeploymentCommand) -> anyhow::Result<()> {
     }
 }
 
-pub fn object_only(dd: &DataDir, kind: Kind, cmd: ObjectCommand) -> anyhow::Result<()> {
-    object(&dd.open()?, kind, cmd)
-}
-
 pub fn explain(dd: &DataDir, a: ExplainArgs) -> anyhow::Result<()> {
     let store = dd.open()?;
     let mac = a
@@ -722,6 +762,115 @@ pub fn pxe(dd: &DataDir, cmd: PxeCommand) -> anyhow::Result<()> {
                 netdeploy::admin::GuardScope::Collection(c) => format!("collection {c}"),
             };
             println!("PXE loop guard cleared for {what}: {n} machine(s)");
+            Ok(())
+        }
+    }
+}
+
+pub fn package(dd: &DataDir, cmd: PackageCommand) -> anyhow::Result<()> {
+    let store = dd.open()?;
+    match cmd {
+        PackageCommand::Object(o) => object(&store, Kind::Package, o),
+        PackageCommand::Create {
+            id,
+            from,
+            package_version: version,
+            package_share,
+        } => {
+            let lib = Library::new(&dd.data_dir);
+            let mut sources = Vec::new();
+            collect(&from, &from, &mut sources)
+                .with_context(|| format!("cannot read {}", from.display()))?;
+            let total: u64 = sources.iter().map(|(_, _, n)| n).sum();
+            let mut done = 0u64;
+            let mut files = Vec::new();
+            for (rel, path, size) in sources {
+                files.push(lib.import(&path, &rel)?);
+                done += size;
+                if total > 0 {
+                    eprint!(
+                        "\rimporting {id}: {:>3}% ({done} of {total} bytes)",
+                        done * 100 / total
+                    );
+                }
+            }
+            eprintln!();
+            let n = files.len();
+            let p = Package {
+                id: id.clone(),
+                version,
+                files,
+                package_share,
+            };
+            store.put("package", &id, &p, now())?;
+            println!("package {id} saved ({n} files, {total} bytes)");
+            Ok(())
+        }
+    }
+}
+
+fn collect(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf, u64)>) -> std::io::Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let p = e.path();
+        let meta = e.metadata()?;
+        if meta.is_dir() {
+            collect(root, &p, out)?;
+        } else {
+            let rel = p
+                .strip_prefix(root)
+                .expect("below the root")
+                .to_string_lossy()
+                .replace('\\', "/");
+            out.push((rel, p, meta.len()));
+        }
+    }
+    Ok(())
+}
+
+pub fn task_sequence(dd: &DataDir, cmd: TaskSequenceCommand) -> anyhow::Result<()> {
+    let store = dd.open()?;
+    match cmd {
+        TaskSequenceCommand::Object(o) => object(&store, Kind::TaskSequence, o),
+        TaskSequenceCommand::Create {
+            id,
+            name,
+            boot_image,
+            steps,
+            packages,
+        } => {
+            let mut parsed = Vec::new();
+            for s in &steps {
+                let mut parts = s.splitn(3, ':');
+                let (Some(action), Some(step_name)) = (parts.next(), parts.next()) else {
+                    bail!("--step {s:?}: write ACTION:NAME[:ARGUMENT]");
+                };
+                let action: StepAction =
+                    serde_json::from_value(serde_json::Value::String(action.into()))
+                        .map_err(|_| anyhow::anyhow!("--step {s:?}: unknown action {action:?}"))?;
+                let arg = parts.next().map(str::to_owned);
+                let (command, package) = if action == StepAction::RunCommand {
+                    (arg, None)
+                } else {
+                    (None, arg)
+                };
+                parsed.push(Step {
+                    name: step_name.into(),
+                    action,
+                    package,
+                    command,
+                });
+            }
+            let t = TaskSequence {
+                name: name.unwrap_or_else(|| id.clone()),
+                id: id.clone(),
+                boot_image,
+                steps: parsed,
+                packages,
+            };
+            store.put("task_sequence", &id, &t, now())?;
+            println!("task sequence {id} saved");
             Ok(())
         }
     }

@@ -414,3 +414,144 @@ fn catalog_and_loop_guard_survive_restarts_and_kill_9_mid_write() {
     let again = cli_ok(&data, &["site", "apply", site.to_str().unwrap()]);
     assert!(again.contains("no change"), "{again}");
 }
+
+#[test]
+fn every_object_can_be_created_listed_shown_and_deleted_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (k, i) = small_image(dir.path());
+    let content = dir.path().join("pkg");
+    std::fs::create_dir_all(content.join("sub")).unwrap();
+    std::fs::write(content.join("a.bin"), b"same bytes").unwrap();
+    std::fs::write(content.join("sub/b.bin"), b"same bytes").unwrap();
+    let d = data.as_path();
+    cli_ok(
+        d,
+        &[
+            "device",
+            "create",
+            "--name",
+            "pc9",
+            "--mac",
+            "52:54:00:0d:09:09",
+        ],
+    );
+    cli_ok(
+        d,
+        &["collection", "create", "--id", "nine", "--member", "pc9"],
+    );
+    cli_ok(
+        d,
+        &[
+            "boot-image",
+            "create",
+            "--id",
+            "bi",
+            "--arch",
+            "x64",
+            "--kernel",
+            k.to_str().unwrap(),
+            "--initrd",
+            i.to_str().unwrap(),
+        ],
+    );
+    let out = cli_ok(
+        d,
+        &[
+            "package",
+            "create",
+            "--id",
+            "tools",
+            "--from",
+            content.to_str().unwrap(),
+        ],
+    );
+    assert!(out.contains("2 files"), "{out}");
+    cli_ok(
+        d,
+        &[
+            "task-sequence",
+            "create",
+            "--id",
+            "ts",
+            "--boot-image",
+            "bi",
+            "--step",
+            "run_command:hello:echo hi",
+            "--step",
+            "install_package:tools:tools",
+        ],
+    );
+    let out = cli_ok(
+        d,
+        &[
+            "deployment",
+            "create",
+            "--task-sequence",
+            "ts",
+            "--collection",
+            "nine",
+            "--purpose",
+            "required",
+            "--site-code",
+            "ABC",
+            "--save-template",
+            "lab-default",
+        ],
+    );
+    assert!(out.contains("deployment ABC00001 created"), "{out}");
+    // A template keeps the settings but not the schedule.
+    let out = cli_ok(
+        d,
+        &[
+            "deployment",
+            "create",
+            "--task-sequence",
+            "ts",
+            "--template",
+            "lab-default",
+            "--site-code",
+            "ABC",
+        ],
+    );
+    assert!(out.contains("deployment ABC00002 created"), "{out}");
+    let show = cli_ok(d, &["deployment", "show", "ABC00002"]);
+    assert!(
+        show.contains("\"collection\": \"nine\"") && show.contains("\"purpose\": \"required\""),
+        "{show}"
+    );
+    let list = cli_ok(d, &["package", "list"]);
+    assert!(list.contains("tools") && list.contains("2 files"), "{list}");
+    // Identical files are stored once.
+    let stored: Vec<_> = walk(&data.join("content"))
+        .into_iter()
+        .filter(|p| !p.parent().unwrap().ends_with("content/tmp"))
+        .collect();
+    assert_eq!(
+        stored.len(),
+        3,
+        "kernel, initrd and one copy of the package bytes: {stored:?}"
+    );
+    // Referenced objects cannot be deleted; unreferenced ones can.
+    let (ok, out) = cli(d, &["collection", "delete", "nine"]);
+    assert!(!ok && out.contains("still used"), "{out}");
+    cli_ok(d, &["deployment", "delete", "ABC00001"]);
+    cli_ok(d, &["deployment", "delete", "ABC00002"]);
+    cli_ok(d, &["collection", "delete", "nine"]);
+    assert!(!cli_ok(d, &["collection", "list"]).contains("nine"));
+    let explain = cli_ok(d, &["explain", "--mac", "52:54:00:0d:09:09"]);
+    assert!(explain.contains("nothing is deployed"), "{explain}");
+}
+
+fn walk(p: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(p).unwrap() {
+        let e = e.unwrap().path();
+        if e.is_dir() {
+            out.extend(walk(&e));
+        } else {
+            out.push(e);
+        }
+    }
+    out
+}
