@@ -787,11 +787,8 @@ pub fn package(dd: &DataDir, cmd: PackageCommand) -> anyhow::Result<()> {
             for (rel, path, size) in sources {
                 files.push(lib.import(&path, &rel)?);
                 done += size;
-                if total > 0 {
-                    eprint!(
-                        "\rimporting {id}: {:>3}% ({done} of {total} bytes)",
-                        done * 100 / total
-                    );
+                if let Some(pct) = (done * 100).checked_div(total) {
+                    eprint!("\rimporting {id}: {pct:>3}% ({done} of {total} bytes)");
                 }
             }
             eprintln!();
