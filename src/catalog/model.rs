@@ -170,6 +170,13 @@ pub enum StepAction {
     InstallPackage,
     /// Restart the machine and continue.
     Reboot,
+    /// Write a file of a package (`package`, `file`) or the text `value` to the path `target`.
+    WriteFile,
+    /// Set the task sequence variable `variable` to `value` (later commands see it in their
+    /// environment).
+    SetVariable,
+    /// Power the machine off (the end of a task sequence in the lab).
+    Poweroff,
 }
 
 /// One step of a task sequence.
@@ -185,6 +192,18 @@ pub struct Step {
     /// The command line of a `run_command` step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
+    /// The file of `package` the step reads (`apply_image`: the raw disk image; `write_file`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// Where the step writes: a block device (`apply_image`) or a path (`write_file`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// The variable a `set_variable` step sets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variable: Option<String>,
+    /// The value of a `set_variable` step, or the text of a `write_file` step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
 }
 
 /// Ordered steps run in a boot environment (SPEC section 2, "Task sequence").
@@ -753,6 +772,10 @@ mod tests {
                 action: StepAction::RunCommand,
                 package: Some("P2".into()),
                 command: Some("true".into()),
+                file: None,
+                target: None,
+                variable: None,
+                value: None,
             }],
             packages: vec!["P1".into(), "P2".into()],
         };
@@ -763,6 +786,10 @@ mod tests {
             action: StepAction::ApplyOs,
             package: Some("P0".into()),
             command: None,
+            file: None,
+            target: None,
+            variable: None,
+            value: None,
         });
         assert!(ts.installs_os());
         assert_eq!(ts.referenced_packages(), vec!["P0", "P1", "P2"]);

@@ -222,6 +222,10 @@ struct WireStep {
     action: StepAction,
     package: Option<String>,
     command: Option<String>,
+    file: Option<String>,
+    target: Option<String>,
+    variable: Option<String>,
+    value: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -403,6 +407,10 @@ pub fn parse(
                     action: s.action,
                     package: s.package,
                     command: s.command,
+                    file: s.file,
+                    target: s.target,
+                    variable: s.variable,
+                    value: s.value,
                 })
                 .collect(),
             packages: t.packages,

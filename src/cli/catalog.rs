@@ -857,6 +857,10 @@ pub fn task_sequence(dd: &DataDir, cmd: TaskSequenceCommand) -> anyhow::Result<(
                     action,
                     package,
                     command,
+                    file: None,
+                    target: None,
+                    variable: None,
+                    value: None,
                 });
             }
             let t = TaskSequence {

@@ -630,6 +630,10 @@ mod tests {
             action,
             package: package.map(Into::into),
             command: None,
+            file: None,
+            target: None,
+            variable: None,
+            value: None,
         }
     }
 

@@ -71,6 +71,10 @@ fn task_sequence(id: &str, boot_image: Option<&str>) -> TaskSequence {
             action: StepAction::ApplyImage,
             package: None,
             command: None,
+            file: None,
+            target: None,
+            variable: None,
+            value: None,
         }],
         packages: vec![],
     }
