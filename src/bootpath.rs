@@ -94,6 +94,73 @@ impl BootPath {
         })
     }
 
+    /// The decision behind a boot environment's policy request. A PXE boot environment names
+    /// the deployment its iPXE script started; the loop guard that start set must not stop
+    /// the very run it records, so it is lifted for this one decision (not in the store).
+    pub fn policy_decision(
+        &self,
+        machine: MachineIdentity,
+        context: Context,
+        deployment: Option<&str>,
+    ) -> Result<(Decision, Catalog), StoreError> {
+        let (catalog, settings) = stored::load(&self.store)?;
+        let mut history = stored::history(&self.store)?;
+        if let (Context::Pxe, Some(requested), Some(key)) = (context, deployment, machine.key()) {
+            if history
+                .guard(&key)
+                .is_some_and(|g| g.to_string() == requested)
+            {
+                history.clear_machine(&key);
+            }
+        }
+        let d = decision::decide(
+            &catalog,
+            &machine,
+            None,
+            true,
+            context,
+            deployment,
+            &history,
+            &ServerSettings {
+                unknown_computers_enabled: settings.unknown_computers,
+                pxe_password_set: self.pxe_password_set,
+            },
+        );
+        Ok((d, catalog))
+    }
+
+    /// Stores a status message from a boot environment; the end of a run also becomes the
+    /// machine's last attempt (rule 7, rerun behaviour).
+    pub fn record_agent_status(
+        &self,
+        machine: MachineIdentity,
+        deployment: Option<&str>,
+        kind: &str,
+        body: serde_json::Value,
+    ) -> Result<i64, StoreError> {
+        let identity = machine.key().map(|k| k.to_string());
+        let (catalog, _) = stored::load(&self.store)?;
+        let device = catalog.match_device(&machine).map(|d| d.name.clone());
+        let now = now();
+        if let (Some(id), Some(dep)) = (&identity, deployment) {
+            match kind {
+                "succeeded" => self.store.attempt_set(id, dep, "succeeded", now)?,
+                "failed" => self.store.attempt_set(id, dep, "failed", now)?,
+                _ => {}
+            }
+        }
+        self.store.add_status(&StatusMessage {
+            seq: 0,
+            at: now,
+            source: "agent".into(),
+            kind: kind.to_owned(),
+            identity,
+            device,
+            deployment: deployment.map(str::to_owned),
+            body,
+        })
+    }
+
     /// Records that a deployment starts on a machine through PXE: the loop guard for a required
     /// one (rule 7) and a status message.
     pub fn record_start(

@@ -24,6 +24,7 @@ pub mod decision;
 pub mod dhcp;
 pub mod http;
 pub mod interfaces;
+pub mod policy;
 pub mod serve;
 pub mod store;
 pub mod tftp;

@@ -5,6 +5,7 @@
 //! File bodies are streamed from disk with their length, never read whole into memory.
 
 mod admin;
+mod agent;
 mod script;
 
 use std::net::SocketAddr;
@@ -45,6 +46,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/image/initrd", get(image_initrd))
         .route("/tftp/{*path}", get(tftp_file))
         .route("/content/{sha256}", get(content))
+        .route("/agent/policy", get(agent::policy))
+        .route("/agent/status", axum::routing::post(agent::status))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .merge(admin::router(state.clone()))
@@ -276,7 +279,7 @@ fn run_deployment(
         .map(|t| t.name.as_str())
         .unwrap_or(&d.task_sequence);
     let cmdline = format!(
-        "{} netdeploy.server={} netdeploy.deployment={} netdeploy.mac={}",
+        "{} netdeploy.server={} netdeploy.deployment={} netdeploy.context=pxe netdeploy.mac={}",
         image.cmdline, s.base, d.id, m.mac
     );
     if let Err(e) = s.bootpath.record_start(decision, d) {
@@ -327,15 +330,143 @@ fn menu_script(
     out
 }
 
-/// A file of the content library, by its SHA-256 (boot image kernels and initrds).
+/// A file of the content library, by its SHA-256 (SPEC section 6): `Range` requests,
+/// `ETag` and `Repr-Digest` (RFC 9530) from the hash in the name, never re-hashed here.
 async fn content(
     State(s): State<Arc<AppState>>,
     axum::extract::Path(sha): axum::extract::Path<String>,
+    headers: axum::http::HeaderMap,
 ) -> Response {
-    match s.bootpath.library.path_of(&sha) {
-        Ok(p) => send_file(&s, &p).await,
-        Err(_) => (StatusCode::NOT_FOUND, "no such content\n").into_response(),
+    Counters::bump(&s.counters.http_requests);
+    let path = match s.bootpath.library.path_of(&sha) {
+        Ok(p) => p,
+        Err(_) => return (StatusCode::NOT_FOUND, "no such content\n").into_response(),
+    };
+    let etag = format!("\"{sha}\"");
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+    {
+        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
     }
+    let digest = format!(
+        "sha-256=:{}:",
+        crate::content::base64(&crate::content::unhex(&sha).unwrap_or_default())
+    );
+    let range = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    send_range(&path, range.as_deref(), &etag, &digest).await
+}
+
+/// Streams a file or one byte range of it (RFC 9110 section 14).
+async fn send_range(path: &Path, range: Option<&str>, etag: &str, digest: &str) -> Response {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let mut file = match tokio::fs::File::open(path).await {
+        Ok(f) => f,
+        Err(_) => return (StatusCode::NOT_FOUND, "no such content\n").into_response(),
+    };
+    let len = match file.metadata().await {
+        Ok(m) => m.len(),
+        Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    };
+    let common = [
+        (header::ETAG, etag.to_owned()),
+        (
+            header::HeaderName::from_static("repr-digest"),
+            digest.to_owned(),
+        ),
+        (header::ACCEPT_RANGES, "bytes".to_owned()),
+        (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+    ];
+    match range.map(|r| parse_range(r, len)) {
+        None | Some(RangeAsk::Ignore) => {
+            let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
+                file,
+                256 * 1024,
+            ));
+            let mut r = (common, body).into_response();
+            r.headers_mut().insert(header::CONTENT_LENGTH, len.into());
+            r
+        }
+        Some(RangeAsk::Unsatisfiable) => (
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            [(header::CONTENT_RANGE, format!("bytes */{len}"))],
+        )
+            .into_response(),
+        Some(RangeAsk::Bytes(first, last)) => {
+            if file.seek(std::io::SeekFrom::Start(first)).await.is_err() {
+                return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            }
+            let n = last - first + 1;
+            let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
+                file.take(n),
+                256 * 1024,
+            ));
+            let mut r = (StatusCode::PARTIAL_CONTENT, common, body).into_response();
+            let h = r.headers_mut();
+            h.insert(header::CONTENT_LENGTH, n.into());
+            h.insert(
+                header::CONTENT_RANGE,
+                format!("bytes {first}-{last}/{len}")
+                    .parse()
+                    .expect("valid header"),
+            );
+            r
+        }
+    }
+}
+
+/// What a `Range` header asks of a representation of `len` bytes.
+#[derive(Debug, PartialEq, Eq)]
+enum RangeAsk {
+    /// Serve the whole file (no usable single byte range, such as several ranges).
+    Ignore,
+    Unsatisfiable,
+    /// First and last byte, inclusive.
+    Bytes(u64, u64),
+}
+
+fn parse_range(h: &str, len: u64) -> RangeAsk {
+    let Some(spec) = h.trim().strip_prefix("bytes=") else {
+        return RangeAsk::Ignore;
+    };
+    if spec.contains(',') {
+        return RangeAsk::Ignore;
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return RangeAsk::Ignore;
+    };
+    let (a, b) = (a.trim(), b.trim());
+    let (first, last) = if a.is_empty() {
+        // Suffix: the last N bytes.
+        let Ok(n) = b.parse::<u64>() else {
+            return RangeAsk::Ignore;
+        };
+        if n == 0 || len == 0 {
+            return RangeAsk::Unsatisfiable;
+        }
+        (len.saturating_sub(n), len - 1)
+    } else {
+        let Ok(first) = a.parse::<u64>() else {
+            return RangeAsk::Ignore;
+        };
+        let last = if b.is_empty() {
+            len.saturating_sub(1)
+        } else {
+            match b.parse::<u64>() {
+                Ok(l) if l >= first => l.min(len.saturating_sub(1)),
+                _ => return RangeAsk::Ignore,
+            }
+        };
+        (first, last)
+    };
+    if first >= len {
+        return RangeAsk::Unsatisfiable;
+    }
+    RangeAsk::Bytes(first, last)
 }
 
 async fn image_kernel(State(s): State<Arc<AppState>>) -> Response {
@@ -413,4 +544,24 @@ pub async fn serve(
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { cancel.cancelled().await })
         .await
+}
+
+#[cfg(test)]
+mod range_tests {
+    use super::*;
+
+    #[test]
+    fn ranges_follow_rfc_9110() {
+        assert_eq!(parse_range("bytes=0-99", 1000), RangeAsk::Bytes(0, 99));
+        assert_eq!(parse_range("bytes=500-", 1000), RangeAsk::Bytes(500, 999));
+        assert_eq!(parse_range("bytes=-100", 1000), RangeAsk::Bytes(900, 999));
+        assert_eq!(
+            parse_range("bytes=900-5000", 1000),
+            RangeAsk::Bytes(900, 999)
+        );
+        assert_eq!(parse_range("bytes=1000-", 1000), RangeAsk::Unsatisfiable);
+        assert_eq!(parse_range("bytes=0-1,5-9", 1000), RangeAsk::Ignore);
+        assert_eq!(parse_range("items=0-1", 1000), RangeAsk::Ignore);
+        assert_eq!(parse_range("bytes=9-1", 1000), RangeAsk::Ignore);
+    }
 }

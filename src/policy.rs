@@ -1,0 +1,141 @@
+//! The policy a boot environment receives (SPEC sections 3, 4 and 6): which deployment runs,
+//! its task sequence's steps, and every content file with its size, SHA-256 and URL. Built
+//! from the same [`Decision`] the PXE path acts on: one decision, two views of it.
+//!
+//! Pure: the decision, the catalog and the server URL in, the policy out. The secret-free
+//! shape is deliberate (rule 9): nothing here is more than the machine may see.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{Catalog, DeploymentOption, Step};
+use crate::decision::{Action, Decision};
+
+/// One content file as the agent downloads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyFile {
+    pub path: String,
+    pub size: u64,
+    pub sha256: String,
+    pub url: String,
+}
+
+/// The deployment that runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyDeployment {
+    pub id: String,
+    pub task_sequence: String,
+    pub name: String,
+    pub option: DeploymentOption,
+}
+
+/// A menu entry, when the boot environment must let someone choose (rule 6, media).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyEntry {
+    pub id: String,
+    pub name: String,
+}
+
+/// What `/agent/policy` answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Policy {
+    /// Run this task sequence.
+    Run {
+        reason: String,
+        deployment: PolicyDeployment,
+        steps: Vec<Step>,
+        /// Files of every referenced package, by package id.
+        packages: BTreeMap<String, Vec<PolicyFile>>,
+        warnings: Vec<String>,
+    },
+    /// Let the operator pick one of these (available deployments, rule 6).
+    Menu {
+        reason: String,
+        entries: Vec<PolicyEntry>,
+    },
+    /// Nothing is deployed to this machine (rule 8), said plainly.
+    None { reason: String },
+}
+
+/// Builds the policy of a decision. `base` is the server URL for content links.
+pub fn policy(decision: &Decision, catalog: &Catalog, base: &str) -> Policy {
+    let name_of = |ts: &str| {
+        catalog
+            .task_sequence(ts)
+            .map(|t| t.name.clone())
+            .unwrap_or_else(|| ts.to_owned())
+    };
+    match &decision.action {
+        Action::NoDeployment { reason } => Policy::None {
+            reason: format!("{reason} ({})", reason.rule().cite()),
+        },
+        Action::Menu { entries, .. } => Policy::Menu {
+            reason: "available deployments only: choose one (rule 6)".into(),
+            entries: entries
+                .iter()
+                .filter_map(|id| catalog.deployment(id))
+                .map(|d| PolicyEntry {
+                    id: d.id.to_string(),
+                    name: name_of(&d.task_sequence),
+                })
+                .collect(),
+        },
+        Action::RunUnattended { deployment, reason } => {
+            let Some(d) = catalog.deployment(deployment) else {
+                return Policy::None {
+                    reason: format!("deployment {deployment} no longer exists"),
+                };
+            };
+            let ts = catalog.task_sequence(&d.task_sequence);
+            let steps = ts.map(|t| t.steps.clone()).unwrap_or_default();
+            let mut packages = BTreeMap::new();
+            for id in ts.map(|t| t.referenced_packages()).unwrap_or_default() {
+                if let Some(p) = catalog.package(id) {
+                    let files = p
+                        .files
+                        .iter()
+                        .map(|f| PolicyFile {
+                            path: f.path.clone(),
+                            size: f.size,
+                            sha256: f.sha256.clone(),
+                            url: format!("{base}/content/{}", f.sha256),
+                        })
+                        .collect();
+                    packages.insert(id.to_owned(), files);
+                }
+            }
+            let mut warnings: Vec<String> = decision
+                .warnings
+                .iter()
+                .map(|w| w.message.clone())
+                .collect();
+            if d.option == DeploymentOption::DirectAccess {
+                warnings.push(format!(
+                    "direct_access reads packages {} from the package share: their SHA-256 hashes are NOT verified",
+                    packages.keys().cloned().collect::<Vec<_>>().join(", ")
+                ));
+            }
+            Policy::Run {
+                reason: format!(
+                    "{reason:?} ({})",
+                    match reason {
+                        crate::decision::RunReason::Preferred => "rule 3",
+                        crate::decision::RunReason::Required => "rule 5",
+                    }
+                )
+                .to_lowercase(),
+                deployment: PolicyDeployment {
+                    id: d.id.to_string(),
+                    task_sequence: d.task_sequence.clone(),
+                    name: name_of(&d.task_sequence),
+                    option: d.option,
+                },
+                steps,
+                packages,
+                warnings,
+            }
+        }
+    }
+}

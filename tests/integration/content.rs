@@ -1,0 +1,193 @@
+//! Content over HTTP with real clients (curl): ranges, ETag, Repr-Digest; the policy and status
+//! endpoints of the boot environment.
+
+use std::process::Command;
+
+use crate::deployments::write_site;
+use crate::harness::{cli_ok, http_get, http_request, loopback_config, Server};
+
+fn curl(args: &[&str]) -> String {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "20"])
+        .args(args)
+        .output()
+        .expect("curl is installed (Debian package curl)");
+    assert!(
+        out.status.success(),
+        "curl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn sha256_hex(path: &std::path::Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// A site whose task sequence applies a disk image from a package.
+fn setup() -> (tempfile::TempDir, Server, String, Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap();
+    let k = dir.path().join("vmlinuz");
+    let i = dir.path().join("initrd.img");
+    std::fs::write(&k, b"kernel").unwrap();
+    std::fs::write(&i, b"initrd").unwrap();
+    let pkg = dir.path().join("disk");
+    std::fs::create_dir_all(&pkg).unwrap();
+    let image: Vec<u8> = (0..3u32 * 1024 * 1024)
+        .map(|n| (n.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(pkg.join("disk.img"), &image).unwrap();
+    let extra = "";
+    let site = write_site(
+        dir.path(),
+        &k,
+        &i,
+        "52:54:00:0d:04:01",
+        "52:54:00:0d:04:02",
+        extra,
+    );
+    let text = std::fs::read_to_string(&site)
+        .unwrap()
+        .replace(
+            "steps = [{ name = \"hello\", action = \"run_command\", command = \"echo hello\" }]",
+            "steps = [{ name = \"write the disk\", action = \"apply_image\", package = \"disk\", file = \"disk.img\", target = \"/dev/vda\" }, { name = \"off\", action = \"poweroff\" }]",
+        )
+        + &format!("\n[[package]]\nid = \"disk\"\nfrom = {:?}\n", pkg.display().to_string());
+    std::fs::write(&site, text).unwrap();
+    cli_ok(
+        &dir.path().join("data"),
+        &["site", "apply", site.to_str().unwrap()],
+    );
+    let server = Server::start(dir.path(), &loopback_config(dir.path(), "proxy", ""));
+    let sha = sha256_hex(&pkg.join("disk.img"));
+    (dir, server, sha, image)
+}
+
+#[test]
+fn content_is_served_by_hash_with_ranges_etag_and_repr_digest() {
+    let (dir, server, sha, image) = setup();
+    let url = format!("{}/content/{sha}", server.url());
+    let out = dir.path().join("out");
+    let headers = curl(&["-D", "-", "-o", out.to_str().unwrap(), &url]);
+    assert_eq!(std::fs::read(&out).unwrap(), image);
+    let lower = headers.to_ascii_lowercase();
+    assert!(lower.contains(&format!("etag: \"{sha}\"")), "{headers}");
+    assert!(lower.contains("repr-digest: sha-256=:"), "{headers}");
+    assert!(lower.contains("accept-ranges: bytes"), "{headers}");
+    // The digest is the SHA-256 of the bytes, base64 (RFC 9530).
+    let b64 = headers
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("repr-digest"))
+        .unwrap();
+    let expected = {
+        let raw: Vec<u8> = (0..32)
+            .map(|i| u8::from_str_radix(&sha[2 * i..2 * i + 2], 16).unwrap())
+            .collect();
+        netdeploy::content::base64(&raw)
+    };
+    assert!(b64.contains(&expected), "{b64} vs {expected}");
+    // A resumed download: curl -C - continues a partial file with Range.
+    std::fs::write(&out, &image[..1_000_000]).unwrap();
+    curl(&["-C", "-", "-o", out.to_str().unwrap(), &url]);
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        image,
+        "resumed download differs"
+    );
+    curl(&["-r", "100-199", "-o", out.to_str().unwrap(), &url]);
+    assert_eq!(std::fs::read(&out).unwrap(), &image[100..200]);
+    let (status, _) = http_request(
+        server.http_addr(),
+        "GET",
+        &format!("/content/{sha}"),
+        &["Range: bytes=99999999-"],
+        b"",
+    );
+    assert_eq!(status, 416);
+    let (status, _) = http_request(
+        server.http_addr(),
+        "GET",
+        &format!("/content/{sha}"),
+        &[&format!("If-None-Match: \"{sha}\"")],
+        b"",
+    );
+    assert_eq!(status, 304);
+    let (status, _) = http_request(
+        server.http_addr(),
+        "GET",
+        "/content/../../etc/passwd",
+        &[],
+        b"",
+    );
+    assert_eq!(status, 404);
+}
+
+#[test]
+fn policy_lists_steps_and_hashed_content_and_status_messages_are_stored() {
+    let (dir, server, sha, image) = setup();
+    // The PXE script starts LAB00001 (and sets the loop guard)...
+    let script = http_get(
+        server.http_addr(),
+        "/boot.ipxe?mac=52-54-00-0d-04-01&arch=0",
+    );
+    assert!(
+        script.contains("netdeploy.deployment=LAB00001 netdeploy.context=pxe"),
+        "{script}"
+    );
+    // ...and the boot environment it started still gets that deployment's policy.
+    let p: serde_json::Value = serde_json::from_str(&http_get(
+        server.http_addr(),
+        "/agent/policy?mac=52:54:00:0d:04:01&context=pxe&deployment=LAB00001",
+    ))
+    .unwrap();
+    assert_eq!(p["action"], "run", "{p}");
+    assert_eq!(p["deployment"]["id"], "LAB00001");
+    assert_eq!(p["steps"][0]["action"], "apply_image");
+    let f = &p["packages"]["disk"][0];
+    assert_eq!(f["sha256"], sha.as_str());
+    assert_eq!(f["size"], image.len() as u64);
+    assert_eq!(f["url"], format!("{}/content/{sha}", server.url()).as_str());
+    // A machine nothing targets is told so plainly.
+    let p: serde_json::Value = serde_json::from_str(&http_get(
+        server.http_addr(),
+        "/agent/policy?mac=52:54:00:0d:04:02&context=media",
+    ))
+    .unwrap();
+    assert_eq!(p["action"], "none", "{p}");
+    assert!(p["reason"].as_str().unwrap().contains("rule 8"), "{p}");
+    // Status messages in; the failure becomes the last attempt.
+    for body in [
+        r#"{"kind":"started","mac":"52:54:00:0d:04:01","deployment":"LAB00001"}"#,
+        r#"{"kind":"failed","mac":"52:54:00:0d:04:01","deployment":"LAB00001","step":"write the disk","file":"disk.img","reason":"hash mismatch"}"#,
+    ] {
+        let (status, _) = http_request(
+            server.http_addr(),
+            "POST",
+            "/agent/status",
+            &["Content-Type: application/json"],
+            body.as_bytes(),
+        );
+        assert_eq!(status, 201);
+    }
+    let (status, _) = http_request(
+        server.http_addr(),
+        "POST",
+        "/agent/status",
+        &[],
+        b"{\"kind\":\"exploded\",\"mac\":\"52:54:00:0d:04:01\"}",
+    );
+    assert_eq!(status, 400);
+    server
+        .wait_for_log(
+            &["agent status", "failed", "hash mismatch"],
+            std::time::Duration::from_secs(3),
+        )
+        .expect("failure logged");
+    drop(server);
+    let _ = dir;
+}
