@@ -209,7 +209,16 @@ struct WireBootImage {
     cmdline: String,
     #[serde(default)]
     pre_production: bool,
+    /// Windows PE: the wimboot binary and the four files it loads.
+    wimboot: Option<PathBuf>,
+    bootmgr: Option<PathBuf>,
+    bcd: Option<PathBuf>,
+    boot_sdi: Option<PathBuf>,
+    boot_wim: Option<PathBuf>,
 }
+
+/// The files of a Windows PE boot image, by the names wimboot gives them.
+pub const WINPE_FILES: [&str; 5] = ["wimboot", "bootmgr", "BCD", "boot.sdi", "boot.wim"];
 
 fn linux() -> BootImageKind {
     BootImageKind::Linux
@@ -366,6 +375,23 @@ pub fn parse(
     for b in f.boot_image {
         let what = format!("boot_image {:?}", b.id);
         let mut files = Vec::new();
+        if b.kind == BootImageKind::WinPe {
+            let sources = [&b.wimboot, &b.bootmgr, &b.bcd, &b.boot_sdi, &b.boot_wim];
+            for (name, source) in WINPE_FILES.iter().zip(sources) {
+                let Some(source) = source else {
+                    return Err(invalid(
+                        what,
+                        format!("a winpe boot image needs {} (wimboot, bootmgr, bcd, boot_sdi, boot_wim)", name.to_lowercase()),
+                    ));
+                };
+                files.push(import(&base.join(source), name).map_err(|source| {
+                    SiteError::Import {
+                        what: what.clone(),
+                        source,
+                    }
+                })?);
+            }
+        }
         if b.kind == BootImageKind::Linux {
             let Some(kernel) = &b.kernel else {
                 return Err(invalid(what, "a linux boot image needs a kernel"));

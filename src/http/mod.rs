@@ -47,6 +47,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/tftp/{*path}", get(tftp_file))
         .route("/content/{sha256}", get(content))
         .route("/agent/policy", get(agent::policy))
+        .route("/winpe/variables.ini", get(winpe_variables))
         .route("/agent/status", axum::routing::post(agent::status))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
@@ -259,8 +260,46 @@ fn run_deployment(
     let Some(image) = catalog.boot_image_of(d) else {
         return nothing(m, "the deployment's boot image does not exist");
     };
-    if image.kind != crate::catalog::BootImageKind::Linux {
-        return nothing(m, "Windows PE boot images are not served by this version");
+    let ts_name = catalog
+        .task_sequence(&d.task_sequence)
+        .map(|t| t.name.as_str())
+        .unwrap_or(&d.task_sequence);
+    if image.kind == crate::catalog::BootImageKind::WinPe {
+        let hash = |name: &str| {
+            image
+                .files
+                .iter()
+                .find(|f| f.path == name)
+                .map(|f| f.sha256.clone())
+        };
+        let names = crate::catalog::site::WINPE_FILES;
+        let hashes: Vec<Option<String>> = names.iter().map(|n| hash(n)).collect();
+        if hashes.iter().any(Option::is_none) {
+            return nothing(
+                m,
+                "the Windows PE boot image lacks one of wimboot, bootmgr, BCD, boot.sdi, boot.wim",
+            );
+        }
+        if let Err(e) = s.bootpath.record_start(decision, d) {
+            tracing::error!(mac = %m.mac, error = %e, "cannot record the deployment start");
+            return nothing(m, "the server cannot record the start of the deployment");
+        }
+        let h: Vec<String> = hashes.into_iter().flatten().collect();
+        let query = format!("{}&deployment={}", m.query(), d.id);
+        return ipxe(render(
+            script::WINPE,
+            &[
+                ("base", &s.base),
+                ("mac", &m.mac.to_string()),
+                ("title", &format!("deployment {} ({ts_name})", d.id)),
+                ("query", &query),
+                ("wimboot", &h[0]),
+                ("bootmgr", &h[1]),
+                ("bcd", &h[2]),
+                ("boot_sdi", &h[3]),
+                ("boot_wim", &h[4]),
+            ],
+        ));
     }
     let file = |name: &str| image.files.iter().find(|f| f.path == name);
     let Some(kernel) = file("kernel") else {
@@ -274,10 +313,6 @@ fn run_deployment(
             )
         })
         .unwrap_or_default();
-    let ts_name = catalog
-        .task_sequence(&d.task_sequence)
-        .map(|t| t.name.as_str())
-        .unwrap_or(&d.task_sequence);
     let cmdline = format!(
         "{} netdeploy.server={} netdeploy.deployment={} netdeploy.context=pxe netdeploy.mac={}",
         image.cmdline, s.base, d.id, m.mac
@@ -359,6 +394,27 @@ async fn content(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     send_range(&path, range.as_deref(), &etag, &digest).await
+}
+
+/// The variables file wimboot injects into Windows PE (`X:\\Windows\\System32\\netdeploy.ini`):
+/// what the agent or a script in WinPE reads to find the server and the deployment.
+async fn winpe_variables(State(s): State<Arc<AppState>>, Query(q): Query<BootQuery>) -> Response {
+    let clean = |v: &str| -> String {
+        v.chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | ':' | '.'))
+            .collect()
+    };
+    let mut out = format!(
+        "[netdeploy]\r\nSMSTSServerURL={}\r\nSMSTSMediaType=PXE\r\n",
+        s.base
+    );
+    if let Some(d) = q.deployment.as_deref() {
+        out.push_str(&format!("SMSTSPreferredAdvertID={}\r\n", clean(d)));
+    }
+    if let Some(m) = q.mac.as_deref() {
+        out.push_str(&format!("NetdeployMAC={}\r\n", clean(m)));
+    }
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], out).into_response()
 }
 
 /// Streams a file or one byte range of it (RFC 9110 section 14).

@@ -2,6 +2,8 @@
 
 /// Boots the configured Linux boot image.
 pub const LINUX: &str = include_str!("../../boot/ipxe/linux.ipxe");
+/// Boots Windows PE through wimboot, injecting the variables file.
+pub const WINPE: &str = include_str!("../../boot/ipxe/winpe.ipxe");
 /// Asks an iPXE that netdeploy did not start to say who it is.
 pub const IDENTIFY: &str = include_str!("../../boot/ipxe/identify.ipxe");
 /// Leaves to the next boot device.

@@ -191,3 +191,90 @@ fn policy_lists_steps_and_hashed_content_and_status_messages_are_stored() {
     drop(server);
     let _ = dir;
 }
+
+#[test]
+fn winpe_deployment_loads_wimboot_files_and_injects_the_variables_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = dir.path().join("vmlinuz");
+    let i = dir.path().join("initrd.img");
+    std::fs::write(&k, b"kernel").unwrap();
+    std::fs::write(&i, b"initrd").unwrap();
+    for (name, bytes) in [
+        ("wimboot", "wimboot binary"),
+        ("bootmgr", "bootmgr bytes"),
+        ("BCD", "bcd store"),
+        ("boot.sdi", "sdi"),
+        ("boot.wim", "a windows image"),
+    ] {
+        std::fs::write(dir.path().join(name), bytes).unwrap();
+    }
+    let site = write_site(
+        dir.path(),
+        &k,
+        &i,
+        "52:54:00:0d:05:01",
+        "52:54:00:0d:05:02",
+        "",
+    );
+    let text = std::fs::read_to_string(&site).unwrap().replace(
+        "[[task_sequence]]\nid = \"hello\"",
+        "[[boot_image]]\nid = \"winpe-x64\"\narch = \"x64\"\nkind = \"winpe\"\nwimboot = \"wimboot\"\nbootmgr = \"bootmgr\"\nbcd = \"BCD\"\nboot_sdi = \"boot.sdi\"\nboot_wim = \"boot.wim\"\n\n[[task_sequence]]\nid = \"hello\"",
+    ).replace("boot_image = \"linux-x64\"\nsteps", "boot_image = \"winpe-x64\"\nsteps");
+    std::fs::write(&site, text).unwrap();
+    cli_ok(
+        &dir.path().join("data"),
+        &["site", "apply", site.to_str().unwrap()],
+    );
+    let server = Server::start(dir.path(), &loopback_config(dir.path(), "proxy", ""));
+    let script = http_get(
+        server.http_addr(),
+        "/boot.ipxe?mac=52-54-00-0d-05-01&arch=7",
+    );
+    assert!(script.starts_with("#!ipxe"), "{script}");
+    let url = server.url();
+    let mut seen = 0;
+    for line in script
+        .lines()
+        .filter(|l| l.starts_with("kernel ") || l.starts_with("initrd "))
+    {
+        let target = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap();
+        let path = target.strip_prefix(&url).unwrap();
+        let (status, body) = crate::harness::http_get_status(server.http_addr(), path);
+        assert_eq!(status, 200, "{line}");
+        for (name, bytes) in [
+            ("--name bootmgr", "bootmgr bytes"),
+            ("--name BCD", "bcd store"),
+            ("--name boot.sdi", "sdi"),
+            ("--name boot.wim", "a windows image"),
+        ] {
+            if line.contains(name) {
+                assert_eq!(body, bytes.as_bytes(), "{line}");
+                seen += 1;
+            }
+        }
+        if line.starts_with("kernel ") {
+            assert_eq!(body, b"wimboot binary");
+            seen += 1;
+        }
+        if line.contains("--name netdeploy.ini") {
+            let vars = String::from_utf8(body).unwrap();
+            assert!(
+                vars.contains(&format!("SMSTSServerURL={url}\r\n")),
+                "{vars}"
+            );
+            assert!(
+                vars.contains("SMSTSPreferredAdvertID=LAB00001\r\n"),
+                "{vars}"
+            );
+            assert!(vars.contains("SMSTSMediaType=PXE\r\n"), "{vars}");
+            seen += 1;
+        }
+    }
+    assert_eq!(
+        seen, 6,
+        "wimboot, the variables file and four Windows PE files:\n{script}"
+    );
+}
