@@ -186,6 +186,26 @@ impl BootPath {
         Ok(())
     }
 
+    /// Records that a menu offered these deployments to a machine (Non-compliant until it runs
+    /// one, SPEC section 8).
+    pub fn record_offered(&self, decision: &Decision, entries: &[crate::catalog::DeploymentId]) {
+        for id in entries {
+            let r = self.store.add_status(&StatusMessage {
+                seq: 0,
+                at: now(),
+                source: "server".into(),
+                kind: "offered".into(),
+                identity: decision.machine.key().map(|k| k.to_string()),
+                device: decision.device.clone(),
+                deployment: Some(id.to_string()),
+                body: serde_json::json!({ "via": "pxe menu" }),
+            });
+            if let Err(e) = r {
+                tracing::error!(error = %e, "cannot record a status message");
+            }
+        }
+    }
+
     /// Writes the decision's warnings (such as an ignored preferred id) as status messages.
     pub fn record_warnings(&self, decision: &Decision) {
         for w in &decision.warnings {

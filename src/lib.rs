@@ -24,6 +24,7 @@ pub mod decision;
 pub mod dhcp;
 pub mod http;
 pub mod interfaces;
+pub mod monitoring;
 pub mod policy;
 pub mod serve;
 pub mod store;

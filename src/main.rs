@@ -66,6 +66,8 @@ enum Command {
     Deployment(cat::DeploymentCommand),
     /// Say which deployment a machine would get and why every other one was not chosen.
     Explain(cat::ExplainArgs),
+    /// Where each deployment stands: the five states per collection, failures over time.
+    Status(cat::StatusArgs),
     /// The PXE loop guard (SPEC section 3, rule 7).
     #[command(subcommand)]
     Pxe(cat::PxeCommand),
@@ -103,6 +105,7 @@ fn run(command: Command, data: &cat::DataDir) -> anyhow::Result<()> {
         Command::Deployment(c) => cat::deployment(data, c),
         Command::Explain(a) => cat::explain(data, a),
         Command::Pxe(c) => cat::pxe(data, c),
+        Command::Status(a) => cat::status(data, a),
         Command::Serve { config } => {
             let config = netdeploy::config::Config::load(&config)?;
             let rt = tokio::runtime::Builder::new_multi_thread()

@@ -876,3 +876,92 @@ pub fn task_sequence(dd: &DataDir, cmd: TaskSequenceCommand) -> anyhow::Result<(
         }
     }
 }
+
+/// `netdeploy status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Count every deployment over this collection instead of its own.
+    #[arg(long)]
+    collection: Option<String>,
+    /// Failures over the last N days (2 or fewer: per hour).
+    #[arg(long, default_value_t = 14)]
+    days: i64,
+    /// Also list every machine with its state and last message.
+    #[arg(long)]
+    machines: bool,
+    /// Print the same data as the status page's JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn status(dd: &DataDir, a: StatusArgs) -> anyhow::Result<()> {
+    use netdeploy::monitoring::{self, State};
+    let store = dd.open()?;
+    let (catalog, _) = stored::load(&store)?;
+    if let Some(c) = &a.collection {
+        if catalog.collection(c).is_none() {
+            bail!("--collection {c:?}: no such collection");
+        }
+    }
+    let messages = store.statuses(None, 100_000)?;
+    let o = monitoring::overview(
+        &catalog,
+        &messages,
+        a.collection.as_deref(),
+        now(),
+        a.days.clamp(1, 366),
+    );
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&o)?);
+        return Ok(());
+    }
+    println!(
+        "{:<10} {:<20} {:>9} {:>11} {:>13} {:>6} {:>7}",
+        "DEPLOYMENT",
+        "COLLECTION",
+        "Compliant",
+        "In progress",
+        "Non-compliant",
+        "Failed",
+        "Unknown"
+    );
+    for d in &o.deployments {
+        let c = |s: State| d.counts[&s];
+        println!(
+            "{:<10} {:<20} {:>9} {:>11} {:>13} {:>6} {:>7}",
+            d.deployment,
+            d.collection,
+            c(State::Compliant),
+            c(State::InProgress),
+            c(State::NonCompliant),
+            c(State::Failed),
+            c(State::Unknown)
+        );
+        if a.machines {
+            for m in &d.machines {
+                let last = m
+                    .last
+                    .as_ref()
+                    .map(|l| {
+                        format!(
+                            "{} {}",
+                            netdeploy::http::status_page::format_time(l.at),
+                            l.kind
+                        )
+                    })
+                    .unwrap_or_default();
+                println!("    {:<24} {:<14} {last}", m.machine, m.state.label());
+            }
+        }
+    }
+    let per = if o.period == 3600 { "hour" } else { "day" };
+    let total: usize = o.failures.iter().map(|f| f.1).sum();
+    println!(
+        "\nfailures per {per} over the last {} days: {total} in all",
+        a.days
+    );
+    for (t, n) in o.failures.iter().filter(|f| f.1 > 0) {
+        println!("  {}  {n}", netdeploy::http::status_page::format_time(*t));
+    }
+    Ok(())
+}

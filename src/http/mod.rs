@@ -7,6 +7,7 @@
 mod admin;
 mod agent;
 mod script;
+pub mod status_page;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -48,6 +49,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/content/{sha256}", get(content))
         .route("/agent/policy", get(agent::policy))
         .route("/winpe/variables.ini", get(winpe_variables))
+        .route("/status", get(status_page::page))
+        .route("/status.json", get(status_page::json))
         .route("/agent/status", axum::routing::post(agent::status))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
@@ -147,6 +150,7 @@ async fn boot_script(State(s): State<Arc<AppState>>, Query(q): Query<BootQuery>)
                 }
             }
             tracing::info!(mac = %mac, entries = ?entries.iter().map(|e| e.to_string()).collect::<Vec<_>>(), "iPXE script: menu (rule 6)");
+            s.bootpath.record_offered(&decision, entries);
             ipxe(menu_script(&s, &m, &catalog, entries))
         }
         Action::RunUnattended { deployment, reason } => match catalog.deployment(deployment) {

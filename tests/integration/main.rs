@@ -10,6 +10,7 @@ mod dhcp_clients;
 mod harness;
 mod http;
 mod lab;
+mod monitoring;
 mod pcap;
 mod pxe_qemu;
 mod tftp;

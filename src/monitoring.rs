@@ -1,0 +1,395 @@
+//! Deployment monitoring (SPEC section 8): each machine of a collection in exactly one of five
+//! states for a deployment, and failures over time. Pure: the catalog and the status messages
+//! in, the summary out; the web page, the JSON endpoints and `netdeploy status` all show this.
+//!
+//! The state of a machine is read from its messages about the deployment, newest last:
+//! - a run started (`pxe-start` from the server, `started` or `step` from the agent) after its
+//!   last end: In progress;
+//! - else its last end (`succeeded` / `failed`): Compliant / Failed;
+//! - else it was offered the deployment (`offered`: a menu listed it) or was told it has none
+//!   (`no-deployment`): Non-compliant;
+//! - else: Unknown.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::catalog::{Catalog, CollectionKind, IdentityKey};
+use crate::store::StatusMessage;
+
+/// The five states, in the order the page shows them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Compliant,
+    InProgress,
+    NonCompliant,
+    Failed,
+    Unknown,
+}
+
+impl State {
+    pub const ALL: [State; 5] = [
+        State::Compliant,
+        State::InProgress,
+        State::NonCompliant,
+        State::Failed,
+        State::Unknown,
+    ];
+
+    /// Name shown to operators.
+    pub fn label(self) -> &'static str {
+        match self {
+            State::Compliant => "Compliant",
+            State::InProgress => "In progress",
+            State::NonCompliant => "Non-compliant",
+            State::Failed => "Failed",
+            State::Unknown => "Unknown",
+        }
+    }
+}
+
+/// One machine's state and the last message behind it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MachineState {
+    /// Device name, or the identity of an unknown computer.
+    pub machine: String,
+    pub state: State,
+    pub last: Option<StatusMessage>,
+}
+
+/// A deployment's states over one collection.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    pub deployment: String,
+    pub collection: String,
+    pub counts: BTreeMap<State, usize>,
+    pub machines: Vec<MachineState>,
+}
+
+fn state_of(messages: &[&StatusMessage]) -> State {
+    let last_end = messages
+        .iter()
+        .rposition(|m| matches!(m.kind.as_str(), "succeeded" | "failed"));
+    let last_start = messages
+        .iter()
+        .rposition(|m| matches!(m.kind.as_str(), "pxe-start" | "started" | "step"));
+    match (last_start, last_end) {
+        (Some(s), Some(e)) if s > e => State::InProgress,
+        (Some(_), None) => State::InProgress,
+        (_, Some(e)) if messages[e].kind == "succeeded" => State::Compliant,
+        (_, Some(_)) => State::Failed,
+        (None, None)
+            if messages
+                .iter()
+                .any(|m| matches!(m.kind.as_str(), "offered" | "no-deployment")) =>
+        {
+            State::NonCompliant
+        }
+        (None, None) => State::Unknown,
+    }
+}
+
+/// States of every machine of `collection` for `deployment`. `messages` in arrival order.
+/// For Unknown Computers the machines are the unknown identities the messages name.
+pub fn summarize(
+    catalog: &Catalog,
+    deployment: &str,
+    collection: &str,
+    messages: &[StatusMessage],
+) -> Option<Summary> {
+    let col = catalog.collection(collection)?;
+    let about: Vec<&StatusMessage> = messages
+        .iter()
+        .filter(|m| m.deployment.as_deref() == Some(deployment))
+        .collect();
+    let mut machines = Vec::new();
+    if matches!(col.kind, CollectionKind::UnknownComputers) {
+        let mut by_identity: BTreeMap<&str, Vec<&StatusMessage>> = BTreeMap::new();
+        for m in &about {
+            if let (None, Some(id)) = (&m.device, &m.identity) {
+                by_identity.entry(id.as_str()).or_default().push(m);
+            }
+        }
+        for (id, ms) in by_identity {
+            machines.push(MachineState {
+                machine: id.to_owned(),
+                state: state_of(&ms),
+                last: ms.last().map(|m| (*m).clone()),
+            });
+        }
+    } else {
+        for d in catalog.members(col) {
+            let keys: Vec<String> = d
+                .identity_keys()
+                .iter()
+                .map(IdentityKey::to_string)
+                .collect();
+            let ms: Vec<&StatusMessage> = about
+                .iter()
+                .copied()
+                .filter(|m| {
+                    m.device.as_deref() == Some(d.name.as_str())
+                        || m.identity.as_ref().is_some_and(|i| keys.contains(i))
+                })
+                .collect();
+            machines.push(MachineState {
+                machine: d.name.clone(),
+                state: state_of(&ms),
+                last: ms.last().map(|m| (*m).clone()),
+            });
+        }
+    }
+    let mut counts: BTreeMap<State, usize> = State::ALL.iter().map(|s| (*s, 0)).collect();
+    for m in &machines {
+        *counts.entry(m.state).or_default() += 1;
+    }
+    Some(Summary {
+        deployment: deployment.to_owned(),
+        collection: collection.to_owned(),
+        counts,
+        machines,
+    })
+}
+
+/// Failures per period (`bucket` seconds: 86400 per day, 3600 per hour) from `from` up to
+/// `to`, optionally of one deployment: `(period start, count)`, every period listed.
+pub fn failures_over_time(
+    messages: &[StatusMessage],
+    deployment: Option<&str>,
+    from: i64,
+    to: i64,
+    bucket: i64,
+) -> Vec<(i64, usize)> {
+    let start = from - from.rem_euclid(bucket);
+    let n = ((to - start) / bucket + 1).clamp(0, 10_000) as usize;
+    let mut out: Vec<(i64, usize)> = (0..n).map(|i| (start + i as i64 * bucket, 0)).collect();
+    for m in messages {
+        if m.kind != "failed"
+            || m.at < from
+            || m.at > to
+            || (deployment.is_some() && m.deployment.as_deref() != deployment)
+        {
+            continue;
+        }
+        let i = ((m.at - start) / bucket) as usize;
+        if let Some(slot) = out.get_mut(i) {
+            slot.1 += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::site::builtin_collections;
+    use crate::catalog::{Collection, Device};
+
+    fn msg(
+        seq: i64,
+        kind: &str,
+        device: Option<&str>,
+        identity: &str,
+        deployment: &str,
+        at: i64,
+    ) -> StatusMessage {
+        StatusMessage {
+            seq,
+            at,
+            source: "agent".into(),
+            kind: kind.into(),
+            identity: Some(identity.into()),
+            device: device.map(Into::into),
+            deployment: Some(deployment.into()),
+            body: serde_json::Value::Null,
+        }
+    }
+
+    fn catalog() -> Catalog {
+        let dev = |n: &str, mac: &str| Device {
+            name: n.into(),
+            macs: vec![mac.parse().unwrap()],
+            uuid: None,
+            server: false,
+            site_system: false,
+        };
+        let mut c = Catalog {
+            devices: vec![
+                dev("a", "52:54:00:00:00:01"),
+                dev("b", "52:54:00:00:00:02"),
+                dev("c", "52:54:00:00:00:03"),
+                dev("d", "52:54:00:00:00:04"),
+                dev("e", "52:54:00:00:00:05"),
+            ],
+            collections: builtin_collections(),
+            ..Catalog::default()
+        };
+        c.collections.push(Collection {
+            id: "lab".into(),
+            name: "lab".into(),
+            kind: CollectionKind::Custom {
+                members: vec!["a".into(), "b".into(), "c".into(), "d".into(), "e".into()],
+            },
+        });
+        c.collections.push(Collection {
+            id: "two".into(),
+            name: "two".into(),
+            kind: CollectionKind::Custom {
+                members: vec!["a".into(), "d".into()],
+            },
+        });
+        c
+    }
+
+    #[test]
+    fn every_machine_is_in_exactly_one_state_per_scope() {
+        let c = catalog();
+        let ms = vec![
+            msg(
+                1,
+                "started",
+                Some("a"),
+                "mac:52:54:00:00:00:01",
+                "LAB00001",
+                10,
+            ),
+            msg(
+                2,
+                "succeeded",
+                Some("a"),
+                "mac:52:54:00:00:00:01",
+                "LAB00001",
+                20,
+            ),
+            msg(
+                3,
+                "started",
+                Some("b"),
+                "mac:52:54:00:00:00:02",
+                "LAB00001",
+                10,
+            ),
+            msg(
+                4,
+                "failed",
+                Some("c"),
+                "mac:52:54:00:00:00:03",
+                "LAB00001",
+                30,
+            ),
+            msg(
+                5,
+                "offered",
+                Some("d"),
+                "mac:52:54:00:00:00:04",
+                "LAB00001",
+                30,
+            ),
+            // A rerun after success is in progress again.
+            msg(
+                6,
+                "pxe-start",
+                None,
+                "mac:52:54:00:00:00:01",
+                "LAB00002",
+                40,
+            ),
+            msg(
+                7,
+                "started",
+                Some("x"),
+                "mac:52:54:00:00:00:09",
+                "LAB00001",
+                40,
+            ),
+            msg(8, "failed", None, "mac:52:54:00:00:00:09", "LAB00001", 50),
+        ];
+        let s = summarize(&c, "LAB00001", "lab", &ms).unwrap();
+        let get = |st| s.counts[&st];
+        assert_eq!(
+            (
+                get(State::Compliant),
+                get(State::InProgress),
+                get(State::NonCompliant),
+                get(State::Failed),
+                get(State::Unknown)
+            ),
+            (1, 1, 1, 1, 1)
+        );
+        assert_eq!(s.machines.len(), 5);
+        // Another scope: a device in two collections counts in each.
+        let s2 = summarize(&c, "LAB00001", "two", &ms).unwrap();
+        assert_eq!(
+            (
+                s2.counts[&State::Compliant],
+                s2.counts[&State::NonCompliant]
+            ),
+            (1, 1)
+        );
+        // Unknown computers are the identities that match no device.
+        let u = summarize(&c, "LAB00001", "unknown_computers", &ms).unwrap();
+        assert_eq!(u.machines.len(), 1);
+        assert_eq!(u.machines[0].state, State::Failed);
+    }
+
+    #[test]
+    fn failures_are_counted_per_day_with_empty_days_listed() {
+        let day = 86_400;
+        let ms = vec![
+            msg(1, "failed", Some("a"), "m", "LAB00001", day * 10 + 5),
+            msg(2, "failed", Some("a"), "m", "LAB00001", day * 10 + 50),
+            msg(3, "failed", Some("a"), "m", "LAB00002", day * 12),
+            msg(4, "succeeded", Some("a"), "m", "LAB00001", day * 12),
+        ];
+        let f = failures_over_time(&ms, None, day * 10, day * 12 + 10, day);
+        assert_eq!(f, vec![(day * 10, 2), (day * 11, 0), (day * 12, 1)]);
+        let f = failures_over_time(&ms, Some("LAB00002"), day * 10, day * 12 + 10, day);
+        assert_eq!(f.iter().map(|x| x.1).sum::<usize>(), 1);
+    }
+}
+
+/// Everything the status page shows, also served as JSON and printed by `netdeploy status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Overview {
+    /// One summary per deployment, over its own collection or the chosen scope.
+    pub deployments: Vec<Summary>,
+    /// Failures per period over the chosen span.
+    pub failures: Vec<(i64, usize)>,
+    /// Seconds per failure period (86400 or 3600).
+    pub period: i64,
+    /// The newest status messages, newest last.
+    pub recent: Vec<StatusMessage>,
+}
+
+/// Builds the overview at time `now` over the last `days` days (per hour when `days` is 2 or
+/// fewer). `scope` replaces each deployment's own collection when given.
+pub fn overview(
+    catalog: &Catalog,
+    messages: &[StatusMessage],
+    scope: Option<&str>,
+    now: i64,
+    days: i64,
+) -> Overview {
+    let mut deployments: Vec<&crate::catalog::Deployment> = catalog.deployments.iter().collect();
+    deployments.sort_by_key(|d| std::cmp::Reverse(d.id));
+    let summaries = deployments
+        .iter()
+        .filter_map(|d| {
+            summarize(
+                catalog,
+                &d.id.to_string(),
+                scope.unwrap_or(&d.collection),
+                messages,
+            )
+        })
+        .collect();
+    let period = if days <= 2 { 3600 } else { 86_400 };
+    let recent = messages.iter().rev().take(30).rev().cloned().collect();
+    Overview {
+        deployments: summaries,
+        failures: failures_over_time(messages, None, now - days * 86_400, now, period),
+        period,
+        recent,
+    }
+}

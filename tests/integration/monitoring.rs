@@ -1,0 +1,249 @@
+//! Monitoring: devices driven through the five states by real status messages over HTTP; the
+//! JSON, the web page (in a real headless Chromium) and `netdeploy status` show the same counts.
+
+use std::process::Command;
+
+use crate::deployments::write_site;
+use crate::harness::{cli_ok, http_get, http_request, loopback_config, Server};
+
+fn post_status(s: &Server, body: &str) {
+    let (status, _) = http_request(
+        s.http_addr(),
+        "POST",
+        "/agent/status",
+        &["Content-Type: application/json"],
+        body.as_bytes(),
+    );
+    assert_eq!(status, 201, "{body}");
+}
+
+/// lab: pc1 (succeeded), pc2 (running), pc3 (failed), pc4 (offered by a menu), pc5 (silent);
+/// pc1 is also in `pair` with pc5.
+fn setup() -> (tempfile::TempDir, Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let k = dir.path().join("vmlinuz");
+    let i = dir.path().join("initrd.img");
+    std::fs::write(&k, b"kernel").unwrap();
+    std::fs::write(&i, b"initrd").unwrap();
+    let site = write_site(
+        dir.path(),
+        &k,
+        &i,
+        "52:54:00:0e:00:01",
+        "52:54:00:0e:00:09",
+        "",
+    );
+    let mut text = std::fs::read_to_string(&site).unwrap().replace(
+        "members = [\"pc1\"]",
+        "members = [\"pc1\", \"pc2\", \"pc3\", \"pc4\", \"pc5\"]",
+    );
+    for n in 2..=5 {
+        text.push_str(&format!(
+            "\n[[device]]\nname = \"pc{n}\"\nmacs = [\"52:54:00:0e:00:0{n}\"]\n"
+        ));
+    }
+    text.push_str("\n[[collection]]\nid = \"pair\"\nmembers = [\"pc1\", \"pc5\"]\n");
+    // pc4 gets LAB00004, an available deployment, from a menu.
+    text.push_str("\n[[deployment]]\nid = \"LAB00004\"\ntask_sequence = \"hello\"\ncollection = \"lab\"\npurpose = \"available\"\navailable_to = \"media_pxe\"\n");
+    std::fs::write(&site, text).unwrap();
+    cli_ok(
+        &dir.path().join("data"),
+        &["site", "apply", site.to_str().unwrap()],
+    );
+    let server = Server::start(dir.path(), &loopback_config(dir.path(), "proxy", ""));
+    let m = |n: u8| format!("52:54:00:0e:00:0{n}");
+    post_status(
+        &server,
+        &format!(
+            r#"{{"kind":"started","mac":"{}","deployment":"LAB00001"}}"#,
+            m(1)
+        ),
+    );
+    post_status(
+        &server,
+        &format!(
+            r#"{{"kind":"succeeded","mac":"{}","deployment":"LAB00001"}}"#,
+            m(1)
+        ),
+    );
+    post_status(
+        &server,
+        &format!(
+            r#"{{"kind":"started","mac":"{}","deployment":"LAB00001"}}"#,
+            m(2)
+        ),
+    );
+    post_status(
+        &server,
+        &format!(
+            r#"{{"kind":"step","mac":"{}","deployment":"LAB00001","step":"hello","ok":true}}"#,
+            m(2)
+        ),
+    );
+    post_status(
+        &server,
+        &format!(
+            r#"{{"kind":"started","mac":"{}","deployment":"LAB00001"}}"#,
+            m(3)
+        ),
+    );
+    post_status(
+        &server,
+        &format!(
+            r#"{{"kind":"failed","mac":"{}","deployment":"LAB00001","step":"hello","reason":"exit code 3"}}"#,
+            m(3)
+        ),
+    );
+    // pc4 runs LAB00001 through PXE; booted again the loop guard holds it back and PXE shows
+    // the menu with LAB00004, which it does not pick.
+    let first = http_get(
+        server.http_addr(),
+        "/boot.ipxe?mac=52-54-00-0e-00-04&arch=0",
+    );
+    assert!(first.contains("netdeploy.deployment=LAB00001"), "{first}");
+    post_status(
+        &server,
+        &format!(
+            r#"{{"kind":"started","mac":"{}","deployment":"LAB00001"}}"#,
+            m(4)
+        ),
+    );
+    post_status(
+        &server,
+        &format!(
+            r#"{{"kind":"succeeded","mac":"{}","deployment":"LAB00001"}}"#,
+            m(4)
+        ),
+    );
+    let menu = http_get(
+        server.http_addr(),
+        "/boot.ipxe?mac=52-54-00-0e-00-04&arch=0",
+    );
+    assert!(menu.contains("item LAB00004"), "{menu}");
+    (dir, server)
+}
+
+fn counts(json: &serde_json::Value, deployment: &str) -> Vec<u64> {
+    let d = json["overview"]["deployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["deployment"] == deployment)
+        .unwrap();
+    [
+        "compliant",
+        "in_progress",
+        "non_compliant",
+        "failed",
+        "unknown",
+    ]
+    .iter()
+    .map(|s| d["counts"][s].as_u64().unwrap())
+    .collect()
+}
+
+#[test]
+fn devices_are_in_exactly_one_state_per_collection_scope() {
+    let (dir, server) = setup();
+    let j: serde_json::Value =
+        serde_json::from_str(&http_get(server.http_addr(), "/status.json")).unwrap();
+    // pc1 compliant; pc2 in progress; pc3 failed; pc4 compliant (it ran LAB00001); pc5 unknown.
+    assert_eq!(counts(&j, "LAB00001"), vec![2, 1, 0, 1, 1], "{j}");
+    // LAB00004 was offered to pc4 by the menu and not run: non-compliant; the rest unknown.
+    assert_eq!(counts(&j, "LAB00004"), vec![0, 0, 1, 0, 4], "{j}");
+    // Scope changed to `pair` (pc1, pc5): a device in two collections counts in both.
+    let j: serde_json::Value = serde_json::from_str(&http_get(
+        server.http_addr(),
+        "/status.json?collection=pair",
+    ))
+    .unwrap();
+    assert_eq!(counts(&j, "LAB00001"), vec![1, 0, 0, 0, 1], "{j}");
+    let fails: u64 = j["overview"]["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f[1].as_u64().unwrap())
+        .sum();
+    assert_eq!(fails, 1);
+    // The CLI shows the same numbers.
+    let out = cli_ok(&dir.path().join("data"), &["status"]);
+    let row = out.lines().find(|l| l.starts_with("LAB00001")).unwrap();
+    let nums: Vec<&str> = row.split_whitespace().skip(2).collect();
+    assert_eq!(nums, ["2", "1", "0", "1", "1"], "{out}");
+    assert!(out.contains("1 in all"), "{out}");
+}
+
+#[test]
+fn the_status_page_shows_the_json_counts_in_a_real_browser() {
+    let (dir, server) = setup();
+    let j: serde_json::Value =
+        serde_json::from_str(&http_get(server.http_addr(), "/status.json")).unwrap();
+    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("headless Chromium is needed: install the Debian package chromium");
+    let url = format!("{}/status", server.url());
+    let profile = dir.path().join("profile");
+    let base = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+    ];
+    let dom = Command::new(chromium)
+        .args(base)
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(["--dump-dom", &url])
+        .output()
+        .expect("run chromium");
+    let html = String::from_utf8_lossy(&dom.stdout);
+    assert!(
+        html.contains("netdeploy status"),
+        "page did not load: {}",
+        String::from_utf8_lossy(&dom.stderr)
+    );
+    let row_start = html
+        .find("<tr data-deployment=\"LAB00001\">")
+        .expect("row of LAB00001");
+    let row = &html[row_start..html[row_start..].find("</tr>").unwrap() + row_start];
+    for (state, n) in [
+        "compliant",
+        "in_progress",
+        "non_compliant",
+        "failed",
+        "unknown",
+    ]
+    .iter()
+    .zip(counts(&j, "LAB00001"))
+    {
+        assert!(
+            row.contains(&format!("data-state=\"{state}\">{n}<")),
+            "{state} should be {n} in {row}"
+        );
+    }
+    assert!(
+        html.contains("<svg id=\"failures\"") || html.contains("id=\"failures\""),
+        "failure chart"
+    );
+    // A screenshot for review, kept in target/.
+    let shot = crate::lab::repo().join("target/status-page.png");
+    let out = Command::new(chromium)
+        .args(base)
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args([
+            "--window-size=1200,900",
+            &format!("--screenshot={}", shot.display()),
+            &url,
+        ])
+        .output()
+        .expect("run chromium");
+    assert!(
+        shot.exists(),
+        "no screenshot: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
