@@ -24,17 +24,17 @@ pub struct PageQuery {
     days: Option<i64>,
 }
 
-fn build(s: &AppState, q: &PageQuery) -> Result<Overview, Response> {
+fn build(s: &AppState, q: &PageQuery) -> Result<Overview, (StatusCode, String)> {
     let (catalog, _) = stored::load(&s.bootpath.store)
-        .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response())?;
+        .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
     let messages = s
         .bootpath
         .store
         .statuses(None, 100_000)
-        .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response())?;
+        .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
     if let Some(c) = &q.collection {
         if catalog.collection(c).is_none() {
-            return Err((StatusCode::NOT_FOUND, format!("no collection {c:?}\n")).into_response());
+            return Err((StatusCode::NOT_FOUND, format!("no collection {c:?}\n")));
         }
     }
     let days = q.days.unwrap_or(14).clamp(1, 366);
@@ -55,7 +55,7 @@ pub async fn json(State(s): State<Arc<AppState>>, Query(q): Query<PageQuery>) ->
             "counters": s.counters.snapshot().into_iter().collect::<std::collections::BTreeMap<_, _>>(),
         }))
         .into_response(),
-        Ok(Err(r)) => r,
+        Ok(Err(r)) => r.into_response(),
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }
@@ -81,7 +81,7 @@ pub async fn page(State(s): State<Arc<AppState>>, Query(q): Query<PageQuery>) ->
     let st = s.clone();
     let o = match tokio::task::spawn_blocking(move || build(&st, &q)).await {
         Ok(Ok(o)) => o,
-        Ok(Err(r)) => return r,
+        Ok(Err(r)) => return r.into_response(),
         Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     };
     let collections = stored::load(&s.bootpath.store)
