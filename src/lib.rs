@@ -29,3 +29,4 @@ pub mod policy;
 pub mod serve;
 pub mod store;
 pub mod tftp;
+pub mod wake;

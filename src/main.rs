@@ -66,6 +66,8 @@ enum Command {
     Deployment(cat::DeploymentCommand),
     /// Say which deployment a machine would get and why every other one was not chosen.
     Explain(cat::ExplainArgs),
+    /// Send wake-on-LAN magic packets on the served interfaces (needs --server-config).
+    Wake(cat::WakeArgs),
     /// Where each deployment stands: the five states per collection, failures over time.
     Status(cat::StatusArgs),
     /// The PXE loop guard (SPEC section 3, rule 7).
@@ -85,7 +87,7 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
-    match run(cli.command, &cli.data) {
+    match run(cli.command, cli.data) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("netdeploy: {e:#}");
@@ -94,7 +96,20 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(command: Command, data: &cat::DataDir) -> anyhow::Result<()> {
+fn run(command: Command, data: cat::DataDir) -> anyhow::Result<()> {
+    // `serve`, `check` and `config-example` take their own configuration; the catalog commands
+    // take the data directory, from --server-config when given.
+    let needs_data = !matches!(
+        command,
+        Command::Serve { .. } | Command::Check { .. } | Command::ConfigExample
+    );
+    let (data, config) = if needs_data {
+        data.resolve()?
+    } else {
+        (data, None)
+    };
+    let data = &data;
+    let config = config.as_ref();
     match command {
         Command::Site(c) => cat::site(data, c),
         Command::Device(c) => cat::device(data, c),
@@ -102,7 +117,8 @@ fn run(command: Command, data: &cat::DataDir) -> anyhow::Result<()> {
         Command::Package(c) => cat::package(data, c),
         Command::BootImage(c) => cat::boot_image(data, c),
         Command::TaskSequence(c) => cat::task_sequence(data, c),
-        Command::Deployment(c) => cat::deployment(data, c),
+        Command::Deployment(c) => cat::deployment(data, config, c),
+        Command::Wake(a) => cat::wake(data, config, a),
         Command::Explain(a) => cat::explain(data, a),
         Command::Pxe(c) => cat::pxe(data, c),
         Command::Status(a) => cat::status(data, a),

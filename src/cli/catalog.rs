@@ -28,9 +28,25 @@ pub struct DataDir {
         global = true
     )]
     pub data_dir: PathBuf,
+    /// The server's configuration: its data directory and served interfaces (for
+    /// wake-on-LAN) are taken from it.
+    #[arg(long = "server-config", env = "NETDEPLOY_CONFIG", global = true)]
+    pub server_config: Option<PathBuf>,
 }
 
 impl DataDir {
+    /// Takes the data directory from `--server-config` when it is given.
+    pub fn resolve(mut self) -> anyhow::Result<(DataDir, Option<netdeploy::config::Config>)> {
+        match &self.server_config {
+            Some(p) => {
+                let c = netdeploy::config::Config::load(p)?;
+                self.data_dir = c.data_dir.clone();
+                Ok((self, Some(c)))
+            }
+            None => Ok((self, None)),
+        }
+    }
+
     fn open(&self) -> anyhow::Result<Store> {
         std::fs::create_dir_all(&self.data_dir)
             .with_context(|| format!("cannot create {}", self.data_dir.display()))?;
@@ -569,7 +585,11 @@ pub fn boot_image(dd: &DataDir, cmd: BootImageCommand) -> anyhow::Result<()> {
     }
 }
 
-pub fn deployment(dd: &DataDir, cmd: DeploymentCommand) -> anyhow::Result<()> {
+pub fn deployment(
+    dd: &DataDir,
+    config: Option<&netdeploy::config::Config>,
+    cmd: DeploymentCommand,
+) -> anyhow::Result<()> {
     let store = dd.open()?;
     let (catalog, settings) = stored::load(&store)?;
     match cmd {
@@ -691,7 +711,7 @@ pub fn deployment(dd: &DataDir, cmd: DeploymentCommand) -> anyhow::Result<()> {
                         );
                     }
                     println!("deployment {} created", created.id);
-                    Ok(())
+                    wake_new(dd, config, created.id)
                 }
                 Err(netdeploy::admin::AdminError::Refused(refusals)) => {
                     for r in &refusals {
@@ -962,6 +982,75 @@ pub fn status(dd: &DataDir, a: StatusArgs) -> anyhow::Result<()> {
     );
     for (t, n) in o.failures.iter().filter(|f| f.1 > 0) {
         println!("  {}  {n}", netdeploy::http::status_page::format_time(*t));
+    }
+    Ok(())
+}
+
+/// `netdeploy wake`.
+#[derive(Debug, Args)]
+pub struct WakeArgs {
+    /// Wake the machines of this deployment's collection.
+    #[arg(long, conflicts_with = "device", required_unless_present = "device")]
+    deployment: Option<String>,
+    /// Wake this device.
+    #[arg(long)]
+    device: Option<String>,
+}
+
+pub fn wake(
+    dd: &DataDir,
+    config: Option<&netdeploy::config::Config>,
+    a: WakeArgs,
+) -> anyhow::Result<()> {
+    let Some(config) = config else {
+        bail!("pass --server-config FILE: magic packets go out only on the interfaces the server serves");
+    };
+    let store = dd.open()?;
+    let (catalog, _) = stored::load(&store)?;
+    let macs = match (&a.deployment, &a.device) {
+        (Some(id), _) => {
+            let id: DeploymentId = id.parse()?;
+            netdeploy::wake::macs_of_deployment(&catalog, &id)
+                .ok_or_else(|| anyhow::anyhow!("no deployment {id}"))?
+        }
+        (None, Some(d)) => catalog
+            .device(d)
+            .ok_or_else(|| anyhow::anyhow!("no device {d:?}"))?
+            .macs
+            .clone(),
+        (None, None) => bail!("name --deployment or --device"),
+    };
+    let n = netdeploy::wake::send(&config.interfaces, &macs)?;
+    let names: Vec<&str> = config.interfaces.iter().map(|i| i.name.as_str()).collect();
+    println!(
+        "sent {n} magic packet(s) for {} machine address(es) on {}",
+        macs.len(),
+        names.join(", ")
+    );
+    Ok(())
+}
+
+/// Wakes a new required deployment's machines when it asks for wake-on-LAN (SPEC section 9).
+pub fn wake_new(
+    dd: &DataDir,
+    config: Option<&netdeploy::config::Config>,
+    id: DeploymentId,
+) -> anyhow::Result<()> {
+    let store = dd.open()?;
+    let (catalog, _) = stored::load(&store)?;
+    let Some(d) = catalog.deployment(&id) else {
+        return Ok(());
+    };
+    if !(d.wake_on_lan && d.is_required()) {
+        return Ok(());
+    }
+    match config {
+        Some(c) => {
+            let macs = netdeploy::wake::macs_of_deployment(&catalog, &id).unwrap_or_default();
+            let n = netdeploy::wake::send(&c.interfaces, &macs)?;
+            println!("wake-on-LAN: sent {n} magic packet(s)");
+        }
+        None => println!("wake-on-LAN: no packets sent; pass --server-config so netdeploy knows the served interfaces, or run `netdeploy wake --deployment {id}`"),
     }
     Ok(())
 }

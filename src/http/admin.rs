@@ -260,7 +260,10 @@ struct CreateBody {
 
 async fn create_deployment(State(s): State<Arc<AppState>>, Json(b): Json<CreateBody>) -> Response {
     match admin::create_deployment(&s.bootpath.store, &s.bootpath.library, b.new, b.site_code, "admin-api") {
-        Ok(c) => (StatusCode::CREATED, Json(c)).into_response(),
+        Ok(c) => {
+            wake_new(&s, c.id);
+            (StatusCode::CREATED, Json(c)).into_response()
+        }
         Err(AdminError::Refused(r)) => (
             StatusCode::UNPROCESSABLE_ENTITY,
             Json(serde_json::json!({ "error": "refused", "refusals": r.iter().map(|x| x.to_string()).collect::<Vec<_>>() })),
@@ -343,5 +346,22 @@ async fn status(State(s): State<Arc<AppState>>, Query(q): Query<StatusQuery>) ->
     {
         Ok(v) => Json(v).into_response(),
         Err(e) => internal(e),
+    }
+}
+
+/// Wakes the machines of a new required deployment with wake-on-LAN (SPEC section 9).
+fn wake_new(s: &AppState, id: crate::catalog::DeploymentId) {
+    let Ok((catalog, _)) = stored::load(&s.bootpath.store) else {
+        return;
+    };
+    let Some(d) = catalog.deployment(&id) else {
+        return;
+    };
+    if d.wake_on_lan && d.is_required() {
+        let macs = crate::wake::macs_of_deployment(&catalog, &id).unwrap_or_default();
+        match crate::wake::send(&s.config.interfaces, &macs) {
+            Ok(n) => tracing::info!(deployment = %id, packets = n, "wake-on-LAN sent"),
+            Err(e) => tracing::warn!(deployment = %id, error = %e, "wake-on-LAN not sent"),
+        }
     }
 }

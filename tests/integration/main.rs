@@ -14,3 +14,4 @@ mod monitoring;
 mod pcap;
 mod pxe_qemu;
 mod tftp;
+mod wake;
