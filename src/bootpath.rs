@@ -24,6 +24,7 @@ pub enum PxePlan {
     Decided {
         decision: Box<Decision>,
         catalog: Arc<Catalog>,
+        settings: crate::catalog::site::Settings,
     },
 }
 
@@ -91,6 +92,7 @@ impl BootPath {
         Ok(PxePlan::Decided {
             decision: Box::new(d),
             catalog: Arc::new(catalog),
+            settings,
         })
     }
 
@@ -167,6 +169,7 @@ impl BootPath {
         &self,
         decision: &Decision,
         deployment: &Deployment,
+        image: &BootImage,
     ) -> Result<(), StoreError> {
         let identity = decision.machine.key().map(|k| k.to_string());
         let now = now();
@@ -181,7 +184,12 @@ impl BootPath {
             identity,
             device: decision.device.clone(),
             deployment: Some(deployment.id.to_string()),
-            body: serde_json::json!({ "arch": decision.arch, "purpose": deployment.purpose }),
+            body: serde_json::json!({
+                "arch": decision.arch,
+                "purpose": deployment.purpose,
+                "boot_image": image.id,
+                "pre_production": image.pre_production,
+            }),
         })?;
         Ok(())
     }
@@ -226,7 +234,34 @@ impl BootPath {
     }
 }
 
-/// The boot image a deployment runs in.
-pub fn boot_image_of<'a>(catalog: &'a Catalog, d: &Deployment) -> Option<&'a BootImage> {
-    catalog.boot_image_of(d)
+/// The boot image a machine starts for a deployment (SPEC section 8): a machine of the
+/// pre-production collection gets the pre-production image that replaces the deployment's,
+/// when there is one; a pre-production image is never served to anyone else. The flag says
+/// whether the image is a pre-production one.
+pub fn boot_image_for<'a>(
+    catalog: &'a Catalog,
+    settings: &crate::catalog::site::Settings,
+    decision: &Decision,
+    d: &Deployment,
+) -> Option<(&'a BootImage, bool)> {
+    let image = catalog.boot_image_of(d)?;
+    let device = decision.device.as_deref().and_then(|n| catalog.device(n));
+    let in_pre = settings
+        .pre_production_collection
+        .as_deref()
+        .and_then(|c| catalog.collection(c))
+        .is_some_and(|c| catalog.holds(c, device));
+    if in_pre {
+        if let Some(pre) = catalog
+            .boot_images
+            .iter()
+            .find(|b| b.pre_production && b.replaces.as_deref() == Some(image.id.as_str()))
+        {
+            return Some((pre, true));
+        }
+    }
+    if image.pre_production && !in_pre {
+        return None;
+    }
+    Some((image, image.pre_production))
 }

@@ -56,6 +56,10 @@ counters! {
     tftp_bytes_sent,
     /// HTTP requests answered.
     http_requests,
+    /// Task sequence runs the boot environment reported as failed.
+    deployments_failed,
+    /// Task sequence runs the boot environment reported as succeeded.
+    deployments_succeeded,
 }
 
 impl Counters {

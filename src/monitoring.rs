@@ -360,14 +360,18 @@ pub struct Overview {
     pub period: i64,
     /// The newest status messages, newest last.
     pub recent: Vec<StatusMessage>,
+    /// The same deployments over the pre-production collection, reported separately.
+    pub pre_production: Vec<Summary>,
 }
 
 /// Builds the overview at time `now` over the last `days` days (per hour when `days` is 2 or
 /// fewer). `scope` replaces each deployment's own collection when given.
+/// `pre_production` is the pre-production collection, whose states are reported separately.
 pub fn overview(
     catalog: &Catalog,
     messages: &[StatusMessage],
     scope: Option<&str>,
+    pre_production: Option<&str>,
     now: i64,
     days: i64,
 ) -> Overview {
@@ -385,11 +389,20 @@ pub fn overview(
         })
         .collect();
     let period = if days <= 2 { 3600 } else { 86_400 };
-    let recent = messages.iter().rev().take(30).rev().cloned().collect();
+    let recent: Vec<StatusMessage> = messages.iter().rev().take(30).rev().cloned().collect();
+    let pre_production: Vec<Summary> = pre_production
+        .map(|c| {
+            deployments
+                .iter()
+                .filter_map(|d| summarize(catalog, &d.id.to_string(), c, messages))
+                .collect()
+        })
+        .unwrap_or_default();
     Overview {
         deployments: summaries,
         failures: failures_over_time(messages, None, now - days * 86_400, now, period),
         period,
         recent,
+        pre_production,
     }
 }

@@ -152,6 +152,10 @@ pub struct BootImage {
     /// selection of section 3 does not look at it.
     #[serde(default)]
     pub pre_production: bool,
+    /// The production boot image this pre-production one stands in for: machines of the
+    /// site's pre-production collection get this one instead of that one until `promote`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<String>,
 }
 
 /// What a task sequence step does.

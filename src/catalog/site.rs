@@ -108,6 +108,9 @@ pub struct Settings {
     /// Unknown computers get PXE offers (rule 9).
     #[serde(default = "yes")]
     pub unknown_computers: bool,
+    /// The collection that gets pre-production boot images (SPEC section 8).
+    #[serde(default)]
+    pub pre_production_collection: Option<String>,
 }
 
 fn default_size() -> usize {
@@ -127,6 +130,7 @@ impl Default for Settings {
             max_size: max_size(),
             block_site_systems: true,
             unknown_computers: true,
+            pre_production_collection: None,
         }
     }
 }
@@ -209,6 +213,8 @@ struct WireBootImage {
     cmdline: String,
     #[serde(default)]
     pre_production: bool,
+    /// For a pre-production image: the production boot image it stands in for.
+    replaces: Option<String>,
     /// Windows PE: the wimboot binary and the four files it loads.
     wimboot: Option<PathBuf>,
     bootmgr: Option<PathBuf>,
@@ -418,6 +424,7 @@ pub fn parse(
             files,
             cmdline: b.cmdline,
             pre_production: b.pre_production,
+            replaces: b.replaces,
         });
     }
     for t in f.task_sequence {
@@ -476,6 +483,21 @@ pub fn parse(
             pre_download: false,
             created_at: now,
         });
+    }
+    for b in &catalog.boot_images {
+        if let Some(r) = &b.replaces {
+            if !b.pre_production || catalog.boot_image(r).is_none() {
+                return Err(invalid(format!("boot_image {:?}", b.id), format!("replaces {r:?}: only a pre_production image can stand in for an existing boot image")));
+            }
+        }
+    }
+    if let Some(c) = &f.settings.pre_production_collection {
+        if catalog.collection(c).is_none() {
+            return Err(invalid(
+                "settings.pre_production_collection",
+                format!("no collection {c:?}"),
+            ));
+        }
     }
     if let Err(errors) = catalog.validate() {
         let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();

@@ -136,6 +136,9 @@ pub enum CollectionCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum BootImageCommand {
+    /// Make a pre-production boot image the production one it replaces (SPEC section 8): the
+    /// production image takes its files and command line, and the pre-production one goes.
+    Promote { id: String },
     /// Import a Linux boot image (kernel and initrd are hashed into the content library).
     Create {
         #[arg(long)]
@@ -553,6 +556,36 @@ pub fn boot_image(dd: &DataDir, cmd: BootImageCommand) -> anyhow::Result<()> {
     let store = dd.open()?;
     match cmd {
         BootImageCommand::Object(o) => object(&store, Kind::BootImage, o),
+        BootImageCommand::Promote { id } => {
+            let pre: BootImage = store
+                .get("boot_image", &id)?
+                .ok_or_else(|| anyhow::anyhow!("no boot image {id:?}"))?;
+            let Some(target) = pre.replaces.clone().filter(|_| pre.pre_production) else {
+                bail!("boot image {id} is not a pre-production image that replaces another");
+            };
+            let mut prod: BootImage = store
+                .get("boot_image", &target)?
+                .ok_or_else(|| anyhow::anyhow!("the production boot image {target:?} is gone"))?;
+            prod.files = pre.files.clone();
+            prod.cmdline = pre.cmdline.clone();
+            store.transaction(|tx| {
+                tx.put("boot_image", &target, &prod, now())?;
+                tx.delete("boot_image", &id)?;
+                Ok(())
+            })?;
+            store.add_status(&netdeploy::store::StatusMessage {
+                seq: 0,
+                at: now(),
+                source: "server".into(),
+                kind: "boot-image-promoted".into(),
+                identity: None,
+                device: None,
+                deployment: None,
+                body: serde_json::json!({ "from": id, "to": target, "who": operator() }),
+            })?;
+            println!("boot image {id} promoted: {target} now boots its files");
+            Ok(())
+        }
         BootImageCommand::Create {
             id,
             arch,
@@ -577,6 +610,7 @@ pub fn boot_image(dd: &DataDir, cmd: BootImageCommand) -> anyhow::Result<()> {
                 files,
                 cmdline,
                 pre_production: false,
+                replaces: None,
             };
             store.put("boot_image", &id, &b, now())?;
             println!("boot image {id} saved");
@@ -917,7 +951,7 @@ pub struct StatusArgs {
 pub fn status(dd: &DataDir, a: StatusArgs) -> anyhow::Result<()> {
     use netdeploy::monitoring::{self, State};
     let store = dd.open()?;
-    let (catalog, _) = stored::load(&store)?;
+    let (catalog, settings) = stored::load(&store)?;
     if let Some(c) = &a.collection {
         if catalog.collection(c).is_none() {
             bail!("--collection {c:?}: no such collection");
@@ -928,6 +962,7 @@ pub fn status(dd: &DataDir, a: StatusArgs) -> anyhow::Result<()> {
         &catalog,
         &messages,
         a.collection.as_deref(),
+        settings.pre_production_collection.as_deref(),
         now(),
         a.days.clamp(1, 366),
     );
@@ -972,6 +1007,22 @@ pub fn status(dd: &DataDir, a: StatusArgs) -> anyhow::Result<()> {
                     .unwrap_or_default();
                 println!("    {:<24} {:<14} {last}", m.machine, m.state.label());
             }
+        }
+    }
+    if let Some(first) = o.pre_production.first() {
+        println!("\npre-production (collection {}):", first.collection);
+        for d in &o.pre_production {
+            let c = |s: State| d.counts[&s];
+            println!(
+                "{:<10} {:<20} {:>9} {:>11} {:>13} {:>6} {:>7}",
+                d.deployment,
+                d.collection,
+                c(State::Compliant),
+                c(State::InProgress),
+                c(State::NonCompliant),
+                c(State::Failed),
+                c(State::Unknown)
+            );
         }
     }
     let per = if o.period == 3600 { "hour" } else { "day" };

@@ -704,6 +704,7 @@ mod tests {
                 files: vec![file("boot.wim", "dd")],
                 cmdline: String::new(),
                 pre_production: false,
+                replaces: None,
             }],
             task_sequences: vec![
                 TaskSequence {

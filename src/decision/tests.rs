@@ -88,6 +88,7 @@ fn boot_image(id: &str, arch: ImageArch) -> BootImage {
         files: vec![],
         cmdline: String::new(),
         pre_production: false,
+        replaces: None,
     }
 }
 

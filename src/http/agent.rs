@@ -118,6 +118,11 @@ pub async fn status(State(s): State<Arc<AppState>>, body: axum::body::Bytes) -> 
         Err(e) => return bad(e),
     };
     let level_fail = msg.kind == "failed";
+    match msg.kind.as_str() {
+        "failed" => crate::counters::Counters::bump(&s.counters.deployments_failed),
+        "succeeded" => crate::counters::Counters::bump(&s.counters.deployments_succeeded),
+        _ => {}
+    }
     let summary = format!(
         "{} {} {}",
         raw.get("step").and_then(|v| v.as_str()).unwrap_or(""),

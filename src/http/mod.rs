@@ -129,9 +129,13 @@ async fn boot_script(State(s): State<Arc<AppState>>, Query(q): Query<BootQuery>)
             return nothing(&m, "the server cannot read its catalog");
         }
     };
-    let (decision, catalog) = match plan {
+    let (decision, catalog, settings) = match plan {
         PxePlan::DefaultImage => return default_image(&s, &m),
-        PxePlan::Decided { decision, catalog } => (decision, catalog),
+        PxePlan::Decided {
+            decision,
+            catalog,
+            settings,
+        } => (decision, catalog, settings),
     };
     s.bootpath.record_warnings(&decision);
     match &decision.action {
@@ -145,7 +149,7 @@ async fn boot_script(State(s): State<Arc<AppState>>, Query(q): Query<BootQuery>)
             if let Some(id) = q.deployment.as_deref().and_then(|d| d.parse().ok()) {
                 if entries.contains(&id) {
                     if let Some(d) = catalog.deployment(&id) {
-                        return run_deployment(&s, &m, &decision, &catalog, d);
+                        return run_deployment(&s, &m, &decision, &catalog, &settings, d);
                     }
                 }
             }
@@ -156,7 +160,7 @@ async fn boot_script(State(s): State<Arc<AppState>>, Query(q): Query<BootQuery>)
         Action::RunUnattended { deployment, reason } => match catalog.deployment(deployment) {
             Some(d) => {
                 tracing::info!(mac = %mac, deployment = %deployment, reason = ?reason, "iPXE script: runs unattended");
-                run_deployment(&s, &m, &decision, &catalog, d)
+                run_deployment(&s, &m, &decision, &catalog, &settings, d)
             }
             None => nothing(&m, "the chosen deployment vanished"),
         },
@@ -259,11 +263,15 @@ fn run_deployment(
     m: &Machine,
     decision: &Decision,
     catalog: &Catalog,
+    settings: &crate::catalog::site::Settings,
     d: &Deployment,
 ) -> Response {
-    let Some(image) = catalog.boot_image_of(d) else {
-        return nothing(m, "the deployment's boot image does not exist");
+    let Some((image, pre)) = crate::bootpath::boot_image_for(catalog, settings, decision, d) else {
+        return nothing(m, "the deployment's boot image is pre-production and this machine is not in the pre-production collection");
     };
+    if pre {
+        tracing::info!(mac = %m.mac, boot_image = %image.id, "pre-production boot image served");
+    }
     let ts_name = catalog
         .task_sequence(&d.task_sequence)
         .map(|t| t.name.as_str())
@@ -284,7 +292,7 @@ fn run_deployment(
                 "the Windows PE boot image lacks one of wimboot, bootmgr, BCD, boot.sdi, boot.wim",
             );
         }
-        if let Err(e) = s.bootpath.record_start(decision, d) {
+        if let Err(e) = s.bootpath.record_start(decision, d, image) {
             tracing::error!(mac = %m.mac, error = %e, "cannot record the deployment start");
             return nothing(m, "the server cannot record the start of the deployment");
         }
@@ -321,7 +329,7 @@ fn run_deployment(
         "{} netdeploy.server={} netdeploy.deployment={} netdeploy.context=pxe netdeploy.mac={}",
         image.cmdline, s.base, d.id, m.mac
     );
-    if let Err(e) = s.bootpath.record_start(decision, d) {
+    if let Err(e) = s.bootpath.record_start(decision, d, image) {
         // Without the loop guard record the machine would run a required deployment again on
         // its next PXE boot: better not to start it now.
         tracing::error!(mac = %m.mac, error = %e, "cannot record the deployment start");

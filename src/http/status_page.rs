@@ -25,7 +25,7 @@ pub struct PageQuery {
 }
 
 fn build(s: &AppState, q: &PageQuery) -> Result<Overview, (StatusCode, String)> {
-    let (catalog, _) = stored::load(&s.bootpath.store)
+    let (catalog, settings) = stored::load(&s.bootpath.store)
         .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
     let messages = s
         .bootpath
@@ -42,6 +42,7 @@ fn build(s: &AppState, q: &PageQuery) -> Result<Overview, (StatusCode, String)> 
         &catalog,
         &messages,
         q.collection.as_deref(),
+        settings.pre_production_collection.as_deref(),
         crate::bootpath::now(),
         days,
     ))
@@ -159,6 +160,21 @@ pub async fn page(State(s): State<Arc<AppState>>, Query(q): Query<PageQuery>) ->
     }
     h.push_str("</table>");
 
+    if !o.pre_production.is_empty() {
+        let _ = write!(h, "<h2>Pre-production (collection {})</h2><table id=pre-production><tr><th>Deployment</th>", esc(&o.pre_production[0].collection));
+        for (_, st) in COLORS {
+            let _ = write!(h, "<th>{}</th>", st.label());
+        }
+        h.push_str("</tr>");
+        for d in &o.pre_production {
+            let _ = write!(h, "<tr><td>{}</td>", esc(&d.deployment));
+            for (_, st) in COLORS {
+                let _ = write!(h, "<td class=n>{}</td>", d.counts[&st]);
+            }
+            h.push_str("</tr>");
+        }
+        h.push_str("</table>");
+    }
     let per = if o.period == 3600 { "hour" } else { "day" };
     let _ = write!(h, "<h2>Failures per {per}, last {days} days</h2>");
     let max = o.failures.iter().map(|f| f.1).max().unwrap_or(0).max(1);

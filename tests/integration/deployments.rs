@@ -555,3 +555,78 @@ fn walk(p: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn pre_production_boot_image_goes_only_to_the_pilot_collection_until_promoted() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (k, i) = small_image(dir.path());
+    let next = dir.path().join("vmlinuz-next");
+    std::fs::write(&next, b"the next kernel").unwrap();
+    let site = write_site(
+        dir.path(),
+        &k,
+        &i,
+        "52:54:00:0d:06:01",
+        "52:54:00:0d:06:02",
+        "pre_production_collection = \"pilot\"",
+    );
+    let text = std::fs::read_to_string(&site).unwrap()
+        .replace("members = [\"pc1\"]", "members = [\"pc1\", \"pc2\"]")
+        + &format!(
+            "\n[[device]]\nname = \"pc2\"\nmacs = [\"52:54:00:0d:06:03\"]\n[[collection]]\nid = \"pilot\"\nmembers = [\"pc1\"]\n\
+             [[boot_image]]\nid = \"linux-x64-next\"\narch = \"x64\"\nkernel = {:?}\npre_production = true\nreplaces = \"linux-x64\"\n",
+            next.display().to_string()
+        );
+    std::fs::write(&site, text).unwrap();
+    cli_ok(&data, &["site", "apply", site.to_str().unwrap()]);
+    let server = Server::start(dir.path(), &loopback_config(dir.path(), "proxy", ""));
+    let kernel_of = |mac: &str| -> Vec<u8> {
+        let script = http_get(server.http_addr(), &format!("/boot.ipxe?mac={mac}&arch=0"));
+        let url = script
+            .lines()
+            .find(|l| l.starts_with("kernel "))
+            .unwrap()
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .to_owned();
+        crate::harness::http_get_status(
+            server.http_addr(),
+            url.strip_prefix(&server.url()).unwrap(),
+        )
+        .1
+    };
+    assert_eq!(
+        kernel_of("52-54-00-0d-06-01"),
+        b"the next kernel",
+        "the pilot machine gets the pre-production image"
+    );
+    assert_eq!(
+        kernel_of("52-54-00-0d-06-03"),
+        b"kernel bytes",
+        "others keep the production image"
+    );
+    server
+        .wait_for_log(
+            &["pre-production boot image served", "52:54:00:0d:06:01"],
+            Duration::from_secs(2),
+        )
+        .expect("logged");
+    let status: serde_json::Value =
+        serde_json::from_str(&http_get(server.http_addr(), "/status.json")).unwrap();
+    let pre = &status["overview"]["pre_production"];
+    assert!(
+        pre.as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["collection"] == "pilot" && d["deployment"] == "LAB00001"),
+        "{pre}"
+    );
+    // Promote: everyone gets the new files.
+    let out = cli_ok(&data, &["boot-image", "promote", "linux-x64-next"]);
+    assert!(out.contains("promoted"), "{out}");
+    cli_ok(&data, &["pxe", "clear", "--collection", "lab"]);
+    assert_eq!(kernel_of("52-54-00-0d-06-03"), b"the next kernel");
+    assert!(!cli_ok(&data, &["boot-image", "list"]).contains("linux-x64-next"));
+}
