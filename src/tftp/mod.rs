@@ -4,7 +4,8 @@
 //! - [`path`]: which file under the root a requested name means, or why it is refused;
 //! - [`transfer`]: one read transfer as a pure state machine (options, windows, loss recovery);
 //! - [`server`]: the tokio layer: the listening socket, one socket per transfer, the bound on
-//!   concurrent transfers.
+//!   concurrent transfers;
+//! - [`batch`]: a window of datagrams sent in one system call.
 //!
 //! netdeploy has its own TFTP code instead of the `async-tftp` crate, which ignores an ERROR
 //! packet from the client: UEFI firmware reads the file size from the OACK and then aborts with
@@ -13,6 +14,7 @@
 //! that does not collapse when datagrams are lost, listeners bound to the address of each
 //! configured interface, and a bound on concurrent transfers.
 
+pub mod batch;
 pub mod packet;
 pub mod path;
 pub mod server;

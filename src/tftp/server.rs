@@ -8,9 +8,10 @@
 //!   local address of the listening socket, so a client on one interface is answered from the
 //!   address it asked, and connected to the client, so the kernel drops datagrams from anyone
 //!   else.
-//! - File data is read with positional reads straight into the outgoing datagram buffer. The
-//!   reads are synchronous: boot files sit in the page cache, where a read costs microseconds,
-//!   less than a hop to a blocking thread per block would.
+//! - File data is read with positional reads straight into the outgoing datagram buffers, and a
+//!   window goes to the kernel in one system call ([`super::batch`]). The reads are synchronous:
+//!   boot files sit in the page cache, where a read costs microseconds, less than a hop to a
+//!   blocking thread per block would.
 //! - Cancellation stops the listener; each running transfer sends the client an ERROR and ends.
 
 use std::io;
@@ -26,6 +27,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn, Instrument};
 
+use super::batch::Batch;
 use super::packet::{self, ErrorCode, Mode, Packet, Request};
 use super::path::{PathError, Root};
 use super::transfer::{Limits, Outcome, Transfer};
@@ -38,6 +40,9 @@ const LISTENER_RECV_BUFFER: usize = 1 << 20;
 
 /// Largest send buffer asked for a transfer socket (a full window of the largest blocks).
 const MAX_SEND_BUFFER: usize = 4 << 20;
+
+/// Datagrams handed to the kernel in one system call (a whole window, up to this many).
+const BATCH_DATAGRAMS: usize = 64;
 
 /// Binds a listening socket (port 69 of one interface address, or an ephemeral port in tests).
 /// Must be called from within a tokio runtime.
@@ -330,19 +335,27 @@ impl TransferJob {
     }
 
     async fn drive(&self, socket: &UdpSocket, transfer: &mut Transfer<std::fs::File>) -> End {
-        let mut out = Vec::new();
+        let window = usize::from(transfer.negotiated().windowsize);
+        let mut batch = Batch::new(transfer.max_datagram_len(), window.min(BATCH_DATAGRAMS));
         let mut input = vec![0u8; 2048];
         let mut counted = 0;
         let sleep = tokio::time::sleep(std::time::Duration::ZERO);
         tokio::pin!(sleep);
         loop {
-            while let Some(datagram) = transfer.poll_transmit(&mut out) {
-                match socket.send(datagram).await {
-                    Ok(_) => {}
+            loop {
+                let more = batch.fill(|buf| transfer.poll_transmit(buf));
+                if batch.is_empty() {
+                    break;
+                }
+                match batch.send(socket).await {
+                    Ok(()) => {}
                     Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
                         return End::ClientGone;
                     }
                     Err(e) => return End::Socket(e),
+                }
+                if !more {
+                    break;
                 }
             }
             let sent = transfer.stats().bytes_sent;

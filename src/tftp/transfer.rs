@@ -62,6 +62,9 @@ pub const MIN_RTO: Duration = Duration::from_millis(10);
 /// Retransmission timeout before the first round trip is measured (RFC 6298 section 2.1).
 pub const INITIAL_RTO: Duration = Duration::from_secs(1);
 
+/// The message of the ERROR sent when the file cannot be read.
+const READ_ERROR: &str = "server cannot read the file";
+
 /// Default block size (RFC 1350).
 pub const DEFAULT_BLKSIZE: u16 = 512;
 
@@ -462,13 +465,20 @@ impl<S: BlockSource> Transfer<S> {
         }
     }
 
-    /// The next datagram to send, encoded into `buf` (which keeps its capacity between calls,
-    /// so the hot path does not allocate); `None` when nothing is waiting.
-    pub fn poll_transmit<'b>(&mut self, buf: &'b mut Vec<u8>) -> Option<&'b [u8]> {
+    /// The longest datagram [`Transfer::poll_transmit`] can produce.
+    pub fn max_datagram_len(&self) -> usize {
+        (DATA_HEADER_LEN + self.blksize)
+            .max(self.oack.len())
+            .max(READ_ERROR.len() + 5)
+    }
+
+    /// Encodes the next datagram to send into `buf` and returns its length; `None` when
+    /// nothing is waiting. `buf` must hold [`Transfer::max_datagram_len`] bytes; the caller
+    /// reuses it, so the hot path does not allocate, and may fill a batch of such buffers.
+    pub fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<usize> {
         if let Some(control) = self.out.control.take() {
-            buf.clear();
-            buf.extend_from_slice(&control);
-            return Some(buf);
+            buf[..control.len()].copy_from_slice(&control);
+            return Some(control.len());
         }
         let block = if self.out.next < self.out.end {
             self.out.next += 1;
@@ -485,26 +495,20 @@ impl<S: BlockSource> Transfer<S> {
                 } else {
                     self.highest_on_wire = block;
                 }
-                Some(&buf[..DATA_HEADER_LEN + len])
+                Some(DATA_HEADER_LEN + len)
             }
             Err(e) => {
                 self.finish(Outcome::ReadFailed(e.to_string()));
-                buf.clear();
-                buf.extend_from_slice(&packet::error_bytes(
-                    ErrorCode::NotDefined,
-                    "server cannot read the file",
-                ));
-                Some(buf)
+                let error = packet::error_bytes(ErrorCode::NotDefined, READ_ERROR);
+                buf[..error.len()].copy_from_slice(&error);
+                Some(error.len())
             }
         }
     }
 
-    fn read_block(&mut self, block: u64, buf: &mut Vec<u8>) -> io::Result<usize> {
+    fn read_block(&mut self, block: u64, buf: &mut [u8]) -> io::Result<usize> {
         let offset = (block - 1) * self.blksize as u64;
         let len = (self.size - offset).min(self.blksize as u64) as usize;
-        if buf.len() < DATA_HEADER_LEN + self.blksize {
-            buf.resize(DATA_HEADER_LEN + self.blksize, 0);
-        }
         packet::write_data_header(buf, block as u16);
         let payload = &mut buf[DATA_HEADER_LEN..DATA_HEADER_LEN + len];
         let n = self.source.read_at(offset, payload)?;

@@ -263,8 +263,9 @@ impl Sim {
     }
 
     fn flush(&mut self) {
-        while let Some(d) = self.server.poll_transmit(&mut self.buf) {
-            self.down.send(self.now, d);
+        self.buf.resize(self.server.max_datagram_len(), 0);
+        while let Some(len) = self.server.poll_transmit(&mut self.buf) {
+            self.down.send(self.now, &self.buf[..len]);
         }
     }
 
@@ -318,10 +319,10 @@ impl Sim {
 }
 
 fn drain(t: &mut Transfer<Vec<u8>>) -> Vec<Vec<u8>> {
-    let mut buf = Vec::new();
+    let mut buf = vec![0; t.max_datagram_len()];
     let mut out = Vec::new();
-    while let Some(d) = t.poll_transmit(&mut buf) {
-        out.push(d.to_vec());
+    while let Some(len) = t.poll_transmit(&mut buf) {
+        out.push(buf[..len].to_vec());
     }
     out
 }
