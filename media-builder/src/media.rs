@@ -128,6 +128,11 @@ fn esp_image(
         volume_id: u32::from_le_bytes([seed[0], seed[1], seed[2], seed[3]]),
         kind,
         timestamp: t,
+        hidden_sectors: if kind == FatKind::Fat32 {
+            usb::ESP_START as u32
+        } else {
+            0
+        },
         files: vec![
             ("EFI/BOOT/BOOTX64.EFI".into(), efi.bootx64_efi.clone()),
             (
@@ -163,7 +168,7 @@ pub fn build_iso(
     t: Timestamp,
 ) -> Result<Vec<u8>, MediaError> {
     let seed = seed(boot, variables, &t);
-    let esp = esp_image(boot, efi, variables, t, FatKind::Auto, &seed)?;
+    let esp = esp_image(boot, efi, variables, t, FatKind::Fat16, &seed)?;
     let mut files = std::collections::BTreeMap::new();
     files.insert(
         "isolinux/isolinux.bin".to_string(),
