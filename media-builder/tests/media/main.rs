@@ -2,6 +2,7 @@
 //! the images must satisfy (xorriso, fsck.fat, sgdisk). A missing tool fails the test and
 //! names the Debian package to install (see `media-builder/packages.txt`).
 
+mod boot;
 mod harness;
 mod iso;
 mod usb;
