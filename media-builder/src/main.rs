@@ -47,7 +47,8 @@ struct BuildArgs {
     #[arg(long)]
     preferred_deployment: Option<String>,
     /// Password asked before a deployment runs; stored only as a salted SHA-256 hash.
-    #[arg(long)]
+    /// Prefer the environment variable: a command line is visible to other users.
+    #[arg(long, env = "NETDEPLOY_MEDIA_PASSWORD", hide_env_values = true)]
     password: Option<String>,
     #[arg(long, value_enum, default_value = "iso")]
     format: Format,
