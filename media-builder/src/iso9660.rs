@@ -638,6 +638,80 @@ mod tests {
         assert_ne!(a, write_image(&s).unwrap().bytes);
     }
 
+    /// Walks directory records from the PVD's root record, as a reader does.
+    fn read_back(img: &[u8], path: &str) -> Option<Vec<u8>> {
+        let pvd = &img[PVD_LBA as usize * SECTOR..];
+        let mut rec = pvd[156..190].to_vec();
+        for (i, comp) in path.split('/').enumerate() {
+            let last = i == path.split('/').count() - 1;
+            let want = iso_name(comp, last).ok()?;
+            let lba = u32::from_le_bytes(rec[2..6].try_into().ok()?) as usize;
+            let len = u32::from_le_bytes(rec[10..14].try_into().ok()?) as usize;
+            let dir = &img[lba * SECTOR..lba * SECTOR + len];
+            let mut off = 0;
+            let mut found = None;
+            while off < dir.len() {
+                let l = dir[off] as usize;
+                if l == 0 {
+                    off = (off / SECTOR + 1) * SECTOR;
+                    continue;
+                }
+                let r = &dir[off..off + l];
+                if &r[33..33 + r[32] as usize] == want.as_bytes() {
+                    found = Some(r.to_vec());
+                }
+                off += l;
+            }
+            rec = found?;
+        }
+        let lba = u32::from_le_bytes(rec[2..6].try_into().ok()?) as usize;
+        let len = u32::from_le_bytes(rec[10..14].try_into().ok()?) as usize;
+        Some(img[lba * SECTOR..lba * SECTOR + len].to_vec())
+    }
+
+    #[test]
+    fn files_read_back_through_directory_records() {
+        let mut s = spec();
+        for i in 0..60 {
+            s.files
+                .insert(format!("many/file_{i:02}.txt"), vec![i as u8; i]);
+        }
+        let img = write_image(&s).unwrap();
+        assert_eq!(
+            read_back(&img.bytes, "netdeploy/variables").unwrap(),
+            b"x=1\n"
+        );
+        for i in [0usize, 31, 59] {
+            assert_eq!(
+                read_back(&img.bytes, &format!("many/file_{i:02}.txt")).unwrap(),
+                vec![i as u8; i]
+            );
+        }
+        assert!(read_back(&img.bytes, "many/missing.txt").is_none());
+    }
+
+    #[test]
+    fn l_and_m_path_tables_describe_the_same_directories() {
+        let img = write_image(&spec()).unwrap().bytes;
+        let pvd = &img[PVD_LBA as usize * SECTOR..];
+        let size = u32::from_le_bytes(pvd[132..136].try_into().unwrap()) as usize;
+        let l = u32::from_le_bytes(pvd[140..144].try_into().unwrap()) as usize * SECTOR;
+        let m = u32::from_be_bytes(pvd[148..152].try_into().unwrap()) as usize * SECTOR;
+        let (lt, mt) = (&img[l..l + size], &img[m..m + size]);
+        let mut off = 0;
+        let mut names = Vec::new();
+        while off < size {
+            let n = lt[off] as usize;
+            assert_eq!(lt[off], mt[off]);
+            let lba_l = u32::from_le_bytes(lt[off + 2..off + 6].try_into().unwrap());
+            let lba_m = u32::from_be_bytes(mt[off + 2..off + 6].try_into().unwrap());
+            assert_eq!(lba_l, lba_m);
+            names.push(String::from_utf8_lossy(&lt[off + 8..off + 8 + n]).into_owned());
+            off += 8 + n + n % 2;
+        }
+        assert_eq!(names, ["\0", "BOOT", "ISOLINUX", "NETDEPLOY"]);
+    }
+
     #[test]
     fn directory_extent_never_splits_a_record() {
         let lens = vec![100usize; 30];
