@@ -24,6 +24,8 @@ pub enum FatError {
     BadName(String),
     #[error("{0:?} is both a file and a directory")]
     FileAndDirectory(String),
+    #[error("{0:?} differs from another name only in case, which FAT does not tell apart")]
+    CaseClash(String),
     #[error("the files need more than FAT32 can address")]
     TooLarge,
 }
@@ -292,6 +294,12 @@ fn build_tree(files: &[(String, Vec<u8>)]) -> Result<Dir, FatError> {
         };
         let mut d = &mut root;
         for comp in dirs {
+            if d.entries
+                .keys()
+                .any(|k| k != comp && k.eq_ignore_ascii_case(comp))
+            {
+                return Err(FatError::CaseClash(path.clone()));
+            }
             let node = d
                 .entries
                 .entry(comp.to_string())
@@ -307,6 +315,12 @@ fn build_tree(files: &[(String, Vec<u8>)]) -> Result<Dir, FatError> {
             || name.len() > 255
         {
             return Err(FatError::BadName(path.clone()));
+        }
+        if d.entries
+            .keys()
+            .any(|k| k != name && k.eq_ignore_ascii_case(name))
+        {
+            return Err(FatError::CaseClash(path.clone()));
         }
         if d.entries
             .insert(
@@ -714,6 +728,15 @@ mod tests {
     }
 
     #[test]
+    fn names_equal_but_for_case_are_refused() {
+        let files = vec![
+            ("EFI/a".to_string(), vec![1]),
+            ("efi/b".to_string(), vec![2]),
+        ];
+        assert!(matches!(build_tree(&files), Err(FatError::CaseClash(p)) if p == "efi/b"));
+    }
+
+    #[test]
     fn cluster_counts_stay_inside_the_fat_type_range() {
         let g = choose_geometry(FatKind::Fat32, &Dir::default(), &[]).unwrap();
         assert!(g.clusters >= FAT32_MIN_CLUSTERS);
@@ -722,5 +745,50 @@ mod tests {
         let big = vec![("a".to_string(), vec![0u8; 40 << 20])];
         let g = choose_geometry(FatKind::Fat16, &build_tree(&big).unwrap(), &big).unwrap();
         assert!(g.clusters < FAT32_MIN_CLUSTERS && g.clusters * g.cluster_bytes() >= 40 << 20);
+    }
+
+    fn name_strategy() -> impl proptest::strategy::Strategy<Value = String> {
+        proptest::prop_oneof![
+            "[a-z]{1,8}",
+            "[A-Z0-9]{1,8}\\.[A-Z]{1,3}",
+            "[a-z][a-z0-9 _.-]{8,40}",
+            "[A-Za-z]{2,12}\\.[a-z]{4}",
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+        #[test]
+        fn any_file_tree_reads_back_unchanged(
+            entries in proptest::collection::btree_map(
+                proptest::collection::vec(name_strategy(), 1..4),
+                0usize..9000,
+                1..40,
+            ),
+            fat32 in proptest::bool::ANY,
+        ) {
+            // Drop paths whose directory part is also a file, and names FAT treats as equal.
+            let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+            let mut seen = std::collections::BTreeSet::new();
+            for (parts, len) in &entries {
+                let path = parts.join("/");
+                let lower = path.to_lowercase();
+                let clash = seen.iter().any(|p: &String| {
+                    lower.starts_with(&format!("{p}/")) || p.starts_with(&format!("{lower}/")) || *p == lower
+                });
+                if !clash && !parts.iter().any(|p| p.ends_with('.') || p.starts_with(' ') || p.ends_with(' ')) {
+                    seen.insert(lower);
+                    files.push((path, (0..*len).map(|i| (i % 251) as u8).collect()));
+                }
+            }
+            let kind = if fat32 { FatKind::Fat32 } else { FatKind::Fat16 };
+            let img = write_image(&FatSpec { files: files.clone(), kind, ..spec(kind) }).unwrap();
+            let fs = fatfs::FileSystem::new(Cursor::new(img), fatfs::FsOptions::new()).unwrap();
+            for (path, data) in &files {
+                let mut buf = Vec::new();
+                fs.root_dir().open_file(path).unwrap().read_to_end(&mut buf).unwrap();
+                proptest::prop_assert_eq!(&buf, data, "{}", path);
+            }
+        }
     }
 }
