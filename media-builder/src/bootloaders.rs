@@ -1,0 +1,176 @@
+//! Finding the bootloader files: ISOLINUX for BIOS, systemd-boot for UEFI. Paths the user
+//! names win; otherwise the Debian package paths. A missing file names the path, the Debian
+//! package that ships it and the flag that overrides it.
+
+use std::path::{Path, PathBuf};
+
+/// ISOLINUX's El Torito loader (package `isolinux`).
+pub const ISOLINUX_BIN: &str = "usr/lib/ISOLINUX/isolinux.bin";
+/// isolinux's hybrid MBR code, for BIOS boot of a raw USB copy (package `isolinux`).
+pub const ISOHDPFX_BIN: &str = "usr/lib/ISOLINUX/isohdpfx.bin";
+/// The syslinux core module ISOLINUX loads next (package `syslinux-common`).
+pub const LDLINUX_C32: &str = "usr/lib/syslinux/modules/bios/ldlinux.c32";
+/// systemd-boot for x86-64 UEFI (package `systemd-boot-efi`).
+pub const SYSTEMD_BOOT_EFI: &str = "usr/lib/systemd/boot/efi/systemd-bootx64.efi";
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoaderError {
+    #[error("{what} not found at {path}: install the Debian package `{package}` (apt-get install {package}) or pass {flag} FILE")]
+    Missing {
+        what: &'static str,
+        path: PathBuf,
+        package: &'static str,
+        flag: &'static str,
+    },
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Where to look: `root` is `/` except in tests; the overrides come from `--bios-loader`
+/// (isolinux.bin; ldlinux.c32 is looked for beside it first) and `--efi-loader`.
+#[derive(Debug, Clone)]
+pub struct Locator {
+    pub root: PathBuf,
+    pub bios_loader: Option<PathBuf>,
+    pub efi_loader: Option<PathBuf>,
+}
+
+impl Default for Locator {
+    fn default() -> Self {
+        Locator {
+            root: PathBuf::from("/"),
+            bios_loader: None,
+            efi_loader: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct BiosLoader {
+    pub isolinux_bin: Vec<u8>,
+    pub ldlinux_c32: Vec<u8>,
+    /// Absent when the `isolinux` package's hybrid MBR is missing: the ISO then boots BIOS
+    /// from CD only.
+    pub isohdpfx: Option<Vec<u8>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct EfiLoader {
+    /// Becomes `EFI/BOOT/BOOTX64.EFI`.
+    pub bootx64_efi: Vec<u8>,
+}
+
+fn read(
+    path: &Path,
+    what: &'static str,
+    package: &'static str,
+    flag: &'static str,
+) -> Result<Vec<u8>, LoaderError> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(b),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(LoaderError::Missing {
+            what,
+            path: path.to_path_buf(),
+            package,
+            flag,
+        }),
+        Err(source) => Err(LoaderError::Read {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+impl Locator {
+    pub fn bios(&self) -> Result<BiosLoader, LoaderError> {
+        let isolinux = self
+            .bios_loader
+            .clone()
+            .unwrap_or_else(|| self.root.join(ISOLINUX_BIN));
+        let isolinux_bin = read(
+            &isolinux,
+            "ISOLINUX BIOS loader isolinux.bin",
+            "isolinux",
+            "--bios-loader",
+        )?;
+        let beside = isolinux.with_file_name("ldlinux.c32");
+        let ldlinux = if self.bios_loader.is_some() && beside.exists() {
+            beside
+        } else {
+            self.root.join(LDLINUX_C32)
+        };
+        let ldlinux_c32 = read(
+            &ldlinux,
+            "syslinux core module ldlinux.c32",
+            "syslinux-common",
+            "--bios-loader",
+        )?;
+        let isohdpfx = std::fs::read(self.root.join(ISOHDPFX_BIN))
+            .ok()
+            .filter(|b| b.len() >= 432);
+        Ok(BiosLoader {
+            isolinux_bin,
+            ldlinux_c32,
+            isohdpfx,
+        })
+    }
+
+    pub fn efi(&self) -> Result<EfiLoader, LoaderError> {
+        let path = self
+            .efi_loader
+            .clone()
+            .unwrap_or_else(|| self.root.join(SYSTEMD_BOOT_EFI));
+        let bootx64_efi = read(
+            &path,
+            "systemd-boot UEFI loader",
+            "systemd-boot-efi",
+            "--efi-loader",
+        )?;
+        Ok(EfiLoader { bootx64_efi })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_loaders_name_the_file_and_the_package() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Locator {
+            root: dir.path().to_path_buf(),
+            ..Locator::default()
+        };
+        let e = l.bios().unwrap_err().to_string();
+        assert!(
+            e.contains("usr/lib/ISOLINUX/isolinux.bin") && e.contains("`isolinux`"),
+            "{e}"
+        );
+        let e = l.efi().unwrap_err().to_string();
+        assert!(
+            e.contains("systemd-bootx64.efi") && e.contains("`systemd-boot-efi`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn named_loader_wins_and_ldlinux_is_found_beside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("isolinux.bin"), b"iso").unwrap();
+        std::fs::write(dir.path().join("ldlinux.c32"), b"ld").unwrap();
+        let l = Locator {
+            root: dir.path().join("empty"),
+            bios_loader: Some(dir.path().join("isolinux.bin")),
+            efi_loader: None,
+        };
+        let b = l.bios().unwrap();
+        assert_eq!(
+            (b.isolinux_bin.as_slice(), b.ldlinux_c32.as_slice()),
+            (&b"iso"[..], &b"ld"[..])
+        );
+        assert!(b.isohdpfx.is_none());
+    }
+}

@@ -1,0 +1,13 @@
+//! netdeploy boot media: hybrid ISO 9660 images (El Torito BIOS and UEFI, bootable from CD
+//! or written raw to a USB stick) and raw GPT USB disk images, built byte for byte the same
+//! from the same inputs and `SOURCE_DATE_EPOCH` (SPEC section 7).
+
+pub mod bootloaders;
+pub mod fat;
+pub mod gpt;
+pub mod iso9660;
+pub mod mbr;
+pub mod media;
+pub mod timestamp;
+pub mod usb;
+pub mod variables;

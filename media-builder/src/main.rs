@@ -1,0 +1,133 @@
+//! `netdeploy-media`: builds netdeploy boot media.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use media_builder::bootloaders::Locator;
+use media_builder::media::{self, BootImage, Format};
+use media_builder::timestamp::Timestamp;
+use media_builder::variables::{derived_salt, hash_password, MediaType, Variables};
+
+#[derive(Parser)]
+#[command(
+    name = "netdeploy-media",
+    version,
+    about = "Builds netdeploy boot media (hybrid ISO or USB disk image)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build boot media: the boot image plus /netdeploy/variables. Dates come from
+    /// SOURCE_DATE_EPOCH (0 when unset): same inputs, same bytes.
+    Build(BuildArgs),
+}
+
+#[derive(clap::Args)]
+struct BuildArgs {
+    /// Linux kernel of the boot image.
+    #[arg(long)]
+    kernel: PathBuf,
+    /// Initramfs of the boot image.
+    #[arg(long)]
+    initrd: PathBuf,
+    /// Kernel command line; `netdeploy.vars=/netdeploy/variables` is appended.
+    #[arg(long, default_value = "")]
+    cmdline: String,
+    /// The netdeploy server the booted machine asks for its policy (SMSTSServerURL).
+    #[arg(long)]
+    server_url: String,
+    /// Deployment to run unattended (SMSTSPreferredAdvertID).
+    #[arg(long)]
+    preferred_deployment: Option<String>,
+    /// Password asked before a deployment runs; stored only as a salted SHA-256 hash.
+    /// Prefer the environment variable: a command line is visible to other users.
+    #[arg(long, env = "NETDEPLOY_MEDIA_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+    #[arg(long, value_enum, default_value = "iso")]
+    format: Format,
+    /// Image to write (replaced if it exists).
+    #[arg(long)]
+    output: PathBuf,
+    /// ISOLINUX isolinux.bin to use instead of the isolinux package's (ldlinux.c32 beside it is used if present).
+    #[arg(long)]
+    bios_loader: Option<PathBuf>,
+    /// UEFI loader to install as EFI/BOOT/BOOTX64.EFI instead of systemd-boot-efi's.
+    #[arg(long)]
+    efi_loader: Option<PathBuf>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let Command::Build(args) = Cli::parse().command;
+    build(args)
+}
+
+fn build(args: BuildArgs) -> anyhow::Result<()> {
+    let t = Timestamp::from_env().map_err(anyhow::Error::msg)?;
+    let epoch = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0i64);
+    let locator = Locator {
+        bios_loader: args.bios_loader,
+        efi_loader: args.efi_loader,
+        ..Locator::default()
+    };
+    let efi = locator.efi()?;
+    let bios = match args.format {
+        Format::Iso => Some(locator.bios()?),
+        Format::Usb => None,
+    };
+    let password_hash = args
+        .password
+        .as_deref()
+        .map(|pw| hash_password(pw, &derived_salt(pw, &args.server_url, epoch)));
+    let variables = Variables {
+        server_url: args.server_url,
+        media_type: MediaType::BootMedia,
+        preferred_advert_id: args.preferred_deployment,
+        password_hash,
+    }
+    .render()?;
+    let boot = BootImage::load(&args.kernel, &args.initrd, &args.cmdline)?;
+    let image = match bios {
+        Some(bios) => media::build_iso(&boot, &variables, &bios, &efi, t)?,
+        None => media::build_usb(&boot, &variables, &efi, t)?,
+    };
+    write_with_progress(&args.output, &image)?;
+    eprintln!("wrote {} ({} bytes)", args.output.display(), image.len());
+    Ok(())
+}
+
+/// Writes through a temporary file beside the output, then renames, so a failed build
+/// never leaves a half image under the output name.
+fn write_with_progress(output: &Path, image: &[u8]) -> anyhow::Result<()> {
+    let tmp = output.with_extension("partial");
+    let bar = ProgressBar::with_draw_target(
+        Some(image.len() as u64),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:40}] {bytes}/{total_bytes}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(format!("writing {}", output.display()));
+    let mut f =
+        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    for chunk in image.chunks(1 << 20) {
+        f.write_all(chunk)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        bar.inc(chunk.len() as u64);
+    }
+    f.sync_all()?;
+    bar.finish_and_clear();
+    std::fs::rename(&tmp, output).with_context(|| format!("renaming to {}", output.display()))?;
+    Ok(())
+}

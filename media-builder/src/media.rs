@@ -1,0 +1,245 @@
+//! Putting boot media together: the boot image (kernel and initrd), the bootloaders and the
+//! variables file, as a hybrid ISO or a USB disk image.
+//!
+//! How the booted system finds its variables: the kernel command line gets
+//! `netdeploy.vars=/netdeploy/variables`; the initramfs mounts the filesystem labelled
+//! `NETDEPLOY` (the ISO volume id, and the FAT label of the system partition, both of which
+//! hold the file) and reads that path on it.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::bootloaders::{BiosLoader, EfiLoader, LoaderError};
+use crate::fat::{self, FatError, FatKind, FatSpec};
+use crate::gpt::GptError;
+use crate::iso9660::{self, BootSpec, IsoError, IsoSpec};
+use crate::mbr;
+use crate::timestamp::Timestamp;
+use crate::usb;
+use crate::variables::VariablesError;
+
+/// Volume id of the ISO and label of the system partition: what the initramfs mounts.
+pub const MEDIA_LABEL: &str = "NETDEPLOY";
+/// Where the variables file lives on every filesystem of the media.
+pub const VARIABLES_PATH: &str = "/netdeploy/variables";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Hybrid ISO 9660: El Torito BIOS and UEFI, bootable as a CD or written raw to a USB stick.
+    Iso,
+    /// Raw disk image: GPT with one FAT32 EFI System Partition (UEFI).
+    Usb,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Loader(#[from] LoaderError),
+    #[error(transparent)]
+    Fat(#[from] FatError),
+    #[error(transparent)]
+    Iso(#[from] IsoError),
+    #[error(transparent)]
+    Gpt(#[from] GptError),
+    #[error(transparent)]
+    Variables(#[from] VariablesError),
+}
+
+/// The Linux boot image and its command line as the user gave it.
+#[derive(Debug, Clone)]
+pub struct BootImage {
+    pub kernel: Vec<u8>,
+    pub initrd: Vec<u8>,
+    pub cmdline: String,
+}
+
+impl BootImage {
+    /// Reads kernel and initrd, refusing files FAT cannot hold before reading them (the system
+    /// partition carries both, for systemd-boot).
+    pub fn load(kernel: &Path, initrd: &Path, cmdline: &str) -> Result<Self, MediaError> {
+        Ok(BootImage {
+            kernel: read_input(kernel)?,
+            initrd: read_input(initrd)?,
+            cmdline: cmdline.to_string(),
+        })
+    }
+}
+
+fn read_input(path: &Path) -> Result<Vec<u8>, MediaError> {
+    let err = |source| MediaError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let len = std::fs::metadata(path).map_err(err)?.len();
+    fat::check_file_size(&path.display().to_string(), len)?;
+    std::fs::read(path).map_err(err)
+}
+
+/// The user's command line plus the hint where the variables file is.
+pub fn kernel_cmdline(user: &str) -> String {
+    let hint = format!("netdeploy.vars={VARIABLES_PATH}");
+    let user = user.trim();
+    if user.is_empty() {
+        hint
+    } else {
+        format!("{user} {hint}")
+    }
+}
+
+/// Hash of everything that goes into the media: the seed of volume ids, disk signatures and
+/// GUIDs, which must be stable across builds and differ between media.
+fn seed(boot: &BootImage, variables: &str, t: &Timestamp) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for part in [
+        &boot.kernel[..],
+        &boot.initrd[..],
+        boot.cmdline.as_bytes(),
+        variables.as_bytes(),
+    ] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part);
+    }
+    h.update(format!("{t:?}").as_bytes());
+    h.finalize().into()
+}
+
+/// The EFI System Partition: systemd-boot as the removable-media loader, one loader entry
+/// that boots the kernel at once, and the variables file.
+fn esp_image(
+    boot: &BootImage,
+    efi: &EfiLoader,
+    variables: &str,
+    t: Timestamp,
+    kind: FatKind,
+    seed: &[u8; 32],
+) -> Result<Vec<u8>, MediaError> {
+    let entry = format!(
+        "title netdeploy\nlinux /netdeploy/vmlinuz\ninitrd /netdeploy/initrd.img\noptions {}\n",
+        kernel_cmdline(&boot.cmdline)
+    );
+    let spec = FatSpec {
+        label: MEDIA_LABEL.into(),
+        volume_id: u32::from_le_bytes([seed[0], seed[1], seed[2], seed[3]]),
+        kind,
+        timestamp: t,
+        hidden_sectors: if kind == FatKind::Fat32 {
+            usb::ESP_START as u32
+        } else {
+            0
+        },
+        files: vec![
+            ("EFI/BOOT/BOOTX64.EFI".into(), efi.bootx64_efi.clone()),
+            (
+                "loader/loader.conf".into(),
+                b"default netdeploy.conf\ntimeout 0\n".to_vec(),
+            ),
+            ("loader/entries/netdeploy.conf".into(), entry.into_bytes()),
+            ("netdeploy/vmlinuz".into(), boot.kernel.clone()),
+            ("netdeploy/initrd.img".into(), boot.initrd.clone()),
+            ("netdeploy/variables".into(), variables.as_bytes().to_vec()),
+        ],
+    };
+    Ok(fat::write_image(&spec)?)
+}
+
+/// ISOLINUX's configuration: boot the one entry at once, console also on the first serial port.
+fn isolinux_cfg(cmdline: &str) -> String {
+    format!(
+        "SERIAL 0 115200\nDEFAULT netdeploy\nPROMPT 0\nTIMEOUT 0\n\nLABEL netdeploy\n  \
+         LINUX /boot/vmlinuz\n  INITRD /boot/initrd.img\n  APPEND {}\n",
+        kernel_cmdline(cmdline)
+    )
+}
+
+/// Builds the hybrid ISO: El Torito BIOS (ISOLINUX, no emulation) and EFI (a FAT image with
+/// systemd-boot) entries, and an MBR with the system partition so a raw USB copy boots UEFI
+/// (and BIOS too when `isohdpfx.bin` is available).
+pub fn build_iso(
+    boot: &BootImage,
+    variables: &str,
+    bios: &BiosLoader,
+    efi: &EfiLoader,
+    t: Timestamp,
+) -> Result<Vec<u8>, MediaError> {
+    let seed = seed(boot, variables, &t);
+    let esp = esp_image(boot, efi, variables, t, FatKind::Fat16, &seed)?;
+    let mut files = std::collections::BTreeMap::new();
+    files.insert(
+        "isolinux/isolinux.bin".to_string(),
+        bios.isolinux_bin.clone(),
+    );
+    files.insert("isolinux/ldlinux.c32".to_string(), bios.ldlinux_c32.clone());
+    files.insert(
+        "isolinux/isolinux.cfg".to_string(),
+        isolinux_cfg(&boot.cmdline).into_bytes(),
+    );
+    files.insert("boot/vmlinuz".to_string(), boot.kernel.clone());
+    files.insert("boot/initrd.img".to_string(), boot.initrd.clone());
+    files.insert("boot/efi.img".to_string(), esp);
+    files.insert(
+        "netdeploy/variables".to_string(),
+        variables.as_bytes().to_vec(),
+    );
+    let spec = IsoSpec {
+        volume_id: MEDIA_LABEL.into(),
+        files,
+        boot: BootSpec {
+            bios: Some("isolinux/isolinux.bin".into()),
+            efi: Some("boot/efi.img".into()),
+        },
+        timestamp: t,
+    };
+    let mut image = iso9660::write_image(&spec)?;
+    let esp = image.extents["boot/efi.img"];
+    let loader = image.extents["isolinux/isolinux.bin"];
+    let sectors = (image.bytes.len() / iso9660::SECTOR) as u32;
+    let mbr = mbr::isohybrid(
+        sectors,
+        Some((esp.lba, esp.len)),
+        bios.isohdpfx.as_deref().map(|code| (code, loader.lba)),
+        u32::from_le_bytes([seed[4], seed[5], seed[6], seed[7]]),
+    );
+    image.bytes[..512].copy_from_slice(&mbr.to_bytes());
+    Ok(image.bytes)
+}
+
+/// Builds the USB disk image: GPT, one FAT32 system partition with systemd-boot, the boot
+/// image and the variables file.
+pub fn build_usb(
+    boot: &BootImage,
+    variables: &str,
+    efi: &EfiLoader,
+    t: Timestamp,
+) -> Result<Vec<u8>, MediaError> {
+    let seed = seed(boot, variables, &t);
+    let esp = esp_image(boot, efi, variables, t, FatKind::Fat32, &seed)?;
+    Ok(usb::write_disk(&esp, &seed)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cmdline_gets_the_variables_hint() {
+        assert_eq!(
+            kernel_cmdline("console=ttyS0 "),
+            "console=ttyS0 netdeploy.vars=/netdeploy/variables"
+        );
+        assert_eq!(kernel_cmdline(""), "netdeploy.vars=/netdeploy/variables");
+    }
+
+    #[test]
+    fn isolinux_cfg_boots_the_kernel_with_initrd_and_hint() {
+        let c = isolinux_cfg("console=ttyS0");
+        assert!(c.contains("LINUX /boot/vmlinuz\n"));
+        assert!(c.contains("INITRD /boot/initrd.img\n"));
+        assert!(c.contains("APPEND console=ttyS0 netdeploy.vars=/netdeploy/variables\n"));
+    }
+}
