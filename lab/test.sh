@@ -6,7 +6,7 @@
 # Ends with one line "tests: N passed, M failed" summed over every test binary.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-cargo build --locked --all-targets
+cargo build --locked --workspace --all-targets
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 status=0

@@ -66,6 +66,12 @@ enum Command {
     Deployment(cat::DeploymentCommand),
     /// Say which deployment a machine would get and why every other one was not chosen.
     Explain(cat::ExplainArgs),
+    /// Build boot media (ISO or USB image): runs `netdeploy-media` with these arguments.
+    #[command(disable_help_flag = true)]
+    Media {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Send wake-on-LAN magic packets on the served interfaces (needs --server-config).
     Wake(cat::WakeArgs),
     /// Where each deployment stands: the five states per collection, failures over time.
@@ -99,6 +105,9 @@ fn main() -> ExitCode {
 fn run(command: Command, data: cat::DataDir) -> anyhow::Result<()> {
     // `serve`, `check` and `config-example` take their own configuration; the catalog commands
     // take the data directory, from --server-config when given.
+    if let Command::Media { args } = &command {
+        return media(args);
+    }
     let needs_data = !matches!(
         command,
         Command::Serve { .. } | Command::Check { .. } | Command::ConfigExample
@@ -119,6 +128,7 @@ fn run(command: Command, data: cat::DataDir) -> anyhow::Result<()> {
         Command::TaskSequence(c) => cat::task_sequence(data, c),
         Command::Deployment(c) => cat::deployment(data, config, c),
         Command::Wake(a) => cat::wake(data, config, a),
+        Command::Media { .. } => unreachable!("handled above"),
         Command::Explain(a) => cat::explain(data, a),
         Command::Pxe(c) => cat::pxe(data, c),
         Command::Status(a) => cat::status(data, a),
@@ -177,6 +187,18 @@ fn run(command: Command, data: cat::DataDir) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Runs the media builder installed beside this binary (or on PATH) in place of this process.
+fn media(args: &[String]) -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt;
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("netdeploy-media")))
+        .filter(|p| p.is_file());
+    let program = beside.unwrap_or_else(|| PathBuf::from("netdeploy-media"));
+    let err = std::process::Command::new(&program).args(args).exec();
+    anyhow::bail!("cannot run {}: {err} (build it with cargo build -p media-builder)", program.display())
 }
 
 #[cfg(test)]
