@@ -198,7 +198,10 @@ fn media(args: &[String]) -> anyhow::Result<()> {
         .filter(|p| p.is_file());
     let program = beside.unwrap_or_else(|| PathBuf::from("netdeploy-media"));
     let err = std::process::Command::new(&program).args(args).exec();
-    anyhow::bail!("cannot run {}: {err} (build it with cargo build -p media-builder)", program.display())
+    anyhow::bail!(
+        "cannot run {}: {err} (build it with cargo build -p media-builder)",
+        program.display()
+    )
 }
 
 #[cfg(test)]
