@@ -64,26 +64,36 @@ pub fn create_deployment(
     let d = new.into_deployment(id, at);
     store.put("deployment", &id.to_string(), &d, at)?;
     if audited {
-        store.add_status(&StatusMessage {
-            seq: 0,
-            at,
-            source: "server".into(),
-            kind: "high-risk-accepted".into(),
-            identity: None,
-            device: None,
-            deployment: Some(id.to_string()),
-            body: serde_json::json!({
-                "who": operator,
-                "when": at,
-                "warnings": warnings.iter().filter(|w| w.needs_acceptance()).map(|w| w.to_string()).collect::<Vec<_>>(),
-            }),
-        })?;
+        store.add_status(&high_risk_audit(id, &warnings, operator, at))?;
     }
     Ok(Created {
         id,
         warnings,
         audited,
     })
+}
+
+/// The audit status message of accepted high-risk warnings (SPEC section 4: who, when, which).
+pub fn high_risk_audit(
+    id: DeploymentId,
+    warnings: &[Warning],
+    who: &str,
+    at: i64,
+) -> StatusMessage {
+    StatusMessage {
+        seq: 0,
+        at,
+        source: "server".into(),
+        kind: "high-risk-accepted".into(),
+        identity: None,
+        device: None,
+        deployment: Some(id.to_string()),
+        body: serde_json::json!({
+            "who": who,
+            "when": at,
+            "warnings": warnings.iter().filter(|w| w.needs_acceptance()).map(|w| w.to_string()).collect::<Vec<_>>(),
+        }),
+    }
 }
 
 /// The decision for a machine in a context, as `explain` shows it.

@@ -32,6 +32,21 @@ pub fn macs_of_deployment(catalog: &Catalog, id: &DeploymentId) -> Option<Vec<Ma
     )
 }
 
+/// Wakes the machines of a new deployment when it is required and asks for wake-on-LAN
+/// (SPEC section 9); `None` when it does not ask, else the number of packets sent.
+pub fn wake_new_deployment(
+    catalog: &Catalog,
+    id: &DeploymentId,
+    interfaces: &[InterfaceAddr],
+) -> Option<std::io::Result<usize>> {
+    let d = catalog.deployment(id)?;
+    if !(d.wake_on_lan && d.is_required()) {
+        return None;
+    }
+    let macs = macs_of_deployment(catalog, id).unwrap_or_default();
+    Some(send(interfaces, &macs))
+}
+
 /// Sends one magic packet per MAC on each interface; returns how many datagrams went out.
 pub fn send(interfaces: &[InterfaceAddr], macs: &[Mac]) -> std::io::Result<usize> {
     let mut sent = 0;

@@ -362,10 +362,9 @@ pub fn parse(
         let what = format!("package {:?}", p.id);
         let dir = base.join(&p.from);
         let mut files = Vec::new();
-        let mut sources = Vec::new();
-        collect_files(&dir, &dir, &mut sources)
+        let sources = package_files(&dir)
             .map_err(|e| invalid(&what, format!("cannot read {}: {e}", dir.display())))?;
-        for (rel, source) in sources {
+        for (rel, source, _) in sources {
             files.push(import(&source, &rel).map_err(|source| SiteError::Import {
                 what: what.clone(),
                 source,
@@ -511,23 +510,31 @@ pub fn parse(
     })
 }
 
-fn collect_files(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) -> std::io::Result<()> {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
-    entries.sort_by_key(|e| e.file_name());
-    for e in entries {
-        let p = e.path();
-        if e.file_type()?.is_dir() {
-            collect_files(root, &p, out)?;
-        } else {
-            let rel = p
-                .strip_prefix(root)
-                .expect("below the root")
-                .to_string_lossy()
-                .replace('\\', "/");
-            out.push((rel, p));
+/// Every file below `dir`, in name order, as (path relative to `dir` with `/` separators,
+/// full path, size): what a package made from a directory holds.
+pub fn package_files(dir: &Path) -> std::io::Result<Vec<(String, PathBuf, u64)>> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf, u64)>) -> std::io::Result<()> {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let p = e.path();
+            let meta = e.metadata()?;
+            if meta.is_dir() {
+                walk(root, &p, out)?;
+            } else {
+                let rel = p
+                    .strip_prefix(root)
+                    .expect("below the root")
+                    .to_string_lossy()
+                    .replace('\\', "/");
+                out.push((rel, p, meta.len()));
+            }
         }
+        Ok(())
     }
-    Ok(())
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out)?;
+    Ok(out)
 }
 
 /// What applying a site file changed, per kind of object.

@@ -5,7 +5,7 @@ use super::model::*;
 use super::site::{self, Changes, Settings, Site};
 use crate::decision::checks::{check_new_deployment, NewDeployment, Refusal, Warning};
 use crate::decision::{Attempt, History, Outcome};
-use crate::store::{StatusMessage, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 const SETTINGS: (&str, &str) = ("settings", "site");
 const SITE_CODE: (&str, &str) = ("settings", "site_code");
@@ -100,20 +100,7 @@ pub fn apply(
         let found = check_new_deployment(&site.catalog, &new, &site.settings.checks())
             .map_err(|refusals| ApplyError::Refused { id: d.id, refusals })?;
         if new.accept_high_risk && found.iter().any(|w| w.needs_acceptance()) {
-            audits.push(StatusMessage {
-                seq: 0,
-                at: now,
-                source: "server".into(),
-                kind: "high-risk-accepted".into(),
-                identity: None,
-                device: None,
-                deployment: Some(d.id.to_string()),
-                body: serde_json::json!({
-                    "who": operator,
-                    "when": now,
-                    "warnings": found.iter().filter(|w| w.needs_acceptance()).map(|w| w.to_string()).collect::<Vec<_>>(),
-                }),
-            });
+            audits.push(crate::admin::high_risk_audit(d.id, &found, operator, now));
         }
         warnings.extend(found.into_iter().map(|w| (d.id, w)));
     }

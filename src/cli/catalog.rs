@@ -832,8 +832,7 @@ pub fn package(dd: &DataDir, cmd: PackageCommand) -> anyhow::Result<()> {
             package_share,
         } => {
             let lib = Library::new(&dd.data_dir);
-            let mut sources = Vec::new();
-            collect(&from, &from, &mut sources)
+            let sources = site::package_files(&from)
                 .with_context(|| format!("cannot read {}", from.display()))?;
             let total: u64 = sources.iter().map(|(_, _, n)| n).sum();
             let mut done = 0u64;
@@ -858,26 +857,6 @@ pub fn package(dd: &DataDir, cmd: PackageCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-fn collect(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf, u64)>) -> std::io::Result<()> {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
-    entries.sort_by_key(|e| e.file_name());
-    for e in entries {
-        let p = e.path();
-        let meta = e.metadata()?;
-        if meta.is_dir() {
-            collect(root, &p, out)?;
-        } else {
-            let rel = p
-                .strip_prefix(root)
-                .expect("below the root")
-                .to_string_lossy()
-                .replace('\\', "/");
-            out.push((rel, p, meta.len()));
-        }
-    }
-    Ok(())
 }
 
 pub fn task_sequence(dd: &DataDir, cmd: TaskSequenceCommand) -> anyhow::Result<()> {
@@ -1087,21 +1066,14 @@ pub fn wake_new(
     config: Option<&netdeploy::config::Config>,
     id: DeploymentId,
 ) -> anyhow::Result<()> {
-    let store = dd.open()?;
-    let (catalog, _) = stored::load(&store)?;
-    let Some(d) = catalog.deployment(&id) else {
-        return Ok(());
-    };
-    if !(d.wake_on_lan && d.is_required()) {
-        return Ok(());
-    }
-    match config {
-        Some(c) => {
-            let macs = netdeploy::wake::macs_of_deployment(&catalog, &id).unwrap_or_default();
-            let n = netdeploy::wake::send(&c.interfaces, &macs)?;
-            println!("wake-on-LAN: sent {n} magic packet(s)");
-        }
-        None => println!("wake-on-LAN: no packets sent; pass --server-config so netdeploy knows the served interfaces, or run `netdeploy wake --deployment {id}`"),
+    let (catalog, _) = stored::load(&dd.open()?)?;
+    let interfaces = config.map(|c| c.interfaces.as_slice()).unwrap_or_default();
+    match netdeploy::wake::wake_new_deployment(&catalog, &id, interfaces) {
+        None => {}
+        Some(_) if config.is_none() => println!(
+            "wake-on-LAN: no packets sent; pass --server-config so netdeploy knows the served interfaces, or run `netdeploy wake --deployment {id}`"
+        ),
+        Some(r) => println!("wake-on-LAN: sent {} magic packet(s)", r?),
     }
     Ok(())
 }

@@ -354,14 +354,9 @@ fn wake_new(s: &AppState, id: crate::catalog::DeploymentId) {
     let Ok((catalog, _)) = stored::load(&s.bootpath.store) else {
         return;
     };
-    let Some(d) = catalog.deployment(&id) else {
-        return;
-    };
-    if d.wake_on_lan && d.is_required() {
-        let macs = crate::wake::macs_of_deployment(&catalog, &id).unwrap_or_default();
-        match crate::wake::send(&s.config.interfaces, &macs) {
-            Ok(n) => tracing::info!(deployment = %id, packets = n, "wake-on-LAN sent"),
-            Err(e) => tracing::warn!(deployment = %id, error = %e, "wake-on-LAN not sent"),
-        }
+    match crate::wake::wake_new_deployment(&catalog, &id, &s.config.interfaces) {
+        Some(Ok(n)) => tracing::info!(deployment = %id, packets = n, "wake-on-LAN sent"),
+        Some(Err(e)) => tracing::warn!(deployment = %id, error = %e, "wake-on-LAN not sent"),
+        None => {}
     }
 }
