@@ -10,8 +10,11 @@
 //! around it is thin: [`http`], [`download`], [`apply_image`], [`command`], [`status`],
 //! [`sequence`], and [`agent`], which ties one run together.
 
+pub mod console;
+pub mod download;
 pub mod hash;
 pub mod http;
+pub mod progress;
 
 #[cfg(test)]
 #[path = "../tests/support/fake_server.rs"]
