@@ -10,6 +10,7 @@
 //! around it is thin: [`http`], [`download`], [`apply_image`], [`command`], [`status`],
 //! [`sequence`], and [`agent`], which ties one run together.
 
+pub mod apply_image;
 pub mod console;
 pub mod download;
 pub mod hash;
