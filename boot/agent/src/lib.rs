@@ -11,10 +11,13 @@
 //! [`sequence`], and [`agent`], which ties one run together.
 
 pub mod apply_image;
+pub mod cli;
+pub mod config;
 pub mod console;
 pub mod download;
 pub mod hash;
 pub mod http;
+pub mod identity;
 pub mod progress;
 
 #[cfg(test)]
