@@ -18,6 +18,9 @@ pub mod download;
 pub mod hash;
 pub mod http;
 pub mod identity;
+pub mod plan;
+pub mod policy;
+pub mod power;
 pub mod progress;
 
 #[cfg(test)]
