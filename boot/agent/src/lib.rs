@@ -10,8 +10,10 @@
 //! around it is thin: [`http`], [`download`], [`apply_image`], [`command`], [`status`],
 //! [`sequence`], and [`agent`], which ties one run together.
 
+pub mod agent;
 pub mod apply_image;
 pub mod cli;
+pub mod command;
 pub mod config;
 pub mod console;
 pub mod download;
@@ -22,6 +24,9 @@ pub mod plan;
 pub mod policy;
 pub mod power;
 pub mod progress;
+pub mod sequence;
+pub mod status;
+pub mod verify;
 
 #[cfg(test)]
 #[path = "../tests/support/fake_server.rs"]
