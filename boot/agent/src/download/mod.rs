@@ -264,13 +264,12 @@ fn copy(
     buf: &mut [u8],
 ) -> Result<(), CopyError> {
     loop {
-        let (n, err) = fill(body, buf);
+        let (n, err) = fill(body, buf, hasher);
         if n > 0 {
             if sink.written() + n as u64 > expected {
                 return Err(CopyError::TooLong);
             }
             sink.write(&buf[..n]).map_err(CopyError::Write)?;
-            hasher.update(&buf[..n]);
             progress.update(sink.written());
         }
         if let Some(e) = err {
@@ -282,14 +281,19 @@ fn copy(
     }
 }
 
-/// Reads until `buf` is full or the body ends; also returns the error that stopped it, with
-/// the bytes read before it (they are good and worth keeping).
-fn fill(body: &mut dyn Read, buf: &mut [u8]) -> (usize, Option<io::Error>) {
+/// Reads until `buf` is full or the body ends, hashing each read while its bytes are still
+/// in the CPU cache (the buffer is larger than the cache, for large writes). Also returns
+/// the error that stopped it, with the bytes read before it: they are good and worth keeping.
+fn fill(body: &mut dyn Read, buf: &mut [u8], hasher: &mut Sha256) -> (usize, Option<io::Error>) {
     let mut n = 0;
     while n < buf.len() {
-        match body.read(&mut buf[n..]) {
+        let end = (n + hash::HASH_BUFFER).min(buf.len());
+        match body.read(&mut buf[n..end]) {
             Ok(0) => break,
-            Ok(k) => n += k,
+            Ok(k) => {
+                hasher.update(&buf[n..n + k]);
+                n += k;
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return (n, Some(e)),
         }
