@@ -90,8 +90,10 @@ build_agent() {
     # An explicit --target keeps +crt-static away from build scripts and proc
     # macros, which cannot be static. glibc's static libc is enough: the agent
     # uses no NSS or DNS (its URLs carry IP addresses).
+    # CARGO_ENCODED_RUSTFLAGS would win over RUSTFLAGS: drop any inherited one.
     (cd "$REPO_DIR" &&
-        RUSTFLAGS="-C target-feature=+crt-static" \
+        env -u CARGO_ENCODED_RUSTFLAGS \
+            RUSTFLAGS="-C target-feature=+crt-static" \
             CARGO_TARGET_DIR="$AGENT_TARGET_DIR" \
             CARGO_PROFILE_RELEASE_DEBUG=0 \
             CARGO_PROFILE_RELEASE_STRIP=symbols \
