@@ -5,23 +5,34 @@
 #
 # Writes OUT_DIR/vmlinuz (Debian's current linux-image-amd64 kernel) and
 # OUT_DIR/initrd.img (busybox initramfs with virtio, CD-ROM/ISO and USB storage
-# modules; /init prints "NETDEPLOY-BOOT-OK mac=... cmdline=..." and powers off).
-# Cached: nothing is done when both files exist and are newer than the inputs
-# (this script, init, udhcpc.script). --force rebuilds anyway.
+# modules and the task sequence agent /bin/netdeploy-agent; /init prints
+# "NETDEPLOY-BOOT-OK mac=... cmdline=...", runs the agent when the kernel
+# command line has netdeploy.server=, then powers off).
+# The agent is built first, statically linked (cargo build -p netdeploy-agent
+# --release, -C target-feature=+crt-static) into target/linux-image-agent/.
+# Cached: nothing else is done when both files exist and are newer than the
+# inputs (this script, init, udhcpc.script, the agent binary). --force
+# rebuilds anyway.
 #
 # Environment:
 #   NETDEPLOY_KERNEL_PACKAGE  Debian kernel package to use instead of the one
 #                             linux-image-amd64 depends on
 #   NETDEPLOY_KERNEL_DEB      path to an already downloaded kernel .deb
+#   NETDEPLOY_AGENT_BIN       a static netdeploy-agent binary to use instead of
+#                             building one
 #
-# Needs: apt-get, apt-cache, dpkg-deb, cpio, gzip, busybox (busybox-static);
-# root only if the apt lists are missing (apt-get update).
+# Needs: cargo (or NETDEPLOY_AGENT_BIN), apt-get, apt-cache, dpkg-deb, cpio,
+# gzip, busybox (busybox-static); root only if the apt lists are missing
+# (apt-get update).
 set -euo pipefail
 
 PROG="$(basename "$0")"
 SRC_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-INITRD_VERSION=1
+REPO_DIR="$(cd "$SRC_DIR/../.." && pwd)"
+INITRD_VERSION=2
 INPUTS=("$SRC_DIR/build.sh" "$SRC_DIR/init" "$SRC_DIR/udhcpc.script")
+# Its own target dir: the static flags must not rebuild the workspace's release build.
+AGENT_TARGET_DIR="$REPO_DIR/target/linux-image-agent"
 
 # Modules loaded by /init (plus their dependencies, from modules.dep).
 # Network first so the marker line comes early; built-in modules are skipped.
@@ -65,6 +76,46 @@ done
 for f in "${INPUTS[@]}"; do
     [[ -f "$f" ]] || die "missing input file $f"
 done
+
+# --- agent -----------------------------------------------------------------
+# Built on every run (a no-op for cargo when nothing changed, and then the
+# binary keeps its mtime), so the cache check below sees a changed agent.
+build_agent() {
+    local host
+    command -v cargo >/dev/null 2>&1 ||
+        die "missing command 'cargo' to build the agent (or set NETDEPLOY_AGENT_BIN)"
+    host="$(rustc -vV | awk '$1 == "host:" { print $2 }')"
+    [[ -n "$host" ]] || die "cannot tell the host target from 'rustc -vV'"
+    log "building netdeploy-agent (static, $host)"
+    # An explicit --target keeps +crt-static away from build scripts and proc
+    # macros, which cannot be static. glibc's static libc is enough: the agent
+    # uses no NSS or DNS (its URLs carry IP addresses).
+    # CARGO_ENCODED_RUSTFLAGS would win over RUSTFLAGS: drop any inherited one.
+    (cd "$REPO_DIR" &&
+        env -u CARGO_ENCODED_RUSTFLAGS \
+            RUSTFLAGS="-C target-feature=+crt-static" \
+            CARGO_TARGET_DIR="$AGENT_TARGET_DIR" \
+            CARGO_PROFILE_RELEASE_DEBUG=0 \
+            CARGO_PROFILE_RELEASE_STRIP=symbols \
+            CARGO_PROFILE_RELEASE_LTO=true \
+            CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 \
+            CARGO_PROFILE_RELEASE_PANIC=abort \
+            cargo build -p netdeploy-agent --release --target "$host" >&2) ||
+        die "building netdeploy-agent failed"
+    AGENT_BIN="$AGENT_TARGET_DIR/$host/release/netdeploy-agent"
+}
+if [[ -n "${NETDEPLOY_AGENT_BIN:-}" ]]; then
+    AGENT_BIN="$NETDEPLOY_AGENT_BIN"
+else
+    build_agent
+fi
+[[ -x "$AGENT_BIN" ]] || die "no agent binary at $AGENT_BIN"
+# ldd lists the shared libraries of a dynamic binary as "name => path"; for a
+# static (or static-pie) one it lists none.
+if [[ "$(ldd "$AGENT_BIN" 2>&1 || true)" == *"=>"* ]]; then
+    die "$AGENT_BIN is dynamically linked; the initramfs has no libc"
+fi
+INPUTS+=("$AGENT_BIN")
 
 # --- cache check -----------------------------------------------------------
 up_to_date() {
@@ -263,6 +314,8 @@ done
 log "modules (load order): $(tr '\n' ' ' <"$root/etc/netdeploy-modules")"
 
 install -m 0755 "$SRC_DIR/init" "$root/init"
+install -m 0755 "$AGENT_BIN" "$root/bin/netdeploy-agent"
+mkdir -p "$root/etc/netdeploy" "$root/var/lib/netdeploy"
 install -m 0755 "$SRC_DIR/udhcpc.script" "$root/etc/udhcpc.script"
 mkdir -p "$root/usr/share/udhcpc"
 ln -s ../../../etc/udhcpc.script "$root/usr/share/udhcpc/default.script" 2>/dev/null || true
@@ -271,6 +324,7 @@ printf 'root:x:0:\n' >"$root/etc/group"
 {
     printf 'netdeploy-test-initrd %s\n' "$INITRD_VERSION"
     printf 'kernel=%s\n' "$kver"
+    printf 'agent=%s\n' "$("$AGENT_BIN" --version)"
     printf 'kernel-package=%s\n' "$(dpkg-deb -f "$deb" Package)_$(dpkg-deb -f "$deb" Version)"
     printf 'built=%s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 } >"$root/etc/netdeploy-initrd-version"

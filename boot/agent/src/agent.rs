@@ -1,0 +1,294 @@
+//! One run of the agent, end to end: configuration, identity, policy, steps, status, and the
+//! power action of the last step.
+
+use std::io::Write;
+use std::time::Instant;
+
+use crate::cli::RunFlags;
+use crate::config::{self, Config, MediaType};
+use crate::console::{self, say};
+use crate::download::Backoff;
+use crate::http::{self, Client, Url};
+use crate::identity;
+use crate::plan::{self, Plan};
+use crate::policy::{self, ContentOption, Policy, RunPolicy};
+use crate::power;
+use crate::sequence::{Runner, StepFailure};
+use crate::status::{Reporter, StatusMessage};
+
+/// Largest policy accepted.
+const MAX_POLICY: usize = 16 << 20;
+
+/// Where packages are downloaded, under the root.
+pub const PACKAGE_CACHE: &str = "/var/lib/netdeploy/packages";
+
+/// Runs the task sequence; returns the exit code (0 success or nothing deployed, 1 failure).
+pub fn run(flags: &RunFlags) -> i32 {
+    say(format!("version {} starting", env!("CARGO_PKG_VERSION")));
+    let config = match config::load(flags) {
+        Ok(c) => c,
+        Err(e) => {
+            let reason = format!("configuration: {e}");
+            say(&reason);
+            println!("{}", console::failure_line("", "", &reason));
+            return 1;
+        }
+    };
+    say(format!("configuration: {}", config.sources.join(", ")));
+    let id = identity::read(&config.root);
+    let mac = config
+        .mac
+        .as_deref()
+        .and_then(identity::normalize_mac)
+        .or_else(|| id.primary_mac().map(str::to_owned));
+    say(format!(
+        "machine mac={} uuid={} context={} deployment={}",
+        mac.as_deref().unwrap_or("none"),
+        id.uuid.as_deref().unwrap_or("none"),
+        config.context.as_str(),
+        config.deployment.as_deref().unwrap_or("none"),
+    ));
+    let mut reporter = Reporter::new(
+        config.server.as_ref(),
+        config.status_file.clone(),
+        mac.clone(),
+        id.uuid.clone(),
+    );
+    let requested = config.deployment.clone().unwrap_or_default();
+    if !requested.is_empty() {
+        reporter.set_deployment(&requested);
+    }
+    let Some(server) = config.server.clone() else {
+        let reason = if config.media_type == Some(MediaType::FullMedia) {
+            "full media (a task sequence without a server) is not supported in this version"
+        } else {
+            "no server: set netdeploy.server=URL on the kernel command line or SMSTSServerURL \
+             in the media variables file"
+        };
+        return failed(&reporter, &requested, None, &StepFailure::reason(reason));
+    };
+
+    let mut query: Vec<(&str, &str)> = Vec::new();
+    if let Some(m) = &mac {
+        query.push(("mac", m));
+    }
+    if let Some(u) = &id.uuid {
+        query.push(("uuid", u));
+    }
+    query.push(("context", config.context.as_str()));
+    if !requested.is_empty() {
+        query.push(("deployment", &requested));
+    }
+    let policy_url = match server.join("/agent/policy") {
+        Ok(u) => u.with_query(&http::url::query(&query)),
+        Err(e) => {
+            return failed(
+                &reporter,
+                &requested,
+                None,
+                &StepFailure::reason(e.to_string()),
+            )
+        }
+    };
+    let client = Client::default();
+    let backoff = Backoff::default();
+    say(format!("asking {policy_url} for the policy"));
+    match fetch_policy(&client, &policy_url, &backoff) {
+        Ok(Policy::Nothing { reason }) => {
+            say(format!("nothing is deployed to this machine: {reason}"));
+            reporter.send(StatusMessage {
+                kind: "no-deployment".into(),
+                reason: Some(reason.clone()),
+                ..StatusMessage::default()
+            });
+            println!("{}", console::no_deployment_line(&reason));
+            0
+        }
+        Ok(Policy::Run(p)) => run_policy(
+            &config,
+            &server,
+            &client,
+            backoff,
+            &mut reporter,
+            &requested,
+            p,
+        ),
+        Err(reason) => failed(&reporter, &requested, None, &StepFailure::reason(reason)),
+    }
+}
+
+fn run_policy(
+    config: &Config,
+    server: &Url,
+    client: &Client,
+    backoff: Backoff,
+    reporter: &mut Reporter,
+    requested: &str,
+    p: RunPolicy,
+) -> i32 {
+    let id = p.deployment.id.clone();
+    if !requested.is_empty() && requested != id {
+        say(format!(
+            "the server chose deployment {id} rather than {requested}"
+        ));
+    }
+    reporter.set_deployment(&id);
+    for w in &p.warnings {
+        say(format!("warning from the server: {w}"));
+    }
+    if p.option == ContentOption::DirectAccess {
+        say("warning: direct_access: content is streamed from the server and its SHA-256 is NOT verified");
+    }
+    say(format!(
+        "deployment {id} \"{}\" (task sequence {}): {} steps, content option {}{}",
+        p.deployment.name,
+        p.deployment.task_sequence,
+        p.steps.len(),
+        p.option.as_str(),
+        if p.reason.is_empty() {
+            String::new()
+        } else {
+            format!("; {}", p.reason)
+        }
+    ));
+    reporter.send(StatusMessage {
+        kind: "started".into(),
+        ..StatusMessage::default()
+    });
+    let plan = match plan::plan(&p, server) {
+        Ok(plan) => plan,
+        Err(reason) => return failed(reporter, &id, None, &StepFailure::reason(reason)),
+    };
+    let server_text = server.to_string();
+    let mut runner = Runner::new(
+        client.clone(),
+        backoff,
+        config.under_root(PACKAGE_CACHE),
+        server_text.trim_end_matches('/'),
+        &id,
+    );
+    let code = run_plan(&plan, &mut runner, reporter, &id);
+    if let Some(action) = plan.end {
+        let _ = std::io::stdout().flush();
+        power::perform(action, !config.is_test_root());
+    }
+    code
+}
+
+fn run_plan(plan: &Plan, runner: &mut Runner, reporter: &Reporter, id: &str) -> i32 {
+    if !plan.predownload.is_empty() {
+        let bytes: u64 = plan.predownload.iter().map(|f| f.size).sum();
+        say(format!(
+            "download_all: fetching {} files ({:.1} MiB) before the first step",
+            plan.predownload.len(),
+            bytes as f64 / (1024.0 * 1024.0)
+        ));
+        if let Err(f) = runner.predownload(&plan.predownload) {
+            return failed(reporter, id, None, &f);
+        }
+    }
+    let n = plan.steps.len();
+    for (i, step) in plan.steps.iter().enumerate() {
+        let label = format!("step {}/{n} \"{}\"", i + 1, step.name);
+        say(format!("{label}: {}", step.op.describe(&step.action)));
+        let started = Instant::now();
+        match runner.run(&step.op) {
+            Ok(()) => {
+                say(format!(
+                    "{label}: ok ({:.1} s)",
+                    started.elapsed().as_secs_f64()
+                ));
+                reporter.send(StatusMessage {
+                    kind: "step".into(),
+                    step: Some(step.name.clone()),
+                    step_index: Some(i),
+                    ok: Some(true),
+                    ..StatusMessage::default()
+                });
+            }
+            Err(f) => {
+                say(format!("{label} failed: {}", f.reason));
+                return failed(reporter, id, Some((i, &step.name)), &f);
+            }
+        }
+    }
+    say(format!("deployment {id}: all {n} steps succeeded"));
+    reporter.send(StatusMessage {
+        kind: "succeeded".into(),
+        ..StatusMessage::default()
+    });
+    println!("{}", console::success_line(id));
+    0
+}
+
+/// Reports the failure, prints the result line; returns the exit code 1.
+fn failed(
+    reporter: &Reporter,
+    deployment: &str,
+    step: Option<(usize, &str)>,
+    f: &StepFailure,
+) -> i32 {
+    if step.is_none() {
+        say(format!("failed: {}", f.reason));
+    }
+    reporter.send(StatusMessage {
+        kind: "failed".into(),
+        step: step.map(|(_, name)| name.to_owned()),
+        step_index: step.map(|(i, _)| i),
+        file: f.file.clone(),
+        reason: Some(f.reason.clone()),
+        code: f.code,
+        ..StatusMessage::default()
+    });
+    println!(
+        "{}",
+        console::failure_line(deployment, step.map(|(_, n)| n).unwrap_or(""), &f.reason)
+    );
+    1
+}
+
+/// GETs and parses the policy, retrying while the server cannot be reached or answers 5xx
+/// (the network may have just come up); a 4xx or a policy that does not parse fails at once.
+fn fetch_policy(client: &Client, url: &Url, backoff: &Backoff) -> Result<Policy, String> {
+    let started = Instant::now();
+    let mut failures = 0;
+    loop {
+        let failure = match client.get(url, None) {
+            Ok(r) if r.status() == 200 => match r.read_body(MAX_POLICY) {
+                Ok(body) => return policy::parse(&body).map_err(|e| e.to_string()),
+                Err(e) => format!("reading the policy: {e}"),
+            },
+            Ok(r) if r.status() >= 500 => format!("the server answered HTTP {}", r.status()),
+            Ok(r) => {
+                let status = r.status();
+                let body = r.read_body(64 * 1024).unwrap_or_default();
+                let text = String::from_utf8_lossy(&body);
+                let text: String = text.trim().chars().take(300).collect();
+                return Err(format!(
+                    "the server answered HTTP {status} to the policy request{}",
+                    if text.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {text}")
+                    }
+                ));
+            }
+            Err(e) => e.to_string(),
+        };
+        failures += 1;
+        match backoff.delay(failures, started.elapsed()) {
+            Some(d) => {
+                say(format!(
+                    "policy: {failure}; retrying in {:.1} s",
+                    d.as_secs_f64()
+                ));
+                std::thread::sleep(d);
+            }
+            None => {
+                return Err(format!(
+                    "no policy from {url} after {failures} attempts: {failure}"
+                ))
+            }
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! The command line of `netdeploy-agent`. In the boot environment it runs with no arguments
+//! and reads the kernel command line; the flags let tests and operators override each input.
+
+use std::path::PathBuf;
+
+/// Usage text of `--help`.
+pub const USAGE: &str = "\
+Usage: netdeploy-agent [run] [OPTIONS]
+       netdeploy-agent verify FILE SHA256
+
+Runs the task sequence deployed to this machine: asks the netdeploy server for its policy,
+runs the steps, reports status, then powers off or reboots when the last step says so.
+
+Configuration comes from the flags, else the kernel command line (netdeploy.server=,
+netdeploy.deployment=, netdeploy.mac=, netdeploy.context=, netdeploy.vars=), else the media
+variables file (SMSTSServerURL, SMSTSMediaType, SMSTSPreferredAdvertID).
+
+Options:
+  --server URL          server URL, http://IP[:PORT]
+  --deployment ID       the deployment to ask for (PXE: the one the PXE script started;
+                        media: SMSTSPreferredAdvertID)
+  --context pxe|media   the boot context sent to the server
+  --cmdline FILE        kernel command line to read (default /proc/cmdline)
+  --vars FILE           media variables file (default /etc/netdeploy/variables if present)
+  --root DIR            read /proc, /sys, /etc and keep downloads under DIR (tests);
+                        power actions are then only printed
+  --status-file FILE    also append each status message to FILE as a JSON line
+  -h, --help            this text
+  -V, --version         the version
+
+verify FILE SHA256      hashes FILE, compares with SHA256 and prints the rate in MB/s
+                        (exit 0 on a match, 1 otherwise)
+";
+
+/// What to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Run(RunFlags),
+    Verify { file: PathBuf, sha256: String },
+    Help,
+    Version,
+}
+
+/// Flags of `run`; each overrides what the kernel command line or variables file says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunFlags {
+    pub server: Option<String>,
+    pub deployment: Option<String>,
+    pub context: Option<String>,
+    pub cmdline: Option<PathBuf>,
+    pub vars: Option<PathBuf>,
+    pub root: Option<PathBuf>,
+    pub status_file: Option<PathBuf>,
+}
+
+/// A command line that cannot be understood.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CliError {
+    #[error("unknown argument {0:?} (see --help)")]
+    Unknown(String),
+    #[error("{0} needs a value (see --help)")]
+    MissingValue(String),
+    #[error("verify needs FILE and SHA256 (see --help)")]
+    VerifyArgs,
+}
+
+/// Parses the arguments after the program name. `--flag value` and `--flag=value` both work.
+pub fn parse(args: &[String]) -> Result<Command, CliError> {
+    let mut args = args.iter().map(String::as_str).peekable();
+    match args.peek().copied() {
+        Some("verify") => {
+            args.next();
+            let rest: Vec<&str> = args.collect();
+            return match rest.as_slice() {
+                [file, sha] => Ok(Command::Verify {
+                    file: PathBuf::from(file),
+                    sha256: (*sha).to_owned(),
+                }),
+                _ => Err(CliError::VerifyArgs),
+            };
+        }
+        Some("run") => {
+            args.next();
+        }
+        _ => {}
+    }
+    let mut f = RunFlags::default();
+    while let Some(arg) = args.next() {
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n, Some(v.to_owned())),
+            _ => (arg, None),
+        };
+        let slot = match name {
+            "-h" | "--help" => return Ok(Command::Help),
+            "-V" | "--version" => return Ok(Command::Version),
+            "--server" => &mut f.server,
+            "--deployment" => &mut f.deployment,
+            "--context" => &mut f.context,
+            _ => {
+                let path = match name {
+                    "--cmdline" => &mut f.cmdline,
+                    "--vars" => &mut f.vars,
+                    "--root" => &mut f.root,
+                    "--status-file" => &mut f.status_file,
+                    _ => return Err(CliError::Unknown(arg.to_owned())),
+                };
+                let v = value(name, inline, &mut args)?;
+                *path = Some(PathBuf::from(v));
+                continue;
+            }
+        };
+        *slot = Some(value(name, inline, &mut args)?);
+    }
+    Ok(Command::Run(f))
+}
+
+fn value<'a>(
+    name: &str,
+    inline: Option<String>,
+    args: &mut impl Iterator<Item = &'a str>,
+) -> Result<String, CliError> {
+    inline
+        .or_else(|| args.next().map(str::to_owned))
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| CliError::MissingValue(name.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str]) -> Result<Command, CliError> {
+        parse(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn no_arguments_run_from_the_kernel_command_line() {
+        assert_eq!(p(&[]), Ok(Command::Run(RunFlags::default())));
+        assert_eq!(p(&["run"]), Ok(Command::Run(RunFlags::default())));
+    }
+
+    #[test]
+    fn reads_every_flag_in_both_forms() {
+        let c = p(&[
+            "--server",
+            "http://127.0.0.1:1",
+            "--deployment=LAB00001",
+            "--context",
+            "media",
+            "--cmdline",
+            "/c",
+            "--vars=/v",
+            "--root",
+            "/r",
+            "--status-file",
+            "/s",
+        ])
+        .unwrap();
+        assert_eq!(
+            c,
+            Command::Run(RunFlags {
+                server: Some("http://127.0.0.1:1".into()),
+                deployment: Some("LAB00001".into()),
+                context: Some("media".into()),
+                cmdline: Some("/c".into()),
+                vars: Some("/v".into()),
+                root: Some("/r".into()),
+                status_file: Some("/s".into()),
+            })
+        );
+    }
+
+    #[test]
+    fn verify_takes_a_file_and_a_hash() {
+        assert_eq!(
+            p(&["verify", "/tmp/x", "ab"]),
+            Ok(Command::Verify {
+                file: "/tmp/x".into(),
+                sha256: "ab".into()
+            })
+        );
+        assert_eq!(p(&["verify", "/tmp/x"]), Err(CliError::VerifyArgs));
+    }
+
+    #[test]
+    fn refuses_unknown_flags_and_missing_values() {
+        assert_eq!(p(&["--nope"]), Err(CliError::Unknown("--nope".into())));
+        assert_eq!(
+            p(&["--server"]),
+            Err(CliError::MissingValue("--server".into()))
+        );
+        assert_eq!(
+            p(&["--root="]),
+            Err(CliError::MissingValue("--root".into()))
+        );
+        assert_eq!(p(&["--help", "--nope"]), Ok(Command::Help));
+    }
+}

@@ -1,0 +1,113 @@
+//! `run_command`: `/bin/sh -c COMMAND` with the task sequence variables in its environment,
+//! output straight to the console.
+
+use std::path::Path;
+use std::process::Command;
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("cannot start /bin/sh: {0}")]
+    Spawn(std::io::Error),
+    #[error("the command exited with code {0}")]
+    Exit(i32),
+    #[error("the command was killed by signal {0}")]
+    Signal(i32),
+}
+
+impl CommandError {
+    /// The code reported in the status message: the exit code, or 128 + the signal number
+    /// as shells report it.
+    pub fn code(&self) -> Option<i32> {
+        match self {
+            CommandError::Spawn(_) => None,
+            CommandError::Exit(c) => Some(*c),
+            CommandError::Signal(s) => Some(128 + s),
+        }
+    }
+}
+
+/// The environment a command adds to the agent's own: the variables set so far, then
+/// `NETDEPLOY_SERVER` and `NETDEPLOY_DEPLOYMENT`, which a step cannot override.
+pub fn environment(
+    variables: &[(String, String)],
+    server: &str,
+    deployment: &str,
+) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = variables
+        .iter()
+        .filter(|(k, _)| k != "NETDEPLOY_SERVER" && k != "NETDEPLOY_DEPLOYMENT")
+        .cloned()
+        .collect();
+    env.push(("NETDEPLOY_SERVER".into(), server.into()));
+    env.push(("NETDEPLOY_DEPLOYMENT".into(), deployment.into()));
+    env
+}
+
+/// Runs `command` with `env` added, in `cwd` when given; waits for it.
+pub fn run(
+    command: &str,
+    env: &[(String, String)],
+    cwd: Option<&Path>,
+) -> Result<(), CommandError> {
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c").arg(command);
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
+    if let Some(d) = cwd {
+        cmd.current_dir(d);
+    }
+    let status = cmd.status().map_err(CommandError::Spawn)?;
+    if status.success() {
+        return Ok(());
+    }
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => Err(CommandError::Exit(c)),
+        (None, Some(s)) => Err(CommandError::Signal(s)),
+        (None, None) => Err(CommandError::Exit(-1)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_are_reported() {
+        assert!(run("true", &[], None).is_ok());
+        let e = run("exit 3", &[], None).unwrap_err();
+        assert!(matches!(e, CommandError::Exit(3)));
+        assert_eq!(e.code(), Some(3));
+        let e = run("kill -TERM $$", &[], None).unwrap_err();
+        assert!(matches!(e, CommandError::Signal(15)), "{e}");
+        assert_eq!(e.code(), Some(143));
+    }
+
+    #[test]
+    fn variables_reach_the_command() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = environment(
+            &[
+                ("OSDComputerName".into(), "pc1".into()),
+                ("NETDEPLOY_SERVER".into(), "spoofed".into()),
+            ],
+            "http://10.77.0.1:8080",
+            "LAB00001",
+        );
+        run(
+            "printf '%s %s %s' \"$OSDComputerName\" \"$NETDEPLOY_SERVER\" \"$NETDEPLOY_DEPLOYMENT\" > out; \
+             test \"$(pwd)\" = \"$EXPECT_DIR\"",
+            &[
+                env,
+                vec![("EXPECT_DIR".into(), dir.path().display().to_string())],
+            ]
+            .concat(),
+            Some(dir.path()),
+        )
+        .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("out")).unwrap(),
+            "pc1 http://10.77.0.1:8080 LAB00001"
+        );
+    }
+}

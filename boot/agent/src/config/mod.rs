@@ -1,0 +1,381 @@
+//! Where the agent's configuration comes from, in this order: the flags, the kernel command
+//! line, the media variables file. [`cmdline`] and [`variables`] only parse; [`resolve`]
+//! decides, naming the field a bad value came from; [`load`] reads the files.
+
+pub mod cmdline;
+pub mod variables;
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+pub use cmdline::Cmdline;
+pub use variables::{MediaType, Variables};
+
+use crate::cli::RunFlags;
+use crate::http::{Url, UrlError};
+
+/// The media variables file when nothing names another one.
+pub const DEFAULT_VARIABLES: &str = "/etc/netdeploy/variables";
+
+/// The boot context sent to the server (SPEC section 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Context {
+    Pxe,
+    Media,
+}
+
+impl Context {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Context::Pxe => "pxe",
+            Context::Media => "media",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Context> {
+        match s {
+            "pxe" => Some(Context::Pxe),
+            "media" => Some(Context::Media),
+            _ => None,
+        }
+    }
+}
+
+/// Why the configuration is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("{path}: {source}")]
+    VariablesLine {
+        path: PathBuf,
+        source: variables::LineError,
+    },
+    #[error("{field}: {source}")]
+    Url { field: String, source: UrlError },
+    #[error("{field}: {value:?} is not pxe or media")]
+    Context { field: String, value: String },
+    #[error("{field}: {value:?} is not BootMedia or FullMedia")]
+    MediaType { field: String, value: String },
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// `None` only for full media, which needs no server.
+    pub server: Option<Url>,
+    /// The deployment to ask for: the one the PXE script started, or the media's preferred one.
+    pub deployment: Option<String>,
+    pub context: Context,
+    /// The MAC the PXE script saw (`netdeploy.mac`), which beats guessing the boot NIC.
+    pub mac: Option<String>,
+    pub media_type: Option<MediaType>,
+    /// Prefix of /proc, /sys, /etc and /var paths: `/` except in tests.
+    pub root: PathBuf,
+    pub status_file: Option<PathBuf>,
+    /// Where the settings came from, for the console.
+    pub sources: Vec<String>,
+}
+
+impl Config {
+    /// True when `--root` points elsewhere than `/`: a test, in which the machine must not
+    /// be powered off.
+    pub fn is_test_root(&self) -> bool {
+        self.root != Path::new("/")
+    }
+
+    /// `path` (absolute, as on the booted system) under the root.
+    pub fn under_root(&self, path: &str) -> PathBuf {
+        under(&self.root, path)
+    }
+}
+
+fn under(root: &Path, path: &str) -> PathBuf {
+    if root == Path::new("/") {
+        PathBuf::from(path)
+    } else {
+        root.join(path.trim_start_matches('/'))
+    }
+}
+
+/// Decides the configuration from its three sources; `vars` is the variables file and its
+/// path when one was read.
+pub fn resolve(
+    flags: &RunFlags,
+    cmd: &Cmdline,
+    vars: Option<(&Path, &Variables)>,
+) -> Result<Config, ConfigError> {
+    let root = flags.root.clone().unwrap_or_else(|| PathBuf::from("/"));
+    let vars_name = |key: &str| match vars {
+        Some((p, _)) => format!("{key} in {}", p.display()),
+        None => key.to_owned(),
+    };
+    let var = |key: &str| vars.and_then(|(_, v)| v.get(key)).map(str::to_owned);
+    let mut sources = Vec::new();
+
+    let server_from = [
+        (flags.server.clone(), "--server".to_owned()),
+        (cmd.server.clone(), "netdeploy.server".to_owned()),
+        (var("SMSTSServerURL"), vars_name("SMSTSServerURL")),
+    ]
+    .into_iter()
+    .find_map(|(v, field)| v.map(|v| (v, field)));
+    let server = match &server_from {
+        Some((v, field)) => {
+            sources.push(format!("server from {field}"));
+            Some(Url::parse(v).map_err(|source| ConfigError::Url {
+                field: field.clone(),
+                source,
+            })?)
+        }
+        None => None,
+    };
+
+    let media_type = match var("SMSTSMediaType") {
+        Some(v) => Some(MediaType::parse(&v).ok_or_else(|| ConfigError::MediaType {
+            field: vars_name("SMSTSMediaType"),
+            value: v,
+        })?),
+        None => None,
+    };
+
+    // Rule 3: the PXE script names the deployment it started; media name a preferred one.
+    let deployment = [
+        (flags.deployment.clone(), "--deployment".to_owned()),
+        (cmd.deployment.clone(), "netdeploy.deployment".to_owned()),
+        (
+            var("SMSTSPreferredAdvertID"),
+            vars_name("SMSTSPreferredAdvertID"),
+        ),
+    ]
+    .into_iter()
+    .find_map(|(v, field)| v.map(|v| (v, field)));
+    if let Some((_, field)) = &deployment {
+        sources.push(format!("deployment from {field}"));
+    }
+
+    let context = match (&flags.context, &cmd.context) {
+        (Some(v), _) => Context::parse(v).ok_or_else(|| ConfigError::Context {
+            field: "--context".into(),
+            value: v.clone(),
+        })?,
+        (None, Some(v)) => Context::parse(v).ok_or_else(|| ConfigError::Context {
+            field: "netdeploy.context".into(),
+            value: v.clone(),
+        })?,
+        (None, None) if cmd.deployment.is_some() => Context::Pxe,
+        (None, None) if media_type.is_some() => Context::Media,
+        // A server named on the command line came from a PXE script; one named only in a
+        // variables file came from media.
+        (None, None) => match server_from.as_ref().map(|(_, f)| f.as_str()) {
+            Some(f) if f.starts_with("SMSTSServerURL") => Context::Media,
+            _ => Context::Pxe,
+        },
+    };
+
+    Ok(Config {
+        server,
+        deployment: deployment.map(|(v, _)| v),
+        context,
+        mac: cmd.mac.clone(),
+        media_type,
+        root,
+        status_file: flags.status_file.clone(),
+        sources,
+    })
+}
+
+/// Reads the kernel command line (`--cmdline`, else `/proc/cmdline`) and the variables file
+/// (`--vars`, else `netdeploy.vars`, else [`DEFAULT_VARIABLES`] when it exists), then
+/// resolves. A variables file that is named but missing is an error.
+pub fn load(flags: &RunFlags) -> Result<Config, ConfigError> {
+    let root = flags.root.clone().unwrap_or_else(|| PathBuf::from("/"));
+    let read = |path: &Path| {
+        std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })
+    };
+    let cmdline_path = flags
+        .cmdline
+        .clone()
+        .unwrap_or_else(|| under(&root, "/proc/cmdline"));
+    let cmd = match std::fs::read_to_string(&cmdline_path) {
+        Ok(text) => cmdline::parse(&text),
+        // Outside Linux (or in a test without one) there is simply no command line.
+        Err(e) if e.kind() == io::ErrorKind::NotFound && flags.cmdline.is_none() => {
+            Cmdline::default()
+        }
+        Err(source) => {
+            return Err(ConfigError::Read {
+                path: cmdline_path,
+                source,
+            })
+        }
+    };
+    let vars_path = match (&flags.vars, &cmd.vars) {
+        (Some(p), _) => Some(p.clone()),
+        (None, Some(p)) => Some(under(&root, p)),
+        (None, None) => Some(under(&root, DEFAULT_VARIABLES)).filter(|p| p.is_file()),
+    };
+    let vars = match &vars_path {
+        Some(p) => {
+            Some(
+                variables::parse(&read(p)?).map_err(|source| ConfigError::VariablesLine {
+                    path: p.clone(),
+                    source,
+                })?,
+            )
+        }
+        None => None,
+    };
+    let vars_ref = vars_path.as_deref().zip(vars.as_ref());
+    let mut config = resolve(flags, &cmd, vars_ref)?;
+    config
+        .sources
+        .insert(0, format!("kernel command line {}", cmdline_path.display()));
+    if let Some(p) = &vars_path {
+        config
+            .sources
+            .insert(1, format!("variables file {}", p.display()));
+    }
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(text: &str) -> Variables {
+        variables::parse(text).unwrap()
+    }
+
+    #[test]
+    fn pxe_takes_everything_from_the_kernel_command_line() {
+        let cmd = cmdline::parse(
+            "netdeploy.server=http://10.77.0.1:8080 netdeploy.deployment=LAB00001 \
+             netdeploy.mac=52:54:00:00:00:01",
+        );
+        let c = resolve(&RunFlags::default(), &cmd, None).unwrap();
+        assert_eq!(
+            c.server.as_ref().unwrap().to_string(),
+            "http://10.77.0.1:8080/"
+        );
+        assert_eq!(c.deployment.as_deref(), Some("LAB00001"));
+        assert_eq!(c.context, Context::Pxe);
+        assert_eq!(c.mac.as_deref(), Some("52:54:00:00:00:01"));
+        assert_eq!(c.media_type, None);
+        assert!(!c.is_test_root());
+    }
+
+    #[test]
+    fn boot_media_take_the_variables_file() {
+        let v = vars(
+            "SMSTSServerURL=http://10.77.0.1:8080\nSMSTSMediaType=BootMedia\n\
+             SMSTSPreferredAdvertID=LAB00002\n",
+        );
+        let c = resolve(
+            &RunFlags::default(),
+            &Cmdline::default(),
+            Some((Path::new("/etc/netdeploy/variables"), &v)),
+        )
+        .unwrap();
+        assert_eq!(c.context, Context::Media);
+        assert_eq!(c.deployment.as_deref(), Some("LAB00002"));
+        assert_eq!(c.media_type, Some(MediaType::BootMedia));
+        assert_eq!(c.server.as_ref().unwrap().authority(), "10.77.0.1:8080");
+    }
+
+    #[test]
+    fn flags_beat_the_command_line_which_beats_the_variables_file() {
+        let v = vars("SMSTSServerURL=http://10.0.0.3\nSMSTSPreferredAdvertID=LAB00003");
+        let cmd = cmdline::parse("netdeploy.server=http://10.0.0.2 netdeploy.deployment=LAB00002");
+        let p = Path::new("/v");
+        let c = resolve(&RunFlags::default(), &cmd, Some((p, &v))).unwrap();
+        assert_eq!(c.server.as_ref().unwrap().authority(), "10.0.0.2:80");
+        assert_eq!(c.deployment.as_deref(), Some("LAB00002"));
+        let flags = RunFlags {
+            server: Some("http://10.0.0.1".into()),
+            deployment: Some("LAB00001".into()),
+            context: Some("media".into()),
+            root: Some("/tmp/r".into()),
+            ..RunFlags::default()
+        };
+        let c = resolve(&flags, &cmd, Some((p, &v))).unwrap();
+        assert_eq!(c.server.as_ref().unwrap().authority(), "10.0.0.1:80");
+        assert_eq!(c.deployment.as_deref(), Some("LAB00001"));
+        assert_eq!(c.context, Context::Media);
+        assert!(c.is_test_root());
+        assert_eq!(
+            c.under_root("/proc/cmdline"),
+            Path::new("/tmp/r/proc/cmdline")
+        );
+    }
+
+    #[test]
+    fn a_server_named_only_in_the_variables_file_means_media() {
+        let v = vars("SMSTSServerURL=http://10.0.0.3");
+        let c = resolve(
+            &RunFlags::default(),
+            &Cmdline::default(),
+            Some((Path::new("/v"), &v)),
+        )
+        .unwrap();
+        assert_eq!(c.context, Context::Media);
+        let cmd = cmdline::parse("netdeploy.server=http://10.0.0.2 netdeploy.context=media");
+        assert_eq!(
+            resolve(&RunFlags::default(), &cmd, None).unwrap().context,
+            Context::Media
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_field() {
+        let v = vars("SMSTSServerURL=https://deploy.example\nSMSTSMediaType=Floppy");
+        let p = Path::new("/media/variables");
+        let err = resolve(&RunFlags::default(), &Cmdline::default(), Some((p, &v))).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("SMSTSServerURL in /media/variables: "),
+            "{err}"
+        );
+        let v = vars("SMSTSMediaType=Floppy");
+        let err = resolve(&RunFlags::default(), &Cmdline::default(), Some((p, &v))).unwrap_err();
+        assert!(err.to_string().contains("SMSTSMediaType"), "{err}");
+        let cmd = cmdline::parse("netdeploy.context=client");
+        let err = resolve(&RunFlags::default(), &cmd, None).unwrap_err();
+        assert!(err.to_string().starts_with("netdeploy.context"), "{err}");
+        let cmd = cmdline::parse("netdeploy.server=http://pxe.lab:8080");
+        let err = resolve(&RunFlags::default(), &cmd, None).unwrap_err();
+        assert!(err.to_string().starts_with("netdeploy.server"), "{err}");
+    }
+
+    #[test]
+    fn loads_the_files_under_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("proc")).unwrap();
+        std::fs::create_dir_all(root.join("etc/netdeploy")).unwrap();
+        std::fs::write(root.join("proc/cmdline"), "console=ttyS0 quiet\n").unwrap();
+        std::fs::write(
+            root.join("etc/netdeploy/variables"),
+            "SMSTSServerURL=http://127.0.0.1:9\nSMSTSMediaType=BootMedia\n",
+        )
+        .unwrap();
+        let flags = RunFlags {
+            root: Some(root.to_owned()),
+            ..RunFlags::default()
+        };
+        let c = load(&flags).unwrap();
+        assert_eq!(c.context, Context::Media);
+        assert_eq!(c.server.as_ref().unwrap().authority(), "127.0.0.1:9");
+
+        std::fs::write(
+            root.join("proc/cmdline"),
+            "netdeploy.vars=/media/vars netdeploy.deployment=LAB00001",
+        )
+        .unwrap();
+        let err = load(&flags).unwrap_err();
+        assert!(err.to_string().contains("media/vars"), "{err}");
+    }
+}

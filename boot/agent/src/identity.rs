@@ -1,0 +1,132 @@
+//! Who this machine is, as the server matches devices (SPEC section 2): the SMBIOS UUID from
+//! `/sys/class/dmi/id/product_uuid` and the MAC addresses of `/sys/class/net/*/address`.
+
+use std::path::Path;
+
+/// The machine's identity.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Identity {
+    /// Lowercase; `None` when missing or a placeholder (all zeros, all ones).
+    pub uuid: Option<String>,
+    /// `(interface, mac)` sorted by interface name, without `lo` and all-zero addresses.
+    pub macs: Vec<(String, String)>,
+}
+
+impl Identity {
+    /// The MAC of the first interface by name.
+    pub fn primary_mac(&self) -> Option<&str> {
+        self.macs.first().map(|(_, m)| m.as_str())
+    }
+}
+
+/// Reads the identity from the sysfs under `root` (`/` in the boot environment). Missing
+/// files mean missing values, never an error: a machine without DMI still boots.
+pub fn read(root: &Path) -> Identity {
+    let uuid = std::fs::read_to_string(root.join("sys/class/dmi/id/product_uuid"))
+        .ok()
+        .and_then(|s| normalize_uuid(&s));
+    let mut macs = Vec::new();
+    if let Ok(dir) = std::fs::read_dir(root.join("sys/class/net")) {
+        for entry in dir.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name == "lo" {
+                continue;
+            }
+            if let Some(mac) = std::fs::read_to_string(entry.path().join("address"))
+                .ok()
+                .and_then(|s| normalize_mac(&s))
+            {
+                macs.push((name, mac));
+            }
+        }
+    }
+    macs.sort();
+    Identity { uuid, macs }
+}
+
+/// A SMBIOS UUID in lowercase, or `None` for an empty value or a placeholder that many
+/// machines share (all zeros, all `f`).
+pub fn normalize_uuid(s: &str) -> Option<String> {
+    let s = s.trim().to_ascii_lowercase();
+    let digits: Vec<char> = s.chars().filter(|c| *c != '-').collect();
+    if digits.len() != 32 || !digits.iter().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    if digits.iter().all(|c| *c == '0') || digits.iter().all(|c| *c == 'f') {
+        return None;
+    }
+    Some(s)
+}
+
+/// A MAC address as `aa:bb:cc:dd:ee:ff`, or `None` for something else or all zeros.
+pub fn normalize_mac(s: &str) -> Option<String> {
+    let s = s.trim().to_ascii_lowercase().replace('-', ":");
+    let parts: Vec<&str> = s.split(':').collect();
+    let ok = parts.len() == 6
+        && parts
+            .iter()
+            .all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()));
+    (ok && s != "00:00:00:00:00:00").then_some(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholder_uuids_are_no_identity() {
+        assert_eq!(
+            normalize_uuid("4C4C4544-0042-3510-8052-B4C04F564433\n").as_deref(),
+            Some("4c4c4544-0042-3510-8052-b4c04f564433")
+        );
+        assert_eq!(normalize_uuid("00000000-0000-0000-0000-000000000000"), None);
+        assert_eq!(normalize_uuid("FFFFFFFF-FFFF-FFFF-FFFF-FFFFFFFFFFFF"), None);
+        assert_eq!(normalize_uuid("Not Settable"), None);
+        assert_eq!(normalize_uuid(""), None);
+    }
+
+    #[test]
+    fn macs_are_lowercase_and_never_zero() {
+        assert_eq!(
+            normalize_mac("52:54:00:AB:CD:EF\n").as_deref(),
+            Some("52:54:00:ab:cd:ef")
+        );
+        assert_eq!(
+            normalize_mac("52-54-00-AB-CD-EF").as_deref(),
+            Some("52:54:00:ab:cd:ef")
+        );
+        assert_eq!(normalize_mac("00:00:00:00:00:00"), None);
+        assert_eq!(normalize_mac("52:54:00:ab:cd"), None);
+        assert_eq!(
+            normalize_mac("00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00"),
+            None
+        );
+    }
+
+    #[test]
+    fn reads_the_sysfs_and_sorts_interfaces_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let nic = |name: &str, mac: &str| {
+            let d = root.join("sys/class/net").join(name);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("address"), mac).unwrap();
+        };
+        nic("lo", "00:00:00:00:00:00\n");
+        nic("ens4", "52:54:00:00:00:04\n");
+        nic("ens3", "52:54:00:00:00:03\n");
+        nic("sit0", "00:00:00:00\n");
+        let dmi = root.join("sys/class/dmi/id");
+        std::fs::create_dir_all(&dmi).unwrap();
+        std::fs::write(
+            dmi.join("product_uuid"),
+            "00000000-0000-0000-0000-000000000000\n",
+        )
+        .unwrap();
+        let id = read(root);
+        assert_eq!(id.uuid, None);
+        assert_eq!(id.primary_mac(), Some("52:54:00:00:00:03"));
+        assert_eq!(id.macs.len(), 2);
+        assert_eq!(read(&root.join("nothing")), Identity::default());
+    }
+}

@@ -1,0 +1,33 @@
+//! The task sequence agent of netdeploy's Linux boot environment (SPEC sections 3, 4, 6, 8).
+//!
+//! Started by the initramfs `/init` after PXE or boot media, it asks the server for this
+//! machine's policy, runs the deployment's steps, fetches and verifies content, reports
+//! status, and powers off or reboots when the last step says so.
+//!
+//! The logic is pure and tested without a network: [`config`] (kernel command line and
+//! media variables), [`policy`] and [`plan`] (from the server's JSON to checked steps),
+//! [`download::decide`] and [`download::backoff`] (the resume rules), [`http::wire`]. The I/O
+//! around it is thin: [`http`], [`download`], [`apply_image`], [`command`], [`status`],
+//! [`sequence`], and [`agent`], which ties one run together.
+
+pub mod agent;
+pub mod apply_image;
+pub mod cli;
+pub mod command;
+pub mod config;
+pub mod console;
+pub mod download;
+pub mod hash;
+pub mod http;
+pub mod identity;
+pub mod plan;
+pub mod policy;
+pub mod power;
+pub mod progress;
+pub mod sequence;
+pub mod status;
+pub mod verify;
+
+#[cfg(test)]
+#[path = "../tests/support/fake_server.rs"]
+mod fake_server;

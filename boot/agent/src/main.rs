@@ -1,0 +1,30 @@
+//! `netdeploy-agent`: see `netdeploy-agent --help` and the crate documentation.
+
+use std::process::ExitCode;
+
+use netdeploy_agent::cli::{self, Command};
+use netdeploy_agent::{agent, verify};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let code = match cli::parse(&args) {
+        Ok(Command::Help) => {
+            print!("{}", cli::USAGE);
+            0
+        }
+        Ok(Command::Version) => {
+            println!("netdeploy-agent {}", env!("CARGO_PKG_VERSION"));
+            0
+        }
+        Ok(Command::Verify { file, sha256 }) => verify::run(&file, &sha256),
+        Ok(Command::Run(flags)) => agent::run(&flags),
+        Err(e) => {
+            eprintln!("netdeploy-agent: {e}");
+            2
+        }
+    };
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}

@@ -1,0 +1,482 @@
+//! From a policy to the steps the agent runs: each step's references resolved against the
+//! policy's packages, its fields checked, and the content to fetch before the first step
+//! (`download_all`). A step that cannot run becomes [`Op::Fail`] with the reason, so the
+//! steps before it still run and the failure is reported at the step, naming it.
+
+use std::path::{Component, Path, PathBuf};
+
+use crate::hash::{self, Sha256Digest};
+use crate::http::Url;
+use crate::policy::{ContentOption, FileWire, RunPolicy, StepWire};
+use crate::power::EndAction;
+
+/// The task sequence to run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub option: ContentOption,
+    pub steps: Vec<PlannedStep>,
+    /// Files to download before the first step: every package's files for `download_all`.
+    pub predownload: Vec<FileRef>,
+    /// What to do after the sequence, from its last step.
+    pub end: Option<EndAction>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PlannedStep {
+    pub name: String,
+    /// The action as the policy names it.
+    pub action: String,
+    pub op: Op,
+}
+
+/// What a step does.
+#[derive(Debug, Clone)]
+pub enum Op {
+    /// `apply_image` and `apply_os`: a raw image onto a block device.
+    ApplyImage {
+        file: FileRef,
+        target: PathBuf,
+    },
+    /// `/bin/sh -c command`, in the package's directory when it names one.
+    RunCommand {
+        command: String,
+        package: Option<PackageRef>,
+    },
+    /// Every file of a package into the package cache.
+    InstallPackage(PackageRef),
+    /// A file of a package to `target`.
+    WriteFile {
+        file: FileRef,
+        target: PathBuf,
+    },
+    /// Text to `target`.
+    WriteText {
+        text: String,
+        target: PathBuf,
+    },
+    SetVariable {
+        name: String,
+        value: String,
+    },
+    /// `poweroff` or `reboot` as the last step: done after the status is reported.
+    End(EndAction),
+    /// The step cannot run; the reason says why.
+    Fail(String),
+}
+
+/// A package and its files.
+#[derive(Debug, Clone)]
+pub struct PackageRef {
+    pub id: String,
+    pub files: Vec<FileRef>,
+}
+
+/// A file of a package, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRef {
+    pub package: String,
+    /// Relative path in the package, without `..`.
+    pub path: String,
+    pub size: u64,
+    /// `None` when the option does not verify (`direct_access`).
+    pub sha256: Option<Sha256Digest>,
+    pub url: Url,
+}
+
+impl FileRef {
+    /// Where the file lives in the package cache under `cache`.
+    pub fn cache_path(&self, cache: &Path) -> PathBuf {
+        cache.join(&self.package).join(&self.path)
+    }
+}
+
+impl Op {
+    /// One line for the console, e.g. `apply_image disk.img -> /dev/vda`.
+    pub fn describe(&self, action: &str) -> String {
+        match self {
+            Op::ApplyImage { file, target } | Op::WriteFile { file, target } => {
+                format!("{action} {} -> {}", file.path, target.display())
+            }
+            Op::RunCommand { command, .. } => format!("{action}: {command}"),
+            Op::InstallPackage(p) => format!("{action} {} ({} files)", p.id, p.files.len()),
+            Op::WriteText { text, target } => {
+                format!(
+                    "{action} ({} bytes of text) -> {}",
+                    text.len(),
+                    target.display()
+                )
+            }
+            Op::SetVariable { name, value } => format!("{action} {name}={value}"),
+            Op::End(a) => a.as_str().to_owned(),
+            Op::Fail(_) => action.to_owned(),
+        }
+    }
+}
+
+/// Plans `policy`; file URLs without a host are relative to `server`. Errs only when content
+/// to download before the first step cannot be resolved.
+pub fn plan(policy: &RunPolicy, server: &Url) -> Result<Plan, String> {
+    let n = policy.steps.len();
+    let steps = policy
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| PlannedStep {
+            name: s.name.clone(),
+            action: s.action.clone(),
+            op: plan_step(policy, server, s, i + 1 == n).unwrap_or_else(Op::Fail),
+        })
+        .collect();
+    let end = match policy.steps.last().map(|s| s.action.as_str()) {
+        Some("poweroff") => Some(EndAction::Poweroff),
+        Some("reboot") => Some(EndAction::Reboot),
+        _ => None,
+    };
+    let predownload = if policy.option == ContentOption::DownloadAll {
+        let mut all = Vec::new();
+        for (id, files) in &policy.packages {
+            for f in files {
+                all.push(file_ref(policy, server, id, f)?);
+            }
+        }
+        all
+    } else {
+        Vec::new()
+    };
+    Ok(Plan {
+        option: policy.option,
+        steps,
+        predownload,
+        end,
+    })
+}
+
+fn plan_step(policy: &RunPolicy, server: &Url, s: &StepWire, last: bool) -> Result<Op, String> {
+    let need = |field: &Option<String>, name: &str| -> Result<String, String> {
+        field
+            .clone()
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| format!("a {} step needs {name}", s.action))
+    };
+    let target = || -> Result<PathBuf, String> {
+        let t = need(&s.target, "a target")?;
+        if !t.starts_with('/') {
+            return Err(format!("the target {t:?} is not an absolute path"));
+        }
+        Ok(PathBuf::from(t))
+    };
+    match s.action.as_str() {
+        "apply_image" | "apply_os" => Ok(Op::ApplyImage {
+            file: step_file(policy, server, s)?,
+            target: target()?,
+        }),
+        "run_command" => Ok(Op::RunCommand {
+            command: need(&s.command, "a command")?,
+            package: match &s.package {
+                Some(id) => Some(package(policy, server, id)?),
+                None => None,
+            },
+        }),
+        "install_package" => Ok(Op::InstallPackage(package(
+            policy,
+            server,
+            &need(&s.package, "a package")?,
+        )?)),
+        "write_file" => match (&s.package, &s.value) {
+            (Some(_), _) => Ok(Op::WriteFile {
+                file: step_file(policy, server, s)?,
+                target: target()?,
+            }),
+            (None, Some(text)) => Ok(Op::WriteText {
+                text: text.clone(),
+                target: target()?,
+            }),
+            (None, None) => Err("a write_file step needs a package and file, or a value".into()),
+        },
+        "set_variable" => {
+            let name = need(&s.variable, "a variable")?;
+            if !is_variable_name(&name) {
+                return Err(format!(
+                    "{name:?} is not a variable name (letters, digits and _, not starting with a digit)"
+                ));
+            }
+            Ok(Op::SetVariable {
+                name,
+                value: s.value.clone().unwrap_or_default(),
+            })
+        }
+        "poweroff" | "reboot" if !last => Err(format!(
+            "a {} step must be the last step: continuing a task sequence after a restart is \
+             not supported in this version",
+            s.action
+        )),
+        "poweroff" => Ok(Op::End(EndAction::Poweroff)),
+        "reboot" => Ok(Op::End(EndAction::Reboot)),
+        "partition" => Err("partition steps are not supported in this version of the agent".into()),
+        other => Err(format!("unknown step action {other:?}")),
+    }
+}
+
+/// The file a step names; a package with a single file needs no `file`.
+fn step_file(policy: &RunPolicy, server: &Url, s: &StepWire) -> Result<FileRef, String> {
+    let id = s
+        .package
+        .as_deref()
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| format!("a {} step needs a package", s.action))?;
+    let files = policy
+        .packages
+        .get(id)
+        .ok_or_else(|| format!("package {id:?} is not in the policy"))?;
+    let f = match s.file.as_deref() {
+        Some(name) => files
+            .iter()
+            .find(|f| f.path == name)
+            .ok_or_else(|| format!("package {id:?} has no file {name:?}"))?,
+        None if files.len() == 1 => &files[0],
+        None => {
+            return Err(format!(
+                "a {} step needs a file of package {id:?}",
+                s.action
+            ))
+        }
+    };
+    file_ref(policy, server, id, f)
+}
+
+fn package(policy: &RunPolicy, server: &Url, id: &str) -> Result<PackageRef, String> {
+    let files = policy
+        .packages
+        .get(id)
+        .ok_or_else(|| format!("package {id:?} is not in the policy"))?;
+    Ok(PackageRef {
+        id: id.to_owned(),
+        files: files
+            .iter()
+            .map(|f| file_ref(policy, server, id, f))
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+fn file_ref(policy: &RunPolicy, server: &Url, id: &str, f: &FileWire) -> Result<FileRef, String> {
+    if !is_plain_relative(id) || id.contains('/') {
+        return Err(format!("package id {id:?} cannot be a directory name"));
+    }
+    if !is_plain_relative(&f.path) {
+        return Err(format!(
+            "file {:?} of package {id:?} is not a relative path inside the package",
+            f.path
+        ));
+    }
+    let sha256 = if policy.option.verifies() {
+        Some(hash::parse_hex(&f.sha256).ok_or_else(|| {
+            format!(
+                "file {:?} of package {id:?} has no valid SHA-256 in the policy ({:?})",
+                f.path, f.sha256
+            )
+        })?)
+    } else {
+        None
+    };
+    let url = match &f.url {
+        Some(u) => server.join(u),
+        None => server.join(&format!("/content/{}", f.sha256)),
+    }
+    .map_err(|e| format!("file {:?} of package {id:?}: {e}", f.path))?;
+    Ok(FileRef {
+        package: id.to_owned(),
+        path: f.path.clone(),
+        size: f.size,
+        sha256,
+        url,
+    })
+}
+
+/// A non-empty relative path with only normal components (no `..`, no root).
+fn is_plain_relative(p: &str) -> bool {
+    !p.is_empty()
+        && !p.contains('\0')
+        && Path::new(p)
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+        && Path::new(p)
+            .components()
+            .any(|c| matches!(c, Component::Normal(_)))
+}
+
+/// Letters, digits and `_`, not starting with a digit: a name a shell can expand.
+pub fn is_variable_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{self, Policy};
+
+    const SHA: &str = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
+
+    fn policy(option: &str, steps: &str) -> RunPolicy {
+        let json = format!(
+            r#"{{"action":"run","deployment":{{"id":"LAB00001","option":"{option}"}},
+                "steps":{steps},
+                "packages":{{
+                  "disk":[{{"path":"disk.img","size":5,"sha256":"{SHA}","url":"http://10.77.0.1:8080/content/{SHA}"}}],
+                  "tools":[{{"path":"etc/motd","size":5,"sha256":"{SHA}"}},
+                           {{"path":"bin/x","size":5,"sha256":"{SHA}","url":"/content/x"}}],
+                  "bad":[{{"path":"../escape","size":1,"sha256":"{SHA}"}}],
+                  "nohash":[{{"path":"f","size":1,"sha256":"abc"}}]
+                }}}}"#
+        );
+        match policy::parse(json.as_bytes()).unwrap() {
+            Policy::Run(p) => p,
+            Policy::Nothing { .. } => unreachable!(),
+        }
+    }
+
+    fn server() -> Url {
+        Url::parse("http://10.77.0.1:8080").unwrap()
+    }
+
+    fn ops(option: &str, steps: &str) -> Vec<Op> {
+        plan(&policy(option, steps), &server())
+            .unwrap()
+            .steps
+            .into_iter()
+            .map(|s| s.op)
+            .collect()
+    }
+
+    fn fail_reason(op: &Op) -> &str {
+        match op {
+            Op::Fail(r) => r,
+            other => panic!("expected a failing step, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn plans_the_steps_of_the_contract() {
+        let p = plan(
+            &policy(
+                "download_on_demand",
+                r#"[{"name":"write the disk","action":"apply_image","package":"disk","file":"disk.img","target":"/dev/vda"},
+                    {"name":"hello","action":"run_command","command":"echo hello"},
+                    {"name":"set","action":"set_variable","variable":"OSDComputerName","value":"pc1"},
+                    {"name":"motd","action":"write_file","package":"tools","file":"etc/motd","target":"/tmp/motd"},
+                    {"name":"note","action":"write_file","value":"text","target":"/tmp/note"},
+                    {"name":"tools","action":"install_package","package":"tools"},
+                    {"name":"off","action":"poweroff"}]"#,
+            ),
+            &server(),
+        )
+        .unwrap();
+        assert_eq!(p.end, Some(EndAction::Poweroff));
+        assert!(p.predownload.is_empty());
+        let d: Vec<String> = p.steps.iter().map(|s| s.op.describe(&s.action)).collect();
+        assert_eq!(
+            d,
+            [
+                "apply_image disk.img -> /dev/vda",
+                "run_command: echo hello",
+                "set_variable OSDComputerName=pc1",
+                "write_file etc/motd -> /tmp/motd",
+                "write_file (4 bytes of text) -> /tmp/note",
+                "install_package tools (2 files)",
+                "poweroff",
+            ]
+        );
+        let Op::WriteFile { file, .. } = &p.steps[3].op else {
+            panic!()
+        };
+        assert_eq!(
+            file.url.to_string(),
+            format!("http://10.77.0.1:8080/content/{SHA}")
+        );
+        assert_eq!(file.sha256, hash::parse_hex(SHA));
+        assert_eq!(
+            file.cache_path(Path::new("/var/lib/netdeploy/packages")),
+            Path::new("/var/lib/netdeploy/packages/tools/etc/motd")
+        );
+        let Op::InstallPackage(tools) = &p.steps[5].op else {
+            panic!()
+        };
+        assert_eq!(tools.files[1].url.path(), "/content/x");
+    }
+
+    #[test]
+    fn apply_os_is_apply_image_and_a_single_file_needs_no_name() {
+        let o = ops(
+            "download_on_demand",
+            r#"[{"name":"os","action":"apply_os","package":"disk","target":"/dev/sda"}]"#,
+        );
+        assert!(matches!(&o[0], Op::ApplyImage { file, .. } if file.path == "disk.img"));
+    }
+
+    #[test]
+    fn unsupported_unknown_and_incomplete_steps_fail_with_a_reason() {
+        let o = ops(
+            "download_on_demand",
+            r#"[{"name":"p","action":"partition"},
+                {"name":"u","action":"format_c"},
+                {"name":"i","action":"apply_image","package":"disk"},
+                {"name":"m","action":"apply_image","package":"nope","target":"/dev/vda"},
+                {"name":"f","action":"write_file","package":"tools","target":"/tmp/x"},
+                {"name":"r","action":"run_command"},
+                {"name":"v","action":"set_variable","variable":"1x","value":"y"},
+                {"name":"rel","action":"write_file","value":"t","target":"tmp/x"},
+                {"name":"b","action":"reboot"},
+                {"name":"esc","action":"install_package","package":"bad"},
+                {"name":"h","action":"install_package","package":"nohash"},
+                {"name":"end","action":"run_command","command":"true"}]"#,
+        );
+        let reasons: Vec<&str> = o[..11].iter().map(fail_reason).collect();
+        assert!(reasons[0].contains("partition steps are not supported"));
+        assert!(reasons[1].contains("unknown step action \"format_c\""));
+        assert!(reasons[2].contains("needs a target"));
+        assert!(reasons[3].contains("package \"nope\" is not in the policy"));
+        assert!(reasons[4].contains("needs a file of package \"tools\""));
+        assert!(reasons[5].contains("needs a command"));
+        assert!(reasons[6].contains("not a variable name"));
+        assert!(reasons[7].contains("not an absolute path"));
+        assert!(reasons[8].contains("must be the last step"));
+        assert!(reasons[9].contains("not a relative path inside the package"));
+        assert!(reasons[10].contains("no valid SHA-256"));
+        assert!(matches!(o[11], Op::RunCommand { .. }));
+    }
+
+    #[test]
+    fn direct_access_carries_no_hashes() {
+        let o = ops(
+            "direct_access",
+            r#"[{"name":"h","action":"install_package","package":"nohash"}]"#,
+        );
+        let Op::InstallPackage(p) = &o[0] else {
+            panic!("{o:?}")
+        };
+        assert_eq!(p.files[0].sha256, None);
+    }
+
+    #[test]
+    fn download_all_fetches_every_package_first() {
+        let mut p = policy("download_all", r#"[{"name":"r","action":"reboot"}]"#);
+        p.packages.remove("bad");
+        p.packages.remove("nohash");
+        let plan = plan(&p, &server()).unwrap();
+        let names: Vec<_> = plan.predownload.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(names, ["disk.img", "etc/motd", "bin/x"]);
+        assert_eq!(plan.end, Some(EndAction::Reboot));
+        let err = super::plan(&policy("download_all", "[]"), &server()).unwrap_err();
+        assert!(err.contains("escape"), "{err}");
+    }
+
+    #[test]
+    fn variable_names() {
+        assert!(is_variable_name("OSDComputerName"));
+        assert!(is_variable_name("_x1"));
+        assert!(!is_variable_name("1x"));
+        assert!(!is_variable_name("a-b"));
+        assert!(!is_variable_name(""));
+    }
+}

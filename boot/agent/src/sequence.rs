@@ -1,0 +1,336 @@
+//! Running the planned steps, with content fetched as the deployment option says
+//! (SPEC section 4): `download_on_demand` fetches what a step needs right before it runs,
+//! `download_all` fetched everything before the first step, and both verify every file's
+//! SHA-256 before use; `direct_access` streams from the server without verifying.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::apply_image::apply_image;
+use crate::command;
+use crate::download::{self, Backoff, Expect, HttpSource, LocalSource, Source, TransferError};
+use crate::http::Client;
+use crate::plan::{FileRef, Op, PackageRef};
+
+/// Why a step failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepFailure {
+    /// The file the failure is about, as the policy names it.
+    pub file: Option<String>,
+    pub reason: String,
+    /// Exit code of a failed command.
+    pub code: Option<i32>,
+}
+
+impl StepFailure {
+    /// A failure that is about no file.
+    pub fn reason(reason: impl Into<String>) -> StepFailure {
+        StepFailure {
+            file: None,
+            reason: reason.into(),
+            code: None,
+        }
+    }
+}
+
+impl From<TransferError> for StepFailure {
+    fn from(e: TransferError) -> StepFailure {
+        StepFailure {
+            file: Some(e.file().to_owned()),
+            reason: e.to_string(),
+            code: None,
+        }
+    }
+}
+
+/// The state of a running task sequence.
+pub struct Runner {
+    client: Client,
+    backoff: Backoff,
+    /// The package cache, `/var/lib/netdeploy/packages`.
+    cache: PathBuf,
+    server: String,
+    deployment: String,
+    /// Variables set by `set_variable` steps, in order.
+    variables: Vec<(String, String)>,
+    /// Cache files fetched (and verified) in this run.
+    cached: HashSet<PathBuf>,
+}
+
+impl Runner {
+    pub fn new(
+        client: Client,
+        backoff: Backoff,
+        cache: PathBuf,
+        server: &str,
+        deployment: &str,
+    ) -> Runner {
+        Runner {
+            client,
+            backoff,
+            cache,
+            server: server.to_owned(),
+            deployment: deployment.to_owned(),
+            variables: Vec::new(),
+            cached: HashSet::new(),
+        }
+    }
+
+    /// Variables set so far.
+    pub fn variables(&self) -> &[(String, String)] {
+        &self.variables
+    }
+
+    /// Fetches files into the package cache before the first step (`download_all`).
+    pub fn predownload(&mut self, files: &[FileRef]) -> Result<(), StepFailure> {
+        for f in files {
+            self.cache_file(f)?;
+        }
+        Ok(())
+    }
+
+    /// Runs one step.
+    pub fn run(&mut self, op: &Op) -> Result<(), StepFailure> {
+        match op {
+            Op::ApplyImage { file, target } => {
+                let mut source = self.source(file);
+                apply_image(&mut *source, target, &expect(file), &self.backoff)?;
+                Ok(())
+            }
+            Op::RunCommand { command, package } => {
+                let cwd = match package {
+                    Some(p) => Some(self.install(p)?),
+                    None => None,
+                };
+                let env = command::environment(&self.variables, &self.server, &self.deployment);
+                command::run(command, &env, cwd.as_deref()).map_err(|e| StepFailure {
+                    file: None,
+                    reason: e.to_string(),
+                    code: e.code(),
+                })
+            }
+            Op::InstallPackage(p) => self.install(p).map(|_| ()),
+            Op::WriteFile { file, target } => {
+                let mut source = self.source(file);
+                download::fetch_file(&mut *source, target, &expect(file), &self.backoff)?;
+                Ok(())
+            }
+            Op::WriteText { text, target } => write_text(target, text.as_bytes()).map_err(|e| {
+                StepFailure::reason(format!("cannot write {}: {e}", target.display()))
+            }),
+            Op::SetVariable { name, value } => {
+                self.variables.retain(|(k, _)| k != name);
+                self.variables.push((name.clone(), value.clone()));
+                Ok(())
+            }
+            Op::End(_) => Ok(()),
+            Op::Fail(reason) => Err(StepFailure::reason(reason.clone())),
+        }
+    }
+
+    /// Every file of the package in the cache; returns the package's directory.
+    fn install(&mut self, p: &PackageRef) -> Result<PathBuf, StepFailure> {
+        for f in &p.files {
+            self.cache_file(f)?;
+        }
+        let dir = self.cache.join(&p.id);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| StepFailure::reason(format!("cannot create {}: {e}", dir.display())))?;
+        Ok(dir)
+    }
+
+    fn cache_file(&mut self, f: &FileRef) -> Result<PathBuf, StepFailure> {
+        let path = f.cache_path(&self.cache);
+        if !self.cached.contains(&path) {
+            let mut source = HttpSource {
+                client: &self.client,
+                url: f.url.clone(),
+            };
+            download::fetch_file(&mut source, &path, &expect(f), &self.backoff)?;
+            self.cached.insert(path.clone());
+        }
+        Ok(path)
+    }
+
+    /// The cached copy when this run fetched one, else the server.
+    fn source(&self, f: &FileRef) -> Box<dyn Source + '_> {
+        let path = f.cache_path(&self.cache);
+        if self.cached.contains(&path) {
+            Box::new(LocalSource { path })
+        } else {
+            Box::new(HttpSource {
+                client: &self.client,
+                url: f.url.clone(),
+            })
+        }
+    }
+}
+
+fn expect(f: &FileRef) -> Expect<'_> {
+    Expect {
+        file: &f.path,
+        size: f.size,
+        sha256: f.sha256,
+    }
+}
+
+/// Writes `bytes` to `target` through its part file, so a reader never sees half of it.
+fn write_text(target: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = target.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let part = download::part_path(target);
+    let r = std::fs::File::create(&part)
+        .and_then(|mut f| f.write_all(bytes).and_then(|_| f.sync_all()))
+        .and_then(|_| std::fs::rename(&part, target));
+    if r.is_err() {
+        let _ = std::fs::remove_file(&part);
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake_server::{range_reply, FakeServer};
+    use crate::hash::Sha256Digest;
+    use crate::http::Url;
+    use sha2::{Digest, Sha256};
+    use std::time::Duration;
+
+    fn runner(cache: &Path) -> Runner {
+        Runner::new(
+            Client::default(),
+            Backoff {
+                attempts: 2,
+                first: Duration::from_millis(10),
+                max: Duration::from_millis(10),
+                total: Duration::from_secs(1),
+            },
+            cache.to_owned(),
+            "http://10.77.0.1:8080",
+            "LAB00001",
+        )
+    }
+
+    fn file(srv: &FakeServer, path: &str, data: &[u8], sha: Option<Sha256Digest>) -> FileRef {
+        FileRef {
+            package: "tools".into(),
+            path: path.into(),
+            size: data.len() as u64,
+            sha256: sha,
+            url: Url::parse(&srv.url("/content/x")).unwrap(),
+        }
+    }
+
+    #[test]
+    fn variables_set_earlier_reach_later_commands() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = runner(dir.path());
+        r.run(&Op::SetVariable {
+            name: "OSDComputerName".into(),
+            value: "pc0".into(),
+        })
+        .unwrap();
+        r.run(&Op::SetVariable {
+            name: "OSDComputerName".into(),
+            value: "pc1".into(),
+        })
+        .unwrap();
+        assert_eq!(r.variables(), [("OSDComputerName".into(), "pc1".into())]);
+        let out = dir.path().join("out");
+        r.run(&Op::RunCommand {
+            command: format!(
+                "echo \"$OSDComputerName $NETDEPLOY_DEPLOYMENT\" > {}",
+                out.display()
+            ),
+            package: None,
+        })
+        .unwrap();
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "pc1 LAB00001\n");
+        let err = r
+            .run(&Op::RunCommand {
+                command: "exit 7".into(),
+                package: None,
+            })
+            .unwrap_err();
+        assert_eq!(err.code, Some(7));
+        assert_eq!(err.reason, "the command exited with code 7");
+    }
+
+    #[test]
+    fn writes_text_and_package_files() {
+        let data = b"welcome\n".to_vec();
+        let d = data.clone();
+        let srv = FakeServer::start(move |req| range_reply(req, &d));
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = runner(&dir.path().join("cache"));
+        let note = dir.path().join("etc/note");
+        r.run(&Op::WriteText {
+            text: "text".into(),
+            target: note.clone(),
+        })
+        .unwrap();
+        assert_eq!(std::fs::read_to_string(&note).unwrap(), "text");
+        let sha: Sha256Digest = Sha256::digest(&data).into();
+        let motd = dir.path().join("motd");
+        r.run(&Op::WriteFile {
+            file: file(&srv, "etc/motd", &data, Some(sha)),
+            target: motd.clone(),
+        })
+        .unwrap();
+        assert_eq!(std::fs::read(&motd).unwrap(), data);
+        let err = r
+            .run(&Op::WriteFile {
+                file: file(&srv, "etc/motd", &data, Some([1; 32])),
+                target: dir.path().join("bad"),
+            })
+            .unwrap_err();
+        assert_eq!(err.file.as_deref(), Some("etc/motd"));
+        assert!(err.reason.contains("SHA-256 mismatch"), "{}", err.reason);
+        assert!(!dir.path().join("bad").exists());
+    }
+
+    #[test]
+    fn install_package_fills_the_cache_once_and_later_steps_use_it() {
+        let data = b"#!/bin/sh\necho tool\n".to_vec();
+        let d = data.clone();
+        let srv = FakeServer::start(move |req| range_reply(req, &d));
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("packages");
+        let mut r = runner(&cache);
+        let sha: Sha256Digest = Sha256::digest(&data).into();
+        let pkg = PackageRef {
+            id: "tools".into(),
+            files: vec![file(&srv, "bin/tool", &data, Some(sha))],
+        };
+        r.run(&Op::InstallPackage(pkg.clone())).unwrap();
+        assert_eq!(std::fs::read(cache.join("tools/bin/tool")).unwrap(), data);
+        r.run(&Op::RunCommand {
+            command: "test -f bin/tool".into(),
+            package: Some(pkg.clone()),
+        })
+        .unwrap();
+        r.run(&Op::WriteFile {
+            file: pkg.files[0].clone(),
+            target: dir.path().join("copy"),
+        })
+        .unwrap();
+        assert_eq!(
+            srv.requests().len(),
+            1,
+            "the cache is used after the first fetch"
+        );
+    }
+
+    #[test]
+    fn a_failing_step_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = runner(dir.path());
+        assert_eq!(
+            r.run(&Op::Fail("partition steps are not supported".into())),
+            Err(StepFailure::reason("partition steps are not supported"))
+        );
+    }
+}

@@ -1,0 +1,446 @@
+//! The agent binary against a fake netdeploy server on a loopback port: a machine root with
+//! fake /proc and /sys entries (`--root`), a policy, content by SHA-256 with `Range`, and
+//! status messages collected. Needs no root and no network namespace; with `--root` the
+//! agent only prints its power actions.
+
+#[path = "support/fake_server.rs"]
+mod fake_server;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+
+use fake_server::{range_reply, FakeServer, Reply};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+const MAC: &str = "52:54:00:12:34:56";
+const UUID: &str = "8d4c1c4e-51a4-4f6e-9a3b-0c1d2e3f4a5b";
+
+fn sha(data: &[u8]) -> String {
+    Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// What the fake server serves; set after it started, when its URL is known.
+#[derive(Default)]
+struct Site {
+    policy: Value,
+    /// SHA-256 → bytes served at /content/<sha256>.
+    content: HashMap<String, Vec<u8>>,
+    /// SHA-256 → cut the first answer for it after this many bytes.
+    cut_once: HashMap<String, usize>,
+}
+
+struct Lab {
+    srv: FakeServer,
+    site: Arc<Mutex<Site>>,
+    dir: tempfile::TempDir,
+}
+
+impl Lab {
+    fn start() -> Lab {
+        let site = Arc::new(Mutex::new(Site::default()));
+        let s = site.clone();
+        let srv = FakeServer::start(move |req| {
+            let mut site = s.lock().unwrap();
+            let route = req.route().to_owned();
+            if route == "/agent/policy" && req.method == "GET" {
+                Reply::new(200).json(&site.policy)
+            } else if route == "/agent/status" && req.method == "POST" {
+                Reply::new(204)
+            } else if let Some(hash) = route.strip_prefix("/content/") {
+                let Some(data) = site.content.get(hash).cloned() else {
+                    return Reply::new(404).body(b"no such content\n".to_vec());
+                };
+                let reply = range_reply(req, &data);
+                match site.cut_once.remove(hash) {
+                    Some(n) => reply.cut_after(n),
+                    None => reply,
+                }
+            } else {
+                Reply::new(404)
+            }
+        });
+        Lab {
+            srv,
+            site,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn base(&self) -> String {
+        self.srv.url("")
+    }
+
+    /// Serves `data` and returns its entry for a package in the policy.
+    fn content(&self, path: &str, data: &[u8]) -> Value {
+        let h = sha(data);
+        self.site
+            .lock()
+            .unwrap()
+            .content
+            .insert(h.clone(), data.to_vec());
+        json!({"path": path, "size": data.len(), "sha256": h,
+               "url": format!("{}/content/{h}", self.base())})
+    }
+
+    fn set_policy(&self, policy: Value) {
+        self.site.lock().unwrap().policy = policy;
+    }
+
+    /// A machine root: one NIC, a SMBIOS UUID, and `cmdline` as /proc/cmdline.
+    fn machine(&self, cmdline: &str) -> PathBuf {
+        let root = self.dir.path().join("root");
+        for (nic, mac) in [("ens3", MAC), ("lo", "00:00:00:00:00:00")] {
+            let d = root.join("sys/class/net").join(nic);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("address"), format!("{mac}\n")).unwrap();
+        }
+        let dmi = root.join("sys/class/dmi/id");
+        std::fs::create_dir_all(&dmi).unwrap();
+        std::fs::write(
+            dmi.join("product_uuid"),
+            format!("{}\n", UUID.to_uppercase()),
+        )
+        .unwrap();
+        std::fs::create_dir_all(root.join("proc")).unwrap();
+        std::fs::write(root.join("proc/cmdline"), format!("{cmdline}\n")).unwrap();
+        root
+    }
+
+    /// The kernel command line the PXE script of the server writes.
+    fn pxe_cmdline(&self, deployment: &str) -> String {
+        format!(
+            "console=ttyS0 netdeploy.server={} netdeploy.deployment={deployment} netdeploy.mac={MAC}",
+            self.base()
+        )
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn statuses(&self) -> Vec<Value> {
+        self.srv
+            .requests()
+            .iter()
+            .filter(|r| r.route() == "/agent/status")
+            .map(|r| serde_json::from_slice(&r.body).unwrap())
+            .collect()
+    }
+
+    fn kinds(&self) -> Vec<String> {
+        self.statuses()
+            .iter()
+            .map(|s| s["kind"].as_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+fn agent(root: &Path, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_netdeploy-agent"))
+        .arg("--root")
+        .arg(root)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> (String, String) {
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    eprintln!("--- agent stdout\n{out}--- agent stderr\n{err}---");
+    (out, err)
+}
+
+fn image(n: usize) -> Vec<u8> {
+    (0..n).map(|i| ((i * 131) % 251) as u8).collect()
+}
+
+#[test]
+fn pxe_deployment_applies_an_image_runs_the_steps_and_reports_success() {
+    let lab = Lab::start();
+    let img = image(3 << 20);
+    let disk_entry = lab.content("disk.img", &img);
+    let motd_entry = lab.content("etc/motd", b"welcome to the lab\n");
+    // The image stream breaks once after 1 MiB: the agent resumes with Range.
+    lab.site.lock().unwrap().cut_once.insert(sha(&img), 1 << 20);
+    let disk = lab.path("vda");
+    std::fs::write(&disk, vec![0u8; 4 << 20]).unwrap();
+    let (motd, note, out) = (lab.path("motd"), lab.path("note"), lab.path("out"));
+    lab.set_policy(json!({
+        "action": "run", "reason": "required (rule 5)",
+        "deployment": {"id": "LAB00001", "task_sequence": "ts", "name": "Say hello",
+                       "option": "download_on_demand"},
+        "steps": [
+            {"name": "write the disk", "action": "apply_image", "package": "disk",
+             "file": "disk.img", "target": disk},
+            {"name": "set", "action": "set_variable", "variable": "OSDComputerName", "value": "pc1"},
+            {"name": "hello", "action": "run_command",
+             "command": format!("echo \"hello $OSDComputerName $NETDEPLOY_DEPLOYMENT\" > {}", out.display())},
+            {"name": "motd", "action": "write_file", "package": "tools", "file": "etc/motd",
+             "target": motd},
+            {"name": "note", "action": "write_file", "value": "text", "target": note},
+            {"name": "off", "action": "poweroff"}
+        ],
+        "packages": {"disk": [disk_entry], "tools": [motd_entry]},
+        "warnings": []
+    }));
+    let root = lab.machine(&lab.pxe_cmdline("LAB00001"));
+    let status_file = lab.path("status.jsonl");
+    let o = agent(&root, &["--status-file", status_file.to_str().unwrap()]);
+    let (stdout, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout.contains("NETDEPLOY-AGENT-RESULT success deployment=LAB00001\n"));
+    assert!(stderr.contains(&format!(
+        "netdeploy-agent: step 1/6 \"write the disk\": apply_image disk.img -> {}\n",
+        disk.display()
+    )));
+    assert!(stderr.contains("would poweroff now"));
+
+    let written = std::fs::read(&disk).unwrap();
+    assert_eq!(&written[..img.len()], &img[..]);
+    assert!(written[img.len()..].iter().all(|b| *b == 0));
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "hello pc1 LAB00001\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&motd).unwrap(),
+        "welcome to the lab\n"
+    );
+    assert_eq!(std::fs::read_to_string(&note).unwrap(), "text");
+
+    let reqs = lab.srv.requests();
+    let policy_req = reqs.iter().find(|r| r.route() == "/agent/policy").unwrap();
+    assert_eq!(policy_req.query("mac"), Some(MAC));
+    assert_eq!(policy_req.query("uuid"), Some(UUID));
+    assert_eq!(policy_req.query("context"), Some("pxe"));
+    assert_eq!(policy_req.query("deployment"), Some("LAB00001"));
+    let image_ranges: Vec<Option<u64>> = reqs
+        .iter()
+        .filter(|r| r.route() == format!("/content/{}", sha(&img)))
+        .map(|r| r.range_from())
+        .collect();
+    assert_eq!(image_ranges, [None, Some(1 << 20)]);
+
+    let statuses = lab.statuses();
+    assert_eq!(
+        lab.kinds(),
+        [
+            "started",
+            "step",
+            "step",
+            "step",
+            "step",
+            "step",
+            "step",
+            "succeeded"
+        ]
+    );
+    for (i, s) in statuses[1..7].iter().enumerate() {
+        assert_eq!(s["step_index"], i);
+        assert_eq!(s["ok"], true);
+    }
+    assert_eq!(statuses[1]["step"], "write the disk");
+    for s in &statuses {
+        assert_eq!(s["deployment"], "LAB00001");
+        assert_eq!(s["mac"], MAC);
+        assert_eq!(s["uuid"], UUID);
+    }
+    let lines = std::fs::read_to_string(&status_file).unwrap();
+    assert_eq!(lines.lines().count(), 8);
+}
+
+#[test]
+fn altered_content_fails_naming_the_file_and_leaves_no_partial_file() {
+    let lab = Lab::start();
+    let good = b"welcome\n".to_vec();
+    let mut entry = lab.content("etc/motd", &good);
+    // The server's bytes differ from the hash the policy gives.
+    let altered = b"w3lcome\n".to_vec();
+    let h = entry["sha256"].as_str().unwrap().to_owned();
+    lab.site.lock().unwrap().content.insert(h.clone(), altered);
+    entry["size"] = json!(good.len());
+    let motd = lab.path("etc/motd");
+    lab.set_policy(json!({
+        "action": "run",
+        "deployment": {"id": "LAB00001", "option": "download_on_demand"},
+        "steps": [
+            {"name": "note", "action": "write_file", "value": "ok", "target": lab.path("note")},
+            {"name": "motd", "action": "write_file", "package": "tools", "file": "etc/motd",
+             "target": motd},
+            {"name": "never", "action": "run_command", "command": "exit 0"}
+        ],
+        "packages": {"tools": [entry]}
+    }));
+    let root = lab.machine(&lab.pxe_cmdline("LAB00001"));
+    let o = agent(&root, &[]);
+    let (stdout, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(1));
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("NETDEPLOY-AGENT-RESULT"))
+        .unwrap();
+    assert!(
+        line.starts_with("NETDEPLOY-AGENT-RESULT failure deployment=LAB00001 step=\"motd\" reason=\"etc/motd: SHA-256 mismatch: expected "),
+        "{line}"
+    );
+    assert!(line.contains(&h), "{line}");
+    assert!(!stderr.contains("step 3/3"));
+    assert!(!motd.exists());
+    assert_eq!(
+        std::fs::read_dir(lab.path("etc")).unwrap().count(),
+        0,
+        "no part file is left"
+    );
+    assert_eq!(lab.kinds(), ["started", "step", "failed"]);
+    let failed = &lab.statuses()[2];
+    assert_eq!(failed["step"], "motd");
+    assert_eq!(failed["step_index"], 1);
+    assert_eq!(failed["file"], "etc/motd");
+    assert!(failed["reason"]
+        .as_str()
+        .unwrap()
+        .contains("SHA-256 mismatch"));
+}
+
+#[test]
+fn download_all_refuses_an_altered_image_before_touching_the_disk() {
+    let lab = Lab::start();
+    let img = image(1 << 20);
+    let mut entry = lab.content("disk.img", &img);
+    let h = entry["sha256"].as_str().unwrap().to_owned();
+    let mut altered = img.clone();
+    altered[4096] ^= 0xff;
+    lab.site.lock().unwrap().content.insert(h, altered);
+    entry["size"] = json!(img.len());
+    let disk = lab.path("vda");
+    std::fs::write(&disk, vec![0u8; 2 << 20]).unwrap();
+    lab.set_policy(json!({
+        "action": "run",
+        "deployment": {"id": "LAB00003", "option": "download_all"},
+        "steps": [{"name": "write the disk", "action": "apply_image", "package": "disk",
+                   "file": "disk.img", "target": disk}],
+        "packages": {"disk": [entry]}
+    }));
+    let root = lab.machine(&lab.pxe_cmdline("LAB00003"));
+    let o = agent(&root, &[]);
+    let (stdout, _) = text(&o);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout.contains("NETDEPLOY-AGENT-RESULT failure deployment=LAB00003 step=\"\" reason=\"disk.img: SHA-256 mismatch"));
+    assert!(std::fs::read(&disk).unwrap().iter().all(|b| *b == 0));
+    let cache = root.join("var/lib/netdeploy/packages/disk");
+    assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 0);
+    assert_eq!(lab.kinds(), ["started", "failed"]);
+    assert_eq!(lab.statuses()[1]["file"], "disk.img");
+}
+
+#[test]
+fn a_failing_command_reports_its_exit_code() {
+    let lab = Lab::start();
+    lab.set_policy(json!({
+        "action": "run",
+        "deployment": {"id": "LAB00004", "option": "download_on_demand"},
+        "steps": [{"name": "check", "action": "run_command", "command": "exit 3"},
+                  {"name": "off", "action": "reboot"}]
+    }));
+    let root = lab.machine(&lab.pxe_cmdline("LAB00004"));
+    let o = agent(&root, &[]);
+    let (stdout, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout.contains(
+        "NETDEPLOY-AGENT-RESULT failure deployment=LAB00004 step=\"check\" reason=\"the command exited with code 3\""
+    ));
+    // After a failure the last step's power action still happens.
+    assert!(stderr.contains("would reboot now"));
+    let failed = lab.statuses().pop().unwrap();
+    assert_eq!(failed["kind"], "failed");
+    assert_eq!(failed["code"], 3);
+}
+
+#[test]
+fn nothing_deployed_is_said_plainly_and_exits_zero() {
+    let lab = Lab::start();
+    lab.set_policy(
+        json!({"action": "none", "reason": "nothing is deployed to this machine (rule 8)"}),
+    );
+    let root = lab.machine(&lab.pxe_cmdline("LAB00009"));
+    let o = agent(&root, &[]);
+    let (stdout, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stderr.contains("nothing is deployed to this machine (rule 8)"));
+    assert!(stdout.contains("NETDEPLOY-AGENT-RESULT no-deployment reason=\"nothing is deployed to this machine (rule 8)\""));
+    assert_eq!(lab.kinds(), ["no-deployment"]);
+    assert_eq!(
+        lab.statuses()[0]["reason"],
+        "nothing is deployed to this machine (rule 8)"
+    );
+}
+
+#[test]
+fn boot_media_ask_for_their_preferred_deployment_in_media_context() {
+    let lab = Lab::start();
+    lab.set_policy(json!({"action": "none", "reason": "nothing (rule 8)"}));
+    let root = lab.machine("console=ttyS0");
+    std::fs::create_dir_all(root.join("etc/netdeploy")).unwrap();
+    std::fs::write(
+        root.join("etc/netdeploy/variables"),
+        format!(
+            "SMSTSServerURL={}\nSMSTSMediaType=BootMedia\nSMSTSPreferredAdvertID=LAB00002\n",
+            lab.base()
+        ),
+    )
+    .unwrap();
+    let o = agent(&root, &[]);
+    text(&o);
+    assert_eq!(o.status.code(), Some(0));
+    let req = lab
+        .srv
+        .requests()
+        .into_iter()
+        .find(|r| r.route() == "/agent/policy")
+        .unwrap();
+    assert_eq!(req.query("context"), Some("media"));
+    assert_eq!(req.query("deployment"), Some("LAB00002"));
+}
+
+#[test]
+fn without_a_server_the_agent_fails_plainly() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = agent(dir.path(), &[]);
+    let (stdout, _) = text(&o);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout
+        .contains("NETDEPLOY-AGENT-RESULT failure deployment=none step=\"\" reason=\"no server"));
+}
+
+#[test]
+fn verify_checks_a_file_and_prints_the_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("blob");
+    let data = image(1 << 20);
+    std::fs::write(&f, &data).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_netdeploy-agent"))
+        .arg("verify")
+        .arg(&f)
+        .arg(sha(&data))
+        .output()
+        .unwrap();
+    let (stdout, _) = text(&o);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout.starts_with("netdeploy-agent verify: ok "));
+    assert!(stdout.contains(" bytes=1048576 "));
+    assert!(stdout.contains(" MB/s="));
+    let o = Command::new(env!("CARGO_BIN_EXE_netdeploy-agent"))
+        .arg("verify")
+        .arg(&f)
+        .arg("0".repeat(64))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+}
