@@ -2,6 +2,7 @@
 //! One test binary with a module per area, so the suite links once.
 
 mod admin_api;
+mod agent_qemu;
 mod content;
 mod deploy_qemu;
 mod deployments;
