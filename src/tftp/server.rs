@@ -14,10 +14,11 @@
 //!   blocking thread per block would.
 //! - Cancellation stops the listener; each running transfer sends the client an ERROR and ends.
 
+use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
@@ -30,7 +31,7 @@ use tracing::{debug, info, warn, Instrument};
 use super::batch::Batch;
 use super::packet::{self, ErrorCode, Mode, Packet, Request};
 use super::path::{PathError, Root};
-use super::transfer::{Limits, Outcome, Transfer};
+use super::transfer::{Limits, Outcome, Transfer, REASSEMBLY_DRAIN};
 use super::TftpSettings;
 use crate::counters::Counters;
 
@@ -43,6 +44,39 @@ const MAX_SEND_BUFFER: usize = 4 << 20;
 
 /// Datagrams handed to the kernel in one system call (a whole window, up to this many).
 const BATCH_DATAGRAMS: usize = 64;
+
+/// Clients whose reassembly memory is remembered at most (see [`Reassembly`]).
+const REMEMBERED_CLIENTS: usize = 4096;
+
+/// Per client address, the fragments its last transfer left stranded in its reassembly memory
+/// and when: a client's next download starts from there (see `transfer`, "Fragmented blocks").
+#[derive(Debug, Default)]
+struct Reassembly(Mutex<HashMap<IpAddr, (f64, Instant)>>);
+
+impl Reassembly {
+    fn get(&self, client: IpAddr) -> Option<(f64, Instant)> {
+        self.0.lock().ok()?.get(&client).copied()
+    }
+
+    fn set(&self, client: IpAddr, fragments: f64, now: Instant) {
+        let Ok(mut clients) = self.0.lock() else {
+            return;
+        };
+        if fragments <= 0.0 {
+            clients.remove(&client);
+            return;
+        }
+        if clients.len() >= REMEMBERED_CLIENTS {
+            // Forget the clients whose memory has drained by now.
+            clients.retain(|_, (left, at)| {
+                *left - now.saturating_duration_since(*at).as_secs_f64() * REASSEMBLY_DRAIN > 0.0
+            });
+        }
+        if clients.len() < REMEMBERED_CLIENTS {
+            clients.insert(client, (fragments, now));
+        }
+    }
+}
 
 /// Binds a listening socket (port 69 of one interface address, or an ephemeral port in tests).
 /// Must be called from within a tokio runtime.
@@ -73,6 +107,7 @@ pub async fn serve(
     let root = Arc::new(Root::new(&settings.root)?);
     let slots = Arc::new(Semaphore::new(settings.max_transfers));
     let limits = Limits::from(&*settings);
+    let reassembly = Arc::new(Reassembly::default());
     let mut transfers = JoinSet::new();
     // A request fits in far less, but a shorter buffer would silently cut a longer datagram.
     let mut buf = vec![0u8; 65_536];
@@ -92,6 +127,7 @@ pub async fn serve(
                         socket: &socket,
                         root: &root,
                         slots: &slots,
+                        reassembly: &reassembly,
                         limits,
                         counters: &counters,
                         cancel: &cancel,
@@ -114,6 +150,7 @@ struct Listener<'a> {
     socket: &'a UdpSocket,
     root: &'a Arc<Root>,
     slots: &'a Arc<Semaphore>,
+    reassembly: &'a Arc<Reassembly>,
     limits: Limits,
     counters: &'a Arc<Counters>,
     cancel: &'a CancellationToken,
@@ -176,6 +213,7 @@ impl Listener<'_> {
             peer,
             local: self.socket.local_addr().map(|a| a.ip()).ok(),
             root: Arc::clone(self.root),
+            reassembly: Arc::clone(self.reassembly),
             limits: self.limits,
             counters: Arc::clone(self.counters),
             cancel: self.cancel.clone(),
@@ -210,6 +248,7 @@ struct TransferJob {
     peer: SocketAddr,
     local: Option<IpAddr>,
     root: Arc<Root>,
+    reassembly: Arc<Reassembly>,
     limits: Limits,
     counters: Arc<Counters>,
     cancel: CancellationToken,
@@ -234,6 +273,12 @@ impl TransferJob {
         };
         let started = Instant::now();
         let mut transfer = Transfer::new(&self.request.options, file, size, &self.limits, started);
+        if let Some(mtu) = path_mtu(&socket) {
+            transfer.set_path_mtu(mtu);
+        }
+        if let Some((fragments, at)) = self.reassembly.get(self.peer.ip()) {
+            transfer.carry_stranded_fragments(fragments, at);
+        }
         let negotiated = transfer.negotiated();
         let span = tracing::Span::current();
         span.record("blksize", negotiated.blksize);
@@ -249,6 +294,9 @@ impl TransferJob {
         debug!(size, "TFTP transfer started");
 
         let end = self.drive(&socket, &mut transfer).await;
+        let now = Instant::now();
+        let stranded = transfer.stranded_fragments(now);
+        self.reassembly.set(self.peer.ip(), stranded, now);
         let elapsed = started.elapsed();
         let stats = transfer.stats();
         let outcome = match &end {
@@ -343,7 +391,8 @@ impl TransferJob {
         tokio::pin!(sleep);
         loop {
             loop {
-                let more = batch.fill(|buf| transfer.poll_transmit(buf));
+                let now = Instant::now();
+                let more = batch.fill(|buf| transfer.poll_transmit(buf, now));
                 if batch.is_empty() {
                     break;
                 }
@@ -391,6 +440,29 @@ impl TransferJob {
             }
         }
     }
+}
+
+/// The MTU the kernel knows for the path of a connected socket, which tells whether large
+/// blocks are fragmented.
+fn path_mtu(socket: &UdpSocket) -> Option<usize> {
+    use std::os::fd::AsRawFd;
+    let (level, name) = match socket.peer_addr().ok()? {
+        SocketAddr::V4(_) => (libc::IPPROTO_IP, libc::IP_MTU),
+        SocketAddr::V6(_) => (libc::IPPROTO_IPV6, libc::IPV6_MTU),
+    };
+    let mut mtu: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `mtu` and `len` are valid for writes and `len` gives the size of `mtu`.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&mut mtu as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0 && mtu > 0).then_some(mtu as usize)
 }
 
 /// A socket for one transfer: bound to `local` with an ephemeral port, connected to the client.
