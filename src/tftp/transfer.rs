@@ -64,7 +64,8 @@
 //! [`REASSEMBLY_BUDGET`], the next datagram waits. Pacing single datagrams rather than whole
 //! windows keeps the client fed, so it does not give up during a pause, and the
 //! retransmission timeout runs from the last datagram actually sent. The model carries over
-//! to the client's next transfer. Blocks within the MTU, and lossless links, are never paced.
+//! to the client's next transfer, until [`REASSEMBLY_TIMEOUT`] has expired everything. Blocks
+//! within the MTU, and lossless links, are never paced.
 
 use std::io;
 use std::time::{Duration, Instant};
@@ -89,6 +90,10 @@ pub const REASSEMBLY_BUDGET: f64 = 512.0;
 
 /// Stranded fragments the receiver is taken to drop per second (see [`REASSEMBLY_BUDGET`]).
 pub const REASSEMBLY_DRAIN: f64 = 24.0;
+
+/// After this long every stranded fragment has expired (Linux's `ipfrag_time`; RFC 791
+/// suggests 15 s), so a client idle that long starts afresh.
+pub const REASSEMBLY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The shortest pause for the receiver's reassembly memory.
 const MIN_PAUSE: Duration = Duration::from_millis(1);
@@ -623,10 +628,12 @@ impl<S: BlockSource> Transfer<S> {
     }
 
     fn drain_stranded(&mut self, now: Instant) {
-        let elapsed = now
-            .saturating_duration_since(self.stranded_at)
-            .as_secs_f64();
-        self.stranded = (self.stranded - elapsed * REASSEMBLY_DRAIN).max(0.0);
+        let elapsed = now.saturating_duration_since(self.stranded_at);
+        self.stranded = if elapsed >= REASSEMBLY_TIMEOUT {
+            0.0
+        } else {
+            (self.stranded - elapsed.as_secs_f64() * REASSEMBLY_DRAIN).max(0.0)
+        };
         self.stranded_at = now;
     }
 
