@@ -347,6 +347,7 @@ impl TransferJob {
             bytes_sent = stats.bytes_sent,
             retransmitted = stats.retransmitted,
             timeouts = stats.timeouts,
+            reassembly_pauses = stats.reassembly_pauses,
             duration_ms = elapsed.as_millis() as u64,
             mb_per_s = format_args!("{:.1}", delivered as f64 / 1e6 / secs.max(1e-6)),
             "TFTP transfer ended"
