@@ -10,12 +10,8 @@
 //! as for a kernel without GSO, `sendmmsg(2)` sends the batch. Measured with
 //! `benches/tftp_throughput.sh`.
 
-use std::cell::Cell;
 use std::io;
-use std::os::fd::AsRawFd;
-
-use tokio::io::Interest;
-use tokio::net::UdpSocket;
+use std::os::fd::{AsRawFd, RawFd};
 
 /// Datagrams per system call; larger batches are sent in several calls. Also the most
 /// segments Linux takes in one GSO send (`UDP_MAX_SEGMENTS`).
@@ -32,7 +28,7 @@ pub struct Batch {
     lens: Vec<usize>,
     capacity: usize,
     /// Cleared for good once the kernel refuses a GSO send on this path.
-    gso: Cell<bool>,
+    gso: bool,
 }
 
 impl Batch {
@@ -44,7 +40,7 @@ impl Batch {
             stride,
             lens: Vec::with_capacity(capacity),
             capacity,
-            gso: Cell::new(true),
+            gso: true,
         }
     }
 
@@ -65,37 +61,37 @@ impl Batch {
         self.lens.is_empty()
     }
 
-    /// Sends every datagram, in order, on a connected socket, then empties the batch.
-    pub async fn send(&mut self, socket: &UdpSocket) -> io::Result<()> {
+    /// Sends every datagram, in order, on a connected blocking socket, then empties the batch.
+    pub fn send(&mut self, socket: &impl AsRawFd) -> io::Result<()> {
+        let fd = socket.as_raw_fd();
         let mut sent = 0;
-        while sent < self.lens.len() {
-            socket.writable().await?;
-            match socket.try_io(Interest::WRITABLE, || self.send_some(socket, sent)) {
-                Ok(n) => sent += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => {
-                    self.lens.clear();
-                    return Err(e);
-                }
+        let result = loop {
+            if sent == self.lens.len() {
+                break Ok(());
             }
-        }
+            match self.send_some(fd, sent) {
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
         self.lens.clear();
-        Ok(())
+        result
     }
 
     /// One system call for datagrams from `from`; returns how many the kernel took.
-    fn send_some(&self, socket: &UdpSocket, from: usize) -> io::Result<usize> {
-        if self.gso.get() {
+    fn send_some(&mut self, fd: RawFd, from: usize) -> io::Result<usize> {
+        if self.gso {
             let run = self.segment_run(from);
             if run >= 2 {
-                match self.send_segmented(socket, from, run) {
+                match self.send_segmented(fd, from, run) {
                     Ok(n) => return Ok(n),
-                    Err(e) if gso_refused(&e) => self.gso.set(false),
+                    Err(e) if gso_refused(&e) => self.gso = false,
                     Err(e) => return Err(e),
                 }
             }
         }
-        self.send_each(socket, from)
+        self.send_each(fd, from)
     }
 
     /// How many datagrams from `from` can go as one GSO send: equal lengths, the last one
@@ -119,7 +115,7 @@ impl Batch {
 
     /// One `sendmsg` with `UDP_SEGMENT`: `count` datagrams from `from`, all as long as the
     /// first but the last.
-    fn send_segmented(&self, socket: &UdpSocket, from: usize, count: usize) -> io::Result<usize> {
+    fn send_segmented(&self, fd: RawFd, from: usize, count: usize) -> io::Result<usize> {
         // SAFETY: all-zero is a valid `iovec` and `msghdr` (null pointers, zero lengths).
         let mut iovecs: [libc::iovec; MAX_PER_CALL] = unsafe { std::mem::zeroed() };
         for (i, iovec) in iovecs.iter_mut().enumerate().take(count) {
@@ -148,7 +144,7 @@ impl Batch {
         }
         // SAFETY: `message` points at `iovecs[..count]` (into `self.arena`, within bounds) and
         // at `control`; all outlive the call, and the kernel only reads them.
-        let n = unsafe { libc::sendmsg(socket.as_raw_fd(), &message, 0) };
+        let n = unsafe { libc::sendmsg(fd, &message, 0) };
         if n < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -156,7 +152,7 @@ impl Batch {
     }
 
     /// One `sendmmsg` call for the datagrams from `from`; returns how many the kernel took.
-    fn send_each(&self, socket: &UdpSocket, from: usize) -> io::Result<usize> {
+    fn send_each(&self, fd: RawFd, from: usize) -> io::Result<usize> {
         let count = (self.lens.len() - from).min(MAX_PER_CALL);
         // SAFETY: all-zero is a valid `iovec` and `mmsghdr` (null pointers, zero lengths).
         let mut iovecs: [libc::iovec; MAX_PER_CALL] = unsafe { std::mem::zeroed() };
@@ -171,14 +167,7 @@ impl Batch {
         }
         // SAFETY: `headers[..count]` point at `iovecs[..count]`, which point into `self.arena`
         // within bounds; all of them outlive the call, and the kernel only reads the buffers.
-        let n = unsafe {
-            libc::sendmmsg(
-                socket.as_raw_fd(),
-                headers.as_mut_ptr(),
-                count as libc::c_uint,
-                0,
-            )
-        };
+        let n = unsafe { libc::sendmmsg(fd, headers.as_mut_ptr(), count as libc::c_uint, 0) };
         if n < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -209,13 +198,13 @@ mod tests {
         lengths
     }
 
-    #[tokio::test]
-    async fn batch_arrives_in_order_as_separate_datagrams() {
-        let receiver = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let sender = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        sender
-            .connect(receiver.local_addr().unwrap())
-            .await
+    #[test]
+    fn batch_arrives_in_order_as_separate_datagrams() {
+        let receiver = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        sender.connect(receiver.local_addr().unwrap()).unwrap();
+        receiver
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
             .unwrap();
         let lengths = lengths();
         let mut batch = Batch::new(1500, 200);
@@ -227,21 +216,14 @@ mod tests {
         });
         assert!(!more);
         // Fewer datagrams than a default socket buffer holds: nothing reads until the send ends.
-        let expected = lengths.clone();
-        let reader = tokio::spawn(async move {
-            let mut buf = [0u8; 2000];
-            for (i, &len) in expected.iter().enumerate() {
-                let got = receiver.recv(&mut buf).await.unwrap();
-                assert_eq!(got, len, "datagram {i}");
-                assert!(buf[..len].iter().all(|&b| b == i as u8), "datagram {i}");
-            }
-        });
-        batch.send(&sender).await.unwrap();
+        batch.send(&sender).unwrap();
         assert!(batch.is_empty());
-        tokio::time::timeout(std::time::Duration::from_secs(5), reader)
-            .await
-            .unwrap()
-            .unwrap();
+        let mut buf = [0u8; 2000];
+        for (i, &len) in lengths.iter().enumerate() {
+            let got = receiver.recv(&mut buf).unwrap();
+            assert_eq!(got, len, "datagram {i}");
+            assert!(buf[..len].iter().all(|&b| b == i as u8), "datagram {i}");
+        }
     }
 
     #[test]

@@ -34,8 +34,9 @@ pub struct TftpSettings {
     pub max_blksize: u16,
     /// Largest windowsize granted (RFC 7440 allows 1 to 65535).
     pub max_windowsize: u16,
-    /// Retransmission timeout when the client names none.
+    /// Longest retransmission timeout when the client names none (shorter ones follow the
+    /// measured round trip, see `transfer`).
     pub timeout: Duration,
-    /// Retransmissions of one window before the transfer is abandoned.
+    /// Retransmissions at that longest timeout before a silent client's transfer is abandoned.
     pub retries: u32,
 }
