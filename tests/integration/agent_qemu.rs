@@ -221,11 +221,7 @@ fn a_download_cut_by_a_server_restart_resumes_with_range() {
         }
         s.server.crash();
         std::thread::sleep(Duration::from_millis(500));
-        s.server = Server::start_in(
-            &s.dir.path().to_owned(),
-            &s.config,
-            &["ip", "netns", "exec", &lab_name],
-        );
+        s.server = Server::start_in(s.dir.path(), &s.config, &["ip", "netns", "exec", &lab_name]);
         let (ok, serial, report) = vm.join().unwrap();
         assert!(ok, "{report}\n{serial}");
         assert!(
