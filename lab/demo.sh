@@ -3,11 +3,14 @@
 #
 # Usage: lab/demo.sh [--mode dhcp|proxy] [--firmware bios|uefi|both]
 #
-# Installs what is needed, builds netdeploy and the Linux test boot image, makes an isolated
-# lab network (network namespaces with a bridge; nothing touches the host's interfaces), starts
-# netdeploy in it and PXE-boots QEMU machines (SeaBIOS+iPXE and OVMF UEFI) from it. Each
-# machine boots the test boot image, which prints its marker line and powers off. Everything
-# is torn down at the end. Logs stay in target/demo/.
+# Installs what is needed, builds netdeploy and the Linux boot image (kernel, busybox initramfs
+# and the netdeploy agent), makes an isolated lab network (a network namespace with a bridge;
+# nothing touches the host's interfaces) and applies a site file: one device per demo machine,
+# a package holding a 16 MiB disk image, a task sequence that writes it to /dev/vda and powers
+# off, and a required deployment of it. netdeploy then serves the lab and QEMU machines
+# (SeaBIOS+iPXE and OVMF UEFI) PXE-boot from it, run the deployment, report back, and the
+# demo checks each machine's disk against the image's SHA-256 and prints `netdeploy status`.
+# Everything is torn down at the end. Logs, the site file and the disks stay in target/demo/.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 mode=dhcp
@@ -54,6 +57,61 @@ if [[ "$mode" == proxy ]]; then
 else
     range='range = ["10.77.0.100", "10.77.0.199"]'
 fi
+macs=()
+for i in "${!fws[@]}"; do macs+=("52:54:00:de:00:0$((i + 1))"); done
+echo "== the demo package: a 16 MiB disk image"
+mkdir -p "$out/package"
+printf 'netdeploy demo disk image, made %s\n' "$(date -u +%FT%TZ)" >"$out/package/disk.img"
+head -c $((16 * 1024 * 1024 - 4096)) /dev/urandom >>"$out/package/disk.img"
+truncate -s 16M "$out/package/disk.img"
+image_sha=$(sha256sum "$out/package/disk.img" | cut -d' ' -f1)
+echo "disk.img sha256 $image_sha"
+{
+    echo 'site_code = "DEM"'
+    i=0
+    for mac in "${macs[@]}"; do
+        i=$((i + 1))
+        printf '\n[[device]]\nname = "demo-pc%d"\nmacs = ["%s"]\n' "$i" "$mac"
+    done
+    cat <<SITE
+
+[[collection]]
+id = "demo-lab"
+name = "Demo lab machines"
+members = [$(for i in $(seq 1 ${#macs[@]}); do printf '"demo-pc%d",' "$i"; done)]
+
+[[boot_image]]
+id = "linux-x64"
+arch = "x64"
+kernel = "$PWD/target/lab-image/vmlinuz"
+initrd = "$PWD/target/lab-image/initrd.img"
+cmdline = "console=ttyS0 quiet"
+
+[[package]]
+id = "demo-disk"
+from = "$out/package"
+
+[[task_sequence]]
+id = "image-disk"
+name = "Write the demo disk image"
+boot_image = "linux-x64"
+steps = [
+  { name = "write the disk", action = "apply_image", package = "demo-disk", file = "disk.img", target = "/dev/vda" },
+  { name = "power off", action = "poweroff" },
+]
+
+[[deployment]]
+id = "DEM00001"
+task_sequence = "image-disk"
+collection = "demo-lab"
+purpose = "required"
+available_to = "media_pxe"
+accept_high_risk = true
+SITE
+} >"$out/site.toml"
+echo "== netdeploy site apply (site file: $out/site.toml)"
+target/release/netdeploy --data-dir "$out/data" site apply "$out/site.toml"
+
 cat > "$out/netdeploy.toml" <<TOML
 [server]
 interfaces = ["ndbr0"]
@@ -65,11 +123,6 @@ $range
 
 [tftp]
 root = "/usr/lib/ipxe"
-
-[boot.image]
-kernel = "$PWD/target/lab-image/vmlinuz"
-initrd = "$PWD/target/lab-image/initrd.img"
-cmdline = "console=ttyS0 quiet"
 TOML
 echo "== netdeploy serve (log: $out/netdeploy.log)"
 ip netns exec "$lab" target/release/netdeploy serve --config "$out/netdeploy.toml" \
@@ -83,20 +136,43 @@ done
 cat "$out/ready.json"
 
 status=0
-n=0
-for fw in "${fws[@]}"; do
-    n=$((n + 1))
-    mac="52:54:00:de:00:0$n"
-    echo "== $fw machine $mac PXE-boots from netdeploy ($mode mode)"
+for i in "${!fws[@]}"; do
+    fw="${fws[$i]}"
+    n=$((i + 1))
+    mac="${macs[$i]}"
+    disk="$out/disk-$fw.img"
+    truncate -s 0 "$disk"
+    truncate -s 32M "$disk"
+    echo "== $fw machine $mac PXE-boots from netdeploy ($mode mode) and runs deployment DEM00001"
     lab/net.sh tap "$lab" "tap$n"
     if lab/boot-vm.sh --ns "$lab" --firmware "$fw" --mac "$mac" --tap "tap$n" \
-        --serial-log "$out/serial-$fw.log" --timeout 240; then
-        grep -a NETDEPLOY-BOOT-OK "$out/serial-$fw.log"
+        --disk "$disk" --expect 'NETDEPLOY-AGENT-RESULT' \
+        --serial-log "$out/serial-$fw.log" --timeout 300; then
+        grep -a -E 'netdeploy-agent: (step|deployment)|NETDEPLOY-AGENT-RESULT' "$out/serial-$fw.log" \
+            | tr -d '\r' | sed 's/^/  machine: /'
+        grep -aq 'NETDEPLOY-AGENT-RESULT success' "$out/serial-$fw.log" || status=1
+        sleep 2 # the agent syncs and powers off; QEMU ends
+        disk_sha=$(head -c $((16 * 1024 * 1024)) "$disk" | sha256sum | cut -d' ' -f1)
+        if [[ "$disk_sha" == "$image_sha" ]]; then
+            echo "  disk: the first 16 MiB of $disk match disk.img (sha256 $disk_sha)"
+        else
+            echo "  disk: $disk does NOT match disk.img (sha256 $disk_sha)"
+            status=1
+        fi
     else
         status=1
     fi
-    grep -a "$mac" "$out/netdeploy.log" | grep -E "PXE boot reply|iPXE script served" | sed 's/^/  netdeploy: /' || true
+    grep -a "$mac" "$out/netdeploy.log" \
+        | grep -E "PXE boot reply|iPXE script served|agent status" \
+        | sed 's/^/  netdeploy: /' || true
 done
+echo "== netdeploy status"
+target/release/netdeploy --data-dir "$out/data" status --machines
 echo "== counters"
 ip netns exec "$lab" curl -s http://10.77.0.1:8080/metrics | grep -v '^#' | grep -v ' 0$' || true
+if ((status == 0)); then
+    echo "== demo passed: every machine PXE-booted, ran DEM00001 and its disk holds the image"
+else
+    echo "== demo FAILED: see $out/ (serial-*.log, netdeploy.log)"
+fi
 exit "$status"
