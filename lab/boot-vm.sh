@@ -6,7 +6,7 @@
 #   lab/boot-vm.sh --ns NAME --firmware bios|uefi --mac MAC --tap TAP
 #                  --serial-log FILE [--timeout SECONDS] [--expect REGEX]
 #                  [--disk FILE] [--cdrom ISO] [--usb IMG] [--no-net]
-#                  [--smbios-uuid UUID]
+#                  [--smbios-uuid UUID] [--no-pxe]
 #   lab/boot-vm.sh --help
 #
 #   --ns NAME            network namespace to run QEMU in (from lab/net.sh up NAME)
@@ -22,6 +22,8 @@
 #   --cdrom ISO          IDE CD-ROM, boot after net
 #   --usb IMG            USB mass storage stick on an xHCI controller, boot after net
 #   --no-net             no NIC (then --ns, --mac and --tap are not needed)
+#   --no-pxe             a NIC that the firmware does not boot from (no option ROM,
+#                        no boot index): boot media with a network behind them
 #   --smbios-uuid UUID   SMBIOS system UUID (-smbios type=1,uuid=UUID)
 #
 # Boot order: network, CD-ROM, USB, disk. Memory 512 MiB, no display,
@@ -51,7 +53,7 @@ usage_error() {
 }
 
 ns="" firmware="" mac="" tap="" serial_log="" timeout=180 expect="NETDEPLOY-BOOT-OK"
-disk="" cdrom="" usb="" no_net=0 smbios_uuid=""
+disk="" cdrom="" usb="" no_net=0 no_pxe=0 smbios_uuid=""
 
 need_arg() {
     [[ $# -ge 2 && -n "$2" ]] || usage_error "option $1 needs a value"
@@ -75,6 +77,7 @@ while (($# > 0)); do
     --usb) need_arg "$@"; usb="$2"; shift ;;
     --smbios-uuid) need_arg "$@"; smbios_uuid="$2"; shift ;;
     --no-net) no_net=1 ;;
+    --no-pxe) no_pxe=1 ;;
     *) usage_error "unknown argument '$1'" ;;
     esac
     shift
@@ -172,14 +175,18 @@ fi
 
 bootindex=1
 if ((no_net == 0)); then
-    nic="virtio-net-pci,netdev=net0,mac=$mac,bootindex=$bootindex"
-    # UEFI: no iPXE option ROM, OVMF's VirtioNetDxe + PXE do the first stage.
-    [[ "$firmware" == uefi ]] && nic+=",romfile="
+    if ((no_pxe == 1)); then
+        nic="virtio-net-pci,netdev=net0,mac=$mac,romfile="
+    else
+        nic="virtio-net-pci,netdev=net0,mac=$mac,bootindex=$bootindex"
+        # UEFI: no iPXE option ROM, OVMF's VirtioNetDxe + PXE do the first stage.
+        [[ "$firmware" == uefi ]] && nic+=",romfile="
+        bootindex=$((bootindex + 1))
+    fi
     args+=(
         -netdev "tap,id=net0,ifname=$tap,script=no,downscript=no"
         -device "$nic"
     )
-    bootindex=$((bootindex + 1))
 fi
 if [[ -n "$cdrom" ]]; then
     args+=(

@@ -88,54 +88,99 @@ pub fn policy(decision: &Decision, catalog: &Catalog, base: &str) -> Policy {
                     reason: format!("deployment {deployment} no longer exists"),
                 };
             };
-            let ts = catalog.task_sequence(&d.task_sequence);
-            let steps = ts.map(|t| t.steps.clone()).unwrap_or_default();
-            let mut packages = BTreeMap::new();
-            for id in ts.map(|t| t.referenced_packages()).unwrap_or_default() {
-                if let Some(p) = catalog.package(id) {
-                    let files = p
-                        .files
-                        .iter()
-                        .map(|f| PolicyFile {
-                            path: f.path.clone(),
-                            size: f.size,
-                            sha256: f.sha256.clone(),
-                            url: format!("{base}/content/{}", f.sha256),
-                        })
-                        .collect();
-                    packages.insert(id.to_owned(), files);
+            let reason = format!(
+                "{reason:?} ({})",
+                match reason {
+                    crate::decision::RunReason::Preferred => "rule 3",
+                    crate::decision::RunReason::Required => "rule 5",
                 }
-            }
-            let mut warnings: Vec<String> = decision
-                .warnings
-                .iter()
-                .map(|w| w.message.clone())
-                .collect();
-            if d.option == DeploymentOption::DirectAccess {
-                warnings.push(format!(
-                    "direct_access reads packages {} from the package share: their SHA-256 hashes are NOT verified",
-                    packages.keys().cloned().collect::<Vec<_>>().join(", ")
-                ));
-            }
-            Policy::Run {
-                reason: format!(
-                    "{reason:?} ({})",
-                    match reason {
-                        crate::decision::RunReason::Preferred => "rule 3",
-                        crate::decision::RunReason::Required => "rule 5",
-                    }
-                )
-                .to_lowercase(),
-                deployment: PolicyDeployment {
-                    id: d.id.to_string(),
-                    task_sequence: d.task_sequence.clone(),
-                    name: name_of(&d.task_sequence),
-                    option: d.option,
-                },
-                steps,
-                packages,
-                warnings,
-            }
+            )
+            .to_lowercase();
+            let warnings = decision.warnings.iter().map(|w| w.message.clone());
+            run(d, catalog, base, reason, warnings.collect())
         }
     }
+}
+
+/// The policy of one deployment as it runs, with its packages' files.
+fn run(
+    d: &crate::catalog::Deployment,
+    catalog: &Catalog,
+    base: &str,
+    reason: String,
+    mut warnings: Vec<String>,
+) -> Policy {
+    let ts = catalog.task_sequence(&d.task_sequence);
+    let steps = ts.map(|t| t.steps.clone()).unwrap_or_default();
+    let mut packages = BTreeMap::new();
+    for id in ts.map(|t| t.referenced_packages()).unwrap_or_default() {
+        if let Some(p) = catalog.package(id) {
+            let files = p
+                .files
+                .iter()
+                .map(|f| PolicyFile {
+                    path: f.path.clone(),
+                    size: f.size,
+                    sha256: f.sha256.clone(),
+                    url: format!("{base}/content/{}", f.sha256),
+                })
+                .collect();
+            packages.insert(id.to_owned(), files);
+        }
+    }
+    if d.option == DeploymentOption::DirectAccess {
+        warnings.push(format!(
+            "direct_access reads packages {} from the package share: their SHA-256 hashes are NOT verified",
+            packages.keys().cloned().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    Policy::Run {
+        reason,
+        deployment: PolicyDeployment {
+            id: d.id.to_string(),
+            task_sequence: d.task_sequence.clone(),
+            name: catalog
+                .task_sequence(&d.task_sequence)
+                .map(|t| t.name.clone())
+                .unwrap_or_else(|| d.task_sequence.clone()),
+            option: d.option,
+        },
+        steps,
+        packages,
+        warnings,
+    }
+}
+
+/// Why a deployment cannot go on full media.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FullMediaError {
+    #[error("deployment {0} does not exist")]
+    NoDeployment(String),
+    #[error("deployment {0} is available to running clients only, never to media (rule 1)")]
+    ClientsOnly(String),
+    #[error("task sequence {ts} of deployment {id} does not exist")]
+    NoTaskSequence { id: String, ts: String },
+}
+
+/// The policy full media carry for `id` (SPEC section 7): what `/agent/policy` would answer a
+/// machine that runs it from media, with no server behind it. `base` only fills in the
+/// files' URLs, which the agent ignores on full media (it reads the media's copy).
+pub fn full_media(
+    id: &crate::catalog::DeploymentId,
+    catalog: &Catalog,
+    base: &str,
+) -> Result<Policy, FullMediaError> {
+    let d = catalog
+        .deployment(id)
+        .ok_or_else(|| FullMediaError::NoDeployment(id.to_string()))?;
+    if d.available_to == crate::catalog::AvailableTo::Clients {
+        return Err(FullMediaError::ClientsOnly(id.to_string()));
+    }
+    if catalog.task_sequence(&d.task_sequence).is_none() {
+        return Err(FullMediaError::NoTaskSequence {
+            id: id.to_string(),
+            ts: d.task_sequence.clone(),
+        });
+    }
+    Ok(run(d, catalog, base, "full media".into(), Vec::new()))
 }

@@ -24,7 +24,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Build boot media: the boot image plus /netdeploy/variables. Dates come from
+    /// Build boot media: the boot image plus /netdeploy/variables; with --full, also a task
+    /// sequence's policy and content, so the media run it with no server. Dates come from
     /// SOURCE_DATE_EPOCH (0 when unset): same inputs, same bytes.
     Build(BuildArgs),
 }
@@ -40,9 +41,15 @@ struct BuildArgs {
     /// Kernel command line; `netdeploy.vars=/netdeploy/variables` is appended.
     #[arg(long, default_value = "")]
     cmdline: String,
-    /// The netdeploy server the booted machine asks for its policy (SMSTSServerURL).
-    #[arg(long)]
+    /// The netdeploy server the booted machine asks for its policy (SMSTSServerURL). Full
+    /// media need none; given there, status messages go to it when it can be reached.
+    #[arg(long, required_unless_present = "full", default_value = "")]
     server_url: String,
+    /// Full media: a directory written by `netdeploy deployment export ID --out DIR`
+    /// (policy.json and content/). The media then run that task sequence without a server,
+    /// verifying every file's SHA-256 (SMSTSMediaType=FullMedia).
+    #[arg(long, value_name = "DIR")]
+    full: Option<PathBuf>,
     /// Deployment to run unattended (SMSTSPreferredAdvertID).
     #[arg(long)]
     preferred_deployment: Option<String>,
@@ -88,17 +95,25 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
         .password
         .as_deref()
         .map(|pw| hash_password(pw, &derived_salt(pw, &args.server_url, epoch)));
+    let payload = match &args.full {
+        Some(dir) => media::Payload::load(dir)?,
+        None => media::Payload::default(),
+    };
     let variables = Variables {
         server_url: args.server_url,
-        media_type: MediaType::BootMedia,
+        media_type: if payload.is_full() {
+            MediaType::FullMedia
+        } else {
+            MediaType::BootMedia
+        },
         preferred_advert_id: args.preferred_deployment,
         password_hash,
     }
     .render()?;
     let boot = BootImage::load(&args.kernel, &args.initrd, &args.cmdline)?;
     let image = match bios {
-        Some(bios) => media::build_iso(&boot, &variables, &bios, &efi, t)?,
-        None => media::build_usb(&boot, &variables, &efi, t)?,
+        Some(bios) => media::build_iso(&boot, &variables, &payload, &bios, &efi, t)?,
+        None => media::build_usb(&boot, &variables, &payload, &efi, t)?,
     };
     write_with_progress(&args.output, &image)?;
     eprintln!("wrote {} ({} bytes)", args.output.display(), image.len());

@@ -49,6 +49,8 @@ pub enum MediaError {
     Gpt(#[from] GptError),
     #[error(transparent)]
     Variables(#[from] VariablesError),
+    #[error("full media directory {dir}: {why}")]
+    Payload { dir: PathBuf, why: String },
 }
 
 /// The Linux boot image and its command line as the user gave it.
@@ -67,6 +69,102 @@ impl BootImage {
             kernel: read_input(kernel)?,
             initrd: read_input(initrd)?,
             cmdline: cmdline.to_string(),
+        })
+    }
+}
+
+/// What full media carry besides the boot image (SPEC section 7): the policy the agent runs and
+/// the content it needs, as written by `netdeploy deployment export`. Boot media carry none.
+///
+/// On the media: `netdeploy/policy.json` and `netdeploy/content/<sha256>`. ISO 9660 level 2
+/// names stop at 30 characters, so on an ISO a content file is named by the first 30 hex
+/// digits of its SHA-256 (the agent looks for both names and verifies the whole hash).
+#[derive(Debug, Clone, Default)]
+pub struct Payload {
+    /// Paths under `netdeploy/`, in a stable order.
+    pub files: Vec<(String, Vec<u8>)>,
+}
+
+/// Length of a content file's name on an ISO.
+pub const ISO_CONTENT_NAME: usize = 30;
+
+impl Payload {
+    /// Reads a directory written by `netdeploy deployment export`: `policy.json` and
+    /// `content/<sha256>`; anything else there is refused, so nothing unexpected lands on media.
+    pub fn load(dir: &Path) -> Result<Payload, MediaError> {
+        let bad = |why: String| MediaError::Payload {
+            dir: dir.to_path_buf(),
+            why,
+        };
+        let policy = dir.join("policy.json");
+        let text = read_input(&policy)?;
+        let json: serde_json::Value = serde_json::from_slice(&text)
+            .map_err(|e| bad(format!("policy.json is not JSON: {e}")))?;
+        if json.get("action").and_then(|a| a.as_str()) != Some("run") {
+            return Err(bad("policy.json is not a task sequence to run \
+                 (write it with netdeploy deployment export)"
+                .into()));
+        }
+        let mut files = vec![("policy.json".to_string(), text)];
+        let content = dir.join("content");
+        let mut names = Vec::new();
+        if content.exists() {
+            let entries = std::fs::read_dir(&content).map_err(|source| MediaError::Read {
+                path: content.clone(),
+                source,
+            })?;
+            for e in entries {
+                let e = e.map_err(|source| MediaError::Read {
+                    path: content.clone(),
+                    source,
+                })?;
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.len() != 64 || !name.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(bad(format!(
+                        "content/{name} is not named by a SHA-256 (64 hex digits)"
+                    )));
+                }
+                names.push(name.to_ascii_lowercase());
+            }
+        }
+        for top in std::fs::read_dir(dir).map_err(|source| MediaError::Read {
+            path: dir.to_path_buf(),
+            source,
+        })? {
+            let name = top
+                .map_err(|source| MediaError::Read {
+                    path: dir.to_path_buf(),
+                    source,
+                })?
+                .file_name();
+            if name != "policy.json" && name != "content" {
+                return Err(bad(format!(
+                    "{} does not belong there: only policy.json and content/",
+                    name.to_string_lossy()
+                )));
+            }
+        }
+        names.sort();
+        for name in names {
+            let bytes = read_input(&content.join(&name))?;
+            files.push((format!("content/{name}"), bytes));
+        }
+        Ok(Payload { files })
+    }
+
+    /// True for full media.
+    pub fn is_full(&self) -> bool {
+        !self.files.is_empty()
+    }
+
+    /// The payload's files under `netdeploy/`, content names cut to `name_len` characters.
+    fn entries(&self, name_len: usize) -> impl Iterator<Item = (String, Vec<u8>)> + '_ {
+        self.files.iter().map(move |(name, bytes)| {
+            let name = match name.strip_prefix("content/") {
+                Some(hash) => format!("content/{}", &hash[..name_len.min(hash.len())]),
+                None => name.clone(),
+            };
+            (format!("netdeploy/{name}"), bytes.clone())
         })
     }
 }
@@ -94,14 +192,19 @@ pub fn kernel_cmdline(user: &str) -> String {
 
 /// Hash of everything that goes into the media: the seed of volume ids, disk signatures and
 /// GUIDs, which must be stable across builds and differ between media.
-fn seed(boot: &BootImage, variables: &str, t: &Timestamp) -> [u8; 32] {
+fn seed(boot: &BootImage, variables: &str, payload: &Payload, t: &Timestamp) -> [u8; 32] {
     let mut h = Sha256::new();
-    for part in [
+    let parts = [
         &boot.kernel[..],
         &boot.initrd[..],
         boot.cmdline.as_bytes(),
         variables.as_bytes(),
-    ] {
+    ];
+    let payload = payload
+        .files
+        .iter()
+        .flat_map(|(name, bytes)| [name.as_bytes(), &bytes[..]]);
+    for part in parts.into_iter().chain(payload) {
         h.update((part.len() as u64).to_le_bytes());
         h.update(part);
     }
@@ -115,6 +218,7 @@ fn esp_image(
     boot: &BootImage,
     efi: &EfiLoader,
     variables: &str,
+    payload: Option<&Payload>,
     t: Timestamp,
     kind: FatKind,
     seed: &[u8; 32],
@@ -123,6 +227,23 @@ fn esp_image(
         "title netdeploy\nlinux /netdeploy/vmlinuz\ninitrd /netdeploy/initrd.img\noptions {}\n",
         kernel_cmdline(&boot.cmdline)
     );
+    let mut files = vec![
+        ("EFI/BOOT/BOOTX64.EFI".into(), efi.bootx64_efi.clone()),
+        (
+            "loader/loader.conf".into(),
+            b"default netdeploy.conf\ntimeout 0\n".to_vec(),
+        ),
+        ("loader/entries/netdeploy.conf".into(), entry.into_bytes()),
+        ("netdeploy/vmlinuz".into(), boot.kernel.clone()),
+        ("netdeploy/initrd.img".into(), boot.initrd.clone()),
+        ("netdeploy/variables".into(), variables.as_bytes().to_vec()),
+    ];
+    if let Some(p) = payload {
+        for (name, bytes) in p.entries(64) {
+            fat::check_file_size(&name, bytes.len() as u64)?;
+            files.push((name, bytes));
+        }
+    }
     let spec = FatSpec {
         label: MEDIA_LABEL.into(),
         volume_id: u32::from_le_bytes([seed[0], seed[1], seed[2], seed[3]]),
@@ -133,17 +254,7 @@ fn esp_image(
         } else {
             0
         },
-        files: vec![
-            ("EFI/BOOT/BOOTX64.EFI".into(), efi.bootx64_efi.clone()),
-            (
-                "loader/loader.conf".into(),
-                b"default netdeploy.conf\ntimeout 0\n".to_vec(),
-            ),
-            ("loader/entries/netdeploy.conf".into(), entry.into_bytes()),
-            ("netdeploy/vmlinuz".into(), boot.kernel.clone()),
-            ("netdeploy/initrd.img".into(), boot.initrd.clone()),
-            ("netdeploy/variables".into(), variables.as_bytes().to_vec()),
-        ],
+        files,
     };
     Ok(fat::write_image(&spec)?)
 }
@@ -163,12 +274,14 @@ fn isolinux_cfg(cmdline: &str) -> String {
 pub fn build_iso(
     boot: &BootImage,
     variables: &str,
+    payload: &Payload,
     bios: &BiosLoader,
     efi: &EfiLoader,
     t: Timestamp,
 ) -> Result<Vec<u8>, MediaError> {
-    let seed = seed(boot, variables, &t);
-    let esp = esp_image(boot, efi, variables, t, FatKind::Fat16, &seed)?;
+    let seed = seed(boot, variables, payload, &t);
+    // The system partition only starts the kernel; the initramfs reads the ISO 9660 tree.
+    let esp = esp_image(boot, efi, variables, None, t, FatKind::Fat16, &seed)?;
     let mut files = std::collections::BTreeMap::new();
     files.insert(
         "isolinux/isolinux.bin".to_string(),
@@ -186,6 +299,7 @@ pub fn build_iso(
         "netdeploy/variables".to_string(),
         variables.as_bytes().to_vec(),
     );
+    files.extend(payload.entries(ISO_CONTENT_NAME));
     let spec = IsoSpec {
         volume_id: MEDIA_LABEL.into(),
         files,
@@ -214,11 +328,20 @@ pub fn build_iso(
 pub fn build_usb(
     boot: &BootImage,
     variables: &str,
+    payload: &Payload,
     efi: &EfiLoader,
     t: Timestamp,
 ) -> Result<Vec<u8>, MediaError> {
-    let seed = seed(boot, variables, &t);
-    let esp = esp_image(boot, efi, variables, t, FatKind::Fat32, &seed)?;
+    let seed = seed(boot, variables, payload, &t);
+    let esp = esp_image(
+        boot,
+        efi,
+        variables,
+        Some(payload),
+        t,
+        FatKind::Fat32,
+        &seed,
+    )?;
     Ok(usb::write_disk(&esp, &seed)?)
 }
 
@@ -241,5 +364,46 @@ mod tests {
         assert!(c.contains("LINUX /boot/vmlinuz\n"));
         assert!(c.contains("INITRD /boot/initrd.img\n"));
         assert!(c.contains("APPEND console=ttyS0 netdeploy.vars=/netdeploy/variables\n"));
+    }
+
+    #[test]
+    fn a_full_media_directory_loads_and_iso_names_fit_level_two() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("policy.json"),
+            br#"{"action":"run","steps":[]}"#,
+        )
+        .unwrap();
+        std::fs::create_dir(dir.path().join("content")).unwrap();
+        let sha = "ab".repeat(32);
+        std::fs::write(dir.path().join("content").join(&sha), b"bytes").unwrap();
+        let p = Payload::load(dir.path()).unwrap();
+        assert!(p.is_full());
+        let iso: Vec<String> = p.entries(ISO_CONTENT_NAME).map(|(n, _)| n).collect();
+        assert_eq!(
+            iso,
+            [
+                "netdeploy/policy.json".to_string(),
+                format!("netdeploy/content/{}", &sha[..30])
+            ]
+        );
+        let fat: Vec<String> = p.entries(64).map(|(n, _)| n).collect();
+        assert_eq!(fat[1], format!("netdeploy/content/{sha}"));
+
+        std::fs::write(dir.path().join("notes.txt"), b"x").unwrap();
+        let err = Payload::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("notes.txt does not belong there"), "{err}");
+    }
+
+    #[test]
+    fn a_policy_that_runs_nothing_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("policy.json"),
+            br#"{"action":"none","reason":"x"}"#,
+        )
+        .unwrap();
+        let err = Payload::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("not a task sequence to run"), "{err}");
     }
 }

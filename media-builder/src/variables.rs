@@ -95,9 +95,12 @@ fn check(field: &'static str, v: &str) -> Result<(), VariablesError> {
 impl Variables {
     /// The file's text, CRLF line ends like the Windows PE variables file.
     pub fn render(&self) -> Result<String, VariablesError> {
-        check("server URL", &self.server_url)?;
         let mut s = String::from("[netdeploy]\r\n");
-        s += &format!("SMSTSServerURL={}\r\n", self.server_url);
+        // Full media run with no server; a server URL there is where status goes when reachable.
+        if !(self.server_url.is_empty() && self.media_type == MediaType::FullMedia) {
+            check("server URL", &self.server_url)?;
+            s += &format!("SMSTSServerURL={}\r\n", self.server_url);
+        }
         s += &format!("SMSTSMediaType={}\r\n", self.media_type.as_str());
         if let Some(id) = &self.preferred_advert_id {
             check("preferred deployment", id)?;
@@ -135,7 +138,7 @@ impl Variables {
                 _ => {}
             }
         }
-        (!v.server_url.is_empty()).then_some(v)
+        (!v.server_url.is_empty() || v.media_type == MediaType::FullMedia).then_some(v)
     }
 }
 
@@ -185,6 +188,24 @@ mod tests {
         assert!(verify_password("secret", &h));
         assert!(!verify_password("Secret", &h));
         assert_ne!(h, hash_password("secret", &[0xAB, 0xCE]));
+    }
+
+    #[test]
+    fn full_media_need_no_server() {
+        let v = Variables {
+            server_url: String::new(),
+            media_type: MediaType::FullMedia,
+            preferred_advert_id: None,
+            password_hash: None,
+        };
+        let text = v.render().unwrap();
+        assert_eq!(text, "[netdeploy]\r\nSMSTSMediaType=FullMedia\r\n");
+        assert_eq!(Variables::parse(&text).unwrap(), v);
+        let boot = Variables {
+            media_type: MediaType::BootMedia,
+            ..v
+        };
+        assert!(boot.render().is_err());
     }
 
     #[test]

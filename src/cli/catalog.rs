@@ -273,6 +273,17 @@ pub enum DeploymentCommand {
         #[arg(long)]
         site_code: Option<String>,
     },
+    /// Write what full boot media carry for a deployment into a directory: `policy.json` (the
+    /// task sequence's policy, as a machine would receive it) and `content/<sha256>` (every file
+    /// of its packages, checked against its hash while copied). Then
+    /// `netdeploy media build --full DIR ...` puts them on media that run with no server.
+    Export {
+        /// The deployment, e.g. LAB00003.
+        id: String,
+        /// Directory to write (created; must be empty if it exists).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// The collections a high-risk deployment may target: those over default_size are hidden
     /// unless --show-up-to-max.
     Collections {
@@ -619,6 +630,81 @@ pub fn boot_image(dd: &DataDir, cmd: BootImageCommand) -> anyhow::Result<()> {
     }
 }
 
+/// `netdeploy deployment export`: the policy and content of full media.
+fn export(dd: &DataDir, catalog: &Catalog, id: &str, out: &Path) -> anyhow::Result<()> {
+    use sha2::{Digest, Sha256};
+    use std::io::{Read, Write};
+
+    let id: DeploymentId = id.parse()?;
+    let policy = netdeploy::policy::full_media(&id, catalog, "http://netdeploy.invalid")?;
+    let netdeploy::policy::Policy::Run { packages, .. } = &policy else {
+        unreachable!("full_media builds a run policy");
+    };
+    if out.exists() && std::fs::read_dir(out)?.next().is_some() {
+        bail!(
+            "{} is not empty: give a new or empty directory",
+            out.display()
+        );
+    }
+    let content = out.join("content");
+    std::fs::create_dir_all(&content).with_context(|| format!("creating {}", content.display()))?;
+    let lib = Library::new(&dd.data_dir);
+    let mut total = 0u64;
+    let mut done = std::collections::BTreeSet::new();
+    for (package, files) in packages {
+        for f in files {
+            if !done.insert(f.sha256.clone()) {
+                continue;
+            }
+            let from = lib.path_of(&f.sha256)?;
+            let mut src = std::fs::File::open(&from).with_context(|| {
+                format!(
+                    "package {package}: {} (sha256 {}) is not in the content library {}",
+                    f.path,
+                    f.sha256,
+                    from.display()
+                )
+            })?;
+            let to = content.join(&f.sha256);
+            let mut dst =
+                std::fs::File::create(&to).with_context(|| format!("creating {}", to.display()))?;
+            let mut h = Sha256::new();
+            let mut buf = vec![0u8; 1 << 20];
+            let mut n = 0u64;
+            loop {
+                let k = src.read(&mut buf)?;
+                if k == 0 {
+                    break;
+                }
+                h.update(&buf[..k]);
+                dst.write_all(&buf[..k])?;
+                n += k as u64;
+            }
+            dst.sync_all()?;
+            let got = netdeploy::content::hex(&h.finalize());
+            if got != f.sha256 || n != f.size {
+                let _ = std::fs::remove_file(&to);
+                bail!(
+                    "package {package}: {} in the content library has changed (sha256 {got}, \
+                     {n} bytes; the package says {}, {} bytes): run site apply again",
+                    f.path,
+                    f.sha256,
+                    f.size
+                );
+            }
+            total += n;
+        }
+    }
+    let json = serde_json::to_vec(&policy)?;
+    std::fs::write(out.join("policy.json"), json)?;
+    println!(
+        "deployment {id}: policy.json and {} content files ({total} bytes) in {}",
+        done.len(),
+        out.display()
+    );
+    Ok(())
+}
+
 pub fn deployment(
     dd: &DataDir,
     config: Option<&netdeploy::config::Config>,
@@ -628,6 +714,7 @@ pub fn deployment(
     let (catalog, settings) = stored::load(&store)?;
     match cmd {
         DeploymentCommand::Object(o) => object(&store, Kind::Deployment, o),
+        DeploymentCommand::Export { id, out } => export(dd, &catalog, &id, &out),
         DeploymentCommand::Collections { show_up_to_max } => {
             for c in checks::collections_for_high_risk(&catalog, &settings.checks(), show_up_to_max)
             {

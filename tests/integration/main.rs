@@ -11,6 +11,7 @@ mod dhcp_clients;
 mod harness;
 mod http;
 mod lab;
+mod media_qemu;
 mod monitoring;
 mod pcap;
 mod pxe_qemu;

@@ -1,0 +1,281 @@
+//! Boot media end to end (SPEC section 7), in QEMU: media built by `netdeploy media build` boot
+//! a machine whose firmware does not PXE-boot, and the agent on them runs the task sequence.
+//!
+//! - Unattended boot media naming a hidden deployment: the machine boots the ISO, asks the
+//!   server in `media` context, runs that deployment with no key press, and the server records
+//!   success.
+//! - Full media, ISO under SeaBIOS and USB image under OVMF: no network device at all; the
+//!   agent runs the exported task sequence from the media and the disk ends with the image.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::harness::{cli, cli_ok, Server};
+use crate::lab::{boot_image, repo, vm_turn, Lab};
+
+const MAC: &str = "52:54:00:0d:08:01";
+
+fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    netdeploy::content::hex(&sha2::Sha256::digest(bytes))
+}
+
+/// A random-looking image of `mib` MiB, the same on every run.
+fn image(mib: usize) -> Vec<u8> {
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    (0..mib * 1024 * 1024)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// A site with one machine, a disk-image package and two deployments of it: LAB00001 hidden
+/// and available (only a preferred id on media reaches it), LAB00002 what full media carry.
+fn site(dir: &Path, image: &[u8]) -> PathBuf {
+    let (kernel, initrd) = boot_image();
+    let pkg = dir.join("disk");
+    std::fs::create_dir_all(&pkg).unwrap();
+    std::fs::write(pkg.join("disk.img"), image).unwrap();
+    let text = format!(
+        r#"site_code = "LAB"
+[[device]]
+name = "pc1"
+macs = ["{MAC}"]
+[[collection]]
+id = "lab"
+members = ["pc1"]
+[[boot_image]]
+id = "linux-x64"
+arch = "x64"
+kernel = {kernel:?}
+initrd = {initrd:?}
+cmdline = "console=ttyS0 quiet"
+[[package]]
+id = "disk"
+from = {pkg:?}
+[[task_sequence]]
+id = "hello"
+name = "Say hello from the media"
+boot_image = "linux-x64"
+steps = [
+  {{ name = "hello", action = "run_command", command = "echo hello from boot media" }},
+  {{ name = "done", action = "poweroff" }},
+]
+[[task_sequence]]
+id = "image"
+name = "Apply the lab disk image"
+boot_image = "linux-x64"
+steps = [
+  {{ name = "write the disk", action = "apply_image", package = "disk", file = "disk.img", target = "/dev/vda" }},
+  {{ name = "done", action = "poweroff" }},
+]
+[[deployment]]
+id = "LAB00001"
+task_sequence = "hello"
+collection = "lab"
+purpose = "available"
+available_to = "media_pxe_hidden"
+[[deployment]]
+id = "LAB00002"
+task_sequence = "image"
+collection = "lab"
+purpose = "available"
+available_to = "media_pxe"
+accept_high_risk = true
+"#,
+        kernel = kernel.display().to_string(),
+        initrd = initrd.display().to_string(),
+        pkg = pkg.display().to_string(),
+    );
+    let path = dir.join("site.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `netdeploy media build` with the test boot image.
+fn build_media(data: &Path, output: &Path, extra: &[&str]) {
+    let (kernel, initrd) = boot_image();
+    let mut args = vec![
+        "media",
+        "build",
+        "--kernel",
+        kernel.to_str().unwrap(),
+        "--initrd",
+        initrd.to_str().unwrap(),
+        "--cmdline",
+        "console=ttyS0 quiet",
+        "--output",
+        output.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let (ok, out) = cli(data, &args);
+    assert!(ok, "netdeploy media build failed:\n{out}");
+}
+
+/// Boots a machine with no network device; returns (success, serial log, boot-vm.sh output).
+fn boot_offline(firmware: &str, dir: &Path, media: &[&str], disk: &Path) -> (bool, String, String) {
+    let _turn = vm_turn();
+    let serial = dir.join(format!("serial-{firmware}.log"));
+    let out = Command::new(repo().join("lab/boot-vm.sh"))
+        .args(["--no-net", "--firmware", firmware, "--serial-log"])
+        .arg(&serial)
+        .args(["--timeout", "300", "--expect", "NETDEPLOY-AGENT-RESULT"])
+        .args(media)
+        .arg("--disk")
+        .arg(disk)
+        .output()
+        .expect("run lab/boot-vm.sh");
+    let log = std::fs::read_to_string(&serial).unwrap_or_default();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), log, report)
+}
+
+#[test]
+fn unattended_boot_media_run_a_hidden_deployment_and_the_server_records_success() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let site = site(dir.path(), &image(1));
+    cli_ok(&data, &["site", "apply", site.to_str().unwrap()]);
+    let iso = dir.path().join("boot.iso");
+    build_media(
+        &data,
+        &iso,
+        &[
+            "--server-url",
+            "http://10.77.0.1:8080",
+            "--preferred-deployment",
+            "LAB00001",
+        ],
+    );
+    let config = format!(
+        "[server]\ninterfaces = [\"ndbr0\"]\ndata_dir = {:?}\n[dhcp]\nmode = \"dhcp\"\nrange = [\"10.77.0.100\", \"10.77.0.199\"]\n[tftp]\nroot = \"/usr/lib/ipxe\"\n",
+        data.display().to_string()
+    );
+    let lab = Lab::up();
+    let server = Server::start_in(dir.path(), &config, &lab.exec_prefix());
+    let (ok, serial, report) = lab.boot_vm_timeout(
+        "bios",
+        MAC,
+        "tap0",
+        dir.path(),
+        &[
+            "--no-pxe",
+            "--cdrom",
+            iso.to_str().unwrap(),
+            "--expect",
+            "NETDEPLOY-AGENT-RESULT",
+        ],
+        300,
+    );
+    assert!(ok, "{report}\n{serial}\n{}", server.log());
+    assert!(
+        serial.contains("context=media deployment=LAB00001"),
+        "the agent did not take the media's preferred deployment:\n{serial}"
+    );
+    assert!(serial.contains("hello from boot media"), "{serial}");
+    assert!(
+        serial.contains("NETDEPLOY-AGENT-RESULT success deployment=LAB00001"),
+        "{serial}"
+    );
+    server
+        .wait_for_log(
+            &["policy served", "context=media", "run LAB00001"],
+            Duration::from_secs(5),
+        )
+        .expect("the server logs the media policy");
+    let status: serde_json::Value =
+        serde_json::from_str(&cli_ok(&data, &["status", "--json"])).unwrap();
+    let d = status["deployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["deployment"] == "LAB00001")
+        .unwrap_or_else(|| panic!("{status}"));
+    assert_eq!(d["counts"]["compliant"], 1, "{status}");
+    // Nothing went through PXE: the firmware booted the CD.
+    assert!(!server.log().contains("PXE boot reply"), "{}", server.log());
+}
+
+/// Exports LAB00002 and builds full media of it in `format`.
+fn full_media(dir: &Path, format: &str, image: &[u8]) -> PathBuf {
+    let data = dir.join("data");
+    let site = site(dir, image);
+    cli_ok(&data, &["site", "apply", site.to_str().unwrap()]);
+    let export = dir.join("export");
+    let out = cli_ok(
+        &data,
+        &[
+            "deployment",
+            "export",
+            "LAB00002",
+            "--out",
+            export.to_str().unwrap(),
+        ],
+    );
+    assert!(out.contains("1 content files"), "{out}");
+    let media = dir.join(format!("full.{format}"));
+    build_media(
+        &data,
+        &media,
+        &["--full", export.to_str().unwrap(), "--format", format],
+    );
+    media
+}
+
+fn assert_disk_holds(disk: &Path, image: &[u8]) {
+    // Give the guest a moment to power off and QEMU to flush the disk file.
+    std::thread::sleep(Duration::from_secs(1));
+    let written = std::fs::read(disk).unwrap();
+    assert_eq!(
+        sha256(&written[..image.len()]),
+        sha256(image),
+        "the disk does not hold the image"
+    );
+}
+
+#[test]
+fn full_media_iso_runs_its_task_sequence_with_no_network_under_seabios() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = image(4);
+    let iso = full_media(dir.path(), "iso", &img);
+    let disk = dir.path().join("vda.img");
+    std::fs::write(&disk, vec![0u8; 5 << 20]).unwrap();
+    let (ok, serial, report) = boot_offline(
+        "bios",
+        dir.path(),
+        &["--cdrom", iso.to_str().unwrap()],
+        &disk,
+    );
+    assert!(ok, "{report}\n{serial}");
+    assert!(
+        serial.contains("NETDEPLOY-AGENT-RESULT success deployment=LAB00002"),
+        "{serial}"
+    );
+    assert_disk_holds(&disk, &img);
+}
+
+#[test]
+fn full_media_usb_image_runs_its_task_sequence_with_no_network_under_ovmf() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = image(4);
+    let usb = full_media(dir.path(), "usb", &img);
+    let disk = dir.path().join("vda.img");
+    std::fs::write(&disk, vec![0u8; 5 << 20]).unwrap();
+    let (ok, serial, report) =
+        boot_offline("uefi", dir.path(), &["--usb", usb.to_str().unwrap()], &disk);
+    assert!(ok, "{report}\n{serial}");
+    assert!(
+        serial.contains("NETDEPLOY-AGENT-RESULT success deployment=LAB00002"),
+        "{serial}"
+    );
+    assert_disk_holds(&disk, &img);
+}
