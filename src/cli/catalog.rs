@@ -159,10 +159,15 @@ pub enum BootImageCommand {
 #[derive(Debug, Subcommand)]
 pub enum PackageCommand {
     /// Import a directory as a package: every file is hashed (SHA-256) once and stored once in
-    /// the content library.
+    /// the content library (`netdeploy package add ID --from DIR`).
+    #[command(visible_alias = "add")]
     Create {
-        #[arg(long)]
-        id: String,
+        /// The package id.
+        #[arg(value_name = "ID", required_unless_present = "id_flag")]
+        id: Option<String>,
+        /// The package id, as an option.
+        #[arg(long = "id", hide = true, conflicts_with = "id")]
+        id_flag: Option<String>,
         /// The directory whose files make up the package.
         #[arg(long)]
         from: PathBuf,
@@ -914,24 +919,26 @@ pub fn package(dd: &DataDir, cmd: PackageCommand) -> anyhow::Result<()> {
         PackageCommand::Object(o) => object(&store, Kind::Package, o),
         PackageCommand::Create {
             id,
+            id_flag,
             from,
             package_version: version,
             package_share,
         } => {
+            let id = id.or(id_flag).expect("clap requires one of them");
             let lib = Library::new(&dd.data_dir);
             let sources = site::package_files(&from)
                 .with_context(|| format!("cannot read {}", from.display()))?;
             let total: u64 = sources.iter().map(|(_, _, n)| n).sum();
-            let mut done = 0u64;
+            let mut bar = ImportProgress::new(&id, total);
             let mut files = Vec::new();
             for (rel, path, size) in sources {
-                files.push(lib.import(&path, &rel)?);
-                done += size;
-                if let Some(pct) = (done * 100).checked_div(total) {
-                    eprint!("\rimporting {id}: {pct:>3}% ({done} of {total} bytes)");
-                }
+                let base = bar.done;
+                files.push(
+                    lib.import_with_progress(&path, &rel, &mut |n| bar.show(base + n, false))?,
+                );
+                bar.show(base + size, false);
             }
-            eprintln!();
+            bar.show(total, true);
             let n = files.len();
             let p = Package {
                 id: id.clone(),
@@ -942,6 +949,59 @@ pub fn package(dd: &DataDir, cmd: PackageCommand) -> anyhow::Result<()> {
             store.put("package", &id, &p, now())?;
             println!("package {id} saved ({n} files, {total} bytes)");
             Ok(())
+        }
+    }
+}
+
+/// The import progress bar on stderr: redrawn at most 5 times a second on a terminal, one
+/// final line otherwise (a log file gets no carriage returns).
+struct ImportProgress<'a> {
+    id: &'a str,
+    total: u64,
+    done: u64,
+    started: std::time::Instant,
+    last: Option<std::time::Instant>,
+    tty: bool,
+}
+
+impl<'a> ImportProgress<'a> {
+    fn new(id: &'a str, total: u64) -> Self {
+        use std::io::IsTerminal;
+        ImportProgress {
+            id,
+            total,
+            done: 0,
+            started: std::time::Instant::now(),
+            last: None,
+            tty: std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn show(&mut self, done: u64, last: bool) {
+        self.done = done;
+        let due = self
+            .last
+            .is_none_or(|t| t.elapsed() >= std::time::Duration::from_millis(200));
+        if !(last || self.tty && due) {
+            return;
+        }
+        self.last = Some(std::time::Instant::now());
+        let secs = self.started.elapsed().as_secs_f64().max(1e-3);
+        let pct = (done * 100).checked_div(self.total).unwrap_or(100);
+        let filled = (pct as usize * 30) / 100;
+        let line = format!(
+            "importing {}: [{}{}] {pct:>3}% {:.1}/{:.1} MiB, {:.0} MiB/s",
+            self.id,
+            "=".repeat(filled),
+            " ".repeat(30 - filled),
+            done as f64 / 1048576.0,
+            self.total as f64 / 1048576.0,
+            done as f64 / 1048576.0 / secs
+        );
+        match (self.tty, last) {
+            (true, false) => eprint!("\r{line}"),
+            (true, true) => eprintln!("\r{line}"),
+            (false, _) => eprintln!("{line}"),
         }
     }
 }

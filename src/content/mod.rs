@@ -93,6 +93,16 @@ impl Library {
     /// Hashes `source` while copying it into the library; an identical file already there is
     /// kept and the copy discarded. `path` is the name the file has inside its package.
     pub fn import(&self, source: &Path, path: &str) -> Result<ContentFile, ContentError> {
+        self.import_with_progress(source, path, &mut |_| {})
+    }
+
+    /// [`Library::import`], calling `progress` with the bytes read so far after every read.
+    pub fn import_with_progress(
+        &self,
+        source: &Path,
+        path: &str,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<ContentFile, ContentError> {
         let read_err = |e| ContentError::Read {
             path: source.to_owned(),
             source: e,
@@ -117,6 +127,7 @@ impl Library {
             hasher.update(&buf[..n]);
             out.write_all(&buf[..n]).map_err(write_err(&tmp))?;
             size += n as u64;
+            progress(size);
         }
         out.sync_all().map_err(write_err(&tmp))?;
         drop(out);
