@@ -10,6 +10,7 @@ use crate::console::{self, say};
 use crate::download::Backoff;
 use crate::http::{self, Client, Url};
 use crate::identity;
+use crate::media_password::prompt;
 use crate::plan::{self, Plan};
 use crate::policy::{self, ContentOption, Policy, RunPolicy};
 use crate::power;
@@ -35,6 +36,20 @@ pub fn run(flags: &RunFlags) -> i32 {
         }
     };
     say(format!("configuration: {}", config.sources.join(", ")));
+    // SPEC section 7: a protected medium does nothing, not even ask a server, until the
+    // password is given.
+    if let Some(stored) = &config.media_password {
+        say("this medium is protected by a password");
+        if let Err(e) = prompt::ask_on_console(stored) {
+            let reason = e.to_string();
+            say(&reason);
+            println!(
+                "{}",
+                console::failure_line(config.deployment.as_deref().unwrap_or(""), "", &reason)
+            );
+            return 1;
+        }
+    }
     let id = identity::read(&config.root);
     let mac = config
         .mac

@@ -20,6 +20,7 @@ pub mod download;
 pub mod hash;
 pub mod http;
 pub mod identity;
+pub mod media_password;
 pub mod plan;
 pub mod policy;
 pub mod power;

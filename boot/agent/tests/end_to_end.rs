@@ -7,8 +7,9 @@
 mod fake_server;
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 
 use fake_server::{range_reply, FakeServer, Reply};
@@ -148,6 +149,32 @@ fn agent(root: &Path, extra: &[&str]) -> Output {
         .args(extra)
         .output()
         .unwrap()
+}
+
+/// The agent with `input` typed on its console (stdin).
+fn agent_typing(root: &Path, extra: &[&str], input: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_netdeploy-agent"))
+        .arg("--root")
+        .arg(root)
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The agent may stop reading early; a broken pipe then is expected.
+    let _ = child.stdin.take().unwrap().write_all(input.as_bytes());
+    child.wait_with_output().unwrap()
+}
+
+/// `SMSTSMediaPassword` as the media builder writes it.
+fn stored_password(password: &str) -> String {
+    let salt = b"netdeploy-salt-1";
+    let hex: String = salt.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "sha256${hex}${}",
+        sha(&[&salt[..], password.as_bytes()].concat())
+    )
 }
 
 fn text(o: &Output) -> (String, String) {
@@ -443,4 +470,73 @@ fn verify_checks_a_file_and_prints_the_rate() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
+}
+
+#[test]
+fn a_protected_medium_asks_for_its_password_before_asking_the_server() {
+    let lab = Lab::start();
+    lab.set_policy(json!({"action": "none", "reason": "nothing (rule 8)"}));
+    let root = lab.machine("console=ttyS0 netdeploy.vars=/netdeploy/variables");
+    std::fs::create_dir_all(root.join("netdeploy")).unwrap();
+    std::fs::write(
+        root.join("netdeploy/variables"),
+        format!(
+            "[netdeploy]\r\nSMSTSServerURL={}\r\nSMSTSMediaType=BootMedia\r\n\
+             SMSTSPreferredAdvertID=LAB00002\r\nSMSTSMediaPassword={}\r\n",
+            lab.base(),
+            stored_password("open sesame")
+        ),
+    )
+    .unwrap();
+
+    let o = agent_typing(
+        &root,
+        &[],
+        "guess\nopen sesame \nOpen sesame\nopen sesame\n",
+    );
+    let (stdout, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stdout,
+        "NETDEPLOY-AGENT-RESULT failure deployment=LAB00002 step=\"\" reason=\"wrong media password\"\n"
+    );
+    assert_eq!(
+        stderr.matches("netdeploy-agent: media password: ").count(),
+        3
+    );
+    assert!(lab.srv.requests().is_empty(), "nothing reaches the server");
+
+    let o = agent_typing(&root, &[], "guess\r\nopen sesame\r\n");
+    let (stdout, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stderr.contains("netdeploy-agent: wrong media password, 2 attempts left\n"));
+    assert!(stderr.contains("netdeploy-agent: media password accepted\n"));
+    assert!(stdout.contains("NETDEPLOY-AGENT-RESULT no-deployment"));
+    assert_eq!(lab.kinds(), ["no-deployment"]);
+}
+
+#[test]
+fn a_malformed_media_password_is_a_configuration_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let vars = dir.path().join("variables");
+    std::fs::write(
+        &vars,
+        "[netdeploy]\r\nSMSTSMediaType=FullMedia\r\nSMSTSMediaPassword=plain-text\r\n",
+    )
+    .unwrap();
+    let o = agent_typing(
+        dir.path(),
+        &["--vars", vars.to_str().unwrap()],
+        "plain-text\n",
+    );
+    let (stdout, _) = text(&o);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout.starts_with(&format!(
+            "NETDEPLOY-AGENT-RESULT failure deployment=none step=\"\" reason=\"configuration: \
+             SMSTSMediaPassword in {}: expected sha256$",
+            vars.display()
+        )),
+        "{stdout}"
+    );
 }
