@@ -17,6 +17,7 @@ pub mod command;
 pub mod config;
 pub mod console;
 pub mod download;
+pub mod full_media;
 pub mod hash;
 pub mod http;
 pub mod identity;
