@@ -29,7 +29,7 @@ set -euo pipefail
 PROG="$(basename "$0")"
 SRC_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_DIR="$(cd "$SRC_DIR/../.." && pwd)"
-INITRD_VERSION=2
+INITRD_VERSION=3
 INPUTS=("$SRC_DIR/build.sh" "$SRC_DIR/init" "$SRC_DIR/udhcpc.script")
 # Its own target dir: the static flags must not rebuild the workspace's release build.
 AGENT_TARGET_DIR="$REPO_DIR/target/linux-image-agent"

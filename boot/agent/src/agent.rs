@@ -1,5 +1,5 @@
-//! One run of the agent, end to end: configuration, identity, policy, steps, status, and the
-//! power action of the last step.
+//! One run of the agent, end to end: configuration, media password, identity, policy (from
+//! the server, or from a full media), steps, status, and the power action of the last step.
 
 use std::io::Write;
 use std::time::Instant;
@@ -8,13 +8,15 @@ use crate::cli::RunFlags;
 use crate::config::{self, Config, MediaType};
 use crate::console::{self, say};
 use crate::download::Backoff;
+use crate::full_media::{self, Layout};
 use crate::http::{self, Client, Url};
 use crate::identity;
-use crate::plan::{self, Plan};
+use crate::media_password::prompt;
+use crate::plan::{self, ContentFrom, Plan};
 use crate::policy::{self, ContentOption, Policy, RunPolicy};
 use crate::power;
 use crate::sequence::{Runner, StepFailure};
-use crate::status::{Reporter, StatusMessage};
+use crate::status::{self, Reporter, StatusMessage};
 
 /// Largest policy accepted.
 const MAX_POLICY: usize = 16 << 20;
@@ -35,6 +37,20 @@ pub fn run(flags: &RunFlags) -> i32 {
         }
     };
     say(format!("configuration: {}", config.sources.join(", ")));
+    // SPEC section 7: a protected medium does nothing, not even ask a server, until the
+    // password is given.
+    if let Some(stored) = &config.media_password {
+        say("this medium is protected by a password");
+        if let Err(e) = prompt::ask_on_console(stored) {
+            let reason = e.to_string();
+            say(&reason);
+            println!(
+                "{}",
+                console::failure_line(config.deployment.as_deref().unwrap_or(""), "", &reason)
+            );
+            return 1;
+        }
+    }
     let id = identity::read(&config.root);
     let mac = config
         .mac
@@ -58,13 +74,12 @@ pub fn run(flags: &RunFlags) -> i32 {
     if !requested.is_empty() {
         reporter.set_deployment(&requested);
     }
+    if config.media_type == Some(MediaType::FullMedia) {
+        return run_full_media(&config, reporter, &requested);
+    }
     let Some(server) = config.server.clone() else {
-        let reason = if config.media_type == Some(MediaType::FullMedia) {
-            "full media (a task sequence without a server) is not supported in this version"
-        } else {
-            "no server: set netdeploy.server=URL on the kernel command line or SMSTSServerURL \
-             in the media variables file"
-        };
+        let reason = "no server: set netdeploy.server=URL on the kernel command line or \
+                      SMSTSServerURL in the media variables file";
         return failed(&reporter, &requested, None, &StepFailure::reason(reason));
     };
 
@@ -94,19 +109,10 @@ pub fn run(flags: &RunFlags) -> i32 {
     let backoff = Backoff::default();
     say(format!("asking {policy_url} for the policy"));
     match fetch_policy(&client, &policy_url, &backoff) {
-        Ok(Policy::Nothing { reason }) => {
-            say(format!("nothing is deployed to this machine: {reason}"));
-            reporter.send(StatusMessage {
-                kind: "no-deployment".into(),
-                reason: Some(reason.clone()),
-                ..StatusMessage::default()
-            });
-            println!("{}", console::no_deployment_line(&reason));
-            0
-        }
+        Ok(Policy::Nothing { reason }) => nothing_deployed(&reporter, &reason),
         Ok(Policy::Run(p)) => run_policy(
             &config,
-            &server,
+            &ContentFrom::Server(server),
             &client,
             backoff,
             &mut reporter,
@@ -117,9 +123,56 @@ pub fn run(flags: &RunFlags) -> i32 {
     }
 }
 
+/// SPEC section 7: the task sequence of a full media runs from the medium alone. Its policy
+/// and content sit next to the variables file ([`full_media`]); nothing is fetched from the
+/// network, and status messages reach the server only when it can be reached.
+fn run_full_media(config: &Config, reporter: Reporter, requested: &str) -> i32 {
+    let mut reporter = match &config.status_file {
+        Some(_) => reporter.echoing(),
+        None => reporter.with_fallback(config.under_root(status::MEDIA_STATUS_FILE)),
+    };
+    let Some(dir) = &config.media_dir else {
+        let reason = "full media: SMSTSMediaType=FullMedia, but no variables file names the \
+                      media directory";
+        return failed(&reporter, requested, None, &StepFailure::reason(reason));
+    };
+    let layout = Layout::of(dir);
+    say(format!(
+        "full media: task sequence from {}, content from {}, nothing from the network",
+        layout.policy.display(),
+        layout.content.display()
+    ));
+    say(reporter.describe());
+    match full_media::read_policy(&layout.policy, MAX_POLICY) {
+        Ok(Policy::Nothing { reason }) => nothing_deployed(&reporter, &reason),
+        Ok(Policy::Run(p)) => run_policy(
+            config,
+            &ContentFrom::Media(layout.content),
+            &Client::default(),
+            Backoff::default(),
+            &mut reporter,
+            requested,
+            p,
+        ),
+        Err(reason) => failed(&reporter, requested, None, &StepFailure::reason(reason)),
+    }
+}
+
+/// Reports that nothing is deployed; exit code 0.
+fn nothing_deployed(reporter: &Reporter, reason: &str) -> i32 {
+    say(format!("nothing is deployed to this machine: {reason}"));
+    reporter.send(StatusMessage {
+        kind: "no-deployment".into(),
+        reason: Some(reason.to_owned()),
+        ..StatusMessage::default()
+    });
+    println!("{}", console::no_deployment_line(reason));
+    0
+}
+
 fn run_policy(
     config: &Config,
-    server: &Url,
+    from: &ContentFrom,
     client: &Client,
     backoff: Backoff,
     reporter: &mut Reporter,
@@ -127,17 +180,27 @@ fn run_policy(
     p: RunPolicy,
 ) -> i32 {
     let id = p.deployment.id.clone();
+    let source = match from {
+        ContentFrom::Server(_) => "the server",
+        ContentFrom::Media(_) => "the media's policy",
+    };
     if !requested.is_empty() && requested != id {
         say(format!(
-            "the server chose deployment {id} rather than {requested}"
+            "{source} chose deployment {id} rather than {requested}"
         ));
     }
     reporter.set_deployment(&id);
     for w in &p.warnings {
-        say(format!("warning from the server: {w}"));
+        say(format!("warning from {source}: {w}"));
     }
-    if p.option == ContentOption::DirectAccess {
-        say("warning: direct_access: content is streamed from the server and its SHA-256 is NOT verified");
+    match (from, p.option) {
+        (ContentFrom::Server(_), ContentOption::DirectAccess) => say(
+            "warning: direct_access: content is streamed from the server and its SHA-256 is NOT verified",
+        ),
+        (ContentFrom::Media(_), ContentOption::DirectAccess) => {
+            say("direct_access on full media: content is read from the medium and verified")
+        }
+        _ => {}
     }
     say(format!(
         "deployment {id} \"{}\" (task sequence {}): {} steps, content option {}{}",
@@ -155,11 +218,19 @@ fn run_policy(
         kind: "started".into(),
         ..StatusMessage::default()
     });
-    let plan = match plan::plan(&p, server) {
+    let plan = match plan::plan(&p, from) {
         Ok(plan) => plan,
         Err(reason) => return failed(reporter, &id, None, &StepFailure::reason(reason)),
     };
-    let server_text = server.to_string();
+    // Commands see the server in NETDEPLOY_SERVER; a full media passes the one it names.
+    let server_text = match from {
+        ContentFrom::Server(server) => server.to_string(),
+        ContentFrom::Media(_) => config
+            .server
+            .as_ref()
+            .map(Url::to_string)
+            .unwrap_or_default(),
+    };
     let mut runner = Runner::new(
         client.clone(),
         backoff,
@@ -178,8 +249,12 @@ fn run_policy(
 fn run_plan(plan: &Plan, runner: &mut Runner, reporter: &Reporter, id: &str) -> i32 {
     if !plan.predownload.is_empty() {
         let bytes: u64 = plan.predownload.iter().map(|f| f.size).sum();
+        let verb = match plan.predownload.first().map(|f| &f.origin) {
+            Some(plan::Origin::Media(_)) => "verifying",
+            _ => "fetching",
+        };
         say(format!(
-            "download_all: fetching {} files ({:.1} MiB) before the first step",
+            "download_all: {verb} {} files ({:.1} MiB) before the first step",
             plan.predownload.len(),
             bytes as f64 / (1024.0 * 1024.0)
         ));

@@ -8,12 +8,14 @@ pub const USAGE: &str = "\
 Usage: netdeploy-agent [run] [OPTIONS]
        netdeploy-agent verify FILE SHA256
 
-Runs the task sequence deployed to this machine: asks the netdeploy server for its policy,
-runs the steps, reports status, then powers off or reboots when the last step says so.
+Runs the task sequence deployed to this machine: asks the netdeploy server for its policy
+(full media: reads policy.json and content/<sha256> next to the variables file), runs the
+steps, reports status, then powers off or reboots when the last step says so.
 
 Configuration comes from the flags, else the kernel command line (netdeploy.server=,
 netdeploy.deployment=, netdeploy.mac=, netdeploy.context=, netdeploy.vars=), else the media
-variables file (SMSTSServerURL, SMSTSMediaType, SMSTSPreferredAdvertID).
+variables file (SMSTSServerURL, SMSTSMediaType, SMSTSPreferredAdvertID, SMSTSMediaPassword).
+With SMSTSMediaPassword the password is read from stdin first (three attempts).
 
 Options:
   --server URL          server URL, http://IP[:PORT]
@@ -24,7 +26,8 @@ Options:
   --vars FILE           media variables file (default /etc/netdeploy/variables if present)
   --root DIR            read /proc, /sys, /etc and keep downloads under DIR (tests);
                         power actions are then only printed
-  --status-file FILE    also append each status message to FILE as a JSON line
+  --status-file FILE    also append each status message to FILE as a JSON line (full media
+                        without a reachable server: instead of /var/lib/netdeploy/status.jsonl)
   -h, --help            this text
   -V, --version         the version
 

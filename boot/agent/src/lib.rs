@@ -1,8 +1,9 @@
 //! The task sequence agent of netdeploy's Linux boot environment (SPEC sections 3, 4, 6, 8).
 //!
 //! Started by the initramfs `/init` after PXE or boot media, it asks the server for this
-//! machine's policy, runs the deployment's steps, fetches and verifies content, reports
-//! status, and powers off or reboots when the last step says so.
+//! machine's policy (or reads a full media's, [`full_media`]), runs the deployment's steps,
+//! fetches and verifies content, reports status, and powers off or reboots when the last step
+//! says so. A protected medium first asks for its password ([`media_password`]).
 //!
 //! The logic is pure and tested without a network: [`config`] (kernel command line and
 //! media variables), [`policy`] and [`plan`] (from the server's JSON to checked steps),
@@ -17,9 +18,11 @@ pub mod command;
 pub mod config;
 pub mod console;
 pub mod download;
+pub mod full_media;
 pub mod hash;
 pub mod http;
 pub mod identity;
+pub mod media_password;
 pub mod plan;
 pub mod policy;
 pub mod power;

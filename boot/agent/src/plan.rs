@@ -2,6 +2,9 @@
 //! policy's packages, its fields checked, and the content to fetch before the first step
 //! (`download_all`). A step that cannot run becomes [`Op::Fail`] with the reason, so the
 //! steps before it still run and the failure is reported at the step, naming it.
+//!
+//! Content comes from the server, or from a full media's `content` directory, where each
+//! file is named by its SHA-256 (SPEC section 7) and the policy's URLs are ignored.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -71,6 +74,23 @@ pub struct PackageRef {
     pub files: Vec<FileRef>,
 }
 
+/// Where a task sequence's content comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContentFrom {
+    /// The server: file URLs without a host are relative to it.
+    Server(Url),
+    /// A full media's content directory, `<media>/netdeploy/content`.
+    Media(PathBuf),
+}
+
+/// Where one file's bytes are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    Url(Url),
+    /// `<content directory>/<sha256 lowercase hex>` on a full media.
+    Media(PathBuf),
+}
+
 /// A file of a package, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileRef {
@@ -78,9 +98,9 @@ pub struct FileRef {
     /// Relative path in the package, without `..`.
     pub path: String,
     pub size: u64,
-    /// `None` when the option does not verify (`direct_access`).
+    /// `None` when the option does not verify (`direct_access` from a server).
     pub sha256: Option<Sha256Digest>,
-    pub url: Url,
+    pub origin: Origin,
 }
 
 impl FileRef {
@@ -113,9 +133,9 @@ impl Op {
     }
 }
 
-/// Plans `policy`; file URLs without a host are relative to `server`. Errs only when content
-/// to download before the first step cannot be resolved.
-pub fn plan(policy: &RunPolicy, server: &Url) -> Result<Plan, String> {
+/// Plans `policy` with content `from` a server or a full media. Errs only when content to
+/// download before the first step cannot be resolved.
+pub fn plan(policy: &RunPolicy, from: &ContentFrom) -> Result<Plan, String> {
     let n = policy.steps.len();
     let steps = policy
         .steps
@@ -124,7 +144,7 @@ pub fn plan(policy: &RunPolicy, server: &Url) -> Result<Plan, String> {
         .map(|(i, s)| PlannedStep {
             name: s.name.clone(),
             action: s.action.clone(),
-            op: plan_step(policy, server, s, i + 1 == n).unwrap_or_else(Op::Fail),
+            op: plan_step(policy, from, s, i + 1 == n).unwrap_or_else(Op::Fail),
         })
         .collect();
     let end = match policy.steps.last().map(|s| s.action.as_str()) {
@@ -136,7 +156,7 @@ pub fn plan(policy: &RunPolicy, server: &Url) -> Result<Plan, String> {
         let mut all = Vec::new();
         for (id, files) in &policy.packages {
             for f in files {
-                all.push(file_ref(policy, server, id, f)?);
+                all.push(file_ref(policy, from, id, f)?);
             }
         }
         all
@@ -151,7 +171,12 @@ pub fn plan(policy: &RunPolicy, server: &Url) -> Result<Plan, String> {
     })
 }
 
-fn plan_step(policy: &RunPolicy, server: &Url, s: &StepWire, last: bool) -> Result<Op, String> {
+fn plan_step(
+    policy: &RunPolicy,
+    from: &ContentFrom,
+    s: &StepWire,
+    last: bool,
+) -> Result<Op, String> {
     let need = |field: &Option<String>, name: &str| -> Result<String, String> {
         field
             .clone()
@@ -167,24 +192,24 @@ fn plan_step(policy: &RunPolicy, server: &Url, s: &StepWire, last: bool) -> Resu
     };
     match s.action.as_str() {
         "apply_image" | "apply_os" => Ok(Op::ApplyImage {
-            file: step_file(policy, server, s)?,
+            file: step_file(policy, from, s)?,
             target: target()?,
         }),
         "run_command" => Ok(Op::RunCommand {
             command: need(&s.command, "a command")?,
             package: match &s.package {
-                Some(id) => Some(package(policy, server, id)?),
+                Some(id) => Some(package(policy, from, id)?),
                 None => None,
             },
         }),
         "install_package" => Ok(Op::InstallPackage(package(
             policy,
-            server,
+            from,
             &need(&s.package, "a package")?,
         )?)),
         "write_file" => match (&s.package, &s.value) {
             (Some(_), _) => Ok(Op::WriteFile {
-                file: step_file(policy, server, s)?,
+                file: step_file(policy, from, s)?,
                 target: target()?,
             }),
             (None, Some(text)) => Ok(Op::WriteText {
@@ -218,7 +243,7 @@ fn plan_step(policy: &RunPolicy, server: &Url, s: &StepWire, last: bool) -> Resu
 }
 
 /// The file a step names; a package with a single file needs no `file`.
-fn step_file(policy: &RunPolicy, server: &Url, s: &StepWire) -> Result<FileRef, String> {
+fn step_file(policy: &RunPolicy, from: &ContentFrom, s: &StepWire) -> Result<FileRef, String> {
     let id = s
         .package
         .as_deref()
@@ -241,10 +266,10 @@ fn step_file(policy: &RunPolicy, server: &Url, s: &StepWire) -> Result<FileRef, 
             ))
         }
     };
-    file_ref(policy, server, id, f)
+    file_ref(policy, from, id, f)
 }
 
-fn package(policy: &RunPolicy, server: &Url, id: &str) -> Result<PackageRef, String> {
+fn package(policy: &RunPolicy, from: &ContentFrom, id: &str) -> Result<PackageRef, String> {
     let files = policy
         .packages
         .get(id)
@@ -253,12 +278,17 @@ fn package(policy: &RunPolicy, server: &Url, id: &str) -> Result<PackageRef, Str
         id: id.to_owned(),
         files: files
             .iter()
-            .map(|f| file_ref(policy, server, id, f))
+            .map(|f| file_ref(policy, from, id, f))
             .collect::<Result<_, _>>()?,
     })
 }
 
-fn file_ref(policy: &RunPolicy, server: &Url, id: &str, f: &FileWire) -> Result<FileRef, String> {
+fn file_ref(
+    policy: &RunPolicy,
+    from: &ContentFrom,
+    id: &str,
+    f: &FileWire,
+) -> Result<FileRef, String> {
     if !is_plain_relative(id) || id.contains('/') {
         return Err(format!("package id {id:?} cannot be a directory name"));
     }
@@ -268,27 +298,41 @@ fn file_ref(policy: &RunPolicy, server: &Url, id: &str, f: &FileWire) -> Result<
             f.path
         ));
     }
-    let sha256 = if policy.option.verifies() {
-        Some(hash::parse_hex(&f.sha256).ok_or_else(|| {
+    let parsed = || {
+        hash::parse_hex(&f.sha256).ok_or_else(|| {
             format!(
                 "file {:?} of package {id:?} has no valid SHA-256 in the policy ({:?})",
                 f.path, f.sha256
             )
-        })?)
-    } else {
-        None
+        })
     };
-    let url = match &f.url {
-        Some(u) => server.join(u),
-        None => server.join(&format!("/content/{}", f.sha256)),
-    }
-    .map_err(|e| format!("file {:?} of package {id:?}: {e}", f.path))?;
+    let (sha256, origin) = match from {
+        ContentFrom::Server(server) => {
+            let sha256 = if policy.option.verifies() {
+                Some(parsed()?)
+            } else {
+                None
+            };
+            let url = match &f.url {
+                Some(u) => server.join(u),
+                None => server.join(&format!("/content/{}", f.sha256)),
+            }
+            .map_err(|e| format!("file {:?} of package {id:?}: {e}", f.path))?;
+            (sha256, Origin::Url(url))
+        }
+        // A media file is found by its hash, so it is always checked against it, whatever
+        // the option: reading it from the medium costs what hashing it costs.
+        ContentFrom::Media(dir) => {
+            let sha256 = parsed()?;
+            (Some(sha256), Origin::Media(dir.join(hash::to_hex(&sha256))))
+        }
+    };
     Ok(FileRef {
         package: id.to_owned(),
         path: f.path.clone(),
         size: f.size,
         sha256,
-        url,
+        origin,
     })
 }
 
@@ -336,8 +380,15 @@ mod tests {
         }
     }
 
-    fn server() -> Url {
-        Url::parse("http://10.77.0.1:8080").unwrap()
+    fn server() -> ContentFrom {
+        ContentFrom::Server(Url::parse("http://10.77.0.1:8080").unwrap())
+    }
+
+    fn url(f: &FileRef) -> &Url {
+        match &f.origin {
+            Origin::Url(u) => u,
+            other => panic!("expected a URL, got {other:?}"),
+        }
     }
 
     fn ops(option: &str, steps: &str) -> Vec<Op> {
@@ -391,7 +442,7 @@ mod tests {
             panic!()
         };
         assert_eq!(
-            file.url.to_string(),
+            url(file).to_string(),
             format!("http://10.77.0.1:8080/content/{SHA}")
         );
         assert_eq!(file.sha256, hash::parse_hex(SHA));
@@ -402,7 +453,7 @@ mod tests {
         let Op::InstallPackage(tools) = &p.steps[5].op else {
             panic!()
         };
-        assert_eq!(tools.files[1].url.path(), "/content/x");
+        assert_eq!(url(&tools.files[1]).path(), "/content/x");
     }
 
     #[test]
@@ -469,6 +520,27 @@ mod tests {
         assert_eq!(plan.end, Some(EndAction::Reboot));
         let err = super::plan(&policy("download_all", "[]"), &server()).unwrap_err();
         assert!(err.contains("escape"), "{err}");
+    }
+
+    #[test]
+    fn full_media_content_is_found_by_its_hash_and_always_verified() {
+        let mut p = policy(
+            "direct_access",
+            r#"[{"name":"motd","action":"write_file","package":"tools","file":"etc/motd","target":"/tmp/motd"},
+                {"name":"h","action":"install_package","package":"nohash"}]"#,
+        );
+        p.packages.get_mut("tools").unwrap()[0].sha256 = SHA.to_uppercase();
+        let media = ContentFrom::Media(PathBuf::from("/netdeploy/content"));
+        let plan = plan(&p, &media).unwrap();
+        let Op::WriteFile { file, .. } = &plan.steps[0].op else {
+            panic!("{:?}", plan.steps[0].op)
+        };
+        assert_eq!(
+            file.origin,
+            Origin::Media(PathBuf::from(format!("/netdeploy/content/{SHA}")))
+        );
+        assert_eq!(file.sha256, hash::parse_hex(SHA));
+        assert!(fail_reason(&plan.steps[1].op).contains("no valid SHA-256"));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::apply_image::apply_image;
 use crate::command;
 use crate::download::{self, Backoff, Expect, HttpSource, LocalSource, Source, TransferError};
 use crate::http::Client;
-use crate::plan::{FileRef, Op, PackageRef};
+use crate::plan::{FileRef, Op, Origin, PackageRef};
 
 /// Why a step failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,10 +82,19 @@ impl Runner {
         &self.variables
     }
 
-    /// Fetches files into the package cache before the first step (`download_all`).
+    /// Fetches files into the package cache before the first step (`download_all`). Files
+    /// of a full media are only verified where they are: they are local already, and a disk
+    /// image would not fit in the boot environment's memory.
     pub fn predownload(&mut self, files: &[FileRef]) -> Result<(), StepFailure> {
         for f in files {
-            self.cache_file(f)?;
+            match &f.origin {
+                Origin::Url(_) => {
+                    self.cache_file(f)?;
+                }
+                Origin::Media(_) => {
+                    download::verify_source(&mut *self.origin(f), &expect(f), &self.backoff)?;
+                }
+            }
         }
         Ok(())
     }
@@ -143,26 +152,30 @@ impl Runner {
     fn cache_file(&mut self, f: &FileRef) -> Result<PathBuf, StepFailure> {
         let path = f.cache_path(&self.cache);
         if !self.cached.contains(&path) {
-            let mut source = HttpSource {
-                client: &self.client,
-                url: f.url.clone(),
-            };
-            download::fetch_file(&mut source, &path, &expect(f), &self.backoff)?;
+            download::fetch_file(&mut *self.origin(f), &path, &expect(f), &self.backoff)?;
             self.cached.insert(path.clone());
         }
         Ok(path)
     }
 
-    /// The cached copy when this run fetched one, else the server.
+    /// The cached copy when this run fetched one, else where the policy says the file is.
     fn source(&self, f: &FileRef) -> Box<dyn Source + '_> {
         let path = f.cache_path(&self.cache);
         if self.cached.contains(&path) {
             Box::new(LocalSource { path })
         } else {
-            Box::new(HttpSource {
+            self.origin(f)
+        }
+    }
+
+    /// The server's copy, or the full media's.
+    fn origin(&self, f: &FileRef) -> Box<dyn Source + '_> {
+        match &f.origin {
+            Origin::Url(url) => Box::new(HttpSource {
                 client: &self.client,
-                url: f.url.clone(),
-            })
+                url: url.clone(),
+            }),
+            Origin::Media(path) => Box::new(LocalSource { path: path.clone() }),
         }
     }
 }
@@ -220,7 +233,7 @@ mod tests {
             path: path.into(),
             size: data.len() as u64,
             sha256: sha,
-            url: Url::parse(&srv.url("/content/x")).unwrap(),
+            origin: Origin::Url(Url::parse(&srv.url("/content/x")).unwrap()),
         }
     }
 

@@ -1,9 +1,14 @@
 //! Status messages to the server (SPEC section 8): `POST {server}/agent/status` with one JSON
 //! object per event, and optionally one JSON line per event in a local file. Reporting never
 //! stops a task sequence: a failure is printed and the sequence goes on.
+//!
+//! A full media may run where no server can be reached (SPEC section 7): its messages are
+//! also printed on the console, and from the first one the server does not take (or from the
+//! start, without a server) they are appended to a fallback file instead.
 
+use std::cell::Cell;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -41,11 +46,21 @@ pub struct StatusMessage {
     pub code: Option<i32>,
 }
 
+/// The fallback file of a full media, under the root.
+pub const MEDIA_STATUS_FILE: &str = "/var/lib/netdeploy/status.jsonl";
+
 /// Where messages go, and the identity every message carries.
 pub struct Reporter {
     client: Client,
     url: Option<Url>,
+    /// Every message is appended here (`--status-file`).
     file: Option<PathBuf>,
+    /// Messages the server cannot take are appended here.
+    fallback: Option<PathBuf>,
+    /// Set once posting failed with a fallback: later messages go straight to it.
+    offline: Cell<bool>,
+    /// Each message is printed on the console too.
+    echo: bool,
     mac: Option<String>,
     uuid: Option<String>,
     deployment: Option<String>,
@@ -67,10 +82,58 @@ impl Reporter {
             },
             url: server.and_then(|s| s.join("/agent/status").ok()),
             file,
+            fallback: None,
+            offline: Cell::new(false),
+            echo: false,
             mac,
             uuid,
             deployment: None,
         }
+    }
+
+    /// Appends the messages the server cannot take to `path`, and prints every message on
+    /// the console: how a full media reports.
+    pub fn with_fallback(mut self, path: PathBuf) -> Reporter {
+        self.fallback = Some(path);
+        self.echoing()
+    }
+
+    /// Prints every message on the console too.
+    pub fn echoing(mut self) -> Reporter {
+        self.echo = true;
+        self
+    }
+
+    /// Where the messages go, for the console.
+    pub fn describe(&self) -> String {
+        let mut to = Vec::new();
+        if let Some(url) = &self.url {
+            to.push(format!("posted to {url}"));
+        }
+        if let Some(f) = &self.file {
+            to.push(format!("appended to {}", f.display()));
+        }
+        let mut text = match to.is_empty() {
+            true => "status messages are not sent anywhere".to_owned(),
+            false => format!("status messages are {}", to.join(" and ")),
+        };
+        match (&self.fallback, &self.url) {
+            (Some(f), Some(_)) => text.push_str(&format!(
+                "; if the server cannot be reached, appended to {}",
+                f.display()
+            )),
+            (Some(f), None) => {
+                text = format!(
+                    "status messages are appended to {} (no server)",
+                    f.display()
+                );
+                if let Some(file) = &self.file {
+                    text.push_str(&format!(" and to {}", file.display()));
+                }
+            }
+            (None, _) => {}
+        }
+        text
     }
 
     /// The deployment named in every later message.
@@ -90,26 +153,36 @@ impl Reporter {
                 return;
             }
         };
-        if let Some(path) = &self.file {
-            let r = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .and_then(|mut f| f.write_all(&[&json[..], b"\n"].concat()));
-            if let Err(e) = r {
-                say(format!(
-                    "cannot append the {} status message to {}: {e}",
-                    msg.kind,
-                    path.display()
-                ));
-            }
+        if self.echo {
+            say(format!("status {}", String::from_utf8_lossy(&json)));
         }
-        if let Some(url) = &self.url {
-            if let Err(e) = self.post(url, &json) {
-                say(format!(
-                    "could not report the {} status message to {url}: {e} (going on)",
-                    msg.kind
-                ));
+        if let Some(path) = &self.file {
+            append(path, &msg.kind, &json);
+        }
+        let posted = match &self.url {
+            Some(url) if !self.offline.get() => match self.post(url, &json) {
+                Ok(()) => true,
+                Err(e) => {
+                    say(format!(
+                        "could not report the {} status message to {url}: {e} (going on)",
+                        msg.kind
+                    ));
+                    if let Some(f) = &self.fallback {
+                        say(format!(
+                            "the server cannot take status messages: they are appended to {} \
+                             from now on",
+                            f.display()
+                        ));
+                        self.offline.set(true);
+                    }
+                    false
+                }
+            },
+            _ => false,
+        };
+        if !posted {
+            if let Some(path) = &self.fallback {
+                append(path, &msg.kind, &json);
             }
         }
     }
@@ -132,6 +205,26 @@ impl Reporter {
             }
         }
         Err(last)
+    }
+}
+
+/// Appends one JSON line, creating the file and its directory; failures are printed.
+fn append(path: &Path, kind: &str, json: &[u8]) {
+    let r = path
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|_| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+        })
+        .and_then(|mut f| f.write_all(&[json, b"\n"].concat()));
+    if let Err(e) = r {
+        say(format!(
+            "cannot append the {kind} status message to {}: {e}",
+            path.display()
+        ));
     }
 }
 
@@ -188,6 +281,97 @@ mod tests {
             .map(|l| serde_json::from_str::<StatusMessage>(l).unwrap().kind)
             .collect();
         assert_eq!(kinds, ["no-deployment", "started"]);
+    }
+
+    fn kinds(path: &Path) -> Vec<String> {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str::<StatusMessage>(l).unwrap().kind)
+            .collect()
+    }
+
+    fn msg(kind: &str) -> StatusMessage {
+        StatusMessage {
+            kind: kind.into(),
+            ..StatusMessage::default()
+        }
+    }
+
+    #[test]
+    fn without_a_server_the_fallback_file_gets_every_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("var/lib/netdeploy/status.jsonl");
+        let r = Reporter::new(None, None, None, None).with_fallback(file.clone());
+        assert_eq!(
+            r.describe(),
+            format!(
+                "status messages are appended to {} (no server)",
+                file.display()
+            )
+        );
+        r.send(msg("started"));
+        r.send(msg("succeeded"));
+        assert_eq!(kinds(&file), ["started", "succeeded"]);
+    }
+
+    #[test]
+    fn a_reachable_server_gets_the_messages_and_the_fallback_file_none() {
+        let srv = FakeServer::start(|_| Reply::new(204));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("status.jsonl");
+        let url = Url::parse(&srv.url("")).unwrap();
+        let r = Reporter::new(Some(&url), None, None, None).with_fallback(file.clone());
+        assert_eq!(
+            r.describe(),
+            format!(
+                "status messages are posted to {}agent/status; if the server cannot be \
+                 reached, appended to {}",
+                srv.url("/"),
+                file.display()
+            )
+        );
+        r.send(msg("started"));
+        assert_eq!(srv.requests().len(), 1);
+        assert!(!file.exists());
+    }
+
+    #[test]
+    fn an_unreachable_server_is_left_for_the_fallback_file_after_the_first_failure() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = Url::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
+        drop(listener);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("status.jsonl");
+        let r = Reporter::new(Some(&url), None, None, None).with_fallback(file.clone());
+        r.send(msg("started"));
+        let t = std::time::Instant::now();
+        r.send(msg("step"));
+        assert!(t.elapsed() < Duration::from_millis(500), "no second try");
+        assert_eq!(kinds(&file), ["started", "step"]);
+    }
+
+    #[test]
+    fn a_status_file_flag_gets_every_message_besides_the_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, fallback) = (dir.path().join("all"), dir.path().join("fallback"));
+        let r = Reporter::new(None, Some(file.clone()), None, None).with_fallback(fallback.clone());
+        assert_eq!(
+            r.describe(),
+            format!(
+                "status messages are appended to {} (no server) and to {}",
+                fallback.display(),
+                file.display()
+            )
+        );
+        let r = Reporter::new(None, Some(file.clone()), None, None);
+        assert_eq!(
+            r.describe(),
+            format!("status messages are appended to {}", file.display())
+        );
+        r.send(msg("started"));
+        assert_eq!(kinds(&file), ["started"]);
+        assert!(!fallback.exists());
     }
 
     #[test]

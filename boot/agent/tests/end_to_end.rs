@@ -7,8 +7,9 @@
 mod fake_server;
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 
 use fake_server::{range_reply, FakeServer, Reply};
@@ -148,6 +149,32 @@ fn agent(root: &Path, extra: &[&str]) -> Output {
         .args(extra)
         .output()
         .unwrap()
+}
+
+/// The agent with `input` typed on its console (stdin).
+fn agent_typing(root: &Path, extra: &[&str], input: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_netdeploy-agent"))
+        .arg("--root")
+        .arg(root)
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The agent may stop reading early; a broken pipe then is expected.
+    let _ = child.stdin.take().unwrap().write_all(input.as_bytes());
+    child.wait_with_output().unwrap()
+}
+
+/// `SMSTSMediaPassword` as the media builder writes it.
+fn stored_password(password: &str) -> String {
+    let salt = b"netdeploy-salt-1";
+    let hex: String = salt.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "sha256${hex}${}",
+        sha(&[&salt[..], password.as_bytes()].concat())
+    )
 }
 
 fn text(o: &Output) -> (String, String) {
@@ -443,4 +470,361 @@ fn verify_checks_a_file_and_prints_the_rate() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
+}
+
+#[test]
+fn a_protected_medium_asks_for_its_password_before_asking_the_server() {
+    let lab = Lab::start();
+    lab.set_policy(json!({"action": "none", "reason": "nothing (rule 8)"}));
+    let root = lab.machine("console=ttyS0 netdeploy.vars=/netdeploy/variables");
+    std::fs::create_dir_all(root.join("netdeploy")).unwrap();
+    std::fs::write(
+        root.join("netdeploy/variables"),
+        format!(
+            "[netdeploy]\r\nSMSTSServerURL={}\r\nSMSTSMediaType=BootMedia\r\n\
+             SMSTSPreferredAdvertID=LAB00002\r\nSMSTSMediaPassword={}\r\n",
+            lab.base(),
+            stored_password("open sesame")
+        ),
+    )
+    .unwrap();
+
+    let o = agent_typing(
+        &root,
+        &[],
+        "guess\nopen sesame \nOpen sesame\nopen sesame\n",
+    );
+    let (stdout, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stdout,
+        "NETDEPLOY-AGENT-RESULT failure deployment=LAB00002 step=\"\" reason=\"wrong media password\"\n"
+    );
+    assert_eq!(
+        stderr.matches("netdeploy-agent: media password: ").count(),
+        3
+    );
+    assert!(lab.srv.requests().is_empty(), "nothing reaches the server");
+
+    let o = agent_typing(&root, &[], "guess\r\nopen sesame\r\n");
+    let (stdout, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stderr.contains("netdeploy-agent: wrong media password, 2 attempts left\n"));
+    assert!(stderr.contains("netdeploy-agent: media password accepted\n"));
+    assert!(stdout.contains("NETDEPLOY-AGENT-RESULT no-deployment"));
+    assert_eq!(lab.kinds(), ["no-deployment"]);
+}
+
+#[test]
+fn a_malformed_media_password_is_a_configuration_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let vars = dir.path().join("variables");
+    std::fs::write(
+        &vars,
+        "[netdeploy]\r\nSMSTSMediaType=FullMedia\r\nSMSTSMediaPassword=plain-text\r\n",
+    )
+    .unwrap();
+    let o = agent_typing(
+        dir.path(),
+        &["--vars", vars.to_str().unwrap()],
+        "plain-text\n",
+    );
+    let (stdout, _) = text(&o);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout.starts_with(&format!(
+            "NETDEPLOY-AGENT-RESULT failure deployment=none step=\"\" reason=\"configuration: \
+             SMSTSMediaPassword in {}: expected sha256$",
+            vars.display()
+        )),
+        "{stdout}"
+    );
+}
+
+/// A full media under `root`: `/netdeploy/variables` as the media builder writes it,
+/// `/netdeploy/policy.json` and `/netdeploy/content/<sha256>` for each of `files`.
+fn full_media(root: &Path, extra_vars: &str, policy: &Value, files: &[&[u8]]) -> PathBuf {
+    let dir = root.join("netdeploy");
+    std::fs::create_dir_all(dir.join("content")).unwrap();
+    std::fs::write(
+        dir.join("variables"),
+        format!("[netdeploy]\r\nSMSTSMediaType=FullMedia\r\n{extra_vars}"),
+    )
+    .unwrap();
+    std::fs::write(dir.join("policy.json"), serde_json::to_vec(policy).unwrap()).unwrap();
+    for f in files {
+        std::fs::write(dir.join("content").join(sha(f)), f).unwrap();
+    }
+    dir
+}
+
+/// A policy file entry as the server writes it: the URL points at the server, which a full
+/// media ignores.
+fn media_entry(path: &str, data: &[u8]) -> Value {
+    let h = sha(data);
+    json!({"path": path, "size": data.len(), "sha256": h,
+           "url": format!("http://10.77.0.1:8080/content/{h}")})
+}
+
+/// A machine root without any network interface.
+fn machine_without_nic(dir: &Path) -> PathBuf {
+    let root = dir.join("root");
+    std::fs::create_dir_all(root.join("proc")).unwrap();
+    std::fs::write(
+        root.join("proc/cmdline"),
+        "console=ttyS0 netdeploy.vars=/netdeploy/variables\n",
+    )
+    .unwrap();
+    root
+}
+
+fn status_kinds(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["kind"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn full_media_run_their_task_sequence_from_the_medium_without_a_network() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = machine_without_nic(dir.path());
+    let img = image(3 << 20);
+    let motd = b"welcome from the medium\n".to_vec();
+    let disk = dir.path().join("vda");
+    std::fs::write(&disk, vec![0u8; 4 << 20]).unwrap();
+    let (motd_out, out) = (dir.path().join("motd"), dir.path().join("out"));
+    let policy = json!({
+        "action": "run", "reason": "required (rule 5)",
+        "deployment": {"id": "LAB00005", "task_sequence": "ts", "name": "Offline",
+                       "option": "download_on_demand"},
+        "steps": [
+            {"name": "write the disk", "action": "apply_image", "package": "disk",
+             "file": "disk.img", "target": disk},
+            {"name": "motd", "action": "write_file", "package": "tools", "file": "etc/motd",
+             "target": motd_out},
+            {"name": "tool", "action": "run_command", "package": "tools",
+             "command": format!("cat etc/motd > {}", out.display())},
+            {"name": "off", "action": "poweroff"}
+        ],
+        "packages": {"disk": [media_entry("disk.img", &img)],
+                     "tools": [media_entry("etc/motd", &motd)]},
+        "warnings": []
+    });
+    let media = full_media(&root, "", &policy, &[&img, &motd]);
+    let o = agent(&root, &[]);
+    let (stdout, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(
+        stdout,
+        "NETDEPLOY-AGENT-RESULT success deployment=LAB00005\n"
+    );
+    let status_file = root.join("var/lib/netdeploy/status.jsonl");
+    for line in [
+        "netdeploy-agent: machine mac=none uuid=none context=media deployment=none\n".to_owned(),
+        format!(
+            "netdeploy-agent: full media: task sequence from {}, content from {}, nothing from \
+             the network\n",
+            media.join("policy.json").display(),
+            media.join("content").display()
+        ),
+        format!(
+            "netdeploy-agent: status messages are appended to {} (no server)\n",
+            status_file.display()
+        ),
+        "netdeploy-agent: status {\"kind\":\"started\",\"deployment\":\"LAB00005\"}\n".to_owned(),
+        "netdeploy-agent: status {\"kind\":\"succeeded\",\"deployment\":\"LAB00005\"}\n".to_owned(),
+    ] {
+        assert!(stderr.contains(&line), "missing {line:?}");
+    }
+    assert!(stderr.contains("would poweroff now"));
+    assert_eq!(&std::fs::read(&disk).unwrap()[..img.len()], &img[..]);
+    assert_eq!(std::fs::read(&motd_out).unwrap(), motd);
+    assert_eq!(std::fs::read(&out).unwrap(), motd);
+    assert_eq!(
+        status_kinds(&status_file),
+        ["started", "step", "step", "step", "step", "succeeded"]
+    );
+}
+
+#[test]
+fn altered_media_content_fails_the_step_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = machine_without_nic(dir.path());
+    let motd = b"welcome\n".to_vec();
+    let target = dir.path().join("etc/motd");
+    let policy = json!({
+        "action": "run",
+        "deployment": {"id": "LAB00006", "option": "download_on_demand"},
+        "steps": [
+            {"name": "note", "action": "write_file", "value": "ok", "target": dir.path().join("note")},
+            {"name": "motd", "action": "write_file", "package": "tools", "file": "etc/motd",
+             "target": target},
+            {"name": "never", "action": "run_command", "command": "exit 0"}
+        ],
+        "packages": {"tools": [media_entry("etc/motd", &motd)]}
+    });
+    let media = full_media(&root, "", &policy, &[]);
+    std::fs::write(media.join("content").join(sha(&motd)), b"w3lcome\n").unwrap();
+    let status_file = dir.path().join("status.jsonl");
+    let o = agent(&root, &["--status-file", status_file.to_str().unwrap()]);
+    let (stdout, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout.starts_with(&format!(
+            "NETDEPLOY-AGENT-RESULT failure deployment=LAB00006 step=\"motd\" \
+             reason=\"etc/motd: SHA-256 mismatch: expected {}, got {}\"",
+            sha(&motd),
+            sha(b"w3lcome\n")
+        )),
+        "{stdout}"
+    );
+    assert!(!stderr.contains("step 3/3"));
+    assert!(!target.exists());
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("etc")).unwrap().count(),
+        0
+    );
+    // --status-file takes the place of the default file.
+    assert_eq!(status_kinds(&status_file), ["started", "step", "failed"]);
+    assert!(!root.join("var/lib/netdeploy/status.jsonl").exists());
+    let failed: Value = serde_json::from_str(
+        std::fs::read_to_string(&status_file)
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(failed["file"], "etc/motd");
+    assert_eq!(failed["step"], "motd");
+}
+
+#[test]
+fn download_all_on_full_media_refuses_an_altered_image_before_touching_the_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = machine_without_nic(dir.path());
+    let img = image(1 << 20);
+    let disk = dir.path().join("vda");
+    std::fs::write(&disk, vec![0u8; 2 << 20]).unwrap();
+    let policy = json!({
+        "action": "run",
+        "deployment": {"id": "LAB00007", "option": "download_all"},
+        "steps": [{"name": "write the disk", "action": "apply_image", "package": "disk",
+                   "file": "disk.img", "target": disk}],
+        "packages": {"disk": [media_entry("disk.img", &img)]}
+    });
+    let media = full_media(&root, "", &policy, &[]);
+    let mut altered = img.clone();
+    altered[4096] ^= 0xff;
+    std::fs::write(media.join("content").join(sha(&img)), &altered).unwrap();
+    let o = agent(&root, &[]);
+    let (stdout, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr.contains("download_all: verifying 1 files (1.0 MiB) before the first step"));
+    assert!(stdout.contains(
+        "NETDEPLOY-AGENT-RESULT failure deployment=LAB00007 step=\"\" reason=\"disk.img: SHA-256 mismatch"
+    ));
+    assert!(std::fs::read(&disk).unwrap().iter().all(|b| *b == 0));
+
+    // The right image passes the check, and the step writes it.
+    std::fs::write(media.join("content").join(sha(&img)), &img).unwrap();
+    let o = agent(&root, &[]);
+    let (stdout, _) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{stdout}");
+    assert_eq!(&std::fs::read(&disk).unwrap()[..img.len()], &img[..]);
+    assert_eq!(
+        status_kinds(&root.join("var/lib/netdeploy/status.jsonl")),
+        ["started", "failed", "started", "step", "succeeded"]
+    );
+}
+
+#[test]
+fn missing_media_content_or_policy_fail_plainly() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = machine_without_nic(dir.path());
+    let data = b"data".to_vec();
+    let policy = json!({
+        "action": "run",
+        "deployment": {"id": "LAB00008"},
+        "steps": [{"name": "copy", "action": "write_file", "package": "p", "file": "f",
+                   "target": dir.path().join("f")}],
+        "packages": {"p": [media_entry("f", &data)]}
+    });
+    let media = full_media(&root, "", &policy, &[]);
+    let o = agent(&root, &[]);
+    let (stdout, _) = text(&o);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stdout,
+        format!(
+            "NETDEPLOY-AGENT-RESULT failure deployment=LAB00008 step=\"copy\" reason=\"f: not \
+             found at {}\"\n",
+            media.join("content").join(sha(&data)).display()
+        )
+    );
+    std::fs::remove_file(media.join("policy.json")).unwrap();
+    let o = agent(&root, &[]);
+    let (stdout, _) = text(&o);
+    assert!(
+        stdout.starts_with(&format!(
+            "NETDEPLOY-AGENT-RESULT failure deployment=none step=\"\" reason=\"cannot read the \
+             media's policy {}: ",
+            media.join("policy.json").display()
+        )),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn full_media_report_to_their_server_when_it_answers_and_fetch_nothing() {
+    let lab = Lab::start();
+    let root = lab.machine("console=ttyS0 netdeploy.vars=/netdeploy/variables");
+    let data = b"from the medium\n".to_vec();
+    let mut entry = lab.content("f", b"from the server\n");
+    entry["sha256"] = json!(sha(&data));
+    entry["size"] = json!(data.len());
+    let policy = json!({
+        "action": "run",
+        "deployment": {"id": "LAB00010"},
+        "steps": [{"name": "copy", "action": "write_file", "package": "p", "file": "f",
+                   "target": lab.path("f")}],
+        "packages": {"p": [entry]}
+    });
+    full_media(
+        &root,
+        &format!(
+            "SMSTSServerURL={}\r\nSMSTSPreferredAdvertID=LAB00010\r\n",
+            lab.base()
+        ),
+        &policy,
+        &[&data],
+    );
+    let o = agent(&root, &[]);
+    let (stdout, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout.contains("NETDEPLOY-AGENT-RESULT success deployment=LAB00010"));
+    assert_eq!(std::fs::read(lab.path("f")).unwrap(), data);
+    assert!(stderr.contains(&format!(
+        "netdeploy-agent: status messages are posted to {}/agent/status; if the server cannot \
+         be reached, appended to {}\n",
+        lab.base(),
+        root.join("var/lib/netdeploy/status.jsonl").display()
+    )));
+    assert_eq!(lab.kinds(), ["started", "step", "succeeded"]);
+    assert_eq!(lab.statuses()[0]["mac"], MAC);
+    let routes: Vec<String> = lab
+        .srv
+        .requests()
+        .iter()
+        .map(|r| r.route().to_owned())
+        .collect();
+    assert!(routes.iter().all(|r| r == "/agent/status"), "{routes:?}");
+    assert!(!root.join("var/lib/netdeploy/status.jsonl").exists());
 }

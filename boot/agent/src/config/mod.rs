@@ -13,6 +13,7 @@ pub use variables::{MediaType, Variables};
 
 use crate::cli::RunFlags;
 use crate::http::{Url, UrlError};
+use crate::media_password::{self, MediaPassword};
 
 /// The media variables file when nothing names another one.
 pub const DEFAULT_VARIABLES: &str = "/etc/netdeploy/variables";
@@ -57,6 +58,11 @@ pub enum ConfigError {
     Context { field: String, value: String },
     #[error("{field}: {value:?} is not BootMedia or FullMedia")]
     MediaType { field: String, value: String },
+    #[error("{field}: {source}")]
+    MediaPassword {
+        field: String,
+        source: media_password::FormatError,
+    },
 }
 
 /// The resolved configuration.
@@ -70,6 +76,11 @@ pub struct Config {
     /// The MAC the PXE script saw (`netdeploy.mac`), which beats guessing the boot NIC.
     pub mac: Option<String>,
     pub media_type: Option<MediaType>,
+    /// The directory of the variables file: the media's `netdeploy` directory, which holds
+    /// a full media's policy and content.
+    pub media_dir: Option<PathBuf>,
+    /// `SMSTSMediaPassword`: asked for before anything else happens.
+    pub media_password: Option<MediaPassword>,
     /// Prefix of /proc, /sys, /etc and /var paths: `/` except in tests.
     pub root: PathBuf,
     pub status_file: Option<PathBuf>,
@@ -139,6 +150,16 @@ pub fn resolve(
         None => None,
     };
 
+    let media_password = match var("SMSTSMediaPassword") {
+        Some(v) => Some(
+            MediaPassword::parse(&v).map_err(|source| ConfigError::MediaPassword {
+                field: vars_name("SMSTSMediaPassword"),
+                source,
+            })?,
+        ),
+        None => None,
+    };
+
     // Rule 3: the PXE script names the deployment it started; media name a preferred one.
     let deployment = [
         (flags.deployment.clone(), "--deployment".to_owned()),
@@ -179,6 +200,8 @@ pub fn resolve(
         context,
         mac: cmd.mac.clone(),
         media_type,
+        media_dir: vars.and_then(|(p, _)| p.parent()).map(Path::to_owned),
+        media_password,
         root,
         status_file: flags.status_file.clone(),
         sources,
@@ -310,6 +333,38 @@ mod tests {
             c.under_root("/proc/cmdline"),
             Path::new("/tmp/r/proc/cmdline")
         );
+    }
+
+    #[test]
+    fn full_media_need_no_server_and_keep_the_media_directory() {
+        let v = vars("[netdeploy]\r\nSMSTSMediaType=FullMedia\r\n");
+        let c = resolve(
+            &RunFlags::default(),
+            &Cmdline::default(),
+            Some((Path::new("/netdeploy/variables"), &v)),
+        )
+        .unwrap();
+        assert_eq!(c.media_type, Some(MediaType::FullMedia));
+        assert_eq!(c.context, Context::Media);
+        assert_eq!(c.server, None);
+        assert_eq!(c.media_dir.as_deref(), Some(Path::new("/netdeploy")));
+        assert_eq!(c.media_password, None);
+    }
+
+    #[test]
+    fn a_malformed_media_password_is_a_configuration_error_naming_the_field() {
+        let p = Path::new("/netdeploy/variables");
+        let v = vars("SMSTSMediaType=BootMedia\nSMSTSMediaPassword=sha256$00$abc");
+        let err = resolve(&RunFlags::default(), &Cmdline::default(), Some((p, &v))).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "SMSTSMediaPassword in /netdeploy/variables: the hash is not 64 hex digits"
+        );
+        let v = vars(
+            "SMSTSMediaPassword=sha256$00$9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+        );
+        let c = resolve(&RunFlags::default(), &Cmdline::default(), Some((p, &v))).unwrap();
+        assert!(c.media_password.is_some());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The media variables file: `KEY=VALUE` lines written by the media builder (SPEC section 7),
-//! with the Configuration Manager names `SMSTSServerURL`, `SMSTSMediaType` and
-//! `SMSTSPreferredAdvertID`. Names are case-insensitive, as task sequence variables are.
+//! with the Configuration Manager names `SMSTSServerURL`, `SMSTSMediaType`,
+//! `SMSTSPreferredAdvertID` and `SMSTSMediaPassword`. Names are case-insensitive, as task
+//! sequence variables are.
 
 /// A line that is not `KEY=VALUE`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -36,15 +37,16 @@ impl MediaType {
     }
 }
 
-/// Parses the file. Blank lines and lines starting with `#` or `;` are skipped, a UTF-8 byte
-/// order mark and CR LF line ends (files written on Windows) are accepted, and a value in
-/// double quotes loses them.
+/// Parses the file. Blank lines, lines starting with `#` or `;` and INI section headers
+/// (`[netdeploy]`, which the media builder writes first) are skipped, a UTF-8 byte order mark
+/// and CR LF line ends (files written on Windows) are accepted, and a value in double quotes
+/// loses them.
 pub fn parse(text: &str) -> Result<Variables, LineError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut entries = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') || is_section(line) {
             continue;
         }
         let (k, v) = line
@@ -62,6 +64,11 @@ pub fn parse(text: &str) -> Result<Variables, LineError> {
         entries.push((k.trim().to_owned(), v.to_owned()));
     }
     Ok(Variables { entries })
+}
+
+/// `[name]`: one section is all the file has, so its name does not matter.
+fn is_section(line: &str) -> bool {
+    line.starts_with('[') && line.ends_with(']') && !line.contains('=')
 }
 
 impl Variables {
@@ -86,6 +93,11 @@ impl Variables {
     pub fn preferred_advert_id(&self) -> Option<&str> {
         self.get("SMSTSPreferredAdvertID")
     }
+
+    /// The stored media password hash, `sha256$<salt hex>$<hash hex>`.
+    pub fn media_password(&self) -> Option<&str> {
+        self.get("SMSTSMediaPassword")
+    }
 }
 
 #[cfg(test)]
@@ -105,6 +117,27 @@ mod tests {
         assert_eq!(MediaType::parse("BootMedia"), Some(MediaType::BootMedia));
         assert_eq!(MediaType::parse("FULLMEDIA"), Some(MediaType::FullMedia));
         assert_eq!(MediaType::parse("Stick"), None);
+    }
+
+    #[test]
+    fn reads_the_file_the_media_builder_writes() {
+        let salt = "00112233445566778899aabbccddeeff";
+        let hash = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+        let text = format!(
+            "[netdeploy]\r\nSMSTSServerURL=http://10.77.0.1:8080\r\nSMSTSMediaType=FullMedia\r\n\
+             SMSTSPreferredAdvertID=LAB00002\r\nSMSTSMediaPassword=sha256${salt}${hash}\r\n"
+        );
+        let v = parse(&text).unwrap();
+        assert_eq!(v.server_url(), Some("http://10.77.0.1:8080"));
+        assert_eq!(v.media_type(), Some("FullMedia"));
+        assert_eq!(v.preferred_advert_id(), Some("LAB00002"));
+        assert_eq!(
+            v.media_password(),
+            Some(format!("sha256${salt}${hash}").as_str())
+        );
+        assert_eq!(v.get("netdeploy"), None);
+        let bad = parse("[netdeploy\r\n").unwrap_err();
+        assert_eq!(bad.line, 1);
     }
 
     #[test]

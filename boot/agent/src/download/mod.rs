@@ -33,10 +33,11 @@ pub const COPY_BUFFER: usize = 2 << 20;
 pub enum TransferError {
     #[error("{file}: not found at {from}")]
     NotFound { file: String, from: String },
-    #[error("{file}: the server has {server} bytes, the policy says {expected}")]
+    #[error("{file}: {from} has {actual} bytes, the policy says {expected}")]
     Size {
         file: String,
-        server: u64,
+        from: String,
+        actual: u64,
         expected: u64,
     },
     #[error("{file}: {from} answered HTTP {status}")]
@@ -178,7 +179,8 @@ pub fn transfer(
                         },
                         Fatal::Size { server } => TransferError::Size {
                             file: file.to_owned(),
-                            server,
+                            from,
+                            actual: server,
                             expected: expect.size,
                         },
                         Fatal::Status(status) => TransferError::Status {
@@ -299,6 +301,62 @@ fn fill(body: &mut dyn Read, buf: &mut [u8], hasher: &mut Sha256) -> (usize, Opt
         }
     }
     (n, None)
+}
+
+/// Reads the whole file from `source` and checks its size and SHA-256 without keeping the
+/// bytes: content that is already local (a full media) verified before the first step.
+pub fn verify_source(
+    source: &mut dyn Source,
+    expect: &Expect<'_>,
+    backoff: &Backoff,
+) -> Result<Sha256Digest, TransferError> {
+    let mut sink = Discard {
+        written: 0,
+        path: PathBuf::from(source.describe()),
+    };
+    let mut hasher = Sha256::new();
+    let mut progress = Progress::new(expect.file, expect.size, 0);
+    transfer(
+        source,
+        &mut sink,
+        &mut hasher,
+        expect,
+        backoff,
+        &mut progress,
+    )?;
+    let digest = hasher.finalize().into();
+    expect.check(&digest)?;
+    say(format!(
+        "{}, SHA-256 verified",
+        progress.summary(sink.written)
+    ));
+    Ok(digest)
+}
+
+/// A sink that only counts.
+struct Discard {
+    written: u64,
+    path: PathBuf,
+}
+
+impl Sink for Discard {
+    fn written(&self) -> u64 {
+        self.written
+    }
+
+    fn write(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.written += buf.len() as u64;
+        Ok(())
+    }
+
+    fn reset(&mut self) -> io::Result<()> {
+        self.written = 0;
+        Ok(())
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
 }
 
 /// The temporary file of `dest`: `.<name>.part` in the same directory, so the final rename
@@ -629,7 +687,7 @@ mod tests {
         let srv = FakeServer::start(|_| R::new(200).body(vec![0; 11]));
         let err = fetch(&srv, &dir.path().join("f"), &d).unwrap_err();
         assert!(
-            matches!(err, TransferError::Size { server: 11, .. }),
+            matches!(err, TransferError::Size { actual: 11, .. }),
             "{err}"
         );
         assert_eq!(srv.requests().len(), 1);
@@ -666,6 +724,44 @@ mod tests {
         };
         let err = fetch_file(&mut source, &dir.path().join("out/x"), &wrong, &quick());
         assert!(matches!(err, Err(TransferError::HashMismatch { .. })));
+    }
+
+    #[test]
+    fn verifies_a_local_file_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("content");
+        let d = data(300_000);
+        std::fs::write(&path, &d).unwrap();
+        let mut source = LocalSource { path: path.clone() };
+        let expect = Expect {
+            file: "disk.img",
+            size: d.len() as u64,
+            sha256: Some(sha(&d)),
+        };
+        assert_eq!(
+            verify_source(&mut source, &expect, &quick()).unwrap(),
+            sha(&d)
+        );
+        let mut altered = d.clone();
+        altered[299_999] ^= 1;
+        std::fs::write(&path, &altered).unwrap();
+        let err = verify_source(&mut source, &expect, &quick()).unwrap_err();
+        assert!(matches!(err, TransferError::HashMismatch { .. }), "{err}");
+        std::fs::write(&path, &d[..10]).unwrap();
+        let err = verify_source(&mut source, &expect, &quick()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "disk.img: {} has 10 bytes, the policy says 300000",
+                path.display()
+            )
+        );
+        std::fs::remove_file(&path).unwrap();
+        let err = verify_source(&mut source, &expect, &quick()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("disk.img: not found at {}", path.display())
+        );
     }
 
     #[test]

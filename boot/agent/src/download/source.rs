@@ -53,7 +53,7 @@ impl Source for HttpSource<'_> {
     }
 }
 
-/// A file on a local disk (content downloaded before the first step).
+/// A file on a local disk: content downloaded before the first step, or on a full media.
 pub struct LocalSource {
     pub path: PathBuf,
 }

@@ -1,0 +1,164 @@
+//! Asking for the media password on the console: a prompt on stderr, one line from stdin,
+//! [`ATTEMPTS`] tries. On a terminal the typed characters are not echoed. Tests pipe the
+//! password into stdin.
+
+use std::io::{self, BufRead, Write};
+
+use super::{typed, MediaPassword, ATTEMPTS};
+
+/// Why the password was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    #[error("wrong media password")]
+    Wrong,
+    #[error("wrong media password: the console has no more input after {attempts} of {ATTEMPTS} attempts")]
+    EndOfInput { attempts: usize },
+    #[error("cannot read the media password from the console: {0}")]
+    Read(io::Error),
+}
+
+/// The prompt, after the agent's usual prefix.
+pub const PROMPT: &str = "netdeploy-agent: media password: ";
+
+/// Asks up to [`ATTEMPTS`] times, reading lines from `input` and writing prompts to `out`;
+/// `echoed` is false when the terminal does not echo, so the line end is written for it.
+pub fn ask(
+    stored: &MediaPassword,
+    input: &mut dyn BufRead,
+    out: &mut dyn Write,
+    echoed: bool,
+) -> Result<(), Refused> {
+    for attempt in 1..=ATTEMPTS {
+        // A console that cannot be written to still gets its attempts.
+        let _ = write!(out, "{PROMPT}").and_then(|_| out.flush());
+        let mut line = String::new();
+        let n = input.read_line(&mut line).map_err(Refused::Read)?;
+        // The Enter key is not echoed with echo off, nor typed at the end of the input.
+        if !echoed || n == 0 {
+            let _ = writeln!(out);
+        }
+        if n == 0 {
+            return Err(Refused::EndOfInput {
+                attempts: attempt - 1,
+            });
+        }
+        if stored.matches(typed(&line)) {
+            let _ = writeln!(out, "netdeploy-agent: media password accepted");
+            return Ok(());
+        }
+        let left = ATTEMPTS - attempt;
+        if left > 0 {
+            let _ = writeln!(
+                out,
+                "netdeploy-agent: wrong media password, {left} attempt{} left",
+                if left == 1 { "" } else { "s" }
+            );
+        }
+    }
+    Err(Refused::Wrong)
+}
+
+/// Asks on the process's stdin and stderr, with echo off while stdin is a terminal.
+pub fn ask_on_console(stored: &MediaPassword) -> Result<(), Refused> {
+    let echo = EchoOff::new();
+    let stdin = io::stdin();
+    let mut input = stdin.lock();
+    let mut err = io::stderr().lock();
+    ask(stored, &mut input, &mut err, !echo.active())
+}
+
+/// Terminal echo off on stdin until dropped; does nothing when stdin is not a terminal.
+struct EchoOff(Option<libc::termios>);
+
+impl EchoOff {
+    fn new() -> EchoOff {
+        // SAFETY: tcgetattr and tcsetattr only read and write the termios value passed.
+        unsafe {
+            if libc::isatty(0) != 1 {
+                return EchoOff(None);
+            }
+            let mut saved: libc::termios = std::mem::zeroed();
+            if libc::tcgetattr(0, &mut saved) != 0 {
+                return EchoOff(None);
+            }
+            let mut quiet = saved;
+            quiet.c_lflag &= !libc::ECHO;
+            if libc::tcsetattr(0, libc::TCSANOW, &quiet) != 0 {
+                return EchoOff(None);
+            }
+            EchoOff(Some(saved))
+        }
+    }
+
+    fn active(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
+impl Drop for EchoOff {
+    fn drop(&mut self) {
+        if let Some(saved) = &self.0 {
+            // SAFETY: restores the settings read in `new`.
+            unsafe {
+                libc::tcsetattr(0, libc::TCSANOW, saved);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hash;
+    use sha2::{Digest, Sha256};
+
+    fn stored(password: &str) -> MediaPassword {
+        let salt = b"\x01\x02\x03\x04";
+        let mut h = Sha256::new();
+        h.update(salt);
+        h.update(password.as_bytes());
+        MediaPassword::parse(&format!(
+            "sha256${}${}",
+            hash::to_hex(salt),
+            hash::to_hex(&h.finalize())
+        ))
+        .unwrap()
+    }
+
+    fn run(typed: &str) -> (Result<(), Refused>, String) {
+        let mut out = Vec::new();
+        let r = ask(&stored("letmein"), &mut typed.as_bytes(), &mut out, true);
+        (r, String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn the_third_attempt_may_be_right() {
+        let (r, out) = run("nope\r\nstill no\nletmein\n");
+        assert!(r.is_ok());
+        assert_eq!(out.matches(PROMPT).count(), 3);
+        assert!(out.contains("wrong media password, 2 attempts left\n"));
+        assert!(out.contains("wrong media password, 1 attempt left\n"));
+        assert!(out.ends_with("media password accepted\n"));
+    }
+
+    #[test]
+    fn three_wrong_attempts_are_refused_and_a_fourth_line_is_not_read() {
+        let (r, out) = run("a\nb\nc\nletmein\n");
+        let e = r.unwrap_err();
+        assert!(matches!(e, Refused::Wrong));
+        assert_eq!(e.to_string(), "wrong media password");
+        assert_eq!(out.matches(PROMPT).count(), 3);
+    }
+
+    #[test]
+    fn the_end_of_input_stops_asking() {
+        let (r, _) = run("a\n");
+        let e = r.unwrap_err();
+        assert!(matches!(e, Refused::EndOfInput { attempts: 1 }), "{e}");
+        assert!(e.to_string().starts_with("wrong media password"), "{e}");
+        let (r, _) = run("");
+        assert!(matches!(r, Err(Refused::EndOfInput { attempts: 0 })));
+        // A last line without a line end still counts.
+        assert!(run("letmein").0.is_ok());
+    }
+}
