@@ -8,6 +8,10 @@
 //! <media>/netdeploy/content/<sha256>   each content file, named by its SHA-256 (lowercase)
 //! ```
 //!
+//! On an ISO 9660 medium names stop at 30 characters (interchange level 2, no Rock Ridge), so
+//! there a content file is named by the first [`ISO_NAME`] hex digits of its hash; [`content_file`]
+//! finds either name. The whole hash is verified all the same.
+//!
 //! The URLs in `policy.json` point at the server that built the medium and are ignored.
 
 use std::io::Read;
@@ -20,6 +24,26 @@ pub const POLICY_FILE: &str = "policy.json";
 
 /// The content directory, in the directory of the variables file.
 pub const CONTENT_DIR: &str = "content";
+
+/// Length of a content file's name on an ISO 9660 medium.
+pub const ISO_NAME: usize = 30;
+
+/// The content file at `path` (`<content dir>/<sha256>`), or its ISO 9660 name (the first
+/// [`ISO_NAME`] characters) when only that exists.
+pub fn content_file(path: &Path) -> PathBuf {
+    if path.exists() {
+        return path.to_path_buf();
+    }
+    let short = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .filter(|n| n.len() > ISO_NAME)
+        .map(|n| path.with_file_name(&n[..ISO_NAME]));
+    match short {
+        Some(s) if s.exists() => s,
+        _ => path.to_path_buf(),
+    }
+}
 
 /// Where a full media's files are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,5 +110,17 @@ mod tests {
         assert!(read_policy(&p, 1000)
             .unwrap_err()
             .starts_with(&p.display().to_string()));
+    }
+
+    #[test]
+    fn content_is_found_by_its_whole_hash_or_its_iso_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let hash = "ab".repeat(32);
+        let full = dir.path().join(&hash);
+        assert_eq!(content_file(&full), full, "neither exists: the full name");
+        std::fs::write(dir.path().join(&hash[..ISO_NAME]), b"x").unwrap();
+        assert_eq!(content_file(&full), dir.path().join(&hash[..ISO_NAME]));
+        std::fs::write(&full, b"x").unwrap();
+        assert_eq!(content_file(&full), full);
     }
 }

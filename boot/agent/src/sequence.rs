@@ -175,7 +175,9 @@ impl Runner {
                 client: &self.client,
                 url: url.clone(),
             }),
-            Origin::Media(path) => Box::new(LocalSource { path: path.clone() }),
+            Origin::Media(path) => Box::new(LocalSource {
+                path: crate::full_media::content_file(path),
+            }),
         }
     }
 }
