@@ -41,7 +41,7 @@ OPTIONAL_MODULES=(
     virtio_scsi
     ata_piix ahci sd_mod sr_mod cdrom isofs
     xhci_pci ehci_pci uhci_hcd ohci_pci usb_storage uas
-    vfat nls_cp437 nls_iso8859_1 nls_utf8
+    vfat nls_cp437 nls_ascii nls_iso8859_1 nls_utf8
 )
 
 usage() {
