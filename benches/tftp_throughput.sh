@@ -69,9 +69,11 @@ make_file() { # NAME MIB
     chmod 644 "$WORK/root/$1"
 }
 
-# Starts netdeploy's example server: NETNS ("" for none) ADDR; sets ND_ADDR.
+# Starts netdeploy's example server: NETNS ("" for none) ADDR [FRAGMENTED_WINDOWS 0|1];
+# sets ND_ADDR.
 start_netdeploy() {
     local netns=$1 addr=$2 log="$WORK/netdeploy-${#PIDS[@]}.log"
+    export NETDEPLOY_TFTP_FRAGMENTED_WINDOWS=${3:-0}
     if [[ -n $netns ]]; then
         ip netns exec "$netns" "$SERVE" "$WORK/root" "$addr" >"$log.out" 2>"$log" &
     else
@@ -256,24 +258,29 @@ fi
 
 start_netdeploy "$SERVER_NS" 10.213.0.1:6969
 start_tftpd_hpa "$SERVER_NS" 10.213.0.1:6970
+# The same server granting windows of fragmented blocks as asked (tftp.fragmented_windows).
+start_netdeploy "$SERVER_NS" 10.213.0.1:6971 1
 LOSSY_REPS=$(( REPS < 3 ? REPS : 3 ))
 
 echo
 echo "== veth, MTU 1500, 1% packet loss each way ($LOSS_BY), tftp_fetch client, MB/s"
 echo "   windowsize 16 is the median of $LOSSY_REPS (min-max); slower runs once. Before each run"
 echo "   the client's IP reassembly memory is left to drain, so that runs do not blind each other."
+echo "   netdeploy grants a window blocks that fit the MTU (1468 bytes) whatever blksize is asked;"
+echo "   'as asked' is the same server with fragmented_windows = true."
 make_file lossy.bin "$LOSSY_SIZE_MB"
 make_file lossy-small.bin 2
-printf '%-8s %-6s %-24s %-16s %-12s %s\n' blksize MiB "netdeploy win 16" "netdeploy win 1" tftpd-hpa \
-    "win 16 / tftpd-hpa"
+printf '%-8s %-6s %-24s %-16s %-16s %-12s %s\n' blksize MiB "netdeploy win 16" "netdeploy win 1" \
+    "win 16 as asked" tftpd-hpa "win 16 / tftpd-hpa"
 for blksize in 1468 8192 65464; do
     file=lossy.bin size=$LOSSY_SIZE_MB reps=$LOSSY_REPS
     # 64 KiB blocks are 45 fragments: 36% of them are lost, and every server crawls.
     [[ $blksize == 65464 ]] && file=lossy-small.bin size=2 reps=1
     nd16=$(median "$reps" fetch "$CLIENT_NS" 10.213.0.1 6969 "$file" "$blksize" 16)
     nd1=$(download fetch "$CLIENT_NS" 10.213.0.1 6969 "$file" "$blksize" 1)
+    asked=$(download fetch "$CLIENT_NS" 10.213.0.1 6971 "$file" "$blksize" 16)
     hpa=$(download fetch "$CLIENT_NS" 10.213.0.1 6970 "$file" "$blksize" 16)
-    printf '%-8s %-6s %-24s %-16s %-12s %s\n' "$blksize" "$size" "$nd16" "$nd1" "$hpa" \
+    printf '%-8s %-6s %-24s %-16s %-16s %-12s %s\n' "$blksize" "$size" "$nd16" "$nd1" "$asked" "$hpa" \
         "$(ratio "$(first "$nd16")" "$hpa")"
 done
 

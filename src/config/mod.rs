@@ -263,6 +263,7 @@ impl Config {
             max_windowsize,
             timeout: Duration::from_millis(timeout_ms),
             retries: w.tftp.retries.unwrap_or(5),
+            fragmented_windows: w.tftp.fragmented_windows.unwrap_or(false),
         };
 
         let mut files: BTreeMap<ClientArch, String> = DEFAULT_BOOT_FILES

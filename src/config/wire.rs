@@ -53,6 +53,7 @@ pub struct Tftp {
     pub max_windowsize: Option<u16>,
     pub timeout_ms: Option<u64>,
     pub retries: Option<u32>,
+    pub fragmented_windows: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -39,4 +39,7 @@ pub struct TftpSettings {
     pub timeout: Duration,
     /// Retransmissions at that longest timeout before a silent client's transfer is abandoned.
     pub retries: u32,
+    /// Grant windows of blocks larger than the path MTU as asked (default: such blocks are
+    /// lowered to fit the MTU when a window is negotiated; see `transfer`).
+    pub fragmented_windows: bool,
 }

@@ -281,14 +281,18 @@ impl TransferJob {
             return;
         };
         let started = Instant::now();
+        let mtu = path_mtu(&socket);
+        let mut limits = self.limits;
+        let ip_header = if self.peer.is_ipv4() { 20 } else { 40 };
+        limits.unfragmented_payload = mtu.map(|m| m.saturating_sub(ip_header + 8));
         let mut transfer = Transfer::new(
             &self.request.options,
             ReadAhead::new(file),
             size,
-            &self.limits,
+            &limits,
             started,
         );
-        if let Some(mtu) = path_mtu(&socket) {
+        if let Some(mtu) = mtu {
             transfer.set_path_mtu(mtu);
         }
         if let Some((fragments, at)) = self.reassembly.get(self.peer.ip()) {

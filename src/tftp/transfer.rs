@@ -66,6 +66,14 @@
 //! retransmission timeout runs from the last datagram actually sent. The model carries over
 //! to the client's next transfer, until [`REASSEMBLY_TIMEOUT`] has expired everything. Blocks
 //! within the MTU, and lossless links, are never paced.
+//!
+//! Pacing keeps the client from going blind; it cannot make a lost fragment cost less than its
+//! whole block, and a window of 16 blocks of 8 KiB under 1% loss still ran at a fraction of the
+//! lock-step rate on a veth pair. So by default a client that asks for a window gets blocks
+//! that fit the path MTU ([`Limits::unfragmented_payload`]; RFC 2348 lets the server grant a
+//! smaller blksize): a window of unfragmented blocks is as fast on a clean link and loses one
+//! datagram per loss. Lock-step transfers keep the large blocks they asked for, which save
+//! round trips; `tftp.fragmented_windows = true` grants windows of large blocks as asked.
 
 use std::io;
 use std::time::{Duration, Instant};
@@ -160,6 +168,12 @@ pub struct Limits {
     pub timeout: Duration,
     /// Retransmissions at the full timeout before the transfer is abandoned.
     pub retries: u32,
+    /// The largest UDP payload that reaches the client in one IP datagram (path MTU less the
+    /// IP and UDP headers), when known. With `fragmented_windows` off, a transfer with a
+    /// window gets blocks that fit it (see "Fragmented blocks" above).
+    pub unfragmented_payload: Option<usize>,
+    /// Grant windows of blocks larger than the path MTU as asked.
+    pub fragmented_windows: bool,
 }
 
 impl From<&TftpSettings> for Limits {
@@ -169,6 +183,8 @@ impl From<&TftpSettings> for Limits {
             max_windowsize: s.max_windowsize,
             timeout: s.timeout,
             retries: s.retries,
+            unfragmented_payload: None,
+            fragmented_windows: s.fragmented_windows,
         }
     }
 }
@@ -240,7 +256,20 @@ pub fn negotiate(options: &[(String, String)], size: u64, limits: &Limits) -> Ne
         n.oack
             .push((name.to_ascii_lowercase(), granted.to_string()));
     }
-    // Options may come in any order, so the window is fitted to the block size at the end.
+    // Options may come in any order, so blocks and window are fitted at the end. A window of
+    // fragmented blocks loses a whole block to any lost fragment and strands the rest at the
+    // client; RFC 2348 lets the server grant a smaller blksize than asked.
+    if let Some(payload) = limits.unfragmented_payload {
+        let fit = payload
+            .saturating_sub(DATA_HEADER_LEN)
+            .clamp(8, usize::from(MAX_BLKSIZE)) as u16;
+        if n.windowsize > 1 && !limits.fragmented_windows && n.blksize > fit {
+            n.blksize = fit;
+            if let Some(entry) = n.oack.iter_mut().find(|(name, _)| name == "blksize") {
+                entry.1 = n.blksize.to_string();
+            }
+        }
+    }
     let fitting = (MAX_WINDOW_BYTES / usize::from(n.blksize)).clamp(1, usize::from(u16::MAX));
     if usize::from(n.windowsize) > fitting {
         n.windowsize = fitting as u16;

@@ -54,6 +54,7 @@ impl Server {
             max_windowsize: 64,
             timeout: Duration::from_secs(1),
             retries: 5,
+            fragmented_windows: false,
         };
         tweak(&mut settings);
         let socket = server::bind_listener(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).unwrap();

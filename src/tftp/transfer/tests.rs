@@ -16,6 +16,8 @@ fn limits() -> Limits {
         max_windowsize: 64,
         timeout: Duration::from_secs(1),
         retries: 5,
+        unfragmented_payload: None,
+        fragmented_windows: false,
     }
 }
 
@@ -1029,4 +1031,44 @@ proptest! {
         let file = content(size);
         lossy_run(&file, &window_opts(blksize, window), seed, p);
     }
+}
+
+#[test]
+fn a_window_of_blocks_larger_than_the_path_mtu_gets_blocks_that_fit() {
+    let ethernet = Limits {
+        unfragmented_payload: Some(1500 - 28),
+        ..limits()
+    };
+    let asked = opts(&[("blksize", "65464"), ("windowsize", "16"), ("tsize", "0")]);
+    let n = negotiate(&asked, 1 << 20, &ethernet);
+    assert_eq!((n.blksize, n.windowsize), (1468, 16));
+    assert_eq!(
+        n.oack,
+        vec![
+            ("blksize".to_string(), "1468".to_string()),
+            ("windowsize".to_string(), "16".to_string()),
+            ("tsize".to_string(), (1u64 << 20).to_string()),
+        ]
+    );
+    // Lock-step keeps its large blocks: each saves a round trip.
+    let n = negotiate(&opts(&[("blksize", "65464")]), 1 << 20, &ethernet);
+    assert_eq!(n.blksize, 65464);
+    // A block that fits is granted as asked.
+    let n = negotiate(
+        &opts(&[("windowsize", "16"), ("blksize", "1432")]),
+        1 << 20,
+        &ethernet,
+    );
+    assert_eq!(n.blksize, 1432);
+    // Loopback's MTU fits the largest block; the setting grants fragmented windows.
+    let loopback = Limits {
+        unfragmented_payload: Some(65536 - 28),
+        ..limits()
+    };
+    assert_eq!(negotiate(&asked, 1 << 20, &loopback).blksize, 65464);
+    let as_asked = Limits {
+        fragmented_windows: true,
+        ..ethernet
+    };
+    assert_eq!(negotiate(&asked, 1 << 20, &as_asked).blksize, 65464);
 }
