@@ -140,10 +140,23 @@ impl BootPath {
         kind: &str,
         body: serde_json::Value,
     ) -> Result<i64, StoreError> {
+        self.record_agent_status_at(machine, deployment, kind, body, now())
+    }
+
+    /// [`BootPath::record_agent_status`] for a message sent at `at` (Unix seconds): one kept on
+    /// full media and imported later.
+    pub fn record_agent_status_at(
+        &self,
+        machine: MachineIdentity,
+        deployment: Option<&str>,
+        kind: &str,
+        body: serde_json::Value,
+        at: i64,
+    ) -> Result<i64, StoreError> {
         let identity = machine.key().map(|k| k.to_string());
         let (catalog, _) = stored::load(&self.store)?;
         let device = catalog.match_device(&machine).map(|d| d.name.clone());
-        let now = now();
+        let now = at;
         if let (Some(id), Some(dep)) = (&identity, deployment) {
             match kind {
                 "succeeded" => self.store.attempt_set(id, dep, "succeeded", now)?,
@@ -264,4 +277,87 @@ pub fn boot_image_for<'a>(
         return None;
     }
     Some((image, image.pre_production))
+}
+
+/// The kinds of status message a boot environment sends.
+pub const AGENT_STATUS_KINDS: [&str; 5] =
+    ["started", "step", "succeeded", "failed", "no-deployment"];
+
+/// A status message from a boot environment, checked: what [`BootPath::record_agent_status`]
+/// needs, and the message itself as the body to keep.
+#[derive(Debug, Clone)]
+pub struct AgentStatus {
+    pub machine: MachineIdentity,
+    pub deployment: Option<String>,
+    pub kind: String,
+    /// When the agent wrote it down (`at`, Unix seconds), for messages kept on full media.
+    pub at: Option<i64>,
+    pub body: serde_json::Value,
+}
+
+/// The machine a boot environment names by `mac` and/or SMBIOS `uuid`. A missing or all-zero
+/// UUID (some firmware) identifies nothing.
+pub fn machine_of(mac: Option<&str>, uuid: Option<&str>) -> Result<MachineIdentity, String> {
+    let mac = mac
+        .map(str::parse::<crate::dhcp::packet::Mac>)
+        .transpose()?;
+    let uuid = uuid
+        .filter(|u| !u.is_empty() && u.chars().any(|c| c.is_ascii_hexdigit() && c != '0'))
+        .map(crate::catalog::parse_smbios_uuid)
+        .transpose()?;
+    if mac.is_none() && uuid.is_none() {
+        return Err("the machine must say its mac and/or uuid".into());
+    }
+    Ok(MachineIdentity { mac, uuid })
+}
+
+/// Checks a status message: a JSON object with a known `kind` and the machine's identity.
+pub fn parse_agent_status(raw: serde_json::Value) -> Result<AgentStatus, String> {
+    let text = |k: &str| raw.get(k).and_then(|v| v.as_str());
+    let Some(kind) = text("kind") else {
+        return Err("a status message needs at least kind and mac or uuid".into());
+    };
+    if !AGENT_STATUS_KINDS.contains(&kind) {
+        return Err(format!(
+            "kind {kind:?} is not one of {}",
+            AGENT_STATUS_KINDS.join(", ")
+        ));
+    }
+    let machine = machine_of(text("mac"), text("uuid"))?;
+    Ok(AgentStatus {
+        machine,
+        deployment: text("deployment").map(str::to_owned),
+        kind: kind.to_owned(),
+        at: raw.get("at").and_then(|v| v.as_i64()),
+        body: raw,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_status_message_needs_a_known_kind_and_an_identity() {
+        let m = parse_agent_status(json!({
+            "kind": "succeeded", "uuid": "4e44d0e1-0d08-4c4a-9b1e-2f6d0d080001",
+            "deployment": "LAB00002", "at": 1_800_000_000
+        }))
+        .unwrap();
+        assert_eq!(m.kind, "succeeded");
+        assert_eq!(m.deployment.as_deref(), Some("LAB00002"));
+        assert_eq!(m.at, Some(1_800_000_000));
+        assert!(m.machine.uuid.is_some() && m.machine.mac.is_none());
+
+        let err = |v| parse_agent_status(v).unwrap_err();
+        assert!(err(json!({"kind": "done", "mac": "52:54:00:00:00:01"})).contains("not one of"));
+        assert!(err(json!({"kind": "started"})).contains("mac and/or uuid"));
+        // An all-zero UUID identifies nothing.
+        assert!(
+            err(json!({"kind": "started", "uuid": "00000000-0000-0000-0000-000000000000"}))
+                .contains("mac and/or uuid")
+        );
+        assert!(err(json!({"mac": "52:54:00:00:00:01"})).contains("needs at least kind"));
+    }
 }

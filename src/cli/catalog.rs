@@ -1072,10 +1072,81 @@ pub struct StatusArgs {
     /// Print the same data as the status page's JSON.
     #[arg(long)]
     json: bool,
+    #[command(subcommand)]
+    action: Option<StatusAction>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StatusAction {
+    /// Record status messages kept by full media that ran without a server: the JSON lines
+    /// of `netdeploy/status/*.jsonl` on the medium (or the agent's --status-file). A message
+    /// already recorded is not recorded twice.
+    Import {
+        /// Files of JSON lines, one status message each.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+/// `netdeploy status import`.
+fn import_statuses(dd: &DataDir, files: &[PathBuf]) -> anyhow::Result<()> {
+    let store = std::sync::Arc::new(dd.open()?);
+    let bp = netdeploy::bootpath::BootPath {
+        store: store.clone(),
+        library: Library::new(&dd.data_dir),
+        pxe_password_set: false,
+    };
+    let known: std::collections::HashSet<String> = store
+        .statuses(None, 1_000_000)?
+        .into_iter()
+        .filter(|m| m.source == "agent")
+        .map(|m| m.body.to_string())
+        .collect();
+    let (mut recorded, mut again, mut bad) = (0, 0, 0);
+    for file in files {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let parsed = serde_json::from_str::<serde_json::Value>(line)
+                .map_err(|e| e.to_string())
+                .and_then(netdeploy::bootpath::parse_agent_status);
+            let m = match parsed {
+                Ok(m) => m,
+                Err(e) => {
+                    eprintln!("{}:{}: skipped: {e}", file.display(), i + 1);
+                    bad += 1;
+                    continue;
+                }
+            };
+            if known.contains(&m.body.to_string()) {
+                again += 1;
+                continue;
+            }
+            bp.record_agent_status_at(
+                m.machine,
+                m.deployment.as_deref(),
+                &m.kind,
+                m.body,
+                m.at.unwrap_or_else(now),
+            )?;
+            recorded += 1;
+        }
+    }
+    println!("{recorded} status messages recorded, {again} already there, {bad} skipped");
+    if bad > 0 && recorded == 0 {
+        bail!("no status message could be read");
+    }
+    Ok(())
 }
 
 pub fn status(dd: &DataDir, a: StatusArgs) -> anyhow::Result<()> {
     use netdeploy::monitoring::{self, State};
+    if let Some(StatusAction::Import { files }) = &a.action {
+        return import_statuses(dd, files);
+    }
     let store = dd.open()?;
     let (catalog, settings) = stored::load(&store)?;
     if let Some(c) = &a.collection {

@@ -10,9 +10,8 @@ use axum::Json;
 use serde::Deserialize;
 
 use super::AppState;
-use crate::catalog::{parse_smbios_uuid, MachineIdentity};
+use crate::catalog::MachineIdentity;
 use crate::decision::Context;
-use crate::dhcp::packet::Mac;
 
 #[derive(Debug, Deserialize)]
 pub struct PolicyQuery {
@@ -32,16 +31,7 @@ fn bad(message: impl std::fmt::Display) -> Response {
 }
 
 fn machine(mac: Option<&str>, uuid: Option<&str>) -> Result<MachineIdentity, String> {
-    let mac = mac.map(str::parse::<Mac>).transpose()?;
-    // A missing or all-zero SMBIOS UUID (some firmware) identifies nothing.
-    let uuid = uuid
-        .filter(|u| !u.is_empty() && u.chars().any(|c| c.is_ascii_hexdigit() && c != '0'))
-        .map(parse_smbios_uuid)
-        .transpose()?;
-    if mac.is_none() && uuid.is_none() {
-        return Err("the machine must say its mac and/or uuid".into());
-    }
-    Ok(MachineIdentity { mac, uuid })
+    crate::bootpath::machine_of(mac, uuid)
 }
 
 pub async fn policy(State(s): State<Arc<AppState>>, Query(q): Query<PolicyQuery>) -> Response {
@@ -89,40 +79,22 @@ pub async fn policy(State(s): State<Arc<AppState>>, Query(q): Query<PolicyQuery>
     Json(p).into_response()
 }
 
-/// A status message from the agent.
-#[derive(Debug, Deserialize)]
-pub struct StatusIn {
-    kind: String,
-    mac: Option<String>,
-    uuid: Option<String>,
-    deployment: Option<String>,
-}
-
 pub async fn status(State(s): State<Arc<AppState>>, body: axum::body::Bytes) -> Response {
     let Ok(raw) = serde_json::from_slice::<serde_json::Value>(&body) else {
         return bad("the status message is not JSON");
     };
-    let Ok(msg) = serde_json::from_value::<StatusIn>(raw.clone()) else {
-        return bad("a status message needs at least kind and mac or uuid");
-    };
-    const KINDS: [&str; 5] = ["started", "step", "succeeded", "failed", "no-deployment"];
-    if !KINDS.contains(&msg.kind.as_str()) {
-        return bad(format!(
-            "kind {:?} is not one of {}",
-            msg.kind,
-            KINDS.join(", ")
-        ));
-    }
-    let m = match machine(msg.mac.as_deref(), msg.uuid.as_deref()) {
+    let msg = match crate::bootpath::parse_agent_status(raw.clone()) {
         Ok(m) => m,
         Err(e) => return bad(e),
     };
+    let m = msg.machine;
     let level_fail = msg.kind == "failed";
     match msg.kind.as_str() {
         "failed" => crate::counters::Counters::bump(&s.counters.deployments_failed),
         "succeeded" => crate::counters::Counters::bump(&s.counters.deployments_succeeded),
         _ => {}
     }
+    let mac = m.mac.map(|x| x.to_string()).unwrap_or_default();
     let summary = format!(
         "{} {} {}",
         raw.get("step").and_then(|v| v.as_str()).unwrap_or(""),
@@ -130,9 +102,9 @@ pub async fn status(State(s): State<Arc<AppState>>, body: axum::body::Bytes) -> 
         raw.get("reason").and_then(|v| v.as_str()).unwrap_or("")
     );
     if level_fail {
-        tracing::warn!(mac = msg.mac.as_deref().unwrap_or(""), deployment = msg.deployment.as_deref().unwrap_or(""), kind = %msg.kind, details = summary.trim(), "agent status");
+        tracing::warn!(mac = %mac, deployment = msg.deployment.as_deref().unwrap_or(""), kind = %msg.kind, details = summary.trim(), "agent status");
     } else {
-        tracing::info!(mac = msg.mac.as_deref().unwrap_or(""), deployment = msg.deployment.as_deref().unwrap_or(""), kind = %msg.kind, details = summary.trim(), "agent status");
+        tracing::info!(mac = %mac, deployment = msg.deployment.as_deref().unwrap_or(""), kind = %msg.kind, details = summary.trim(), "agent status");
     }
     let bp = s.bootpath.clone();
     let dep = msg.deployment.clone();

@@ -15,6 +15,8 @@ use crate::harness::{cli, cli_ok, Server};
 use crate::lab::{boot_image, repo, vm_turn, Lab};
 
 const MAC: &str = "52:54:00:0d:08:01";
+/// The SMBIOS UUID of the same machine: with no network device, its only identity.
+const UUID: &str = "4e44d0e1-0d08-4c4a-9b1e-2f6d0d080001";
 
 fn sha256(bytes: &[u8]) -> String {
     use sha2::Digest;
@@ -46,6 +48,7 @@ fn site(dir: &Path, image: &[u8]) -> PathBuf {
 [[device]]
 name = "pc1"
 macs = ["{MAC}"]
+uuid = "{UUID}"
 [[collection]]
 id = "lab"
 members = ["pc1"]
@@ -125,6 +128,7 @@ fn boot_offline(firmware: &str, dir: &Path, media: &[&str], disk: &Path) -> (boo
         .args(["--no-net", "--firmware", firmware, "--serial-log"])
         .arg(&serial)
         .args(["--timeout", "300", "--expect", "NETDEPLOY-AGENT-RESULT"])
+        .args(["--smbios-uuid", UUID])
         .args(media)
         .arg("--disk")
         .arg(disk)
@@ -278,4 +282,45 @@ fn full_media_usb_image_runs_its_task_sequence_with_no_network_under_ovmf() {
         "{serial}"
     );
     assert_disk_holds(&disk, &img);
+
+    // The stick kept the status messages; imported, the server counts the machine compliant.
+    let kept = read_stick_file(&usb, &format!("netdeploy/status/{UUID}.jsonl"));
+    let kept_file = dir.path().join("kept.jsonl");
+    std::fs::write(&kept_file, &kept).unwrap();
+    assert!(kept.contains("\"kind\":\"succeeded\""), "{kept}");
+    let data = dir.path().join("data");
+    let out = cli_ok(&data, &["status", "import", kept_file.to_str().unwrap()]);
+    assert!(
+        out.contains("status messages recorded, 0 already there, 0 skipped"),
+        "{out}"
+    );
+    let again = cli_ok(&data, &["status", "import", kept_file.to_str().unwrap()]);
+    assert!(again.starts_with("0 status messages recorded"), "{again}");
+    let status: serde_json::Value =
+        serde_json::from_str(&cli_ok(&data, &["status", "--json"])).unwrap();
+    let d = status["deployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["deployment"] == "LAB00002")
+        .unwrap_or_else(|| panic!("{status}"));
+    assert_eq!(d["counts"]["compliant"], 1, "{status}");
+}
+
+/// A file on the FAT system partition of a USB image (GPT, the partition at 1 MiB).
+fn read_stick_file(image: &Path, path: &str) -> String {
+    use std::io::Read;
+    let bytes = std::fs::read(image).unwrap();
+    let fs = fatfs::FileSystem::new(
+        std::io::Cursor::new(bytes[1 << 20..].to_vec()),
+        fatfs::FsOptions::new(),
+    )
+    .unwrap();
+    let mut text = String::new();
+    fs.root_dir()
+        .open_file(path)
+        .unwrap_or_else(|e| panic!("{path} is not on the stick: {e}"))
+        .read_to_string(&mut text)
+        .unwrap();
+    text
 }

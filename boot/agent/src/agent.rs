@@ -127,9 +127,21 @@ pub fn run(flags: &RunFlags) -> i32 {
 /// and content sit next to the variables file ([`full_media`]); nothing is fetched from the
 /// network, and status messages reach the server only when it can be reached.
 fn run_full_media(config: &Config, reporter: Reporter, requested: &str) -> i32 {
-    let mut reporter = match &config.status_file {
-        Some(_) => reporter.echoing(),
-        None => reporter.with_fallback(config.under_root(status::MEDIA_STATUS_FILE)),
+    let mut reporter = match (&config.status_file, &config.media_dir) {
+        (Some(_), _) => reporter.echoing(),
+        // Kept on the medium when it can be written (a USB stick), for `netdeploy status
+        // import`; else in the boot environment's memory, shown on the console.
+        (None, Some(dir)) => {
+            let name = reporter.identity_file_name();
+            let on_media = dir.join("status").join(format!("{name}.jsonl"));
+            let fallback = if writable(&on_media) {
+                on_media
+            } else {
+                config.under_root(status::MEDIA_STATUS_FILE)
+            };
+            reporter.with_fallback(fallback)
+        }
+        (None, None) => reporter.with_fallback(config.under_root(status::MEDIA_STATUS_FILE)),
     };
     let Some(dir) = &config.media_dir else {
         let reason = "full media: SMSTSMediaType=FullMedia, but no variables file names the \
@@ -366,4 +378,17 @@ fn fetch_policy(client: &Client, url: &Url, backoff: &Backoff) -> Result<Policy,
             }
         }
     }
+}
+
+/// True when `file` can be created or appended to (its directory is made if missing).
+fn writable(file: &std::path::Path) -> bool {
+    file.parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|_| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(file)
+        })
+        .is_ok()
 }

@@ -44,6 +44,10 @@ pub struct StatusMessage {
     /// Exit code of a failed command.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<i32>,
+    /// When it was sent, Unix seconds by the machine's clock: what `netdeploy status import`
+    /// records for a message kept on full media.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<i64>,
 }
 
 /// The fallback file of a full media, under the root.
@@ -136,6 +140,16 @@ impl Reporter {
         text
     }
 
+    /// A file name for this machine's messages: its MAC (`52-54-00-12-34-56`), else its
+    /// SMBIOS UUID, else `machine`.
+    pub fn identity_file_name(&self) -> String {
+        match (&self.mac, &self.uuid) {
+            (Some(mac), _) => mac.replace(':', "-"),
+            (None, Some(uuid)) => uuid.clone(),
+            (None, None) => "machine".into(),
+        }
+    }
+
     /// The deployment named in every later message.
     pub fn set_deployment(&mut self, id: &str) {
         self.deployment = Some(id.to_owned());
@@ -146,6 +160,12 @@ impl Reporter {
         msg.mac = msg.mac.or_else(|| self.mac.clone());
         msg.uuid = msg.uuid.or_else(|| self.uuid.clone());
         msg.deployment = msg.deployment.or_else(|| self.deployment.clone());
+        msg.at = msg.at.or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok()
+                .map(|d| d.as_secs() as i64)
+        });
         let json = match serde_json::to_vec(&msg) {
             Ok(j) => j,
             Err(e) => {

@@ -1,7 +1,8 @@
 //! Booting the media in QEMU (SPEC section 7: every image is checked by booting it, BIOS
 //! and UEFI): SeaBIOS and OVMF, from a CD and from a USB stick, with the Linux test boot
 //! image (`boot/linux-image`), whose `/init` prints `NETDEPLOY-BOOT-OK ... cmdline=...`
-//! on the serial console and powers off. No network (`-nic none`), software emulation,
+//! on the serial console, finds the medium by its variables file and starts the agent, which
+//! says where its configuration came from: the test waits for that line. No network (`-nic none`), software emulation,
 //! bounded time; the QEMU process is killed through its handle if it outlives that.
 
 use std::path::{Path, PathBuf};
@@ -77,7 +78,8 @@ fn build_lab_media(dir: &Path, format: &str) -> PathBuf {
     out
 }
 
-/// Boots `image` and returns the marker line the guest printed.
+/// Boots `image` and returns the marker line the guest printed, once the agent started from
+/// the medium's variables file.
 fn boot(image: &Path, firmware: Firmware, attach: Attach) -> String {
     let qemu = require_tool("qemu-system-x86_64", "qemu-system-x86");
     let _guest = ONE_GUEST.lock().unwrap_or_else(|e| e.into_inner());
@@ -135,8 +137,14 @@ fn boot(image: &Path, firmware: Firmware, attach: Attach) -> String {
     let start = Instant::now();
     let marker = loop {
         let text = String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default()).into_owned();
+        let agent = text.lines().any(|l| {
+            l.contains("netdeploy-agent: configuration:")
+                && l.contains("variables file /netdeploy/variables")
+        });
         if let Some(line) = text.lines().find(|l| l.contains("NETDEPLOY-BOOT-OK")) {
-            break Some(line.trim().to_string());
+            if agent {
+                break Some(line.trim().to_string());
+            }
         }
         let exited = child.try_wait().unwrap().is_some();
         if exited || start.elapsed() > BOOT_TIMEOUT {
@@ -160,7 +168,8 @@ fn boot(image: &Path, firmware: Firmware, attach: Attach) -> String {
                 .rev()
                 .collect();
             panic!(
-                "no NETDEPLOY-BOOT-OK from {} in {:?}; serial console:\n{tail}",
+                "no NETDEPLOY-BOOT-OK and agent reading /netdeploy/variables from {} in {:?}; \
+                 serial console:\n{tail}",
                 image.display(),
                 start.elapsed()
             );
