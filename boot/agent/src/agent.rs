@@ -380,9 +380,12 @@ fn fetch_policy(client: &Client, url: &Url, backoff: &Backoff) -> Result<Policy,
     }
 }
 
-/// True when `file` can be created or appended to (its directory is made if missing).
+/// True when `file` can be created or appended to (its directory is made if missing). A file
+/// created only to find out is removed again: messages the server takes leave nothing behind.
 fn writable(file: &std::path::Path) -> bool {
-    file.parent()
+    let existed = file.exists();
+    let ok = file
+        .parent()
         .map_or(Ok(()), std::fs::create_dir_all)
         .and_then(|_| {
             std::fs::OpenOptions::new()
@@ -390,5 +393,9 @@ fn writable(file: &std::path::Path) -> bool {
                 .append(true)
                 .open(file)
         })
-        .is_ok()
+        .is_ok();
+    if ok && !existed {
+        let _ = std::fs::remove_file(file);
+    }
+    ok
 }

@@ -625,7 +625,7 @@ fn full_media_run_their_task_sequence_from_the_medium_without_a_network() {
         stdout,
         "NETDEPLOY-AGENT-RESULT success deployment=LAB00005\n"
     );
-    let status_file = root.join("var/lib/netdeploy/status.jsonl");
+    let status_file = media.join("status/machine.jsonl");
     for line in [
         "netdeploy-agent: machine mac=none uuid=none context=media deployment=none\n".to_owned(),
         format!(
@@ -638,8 +638,10 @@ fn full_media_run_their_task_sequence_from_the_medium_without_a_network() {
             "netdeploy-agent: status messages are appended to {} (no server)\n",
             status_file.display()
         ),
-        "netdeploy-agent: status {\"kind\":\"started\",\"deployment\":\"LAB00005\"}\n".to_owned(),
-        "netdeploy-agent: status {\"kind\":\"succeeded\",\"deployment\":\"LAB00005\"}\n".to_owned(),
+        "netdeploy-agent: status {\"kind\":\"started\",\"deployment\":\"LAB00005\",\"at\":"
+            .to_owned(),
+        "netdeploy-agent: status {\"kind\":\"succeeded\",\"deployment\":\"LAB00005\",\"at\":"
+            .to_owned(),
     ] {
         assert!(stderr.contains(&line), "missing {line:?}");
     }
@@ -693,7 +695,7 @@ fn altered_media_content_fails_the_step_naming_the_file() {
     );
     // --status-file takes the place of the default file.
     assert_eq!(status_kinds(&status_file), ["started", "step", "failed"]);
-    assert!(!root.join("var/lib/netdeploy/status.jsonl").exists());
+    assert!(!media.join("status/machine.jsonl").exists());
     let failed: Value = serde_json::from_str(
         std::fs::read_to_string(&status_file)
             .unwrap()
@@ -740,7 +742,7 @@ fn download_all_on_full_media_refuses_an_altered_image_before_touching_the_disk(
     assert_eq!(o.status.code(), Some(0), "{stdout}");
     assert_eq!(&std::fs::read(&disk).unwrap()[..img.len()], &img[..]);
     assert_eq!(
-        status_kinds(&root.join("var/lib/netdeploy/status.jsonl")),
+        status_kinds(&media.join("status/machine.jsonl")),
         ["started", "failed", "started", "step", "succeeded"]
     );
 }
@@ -797,7 +799,7 @@ fn full_media_report_to_their_server_when_it_answers_and_fetch_nothing() {
                    "target": lab.path("f")}],
         "packages": {"p": [entry]}
     });
-    full_media(
+    let media = full_media(
         &root,
         &format!(
             "SMSTSServerURL={}\r\nSMSTSPreferredAdvertID=LAB00010\r\n",
@@ -815,7 +817,9 @@ fn full_media_report_to_their_server_when_it_answers_and_fetch_nothing() {
         "netdeploy-agent: status messages are posted to {}/agent/status; if the server cannot \
          be reached, appended to {}\n",
         lab.base(),
-        root.join("var/lib/netdeploy/status.jsonl").display()
+        media
+            .join(format!("status/{}.jsonl", MAC.replace(':', "-")))
+            .display()
     )));
     assert_eq!(lab.kinds(), ["started", "step", "succeeded"]);
     assert_eq!(lab.statuses()[0]["mac"], MAC);
@@ -826,5 +830,7 @@ fn full_media_report_to_their_server_when_it_answers_and_fetch_nothing() {
         .map(|r| r.route().to_owned())
         .collect();
     assert!(routes.iter().all(|r| r == "/agent/status"), "{routes:?}");
-    assert!(!root.join("var/lib/netdeploy/status.jsonl").exists());
+    assert!(!media
+        .join(format!("status/{}.jsonl", MAC.replace(':', "-")))
+        .exists());
 }
