@@ -277,7 +277,6 @@ impl TransferJob {
             }
         };
         let Some((file, size)) = self.open(&socket) else {
-            Counters::bump(&self.counters.tftp_refused);
             return;
         };
         let started = Instant::now();
@@ -358,9 +357,11 @@ impl TransferJob {
         );
     }
 
-    /// Resolves and opens the requested file, answering the client with an ERROR if it cannot.
+    /// Resolves and opens the requested file, answering the client with an ERROR if it cannot
+    /// (counted as refused before the ERROR leaves, so a client never sees an uncounted one).
     fn open(&self, socket: &std::net::UdpSocket) -> Option<(std::fs::File, u64)> {
         let refuse = |code: ErrorCode, message: &'static str| {
+            Counters::bump(&self.counters.tftp_refused);
             let _ = socket.send(&packet::error_bytes(code, message));
         };
         let path = match self.root.resolve(&self.request.filename) {
