@@ -431,8 +431,7 @@ async fn winpe_variables(State(s): State<Arc<AppState>>, Query(q): Query<BootQue
 
 /// Streams a file or one byte range of it (RFC 9110 section 14).
 async fn send_range(path: &Path, range: Option<&str>, etag: &str, digest: &str) -> Response {
-    use tokio::io::{AsyncReadExt, AsyncSeekExt};
-    let mut file = match tokio::fs::File::open(path).await {
+    let file = match tokio::fs::File::open(path).await {
         Ok(f) => f,
         Err(_) => return (StatusCode::NOT_FOUND, "no such content\n").into_response(),
     };
@@ -451,10 +450,7 @@ async fn send_range(path: &Path, range: Option<&str>, etag: &str, digest: &str) 
     ];
     match range.map(|r| parse_range(r, len)) {
         None | Some(RangeAsk::Ignore) => {
-            let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
-                file,
-                256 * 1024,
-            ));
+            let body = file_body(file.into_std().await, 0, len);
             let mut r = (common, body).into_response();
             r.headers_mut().insert(header::CONTENT_LENGTH, len.into());
             r
@@ -465,14 +461,8 @@ async fn send_range(path: &Path, range: Option<&str>, etag: &str, digest: &str) 
         )
             .into_response(),
         Some(RangeAsk::Bytes(first, last)) => {
-            if file.seek(std::io::SeekFrom::Start(first)).await.is_err() {
-                return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-            }
             let n = last - first + 1;
-            let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
-                file.take(n),
-                256 * 1024,
-            ));
+            let body = file_body(file.into_std().await, first, n);
             let mut r = (StatusCode::PARTIAL_CONTENT, common, body).into_response();
             let h = r.headers_mut();
             h.insert(header::CONTENT_LENGTH, n.into());
@@ -485,6 +475,50 @@ async fn send_range(path: &Path, range: Option<&str>, etag: &str, digest: &str) 
             r
         }
     }
+}
+
+/// Bytes read per step of [`file_body`].
+const FILE_CHUNK: u64 = 512 * 1024;
+
+/// The bytes `start..start + len` of a file as a response body. Each chunk is read on the
+/// blocking pool straight into the buffer that goes out (`tokio::fs::File` reads into a buffer
+/// of its own and copies from it: one more copy of every byte, which shows when many machines
+/// fetch an image at once). A file shorter than promised ends the body with an error, so the
+/// client sees a short response rather than wrong bytes.
+fn file_body(file: std::fs::File, start: u64, len: u64) -> Body {
+    let state = (Arc::new(file), start, len);
+    let chunks = futures_util::stream::unfold(state, |(file, pos, left)| async move {
+        if left == 0 {
+            return None;
+        }
+        let want = left.min(FILE_CHUNK);
+        let f = file.clone();
+        let read = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+            use std::io::{Read, Seek};
+            let mut handle = &*f;
+            handle.seek(std::io::SeekFrom::Start(pos))?;
+            // A Vec's spare capacity is read into without zeroing it first.
+            let mut buf = Vec::with_capacity(want as usize);
+            handle.take(want).read_to_end(&mut buf)?;
+            if (buf.len() as u64) < want {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the file is shorter than when the response started",
+                ));
+            }
+            Ok(buf)
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        Some(match read {
+            Ok(buf) => (
+                Ok(axum::body::Bytes::from(buf)),
+                (file, pos + want, left - want),
+            ),
+            Err(e) => (Err(e), (file, pos, 0)),
+        })
+    });
+    Body::from_stream(chunks)
 }
 
 /// What a `Range` header asks of a representation of `len` bytes.
@@ -588,10 +622,7 @@ async fn send_file(s: &AppState, path: &Path) -> Response {
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
         }
     };
-    let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
-        file,
-        256 * 1024,
-    ));
+    let body = file_body(file.into_std().await, 0, len);
     (
         [
             (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
