@@ -61,12 +61,6 @@ pub enum Policy {
 
 /// Builds the policy of a decision. `base` is the server URL for content links.
 pub fn policy(decision: &Decision, catalog: &Catalog, base: &str) -> Policy {
-    let name_of = |ts: &str| {
-        catalog
-            .task_sequence(ts)
-            .map(|t| t.name.clone())
-            .unwrap_or_else(|| ts.to_owned())
-    };
     match &decision.action {
         Action::NoDeployment { reason } => Policy::None {
             reason: format!("{reason} ({})", reason.rule().cite()),
@@ -78,7 +72,7 @@ pub fn policy(decision: &Decision, catalog: &Catalog, base: &str) -> Policy {
                 .filter_map(|id| catalog.deployment(id))
                 .map(|d| PolicyEntry {
                     id: d.id.to_string(),
-                    name: name_of(&d.task_sequence),
+                    name: task_sequence_name(catalog, &d.task_sequence),
                 })
                 .collect(),
         },
@@ -100,6 +94,14 @@ pub fn policy(decision: &Decision, catalog: &Catalog, base: &str) -> Policy {
             run(d, catalog, base, reason, warnings.collect())
         }
     }
+}
+
+/// A task sequence's name, or its id when it has gone.
+fn task_sequence_name(catalog: &Catalog, ts: &str) -> String {
+    catalog
+        .task_sequence(ts)
+        .map(|t| t.name.clone())
+        .unwrap_or_else(|| ts.to_owned())
 }
 
 /// The policy of one deployment as it runs, with its packages' files.
@@ -139,10 +141,7 @@ fn run(
         deployment: PolicyDeployment {
             id: d.id.to_string(),
             task_sequence: d.task_sequence.clone(),
-            name: catalog
-                .task_sequence(&d.task_sequence)
-                .map(|t| t.name.clone())
-                .unwrap_or_else(|| d.task_sequence.clone()),
+            name: task_sequence_name(catalog, &d.task_sequence),
             option: d.option,
         },
         steps,

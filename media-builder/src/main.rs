@@ -112,8 +112,8 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
     .render()?;
     let boot = BootImage::load(&args.kernel, &args.initrd, &args.cmdline)?;
     let image = match bios {
-        Some(bios) => media::build_iso(&boot, &variables, &payload, &bios, &efi, t)?,
-        None => media::build_usb(&boot, &variables, &payload, &efi, t)?,
+        Some(bios) => media::build_iso(&boot, &variables, payload, &bios, &efi, t)?,
+        None => media::build_usb(&boot, &variables, payload, &efi, t)?,
     };
     write_with_progress(&args.output, &image)?;
     eprintln!("wrote {} ({} bytes)", args.output.display(), image.len());

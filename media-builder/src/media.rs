@@ -109,16 +109,7 @@ impl Payload {
         let content = dir.join("content");
         let mut names = Vec::new();
         if content.exists() {
-            let entries = std::fs::read_dir(&content).map_err(|source| MediaError::Read {
-                path: content.clone(),
-                source,
-            })?;
-            for e in entries {
-                let e = e.map_err(|source| MediaError::Read {
-                    path: content.clone(),
-                    source,
-                })?;
-                let name = e.file_name().to_string_lossy().into_owned();
+            for name in names_in(&content)? {
                 if name.len() != 64 || !name.bytes().all(|b| b.is_ascii_hexdigit()) {
                     return Err(bad(format!(
                         "content/{name} is not named by a SHA-256 (64 hex digits)"
@@ -127,20 +118,10 @@ impl Payload {
                 names.push(name.to_ascii_lowercase());
             }
         }
-        for top in std::fs::read_dir(dir).map_err(|source| MediaError::Read {
-            path: dir.to_path_buf(),
-            source,
-        })? {
-            let name = top
-                .map_err(|source| MediaError::Read {
-                    path: dir.to_path_buf(),
-                    source,
-                })?
-                .file_name();
+        for name in names_in(dir)? {
             if name != "policy.json" && name != "content" {
                 return Err(bad(format!(
-                    "{} does not belong there: only policy.json and content/",
-                    name.to_string_lossy()
+                    "{name} does not belong there: only policy.json and content/"
                 )));
             }
         }
@@ -158,15 +139,28 @@ impl Payload {
     }
 
     /// The payload's files under `netdeploy/`, content names cut to `name_len` characters.
-    fn entries(&self, name_len: usize) -> impl Iterator<Item = (String, Vec<u8>)> + '_ {
-        self.files.iter().map(move |(name, bytes)| {
+    /// Consumes the payload: its files go onto the media without a copy.
+    fn into_entries(self, name_len: usize) -> impl Iterator<Item = (String, Vec<u8>)> {
+        self.files.into_iter().map(move |(name, bytes)| {
             let name = match name.strip_prefix("content/") {
                 Some(hash) => format!("content/{}", &hash[..name_len.min(hash.len())]),
-                None => name.clone(),
+                None => name,
             };
-            (format!("netdeploy/{name}"), bytes.clone())
+            (format!("netdeploy/{name}"), bytes)
         })
     }
+}
+
+/// The names of the entries of a directory.
+fn names_in(dir: &Path) -> Result<Vec<String>, MediaError> {
+    let err = |source| MediaError::Read {
+        path: dir.to_path_buf(),
+        source,
+    };
+    std::fs::read_dir(dir)
+        .map_err(err)?
+        .map(|e| Ok(e.map_err(err)?.file_name().to_string_lossy().into_owned()))
+        .collect()
 }
 
 fn read_input(path: &Path) -> Result<Vec<u8>, MediaError> {
@@ -218,7 +212,7 @@ fn esp_image(
     boot: &BootImage,
     efi: &EfiLoader,
     variables: &str,
-    payload: Option<&Payload>,
+    payload: Option<Payload>,
     t: Timestamp,
     kind: FatKind,
     seed: &[u8; 32],
@@ -239,7 +233,7 @@ fn esp_image(
         ("netdeploy/variables".into(), variables.as_bytes().to_vec()),
     ];
     if let Some(p) = payload {
-        for (name, bytes) in p.entries(64) {
+        for (name, bytes) in p.into_entries(64) {
             fat::check_file_size(&name, bytes.len() as u64)?;
             files.push((name, bytes));
         }
@@ -274,12 +268,12 @@ fn isolinux_cfg(cmdline: &str) -> String {
 pub fn build_iso(
     boot: &BootImage,
     variables: &str,
-    payload: &Payload,
+    payload: Payload,
     bios: &BiosLoader,
     efi: &EfiLoader,
     t: Timestamp,
 ) -> Result<Vec<u8>, MediaError> {
-    let seed = seed(boot, variables, payload, &t);
+    let seed = seed(boot, variables, &payload, &t);
     // The system partition only starts the kernel; the initramfs reads the ISO 9660 tree.
     let esp = esp_image(boot, efi, variables, None, t, FatKind::Fat16, &seed)?;
     let mut files = std::collections::BTreeMap::new();
@@ -299,7 +293,7 @@ pub fn build_iso(
         "netdeploy/variables".to_string(),
         variables.as_bytes().to_vec(),
     );
-    files.extend(payload.entries(ISO_CONTENT_NAME));
+    files.extend(payload.into_entries(ISO_CONTENT_NAME));
     let spec = IsoSpec {
         volume_id: MEDIA_LABEL.into(),
         files,
@@ -328,11 +322,11 @@ pub fn build_iso(
 pub fn build_usb(
     boot: &BootImage,
     variables: &str,
-    payload: &Payload,
+    payload: Payload,
     efi: &EfiLoader,
     t: Timestamp,
 ) -> Result<Vec<u8>, MediaError> {
-    let seed = seed(boot, variables, payload, &t);
+    let seed = seed(boot, variables, &payload, &t);
     let esp = esp_image(
         boot,
         efi,
@@ -379,7 +373,11 @@ mod tests {
         std::fs::write(dir.path().join("content").join(&sha), b"bytes").unwrap();
         let p = Payload::load(dir.path()).unwrap();
         assert!(p.is_full());
-        let iso: Vec<String> = p.entries(ISO_CONTENT_NAME).map(|(n, _)| n).collect();
+        let iso: Vec<String> = p
+            .clone()
+            .into_entries(ISO_CONTENT_NAME)
+            .map(|(n, _)| n)
+            .collect();
         assert_eq!(
             iso,
             [
@@ -387,7 +385,7 @@ mod tests {
                 format!("netdeploy/content/{}", &sha[..30])
             ]
         );
-        let fat: Vec<String> = p.entries(64).map(|(n, _)| n).collect();
+        let fat: Vec<String> = p.into_entries(64).map(|(n, _)| n).collect();
         assert_eq!(fat[1], format!("netdeploy/content/{sha}"));
 
         std::fs::write(dir.path().join("notes.txt"), b"x").unwrap();

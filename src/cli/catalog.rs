@@ -637,9 +637,6 @@ pub fn boot_image(dd: &DataDir, cmd: BootImageCommand) -> anyhow::Result<()> {
 
 /// `netdeploy deployment export`: the policy and content of full media.
 fn export(dd: &DataDir, catalog: &Catalog, id: &str, out: &Path) -> anyhow::Result<()> {
-    use sha2::{Digest, Sha256};
-    use std::io::{Read, Write};
-
     let id: DeploymentId = id.parse()?;
     let policy = netdeploy::policy::full_media(&id, catalog, "http://netdeploy.invalid")?;
     let netdeploy::policy::Policy::Run { packages, .. } = &policy else {
@@ -661,43 +658,14 @@ fn export(dd: &DataDir, catalog: &Catalog, id: &str, out: &Path) -> anyhow::Resu
             if !done.insert(f.sha256.clone()) {
                 continue;
             }
-            let from = lib.path_of(&f.sha256)?;
-            let mut src = std::fs::File::open(&from).with_context(|| {
-                format!(
-                    "package {package}: {} (sha256 {}) is not in the content library {}",
-                    f.path,
-                    f.sha256,
-                    from.display()
-                )
-            })?;
-            let to = content.join(&f.sha256);
-            let mut dst =
-                std::fs::File::create(&to).with_context(|| format!("creating {}", to.display()))?;
-            let mut h = Sha256::new();
-            let mut buf = vec![0u8; 1 << 20];
-            let mut n = 0u64;
-            loop {
-                let k = src.read(&mut buf)?;
-                if k == 0 {
-                    break;
-                }
-                h.update(&buf[..k]);
-                dst.write_all(&buf[..k])?;
-                n += k as u64;
-            }
-            dst.sync_all()?;
-            let got = netdeploy::content::hex(&h.finalize());
-            if got != f.sha256 || n != f.size {
-                let _ = std::fs::remove_file(&to);
-                bail!(
-                    "package {package}: {} in the content library has changed (sha256 {got}, \
-                     {n} bytes; the package says {}, {} bytes): run site apply again",
-                    f.path,
-                    f.sha256,
-                    f.size
-                );
-            }
-            total += n;
+            let file = ContentFile {
+                path: f.path.clone(),
+                size: f.size,
+                sha256: f.sha256.clone(),
+            };
+            lib.export(&file, &content.join(&f.sha256))
+                .with_context(|| format!("package {package}: {} (run site apply again)", f.path))?;
+            total += f.size;
         }
     }
     let json = serde_json::to_vec(&policy)?;

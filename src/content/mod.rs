@@ -22,6 +22,50 @@ pub enum ContentError {
     Write { path: PathBuf, source: io::Error },
     #[error("{0:?} is not a SHA-256 in lowercase hex")]
     BadHash(String),
+    #[error(
+        "{path} in the content library has changed: sha256 {got}, {got_size} bytes, where \
+         {sha256}, {size} bytes were imported"
+    )]
+    Changed {
+        path: PathBuf,
+        sha256: String,
+        size: u64,
+        got: String,
+        got_size: u64,
+    },
+}
+
+/// Copies `input` (at `from`) to `output` (at `to`) in 1 MiB pieces, hashing what passes and
+/// calling `progress` with the bytes so far; the SHA-256 in lowercase hex and the size.
+fn copy_hashed(
+    input: &mut File,
+    from: &Path,
+    output: &mut File,
+    to: &Path,
+    progress: &mut dyn FnMut(u64),
+) -> Result<(String, u64), ContentError> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = input.read(&mut buf).map_err(|e| ContentError::Read {
+            path: from.to_owned(),
+            source: e,
+        })?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        output
+            .write_all(&buf[..n])
+            .map_err(|e| ContentError::Write {
+                path: to.to_owned(),
+                source: e,
+            })?;
+        size += n as u64;
+        progress(size);
+    }
+    Ok((hex(&hasher.finalize()), size))
 }
 
 /// The library directory.
@@ -116,22 +160,9 @@ impl Library {
         let mut input = File::open(source).map_err(read_err)?;
         let tmp = tmp_dir.join(format!("import-{}-{}", std::process::id(), unique()));
         let mut out = File::create(&tmp).map_err(write_err(&tmp))?;
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        let mut size = 0u64;
-        loop {
-            let n = input.read(&mut buf).map_err(read_err)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            out.write_all(&buf[..n]).map_err(write_err(&tmp))?;
-            size += n as u64;
-            progress(size);
-        }
+        let (sha256, size) = copy_hashed(&mut input, source, &mut out, &tmp, progress)?;
         out.sync_all().map_err(write_err(&tmp))?;
         drop(out);
-        let sha256 = hex(&hasher.finalize());
         let dest = self.path_of(&sha256)?;
         if dest.is_file() {
             let _ = std::fs::remove_file(&tmp);
@@ -148,6 +179,35 @@ impl Library {
             size,
             sha256,
         })
+    }
+
+    /// Copies the library's copy of `file` to `to`, checking its hash and size on the way, so
+    /// what leaves the library (full media) is what was imported; a changed file is refused and
+    /// `to` removed.
+    pub fn export(&self, file: &ContentFile, to: &Path) -> Result<(), ContentError> {
+        let from = self.path_of(&file.sha256)?;
+        let mut input = File::open(&from).map_err(|e| ContentError::Read {
+            path: from.clone(),
+            source: e,
+        })?;
+        let write_err = |e| ContentError::Write {
+            path: to.to_owned(),
+            source: e,
+        };
+        let mut out = File::create(to).map_err(write_err)?;
+        let (got, got_size) = copy_hashed(&mut input, &from, &mut out, to, &mut |_| {})?;
+        out.sync_all().map_err(write_err)?;
+        if got != file.sha256 || got_size != file.size {
+            let _ = std::fs::remove_file(to);
+            return Err(ContentError::Changed {
+                path: from,
+                sha256: file.sha256.clone(),
+                size: file.size,
+                got,
+                got_size,
+            });
+        }
+        Ok(())
     }
 }
 
@@ -196,6 +256,23 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn export_copies_what_was_imported_and_refuses_a_changed_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let lib = Library::new(&dir.path().join("data"));
+        let src = dir.path().join("disk.img");
+        std::fs::write(&src, b"the image").unwrap();
+        let f = lib.import(&src, "disk.img").unwrap();
+        let out = dir.path().join("out");
+        lib.export(&f, &out).unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), b"the image");
+
+        std::fs::write(lib.path_of(&f.sha256).unwrap(), b"the imagE").unwrap();
+        let err = lib.export(&f, &out).unwrap_err().to_string();
+        assert!(err.contains("has changed"), "{err}");
+        assert!(!out.exists(), "a changed file is not left behind");
     }
 
     #[test]

@@ -10,7 +10,6 @@ use axum::Json;
 use serde::Deserialize;
 
 use super::AppState;
-use crate::catalog::MachineIdentity;
 use crate::decision::Context;
 
 #[derive(Debug, Deserialize)]
@@ -30,12 +29,8 @@ fn bad(message: impl std::fmt::Display) -> Response {
         .into_response()
 }
 
-fn machine(mac: Option<&str>, uuid: Option<&str>) -> Result<MachineIdentity, String> {
-    crate::bootpath::machine_of(mac, uuid)
-}
-
 pub async fn policy(State(s): State<Arc<AppState>>, Query(q): Query<PolicyQuery>) -> Response {
-    let m = match machine(q.mac.as_deref(), q.uuid.as_deref()) {
+    let m = match crate::bootpath::machine_of(q.mac.as_deref(), q.uuid.as_deref()) {
         Ok(m) => m,
         Err(e) => return bad(e),
     };

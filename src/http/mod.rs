@@ -486,8 +486,9 @@ const FILE_CHUNK: u64 = 512 * 1024;
 /// fetch an image at once). A file shorter than promised ends the body with an error, so the
 /// client sees a short response rather than wrong bytes.
 fn file_body(file: std::fs::File, start: u64, len: u64) -> Body {
-    let state = (Arc::new(file), start, len);
-    let chunks = futures_util::stream::unfold(state, |(file, pos, left)| async move {
+    // The first chunk seeks to `start`; the next ones read on from where it left off.
+    let state = (Arc::new(file), Some(start), len);
+    let chunks = futures_util::stream::unfold(state, |(file, seek, left)| async move {
         if left == 0 {
             return None;
         }
@@ -496,7 +497,9 @@ fn file_body(file: std::fs::File, start: u64, len: u64) -> Body {
         let read = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
             use std::io::{Read, Seek};
             let mut handle = &*f;
-            handle.seek(std::io::SeekFrom::Start(pos))?;
+            if let Some(pos) = seek {
+                handle.seek(std::io::SeekFrom::Start(pos))?;
+            }
             // A Vec's spare capacity is read into without zeroing it first.
             let mut buf = Vec::with_capacity(want as usize);
             handle.take(want).read_to_end(&mut buf)?;
@@ -511,11 +514,8 @@ fn file_body(file: std::fs::File, start: u64, len: u64) -> Body {
         .await
         .unwrap_or_else(|e| Err(std::io::Error::other(e)));
         Some(match read {
-            Ok(buf) => (
-                Ok(axum::body::Bytes::from(buf)),
-                (file, pos + want, left - want),
-            ),
-            Err(e) => (Err(e), (file, pos, 0)),
+            Ok(buf) => (Ok(axum::body::Bytes::from(buf)), (file, None, left - want)),
+            Err(e) => (Err(e), (file, None, 0)),
         })
     });
     Body::from_stream(chunks)

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::harness::{cli_ok, Server};
-use crate::lab::{boot_image, Lab};
+use crate::lab::{boot_image, disk_image, lab_dhcp_config, sha256, Lab};
 
 const MAC: &str = "52:54:00:0d:07:01";
 
@@ -21,25 +21,12 @@ struct Setup {
     disk: PathBuf,
 }
 
-fn sha256(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    netdeploy::content::hex(&sha2::Sha256::digest(bytes))
-}
-
 fn setup(image_mib: usize, tamper: bool) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let (kernel, initrd) = boot_image();
     let pkg = dir.path().join("disk");
     std::fs::create_dir_all(&pkg).unwrap();
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    let image: Vec<u8> = (0..image_mib * 1024 * 1024)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    let image = disk_image(image_mib);
     std::fs::write(pkg.join("disk.img"), &image).unwrap();
     let sha = sha256(&image);
     let site = format!(
@@ -95,10 +82,7 @@ accept_high_risk = true
     }
     let disk = dir.path().join("vda.img");
     std::fs::write(&disk, vec![0u8; (image_mib + 1) * 1024 * 1024]).unwrap();
-    let config = format!(
-        "[server]\ninterfaces = [\"ndbr0\"]\ndata_dir = {:?}\n[dhcp]\nmode = \"dhcp\"\nrange = [\"10.77.0.100\", \"10.77.0.199\"]\n[tftp]\nroot = \"/usr/lib/ipxe\"\n",
-        data.display().to_string()
-    );
+    let config = lab_dhcp_config(&data);
     let lab = Lab::up();
     let server = Server::start_in(dir.path(), &config, &lab.exec_prefix());
     Setup {

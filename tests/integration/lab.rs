@@ -165,3 +165,32 @@ pub fn boot_image() -> &'static (PathBuf, PathBuf) {
         (out.join("vmlinuz"), out.join("initrd.img"))
     })
 }
+
+/// A netdeploy configuration for the lab network: the DHCP server on its bridge, with `data`
+/// as the data directory and Debian's iPXE files as the TFTP root.
+pub fn lab_dhcp_config(data: &Path) -> String {
+    format!(
+        "[server]\ninterfaces = [\"ndbr0\"]\ndata_dir = {:?}\n[dhcp]\nmode = \"dhcp\"\n\
+         range = [\"10.77.0.100\", \"10.77.0.199\"]\n[tftp]\nroot = \"/usr/lib/ipxe\"\n",
+        data.display().to_string()
+    )
+}
+
+/// A disk image of `mib` MiB of random-looking bytes, the same on every run.
+pub fn disk_image(mib: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..mib * 1024 * 1024)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// SHA-256 in lowercase hex.
+pub fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    netdeploy::content::hex(&sha2::Sha256::digest(bytes))
+}

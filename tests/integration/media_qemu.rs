@@ -12,29 +12,11 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::harness::{cli, cli_ok, Server};
-use crate::lab::{boot_image, repo, vm_turn, Lab};
+use crate::lab::{boot_image, disk_image, lab_dhcp_config, repo, sha256, vm_turn, Lab};
 
 const MAC: &str = "52:54:00:0d:08:01";
 /// The SMBIOS UUID of the same machine: with no network device, its only identity.
 const UUID: &str = "4e44d0e1-0d08-4c4a-9b1e-2f6d0d080001";
-
-fn sha256(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    netdeploy::content::hex(&sha2::Sha256::digest(bytes))
-}
-
-/// A random-looking image of `mib` MiB, the same on every run.
-fn image(mib: usize) -> Vec<u8> {
-    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-    (0..mib * 1024 * 1024)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
 
 /// A site with one machine, a disk-image package and two deployments of it: LAB00001 hidden
 /// and available (only a preferred id on media reaches it), LAB00002 what full media carry.
@@ -147,7 +129,7 @@ fn boot_offline(firmware: &str, dir: &Path, media: &[&str], disk: &Path) -> (boo
 fn unattended_boot_media_run_a_hidden_deployment_and_the_server_records_success() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let site = site(dir.path(), &image(1));
+    let site = site(dir.path(), &disk_image(1));
     cli_ok(&data, &["site", "apply", site.to_str().unwrap()]);
     let iso = dir.path().join("boot.iso");
     build_media(
@@ -160,10 +142,7 @@ fn unattended_boot_media_run_a_hidden_deployment_and_the_server_records_success(
             "LAB00001",
         ],
     );
-    let config = format!(
-        "[server]\ninterfaces = [\"ndbr0\"]\ndata_dir = {:?}\n[dhcp]\nmode = \"dhcp\"\nrange = [\"10.77.0.100\", \"10.77.0.199\"]\n[tftp]\nroot = \"/usr/lib/ipxe\"\n",
-        data.display().to_string()
-    );
+    let config = lab_dhcp_config(&data);
     let lab = Lab::up();
     let server = Server::start_in(dir.path(), &config, &lab.exec_prefix());
     let (ok, serial, report) = lab.boot_vm_timeout(
@@ -249,7 +228,7 @@ fn assert_disk_holds(disk: &Path, image: &[u8]) {
 #[test]
 fn full_media_iso_runs_its_task_sequence_with_no_network_under_seabios() {
     let dir = tempfile::tempdir().unwrap();
-    let img = image(4);
+    let img = disk_image(4);
     let iso = full_media(dir.path(), "iso", &img);
     let disk = dir.path().join("vda.img");
     std::fs::write(&disk, vec![0u8; 5 << 20]).unwrap();
@@ -270,7 +249,7 @@ fn full_media_iso_runs_its_task_sequence_with_no_network_under_seabios() {
 #[test]
 fn full_media_usb_image_runs_its_task_sequence_with_no_network_under_ovmf() {
     let dir = tempfile::tempdir().unwrap();
-    let img = image(4);
+    let img = disk_image(4);
     let usb = full_media(dir.path(), "usb", &img);
     let disk = dir.path().join("vda.img");
     std::fs::write(&disk, vec![0u8; 5 << 20]).unwrap();
