@@ -19,7 +19,7 @@ struct Cli {
     #[arg(long, global = true, env = "NETDEPLOY_LOG", default_value = "info")]
     log: String,
     #[command(flatten)]
-    data: cat::DataDir,
+    locate: cli::locate::Locate,
     #[command(subcommand)]
     command: Command,
 }
@@ -28,19 +28,15 @@ struct Cli {
 enum Command {
     /// Run the server: DHCP/PXE, TFTP and HTTP on the configured interfaces.
     ///
-    /// Prints one JSON line on standard output when every port is bound (with the addresses
-    /// and ports chosen), logs to standard error, and stops cleanly on SIGINT or SIGTERM.
-    /// Serving DHCP on port 67 needs root (or CAP_NET_BIND_SERVICE and CAP_NET_RAW).
-    Serve {
-        /// The configuration file (TOML). See `netdeploy config example`.
-        #[arg(long, short)]
-        config: PathBuf,
-    },
-    /// Check a configuration file and print what it resolves to, without serving.
-    Check {
-        #[arg(long, short)]
-        config: PathBuf,
-    },
+    /// The configuration is `--config FILE`, else NETDEPLOY_CONFIG, else
+    /// /etc/netdeploy/netdeploy.toml. Prints one JSON line on standard output when every port
+    /// is bound (with the addresses and ports chosen), logs to standard error, and stops
+    /// cleanly on SIGINT or SIGTERM. Serving DHCP on port 67 needs root (or
+    /// CAP_NET_BIND_SERVICE and CAP_NET_RAW).
+    Serve,
+    /// Check the configuration (found as `serve` finds it) and print what it resolves to,
+    /// without serving.
+    Check,
     /// Print an annotated example configuration.
     ConfigExample,
     /// Site files: declare a whole lab's catalog and apply it in one command.
@@ -72,7 +68,7 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Send wake-on-LAN magic packets on the served interfaces (needs --server-config).
+    /// Send wake-on-LAN magic packets on the served interfaces (of the configuration).
     Wake(cat::WakeArgs),
     /// Where each deployment stands: the five states per collection, failures over time.
     Status(cat::StatusArgs),
@@ -93,7 +89,7 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
-    match run(cli.command, cli.data) {
+    match run(cli.command, cli.locate) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("netdeploy: {e:#}");
@@ -102,22 +98,37 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(command: Command, data: cat::DataDir) -> anyhow::Result<()> {
-    // `serve`, `check` and `config-example` take their own configuration; the catalog commands
-    // take the data directory, from --server-config when given.
+fn run(command: Command, locate: cli::locate::Locate) -> anyhow::Result<()> {
     if let Command::Media { args } = &command {
         return media(args);
     }
-    let needs_data = !matches!(
-        command,
-        Command::Serve { .. } | Command::Check { .. } | Command::ConfigExample
-    );
-    let (data, config) = if needs_data {
-        data.resolve()?
-    } else {
-        (data, None)
+    if let Command::ConfigExample = command {
+        print!("{EXAMPLE}");
+        return Ok(());
+    }
+    if let Command::Serve = command {
+        let (_, config) = locate.server_config()?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        return rt.block_on(netdeploy::serve::run(config));
+    }
+    if let Command::Check = command {
+        let (path, config) = locate.server_config()?;
+        return check(&path, &config);
+    }
+    let data = &locate.resolve(command.creates_objects())?;
+    // Only wake-on-LAN needs the served interfaces; every other command reads the data
+    // directory alone, so it works on a host where those interfaces do not exist.
+    let config = match &command {
+        Command::Wake(_) => data.full_config()?,
+        // Wake-on-LAN on create is best effort here: without the interfaces it says how to
+        // send the packets later.
+        Command::Deployment(cat::DeploymentCommand::Create { .. }) => {
+            data.full_config().ok().flatten()
+        }
+        _ => None,
     };
-    let data = &data;
     let config = config.as_ref();
     match command {
         Command::Site(c) => cat::site(data, c),
@@ -128,65 +139,75 @@ fn run(command: Command, data: cat::DataDir) -> anyhow::Result<()> {
         Command::TaskSequence(c) => cat::task_sequence(data, c),
         Command::Deployment(c) => cat::deployment(data, config, c),
         Command::Wake(a) => cat::wake(data, config, a),
-        Command::Media { .. } => unreachable!("handled above"),
         Command::Explain(a) => cat::explain(data, a),
         Command::Pxe(c) => cat::pxe(data, c),
         Command::Status(a) => cat::status(data, a),
-        Command::Serve { config } => {
-            let config = netdeploy::config::Config::load(&config)?;
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(netdeploy::serve::run(config))
-        }
-        Command::Check { config } => {
-            let c = netdeploy::config::Config::load(&config)?;
-            println!("configuration OK");
-            println!(
-                "  interfaces: {}",
-                c.interfaces
-                    .iter()
-                    .map(|i| format!("{} ({})", i.name, i.address))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            println!("  server address: {}", c.server_address);
-            println!(
-                "  dhcp mode: {} (port {}, PXE port {})",
-                c.dhcp.mode.name(),
-                c.dhcp.port,
-                c.dhcp.proxy_port
-            );
-            if let Some(p) = &c.dhcp.pool {
-                println!(
-                    "  lease range: {} - {} ({}s)",
-                    p.first,
-                    p.last,
-                    p.lease_time.as_secs()
-                );
-            }
-            println!(
-                "  tftp root: {} (port {})",
-                c.tftp.root.display(),
-                c.tftp_port
-            );
-            for (arch, file) in &c.boot.files {
-                println!("  boot file {arch}: {file}");
-            }
-            match &c.boot.image {
-                Some(i) => println!("  boot image: {} {}", i.kernel.display(), i.cmdline),
-                None => {
-                    println!("  boot image: none (iPXE clients are sent to their next boot device)")
-                }
-            }
-            println!("  data dir: {}", c.data_dir.display());
-            Ok(())
-        }
-        Command::ConfigExample => {
-            print!("{EXAMPLE}");
-            Ok(())
+        Command::Media { .. } | Command::ConfigExample | Command::Serve | Command::Check => {
+            unreachable!("handled above")
         }
     }
+}
+
+impl Command {
+    /// Whether the command creates catalog objects, and so may start a catalog in a data
+    /// directory that has none. Every other command needs an existing catalog.
+    fn creates_objects(&self) -> bool {
+        use cat::*;
+        matches!(
+            self,
+            Command::Site(SiteCommand::Apply { .. })
+                | Command::Device(DeviceCommand::Create { .. })
+                | Command::Collection(CollectionCommand::Create { .. })
+                | Command::Package(PackageCommand::Create { .. })
+                | Command::BootImage(BootImageCommand::Create { .. })
+                | Command::TaskSequence(TaskSequenceCommand::Create { .. })
+                | Command::Deployment(DeploymentCommand::Create { .. })
+        )
+    }
+}
+
+/// `netdeploy check`: what the configuration resolves to.
+fn check(path: &std::path::Path, c: &netdeploy::config::Config) -> anyhow::Result<()> {
+    println!("configuration OK: {}", path.display());
+    println!(
+        "  interfaces: {}",
+        c.interfaces
+            .iter()
+            .map(|i| format!("{} ({})", i.name, i.address))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!("  server address: {}", c.server_address);
+    println!(
+        "  dhcp mode: {} (port {}, PXE port {})",
+        c.dhcp.mode.name(),
+        c.dhcp.port,
+        c.dhcp.proxy_port
+    );
+    if let Some(p) = &c.dhcp.pool {
+        println!(
+            "  lease range: {} - {} ({}s)",
+            p.first,
+            p.last,
+            p.lease_time.as_secs()
+        );
+    }
+    println!(
+        "  tftp root: {} (port {})",
+        c.tftp.root.display(),
+        c.tftp_port
+    );
+    for (arch, file) in &c.boot.files {
+        println!("  boot file {arch}: {file}");
+    }
+    match &c.boot.image {
+        Some(i) => println!("  boot image: {} {}", i.kernel.display(), i.cmdline),
+        None => {
+            println!("  boot image: none (iPXE clients are sent to their next boot device)")
+        }
+    }
+    println!("  data dir: {}", c.data_dir.display());
+    Ok(())
 }
 
 /// Runs the media builder installed beside this binary (or on PATH) in place of this process.

@@ -17,42 +17,7 @@ use netdeploy::decision::{self, Context};
 use netdeploy::dhcp::packet::Mac;
 use netdeploy::store::Store;
 
-/// Where the database and content library are.
-#[derive(Debug, Args, Clone)]
-pub struct DataDir {
-    /// The server's data directory (as `server.data_dir` in its configuration).
-    #[arg(
-        long,
-        env = "NETDEPLOY_DATA_DIR",
-        default_value = "/var/lib/netdeploy",
-        global = true
-    )]
-    pub data_dir: PathBuf,
-    /// The server's configuration: its data directory and served interfaces (for
-    /// wake-on-LAN) are taken from it.
-    #[arg(long = "server-config", env = "NETDEPLOY_CONFIG", global = true)]
-    pub server_config: Option<PathBuf>,
-}
-
-impl DataDir {
-    /// Takes the data directory from `--server-config` when it is given.
-    pub fn resolve(mut self) -> anyhow::Result<(DataDir, Option<netdeploy::config::Config>)> {
-        match &self.server_config {
-            Some(p) => {
-                let c = netdeploy::config::Config::load(p)?;
-                self.data_dir = c.data_dir.clone();
-                Ok((self, Some(c)))
-            }
-            None => Ok((self, None)),
-        }
-    }
-
-    fn open(&self) -> anyhow::Result<Store> {
-        std::fs::create_dir_all(&self.data_dir)
-            .with_context(|| format!("cannot create {}", self.data_dir.display()))?;
-        Ok(Store::open(&self.data_dir.join("netdeploy.db"))?)
-    }
-}
+pub use super::locate::DataDir;
 
 #[derive(Debug, Subcommand)]
 pub enum SiteCommand {
@@ -1219,7 +1184,7 @@ pub fn wake(
     a: WakeArgs,
 ) -> anyhow::Result<()> {
     let Some(config) = config else {
-        bail!("pass --server-config FILE: magic packets go out only on the interfaces the server serves");
+        bail!("no configuration found (give --config FILE or set NETDEPLOY_CONFIG): magic packets go out only on the interfaces the server serves");
     };
     let store = dd.open()?;
     let (catalog, _) = stored::load(&store)?;
@@ -1257,7 +1222,7 @@ pub fn wake_new(
     match netdeploy::wake::wake_new_deployment(&catalog, &id, interfaces) {
         None => {}
         Some(_) if config.is_none() => println!(
-            "wake-on-LAN: no packets sent; pass --server-config so netdeploy knows the served interfaces, or run `netdeploy wake --deployment {id}`"
+            "wake-on-LAN: no packets sent; the served interfaces are not known here (give --config with the server's configuration, on the server's host), or run `netdeploy wake --deployment {id}`"
         ),
         Some(r) => println!("wake-on-LAN: sent {} magic packet(s)", r?),
     }

@@ -1,3 +1,4 @@
 //! Command implementations of the `netdeploy` binary.
 
 pub mod catalog;
+pub mod locate;

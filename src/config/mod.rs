@@ -141,17 +141,54 @@ pub const DEFAULT_BOOT_FILES: [(ClientArch, &str); 2] = [
     (ClientArch::EfiX64, "snponly.efi"),
 ];
 
+/// Where every command looks for the configuration when neither `--config` nor
+/// `NETDEPLOY_CONFIG` names one (the Debian package installs it there).
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/netdeploy/netdeploy.toml";
+
+/// The data directory when the configuration does not name one.
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/netdeploy";
+
+/// What the offline commands (`site apply`, `status`, `explain`, `pxe clear`, ...) take from a
+/// configuration file: only where the data lives. Unlike [`Config::load`] it does not ask
+/// whether the served interfaces exist, so those commands work on any host, outside the
+/// server's network namespace too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageConfig {
+    pub data_dir: PathBuf,
+}
+
+impl StorageConfig {
+    /// Reads and parses a configuration file (every key is still checked for spelling).
+    pub fn load(path: &Path) -> Result<StorageConfig, ConfigError> {
+        let wire = read_wire(path)?;
+        Ok(StorageConfig {
+            data_dir: data_dir_of(&wire),
+        })
+    }
+}
+
+fn read_wire(path: &Path) -> Result<wire::File, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse(&text).map_err(|message| ConfigError::Parse {
+        path: path.to_owned(),
+        message,
+    })
+}
+
+fn data_dir_of(w: &wire::File) -> PathBuf {
+    w.server
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR))
+}
+
 impl Config {
     /// Reads, parses and validates a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        let wire = parse(&text).map_err(|message| ConfigError::Parse {
-            path: path.to_owned(),
-            message,
-        })?;
+        let wire = read_wire(path)?;
         let host = crate::interfaces::ipv4_addresses()
             .map_err(|e| field("server.interfaces", format!("cannot list interfaces: {e}")))?;
         Config::from_wire(wire, &host)
@@ -159,6 +196,7 @@ impl Config {
 
     /// Validates a parsed file against the host's interface addresses.
     pub fn from_wire(w: wire::File, host: &[InterfaceAddr]) -> Result<Config, ConfigError> {
+        let data_dir = data_dir_of(&w);
         let names = w.server.interfaces.unwrap_or_default();
         if names.is_empty() {
             return Err(field(
@@ -192,10 +230,6 @@ impl Config {
             }
             None => interfaces[0].address,
         };
-        let data_dir = w
-            .server
-            .data_dir
-            .unwrap_or_else(|| PathBuf::from("/var/lib/netdeploy"));
 
         let mode = match w.dhcp.mode.as_deref().unwrap_or("proxy") {
             "proxy" => DhcpMode::Proxy,
