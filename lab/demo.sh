@@ -166,7 +166,7 @@ for i in "${!fws[@]}"; do
         | grep -E "PXE boot reply|iPXE script served|agent status" \
         | sed 's/^/  netdeploy: /' || true
 done
-echo "== netdeploy status"
+echo "== netdeploy status --machines"
 target/release/netdeploy --data-dir "$out/data" status --machines
 echo "== counters"
 ip netns exec "$lab" curl -s http://10.77.0.1:8080/metrics | grep -v '^#' | grep -v ' 0$' || true

@@ -92,7 +92,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "http": http_listeners.iter().map(|l| l.local_addr().map(|a| a.to_string()).unwrap_or_default()).collect::<Vec<_>>(),
         "url": base,
     });
-    tracing::info!(startup = %ready, "netdeploy ready");
+    // The JSON line on stdout is for programs; the log gets a line for people, so a terminal
+    // that shows both does not show the same line twice.
+    tracing::info!(
+        server_address = %config.server_address,
+        dhcp_mode = config.dhcp.mode.name(),
+        url = %base,
+        "netdeploy ready"
+    );
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "{ready}")?;

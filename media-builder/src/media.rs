@@ -28,7 +28,8 @@ pub const VARIABLES_PATH: &str = "/netdeploy/variables";
 pub enum Format {
     /// Hybrid ISO 9660: El Torito BIOS and UEFI, bootable as a CD or written raw to a USB stick.
     Iso,
-    /// Raw disk image: GPT with one FAT32 EFI System Partition (UEFI).
+    /// Raw disk image: GPT with one FAT32 EFI System Partition. Boots UEFI machines only;
+    /// for a stick that BIOS machines boot too, write the ISO to it.
     Usb,
 }
 
