@@ -200,14 +200,60 @@ fn check(path: &std::path::Path, c: &netdeploy::config::Config) -> anyhow::Resul
     for (arch, file) in &c.boot.files {
         println!("  boot file {arch}: {file}");
     }
-    match &c.boot.image {
-        Some(i) => println!("  boot image: {} {}", i.kernel.display(), i.cmdline),
-        None => {
-            println!("  boot image: none (iPXE clients are sent to their next boot device)")
+    println!("  data dir: {}", c.data_dir.display());
+    for line in boot_image_lines(c) {
+        println!("  {line}");
+    }
+    Ok(())
+}
+
+/// Which boot image machines get: the site file's `[[boot_image]]` of each deployment, and the
+/// configuration's `[boot.image]` only while the catalog declares no deployment at all.
+fn boot_image_lines(c: &netdeploy::config::Config) -> Vec<String> {
+    let db = c.data_dir.join("netdeploy.db");
+    let catalog = db
+        .is_file()
+        .then(|| netdeploy::store::Store::open(&db).ok())
+        .flatten()
+        .and_then(|store| netdeploy::catalog::stored::load(&store).ok())
+        .map(|(catalog, _)| catalog);
+    let fallback = match &c.boot.image {
+        Some(i) => format!("[boot.image] {} {}", i.kernel.display(), i.cmdline),
+        None => "none".to_owned(),
+    };
+    let mut lines = Vec::new();
+    match catalog {
+        Some(cat) if !cat.deployments.is_empty() => {
+            let ids: Vec<&str> = cat.boot_images.iter().map(|b| b.id.as_str()).collect();
+            lines.push(format!(
+                "boot images: each deployment's own, from the catalog ({} deployment(s); boot \
+                 images {}); `netdeploy explain` says which one a machine gets",
+                cat.deployments.len(),
+                if ids.is_empty() {
+                    "none".to_owned()
+                } else {
+                    ids.join(", ")
+                }
+            ));
+            lines.push(format!(
+                "fallback boot image: {fallback}, not used: the catalog declares deployments"
+            ));
+        }
+        Some(_) | None => {
+            let whence = if db.is_file() {
+                "the catalog declares no deployment"
+            } else {
+                "no catalog yet"
+            };
+            lines.push(match &c.boot.image {
+                Some(_) => format!("boot image: {fallback}, for every PXE machine ({whence})"),
+                None => format!(
+                    "boot image: none ({whence}; iPXE clients are sent to their next boot device)"
+                ),
+            });
         }
     }
-    println!("  data dir: {}", c.data_dir.display());
-    Ok(())
+    lines
 }
 
 /// Runs the media builder installed beside this binary (or on PATH) in place of this process.

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::deployments::write_site;
-use crate::harness::binary;
+use crate::harness::{binary, loopback_config};
 
 /// An interface name that no test host has.
 const ABSENT_INTERFACE: &str = "ndabsent0";
@@ -139,5 +139,44 @@ fn serve_without_any_configuration_says_where_it_looked() {
     assert!(
         out.contains("no configuration") && out.contains("NETDEPLOY_CONFIG"),
         "{out}"
+    );
+}
+
+#[test]
+fn check_says_which_boot_image_machines_get() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("netdeploy.toml");
+    let kernel = dir.path().join("vmlinuz");
+    let initrd = dir.path().join("initrd.img");
+    std::fs::write(&kernel, b"kernel bytes").unwrap();
+    std::fs::write(&initrd, b"initrd bytes").unwrap();
+    let fallback = format!(
+        "[boot.image]\nkernel = {:?}\ncmdline = \"console=ttyS0\"\n",
+        kernel.display().to_string()
+    );
+    std::fs::write(&config, loopback_config(dir.path(), "proxy", &fallback)).unwrap();
+
+    let before = ok(&config, &["check"]);
+    assert!(
+        before.contains("for every PXE machine (no catalog yet)"),
+        "{before}"
+    );
+    let site = write_site(
+        dir.path(),
+        &kernel,
+        &initrd,
+        "52:54:00:0c:03:01",
+        "52:54:00:0c:03:02",
+        "",
+    );
+    ok(&config, &["site", "apply", site.to_str().unwrap()]);
+    let after = ok(&config, &["check"]);
+    assert!(
+        after.contains("each deployment's own") && after.contains("linux-x64"),
+        "{after}"
+    );
+    assert!(
+        after.contains("not used: the catalog declares deployments"),
+        "{after}"
     );
 }
