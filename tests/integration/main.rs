@@ -12,6 +12,7 @@ mod docs_site_file;
 mod harness;
 mod http;
 mod lab;
+mod media_command;
 mod media_qemu;
 mod monitoring;
 mod pcap;
