@@ -8,6 +8,7 @@ mod deploy_qemu;
 mod deployments;
 mod dhcp;
 mod dhcp_clients;
+mod docs_reference;
 mod docs_site_file;
 mod harness;
 mod http;
