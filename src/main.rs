@@ -62,7 +62,8 @@ enum Command {
     Deployment(cat::DeploymentCommand),
     /// Say which deployment a machine would get and why every other one was not chosen.
     Explain(cat::ExplainArgs),
-    /// Build boot media (ISO or USB image): runs `netdeploy-media` with these arguments.
+    /// Build boot media (ISO or USB image): runs `netdeploy-media` with these arguments, the
+    /// one beside this executable first, else the one on PATH. See docs/media.md.
     #[command(disable_help_flag = true)]
     Media {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -266,7 +267,8 @@ fn media(args: &[String]) -> anyhow::Result<()> {
     let program = beside.unwrap_or_else(|| PathBuf::from("netdeploy-media"));
     let err = std::process::Command::new(&program).args(args).exec();
     anyhow::bail!(
-        "cannot run {}: {err} (build it with cargo build -p media-builder)",
+        "cannot run {}: {err} (build both with cargo build --release -p netdeploy -p media-builder, \
+         or install netdeploy-media beside netdeploy or on PATH)",
         program.display()
     )
 }
