@@ -138,7 +138,12 @@ fn the_site_file_reference_example_applies_and_every_key_lands() {
     let file = dir.path().join("site.toml");
     std::fs::write(&file, &text_of_example).unwrap();
 
-    let applied = cli_ok(&data, &["site", "apply", file.to_str().unwrap()]);
+    // What apply prints on stdout; the note on stderr about the new catalog is not part of it.
+    let applied: String = cli_ok(&data, &["site", "apply", file.to_str().unwrap()])
+        .lines()
+        .filter(|l| !l.starts_with("netdeploy: new catalog at "))
+        .map(|l| format!("{l}\n"))
+        .collect();
     let shown: Json =
         serde_json::from_str(&cli_ok(&data, &["site", "show"])).expect("site show prints JSON");
     let catalog = &shown["catalog"];
