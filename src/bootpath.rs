@@ -49,7 +49,18 @@ pub struct BootPath {
     pub library: Library,
     /// The PXE password of rule 9 is set (not in this version: always false).
     pub pxe_password_set: bool,
+    /// The content the catalog references, as of a store version.
+    pub served: ServedContent,
 }
+
+/// The hashes of the content the catalog references, read again only when the store changed.
+#[derive(Default)]
+pub struct ServedContent {
+    cached: std::sync::Mutex<Option<(StoreVersion, Arc<std::collections::HashSet<String>>)>>,
+}
+
+/// What [`Store::version`] returns.
+type StoreVersion = (i64, u64);
 
 /// Unix time in seconds.
 pub fn now() -> i64 {
@@ -60,6 +71,23 @@ pub fn now() -> i64 {
 }
 
 impl BootPath {
+    /// True when a package or boot image of the catalog holds the content with this SHA-256:
+    /// content that nothing references (left over, or imported by a refused site file) is not
+    /// served.
+    pub fn serves(&self, sha256: &str) -> Result<bool, StoreError> {
+        let version = self.store.version()?;
+        let mut cached = self.served.cached.lock().unwrap_or_else(|p| p.into_inner());
+        let set = match &*cached {
+            Some((v, set)) if *v == version => set.clone(),
+            _ => {
+                let set = Arc::new(stored::load(&self.store)?.0.content());
+                *cached = Some((version, set.clone()));
+                set
+            }
+        };
+        Ok(set.contains(sha256))
+    }
+
     /// Decides for a PXE client (rules 1-9 in `pxe` context). `choice` is a deployment id the
     /// client asks for (a menu pick or a preferred id).
     pub fn plan(

@@ -79,6 +79,9 @@ enum Command {
     /// The PXE loop guard (SPEC section 3, rule 7).
     #[command(subcommand)]
     Pxe(cat::PxeCommand),
+    /// The content library (files stored once by SHA-256).
+    #[command(subcommand)]
+    Content(cat::ContentCommand),
 }
 
 const EXAMPLE: &str = include_str!("../netdeploy.example.toml");
@@ -132,6 +135,7 @@ fn run(command: Command, data: cat::DataDir) -> anyhow::Result<()> {
         Command::Explain(a) => cat::explain(data, a),
         Command::Pxe(c) => cat::pxe(data, c),
         Command::Status(a) => cat::status(data, a),
+        Command::Content(c) => cat::content(data, c),
         Command::Serve { config } => {
             let config = netdeploy::config::Config::load(&config)?;
             let rt = tokio::runtime::Builder::new_multi_thread()

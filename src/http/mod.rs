@@ -389,6 +389,21 @@ async fn content(
         Ok(p) => p,
         Err(_) => return (StatusCode::NOT_FOUND, "no such content\n").into_response(),
     };
+    match s.bootpath.serves(&sha) {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::info!(sha256 = %sha, "content request refused: no package or boot image holds it");
+            return (StatusCode::NOT_FOUND, "no such content\n").into_response();
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the catalog to serve content");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the catalog cannot be read\n",
+            )
+                .into_response();
+        }
+    }
     let etag = format!("\"{sha}\"");
     if headers
         .get(header::IF_NONE_MATCH)

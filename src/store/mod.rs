@@ -99,6 +99,8 @@ pub struct StatusMessage {
 /// The database handle; cheap to share behind an `Arc`.
 pub struct Store {
     conn: Mutex<Connection>,
+    /// Transactions committed through this handle (see [`Store::version`]).
+    commits: std::sync::atomic::AtomicU64,
 }
 
 impl Store {
@@ -143,6 +145,7 @@ impl Store {
         }
         Ok(Store {
             conn: Mutex::new(conn),
+            commits: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -159,7 +162,21 @@ impl Store {
         let tx = conn.transaction()?;
         let out = f(&Tx { tx: &tx })?;
         tx.commit()?;
+        self.commits
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
         Ok(out)
+    }
+
+    /// A value that changes whenever a transaction commits, through this handle or through
+    /// another process's (SQLite's `data_version`): what was read from the catalog before is
+    /// still current while it stays the same. Catalog objects are only written in transactions.
+    pub fn version(&self) -> Result<(i64, u64), StoreError> {
+        let conn = self.conn();
+        let theirs: i64 = conn.pragma_query_value(None, "data_version", |r| r.get(0))?;
+        Ok((
+            theirs,
+            self.commits.load(std::sync::atomic::Ordering::Acquire),
+        ))
     }
 
     /// Reads one object.

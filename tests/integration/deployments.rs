@@ -171,8 +171,11 @@ fn high_risk_deployments_are_refused_warned_or_accepted_with_an_audit_record() {
         "52:54:00:0d:01:02",
         "",
     );
+    std::fs::create_dir_all(dir.path().join("os")).unwrap();
+    std::fs::write(dir.path().join("os/disk.img"), b"image").unwrap();
     let text = std::fs::read_to_string(&site).unwrap()
-        + "\n[[task_sequence]]\nid = \"install\"\nname = \"Install\"\nboot_image = \"linux-x64\"\nsteps = [{ name = \"image\", action = \"apply_image\" }]\n\
+        + "\n[[package]]\nid = \"os\"\nfrom = \"os\"\n\
+           [[task_sequence]]\nid = \"install\"\nname = \"Install\"\nboot_image = \"linux-x64\"\nsteps = [{ name = \"image\", action = \"apply_image\", package = \"os\", target = \"/dev/vda\" }]\n\
            [[collection]]\nid = \"servers\"\nmembers = [\"srv1\"]\n";
     std::fs::write(&site, text).unwrap();
     cli_ok(&data, &["site", "apply", site.to_str().unwrap()]);
