@@ -143,11 +143,19 @@ impl FileAccess {
                         root.display()
                     ))
                 })?;
+                let lexically_inside = path
+                    .components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_)));
                 let full = root.join(path).canonicalize().map_err(|e| {
-                    invalid(
-                        key,
-                        format!("cannot read {}: {e}", root.join(path).display()),
-                    )
+                    // Say nothing about whether a file outside the root exists.
+                    if lexically_inside {
+                        invalid(
+                            key,
+                            format!("cannot read {}: {e}", root.join(path).display()),
+                        )
+                    } else {
+                        refused(rule())
+                    }
                 })?;
                 if full.starts_with(&root) {
                     Ok(full)
@@ -1168,6 +1176,7 @@ available_to = "media_pxe"
         assert_eq!(s.catalog.boot_images[0].files[0].path, "kernel");
         for outside in [
             "/etc/shadow".to_string(),
+            "/etc/no-such-file".into(),
             "../secret".into(),
             "link".into(),
             dir.path().join("secret").display().to_string(),

@@ -675,6 +675,9 @@ pub fn boot_image(dd: &DataDir, cmd: BootImageCommand) -> anyhow::Result<()> {
             initrd,
             cmdline,
         } => {
+            if let Some(problem) = netdeploy::catalog::kernel_cmdline_problem(&cmdline) {
+                bail!("--cmdline {problem}");
+            }
             let lib = Library::new(&dd.data_dir);
             let mut files = vec![lib.import(&kernel, "kernel")?];
             if let Some(i) = initrd {

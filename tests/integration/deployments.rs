@@ -633,3 +633,58 @@ fn pre_production_boot_image_goes_only_to_the_pilot_collection_until_promoted() 
     assert_eq!(kernel_of("52-54-00-0d-06-03"), b"the next kernel");
     assert!(!cli_ok(&data, &["boot-image", "list"]).contains("linux-x64-next"));
 }
+
+#[test]
+fn ipxe_syntax_in_site_text_is_refused_at_apply_time_and_never_reaches_a_script() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (k, i) = small_image(dir.path());
+    let site = write_site(
+        dir.path(),
+        &k,
+        &i,
+        "52:54:00:0d:05:01",
+        "52:54:00:0d:05:02",
+        "",
+    );
+    let good = std::fs::read_to_string(&site).unwrap();
+    std::fs::write(
+        &site,
+        good.replace("console=ttyS0 quiet", "console=ttyS0 || shell"),
+    )
+    .unwrap();
+    let (ok, out) = cli(&data, &["site", "apply", site.to_str().unwrap()]);
+    assert!(
+        !ok && out.contains("boot_image \"linux-x64\".cmdline") && out.contains("\"||\""),
+        "{out}"
+    );
+    assert!(cli_ok(&data, &["deployment", "list"]).trim().is_empty());
+
+    // A name is free text: it is shown, never run.
+    std::fs::write(&site, good.replace("Say hello", "hello || shell")).unwrap();
+    cli_ok(&data, &["site", "apply", site.to_str().unwrap()]);
+    let server = Server::start(dir.path(), &loopback_config(dir.path(), "proxy", ""));
+    let script = http_get(
+        server.http_addr(),
+        "/boot.ipxe?mac=52-54-00-0d-05-01&arch=0",
+    );
+    assert!(script.contains("kernel http://"), "{script}");
+    assert!(!script.contains("|| shell"), "{script}");
+
+    // A catalog stored before the apply-time check: the script generator refuses the line itself.
+    let store = netdeploy::store::Store::open(&data.join("netdeploy.db")).unwrap();
+    let mut image: serde_json::Value = store.get("boot_image", "linux-x64").unwrap().unwrap();
+    image["cmdline"] = "console=ttyS0 ${net0/ip} || shell".into();
+    store.put("boot_image", "linux-x64", &image, 0).unwrap();
+    cli_ok(&data, &["pxe", "clear", "--device", "pc1"]);
+    let script = http_get(
+        server.http_addr(),
+        "/boot.ipxe?mac=52-54-00-0d-05-01&arch=0",
+    );
+    assert!(
+        script.contains("nothing to boot")
+            && !script.contains("\nkernel ")
+            && !script.contains("${"),
+        "{script}"
+    );
+}
