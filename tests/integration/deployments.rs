@@ -688,3 +688,107 @@ fn ipxe_syntax_in_site_text_is_refused_at_apply_time_and_never_reaches_a_script(
         "{script}"
     );
 }
+
+/// Runs `netdeploy serve` and returns its error output once it has exited; fails the test if it
+/// is still running after `limit` (it should refuse to start).
+fn serve_refused(dir: &Path, config: &str) -> String {
+    let path = dir.join("netdeploy.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = std::process::Command::new(crate::harness::binary())
+        .args(["serve", "--config", path.to_str().unwrap()])
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let limit = std::time::Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("netdeploy serve kept running");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_damaged_or_empty_database_stops_the_server_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (k, i) = small_image(dir.path());
+    let site = write_site(
+        dir.path(),
+        &k,
+        &i,
+        "52:54:00:0d:06:01",
+        "52:54:00:0d:06:02",
+        "",
+    );
+    cli_ok(&data, &["site", "apply", site.to_str().unwrap()]);
+    // Enough status messages that the file has pages in its middle.
+    let store = netdeploy::store::Store::open(&data.join("netdeploy.db")).unwrap();
+    for n in 0..300 {
+        store
+            .add_status(&netdeploy::store::StatusMessage {
+                seq: 0,
+                at: n,
+                source: "server".into(),
+                kind: "pxe-offer".into(),
+                identity: Some(format!("mac:52:54:00:0d:06:{:02x}", n % 256)),
+                device: None,
+                deployment: Some("LAB00001".into()),
+                body: serde_json::json!({ "padding": "x".repeat(300) }),
+            })
+            .unwrap();
+    }
+    drop(store);
+    let db = data.join("netdeploy.db");
+    let mut bytes = std::fs::read(&db).unwrap();
+    let middle = bytes.len() / 2 / 4096 * 4096;
+    bytes[middle..middle + 4096].fill(0xA5);
+    std::fs::write(&db, &bytes).unwrap();
+    let config = loopback_config(dir.path(), "proxy", "");
+    let err = serve_refused(dir.path(), &config);
+    assert!(
+        err.contains("netdeploy.db is damaged (SQLite's quick_check found:"),
+        "{err}"
+    );
+
+    std::fs::write(&db, b"").unwrap();
+    let err = serve_refused(dir.path(), &config);
+    assert!(
+        err.contains("netdeploy.db is an empty file (0 bytes)"),
+        "{err}"
+    );
+    let (ok, out) = cli(&data, &["deployment", "list"]);
+    assert!(!ok && out.contains("empty file (0 bytes)"), "{out}");
+}
+
+#[test]
+fn a_read_only_data_directory_is_named_with_what_was_tried() {
+    // A read-only bind mount in a mount namespace of its own: it goes away with the command.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let d = data.display().to_string();
+    let out = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(format!(
+            "mount --bind -o ro '{d}' '{d}' && exec '{}' --data-dir '{d}' deployment list",
+            crate::harness::binary()
+        ))
+        .output()
+        .expect("unshare (Debian package util-linux)");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!(
+            "database {d}/netdeploy.db cannot be opened for writing"
+        )) && err.contains("creating a file there failed: Read-only file system"),
+        "{err}"
+    );
+}
