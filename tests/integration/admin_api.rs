@@ -239,3 +239,19 @@ fn content_nothing_references_is_not_served_and_gc_removes_it() {
     assert!(!lib.has(&stray.sha256) && lib.has(&kept.sha256));
     assert_eq!(get(&kept.sha256).0, 200);
 }
+
+#[test]
+fn a_site_file_posted_to_the_api_that_is_not_utf8_is_refused_with_its_position() {
+    let (_d, server) = start(true);
+    let auth = format!("Authorization: Bearer {TOKEN}");
+    let (status, body) = http_request(
+        server.http_addr(),
+        "POST",
+        "/api/v1/site",
+        &[&auth],
+        b"site_code = \"LAB\"\n# caf\xe9\n",
+    );
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("line 2, column 6 (byte offset 23)"), "{body}");
+}

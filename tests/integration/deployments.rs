@@ -792,3 +792,46 @@ fn a_read_only_data_directory_is_named_with_what_was_tried() {
         "{err}"
     );
 }
+
+#[test]
+fn a_site_file_that_changes_only_settings_reports_the_change_and_bad_files_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (k, i) = small_image(dir.path());
+    let site = write_site(
+        dir.path(),
+        &k,
+        &i,
+        "52:54:00:0d:07:01",
+        "52:54:00:0d:07:02",
+        "",
+    );
+    cli_ok(&data, &["site", "apply", site.to_str().unwrap()]);
+    let text = std::fs::read_to_string(&site).unwrap();
+    std::fs::write(&site, text.replace("max_size = 3", "max_size = 5")).unwrap();
+    let out = cli_ok(&data, &["site", "apply", site.to_str().unwrap()]);
+    assert!(out.contains("changed  settings site"), "{out}");
+    assert!(!out.contains("no change"), "{out}");
+    let before = cli_ok(&data, &["site", "show"]);
+
+    // max_size below default_size, and a file that is not UTF-8: refused, nothing applied.
+    std::fs::write(&site, text.replace("max_size = 3", "max_size = 1")).unwrap();
+    let (ok, out) = cli(&data, &["site", "apply", site.to_str().unwrap()]);
+    assert!(
+        !ok && out.contains("settings.max_size: 1 is smaller"),
+        "{out}"
+    );
+    let mut bytes = text.replace("Say hello", "Say h\u{e9}llo").into_bytes();
+    let at = bytes.iter().position(|&b| b == 0xc3).unwrap();
+    bytes[at] = 0xff;
+    std::fs::write(&site, &bytes).unwrap();
+    let (ok, out) = cli(&data, &["site", "apply", site.to_str().unwrap()]);
+    let line = text[..at].matches('\n').count() + 1;
+    assert!(
+        !ok && out.contains(&format!(
+            "not UTF-8: line {line}, column 14 (byte offset {at})"
+        )),
+        "{out}"
+    );
+    assert_eq!(cli_ok(&data, &["site", "show"]), before);
+}
