@@ -38,7 +38,8 @@ struct BuildArgs {
     /// Initramfs of the boot image.
     #[arg(long)]
     initrd: PathBuf,
-    /// Kernel command line; `netdeploy.vars=/netdeploy/variables` is appended.
+    /// Kernel command line, on one line (control characters are refused);
+    /// `netdeploy.vars=/netdeploy/variables` is appended.
     #[arg(long, default_value = "")]
     cmdline: String,
     /// The netdeploy server the booted machine asks for its policy (SMSTSServerURL). Full
@@ -53,13 +54,15 @@ struct BuildArgs {
     /// Deployment to run unattended (SMSTSPreferredAdvertID).
     #[arg(long)]
     preferred_deployment: Option<String>,
-    /// Password asked before a deployment runs; stored only as a salted SHA-256 hash.
-    /// Prefer the environment variable: a command line is visible to other users.
+    /// Password asked before a deployment runs; stored only as a salted SHA-256 hash. An empty
+    /// password is refused. Prefer the environment variable: a command line is visible to
+    /// other users.
     #[arg(long, env = "NETDEPLOY_MEDIA_PASSWORD", hide_env_values = true)]
     password: Option<String>,
     #[arg(long, value_enum, default_value = "iso")]
     format: Format,
-    /// Image to write (replaced if it exists).
+    /// Image to write (replaced if it exists; it is written as OUTPUT with the extension
+    /// `.partial` first, and renamed when complete). It may not be one of the inputs.
     #[arg(long)]
     output: PathBuf,
     /// ISOLINUX isolinux.bin to use instead of the isolinux package's (ldlinux.c32 beside it is used if present).

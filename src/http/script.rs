@@ -27,10 +27,10 @@ pub fn text(s: &str) -> String {
     let s: String = s.chars().filter(|c| !c.is_control()).collect();
     s.replace("${", "$ {")
         .split(' ')
-        .map(|t| match t {
+        .map(|t| match t.trim_start_matches('#') {
             "||" => "|",
             "&&" => "&",
-            t => t.trim_start_matches('#'),
+            t => t,
         })
         .collect::<Vec<_>>()
         .join(" ")
@@ -57,6 +57,15 @@ mod tests {
             text("Windows 11 (x64) build #42"),
             "Windows 11 (x64) build 42"
         );
+        assert_eq!(text("a #|| b"), "a | b");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn free_text_never_carries_ipxe_syntax(s in "[ -~\t\n#$|&{}]{0,40}") {
+            let t = text(&s);
+            proptest::prop_assert_eq!(crate::catalog::kernel_cmdline_problem(&t), None, "{:?} -> {:?}", s, t);
+        }
     }
 
     #[test]
