@@ -54,9 +54,23 @@ pub struct BootPath {
 }
 
 /// The hashes of the content the catalog references, read again only when the store changed.
+/// A hash found in a set checked less than [`ServedContent::FRESH`] ago is served without
+/// asking the store (small files are requested by the thousand); any other is checked against
+/// the store's current version, so new content is served at once and removed content stops
+/// being served within that time.
 #[derive(Default)]
 pub struct ServedContent {
-    cached: std::sync::Mutex<Option<(StoreVersion, Arc<std::collections::HashSet<String>>)>>,
+    cached: std::sync::RwLock<Option<Served>>,
+}
+
+struct Served {
+    version: StoreVersion,
+    checked: std::time::Instant,
+    hashes: std::collections::HashSet<String>,
+}
+
+impl ServedContent {
+    const FRESH: std::time::Duration = std::time::Duration::from_secs(1);
 }
 
 /// What [`Store::version`] returns.
@@ -75,17 +89,25 @@ impl BootPath {
     /// content that nothing references (left over, or imported by a refused site file) is not
     /// served.
     pub fn serves(&self, sha256: &str) -> Result<bool, StoreError> {
-        let version = self.store.version()?;
-        let mut cached = self.served.cached.lock().unwrap_or_else(|p| p.into_inner());
-        let set = match &*cached {
-            Some((v, set)) if *v == version => set.clone(),
-            _ => {
-                let set = Arc::new(stored::load(&self.store)?.0.content());
-                *cached = Some((version, set.clone()));
-                set
+        let cache = &self.served.cached;
+        if let Some(c) = &*cache.read().unwrap_or_else(|p| p.into_inner()) {
+            if c.checked.elapsed() < ServedContent::FRESH && c.hashes.contains(sha256) {
+                return Ok(true);
             }
-        };
-        Ok(set.contains(sha256))
+        }
+        let version = self.store.version()?;
+        let mut c = cache.write().unwrap_or_else(|p| p.into_inner());
+        match &mut *c {
+            Some(c) if c.version == version => c.checked = std::time::Instant::now(),
+            _ => {
+                *c = Some(Served {
+                    version,
+                    checked: std::time::Instant::now(),
+                    hashes: stored::load(&self.store)?.0.content(),
+                })
+            }
+        }
+        Ok(c.as_ref().is_some_and(|c| c.hashes.contains(sha256)))
     }
 
     /// Decides for a PXE client (rules 1-9 in `pxe` context). `choice` is a deployment id the
