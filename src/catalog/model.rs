@@ -600,7 +600,7 @@ pub struct Catalog {
 
 impl Catalog {
     /// The SHA-256 of every file a package or a boot image of the catalog holds: the content
-    /// the server serves (SPEC section 6); anything else in the library is not served.
+    /// the server serves; anything else in the content library is not served.
     pub fn content(&self) -> std::collections::HashSet<String> {
         self.packages
             .iter()

@@ -1,7 +1,10 @@
 //! The site file: a whole lab's catalog declared in TOML and applied in one command
-//! (`netdeploy site apply FILE`). Parsing and the difference between two catalogs are pure; the
-//! files a boot image names are imported through a closure the caller passes (the content
-//! library), so this module does no I/O itself.
+//! (`netdeploy site apply FILE`, or `POST /api/v1/site`). The difference between two catalogs
+//! is pure; the files a site file names are found through [`FileAccess`], which confines a site
+//! file sent to the admin API to `server.import_root`, and imported through a closure the
+//! caller passes (the content library). Everything a task sequence names is checked before
+//! anything is applied, and a refusal names the key, such as
+//! `task_sequence "ts".steps[0].package`.
 //!
 //! ```toml
 //! site_code = "LAB"
@@ -390,7 +393,7 @@ pub struct Site {
     pub accepted_high_risk: Vec<DeploymentId>,
 }
 
-/// Parses a site file and checks everything it names (docs/site-file.md). `files` says which
+/// Parses a site file and checks everything it names. `files` says which
 /// files it may read; `import` stores one file in the content library and returns its hash
 /// (`import(source, name_in_package)`). `now` stamps new deployments.
 pub fn parse(
@@ -676,7 +679,7 @@ fn check_settings(s: &Settings) -> Result<(), SiteError> {
     Ok(())
 }
 
-/// Everything a task sequence names resolves (docs/site-file.md, "task_sequence"): its boot
+/// Everything a task sequence names resolves: its boot
 /// image, its packages, each file a step names inside its package, and the fields each step
 /// action needs, as the agent will read them.
 fn check_task_sequences(c: &Catalog) -> Result<(), SiteError> {
