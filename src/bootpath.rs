@@ -389,6 +389,34 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn content_is_served_once_the_catalog_holds_it_and_only_then() {
+        let dir = tempfile::tempdir().unwrap();
+        let bp = BootPath {
+            store: Arc::new(Store::in_memory().unwrap()),
+            library: Library::new(dir.path()),
+            pxe_password_set: false,
+            served: ServedContent::default(),
+        };
+        let (a, b) = ("a".repeat(64), "b".repeat(64));
+        assert!(!bp.serves(&a).unwrap());
+        let package = |sha: &str| crate::catalog::Package {
+            id: "p".into(),
+            version: 1,
+            files: vec![crate::catalog::ContentFile {
+                path: "f".into(),
+                size: 1,
+                sha256: sha.into(),
+            }],
+            package_share: false,
+        };
+        bp.store.put("package", "p", &package(&a), 0).unwrap();
+        assert!(bp.serves(&a).unwrap(), "new content is served at once");
+        assert!(!bp.serves(&b).unwrap());
+        bp.store.put("package", "p", &package(&b), 0).unwrap();
+        assert!(bp.serves(&b).unwrap());
+    }
+
+    #[test]
     fn a_status_message_needs_a_known_kind_and_an_identity() {
         let m = parse_agent_status(json!({
             "kind": "succeeded", "uuid": "4e44d0e1-0d08-4c4a-9b1e-2f6d0d080001",
