@@ -767,7 +767,22 @@ fn check_step(c: &Catalog, at: &str, s: &Step) -> Result<(), SiteError> {
                 need(&s.target, "target")?;
             }
         }
-        StepAction::SetVariable => need(&s.variable, "variable")?,
+        StepAction::SetVariable => {
+            need(&s.variable, "variable")?;
+            let name = s.variable.as_deref().unwrap_or_default();
+            let mut chars = name.chars();
+            let valid = matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                return Err(invalid(
+                    format!("{at}.variable"),
+                    format!(
+                        "{name:?} is not a variable name (letters, digits and _, not starting \
+                         with a digit)"
+                    ),
+                ));
+            }
+        }
         StepAction::Partition | StepAction::Reboot | StepAction::Poweroff => {}
     }
     if let Some(t) = s.target.as_deref() {
@@ -1067,6 +1082,11 @@ available_to = "media_pxe"
                 r#"{ name = "v", action = "set_variable", value = "x" }"#,
                 "task_sequence \"ts\".steps[0].variable",
                 "needs variable",
+            ),
+            (
+                r#"{ name = "v", action = "set_variable", variable = "1st-name", value = "x" }"#,
+                "task_sequence \"ts\".steps[0].variable",
+                "not a variable name",
             ),
             (
                 r#"{ name = "c", action = "run_command" }"#,
