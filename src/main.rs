@@ -184,6 +184,15 @@ fn run(command: Command, data: cat::DataDir) -> anyhow::Result<()> {
                 }
             }
             println!("  data dir: {}", c.data_dir.display());
+            match &c.import_root {
+                Some(r) => println!(
+                    "  import root: {} (files a site file sent to the admin API may name)",
+                    r.display()
+                ),
+                None => println!(
+                    "  import root: none (a site file sent to the admin API may name no file)"
+                ),
+            }
             Ok(())
         }
         Command::ConfigExample => {

@@ -255,3 +255,29 @@ fn a_site_file_posted_to_the_api_that_is_not_utf8_is_refused_with_its_position()
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("line 2, column 6 (byte offset 23)"), "{body}");
 }
+
+#[test]
+fn check_names_the_import_root_and_refuses_one_that_is_not_a_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("import");
+    std::fs::create_dir_all(&root).unwrap();
+    let config = |root: &str| {
+        let text = loopback_config(dir.path(), "proxy", "")
+            .replace("[server]\n", &format!("[server]\nimport_root = {root:?}\n"));
+        let path = dir.path().join("netdeploy.toml");
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let path = config(&root.display().to_string());
+    let out = cli_ok(dir.path(), &["check", "--config", &path]);
+    assert!(
+        out.contains(&format!("import root: {}", root.display())),
+        "{out}"
+    );
+    let path = config(&dir.path().join("missing").display().to_string());
+    let (ok, out) = crate::harness::cli(dir.path(), &["check", "--config", &path]);
+    assert!(
+        !ok && out.contains("server.import_root") && out.contains("is not a directory"),
+        "{out}"
+    );
+}
