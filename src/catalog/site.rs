@@ -395,8 +395,27 @@ pub struct Site {
 
 /// Parses a site file and checks everything it names. `files` says which
 /// files it may read; `import` stores one file in the content library and returns its hash
-/// (`import(source, name_in_package)`). `now` stamps new deployments.
+/// (`import(source, name_in_package)`). `now` stamps new deployments. Nothing is imported
+/// unless the whole file is valid.
 pub fn parse(
+    text: &str,
+    files: &FileAccess,
+    import: impl FnMut(&Path, &str) -> Result<ContentFile, crate::content::ContentError>,
+    now: i64,
+) -> Result<Site, SiteError> {
+    // A first pass checks everything, reading directories but no file content.
+    let names_only = |_: &Path, name: &str| {
+        Ok(ContentFile {
+            path: name.to_owned(),
+            size: 0,
+            sha256: String::new(),
+        })
+    };
+    parse_with(text, files, names_only, now)?;
+    parse_with(text, files, import, now)
+}
+
+fn parse_with(
     text: &str,
     files: &FileAccess,
     mut import: impl FnMut(&Path, &str) -> Result<ContentFile, crate::content::ContentError>,
@@ -1021,6 +1040,26 @@ available_to = "media_pxe"
             r#"steps = [{ name = "hello", action = "run_command", command = "echo hi" }]"#,
             &format!("steps = [{steps}]"),
         ) + PACKAGE
+    }
+
+    #[test]
+    fn nothing_is_imported_from_a_site_file_that_is_refused() {
+        let files = with_package(&["disk.img"]);
+        let mut imported = Vec::new();
+        let bad = steps(
+            r#"{ name = "w", action = "apply_image", package = "disk", file = "disk.iso", target = "/dev/vda" }"#,
+        );
+        let r = parse(
+            &bad,
+            &files,
+            |p, n| {
+                imported.push(p.to_owned());
+                fake_import(p, n)
+            },
+            0,
+        );
+        assert!(r.is_err());
+        assert!(imported.is_empty(), "{imported:?}");
     }
 
     #[test]
