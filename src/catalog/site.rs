@@ -54,7 +54,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::model::*;
-use crate::decision::checks::SiteSettings;
+use crate::decision::checks::{SiteSettings, LAST_TIMESTAMP};
 
 /// Id of the built-in All Systems collection.
 pub const ALL_SYSTEMS: &str = "all_systems";
@@ -669,10 +669,6 @@ fn parse_with(
         accepted_high_risk: accepted,
     })
 }
-
-/// The last time a site file may give: 9999-12-31 23:59:59 UTC, so that every date computed
-/// from it (days, ISO 8601 text) fits.
-pub const LAST_TIMESTAMP: i64 = 253_402_300_799;
 
 fn nonempty(what: &str, key: &str, id: &str) -> Result<(), SiteError> {
     if id.trim().is_empty() {
