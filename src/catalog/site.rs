@@ -658,6 +658,21 @@ fn parse_with(
         }
     }
     check_task_sequences(&catalog)?;
+    // Every deployment, changed or not: the file may have removed what an unchanged one uses.
+    for d in &catalog.deployments {
+        if catalog.task_sequence(&d.task_sequence).is_none() {
+            return Err(invalid(
+                format!("deployment {}.task_sequence", d.id),
+                format!("no task_sequence {:?} is declared", d.task_sequence),
+            ));
+        }
+        if catalog.collection(&d.collection).is_none() {
+            return Err(invalid(
+                format!("deployment {}.collection", d.id),
+                format!("no collection {:?} is declared", d.collection),
+            ));
+        }
+    }
     if let Err(errors) = catalog.validate() {
         let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
         return Err(invalid("site", text.join("; ")));
@@ -1152,6 +1167,17 @@ available_to = "media_pxe"
     fn an_empty_collection_id_is_refused() {
         let e = refusal("", "", "[[collection]]\nid = \"\"\n");
         assert!(e.contains("collection \"\".id"), "{e}");
+    }
+
+    #[test]
+    fn a_deployment_of_a_collection_the_file_no_longer_declares_is_refused() {
+        let e = refusal("id = \"lab\"\nmembers", "id = \"lab2\"\nmembers", "");
+        assert!(
+            e.contains("deployment LAB00001.collection") && e.contains("\"lab\""),
+            "{e}"
+        );
+        let e = refusal("task_sequence = \"ts\"", "task_sequence = \"ts2\"", "");
+        assert!(e.contains("deployment LAB00001.task_sequence"), "{e}");
     }
 
     #[test]
