@@ -163,7 +163,7 @@ pub struct BootImage {
 /// everything from a token that starts with `#`; it has no quoting that would make them literal.
 /// A line break would start a new command (here and in the boot loaders of boot media).
 pub fn kernel_cmdline_problem(cmdline: &str) -> Option<String> {
-    if let Some(c) = cmdline.chars().find(|c| c.is_control() && *c != '\t') {
+    if let Some(c) = cmdline.chars().find(|c| c.is_control()) {
         return Some(format!(
             "contains the control character {c:?}; a kernel command line is one line"
         ));
@@ -171,7 +171,7 @@ pub fn kernel_cmdline_problem(cmdline: &str) -> Option<String> {
     if cmdline.contains("${") {
         return Some("contains \"${\", which iPXE expands as a setting".into());
     }
-    for token in cmdline.split([' ', '\t']) {
+    for token in cmdline.split(' ') {
         if token == "||" || token == "&&" {
             return Some(format!(
                 "contains the token {token:?}, which ends the kernel command in iPXE"
