@@ -49,7 +49,32 @@ pub struct BootPath {
     pub library: Library,
     /// The PXE password of rule 9 is set (not in this version: always false).
     pub pxe_password_set: bool,
+    /// The content the catalog references, as of a store version.
+    pub served: ServedContent,
 }
+
+/// The hashes of the content the catalog references, read again only when the store changed.
+/// A hash found in a set checked less than [`ServedContent::FRESH`] ago is served without
+/// asking the store (small files are requested by the thousand); any other is checked against
+/// the store's current version, so new content is served at once and removed content stops
+/// being served within that time.
+#[derive(Default)]
+pub struct ServedContent {
+    cached: std::sync::RwLock<Option<Served>>,
+}
+
+struct Served {
+    version: StoreVersion,
+    checked: std::time::Instant,
+    hashes: std::collections::HashSet<String>,
+}
+
+impl ServedContent {
+    const FRESH: std::time::Duration = std::time::Duration::from_secs(1);
+}
+
+/// What [`Store::version`] returns.
+type StoreVersion = (i64, u64);
 
 /// Unix time in seconds.
 pub fn now() -> i64 {
@@ -60,6 +85,31 @@ pub fn now() -> i64 {
 }
 
 impl BootPath {
+    /// True when a package or boot image of the catalog holds the content with this SHA-256:
+    /// content that nothing references (left over, or imported by a refused site file) is not
+    /// served.
+    pub fn serves(&self, sha256: &str) -> Result<bool, StoreError> {
+        let cache = &self.served.cached;
+        if let Some(c) = &*cache.read().unwrap_or_else(|p| p.into_inner()) {
+            if c.checked.elapsed() < ServedContent::FRESH && c.hashes.contains(sha256) {
+                return Ok(true);
+            }
+        }
+        let version = self.store.version()?;
+        let mut c = cache.write().unwrap_or_else(|p| p.into_inner());
+        match &mut *c {
+            Some(c) if c.version == version => c.checked = std::time::Instant::now(),
+            _ => {
+                *c = Some(Served {
+                    version,
+                    checked: std::time::Instant::now(),
+                    hashes: stored::load(&self.store)?.0.content(),
+                })
+            }
+        }
+        Ok(c.as_ref().is_some_and(|c| c.hashes.contains(sha256)))
+    }
+
     /// Decides for a PXE client (rules 1-9 in `pxe` context). `choice` is a deployment id the
     /// client asks for (a menu pick or a preferred id).
     pub fn plan(
@@ -337,6 +387,34 @@ pub fn parse_agent_status(raw: serde_json::Value) -> Result<AgentStatus, String>
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn content_is_served_once_the_catalog_holds_it_and_only_then() {
+        let dir = tempfile::tempdir().unwrap();
+        let bp = BootPath {
+            store: Arc::new(Store::in_memory().unwrap()),
+            library: Library::new(dir.path()),
+            pxe_password_set: false,
+            served: ServedContent::default(),
+        };
+        let (a, b) = ("a".repeat(64), "b".repeat(64));
+        assert!(!bp.serves(&a).unwrap());
+        let package = |sha: &str| crate::catalog::Package {
+            id: "p".into(),
+            version: 1,
+            files: vec![crate::catalog::ContentFile {
+                path: "f".into(),
+                size: 1,
+                sha256: sha.into(),
+            }],
+            package_share: false,
+        };
+        bp.store.put("package", "p", &package(&a), 0).unwrap();
+        assert!(bp.serves(&a).unwrap(), "new content is served at once");
+        assert!(!bp.serves(&b).unwrap());
+        bp.store.put("package", "p", &package(&b), 0).unwrap();
+        assert!(bp.serves(&b).unwrap());
+    }
 
     #[test]
     fn a_status_message_needs_a_known_kind_and_an_identity() {

@@ -76,6 +76,9 @@ enum Command {
     /// The PXE loop guard (SPEC section 3, rule 7).
     #[command(subcommand)]
     Pxe(cat::PxeCommand),
+    /// The content library (files stored once by SHA-256).
+    #[command(subcommand)]
+    Content(cat::ContentCommand),
 }
 
 const EXAMPLE: &str = include_str!("../netdeploy.example.toml");
@@ -143,6 +146,7 @@ fn run(command: Command, locate: cli::locate::Locate) -> anyhow::Result<()> {
         Command::Explain(a) => cat::explain(data, a),
         Command::Pxe(c) => cat::pxe(data, c),
         Command::Status(a) => cat::status(data, a),
+        Command::Content(c) => cat::content(data, c),
         Command::Media { .. } | Command::ConfigExample | Command::Serve | Command::Check => {
             unreachable!("handled above")
         }
@@ -202,6 +206,15 @@ fn check(path: &std::path::Path, c: &netdeploy::config::Config) -> anyhow::Resul
         println!("  boot file {arch}: {file}");
     }
     println!("  data dir: {}", c.data_dir.display());
+    match &c.import_root {
+        Some(r) => println!(
+            "  import root: {} (files a site file sent to the admin API may name)",
+            r.display()
+        ),
+        None => {
+            println!("  import root: none (a site file sent to the admin API may name no file)")
+        }
+    }
     for line in boot_image_lines(c) {
         println!("  {line}");
     }

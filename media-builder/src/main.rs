@@ -38,7 +38,8 @@ struct BuildArgs {
     /// Initramfs of the boot image.
     #[arg(long)]
     initrd: PathBuf,
-    /// Kernel command line; `netdeploy.vars=/netdeploy/variables` is appended.
+    /// Kernel command line, on one line (control characters are refused);
+    /// `netdeploy.vars=/netdeploy/variables` is appended.
     #[arg(long, default_value = "")]
     cmdline: String,
     /// The netdeploy server the booted machine asks for its policy (SMSTSServerURL). Full
@@ -53,13 +54,15 @@ struct BuildArgs {
     /// Deployment to run unattended (SMSTSPreferredAdvertID).
     #[arg(long)]
     preferred_deployment: Option<String>,
-    /// Password asked before a deployment runs; stored only as a salted SHA-256 hash.
-    /// Prefer the environment variable: a command line is visible to other users.
+    /// Password asked before a deployment runs; stored only as a salted SHA-256 hash. An empty
+    /// password is refused. Prefer the environment variable: a command line is visible to
+    /// other users.
     #[arg(long, env = "NETDEPLOY_MEDIA_PASSWORD", hide_env_values = true)]
     password: Option<String>,
     #[arg(long, value_enum, default_value = "iso")]
     format: Format,
-    /// Image to write (replaced if it exists).
+    /// Image to write (replaced if it exists; it is written as OUTPUT with the extension
+    /// `.partial` first, and renamed when complete). It may not be one of the inputs.
     #[arg(long)]
     output: PathBuf,
     /// ISOLINUX isolinux.bin to use instead of the isolinux package's (ldlinux.c32 beside it is used if present).
@@ -76,6 +79,20 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn build(args: BuildArgs) -> anyhow::Result<()> {
+    if args.password.as_deref().is_some_and(str::is_empty) {
+        anyhow::bail!(
+            "the media password is empty (--password or NETDEPLOY_MEDIA_PASSWORD): give a \
+             password, or leave both out for media without one"
+        );
+    }
+    media::check_cmdline(&args.cmdline)?;
+    let mut inputs = vec![args.kernel.clone(), args.initrd.clone()];
+    inputs.extend(args.bios_loader.iter().cloned());
+    inputs.extend(args.efi_loader.iter().cloned());
+    if let Some(dir) = &args.full {
+        inputs.extend(files_below(dir));
+    }
+    refuse_output_over_input(&args.output, &inputs)?;
     let t = Timestamp::from_env().map_err(anyhow::Error::msg)?;
     let epoch = std::env::var("SOURCE_DATE_EPOCH")
         .ok()
@@ -120,10 +137,59 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Every file below `dir` (unreadable entries are left to the payload loader to report).
+fn files_below(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+fn partial(output: &Path) -> PathBuf {
+    output.with_extension("partial")
+}
+
+/// The output (or its temporary file) must not be one of the inputs, by name or as the same
+/// file under another name (a hard or symbolic link): building would overwrite the input.
+fn refuse_output_over_input(output: &Path, inputs: &[PathBuf]) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+    for written in [output.to_path_buf(), partial(output)] {
+        let Some(w) = id(&written) else { continue };
+        if let Some(input) = inputs.iter().find(|i| id(i) == Some(w)) {
+            anyhow::bail!(
+                "--output {}: {} is the input {}; the media would overwrite it (nothing was written)",
+                output.display(),
+                written.display(),
+                input.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Writes through a temporary file beside the output, then renames, so a failed build
-/// never leaves a half image under the output name.
+/// never leaves a half image under the output name, and removes the temporary file when
+/// writing fails.
 fn write_with_progress(output: &Path, image: &[u8]) -> anyhow::Result<()> {
-    let tmp = output.with_extension("partial");
+    let tmp = partial(output);
+    let written = write_file(&tmp, output, image);
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+fn write_file(tmp: &Path, output: &Path, image: &[u8]) -> anyhow::Result<()> {
     let bar = ProgressBar::with_draw_target(
         Some(image.len() as u64),
         indicatif::ProgressDrawTarget::stderr(),
@@ -135,7 +201,7 @@ fn write_with_progress(output: &Path, image: &[u8]) -> anyhow::Result<()> {
     );
     bar.set_message(format!("writing {}", output.display()));
     let mut f =
-        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        std::fs::File::create(tmp).with_context(|| format!("creating {}", tmp.display()))?;
     for chunk in image.chunks(1 << 20) {
         f.write_all(chunk)
             .with_context(|| format!("writing {}", tmp.display()))?;
@@ -143,6 +209,6 @@ fn write_with_progress(output: &Path, image: &[u8]) -> anyhow::Result<()> {
     }
     f.sync_all()?;
     bar.finish_and_clear();
-    std::fs::rename(&tmp, output).with_context(|| format!("renaming to {}", output.display()))?;
+    std::fs::rename(tmp, output).with_context(|| format!("renaming to {}", output.display()))?;
     Ok(())
 }

@@ -52,6 +52,13 @@ pub enum MediaError {
     Variables(#[from] VariablesError),
     #[error("full media directory {dir}: {why}")]
     Payload { dir: PathBuf, why: String },
+    #[error("the kernel {0} is empty (0 bytes): no machine could boot these media")]
+    EmptyKernel(PathBuf),
+    #[error(
+        "--cmdline contains the control character {0:?}: a kernel command line is one line \
+         (a line break would split the isolinux and systemd-boot entries)"
+    )]
+    CmdlineControl(char),
 }
 
 /// The Linux boot image and its command line as the user gave it.
@@ -66,8 +73,13 @@ impl BootImage {
     /// Reads kernel and initrd, refusing files FAT cannot hold before reading them (the system
     /// partition carries both, for systemd-boot).
     pub fn load(kernel: &Path, initrd: &Path, cmdline: &str) -> Result<Self, MediaError> {
+        check_cmdline(cmdline)?;
+        let kernel_bytes = read_input(kernel)?;
+        if kernel_bytes.is_empty() {
+            return Err(MediaError::EmptyKernel(kernel.to_path_buf()));
+        }
         Ok(BootImage {
-            kernel: read_input(kernel)?,
+            kernel: kernel_bytes,
             initrd: read_input(initrd)?,
             cmdline: cmdline.to_string(),
         })
@@ -172,6 +184,15 @@ fn read_input(path: &Path) -> Result<Vec<u8>, MediaError> {
     let len = std::fs::metadata(path).map_err(err)?.len();
     fat::check_file_size(&path.display().to_string(), len)?;
     std::fs::read(path).map_err(err)
+}
+
+/// Refuses a kernel command line with a control character (a tab included): isolinux and
+/// systemd-boot read their entries line by line.
+pub fn check_cmdline(cmdline: &str) -> Result<(), MediaError> {
+    match cmdline.chars().find(|c| c.is_control()) {
+        Some(c) => Err(MediaError::CmdlineControl(c)),
+        None => Ok(()),
+    }
 }
 
 /// The user's command line plus the hint where the variables file is.

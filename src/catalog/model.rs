@@ -158,6 +158,34 @@ pub struct BootImage {
     pub replaces: Option<String>,
 }
 
+/// Why a kernel command line cannot go onto an iPXE `kernel` line as it is, or `None` when it
+/// can. iPXE expands `${...}` settings, ends a command at a `||` or `&&` token and ignores
+/// everything from a token that starts with `#`; it has no quoting that would make them literal.
+/// A line break would start a new command (here and in the boot loaders of boot media).
+pub fn kernel_cmdline_problem(cmdline: &str) -> Option<String> {
+    if let Some(c) = cmdline.chars().find(|c| c.is_control()) {
+        return Some(format!(
+            "contains the control character {c:?}; a kernel command line is one line"
+        ));
+    }
+    if cmdline.contains("${") {
+        return Some("contains \"${\", which iPXE expands as a setting".into());
+    }
+    for token in cmdline.split(' ') {
+        if token == "||" || token == "&&" {
+            return Some(format!(
+                "contains the token {token:?}, which ends the kernel command in iPXE"
+            ));
+        }
+        if token.starts_with('#') {
+            return Some(format!(
+                "contains the token {token:?}: iPXE ignores the rest of the line from a \"#\""
+            ));
+        }
+    }
+    None
+}
+
 /// What a task sequence step does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -571,6 +599,17 @@ pub struct Catalog {
 }
 
 impl Catalog {
+    /// The SHA-256 of every file a package or a boot image of the catalog holds: the content
+    /// the server serves; anything else in the content library is not served.
+    pub fn content(&self) -> std::collections::HashSet<String> {
+        self.packages
+            .iter()
+            .flat_map(|p| &p.files)
+            .chain(self.boot_images.iter().flat_map(|b| &b.files))
+            .map(|f| f.sha256.clone())
+            .collect()
+    }
+
     /// The device with this name.
     pub fn device(&self, name: &str) -> Option<&Device> {
         self.devices.iter().find(|d| d.name == name)

@@ -1,7 +1,10 @@
 //! The site file: a whole lab's catalog declared in TOML and applied in one command
-//! (`netdeploy site apply FILE`). Parsing and the difference between two catalogs are pure; the
-//! files a boot image names are imported through a closure the caller passes (the content
-//! library), so this module does no I/O itself.
+//! (`netdeploy site apply FILE`, or `POST /api/v1/site`). The difference between two catalogs
+//! is pure; the files a site file names are found through [`FileAccess`], which confines a site
+//! file sent to the admin API to `server.import_root`, and imported through a closure the
+//! caller passes (the content library). Everything a task sequence names is checked before
+//! anything is applied, and a refusal names the key, such as
+//! `task_sequence "ts".steps[0].package`.
 //!
 //! ```toml
 //! site_code = "LAB"
@@ -51,7 +54,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::model::*;
-use crate::decision::checks::SiteSettings;
+use crate::decision::checks::{SiteSettings, LAST_TIMESTAMP};
 
 /// Id of the built-in All Systems collection.
 pub const ALL_SYSTEMS: &str = "all_systems";
@@ -81,11 +84,113 @@ pub enum SiteError {
     Parse(String),
     #[error("{what}: {reason}")]
     Invalid { what: String, reason: String },
+    #[error("{key}: {path} may not be read: {rule}")]
+    FileRefused {
+        key: String,
+        path: PathBuf,
+        rule: String,
+    },
+    #[error("the site file is not UTF-8: line {line}, column {column} (byte offset {offset})")]
+    NotUtf8 {
+        line: usize,
+        column: usize,
+        offset: usize,
+    },
     #[error("{what}: {source}")]
     Import {
         what: String,
         source: crate::content::ContentError,
     },
+}
+
+/// Where the files a site file names may come from (issue: a site file sent to the admin API
+/// must not read the server's own files, such as `/etc/shadow`, into the content store).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileAccess {
+    /// A site file given on the command line: relative paths are relative to its directory,
+    /// and it may name any file the user running the command can read.
+    CommandLine { base: PathBuf },
+    /// A site file sent to the admin API with `server.import_root` set: relative paths are
+    /// relative to the import root, and every file (symbolic links resolved) must be below it.
+    ImportRoot { root: PathBuf },
+    /// A site file sent to the admin API with no `server.import_root`: it may name no file.
+    NoFiles,
+}
+
+impl FileAccess {
+    /// The file `path` that the key `key` names, or why it may not be read.
+    pub fn resolve(&self, key: &str, path: &Path) -> Result<PathBuf, SiteError> {
+        let refused = |rule: String| SiteError::FileRefused {
+            key: key.to_owned(),
+            path: path.to_owned(),
+            rule,
+        };
+        match self {
+            FileAccess::CommandLine { base } => Ok(base.join(path)),
+            FileAccess::NoFiles => Err(refused(
+                "a site file sent to the admin API may name files only when the server's \
+                 configuration sets server.import_root; they must then be below that directory"
+                    .into(),
+            )),
+            FileAccess::ImportRoot { root } => {
+                let rule = || {
+                    format!(
+                        "files named by a site file sent to the admin API must be below \
+                         server.import_root ({}), symbolic links resolved",
+                        root.display()
+                    )
+                };
+                let root = root.canonicalize().map_err(|e| {
+                    refused(format!(
+                        "server.import_root {} is unusable: {e}",
+                        root.display()
+                    ))
+                })?;
+                let lexically_inside = path
+                    .components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_)));
+                let full = root.join(path).canonicalize().map_err(|e| {
+                    // Say nothing about whether a file outside the root exists.
+                    if lexically_inside {
+                        invalid(
+                            key,
+                            format!("cannot read {}: {e}", root.join(path).display()),
+                        )
+                    } else {
+                        refused(rule())
+                    }
+                })?;
+                if full.starts_with(&root) {
+                    Ok(full)
+                } else {
+                    Err(refused(rule()))
+                }
+            }
+        }
+    }
+}
+
+/// The text of a site file, or where its first byte that is not UTF-8 is.
+pub fn text(bytes: &[u8]) -> Result<&str, SiteError> {
+    std::str::from_utf8(bytes).map_err(|e| {
+        let at = e.valid_up_to();
+        let before = &bytes[..at];
+        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+        let line_start = before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        // The column counts characters, as an editor shows them.
+        let column = String::from_utf8_lossy(&before[line_start..])
+            .chars()
+            .count()
+            + 1;
+        SiteError::NotUtf8 {
+            line,
+            column,
+            offset: at,
+        }
+    })
 }
 
 fn invalid(what: impl Into<String>, reason: impl Into<String>) -> SiteError {
@@ -288,12 +393,31 @@ pub struct Site {
     pub accepted_high_risk: Vec<DeploymentId>,
 }
 
-/// Parses a site file. `base` resolves relative paths; `import` stores one file in the content
-/// library and returns its hash (`import(source, name_in_package)`). `now` stamps new
-/// deployments.
+/// Parses a site file and checks everything it names. `files` says which
+/// files it may read; `import` stores one file in the content library and returns its hash
+/// (`import(source, name_in_package)`). `now` stamps new deployments. Nothing is imported
+/// unless the whole file is valid.
 pub fn parse(
     text: &str,
-    base: &Path,
+    files: &FileAccess,
+    import: impl FnMut(&Path, &str) -> Result<ContentFile, crate::content::ContentError>,
+    now: i64,
+) -> Result<Site, SiteError> {
+    // A first pass checks everything, reading directories but no file content.
+    let names_only = |_: &Path, name: &str| {
+        Ok(ContentFile {
+            path: name.to_owned(),
+            size: 0,
+            sha256: String::new(),
+        })
+    };
+    parse_with(text, files, names_only, now)?;
+    parse_with(text, files, import, now)
+}
+
+fn parse_with(
+    text: &str,
+    files: &FileAccess,
     mut import: impl FnMut(&Path, &str) -> Result<ContentFile, crate::content::ContentError>,
     now: i64,
 ) -> Result<Site, SiteError> {
@@ -309,8 +433,10 @@ pub fn parse(
         collections: builtin_collections(),
         ..Catalog::default()
     };
+    check_settings(&f.settings)?;
     for d in f.device {
         let what = format!("device {:?}", d.name);
+        nonempty(&what, "name", &d.name)?;
         let macs = d
             .macs
             .iter()
@@ -337,7 +463,19 @@ pub fn parse(
             site_system: d.site_system,
         });
     }
+    let mut seen_macs = BTreeMap::new();
+    for d in &catalog.devices {
+        for (i, m) in d.macs.iter().enumerate() {
+            if let Some(other) = seen_macs.insert(*m, &d.name) {
+                return Err(invalid(
+                    format!("device {:?}.macs[{i}]", d.name),
+                    format!("{m} is already the MAC of device {other:?}; a MAC names one machine"),
+                ));
+            }
+        }
+    }
     for c in f.collection {
+        nonempty(&format!("collection {:?}", c.id), "id", &c.id)?;
         if c.id == ALL_SYSTEMS || c.id == UNKNOWN_COMPUTERS {
             return Err(invalid(
                 format!("collection {:?}", c.id),
@@ -360,12 +498,16 @@ pub fn parse(
     }
     for p in f.package {
         let what = format!("package {:?}", p.id);
-        let dir = base.join(&p.from);
-        let mut files = Vec::new();
+        nonempty(&what, "id", &p.id)?;
+        let key = format!("{what}.from");
+        let dir = files.resolve(&key, &p.from)?;
+        let mut contents = Vec::new();
         let sources = package_files(&dir)
-            .map_err(|e| invalid(&what, format!("cannot read {}: {e}", dir.display())))?;
+            .map_err(|e| invalid(&key, format!("cannot read {}: {e}", dir.display())))?;
         for (rel, source, _) in sources {
-            files.push(import(&source, &rel).map_err(|source| SiteError::Import {
+            // A symbolic link inside the directory must not lead out of the import root.
+            let source = files.resolve(&key, &source)?;
+            contents.push(import(&source, &rel).map_err(|source| SiteError::Import {
                 what: what.clone(),
                 source,
             })?);
@@ -373,27 +515,31 @@ pub fn parse(
         catalog.packages.push(Package {
             id: p.id,
             version: p.version,
-            files,
+            files: contents,
             package_share: p.package_share,
         });
     }
     for b in f.boot_image {
         let what = format!("boot_image {:?}", b.id);
-        let mut files = Vec::new();
+        nonempty(&what, "id", &b.id)?;
+        if let Some(problem) = kernel_cmdline_problem(&b.cmdline) {
+            return Err(invalid(format!("{what}.cmdline"), problem));
+        }
+        let mut images = Vec::new();
         if b.kind == BootImageKind::WinPe {
+            let keys = ["wimboot", "bootmgr", "bcd", "boot_sdi", "boot_wim"];
             let sources = [&b.wimboot, &b.bootmgr, &b.bcd, &b.boot_sdi, &b.boot_wim];
-            for (name, source) in WINPE_FILES.iter().zip(sources) {
+            for ((name, source), key) in WINPE_FILES.iter().zip(sources).zip(keys) {
                 let Some(source) = source else {
                     return Err(invalid(
                         what,
                         format!("a winpe boot image needs {} (wimboot, bootmgr, bcd, boot_sdi, boot_wim)", name.to_lowercase()),
                     ));
                 };
-                files.push(import(&base.join(source), name).map_err(|source| {
-                    SiteError::Import {
-                        what: what.clone(),
-                        source,
-                    }
+                let source = files.resolve(&format!("{what}.{key}"), source)?;
+                images.push(import(&source, name).map_err(|source| SiteError::Import {
+                    what: what.clone(),
+                    source,
                 })?);
             }
         }
@@ -401,26 +547,28 @@ pub fn parse(
             let Some(kernel) = &b.kernel else {
                 return Err(invalid(what, "a linux boot image needs a kernel"));
             };
-            files.push(import(&base.join(kernel), "kernel").map_err(|source| {
-                SiteError::Import {
+            let kernel = files.resolve(&format!("{what}.kernel"), kernel)?;
+            images.push(
+                import(&kernel, "kernel").map_err(|source| SiteError::Import {
                     what: what.clone(),
                     source,
-                }
-            })?);
+                })?,
+            );
             if let Some(initrd) = &b.initrd {
-                files.push(import(&base.join(initrd), "initrd").map_err(|source| {
-                    SiteError::Import {
+                let initrd = files.resolve(&format!("{what}.initrd"), initrd)?;
+                images.push(
+                    import(&initrd, "initrd").map_err(|source| SiteError::Import {
                         what: what.clone(),
                         source,
-                    }
-                })?);
+                    })?,
+                );
             }
         }
         catalog.boot_images.push(BootImage {
             id: b.id,
             arch: b.arch,
             kind: b.kind,
-            files,
+            files: images,
             cmdline: b.cmdline,
             pre_production: b.pre_production,
             replaces: b.replaces,
@@ -458,6 +606,17 @@ pub fn parse(
                 format!("deployment {id}"),
                 format!("its site code is not the site's ({code})"),
             ));
+        }
+        for (key, at) in [
+            ("available_at", d.available_at),
+            ("expires_at", d.expires_at),
+        ] {
+            if let Some(t) = at.filter(|t| !(0..=LAST_TIMESTAMP).contains(t)) {
+                return Err(invalid(
+                    format!("deployment {id}.{key}"),
+                    format!("{t} is not a time netdeploy can keep: Unix seconds from 0 to {LAST_TIMESTAMP} (9999-12-31 23:59:59 UTC)"),
+                ));
+            }
         }
         if d.accept_high_risk {
             accepted.push(id);
@@ -498,6 +657,22 @@ pub fn parse(
             ));
         }
     }
+    check_task_sequences(&catalog)?;
+    // Every deployment, changed or not: the file may have removed what an unchanged one uses.
+    for d in &catalog.deployments {
+        if catalog.task_sequence(&d.task_sequence).is_none() {
+            return Err(invalid(
+                format!("deployment {}.task_sequence", d.id),
+                format!("no task_sequence {:?} is declared", d.task_sequence),
+            ));
+        }
+        if catalog.collection(&d.collection).is_none() {
+            return Err(invalid(
+                format!("deployment {}.collection", d.id),
+                format!("no collection {:?} is declared", d.collection),
+            ));
+        }
+    }
     if let Err(errors) = catalog.validate() {
         let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
         return Err(invalid("site", text.join("; ")));
@@ -508,6 +683,147 @@ pub fn parse(
         catalog,
         accepted_high_risk: accepted,
     })
+}
+
+fn nonempty(what: &str, key: &str, id: &str) -> Result<(), SiteError> {
+    if id.trim().is_empty() {
+        return Err(invalid(
+            format!("{what}.{key}"),
+            "an id or name cannot be empty",
+        ));
+    }
+    Ok(())
+}
+
+fn check_settings(s: &Settings) -> Result<(), SiteError> {
+    if s.max_size < s.default_size {
+        return Err(invalid(
+            "settings.max_size",
+            format!(
+                "{} is smaller than settings.default_size ({}): collections over default_size \
+                 need an acceptance, those over max_size are refused",
+                s.max_size, s.default_size
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Everything a task sequence names resolves: its boot
+/// image, its packages, each file a step names inside its package, and the fields each step
+/// action needs, as the agent will read them.
+fn check_task_sequences(c: &Catalog) -> Result<(), SiteError> {
+    for t in &c.task_sequences {
+        let ts = format!("task_sequence {:?}", t.id);
+        nonempty(&ts, "id", &t.id)?;
+        if let Some(b) = &t.boot_image {
+            if c.boot_image(b).is_none() {
+                return Err(invalid(
+                    format!("{ts}.boot_image"),
+                    format!("no boot_image {b:?} is declared"),
+                ));
+            }
+        }
+        for (i, p) in t.packages.iter().enumerate() {
+            if c.package(p).is_none() {
+                return Err(invalid(
+                    format!("{ts}.packages[{i}]"),
+                    format!("no package {p:?} is declared"),
+                ));
+            }
+        }
+        for (i, step) in t.steps.iter().enumerate() {
+            check_step(c, &format!("{ts}.steps[{i}]"), step)?;
+        }
+    }
+    Ok(())
+}
+
+fn check_step(c: &Catalog, at: &str, s: &Step) -> Result<(), SiteError> {
+    let action = serde_json::to_value(s.action).expect("actions serialize");
+    let action = action.as_str().unwrap_or("?");
+    let need = |field: &Option<String>, key: &str| -> Result<(), SiteError> {
+        match field.as_deref() {
+            Some(v) if !v.trim().is_empty() => Ok(()),
+            _ => Err(invalid(
+                format!("{at}.{key}"),
+                format!("a {action} step needs {key}"),
+            )),
+        }
+    };
+    let package = match s.package.as_deref() {
+        Some(id) => Some(c.package(id).ok_or_else(|| {
+            invalid(
+                format!("{at}.package"),
+                format!("no package {id:?} is declared"),
+            )
+        })?),
+        None => None,
+    };
+    if let Some(name) = s.file.as_deref() {
+        let Some(p) = package else {
+            return Err(invalid(
+                format!("{at}.file"),
+                "names a file but the step names no package",
+            ));
+        };
+        if !p.files.iter().any(|f| f.path == name) {
+            return Err(invalid(
+                format!("{at}.file"),
+                format!("package {:?} has no file {name:?}", p.id),
+            ));
+        }
+    }
+    // A step that reads one file of a package may leave `file` out when the package holds one.
+    let one_file = |key: &str| -> Result<(), SiteError> {
+        need(&s.package, "package")?;
+        if s.file.is_none() && package.is_some_and(|p| p.files.len() != 1) {
+            return Err(invalid(
+                format!("{at}.file"),
+                format!("a {action} step needs file: its package does not hold exactly one"),
+            ));
+        }
+        need(&s.target, key)
+    };
+    match s.action {
+        StepAction::ApplyImage | StepAction::ApplyOs => one_file("target")?,
+        StepAction::RunCommand => need(&s.command, "command")?,
+        StepAction::InstallPackage => need(&s.package, "package")?,
+        StepAction::WriteFile => {
+            if s.package.is_some() {
+                one_file("target")?;
+            } else {
+                need(&s.value, "value")?;
+                need(&s.target, "target")?;
+            }
+        }
+        StepAction::SetVariable => {
+            need(&s.variable, "variable")?;
+            let name = s.variable.as_deref().unwrap_or_default();
+            let mut chars = name.chars();
+            let valid = matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                return Err(invalid(
+                    format!("{at}.variable"),
+                    format!(
+                        "{name:?} is not a variable name (letters, digits and _, not starting \
+                         with a digit)"
+                    ),
+                ));
+            }
+        }
+        StepAction::Partition | StepAction::Reboot | StepAction::Poweroff => {}
+    }
+    if let Some(t) = s.target.as_deref() {
+        if !t.starts_with('/') {
+            return Err(invalid(
+                format!("{at}.target"),
+                format!("{t:?} is not an absolute path"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Every file below `dir`, in name order, as (path relative to `dir` with `/` separators,
@@ -642,6 +958,10 @@ purpose = "required"
 available_to = "media_pxe"
 "#;
 
+    fn cli() -> FileAccess {
+        FileAccess::CommandLine { base: "/".into() }
+    }
+
     fn fake_import(_: &Path, name: &str) -> Result<ContentFile, crate::content::ContentError> {
         Ok(ContentFile {
             path: name.into(),
@@ -652,7 +972,7 @@ available_to = "media_pxe"
 
     #[test]
     fn a_site_file_declares_a_catalog_with_the_builtin_collections() {
-        let s = parse(SITE, Path::new("/"), fake_import, 7).unwrap();
+        let s = parse(SITE, &cli(), fake_import, 7).unwrap();
         assert_eq!(s.site_code, "LAB");
         assert_eq!(s.catalog.collections.len(), 3);
         assert_eq!(s.catalog.boot_images[0].files[0].path, "kernel");
@@ -661,8 +981,8 @@ available_to = "media_pxe"
 
     #[test]
     fn applying_the_same_file_twice_changes_nothing() {
-        let a = parse(SITE, Path::new("/"), fake_import, 1).unwrap().catalog;
-        let b = parse(SITE, Path::new("/"), fake_import, 2).unwrap().catalog;
+        let a = parse(SITE, &cli(), fake_import, 1).unwrap().catalog;
+        let b = parse(SITE, &cli(), fake_import, 2).unwrap().catalog;
         assert!(diff(&a, &b).is_empty());
         let ch = diff(&Catalog::default(), &a);
         assert!(
@@ -677,7 +997,7 @@ available_to = "media_pxe"
     fn errors_name_the_object_or_the_line() {
         let e = parse(
             &SITE.replace("members = [\"pc1\"]", "members = [\"pc9\"]"),
-            Path::new("/"),
+            &cli(),
             fake_import,
             0,
         )
@@ -686,7 +1006,7 @@ available_to = "media_pxe"
         assert!(e.contains("collection \"lab\"") && e.contains("pc9"), "{e}");
         let e = parse(
             &SITE.replace("purpose = \"required\"", "purpose = \"mandatory\""),
-            Path::new("/"),
+            &cli(),
             fake_import,
             0,
         )
@@ -695,12 +1015,268 @@ available_to = "media_pxe"
         assert!(e.contains("line"), "{e}");
         let e = parse(
             &SITE.replace("id = \"LAB00001\"", "id = \"XYZ00001\""),
-            Path::new("/"),
+            &cli(),
             fake_import,
             0,
         )
         .unwrap_err()
         .to_string();
         assert!(e.contains("site code"), "{e}");
+    }
+
+    /// The error of applying `SITE` with `from` replaced by `to`, and any `extra` appended.
+    fn refusal(from: &str, to: &str, extra: &str) -> String {
+        assert!(from.is_empty() || SITE.contains(from), "{from}");
+        let text = format!("{}{extra}", SITE.replacen(from, to, 1));
+        match parse(&text, &cli(), fake_import, 0) {
+            Ok(_) => panic!("applied: {text}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    const PACKAGE: &str = "[[package]]\nid = \"disk\"\nfrom = \"pkg\"\n";
+
+    fn with_package(files: &[&str]) -> FileAccess {
+        let dir = tempfile::tempdir().unwrap().keep();
+        std::fs::create_dir_all(dir.join("pkg")).unwrap();
+        for f in files {
+            std::fs::write(dir.join("pkg").join(f), f).unwrap();
+        }
+        std::fs::write(dir.join("vmlinuz"), "k").unwrap();
+        FileAccess::CommandLine { base: dir }
+    }
+
+    fn steps(steps: &str) -> String {
+        SITE.replace(
+            r#"steps = [{ name = "hello", action = "run_command", command = "echo hi" }]"#,
+            &format!("steps = [{steps}]"),
+        ) + PACKAGE
+    }
+
+    #[test]
+    fn nothing_is_imported_from_a_site_file_that_is_refused() {
+        let files = with_package(&["disk.img"]);
+        let mut imported = Vec::new();
+        let bad = steps(
+            r#"{ name = "w", action = "apply_image", package = "disk", file = "disk.iso", target = "/dev/vda" }"#,
+        );
+        let r = parse(
+            &bad,
+            &files,
+            |p, n| {
+                imported.push(p.to_owned());
+                fake_import(p, n)
+            },
+            0,
+        );
+        assert!(r.is_err());
+        assert!(imported.is_empty(), "{imported:?}");
+    }
+
+    #[test]
+    fn two_devices_with_one_mac_are_refused_naming_the_second() {
+        let e = refusal(
+            "",
+            "",
+            "[[device]]\nname = \"pc2\"\nmacs = [\"52:54:00:aa:bb:cc\", \"52:54:00:12:34:56\"]\n",
+        );
+        assert!(
+            e.contains("device \"pc2\".macs[1]") && e.contains("\"pc1\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_task_sequence_naming_a_missing_boot_image_is_refused() {
+        let e = refusal(
+            "boot_image = \"linux-x64\"\nsteps",
+            "boot_image = \"linux-arm\"\nsteps",
+            "",
+        );
+        assert!(
+            e.contains("task_sequence \"ts\".boot_image") && e.contains("linux-arm"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn steps_naming_missing_packages_or_files_are_refused_with_their_key() {
+        let files = with_package(&["disk.img", "readme.txt"]);
+        let cases = [
+            (
+                r#"{ name = "w", action = "apply_image", package = "nope", file = "disk.img", target = "/dev/vda" }"#,
+                "task_sequence \"ts\".steps[0].package",
+                "no package \"nope\"",
+            ),
+            (
+                r#"{ name = "w", action = "apply_image", target = "/dev/vda" }"#,
+                "task_sequence \"ts\".steps[0].package",
+                "needs package",
+            ),
+            (
+                r#"{ name = "w", action = "apply_image", package = "disk", file = "disk.iso", target = "/dev/vda" }"#,
+                "task_sequence \"ts\".steps[0].file",
+                "has no file \"disk.iso\"",
+            ),
+            (
+                r#"{ name = "w", action = "apply_image", package = "disk", target = "/dev/vda" }"#,
+                "task_sequence \"ts\".steps[0].file",
+                "exactly one",
+            ),
+            (
+                r#"{ name = "a", action = "poweroff" }, { name = "w", action = "write_file", package = "disk", file = "readme.txt" }"#,
+                "task_sequence \"ts\".steps[1].target",
+                "needs target",
+            ),
+            (
+                r#"{ name = "v", action = "set_variable", value = "x" }"#,
+                "task_sequence \"ts\".steps[0].variable",
+                "needs variable",
+            ),
+            (
+                r#"{ name = "v", action = "set_variable", variable = "1st-name", value = "x" }"#,
+                "task_sequence \"ts\".steps[0].variable",
+                "not a variable name",
+            ),
+            (
+                r#"{ name = "c", action = "run_command" }"#,
+                "task_sequence \"ts\".steps[0].command",
+                "needs command",
+            ),
+        ];
+        for (step, key, why) in cases {
+            let e = parse(&steps(step), &files, fake_import, 0)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key) && e.contains(why), "{step}: {e}");
+        }
+        let ok = r#"{ name = "w", action = "apply_image", package = "disk", file = "disk.img", target = "/dev/vda" }"#;
+        parse(&steps(ok), &files, fake_import, 0).unwrap();
+        let e = parse(
+            &(steps(ok) + "[[task_sequence]]\nid = \"t2\"\npackages = [\"tools\"]\n"),
+            &files,
+            fake_import,
+            0,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("task_sequence \"t2\".packages[0]"), "{e}");
+    }
+
+    #[test]
+    fn an_empty_collection_id_is_refused() {
+        let e = refusal("", "", "[[collection]]\nid = \"\"\n");
+        assert!(e.contains("collection \"\".id"), "{e}");
+    }
+
+    #[test]
+    fn a_deployment_of_a_collection_the_file_no_longer_declares_is_refused() {
+        let e = refusal("id = \"lab\"\nmembers", "id = \"lab2\"\nmembers", "");
+        assert!(
+            e.contains("deployment LAB00001.collection") && e.contains("\"lab\""),
+            "{e}"
+        );
+        let e = refusal("task_sequence = \"ts\"", "task_sequence = \"ts2\"", "");
+        assert!(e.contains("deployment LAB00001.task_sequence"), "{e}");
+    }
+
+    #[test]
+    fn max_size_below_default_size_is_refused() {
+        let e = refusal("", "", "[settings]\ndefault_size = 50\nmax_size = 10\n");
+        assert!(
+            e.contains("settings.max_size") && e.contains("default_size (50)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn timestamps_past_year_9999_or_before_1970_are_refused() {
+        for t in [i64::MAX, LAST_TIMESTAMP + 1, -1] {
+            let e = refusal(
+                "available_to = \"media_pxe\"",
+                &format!("available_to = \"media_pxe\"\nexpires_at = {t}"),
+                "",
+            );
+            assert!(e.contains("deployment LAB00001.expires_at"), "{e}");
+        }
+    }
+
+    #[test]
+    fn kernel_command_lines_with_ipxe_syntax_or_line_breaks_are_refused() {
+        for bad in [
+            "console=ttyS0 || shell",
+            "a=1 && b=2",
+            "x=${net0/mac}",
+            "quiet #rest",
+            "a\nkernel http://evil/",
+        ] {
+            let e = refusal(
+                "cmdline = \"console=ttyS0\"",
+                &format!("cmdline = {bad:?}"),
+                "",
+            );
+            assert!(
+                e.contains("boot_image \"linux-x64\".cmdline"),
+                "{bad:?}: {e}"
+            );
+        }
+        for good in ["console=ttyS0,115200 quiet", "a=b|c x=&y root=/dev/sda1#"] {
+            assert_eq!(kernel_cmdline_problem(good), None, "{good}");
+        }
+    }
+
+    #[test]
+    fn non_utf8_input_is_refused_with_its_line_and_column() {
+        let e = text(b"site_code = \"LAB\"\nname = \"\xc3\xa9t\xff\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("line 2, column 11") && e.contains("offset 29"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_site_file_from_the_api_reads_no_file_without_an_import_root() {
+        let e = parse(SITE, &FileAccess::NoFiles, fake_import, 0)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("boot_image \"linux-x64\".kernel") && e.contains("server.import_root"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_site_file_from_the_api_reads_only_below_the_import_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("import");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join("vmlinuz"), "k").unwrap();
+        std::fs::write(dir.path().join("secret"), "s").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("secret"), root.join("link")).unwrap();
+        let files = FileAccess::ImportRoot { root: root.clone() };
+        let s = parse(SITE, &files, fake_import, 0).unwrap();
+        assert_eq!(s.catalog.boot_images[0].files[0].path, "kernel");
+        for outside in [
+            "/etc/shadow".to_string(),
+            "/etc/no-such-file".into(),
+            "../secret".into(),
+            "link".into(),
+            dir.path().join("secret").display().to_string(),
+        ] {
+            let e = parse(
+                &SITE.replace("\"vmlinuz\"", &format!("{outside:?}")),
+                &files,
+                fake_import,
+                0,
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(
+                e.contains("boot_image \"linux-x64\".kernel") && e.contains("server.import_root"),
+                "{outside}: {e}"
+            );
+        }
     }
 }

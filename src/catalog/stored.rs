@@ -74,8 +74,11 @@ pub fn apply(
     operator: &str,
     now: i64,
 ) -> Result<Applied, ApplyError> {
-    let (old, _) = load(store)?;
-    let changes = site::diff(&old, &site.catalog);
+    let (old, old_settings) = load(store)?;
+    let mut changes = site::diff(&old, &site.catalog);
+    if old_settings != site.settings {
+        changes.changed.push("settings site".into());
+    }
     let mut warnings = Vec::new();
     let mut audits = Vec::new();
     for d in &site.catalog.deployments {

@@ -122,6 +122,19 @@ pub enum BootImageCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum ContentCommand {
+    /// Remove the files of the content library that no package or boot image of the catalog
+    /// holds (the server does not serve them either), and temporary files of imports whose
+    /// process has ended. Prints each file removed and the bytes freed. Run it while no site
+    /// file or package is being imported.
+    Gc {
+        /// Print what would be removed, and remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum PackageCommand {
     /// Import a directory as a package: every file is hashed (SHA-256) once and stored once in
     /// the content library (`netdeploy package add ID --from DIR`).
@@ -317,11 +330,14 @@ pub fn site(dd: &DataDir, cmd: SiteCommand) -> anyhow::Result<()> {
     let store = dd.open()?;
     match cmd {
         SiteCommand::Apply { file } => {
-            let text = std::fs::read_to_string(&file)
-                .with_context(|| format!("cannot read {}", file.display()))?;
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let text =
+                site::text(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             let base = file.parent().unwrap_or(Path::new(".")).to_path_buf();
             let lib = Library::new(&dd.data_dir);
-            let s = site::parse(&text, &base, |p, n| lib.import(p, n), now())
+            let files = site::FileAccess::CommandLine { base };
+            let s = site::parse(text, &files, |p, n| lib.import(p, n), now())
                 .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             let applied = stored::apply(&store, &s, |h| lib.has(h), &operator(), now())?;
             let ch = &applied.changes;
@@ -349,6 +365,56 @@ pub fn site(dd: &DataDir, cmd: SiteCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+pub fn content(dd: &DataDir, cmd: ContentCommand) -> anyhow::Result<()> {
+    let ContentCommand::Gc { dry_run } = cmd;
+    let store = dd.open()?;
+    let (catalog, _) = stored::load(&store)?;
+    let referenced = catalog.content();
+    let lib = Library::new(&dd.data_dir);
+    let verb = if dry_run { "would remove" } else { "removed" };
+    let (mut files, mut bytes) = (0u64, 0u64);
+    let listing = lib
+        .stored()
+        .with_context(|| format!("cannot list {}", dd.data_dir.join("content").display()))?;
+    for f in listing {
+        if referenced.contains(&f.sha256) {
+            continue;
+        }
+        if !dry_run {
+            lib.remove(&f.sha256)?;
+        }
+        println!("{verb} {} ({} bytes)", f.sha256, f.size);
+        files += 1;
+        bytes += f.size;
+    }
+    // import-<pid>-<n>: left behind only by a process that died mid-import.
+    let tmp = dd.data_dir.join("content").join("tmp");
+    if let Ok(entries) = std::fs::read_dir(&tmp) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let pid = name
+                .strip_prefix("import-")
+                .and_then(|r| r.split('-').next())
+                .and_then(|p| p.parse::<u32>().ok());
+            let Some(pid) = pid else { continue };
+            if Path::new(&format!("/proc/{pid}")).exists() {
+                continue;
+            }
+            let size = e.metadata().map(|m| m.len()).unwrap_or(0);
+            if !dry_run {
+                std::fs::remove_file(e.path())
+                    .with_context(|| format!("cannot remove {}", e.path().display()))?;
+            }
+            println!("{verb} {} ({size} bytes)", e.path().display());
+            files += 1;
+            bytes += size;
+        }
+    }
+    let freed = if dry_run { "would free" } else { "freed" };
+    println!("{freed} {bytes} bytes in {files} file(s)");
+    Ok(())
 }
 
 fn object(store: &Store, kind: Kind, cmd: ObjectCommand) -> anyhow::Result<()> {
@@ -574,6 +640,9 @@ pub fn boot_image(dd: &DataDir, cmd: BootImageCommand) -> anyhow::Result<()> {
             initrd,
             cmdline,
         } => {
+            if let Some(problem) = netdeploy::catalog::kernel_cmdline_problem(&cmdline) {
+                bail!("--cmdline {problem}");
+            }
             let lib = Library::new(&dd.data_dir);
             let mut files = vec![lib.import(&kernel, "kernel")?];
             if let Some(i) = initrd {
@@ -1028,6 +1097,7 @@ fn import_statuses(dd: &DataDir, files: &[PathBuf]) -> anyhow::Result<()> {
         store: store.clone(),
         library: Library::new(&dd.data_dir),
         pxe_password_set: false,
+        served: Default::default(),
     };
     let known: std::collections::HashSet<String> = store
         .statuses(None, 1_000_000)?

@@ -125,6 +125,9 @@ pub struct Config {
     /// The address given to clients as the boot server (option 54, siaddr, URLs).
     pub server_address: Ipv4Addr,
     pub data_dir: PathBuf,
+    /// The directory below which a site file sent to the admin API may name files; `None`:
+    /// such a site file may name no file at all.
+    pub import_root: Option<PathBuf>,
     pub dhcp: DhcpConfig,
     pub tftp_port: u16,
     pub tftp: TftpSettings,
@@ -231,6 +234,18 @@ impl Config {
             None => interfaces[0].address,
         };
 
+        let import_root = match w.server.import_root.clone() {
+            Some(r) if !r.is_absolute() => {
+                return Err(field("server.import_root", "must be an absolute path"))
+            }
+            Some(r) if !r.is_dir() => {
+                return Err(field(
+                    "server.import_root",
+                    format!("{} is not a directory", r.display()),
+                ))
+            }
+            r => r,
+        };
         let mode = match w.dhcp.mode.as_deref().unwrap_or("proxy") {
             "proxy" => DhcpMode::Proxy,
             "proxy-4011" => DhcpMode::Proxy4011,
@@ -347,6 +362,9 @@ impl Config {
                         }
                     }
                 }
+                if let Some(problem) = crate::catalog::kernel_cmdline_problem(&i.cmdline) {
+                    return Err(field("boot.image.cmdline", problem));
+                }
                 Some(BootImage {
                     kernel: i.kernel,
                     initrd: i.initrd,
@@ -373,6 +391,7 @@ impl Config {
             interfaces,
             server_address,
             data_dir,
+            import_root,
             dhcp,
             tftp_port: w.tftp.port.unwrap_or(69),
             tftp,

@@ -28,6 +28,7 @@ pub struct Server {
     pub interfaces: Option<Vec<String>>,
     pub address: Option<Ipv4Addr>,
     pub data_dir: Option<PathBuf>,
+    pub import_root: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]

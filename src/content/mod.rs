@@ -160,20 +160,27 @@ impl Library {
         let mut input = File::open(source).map_err(read_err)?;
         let tmp = tmp_dir.join(format!("import-{}-{}", std::process::id(), unique()));
         let mut out = File::create(&tmp).map_err(write_err(&tmp))?;
-        let (sha256, size) = copy_hashed(&mut input, source, &mut out, &tmp, progress)?;
-        out.sync_all().map_err(write_err(&tmp))?;
-        drop(out);
-        let dest = self.path_of(&sha256)?;
-        if dest.is_file() {
+        // A failure from here on (the source cannot be read, the disk is full) removes the
+        // temporary file: nothing half-imported stays behind.
+        let stored = (|| {
+            let (sha256, size) = copy_hashed(&mut input, source, &mut out, &tmp, progress)?;
+            out.sync_all().map_err(write_err(&tmp))?;
+            let dest = self.path_of(&sha256)?;
+            if dest.is_file() {
+                let _ = std::fs::remove_file(&tmp);
+            } else {
+                let dir = dest.parent().expect("hash paths have a parent");
+                std::fs::create_dir_all(dir).map_err(write_err(dir))?;
+                std::fs::rename(&tmp, &dest).map_err(write_err(&dest))?;
+                File::open(dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(write_err(dir))?;
+            }
+            Ok((sha256, size))
+        })();
+        let (sha256, size) = stored.inspect_err(|_| {
             let _ = std::fs::remove_file(&tmp);
-        } else {
-            let dir = dest.parent().expect("hash paths have a parent");
-            std::fs::create_dir_all(dir).map_err(write_err(dir))?;
-            std::fs::rename(&tmp, &dest).map_err(write_err(&dest))?;
-            File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(write_err(dir))?;
-        }
+        })?;
         Ok(ContentFile {
             path: path.to_owned(),
             size,
@@ -208,6 +215,50 @@ impl Library {
             });
         }
         Ok(())
+    }
+}
+
+/// A file the library holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub sha256: String,
+    pub size: u64,
+}
+
+impl Library {
+    /// Every file stored under its hash, in hash order.
+    pub fn stored(&self) -> io::Result<Vec<Stored>> {
+        let mut out = Vec::new();
+        let dirs = match std::fs::read_dir(&self.root) {
+            Ok(d) => d,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e),
+        };
+        for dir in dirs {
+            let dir = dir?;
+            let name = dir.file_name().to_string_lossy().into_owned();
+            if name.len() != 2 || !dir.file_type()?.is_dir() {
+                continue;
+            }
+            for f in std::fs::read_dir(dir.path())? {
+                let f = f?;
+                let sha256 = f.file_name().to_string_lossy().into_owned();
+                if is_sha256(&sha256) && sha256.starts_with(&name) {
+                    out.push(Stored {
+                        sha256,
+                        size: f.metadata()?.len(),
+                    });
+                }
+            }
+        }
+        out.sort_by(|a, b| a.sha256.cmp(&b.sha256));
+        Ok(out)
+    }
+
+    /// Removes the file with this hash from the library.
+    pub fn remove(&self, sha256: &str) -> Result<(), ContentError> {
+        let path = self.path_of(sha256)?;
+        std::fs::remove_file(&path).map_err(|e| ContentError::Write { path, source: e })
     }
 }
 
@@ -273,6 +324,38 @@ mod tests {
         let err = lib.export(&f, &out).unwrap_err().to_string();
         assert!(err.contains("has changed"), "{err}");
         assert!(!out.exists(), "a changed file is not left behind");
+    }
+
+    #[test]
+    fn a_failed_import_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let lib = Library::new(dir.path());
+        // A directory opens but cannot be read: the copy fails after the temporary file exists.
+        let err = lib.import(dir.path(), "x").unwrap_err().to_string();
+        assert!(err.contains("cannot read"), "{err}");
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("content/tmp"))
+            .unwrap()
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn the_library_lists_and_removes_what_it_stores() {
+        let dir = tempfile::tempdir().unwrap();
+        let lib = Library::new(dir.path());
+        let a = dir.path().join("a");
+        std::fs::write(&a, b"abc").unwrap();
+        let f = lib.import(&a, "a").unwrap();
+        assert_eq!(
+            lib.stored().unwrap(),
+            vec![Stored {
+                sha256: f.sha256.clone(),
+                size: 3
+            }]
+        );
+        lib.remove(&f.sha256).unwrap();
+        assert!(lib.stored().unwrap().is_empty());
+        assert!(!lib.has(&f.sha256));
     }
 
     #[test]

@@ -284,7 +284,22 @@ pub enum Refusal {
         /// The expiry asked for.
         expires_at: i64,
     },
+    /// A time of the schedule before 1970 or after the year 9999.
+    #[error(
+        "{field} {value} is not a time netdeploy can keep: Unix seconds from 0 to \
+         {LAST_TIMESTAMP} (9999-12-31 23:59:59 UTC)"
+    )]
+    TimeOutOfRange {
+        /// `available_at` or `expires_at`.
+        field: String,
+        /// The time asked for.
+        value: i64,
+    },
 }
+
+/// The last time a schedule may name: 9999-12-31 23:59:59 UTC, so that every date computed
+/// from it (days, ISO 8601 text) fits.
+pub const LAST_TIMESTAMP: i64 = 253_402_300_799;
 
 /// Checks a new deployment against the catalog and the site settings (section 4).
 ///
@@ -300,6 +315,17 @@ pub fn check_new_deployment(
     let mut refusals = Vec::new();
     let mut warnings = Vec::new();
 
+    for (field, at) in [
+        ("available_at", new.schedule.available_at),
+        ("expires_at", new.schedule.expires_at),
+    ] {
+        if let Some(value) = at.filter(|t| !(0..=LAST_TIMESTAMP).contains(t)) {
+            refusals.push(Refusal::TimeOutOfRange {
+                field: field.into(),
+                value,
+            });
+        }
+    }
     if let (Some(available_at), Some(expires_at)) =
         (new.schedule.available_at, new.schedule.expires_at)
     {
@@ -1095,6 +1121,27 @@ mod tests {
                 available_at: 200,
                 expires_at: 100
             }])
+        );
+        let overflowing = NewDeployment {
+            schedule: Schedule {
+                available_at: Some(-1),
+                expires_at: Some(i64::MAX),
+                ..Schedule::default()
+            },
+            ..new("os", "SIZED", Available)
+        };
+        assert_eq!(
+            check_new_deployment(&c, &overflowing, &SITE),
+            Err(vec![
+                Refusal::TimeOutOfRange {
+                    field: "available_at".into(),
+                    value: -1
+                },
+                Refusal::TimeOutOfRange {
+                    field: "expires_at".into(),
+                    value: i64::MAX
+                }
+            ])
         );
         let wol = NewDeployment {
             wake_on_lan: true,

@@ -183,17 +183,43 @@ impl LeaseTable {
         serde_json::to_string_pretty(&entries).expect("lease entries serialize")
     }
 
-    /// Reads a lease file's JSON; entries outside the current range are dropped.
-    pub fn from_json(first: Ipv4Addr, last: Ipv4Addr, text: &str) -> Result<LeaseTable, String> {
-        let entries: Vec<FileEntry> = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    /// Reads a lease file's JSON; entries outside the current range are dropped. A file this
+    /// server wrote never holds two leases on one address or two for one client; one that does
+    /// (edited by hand, or copied together) keeps of each pair the lease that ends last, and
+    /// every lease refused is described in the returned warnings. Its client is refused the
+    /// address at its next REQUEST and gets another one.
+    pub fn from_json(
+        first: Ipv4Addr,
+        last: Ipv4Addr,
+        text: &str,
+    ) -> Result<(LeaseTable, Vec<String>), String> {
+        let mut entries: Vec<FileEntry> = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        // Latest end first, so the lease kept of a pair is the one that ends last.
+        entries.sort_by_key(|e| std::cmp::Reverse(e.lease.expires));
         let mut t = LeaseTable::new(first, last);
+        let mut warnings = Vec::new();
         for e in entries {
             let mac: Mac = e.mac.parse()?;
-            if t.in_pool(e.lease.ip) {
-                t.leases.insert(mac, e.lease);
+            if !t.in_pool(e.lease.ip) {
+                continue;
             }
+            if let Some(kept) = t.leases.get(&mac) {
+                warnings.push(format!(
+                    "two leases for {mac}: {} refused, {} kept (it ends later)",
+                    e.lease.ip, kept.ip
+                ));
+                continue;
+            }
+            if let Some((holder, _)) = t.leases.iter().find(|(_, l)| l.ip == e.lease.ip) {
+                warnings.push(format!(
+                    "two leases on {}: the one of {mac} refused, the one of {holder} kept (it ends later)",
+                    e.lease.ip
+                ));
+                continue;
+            }
+            t.leases.insert(mac, e.lease);
         }
-        Ok(t)
+        Ok((t, warnings))
     }
 }
 
@@ -240,8 +266,40 @@ mod tests {
         let mut t = table();
         let a = t.offer(mac(1), None, 1000).unwrap();
         t.bind(mac(1), a, 1000, 3600).unwrap();
-        let back = LeaseTable::from_json(ip(100), ip(102), &t.to_json()).unwrap();
+        let (back, warnings) = LeaseTable::from_json(ip(100), ip(102), &t.to_json()).unwrap();
         assert_eq!(back, t);
+        assert!(warnings.is_empty(), "{warnings:?}");
+    }
+
+    #[test]
+    fn two_leases_on_one_address_are_refused_on_load_keeping_the_later_one() {
+        let text = r#"[
+            {"mac": "52:54:00:00:00:01", "ip": "10.77.0.100", "expires": 5000, "bound": true},
+            {"mac": "52:54:00:00:00:02", "ip": "10.77.0.100", "expires": 9000, "bound": true},
+            {"mac": "52:54:00:00:00:03", "ip": "10.77.0.101", "expires": 100, "bound": true},
+            {"mac": "52:54:00:00:00:03", "ip": "10.77.0.102", "expires": 200, "bound": true}
+        ]"#;
+        let (t, warnings) = LeaseTable::from_json(ip(100), ip(102), text).unwrap();
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.get(&mac(2)).unwrap().ip, ip(100));
+        assert_eq!(t.get(&mac(1)), None);
+        assert_eq!(t.get(&mac(3)).unwrap().ip, ip(102));
+        assert_eq!(
+            warnings,
+            [
+                "two leases on 10.77.0.100: the one of 52:54:00:00:00:01 refused, the one of \
+                 52:54:00:00:00:02 kept (it ends later)",
+                "two leases for 52:54:00:00:00:03: 10.77.0.101 refused, 10.77.0.102 kept (it \
+                 ends later)",
+            ]
+        );
+        // The client that lost its lease is refused the address and offered another.
+        let mut t = t;
+        assert!(matches!(
+            t.bind(mac(1), ip(100), 1000, 3600),
+            Err(Refusal::Taken { .. })
+        ));
+        assert_eq!(t.offer(mac(1), None, 1000), Some(ip(101)));
     }
 
     #[test]

@@ -105,9 +105,14 @@ impl Shared {
                 let path = config.data_dir.join("leases.json");
                 let table = match std::fs::read_to_string(&path) {
                     Ok(text) => {
-                        LeaseTable::from_json(pool.first, pool.last, &text).map_err(|e| {
-                            anyhow::anyhow!("lease file {} is damaged: {e}", path.display())
-                        })?
+                        let (table, refused) = LeaseTable::from_json(pool.first, pool.last, &text)
+                            .map_err(|e| {
+                                anyhow::anyhow!("lease file {} is damaged: {e}", path.display())
+                            })?;
+                        for w in refused {
+                            tracing::warn!(file = %path.display(), "lease refused on load: {w}");
+                        }
+                        table
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                         LeaseTable::new(pool.first, pool.last)

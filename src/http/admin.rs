@@ -103,13 +103,19 @@ async fn catalog(State(s): State<Arc<AppState>>) -> Response {
     }
 }
 
-/// Applies a site file sent as TOML; its relative paths are relative to the data directory.
+/// Applies a site file sent as TOML. It may name files only below `server.import_root`, and
+/// its relative paths are relative to that directory.
 async fn apply_site(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
-    let Ok(text) = std::str::from_utf8(&body) else {
-        return error(StatusCode::BAD_REQUEST, "the site file is not UTF-8");
+    let text = match site::text(&body) {
+        Ok(t) => t,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let files = match &s.config.import_root {
+        Some(root) => site::FileAccess::ImportRoot { root: root.clone() },
+        None => site::FileAccess::NoFiles,
     };
     let lib = &s.bootpath.library;
-    let parsed = site::parse(text, &s.config.data_dir, |p, n| lib.import(p, n), now());
+    let parsed = site::parse(text, &files, |p, n| lib.import(p, n), now());
     let site = match parsed {
         Ok(site) => site,
         Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e),

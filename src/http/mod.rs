@@ -201,7 +201,10 @@ impl Machine {
 fn nothing(m: &Machine, reason: &str) -> Response {
     ipxe(render(
         script::NOTHING,
-        &[("mac", &m.mac.to_string()), ("reason", reason)],
+        &[
+            ("mac", &m.mac.to_string()),
+            ("reason", &script::text(reason)),
+        ],
     ))
 }
 
@@ -211,6 +214,13 @@ fn default_image(s: &AppState, m: &Machine) -> Response {
         tracing::warn!(mac = %m.mac, "iPXE script: no deployment and no default boot image");
         return nothing(m, "no deployment and no default boot image are configured");
     };
+    if let Some(problem) = crate::catalog::kernel_cmdline_problem(&image.cmdline) {
+        tracing::error!(mac = %m.mac, problem, "boot.image.cmdline cannot go on an iPXE kernel line");
+        return nothing(
+            m,
+            "the boot image's kernel command line cannot be passed safely",
+        );
+    }
     tracing::info!(mac = %m.mac, arch = %m.arch_s(), arch_name = %m.arch_name(), "iPXE script served");
     let cmdline = format!(
         "{} netdeploy.server={} netdeploy.mac={}",
@@ -248,7 +258,7 @@ fn linux_script(
             ("mac", &m.mac.to_string()),
             ("arch", &m.arch_s()),
             ("arch_name", &m.arch_name()),
-            ("title", title),
+            ("title", &script::text(title)),
             ("kernel_url", kernel_url),
             ("initrd_cmd", initrd_cmd),
             ("cmdline", cmdline),
@@ -272,10 +282,12 @@ fn run_deployment(
     if pre {
         tracing::info!(mac = %m.mac, boot_image = %image.id, "pre-production boot image served");
     }
-    let ts_name = catalog
-        .task_sequence(&d.task_sequence)
-        .map(|t| t.name.as_str())
-        .unwrap_or(&d.task_sequence);
+    let ts_name = script::text(
+        catalog
+            .task_sequence(&d.task_sequence)
+            .map(|t| t.name.as_str())
+            .unwrap_or(&d.task_sequence),
+    );
     if image.kind == crate::catalog::BootImageKind::WinPe {
         let hash = |name: &str| {
             image
@@ -317,6 +329,15 @@ fn run_deployment(
     let Some(kernel) = file("kernel") else {
         return nothing(m, "the boot image has no kernel");
     };
+    // A site file with such a command line is refused at apply time; a catalog stored before
+    // that check must not put iPXE syntax on the kernel line either.
+    if let Some(problem) = crate::catalog::kernel_cmdline_problem(&image.cmdline) {
+        tracing::error!(mac = %m.mac, boot_image = %image.id, problem, "boot image command line refused");
+        return nothing(
+            m,
+            "the boot image's kernel command line cannot be passed safely",
+        );
+    }
     let initrd = file("initrd")
         .map(|f| {
             format!(
@@ -351,7 +372,7 @@ fn menu_script(
     catalog: &Catalog,
     entries: &[crate::catalog::DeploymentId],
 ) -> String {
-    let clean = |t: &str| -> String { t.chars().filter(|c| !c.is_control()).collect() };
+    let clean = script::text;
     let mut out = format!(
         "#!ipxe\n# netdeploy: menu for {mac} (SPEC section 3, rule 6)\nmenu netdeploy: deployments for {mac}\n",
         mac = m.mac
@@ -389,6 +410,21 @@ async fn content(
         Ok(p) => p,
         Err(_) => return (StatusCode::NOT_FOUND, "no such content\n").into_response(),
     };
+    match s.bootpath.serves(&sha) {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::info!(sha256 = %sha, "content request refused: no package or boot image holds it");
+            return (StatusCode::NOT_FOUND, "no such content\n").into_response();
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the catalog to serve content");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the catalog cannot be read\n",
+            )
+                .into_response();
+        }
+    }
     let etag = format!("\"{sha}\"");
     if headers
         .get(header::IF_NONE_MATCH)

@@ -20,9 +20,53 @@ pub fn render(template: &str, vars: &[(&str, &str)]) -> String {
     out
 }
 
+/// Free text (a title, a task sequence name, a reason) made inert on an iPXE line: no line
+/// break, no `${` setting expansion, no `||` or `&&` token that would end the command and start
+/// another, no token starting with `#` that would cut the line short.
+pub fn text(s: &str) -> String {
+    let s: String = s.chars().filter(|c| !c.is_control()).collect();
+    s.replace("${", "$ {")
+        .split(' ')
+        .map(|t| match t.trim_start_matches('#') {
+            "||" => "|",
+            "&&" => "&",
+            t => t,
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn free_text_cannot_chain_commands_expand_settings_or_cut_the_line() {
+        let line = render(
+            "echo netdeploy: {{title}} on pc1\n",
+            &[(
+                "title",
+                &text("Deploy || shell && chain http://x/ ${net0/ip} #cut"),
+            )],
+        );
+        assert_eq!(
+            line,
+            "echo netdeploy: Deploy | shell & chain http://x/ $ {net0/ip} cut on pc1\n"
+        );
+        assert_eq!(
+            text("Windows 11 (x64) build #42"),
+            "Windows 11 (x64) build 42"
+        );
+        assert_eq!(text("a #|| b"), "a | b");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn free_text_never_carries_ipxe_syntax(s in "[ -~\t\n#$|&{}]{0,40}") {
+            let t = text(&s);
+            proptest::prop_assert_eq!(crate::catalog::kernel_cmdline_problem(&t), None, "{:?} -> {:?}", s, t);
+        }
+    }
 
     #[test]
     fn values_cannot_inject_commands() {

@@ -36,6 +36,23 @@ pub enum StoreError {
     },
     #[error("database schema version {found} is newer than this netdeploy knows ({known}); upgrade netdeploy")]
     TooNew { found: i64, known: i64 },
+    #[error(
+        "database {path} is an empty file (0 bytes), not a netdeploy database: it was truncated \
+         or created by something else. Restore it from a backup, or remove it to start with an \
+         empty catalog"
+    )]
+    EmptyFile { path: String },
+    #[error(
+        "database {path} is damaged (SQLite's quick_check found: {problems}). Restore it from a \
+         backup; `sqlite3 {path} .recover` may save what is left"
+    )]
+    Damaged { path: String, problems: String },
+    #[error("database {path} cannot be opened for writing: {tried}")]
+    Unwritable {
+        path: String,
+        source: rusqlite::Error,
+        tried: String,
+    },
 }
 
 /// Numbered schema migrations; index + 1 is the `user_version` after applying it.
@@ -99,16 +116,50 @@ pub struct StatusMessage {
 /// The database handle; cheap to share behind an `Arc`.
 pub struct Store {
     conn: Mutex<Connection>,
+    /// Transactions committed through this handle (see [`Store::version`]).
+    commits: std::sync::atomic::AtomicU64,
 }
 
 impl Store {
-    /// Opens (creating if needed) the database and applies pending migrations.
+    /// Opens (creating if needed) the database, checks it (SQLite's `quick_check`) and applies
+    /// pending migrations. An existing empty file is refused rather than taken for a new,
+    /// empty catalog.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let open_err = |source| StoreError::Open {
-            path: path.display().to_string(),
-            source,
+        let shown = path.display().to_string();
+        let open_err = |source| match why_unwritable(path) {
+            Some(tried) => StoreError::Unwritable {
+                path: shown.clone(),
+                source,
+                tried,
+            },
+            None => StoreError::Open {
+                path: shown.clone(),
+                source,
+            },
         };
+        if is_empty_file(path) {
+            return Err(StoreError::EmptyFile { path: shown });
+        }
         let conn = Connection::open(path).map_err(open_err)?;
+        let problems = match quick_check(&conn) {
+            Ok(p) => p,
+            // Damage can stop the check itself from reading on.
+            Err(e)
+                if matches!(
+                    e.sqlite_error_code(),
+                    Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+                ) =>
+            {
+                vec![e.to_string()]
+            }
+            Err(e) => return Err(open_err(e)),
+        };
+        if !problems.is_empty() {
+            return Err(StoreError::Damaged {
+                path: shown,
+                problems: problems.join("; "),
+            });
+        }
         Store::init(conn).map_err(|e| match e {
             StoreError::Sql(source) => open_err(source),
             other => other,
@@ -143,6 +194,7 @@ impl Store {
         }
         Ok(Store {
             conn: Mutex::new(conn),
+            commits: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -159,7 +211,21 @@ impl Store {
         let tx = conn.transaction()?;
         let out = f(&Tx { tx: &tx })?;
         tx.commit()?;
+        self.commits
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
         Ok(out)
+    }
+
+    /// A value that changes whenever a transaction commits, through this handle or through
+    /// another process's (SQLite's `data_version`): what was read from the catalog before is
+    /// still current while it stays the same. Catalog objects are only written in transactions.
+    pub fn version(&self) -> Result<(i64, u64), StoreError> {
+        let conn = self.conn();
+        let theirs: i64 = conn.pragma_query_value(None, "data_version", |r| r.get(0))?;
+        Ok((
+            theirs,
+            self.commits.load(std::sync::atomic::Ordering::Acquire),
+        ))
     }
 
     /// Reads one object.
@@ -290,6 +356,63 @@ impl Store {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+/// An existing database file of 0 bytes. SQLite takes one for a new database; netdeploy writes
+/// the first page when it creates one, so an empty file was truncated by something else. While
+/// SQLite's write-ahead log beside it holds data, the file may legitimately be empty.
+fn is_empty_file(path: &Path) -> bool {
+    let len = |p: &Path| std::fs::metadata(p).map(|m| m.len()).ok();
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    len(path) == Some(0) && len(Path::new(&wal)).unwrap_or(0) == 0
+}
+
+/// What `PRAGMA quick_check` finds wrong (nothing: an empty list). It reads every page once, so
+/// damage anywhere in the file is found at start rather than by the first request that reads it.
+fn quick_check(conn: &Connection) -> Result<Vec<String>, rusqlite::Error> {
+    let mut st = conn.prepare("PRAGMA quick_check(20)")?;
+    let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+    let found: Vec<String> = rows.collect::<Result<_, _>>()?;
+    Ok(found.into_iter().filter(|r| r != "ok").collect())
+}
+
+/// When the database cannot be opened: which of the files SQLite needs (the database, its
+/// `-wal` and `-shm` files beside it) cannot be opened for writing, and why.
+fn why_unwritable(path: &Path) -> Option<String> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let open = |p: &Path, create: bool| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create)
+            .truncate(false)
+            .open(p)
+    };
+    if path.exists() {
+        if let Err(e) = open(path, false) {
+            return Some(format!(
+                "opening {} for writing failed: {e}",
+                path.display()
+            ));
+        }
+    }
+    // SQLite creates these beside the database; try to do the same (and tidy up).
+    let probe = dir.join(format!(".netdeploy-probe-{}", std::process::id()));
+    match open(&probe, true) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            None
+        }
+        Err(e) => Some(format!(
+            "SQLite writes the database and its -wal and -shm files in {}; creating a file \
+             there failed: {e}",
+            dir.display()
+        )),
     }
 }
 
@@ -428,6 +551,45 @@ mod tests {
         assert!(s.delete("thing", "a").unwrap());
         assert!(!s.delete("thing", "a").unwrap());
         assert_eq!(s.guard_clear(&["uuid:1".into()]).unwrap(), 1);
+    }
+
+    #[test]
+    fn an_empty_database_file_is_refused_not_taken_for_an_empty_catalog() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("netdeploy.db");
+        std::fs::write(&path, b"").unwrap();
+        let e = Store::open(&path).err().expect("refused").to_string();
+        assert!(
+            e.contains("empty file (0 bytes)") && e.contains("netdeploy.db"),
+            "{e}"
+        );
+        // A new database is fine, and so is opening it again.
+        std::fs::remove_file(&path).unwrap();
+        drop(Store::open(&path).unwrap());
+        drop(Store::open(&path).unwrap());
+    }
+
+    #[test]
+    fn garbage_in_the_middle_of_the_database_is_found_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("netdeploy.db");
+        {
+            let s = Store::open(&path).unwrap();
+            for i in 0..400 {
+                let name = format!("thing {i} {}", "x".repeat(200));
+                s.put("thing", &format!("{i:04}"), &Thing { name, n: i }, 1)
+                    .unwrap();
+            }
+        }
+        let mut bytes = std::fs::read(&path).unwrap();
+        assert!(bytes.len() > 16 * 4096, "{}", bytes.len());
+        let middle = bytes.len() / 2 / 4096 * 4096;
+        for (i, b) in bytes[middle..middle + 4096].iter_mut().enumerate() {
+            *b = (i * 7 + 3) as u8;
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        let e = Store::open(&path).err().expect("refused").to_string();
+        assert!(e.contains("is damaged (SQLite's quick_check found:"), "{e}");
     }
 
     #[test]

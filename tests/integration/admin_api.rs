@@ -128,3 +128,156 @@ fn admin_api_creates_deployments_with_the_same_checks_and_explains() {
         "{v}"
     );
 }
+
+/// The server of `start(true)` with `server.import_root` set to `root`.
+fn start_with_import_root(root: &std::path::Path) -> (tempfile::TempDir, Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = loopback_config(dir.path(), "proxy", "")
+        .replace(
+            "[server]\n",
+            &format!("[server]\nimport_root = {:?}\n", root.display().to_string()),
+        )
+        .replace("[http]\n", &format!("[http]\nadmin_token = {TOKEN:?}\n"));
+    let server = Server::start(dir.path(), &config);
+    (dir, server)
+}
+
+fn site_naming(kernel: &str) -> String {
+    format!(
+        "site_code = \"LAB\"\n[[boot_image]]\nid = \"linux-x64\"\narch = \"x64\"\nkernel = {kernel:?}\n"
+    )
+}
+
+fn stored_content(data: &std::path::Path) -> usize {
+    netdeploy::content::Library::new(data)
+        .stored()
+        .unwrap()
+        .len()
+}
+
+#[test]
+fn a_site_file_posted_to_the_api_cannot_read_server_files_without_an_import_root() {
+    let (d, server) = start(true);
+    let before = stored_content(&d.path().join("data"));
+    for path in ["/etc/passwd", "/proc/self/environ", "vmlinuz"] {
+        let (status, v) = call(&server, "POST", "/api/v1/site", &site_naming(path));
+        assert_eq!(status, 422, "{path}: {v}");
+        let e = v["error"].as_str().unwrap();
+        assert!(
+            e.contains("boot_image \"linux-x64\".kernel") && e.contains("server.import_root"),
+            "{e}"
+        );
+    }
+    assert_eq!(stored_content(&d.path().join("data")), before);
+    // The catalog is what it was.
+    let (_, v) = call(&server, "GET", "/api/v1/deployments", "");
+    assert_eq!(v.as_array().unwrap().len(), 2, "{v}");
+}
+
+#[test]
+fn a_site_file_posted_to_the_api_reads_files_only_below_the_import_root() {
+    let outside = tempfile::tempdir().unwrap();
+    let root = outside.path().join("import");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("vmlinuz"), b"kernel from the import root").unwrap();
+    std::fs::write(outside.path().join("secret"), b"not for the network").unwrap();
+    std::os::unix::fs::symlink(outside.path().join("secret"), root.join("escape")).unwrap();
+    let (d, server) = start_with_import_root(&root);
+    let data = d.path().join("data");
+    let secret = outside.path().join("secret").display().to_string();
+    for path in ["/proc/self/environ", "../secret", "escape", secret.as_str()] {
+        let (status, v) = call(&server, "POST", "/api/v1/site", &site_naming(path));
+        assert_eq!(status, 422, "{path}: {v}");
+        let e = v["error"].as_str().unwrap();
+        assert!(
+            e.contains("boot_image \"linux-x64\".kernel") && e.contains("server.import_root"),
+            "{path}: {e}"
+        );
+    }
+    assert_eq!(stored_content(&data), 0);
+    let (status, v) = call(&server, "POST", "/api/v1/site", &site_naming("vmlinuz"));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(stored_content(&data), 1);
+}
+
+#[test]
+fn content_nothing_references_is_not_served_and_gc_removes_it() {
+    let (d, server) = start(true);
+    let data = d.path().join("data");
+    let lib = netdeploy::content::Library::new(&data);
+    let kept = lib.import(&d.path().join("vmlinuz"), "kernel").unwrap();
+    let stray_src = d.path().join("stray");
+    std::fs::write(&stray_src, b"imported, then nothing referenced it").unwrap();
+    let stray = lib.import(&stray_src, "stray").unwrap();
+    let get = |sha: &str| {
+        http_request(
+            server.http_addr(),
+            "GET",
+            &format!("/content/{sha}"),
+            &[],
+            b"",
+        )
+    };
+    let (status, body) = get(&kept.sha256);
+    assert_eq!((status, body.as_slice()), (200, &b"kernel"[..]));
+    assert_eq!(get(&stray.sha256).0, 404);
+
+    let out = cli_ok(&data, &["content", "gc", "--dry-run"]);
+    assert!(
+        out.contains(&format!("would remove {} (36 bytes)", stray.sha256))
+            && out.contains("would free 36 bytes in 1 file(s)")
+            && !out.contains(&kept.sha256),
+        "{out}"
+    );
+    assert!(lib.has(&stray.sha256));
+    let out = cli_ok(&data, &["content", "gc"]);
+    assert!(
+        out.contains(&format!("removed {} (36 bytes)", stray.sha256))
+            && out.contains("freed 36 bytes in 1 file(s)"),
+        "{out}"
+    );
+    assert!(!lib.has(&stray.sha256) && lib.has(&kept.sha256));
+    assert_eq!(get(&kept.sha256).0, 200);
+}
+
+#[test]
+fn a_site_file_posted_to_the_api_that_is_not_utf8_is_refused_with_its_position() {
+    let (_d, server) = start(true);
+    let auth = format!("Authorization: Bearer {TOKEN}");
+    let (status, body) = http_request(
+        server.http_addr(),
+        "POST",
+        "/api/v1/site",
+        &[&auth],
+        b"site_code = \"LAB\"\n# caf\xe9\n",
+    );
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("line 2, column 6 (byte offset 23)"), "{body}");
+}
+
+#[test]
+fn check_names_the_import_root_and_refuses_one_that_is_not_a_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("import");
+    std::fs::create_dir_all(&root).unwrap();
+    let config = |root: &str| {
+        let text = loopback_config(dir.path(), "proxy", "")
+            .replace("[server]\n", &format!("[server]\nimport_root = {root:?}\n"));
+        let path = dir.path().join("netdeploy.toml");
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let path = config(&root.display().to_string());
+    let out = cli_ok(dir.path(), &["check", "--config", &path]);
+    assert!(
+        out.contains(&format!("import root: {}", root.display())),
+        "{out}"
+    );
+    let path = config(&dir.path().join("missing").display().to_string());
+    let (ok, out) = crate::harness::cli(dir.path(), &["check", "--config", &path]);
+    assert!(
+        !ok && out.contains("server.import_root") && out.contains("is not a directory"),
+        "{out}"
+    );
+}

@@ -171,8 +171,11 @@ fn high_risk_deployments_are_refused_warned_or_accepted_with_an_audit_record() {
         "52:54:00:0d:01:02",
         "",
     );
+    std::fs::create_dir_all(dir.path().join("os")).unwrap();
+    std::fs::write(dir.path().join("os/disk.img"), b"image").unwrap();
     let text = std::fs::read_to_string(&site).unwrap()
-        + "\n[[task_sequence]]\nid = \"install\"\nname = \"Install\"\nboot_image = \"linux-x64\"\nsteps = [{ name = \"image\", action = \"apply_image\" }]\n\
+        + "\n[[package]]\nid = \"os\"\nfrom = \"os\"\n\
+           [[task_sequence]]\nid = \"install\"\nname = \"Install\"\nboot_image = \"linux-x64\"\nsteps = [{ name = \"image\", action = \"apply_image\", package = \"os\", target = \"/dev/vda\" }]\n\
            [[collection]]\nid = \"servers\"\nmembers = [\"srv1\"]\n";
     std::fs::write(&site, text).unwrap();
     cli_ok(&data, &["site", "apply", site.to_str().unwrap()]);
@@ -629,4 +632,206 @@ fn pre_production_boot_image_goes_only_to_the_pilot_collection_until_promoted() 
     cli_ok(&data, &["pxe", "clear", "--collection", "lab"]);
     assert_eq!(kernel_of("52-54-00-0d-06-03"), b"the next kernel");
     assert!(!cli_ok(&data, &["boot-image", "list"]).contains("linux-x64-next"));
+}
+
+#[test]
+fn ipxe_syntax_in_site_text_is_refused_at_apply_time_and_never_reaches_a_script() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (k, i) = small_image(dir.path());
+    let site = write_site(
+        dir.path(),
+        &k,
+        &i,
+        "52:54:00:0d:05:01",
+        "52:54:00:0d:05:02",
+        "",
+    );
+    let good = std::fs::read_to_string(&site).unwrap();
+    std::fs::write(
+        &site,
+        good.replace("console=ttyS0 quiet", "console=ttyS0 || shell"),
+    )
+    .unwrap();
+    let (ok, out) = cli(&data, &["site", "apply", site.to_str().unwrap()]);
+    assert!(
+        !ok && out.contains("boot_image \"linux-x64\".cmdline") && out.contains("\"||\""),
+        "{out}"
+    );
+    assert!(cli_ok(&data, &["deployment", "list"]).trim().is_empty());
+
+    // A name is free text: it is shown, never run.
+    std::fs::write(&site, good.replace("Say hello", "hello || shell")).unwrap();
+    cli_ok(&data, &["site", "apply", site.to_str().unwrap()]);
+    let server = Server::start(dir.path(), &loopback_config(dir.path(), "proxy", ""));
+    let script = http_get(
+        server.http_addr(),
+        "/boot.ipxe?mac=52-54-00-0d-05-01&arch=0",
+    );
+    assert!(script.contains("kernel http://"), "{script}");
+    assert!(!script.contains("|| shell"), "{script}");
+
+    // A catalog stored before the apply-time check: the script generator refuses the line itself.
+    let store = netdeploy::store::Store::open(&data.join("netdeploy.db")).unwrap();
+    let mut image: serde_json::Value = store.get("boot_image", "linux-x64").unwrap().unwrap();
+    image["cmdline"] = "console=ttyS0 ${net0/ip} || shell".into();
+    store.put("boot_image", "linux-x64", &image, 0).unwrap();
+    cli_ok(&data, &["pxe", "clear", "--device", "pc1"]);
+    let script = http_get(
+        server.http_addr(),
+        "/boot.ipxe?mac=52-54-00-0d-05-01&arch=0",
+    );
+    assert!(
+        script.contains("nothing to boot")
+            && !script.contains("\nkernel ")
+            && !script.contains("${"),
+        "{script}"
+    );
+}
+
+/// Runs `netdeploy serve` and returns its error output once it has exited; fails the test if it
+/// is still running after `limit` (it should refuse to start).
+fn serve_refused(dir: &Path, config: &str) -> String {
+    let path = dir.join("netdeploy.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = std::process::Command::new(crate::harness::binary())
+        .args(["serve", "--config", path.to_str().unwrap()])
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let limit = std::time::Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("netdeploy serve kept running");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_damaged_or_empty_database_stops_the_server_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (k, i) = small_image(dir.path());
+    let site = write_site(
+        dir.path(),
+        &k,
+        &i,
+        "52:54:00:0d:06:01",
+        "52:54:00:0d:06:02",
+        "",
+    );
+    cli_ok(&data, &["site", "apply", site.to_str().unwrap()]);
+    // Enough status messages that the file has pages in its middle.
+    let store = netdeploy::store::Store::open(&data.join("netdeploy.db")).unwrap();
+    for n in 0..300 {
+        store
+            .add_status(&netdeploy::store::StatusMessage {
+                seq: 0,
+                at: n,
+                source: "server".into(),
+                kind: "pxe-offer".into(),
+                identity: Some(format!("mac:52:54:00:0d:06:{:02x}", n % 256)),
+                device: None,
+                deployment: Some("LAB00001".into()),
+                body: serde_json::json!({ "padding": "x".repeat(300) }),
+            })
+            .unwrap();
+    }
+    drop(store);
+    let db = data.join("netdeploy.db");
+    let mut bytes = std::fs::read(&db).unwrap();
+    let middle = bytes.len() / 2 / 4096 * 4096;
+    bytes[middle..middle + 4096].fill(0xA5);
+    std::fs::write(&db, &bytes).unwrap();
+    let config = loopback_config(dir.path(), "proxy", "");
+    let err = serve_refused(dir.path(), &config);
+    assert!(
+        err.contains("netdeploy.db is damaged (SQLite's quick_check found:"),
+        "{err}"
+    );
+
+    std::fs::write(&db, b"").unwrap();
+    let err = serve_refused(dir.path(), &config);
+    assert!(
+        err.contains("netdeploy.db is an empty file (0 bytes)"),
+        "{err}"
+    );
+    let (ok, out) = cli(&data, &["deployment", "list"]);
+    assert!(!ok && out.contains("empty file (0 bytes)"), "{out}");
+}
+
+#[test]
+fn a_read_only_data_directory_is_named_with_what_was_tried() {
+    // A read-only bind mount in a mount namespace of its own: it goes away with the command.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let d = data.display().to_string();
+    let out = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(format!(
+            "mount --bind -o ro '{d}' '{d}' && exec '{}' --data-dir '{d}' deployment list",
+            crate::harness::binary()
+        ))
+        .output()
+        .expect("unshare (Debian package util-linux)");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!(
+            "database {d}/netdeploy.db cannot be opened for writing"
+        )) && err.contains("creating a file there failed: Read-only file system"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_site_file_that_changes_only_settings_reports_the_change_and_bad_files_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (k, i) = small_image(dir.path());
+    let site = write_site(
+        dir.path(),
+        &k,
+        &i,
+        "52:54:00:0d:07:01",
+        "52:54:00:0d:07:02",
+        "",
+    );
+    cli_ok(&data, &["site", "apply", site.to_str().unwrap()]);
+    let text = std::fs::read_to_string(&site).unwrap();
+    std::fs::write(&site, text.replace("max_size = 3", "max_size = 5")).unwrap();
+    let out = cli_ok(&data, &["site", "apply", site.to_str().unwrap()]);
+    assert!(out.contains("changed  settings site"), "{out}");
+    assert!(!out.contains("no change"), "{out}");
+    let before = cli_ok(&data, &["site", "show"]);
+
+    // max_size below default_size, and a file that is not UTF-8: refused, nothing applied.
+    std::fs::write(&site, text.replace("max_size = 3", "max_size = 1")).unwrap();
+    let (ok, out) = cli(&data, &["site", "apply", site.to_str().unwrap()]);
+    assert!(
+        !ok && out.contains("settings.max_size: 1 is smaller"),
+        "{out}"
+    );
+    let mut bytes = text.replace("Say hello", "Say h\u{e9}llo").into_bytes();
+    let at = bytes.iter().position(|&b| b == 0xc3).unwrap();
+    bytes[at] = 0xff;
+    std::fs::write(&site, &bytes).unwrap();
+    let (ok, out) = cli(&data, &["site", "apply", site.to_str().unwrap()]);
+    let line = text[..at].matches('\n').count() + 1;
+    assert!(
+        !ok && out.contains(&format!(
+            "not UTF-8: line {line}, column 14 (byte offset {at})"
+        )),
+        "{out}"
+    );
+    assert_eq!(cli_ok(&data, &["site", "show"]), before);
 }

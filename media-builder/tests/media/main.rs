@@ -5,4 +5,5 @@
 mod boot;
 mod harness;
 mod iso;
+mod refusals;
 mod usb;
