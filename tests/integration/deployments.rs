@@ -775,11 +775,16 @@ fn a_read_only_data_directory_is_named_with_what_was_tried() {
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
     let d = data.display().to_string();
+    // A command that creates objects: one that only reads refuses a directory with no catalog
+    // before it tries to open anything.
+    let site = dir.path().join("site.toml");
+    std::fs::write(&site, "site_code = \"LAB\"\n").unwrap();
     let out = std::process::Command::new("unshare")
         .args(["--mount", "--propagation", "private", "sh", "-c"])
         .arg(format!(
-            "mount --bind -o ro '{d}' '{d}' && exec '{}' --data-dir '{d}' deployment list",
-            crate::harness::binary()
+            "mount --bind -o ro '{d}' '{d}' && exec '{}' --data-dir '{d}' site apply '{}'",
+            crate::harness::binary(),
+            site.display()
         ))
         .output()
         .expect("unshare (Debian package util-linux)");
