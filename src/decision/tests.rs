@@ -4,6 +4,7 @@ use proptest::prelude::*;
 use proptest::sample::subsequence;
 
 use super::*;
+use crate::catalog::IdentityKey;
 use crate::catalog::{
     AvailableTo::{self, *},
     BootImage, BootImageKind, Collection, CollectionKind, Deployment, DeploymentOption, Device,
@@ -1011,7 +1012,11 @@ fn loop_guard_blocks_required_until_cleared() {
         let mut h = History::new();
         h.record_pxe_start(uuid_a, id("LAB00001"));
         let catalog = base_catalog();
-        assert_eq!(h.clear_device(catalog.device("lab-a").unwrap()), 1);
+        assert_eq!(
+            h.clear_device(&catalog, catalog.device("lab-a").unwrap())
+                .len(),
+            1
+        );
         h
     };
     run_table(vec![
