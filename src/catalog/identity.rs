@@ -182,11 +182,37 @@ impl UuidPolicy {
         }
     }
 
+    /// A recorded identity completed with what the server saw, for records that hold one part
+    /// only (as older versions recorded them): a trusted UUID gets the one MAC it was seen
+    /// with, a MAC the trusted UUID it was last seen with.
+    pub fn complete(&self, recorded: &MachineIdentity) -> MachineIdentity {
+        let mut m = *recorded;
+        match (m.mac, m.uuid) {
+            (None, Some(u)) if self.trusts(&u) => {
+                if let [mac] = self.sightings.macs_of(&u).as_slice() {
+                    m.mac = Some(*mac);
+                }
+            }
+            (Some(mac), None) => {
+                m.uuid = self
+                    .sightings
+                    .last_uuid_of(&mac)
+                    .map(|(u, _)| u)
+                    .filter(|u| self.trusts(u));
+            }
+            _ => {}
+        }
+        m
+    }
+
     /// Whether two recorded identities are the same machine: the same trusted UUID, or, when
     /// either lacks a trusted UUID, the same MAC. Two different trusted UUIDs are two machines
     /// even if they share a MAC (a network card moved to another machine).
     pub fn same_machine(&self, a: &MachineIdentity, b: &MachineIdentity) -> bool {
-        let (a, b) = (self.effective(a), self.effective(b));
+        let (a, b) = (
+            self.effective(&self.complete(a)),
+            self.effective(&self.complete(b)),
+        );
         match (a.uuid, b.uuid) {
             (Some(x), Some(y)) => x == y,
             _ => a.mac.is_some() && a.mac == b.mac,
