@@ -15,5 +15,6 @@ mod media_qemu;
 mod monitoring;
 mod pcap;
 mod pxe_qemu;
+mod reimage;
 mod tftp;
 mod wake;
