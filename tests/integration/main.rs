@@ -16,5 +16,6 @@ mod monitoring;
 mod pcap;
 mod pxe_qemu;
 mod reimage;
+mod reimage_qemu;
 mod tftp;
 mod wake;
