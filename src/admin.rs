@@ -236,7 +236,7 @@ pub fn clear_guard(store: &Store, scope: &GuardScope) -> Result<Cleared, AdminEr
         } else {
             format!(
                 "none of the {total} machine(s) under the loop guard was recorded with an \
-                 identity of {scope} (see `netdeploy pxe guards`)"
+                 identity of {scope}; `netdeploy pxe guards` lists them, `--mac` or `--uuid` clears one"
             )
         }
     });
@@ -250,4 +250,86 @@ pub fn clear_guard(store: &Store, scope: &GuardScope) -> Result<Cleared, AdminEr
             .collect(),
         none_because,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{stored, Device};
+
+    const MAC: &str = "52:54:00:0e:05:01";
+    const UUID: &str = "6f1d0c62-93a1-4d7e-8a52-3c0b1e4f5a61";
+
+    fn store_with_pc1_by_mac() -> Store {
+        let store = Store::in_memory().unwrap();
+        let pc1 = Device {
+            name: "pc1".into(),
+            macs: vec![MAC.parse().unwrap()],
+            uuid: None,
+            server: false,
+            site_system: false,
+        };
+        store.put("device", "pc1", &pc1, 1).unwrap();
+        store
+    }
+
+    #[test]
+    fn a_guard_stored_under_a_uuid_alone_is_cleared_by_the_device_declared_by_mac() {
+        let store = store_with_pc1_by_mac();
+        // As older versions stored it: under the UUID alone.
+        store
+            .guard_set(&format!("uuid:{UUID}"), "LAB00001", 5)
+            .unwrap();
+        // It still holds the machine back when it boots with both.
+        let (catalog, _) = stored::load(&store).unwrap();
+        let machine = MachineIdentity {
+            mac: Some(MAC.parse().unwrap()),
+            uuid: Some(parse_smbios_uuid(UUID).unwrap()),
+        };
+        let history = stored::history(&store).unwrap();
+        let guard = history.guard_for(&catalog, &machine, catalog.device("pc1"));
+        assert_eq!(guard.unwrap().deployment.to_string(), "LAB00001");
+        // Once the machine has been seen with both, the old guard belongs to pc1.
+        let none = clear_guard(&store, &GuardScope::Device("pc1".into())).unwrap();
+        assert!(none.guards.is_empty());
+        assert!(none
+            .none_because
+            .unwrap()
+            .contains("none of the 1 machine(s)"));
+        stored::record_sighting(
+            &store,
+            MAC.parse().unwrap(),
+            parse_smbios_uuid(UUID).unwrap(),
+            6,
+        )
+        .unwrap();
+        let cleared = clear_guard(&store, &GuardScope::Device("pc1".into())).unwrap();
+        assert_eq!(
+            cleared.guards,
+            vec![ClearedGuard {
+                identity: format!("uuid:{UUID}"),
+                deployment: "LAB00001".into()
+            }]
+        );
+        assert!(store.guards().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_guard_stored_under_a_mac_alone_is_cleared_by_that_mac() {
+        let store = store_with_pc1_by_mac();
+        store
+            .guard_set(&format!("mac:{MAC}"), "LAB00001", 5)
+            .unwrap();
+        let cleared = clear_guard(&store, &GuardScope::Mac(MAC.into())).unwrap();
+        assert_eq!(cleared.guards.len(), 1);
+        assert!(store.guards().unwrap().is_empty());
+        assert!(matches!(
+            clear_guard(&store, &GuardScope::Uuid("not a uuid".into())),
+            Err(AdminError::Invalid(_))
+        ));
+        assert!(matches!(
+            clear_guard(&store, &GuardScope::Device("ghost".into())),
+            Err(AdminError::NotFound(_))
+        ));
+    }
 }

@@ -3,7 +3,7 @@
 //!
 //! Everything is kept under the whole identity the machine sent (MAC and SMBIOS UUID together),
 //! so it holds for unknown computers too, and is found again by identity whatever mix of MAC
-//! and UUID the device was declared with (SPEC section 10). UUIDs that do not tell machines
+//! and UUID the device was declared with. UUIDs that do not tell machines
 //! apart (see [`crate::catalog::identity`]) are left out when matching. `History` is a plain
 //! value; the store persists it so it survives a restart.
 
@@ -53,7 +53,7 @@ struct Recorded {
 }
 
 /// The loop guard and the last attempts, each under the whole identity the machine sent (MAC
-/// and UUID together), found again by identity (SPEC section 10): the same trusted UUID, else
+/// and UUID together), found again by identity: the same trusted UUID, else
 /// the same MAC, else the device the recorded identity matches.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct History {
