@@ -167,9 +167,9 @@ impl BootPath {
         body: serde_json::Value,
         at: i64,
     ) -> Result<i64, StoreError> {
-        let identity = machine.key().map(|k| k.to_string());
         let (catalog, _) = stored::load(&self.store)?;
         let known_as = stored::uuid_policy(&self.store)?.effective(&machine);
+        let identity = known_as.key().map(|k| k.to_string());
         let device = catalog.match_device(&known_as).map(|d| d.name.clone());
         let now = at;
         // The attempt is kept under the whole identity the machine sent (section 10).
@@ -201,7 +201,7 @@ impl BootPath {
         deployment: &Deployment,
         image: &BootImage,
     ) -> Result<(), StoreError> {
-        let identity = decision.machine.key().map(|k| k.to_string());
+        let identity = decision.identity_key().map(|k| k.to_string());
         let now = now();
         // The guard is kept under the whole identity the firmware sent, MAC and UUID together,
         // so it is found and cleared whichever of them the device was declared with.
@@ -237,7 +237,7 @@ impl BootPath {
                 at: now(),
                 source: "server".into(),
                 kind: "offered".into(),
-                identity: decision.machine.key().map(|k| k.to_string()),
+                identity: decision.identity_key().map(|k| k.to_string()),
                 device: decision.device.clone(),
                 deployment: Some(id.to_string()),
                 body: serde_json::json!({ "via": "pxe menu" }),
@@ -256,7 +256,7 @@ impl BootPath {
                 at: now(),
                 source: "server".into(),
                 kind: "warning".into(),
-                identity: decision.machine.key().map(|k| k.to_string()),
+                identity: decision.identity_key().map(|k| k.to_string()),
                 device: decision.device.clone(),
                 deployment: None,
                 body: serde_json::json!({ "rule": w.rule.cite(), "message": w.message }),

@@ -205,14 +205,17 @@ impl UuidPolicy {
         m
     }
 
+    /// The identity a recorded one stands for: its untrusted UUID left out, then completed
+    /// with what the server saw ([`UuidPolicy::complete`]).
+    pub fn known_as(&self, recorded: &MachineIdentity) -> MachineIdentity {
+        self.complete(&self.effective(recorded))
+    }
+
     /// Whether two recorded identities are the same machine: the same trusted UUID, or, when
     /// either lacks a trusted UUID, the same MAC. Two different trusted UUIDs are two machines
     /// even if they share a MAC (a network card moved to another machine).
     pub fn same_machine(&self, a: &MachineIdentity, b: &MachineIdentity) -> bool {
-        let (a, b) = (
-            self.effective(&self.complete(a)),
-            self.effective(&self.complete(b)),
-        );
+        let (a, b) = (self.known_as(a), self.known_as(b));
         match (a.uuid, b.uuid) {
             (Some(x), Some(y)) => x == y,
             _ => a.mac.is_some() && a.mac == b.mac,

@@ -104,7 +104,7 @@ impl History {
     /// The device a recorded identity matches, with untrusted UUIDs left out.
     fn device_of<'c>(&self, catalog: &'c Catalog, recorded: &MachineIdentity) -> Option<&'c str> {
         catalog
-            .match_device(&self.uuids.effective(&self.uuids.complete(recorded)))
+            .match_device(&self.uuids.known_as(recorded))
             .map(|d| d.name.as_str())
     }
 
@@ -160,12 +160,12 @@ impl History {
     pub fn clear_device(&mut self, catalog: &Catalog, device: &Device) -> Vec<Guard> {
         let uuids = self.uuids.clone();
         self.clear_where(|g| {
-            let m = uuids.complete(&g.machine);
+            let m = uuids.known_as(&g.machine);
             m.mac.is_some_and(|m| device.macs.contains(&m))
                 || m.uuid
                     .is_some_and(|u| device.uuid == Some(u) && uuids.trusts(&u))
                 || catalog
-                    .match_device(&uuids.effective(&m))
+                    .match_device(&m)
                     .is_some_and(|d| d.name == device.name)
         })
     }
@@ -180,7 +180,7 @@ impl History {
         let collection = catalog.collection(collection_id)?;
         let uuids = self.uuids.clone();
         Some(self.clear_where(|g| {
-            let m = uuids.effective(&uuids.complete(&g.machine));
+            let m = uuids.known_as(&g.machine);
             catalog.holds(collection, catalog.match_device(&m))
         }))
     }

@@ -325,6 +325,17 @@ pub struct Decision {
 }
 
 impl Decision {
+    /// The key status messages about this machine are kept under: its SMBIOS UUID, else its
+    /// MAC; the MAC when the UUID does not tell machines apart, so two machines sharing one
+    /// UUID are never counted as one.
+    pub fn identity_key(&self) -> Option<crate::catalog::IdentityKey> {
+        let known_as = MachineIdentity {
+            uuid: self.machine.uuid.filter(|_| self.uuid_not_used.is_none()),
+            ..self.machine
+        };
+        known_as.key()
+    }
+
     /// The deployment that runs unattended, if any.
     pub fn unattended(&self) -> Option<DeploymentId> {
         match &self.action {
