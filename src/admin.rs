@@ -289,7 +289,8 @@ mod tests {
         let history = stored::history(&store).unwrap();
         let guard = history.guard_for(&catalog, &machine, catalog.device("pc1"));
         assert_eq!(guard.unwrap().deployment.to_string(), "LAB00001");
-        // Once the machine has been seen with both, the old guard belongs to pc1.
+        // Until the server has seen this MAC and UUID together, nothing ties the old guard to
+        // pc1; once it has, clearing pc1 lifts it.
         let none = clear_guard(&store, &GuardScope::Device("pc1".into())).unwrap();
         assert!(none.guards.is_empty());
         assert!(none

@@ -10,6 +10,7 @@
 //! max_size = 1000
 //! block_site_systems = true
 //! unknown_computers = true
+//! ignored_uuids = []              # shared UUIDs that must not tell machines apart
 //!
 //! [[device]]
 //! name = "pc1"
