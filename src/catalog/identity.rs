@@ -61,6 +61,11 @@ impl Sightings {
         new
     }
 
+    /// When this UUID was last seen with this MAC.
+    pub fn last_seen(&self, uuid: &SmbiosUuid, mac: &Mac) -> Option<i64> {
+        self.by_uuid.get(uuid)?.get(mac).copied()
+    }
+
     /// The MACs a UUID was seen with, in order.
     pub fn macs_of(&self, uuid: &SmbiosUuid) -> Vec<Mac> {
         self.by_uuid
@@ -269,6 +274,7 @@ mod tests {
         let mut s = Sightings::new();
         assert!(s.record(uuid(7), mac(1), 10));
         assert!(!s.record(uuid(7), mac(1), 20));
+        assert_eq!(s.last_seen(&uuid(7), &mac(1)), Some(20));
         assert!(UuidPolicy::new([], s.clone()).trusts(&uuid(7)));
         assert!(s.record(uuid(7), mac(2), 30));
         let p = UuidPolicy::new([], s);

@@ -230,6 +230,11 @@ pub fn record_sighting(
         if let Some(s) = tx.get::<Sighting>(SIGHTING, &id)? {
             seen.load(&s);
         }
+        // A machine sends several requests per boot: write at most once a minute per pair,
+        // so the boot path does not wait on the disk for what it already knows.
+        if seen.last_seen(&uuid, &mac).is_some_and(|at| now - at < 60) {
+            return Ok(false);
+        }
         let new = seen.record(uuid, mac, now);
         tx.put(SIGHTING, &id, &seen.stored(&uuid), now)?;
         Ok(new)
