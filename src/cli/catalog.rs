@@ -335,11 +335,13 @@ pub enum PxeCommand {
     /// sent, and cleared here by device, by collection, or for one machine by MAC or UUID.
     /// Exactly one of --device, --collection, --mac or --uuid is needed. Prints each guard it
     /// lifted, with the deployment that had set it, or why it lifted none.
+    #[command(group = clap::ArgGroup::new("scope").required(true).multiple(false))]
     Clear {
         /// A device of the catalog: every guard recorded with one of its MACs or its UUID.
         #[arg(long, group = "scope")]
         device: Option<String>,
-        /// A collection id: every machine it holds (`SMS000US`: unknown computers).
+        /// A collection id: every machine it holds (`unknown_computers`: every machine that
+        /// matches no device).
         #[arg(long, group = "scope")]
         collection: Option<String>,
         /// One machine, known or not, by a MAC it was recorded with.

@@ -107,6 +107,15 @@ fn pxe_clear_names_one_unknown_machine_by_mac_or_uuid_and_needs_a_selector() {
     for (m, u) in [(m1, &u1), (m2, &u2)] {
         assert!(script_for(&server, m, u).contains("netdeploy.deployment=LAB00002"));
     }
+    // Both ran again and are guarded again; the Unknown Computers collection holds both.
+    let all = cli_ok(
+        &data,
+        &["pxe", "clear", "--collection", "unknown_computers"],
+    );
+    assert!(all.contains("2 machine(s)"), "{all}");
+    for (m, u) in [(m1, &u1), (m2, &u2)] {
+        assert!(script_for(&server, m, u).contains("netdeploy.deployment=LAB00002"));
+    }
     let none = cli_ok(&data, &["pxe", "clear", "--mac", "52:54:00:0e:02:09"]);
     assert!(none.contains("nothing cleared for mac 52:54:00:0e:02:09: none of the 2 machine(s) under the loop guard"), "{none}");
 
