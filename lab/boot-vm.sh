@@ -24,7 +24,9 @@
 #   --no-net             no NIC (then --ns, --mac and --tap are not needed)
 #   --no-pxe             a NIC that the firmware does not boot from (no option ROM,
 #                        no boot index): boot media with a network behind them
-#   --smbios-uuid UUID   SMBIOS system UUID (-smbios type=1,uuid=UUID)
+#   --smbios-uuid UUID   SMBIOS system UUID (-smbios type=1,uuid=UUID); without
+#                        it a random one is generated and logged, since real
+#                        machines always send one (DHCP option 97)
 #
 # Boot order: network, CD-ROM, USB, disk. Memory 512 MiB, no display,
 # -no-reboot (a guest reboot or power-off ends QEMU).
@@ -212,14 +214,18 @@ if [[ -n "$disk" ]]; then
         -device "virtio-blk-pci,drive=disk0,bootindex=$bootindex"
     )
 fi
-if [[ -n "$smbios_uuid" ]]; then
-    args+=(-smbios "type=1,uuid=$smbios_uuid")
+if [[ -z "$smbios_uuid" ]]; then
+    # A random version 4 UUID is never all zeros: QEMU's default is, and that is
+    # the one case that real hardware never shows.
+    smbios_uuid="$(cat /proc/sys/kernel/random/uuid)"
+    log "no --smbios-uuid given: using random SMBIOS UUID $smbios_uuid"
 fi
+args+=(-smbios "type=1,uuid=$smbios_uuid")
 
 runner=()
 ((no_net == 1)) || runner=(ip netns exec "$ns")
 
-log "booting $firmware machine${mac:+ mac=$mac}${ns:+ in namespace $ns}, waiting up to ${timeout}s for /$expect/ in $serial_log"
+log "booting $firmware machine${mac:+ mac=$mac} uuid=$smbios_uuid${ns:+ in namespace $ns}, waiting up to ${timeout}s for /$expect/ in $serial_log"
 start_ns="$(date +%s%N)"
 # "ip netns exec" execs QEMU, so $! is QEMU's PID.
 "${runner[@]}" "$QEMU" "${args[@]}" </dev/null >"$work/qemu.out" 2>&1 &

@@ -4,10 +4,11 @@
 
 use crate::bootpath::now;
 use crate::catalog::stored;
-use crate::catalog::{DeploymentId, MachineIdentity};
+use crate::catalog::{parse_smbios_uuid, DeploymentId, MachineIdentity};
 use crate::content::Library;
 use crate::decision::checks::{self, NewDeployment, Refusal, Warning};
-use crate::decision::{self, Context, Decision, ServerSettings};
+use crate::decision::{self, Context, Decision, Guard, ServerSettings};
+use crate::dhcp::packet::Mac;
 use crate::store::{StatusMessage, Store, StoreError};
 
 /// Why an operation was not done.
@@ -23,6 +24,8 @@ pub enum AdminError {
     Id(#[from] crate::catalog::DeploymentIdError),
     #[error("{0}")]
     NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// A created deployment and the warnings it was created with.
@@ -96,7 +99,10 @@ pub fn high_risk_audit(
     }
 }
 
-/// The decision for a machine in a context, as `explain` shows it.
+/// The decision for a machine in a context, as `explain` shows it: the same decision the
+/// server makes, loop guard included. A machine named by MAC alone is looked at with the UUID
+/// that MAC was last seen with, as the firmware sends it; the decision's identity notes say
+/// which recorded identities were looked at.
 pub fn explain(
     store: &Store,
     machine: MachineIdentity,
@@ -106,7 +112,8 @@ pub fn explain(
 ) -> Result<Decision, StoreError> {
     let (catalog, settings) = stored::load(store)?;
     let history = stored::history(store)?;
-    Ok(decision::decide(
+    let (machine, notes) = identify(&history, machine);
+    let mut d = decision::decide(
         &catalog,
         &machine,
         arch,
@@ -118,41 +125,212 @@ pub fn explain(
             unknown_computers_enabled: settings.unknown_computers,
             pxe_password_set: false,
         },
-    ))
+    );
+    d.identity_notes = notes;
+    Ok(d)
 }
 
-/// What to lift the loop guard for.
+/// Completes a machine named by MAC alone with the UUID the server last saw with that MAC,
+/// and says which recorded identities a decision for it looks at.
+fn identify(
+    history: &decision::History,
+    mut machine: MachineIdentity,
+) -> (MachineIdentity, Vec<String>) {
+    let mut notes = Vec::new();
+    if let (Some(mac), None) = (machine.mac, machine.uuid) {
+        match history.uuid_policy().sightings().last_uuid_of(&mac) {
+            Some((uuid, at)) => {
+                notes.push(format!(
+                    "no UUID given: mac {mac} was last seen with uuid {uuid} (at {at}), so \
+                     records under uuid {uuid} and under mac {mac} are looked at"
+                ));
+                machine.uuid = Some(uuid);
+            }
+            None => notes.push(format!(
+                "no UUID given, and mac {mac} was never seen with one: records under mac {mac} \
+                 and under the identities of its device are looked at"
+            )),
+        }
+    }
+    (machine, notes)
+}
+
+/// Which machines to lift the loop guard for: a device, every machine of a collection, or one
+/// machine (an unknown computer, say) by the MAC or UUID it was recorded with.
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GuardScope {
     Device(String),
     Collection(String),
+    Mac(String),
+    Uuid(String),
 }
 
-/// Lifts the PXE loop guard (rule 7) for a device or every machine of a collection; returns
-/// how many machines it held.
-pub fn clear_guard(store: &Store, scope: &GuardScope) -> Result<usize, AdminError> {
+impl std::fmt::Display for GuardScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GuardScope::Device(d) => write!(f, "device {d}"),
+            GuardScope::Collection(c) => write!(f, "collection {c}"),
+            GuardScope::Mac(m) => write!(f, "mac {m}"),
+            GuardScope::Uuid(u) => write!(f, "uuid {u}"),
+        }
+    }
+}
+
+/// One loop guard that was lifted.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ClearedGuard {
+    /// The whole identity it was recorded under (`uuid:... mac:...`).
+    pub identity: String,
+    /// The required deployment whose PXE start had set it.
+    pub deployment: String,
+}
+
+/// What [`clear_guard`] did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Cleared {
+    /// The guards lifted.
+    pub guards: Vec<ClearedGuard>,
+    /// When nothing was lifted, why.
+    pub none_because: Option<String>,
+}
+
+/// Lifts the PXE loop guard (rule 7) for a scope; says which guards went, or why none did.
+pub fn clear_guard(store: &Store, scope: &GuardScope) -> Result<Cleared, AdminError> {
     let (catalog, _) = stored::load(store)?;
-    let before = stored::history(store)?;
-    let mut after = before.clone();
-    match scope {
+    let mut history = stored::history(store)?;
+    let total = history.guards().count();
+    let gone: Vec<Guard> = match scope {
         GuardScope::Device(d) => {
             let dev = catalog
                 .device(d)
                 .ok_or_else(|| AdminError::NotFound(format!("no device {d:?}")))?;
-            after.clear_device(dev);
+            history.clear_device(&catalog, dev)
         }
-        GuardScope::Collection(c) => {
-            after
-                .clear_collection(&catalog, c)
-                .ok_or_else(|| AdminError::NotFound(format!("no collection {c:?}")))?;
+        GuardScope::Collection(c) => history
+            .clear_collection(&catalog, c)
+            .ok_or_else(|| AdminError::NotFound(format!("no collection {c:?}")))?,
+        GuardScope::Mac(m) => {
+            let mac = m.parse::<Mac>().map_err(AdminError::Invalid)?;
+            history.clear_mac(&mac)
         }
-    }
-    let kept: Vec<String> = after.guards().map(|(k, _)| k.to_string()).collect();
-    let gone: Vec<String> = before
-        .guards()
-        .map(|(k, _)| k.to_string())
-        .filter(|k| !kept.contains(k))
+        GuardScope::Uuid(u) => {
+            let uuid = parse_smbios_uuid(u).map_err(AdminError::Invalid)?;
+            history.clear_uuid(&uuid)
+        }
+    };
+    // Delete the stored rows by their own text, whichever form (old single key or whole
+    // identity) they were written in.
+    let rows: Vec<String> = store
+        .guards()?
+        .into_iter()
+        .map(|(identity, _)| identity)
+        .filter(|text| {
+            MachineIdentity::from_record(text).is_ok_and(|m| gone.iter().any(|g| g.machine == m))
+        })
         .collect();
-    Ok(store.guard_clear(&gone)?)
+    store.guard_clear(&rows)?;
+    let none_because = gone.is_empty().then(|| {
+        if total == 0 {
+            "no machine is under the loop guard".to_string()
+        } else {
+            format!(
+                "none of the {total} machine(s) under the loop guard was recorded with an \
+                 identity of {scope}; `netdeploy pxe guards` lists them, `--mac` or `--uuid` clears one"
+            )
+        }
+    });
+    Ok(Cleared {
+        guards: gone
+            .iter()
+            .map(|g| ClearedGuard {
+                identity: g.machine.record(),
+                deployment: g.deployment.to_string(),
+            })
+            .collect(),
+        none_because,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{stored, Device};
+
+    const MAC: &str = "52:54:00:0e:05:01";
+    const UUID: &str = "6f1d0c62-93a1-4d7e-8a52-3c0b1e4f5a61";
+
+    fn store_with_pc1_by_mac() -> Store {
+        let store = Store::in_memory().unwrap();
+        let pc1 = Device {
+            name: "pc1".into(),
+            macs: vec![MAC.parse().unwrap()],
+            uuid: None,
+            server: false,
+            site_system: false,
+        };
+        store.put("device", "pc1", &pc1, 1).unwrap();
+        store
+    }
+
+    #[test]
+    fn a_guard_stored_under_a_uuid_alone_is_cleared_by_the_device_declared_by_mac() {
+        let store = store_with_pc1_by_mac();
+        // As older versions stored it: under the UUID alone.
+        store
+            .guard_set(&format!("uuid:{UUID}"), "LAB00001", 5)
+            .unwrap();
+        // It still holds the machine back when it boots with both.
+        let (catalog, _) = stored::load(&store).unwrap();
+        let machine = MachineIdentity {
+            mac: Some(MAC.parse().unwrap()),
+            uuid: Some(parse_smbios_uuid(UUID).unwrap()),
+        };
+        let history = stored::history(&store).unwrap();
+        let guard = history.guard_for(&catalog, &machine, catalog.device("pc1"));
+        assert_eq!(guard.unwrap().deployment.to_string(), "LAB00001");
+        // Until the server has seen this MAC and UUID together, nothing ties the old guard to
+        // pc1; once it has, clearing pc1 lifts it.
+        let none = clear_guard(&store, &GuardScope::Device("pc1".into())).unwrap();
+        assert!(none.guards.is_empty());
+        assert!(none
+            .none_because
+            .unwrap()
+            .contains("none of the 1 machine(s)"));
+        stored::record_sighting(
+            &store,
+            MAC.parse().unwrap(),
+            parse_smbios_uuid(UUID).unwrap(),
+            6,
+        )
+        .unwrap();
+        let cleared = clear_guard(&store, &GuardScope::Device("pc1".into())).unwrap();
+        assert_eq!(
+            cleared.guards,
+            vec![ClearedGuard {
+                identity: format!("uuid:{UUID}"),
+                deployment: "LAB00001".into()
+            }]
+        );
+        assert!(store.guards().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_guard_stored_under_a_mac_alone_is_cleared_by_that_mac() {
+        let store = store_with_pc1_by_mac();
+        store
+            .guard_set(&format!("mac:{MAC}"), "LAB00001", 5)
+            .unwrap();
+        let cleared = clear_guard(&store, &GuardScope::Mac(MAC.into())).unwrap();
+        assert_eq!(cleared.guards.len(), 1);
+        assert!(store.guards().unwrap().is_empty());
+        assert!(matches!(
+            clear_guard(&store, &GuardScope::Uuid("not a uuid".into())),
+            Err(AdminError::Invalid(_))
+        ));
+        assert!(matches!(
+            clear_guard(&store, &GuardScope::Device("ghost".into())),
+            Err(AdminError::NotFound(_))
+        ));
+    }
 }

@@ -8,10 +8,11 @@
 
 use std::sync::Arc;
 
+use crate::catalog::identity::PLACEHOLDER_UUIDS;
 use crate::catalog::stored;
 use crate::catalog::{BootImage, Catalog, Deployment, MachineIdentity};
 use crate::content::Library;
-use crate::decision::{self, Context, Decision, ServerSettings};
+use crate::decision::{self, Context, Decision, ServerSettings, UuidDistrust};
 use crate::dhcp::packet::{Mac, SmbiosUuid};
 use crate::store::{StatusMessage, Store, StoreError};
 
@@ -123,8 +124,14 @@ impl BootPath {
         if catalog.deployments.is_empty() {
             return Ok(PxePlan::DefaultImage);
         }
-        let history = stored::history(&self.store)?;
         let machine = MachineIdentity { mac, uuid };
+        if let (Some(mac), Some(uuid)) = (mac, uuid.filter(|u| !PLACEHOLDER_UUIDS.contains(u))) {
+            // Section 10: a UUID seen with a second MAC is a duplicate from this request on.
+            if stored::record_sighting(&self.store, mac, uuid, now())? {
+                tracing::info!(%mac, %uuid, "first boot request with this MAC and UUID together");
+            }
+        }
+        let history = stored::history(&self.store)?;
         let d = decision::decide(
             &catalog,
             &machine,
@@ -139,6 +146,13 @@ impl BootPath {
                 pxe_password_set: self.pxe_password_set,
             },
         );
+        if let Some(why @ UuidDistrust::Duplicate { .. }) = &d.uuid_not_used {
+            tracing::warn!(
+                mac = ?mac.map(|m| m.to_string()),
+                uuid = ?uuid.map(|u| u.to_string()),
+                "SMBIOS UUID not used to identify this machine: {why}; it is known by its MAC"
+            );
+        }
         Ok(PxePlan::Decided {
             decision: Box::new(d),
             catalog: Arc::new(catalog),
@@ -157,12 +171,12 @@ impl BootPath {
     ) -> Result<(Decision, Catalog), StoreError> {
         let (catalog, settings) = stored::load(&self.store)?;
         let mut history = stored::history(&self.store)?;
-        if let (Context::Pxe, Some(requested), Some(key)) = (context, deployment, machine.key()) {
-            if history
-                .guard(&key)
-                .is_some_and(|g| g.to_string() == requested)
-            {
-                history.clear_machine(&key);
+        if let (Context::Pxe, Some(requested)) = (context, deployment) {
+            let device = catalog.match_device(&history.uuid_policy().effective(&machine));
+            if let Some(g) = history.guard_for(&catalog, &machine, device) {
+                if g.deployment.to_string() == requested {
+                    history.clear_machine(&g.machine);
+                }
             }
         }
         let d = decision::decide(
@@ -203,14 +217,17 @@ impl BootPath {
         body: serde_json::Value,
         at: i64,
     ) -> Result<i64, StoreError> {
-        let identity = machine.key().map(|k| k.to_string());
         let (catalog, _) = stored::load(&self.store)?;
-        let device = catalog.match_device(&machine).map(|d| d.name.clone());
+        let known_as = stored::uuid_policy(&self.store)?.effective(&machine);
+        let identity = known_as.key().map(|k| k.to_string());
+        let device = catalog.match_device(&known_as).map(|d| d.name.clone());
         let now = at;
-        if let (Some(id), Some(dep)) = (&identity, deployment) {
+        // The attempt is kept under the whole identity the machine sent (section 10).
+        let whole = machine.record();
+        if let (false, Some(dep)) = (whole.is_empty(), deployment) {
             match kind {
-                "succeeded" => self.store.attempt_set(id, dep, "succeeded", now)?,
-                "failed" => self.store.attempt_set(id, dep, "failed", now)?,
+                "succeeded" => self.store.attempt_set(&whole, dep, "succeeded", now)?,
+                "failed" => self.store.attempt_set(&whole, dep, "failed", now)?,
                 _ => {}
             }
         }
@@ -234,10 +251,14 @@ impl BootPath {
         deployment: &Deployment,
         image: &BootImage,
     ) -> Result<(), StoreError> {
-        let identity = decision.machine.key().map(|k| k.to_string());
+        let identity = decision.identity_key().map(|k| k.to_string());
         let now = now();
-        if let (Some(id), true) = (&identity, deployment.is_required()) {
-            self.store.guard_set(id, &deployment.id.to_string(), now)?;
+        // The guard is kept under the whole identity the firmware sent, MAC and UUID together,
+        // so it is found and cleared whichever of them the device was declared with.
+        let whole = decision.machine.record();
+        if !whole.is_empty() && deployment.is_required() {
+            self.store
+                .guard_set(&whole, &deployment.id.to_string(), now)?;
         }
         self.store.add_status(&StatusMessage {
             seq: 0,
@@ -266,7 +287,7 @@ impl BootPath {
                 at: now(),
                 source: "server".into(),
                 kind: "offered".into(),
-                identity: decision.machine.key().map(|k| k.to_string()),
+                identity: decision.identity_key().map(|k| k.to_string()),
                 device: decision.device.clone(),
                 deployment: Some(id.to_string()),
                 body: serde_json::json!({ "via": "pxe menu" }),
@@ -285,7 +306,7 @@ impl BootPath {
                 at: now(),
                 source: "server".into(),
                 kind: "warning".into(),
-                identity: decision.machine.key().map(|k| k.to_string()),
+                identity: decision.identity_key().map(|k| k.to_string()),
                 device: decision.device.clone(),
                 deployment: None,
                 body: serde_json::json!({ "rule": w.rule.cite(), "message": w.message }),

@@ -14,7 +14,9 @@ use crate::dhcp::packet::{Mac, SmbiosUuid};
 
 /// What a booting machine tells about itself: the MAC it boots from and, when the firmware
 /// sends option 97 (or the boot environment reads it), its SMBIOS UUID.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 pub struct MachineIdentity {
     /// The MAC of the interface it boots from (the DHCP `chaddr`).
     #[serde(default, with = "text::opt_mac")]
@@ -31,6 +33,51 @@ impl MachineIdentity {
         self.uuid
             .map(IdentityKey::Uuid)
             .or(self.mac.map(IdentityKey::Mac))
+    }
+
+    /// The whole identity as the history records it: `uuid:<uuid> mac:<mac>`, either part
+    /// left out when the machine did not send it (see [`MachineIdentity::from_record`]).
+    pub fn record(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(u) = self.uuid {
+            parts.push(IdentityKey::Uuid(u).to_string());
+        }
+        if let Some(m) = self.mac {
+            parts.push(IdentityKey::Mac(m).to_string());
+        }
+        parts.join(" ")
+    }
+
+    /// Reads [`MachineIdentity::record`]; a single `uuid:` or `mac:` key, as older versions
+    /// recorded, reads as an identity with only that part.
+    pub fn from_record(s: &str) -> Result<MachineIdentity, String> {
+        let mut m = MachineIdentity::default();
+        for part in s.split_whitespace() {
+            match part.parse::<IdentityKey>()? {
+                IdentityKey::Uuid(u) if m.uuid.is_none() => m.uuid = Some(u),
+                IdentityKey::Mac(x) if m.mac.is_none() => m.mac = Some(x),
+                _ => return Err(format!("{s:?} names a uuid or a mac twice")),
+            }
+        }
+        if m == MachineIdentity::default() {
+            return Err(format!("{s:?} names no uuid and no mac"));
+        }
+        Ok(m)
+    }
+}
+
+impl From<IdentityKey> for MachineIdentity {
+    fn from(k: IdentityKey) -> MachineIdentity {
+        match k {
+            IdentityKey::Uuid(u) => MachineIdentity {
+                mac: None,
+                uuid: Some(u),
+            },
+            IdentityKey::Mac(m) => MachineIdentity {
+                mac: Some(m),
+                uuid: None,
+            },
+        }
     }
 }
 
@@ -237,5 +284,27 @@ mod tests {
         let k = m.key().unwrap();
         assert_eq!(k.to_string(), "mac:52:54:00:00:00:01");
         assert_eq!(k.to_string().parse::<IdentityKey>().unwrap(), k);
+    }
+
+    #[test]
+    fn whole_identity_records_round_trip_and_old_single_keys_still_read() {
+        let both = MachineIdentity {
+            mac: Some(mac("52:54:00:00:00:01")),
+            uuid: Some(uuid(0xab)),
+        };
+        let text = both.record();
+        assert_eq!(
+            text,
+            "uuid:abababab-abab-abab-abab-abababababab mac:52:54:00:00:00:01"
+        );
+        assert_eq!(MachineIdentity::from_record(&text).unwrap(), both);
+        let old = MachineIdentity::from_record("uuid:abababab-abab-abab-abab-abababababab");
+        assert_eq!(old.unwrap(), MachineIdentity { mac: None, ..both });
+        let old = MachineIdentity::from_record("mac:52:54:00:00:00:01").unwrap();
+        assert_eq!(old, MachineIdentity { uuid: None, ..both });
+        assert!(MachineIdentity::from_record("").is_err());
+        assert!(
+            MachineIdentity::from_record("mac:52:54:00:00:00:01 mac:52:54:00:00:00:02").is_err()
+        );
     }
 }

@@ -3,10 +3,12 @@
 //! - [`model`]: devices, collections, packages, boot images, task sequences, deployments and
 //!   the [`Catalog`] holding them;
 //! - [`membership`]: who a booting machine is (SMBIOS UUID first, then MAC) and which
-//!   collections hold it.
+//!   collections hold it;
+//! - [`identity`]: which SMBIOS UUIDs tell machines apart (placeholders, duplicates).
 //!
 //! Pure values: the store loads and saves them, the decision code only reads them.
 
+pub mod identity;
 pub mod membership;
 pub mod model;
 pub mod site;

@@ -749,6 +749,28 @@ pub(crate) mod text {
         }
     }
 
+    pub(crate) mod uuids {
+        use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+        use crate::dhcp::packet::SmbiosUuid;
+
+        pub(crate) fn serialize<S: Serializer>(
+            uuids: &[SmbiosUuid],
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            s.collect_seq(uuids.iter().map(|u| u.to_string()))
+        }
+
+        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Vec<SmbiosUuid>, D::Error> {
+            Vec::<String>::deserialize(d)?
+                .iter()
+                .map(|u| super::super::parse_smbios_uuid(u).map_err(D::Error::custom))
+                .collect()
+        }
+    }
+
     pub(crate) mod opt_uuid {
         use serde::{de::Error, Deserialize, Deserializer, Serializer};
 

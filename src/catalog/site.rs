@@ -13,6 +13,7 @@
 //! max_size = 1000
 //! block_site_systems = true
 //! unknown_computers = true
+//! ignored_uuids = []              # shared UUIDs that must not tell machines apart
 //!
 //! [[device]]
 //! name = "pc1"
@@ -216,6 +217,11 @@ pub struct Settings {
     /// The collection that gets pre-production boot images (SPEC section 8).
     #[serde(default)]
     pub pre_production_collection: Option<String>,
+    /// SMBIOS UUIDs that do not tell machines apart, such as one a vendor put on every board
+    /// (Configuration Manager's "duplicate hardware identifiers"). Placeholders are ignored
+    /// without being listed; see [`super::identity`].
+    #[serde(default, with = "super::model::text::uuids")]
+    pub ignored_uuids: Vec<crate::dhcp::packet::SmbiosUuid>,
 }
 
 fn default_size() -> usize {
@@ -236,6 +242,7 @@ impl Default for Settings {
             block_site_systems: true,
             unknown_computers: true,
             pre_production_collection: None,
+            ignored_uuids: Vec::new(),
         }
     }
 }

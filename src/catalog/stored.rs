@@ -1,10 +1,13 @@
 //! The catalog in the [`Store`]: loading it whole, replacing it with a site file's in one
 //! transaction, and the per-machine history (loop guard, attempts) the decision reads.
 
+use super::identity::{Sighting, Sightings, UuidPolicy};
+use super::membership::MachineIdentity;
 use super::model::*;
 use super::site::{self, Changes, Settings, Site};
 use crate::decision::checks::{check_new_deployment, NewDeployment, Refusal, Warning};
 use crate::decision::{Attempt, History, Outcome};
+use crate::dhcp::packet::{Mac, SmbiosUuid};
 use crate::store::{Store, StoreError};
 
 const SETTINGS: (&str, &str) = ("settings", "site");
@@ -175,11 +178,14 @@ fn content_hashes(
         .collect()
 }
 
-/// The loop guard and last attempts of every machine, as the decision reads them.
+/// The loop guard and last attempts of every machine, as the decision reads them, with the
+/// site's ignored UUIDs and the server's sightings deciding which UUIDs tell machines apart.
+/// Rows recorded by older versions under a single `uuid:` or `mac:` key read as identities
+/// with only that part.
 pub fn history(store: &Store) -> Result<History, StoreError> {
     let mut h = History::new();
     for (identity, deployment) in store.guards()? {
-        if let (Ok(k), Ok(d)) = (identity.parse(), deployment.parse()) {
+        if let (Ok(k), Ok(d)) = (MachineIdentity::from_record(&identity), deployment.parse()) {
             h.record_pxe_start(k, d);
         }
     }
@@ -188,9 +194,52 @@ pub fn history(store: &Store) -> Result<History, StoreError> {
             "succeeded" => Outcome::Succeeded,
             _ => Outcome::Failed,
         };
-        if let (Ok(k), Ok(d)) = (identity.parse(), deployment.parse()) {
+        if let (Ok(k), Ok(d)) = (MachineIdentity::from_record(&identity), deployment.parse()) {
             h.record_attempt(k, d, Attempt { outcome, at: 0 });
         }
     }
-    Ok(h)
+    Ok(h.with_uuid_policy(uuid_policy(store)?))
+}
+
+const SIGHTING: &str = "sighting";
+
+/// Which UUIDs tell machines apart: the site's `ignored_uuids` and every (UUID, MAC) pair the
+/// server has seen.
+pub fn uuid_policy(store: &Store) -> Result<UuidPolicy, StoreError> {
+    store.transaction(|tx| {
+        let settings: Settings = tx.get(SETTINGS.0, SETTINGS.1)?.unwrap_or_default();
+        let mut seen = Sightings::new();
+        for s in tx.list::<Sighting>(SIGHTING)? {
+            seen.load(&s);
+        }
+        Ok(UuidPolicy::new(
+            settings.ignored_uuids.iter().copied(),
+            seen,
+        ))
+    })
+}
+
+/// Notes that a boot request carried this MAC and UUID together at `now`, so a UUID that shows
+/// up with a second MAC is known as a duplicate. Returns true when the pair was new.
+pub fn record_sighting(
+    store: &Store,
+    mac: Mac,
+    uuid: SmbiosUuid,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let id = uuid.to_string();
+    store.transaction(|tx| {
+        let mut seen = Sightings::new();
+        if let Some(s) = tx.get::<Sighting>(SIGHTING, &id)? {
+            seen.load(&s);
+        }
+        // A machine sends several requests per boot: write at most once a minute per pair,
+        // so the boot path does not wait on the disk for what it already knows.
+        if seen.last_seen(&uuid, &mac).is_some_and(|at| now - at < 60) {
+            return Ok(false);
+        }
+        let new = seen.record(uuid, mac, now);
+        tx.put(SIGHTING, &id, &seen.stored(&uuid), now)?;
+        Ok(new)
+    })
 }

@@ -29,6 +29,16 @@ fn write_report(out: &mut String, d: &Decision) -> std::fmt::Result {
         ids.push("no uuid, no mac".into());
     }
     writeln!(out, "machine:  {}", ids.join(", "))?;
+    if let (Some(u), Some(why)) = (d.machine.uuid, &d.uuid_not_used) {
+        writeln!(
+            out,
+            "identity: uuid {u} is not used to identify this machine ({why}); it is known by its \
+             MAC (section 10)"
+        )?;
+    }
+    for note in &d.identity_notes {
+        writeln!(out, "identity: {note}")?;
+    }
     match &d.device {
         Some(name) => writeln!(out, "matched:  device {name}")?,
         None => writeln!(

@@ -18,12 +18,13 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::arch::ClientArch;
+pub use crate::catalog::identity::UuidDistrust;
 pub use crate::catalog::MachineIdentity;
 use crate::catalog::{
-    BootImage, Catalog, Deployment, DeploymentId, Device, IdentityKey, ImageArch, Purpose, Rerun,
+    BootImage, Catalog, Deployment, DeploymentId, Device, ImageArch, Purpose, Rerun,
 };
 pub use explain::explain_text;
-pub use history::{Attempt, History, Outcome};
+pub use history::{Attempt, Guard, History, Outcome};
 
 /// Where the request comes from (SPEC section 3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -97,6 +98,8 @@ pub enum Rule {
     /// Section 4: the deployment refers to a collection, task sequence or boot image that does
     /// not exist (or a task sequence without a boot image), so it cannot start.
     UnresolvedReference,
+    /// Section 10: a UUID that does not tell machines apart is not used to identify one.
+    Identity,
 }
 
 impl Rule {
@@ -114,13 +117,14 @@ impl Rule {
             Rule::Rule8NoCandidate => "8",
             Rule::Rule9UnknownDisabled => "9",
             Rule::UnresolvedReference => "section 4",
+            Rule::Identity => "section 10",
         }
     }
 
     /// How a text cites it: `rule 5a`, or `section 4`.
     pub fn cite(self) -> String {
         match self {
-            Rule::UnresolvedReference => "section 4".to_string(),
+            Rule::UnresolvedReference | Rule::Identity => self.number().to_string(),
             _ => format!("rule {}", self.number()),
         }
     }
@@ -140,6 +144,7 @@ impl Rule {
             Rule::Rule8NoCandidate => "no candidate",
             Rule::Rule9UnknownDisabled => "unknown computers off",
             Rule::UnresolvedReference => "unresolved reference",
+            Rule::Identity => "machine identity",
         }
     }
 }
@@ -309,9 +314,28 @@ pub struct Decision {
     pub evaluations: Vec<Evaluation>,
     /// Status messages to write, in the order they arose.
     pub warnings: Vec<DecisionWarning>,
+    /// Why the machine's SMBIOS UUID was not used to identify it (a placeholder, ignored by
+    /// the site, or seen with more than one MAC); it is then known by its MAC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uuid_not_used: Option<UuidDistrust>,
+    /// How the caller identified the machine (such as the UUID a MAC was last seen with),
+    /// for `explain`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identity_notes: Vec<String>,
 }
 
 impl Decision {
+    /// The key status messages about this machine are kept under: its SMBIOS UUID, else its
+    /// MAC; the MAC when the UUID does not tell machines apart, so two machines sharing one
+    /// UUID are never counted as one.
+    pub fn identity_key(&self) -> Option<crate::catalog::IdentityKey> {
+        let known_as = MachineIdentity {
+            uuid: self.machine.uuid.filter(|_| self.uuid_not_used.is_none()),
+            ..self.machine
+        };
+        known_as.key()
+    }
+
     /// The deployment that runs unattended, if any.
     pub fn unattended(&self) -> Option<DeploymentId> {
         match &self.action {
@@ -416,7 +440,7 @@ struct Request<'a> {
     cpu_64bit: bool,
     context: Context,
     history: &'a History,
-    guard: Option<(IdentityKey, DeploymentId)>,
+    guard: Option<history::Guard>,
 }
 
 /// Decides what a booting machine (or a running client) gets, by SPEC section 3.
@@ -445,7 +469,13 @@ pub fn decide(
     history: &History,
     settings: &ServerSettings,
 ) -> Decision {
-    let device = catalog.match_device(machine);
+    // Section 10: a UUID that does not tell machines apart is left out, so the machine is known
+    // by its MAC and never merged with another that sends the same UUID.
+    let known_as = history.uuid_policy().effective(machine);
+    let distrusted = machine
+        .uuid
+        .and_then(|u| history.uuid_policy().distrust(&u).map(|why| (u, why)));
+    let device = catalog.match_device(&known_as);
     let mut deployments: Vec<&Deployment> = catalog.deployments.iter().collect();
     // Highest id first: the order in which rule 5 ranks them and explain lists them.
     deployments.sort_by_key(|d| std::cmp::Reverse(d.id));
@@ -461,7 +491,18 @@ pub fn decide(
         password_required: false,
         evaluations: Vec::with_capacity(deployments.len()),
         warnings: Vec::new(),
+        uuid_not_used: distrusted.clone().map(|(_, why)| why),
+        identity_notes: Vec::new(),
     };
+    if let Some((u, why @ UuidDistrust::Duplicate { .. })) = &distrusted {
+        decision.warnings.push(DecisionWarning {
+            rule: Rule::Identity,
+            message: format!(
+                "SMBIOS UUID {u} is not used to identify this machine: {why}; it is known by \
+                 its MAC"
+            ),
+        });
+    }
 
     // Rule 9: an unknown computer on a server that does not serve them is not looked at
     // further, not even for a preferred id.
@@ -499,7 +540,7 @@ pub fn decide(
     };
     let request = Request {
         catalog,
-        machine,
+        machine: &known_as,
         device,
         firmware,
         cpu_64bit,
@@ -507,7 +548,7 @@ pub fn decide(
         history,
         // Rule 7: the loop guard is a PXE matter; media and clients follow rerun behaviour.
         guard: match context {
-            Context::Pxe => history.guard_for(machine, device),
+            Context::Pxe => history.guard_for(catalog, &known_as, device),
             _ => None,
         },
     };
@@ -642,16 +683,20 @@ fn screen(req: &Request, d: &Deployment) -> Screen {
     }
 
     // Rule 7 for required deployments.
-    let last = req.history.last_attempt_for(req.machine, req.device, &d.id);
+    let last = req
+        .history
+        .last_attempt_for(req.catalog, req.machine, req.device, &d.id);
     match req.context {
         Context::Pxe => {
-            if let Some((key, started)) = req.guard {
+            if let Some(g) = req.guard {
                 return Screen::Blocked {
                     rule: Rule::Rule7LoopGuard,
                     why: format!(
-                        "required deployment {started} already started on this machine \
-                         through PXE ({key}); PXE starts no required deployment on it again \
-                         until an operator clears the guard"
+                        "required deployment {} already started on this machine through PXE \
+                         (recorded as {}); PXE starts no required deployment on it again \
+                         until an operator clears the guard",
+                        g.deployment,
+                        g.machine.record()
                     ),
                 };
             }
@@ -865,7 +910,13 @@ fn choose(preferred: Option<DeploymentId>, screened: &[Screened], req: &Request)
         };
     }
     let any = |f: &dyn Fn(&Screen) -> bool| screened.iter().any(|s| f(&s.screen));
-    let reason = if let (true, Some((_, started))) = (
+    let reason = if let (
+        true,
+        Some(history::Guard {
+            deployment: started,
+            ..
+        }),
+    ) = (
         any(&|s| {
             matches!(
                 s,

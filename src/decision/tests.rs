@@ -4,6 +4,7 @@ use proptest::prelude::*;
 use proptest::sample::subsequence;
 
 use super::*;
+use crate::catalog::IdentityKey;
 use crate::catalog::{
     AvailableTo::{self, *},
     BootImage, BootImageKind, Collection, CollectionKind, Deployment, DeploymentOption, Device,
@@ -1011,7 +1012,11 @@ fn loop_guard_blocks_required_until_cleared() {
         let mut h = History::new();
         h.record_pxe_start(uuid_a, id("LAB00001"));
         let catalog = base_catalog();
-        assert_eq!(h.clear_device(catalog.device("lab-a").unwrap()), 1);
+        assert_eq!(
+            h.clear_device(&catalog, catalog.device("lab-a").unwrap())
+                .len(),
+            1
+        );
         h
     };
     run_table(vec![
@@ -1390,6 +1395,281 @@ fn decisions_serialize_for_the_api() {
     assert!(json.contains("\"rule\":\"rule5_required\""), "{json}");
     let back: Decision = serde_json::from_str(&json).unwrap();
     assert_eq!(back, d);
+}
+
+// Section 10: identity ------------------------------------------------------------------------
+
+/// What a device is declared with, or what a machine sends.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Parts {
+    Mac,
+    Uuid,
+    Both,
+}
+
+const ALL_PARTS: [Parts; 3] = [Parts::Mac, Parts::Uuid, Parts::Both];
+
+fn identity(parts: Parts, mac: Mac, uuid: SmbiosUuid) -> MachineIdentity {
+    MachineIdentity {
+        mac: (parts != Parts::Uuid).then_some(mac),
+        uuid: (parts != Parts::Mac).then_some(uuid),
+    }
+}
+
+/// `lab-a` declared with `parts` of MAC_A and UUID_A, a required deployment to [`LAB`].
+fn catalog_declaring_lab_a(parts: Parts) -> Catalog {
+    let mut c = catalog_with(vec![dep("LAB00001", Required, MediaPxe)]);
+    let d = identity(parts, MAC_A, UUID_A);
+    c.devices[0] = Device {
+        macs: d.mac.into_iter().collect(),
+        uuid: d.uuid,
+        ..c.devices[0].clone()
+    };
+    c
+}
+
+fn decide_with(catalog: &Catalog, machine: MachineIdentity, history: &History) -> Decision {
+    Req {
+        machine,
+        history: history.clone(),
+        ..Req::default()
+    }
+    .decide(catalog)
+}
+
+fn guarded(d: &Decision) -> bool {
+    matches!(
+        d.action,
+        Action::NoDeployment {
+            reason: NoDeploymentReason::LoopGuard { .. }
+        }
+    )
+}
+
+#[test]
+fn loop_guard_recorded_with_mac_and_uuid_holds_and_clears_whatever_the_device_was_declared_with() {
+    use crate::catalog::identity::{Sightings, UuidPolicy};
+    for declared in ALL_PARTS {
+        let catalog = catalog_declaring_lab_a(declared);
+        // Old versions recorded a single key; new ones the whole identity.
+        for recorded in ALL_PARTS {
+            for sent in ALL_PARTS {
+                let boot = identity(sent, MAC_A, UUID_A);
+                // The server notes each MAC and UUID it sees together.
+                let mut seen = Sightings::new();
+                for m in [identity(recorded, MAC_A, UUID_A), boot] {
+                    if let (Some(mac), Some(uuid)) = (m.mac, m.uuid) {
+                        seen.record(uuid, mac, 1);
+                    }
+                }
+                let mut history = History::new().with_uuid_policy(UuidPolicy::new([], seen));
+                history.record_pxe_start(identity(recorded, MAC_A, UUID_A), id("LAB00001"));
+                let case = format!("declared {declared:?}, recorded {recorded:?}, sent {sent:?}");
+                let before = decide_with(&catalog, boot, &history);
+                if before.device.is_none() {
+                    // A part the device was not declared with: not lab-a, nothing to guard.
+                    continue;
+                }
+                let linked = recorded == Parts::Both
+                    || sent == Parts::Both
+                    || recorded == sent
+                    || declared == Parts::Both;
+                assert_eq!(
+                    guarded(&before),
+                    linked,
+                    "{case}\n{}",
+                    explain_text(&before)
+                );
+                if !linked {
+                    continue;
+                }
+
+                let mut by_device = history.clone();
+                let gone = by_device.clear_device(&catalog, &catalog.devices[0]);
+                assert_eq!(gone.len(), 1, "{case}: clear --device");
+                assert_eq!(gone[0].deployment, id("LAB00001"));
+                assert!(!guarded(&decide_with(&catalog, boot, &by_device)), "{case}");
+
+                let mut by_collection = history.clone();
+                let gone = by_collection.clear_collection(&catalog, LAB).unwrap();
+                assert_eq!(gone.len(), 1, "{case}: clear --collection");
+                assert!(
+                    !guarded(&decide_with(&catalog, boot, &by_collection)),
+                    "{case}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn unknown_computer_is_cleared_by_the_mac_or_the_uuid_it_sent() {
+    let catalog = catalog_with(vec![dep("LAB00001", Required, MediaPxe).to(UNKNOWN)]);
+    let mut h = History::new();
+    h.record_pxe_start(stranger(), id("LAB00001"));
+    h.record_pxe_start(machine_b(), id("LAB00001"));
+    assert!(guarded(&decide_with(&catalog, stranger(), &h)));
+    let mut by_mac = h.clone();
+    assert_eq!(by_mac.clear_mac(&MAC_X).len(), 1);
+    assert!(!guarded(&decide_with(&catalog, stranger(), &by_mac)));
+    let mut by_uuid = h.clone();
+    assert_eq!(by_uuid.clear_uuid(&UUID_X).len(), 1);
+    assert!(!guarded(&decide_with(&catalog, stranger(), &by_uuid)));
+    // Only that machine's guard went.
+    assert_eq!(by_uuid.guards().count(), 1);
+    assert_eq!(h.clone().clear_mac(&MAC_Y).len(), 0);
+}
+
+#[test]
+fn a_uuid_seen_with_two_macs_never_merges_two_machines() {
+    use crate::catalog::identity::{Sightings, UuidPolicy};
+    let catalog = catalog_with(vec![
+        dep("LAB00001", Required, MediaPxe),
+        dep("LAB00002", Required, MediaPxe).to(UNKNOWN),
+    ]);
+    // Another board sends lab-a's UUID from its own MAC.
+    let twin = MachineIdentity {
+        mac: Some(MAC_X),
+        uuid: Some(UUID_A),
+    };
+    let mut seen = Sightings::new();
+    seen.record(UUID_A, MAC_A, 1);
+    let before = decide_with(&catalog, twin, &History::new());
+    assert_eq!(
+        before.device.as_deref(),
+        Some("lab-a"),
+        "one sighting: UUID first"
+    );
+
+    seen.record(UUID_A, MAC_X, 2);
+    let mut h = History::new().with_uuid_policy(UuidPolicy::new([], seen));
+    let d = decide_with(&catalog, twin, &h);
+    assert_eq!(d.device, None, "{}", explain_text(&d));
+    assert_eq!(d.unattended(), Some(id("LAB00002")));
+    assert_eq!(
+        d.warnings.iter().map(|w| w.rule).collect::<Vec<_>>(),
+        vec![Rule::Identity]
+    );
+    // Its status messages are kept under its MAC, apart from lab-a's.
+    assert_eq!(d.identity_key(), Some(IdentityKey::Mac(MAC_X)));
+    assert_eq!(
+        decide_with(&catalog, machine_a(), &h).identity_key(),
+        Some(IdentityKey::Mac(MAC_A))
+    );
+    assert_eq!(
+        decide_with(&catalog, machine_a(), &History::new()).identity_key(),
+        Some(IdentityKey::Uuid(UUID_A))
+    );
+    let text = explain_text(&d);
+    assert!(text.contains("not used to identify this machine"), "{text}");
+    assert!(text.contains(&MAC_X.to_string()), "{text}");
+
+    // Each one's guard stays its own, and clearing lab-a leaves the twin's.
+    h.record_pxe_start(twin, id("LAB00002"));
+    assert!(!guarded(&decide_with(&catalog, machine_a(), &h)));
+    h.record_pxe_start(machine_a(), id("LAB00001"));
+    assert!(guarded(&decide_with(&catalog, machine_a(), &h)));
+    assert!(guarded(&decide_with(&catalog, twin, &h)));
+    let gone = h.clear_device(&catalog, catalog.device("lab-a").unwrap());
+    assert_eq!(gone.len(), 1);
+    assert_eq!(gone[0].machine, machine_a());
+    assert!(guarded(&decide_with(&catalog, twin, &h)));
+}
+
+#[test]
+fn placeholder_and_ignored_uuids_do_not_identify_a_machine() {
+    use crate::catalog::identity::{Sightings, UuidPolicy, PLACEHOLDER_UUIDS};
+    let listed = SmbiosUuid([0x42; 16]);
+    for shared in PLACEHOLDER_UUIDS.into_iter().chain([listed]) {
+        let mut catalog = catalog_with(vec![dep("LAB00001", Required, MediaPxe)]);
+        catalog.devices[0].uuid = Some(shared);
+        let h = History::new().with_uuid_policy(UuidPolicy::new([listed], Sightings::new()));
+        let other = MachineIdentity {
+            mac: Some(MAC_X),
+            uuid: Some(shared),
+        };
+        let d = decide_with(&catalog, other, &h);
+        assert_eq!(d.device, None, "{shared}");
+        assert!(d.uuid_not_used.is_some(), "{shared}");
+        // Not a duplicate: no warning at every boot of a board without a UUID of its own.
+        assert!(d.warnings.is_empty(), "{shared}");
+        // lab-a itself is still known by its MAC.
+        let own = MachineIdentity {
+            mac: Some(MAC_A),
+            uuid: Some(shared),
+        };
+        assert_eq!(
+            decide_with(&catalog, own, &h).device.as_deref(),
+            Some("lab-a")
+        );
+    }
+}
+
+fn arb_recorded() -> impl Strategy<Value = MachineIdentity> {
+    let placeholder = SmbiosUuid([0; 16]);
+    (
+        proptest::option::of(prop_oneof![
+            Just(MAC_A),
+            Just(MAC_B),
+            Just(MAC_X),
+            Just(MAC_Y)
+        ]),
+        proptest::option::of(prop_oneof![Just(UUID_A), Just(UUID_X), Just(placeholder)]),
+    )
+        .prop_map(|(mac, uuid)| MachineIdentity { mac, uuid })
+}
+
+proptest! {
+    /// `pxe clear --device` lifts every guard that holds the device back, and only guards
+    /// recorded with one of its identities.
+    #[test]
+    fn clearing_a_device_lifts_exactly_its_guards(
+        declared in prop_oneof![Just(Parts::Mac), Just(Parts::Uuid), Just(Parts::Both)],
+        guards in proptest::collection::vec((arb_recorded(), 1u32..=3), 0..6),
+        seen in proptest::collection::vec(
+            (prop_oneof![Just(UUID_A), Just(UUID_X)], prop_oneof![Just(MAC_A), Just(MAC_X)]),
+            0..3,
+        ),
+        boot in prop_oneof![Just(Parts::Mac), Just(Parts::Both)],
+    ) {
+        use crate::catalog::identity::{Sightings, UuidPolicy};
+        let catalog = catalog_declaring_lab_a(declared);
+        let mut sightings = Sightings::new();
+        for (u, m) in seen {
+            sightings.record(u, m, 1);
+        }
+        if boot == Parts::Both {
+            sightings.record(UUID_A, MAC_A, 2);
+        }
+        // The server noted every MAC and UUID it saw together.
+        for (m, _) in &guards {
+            if let (Some(mac), Some(uuid)) = (m.mac, m.uuid) {
+                sightings.record(uuid, mac, 1);
+            }
+        }
+        let policy = UuidPolicy::new([], sightings);
+        let mut h = History::new().with_uuid_policy(policy.clone());
+        for (m, n) in guards {
+            if m != MachineIdentity::default() {
+                h.record_pxe_start(m, DeploymentId::new("LAB", n).unwrap());
+            }
+        }
+        let lab_a = catalog.device("lab-a").unwrap();
+        let before: Vec<Guard> = h.guards().copied().collect();
+        let mut after = h.clone();
+        let gone = after.clear_device(&catalog, lab_a);
+        prop_assert_eq!(gone.len() + after.guards().count(), before.len());
+        let machine = identity(boot, MAC_A, UUID_A);
+        let d = decide_with(&catalog, machine, &after);
+        if d.device.as_deref() == Some("lab-a") {
+            prop_assert!(!guarded(&d), "{}", explain_text(&d));
+        }
+        for g in after.guards() {
+            let m = policy.known_as(&g.machine);
+            prop_assert!(m.mac.is_none_or(|m| !lab_a.macs.contains(&m)));
+            prop_assert!(catalog.match_device(&m).is_none_or(|d| d.name != "lab-a"));
+        }
+    }
 }
 
 // Properties ------------------------------------------------------------------------------------

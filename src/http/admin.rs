@@ -332,8 +332,14 @@ async fn explain(State(s): State<Arc<AppState>>, Query(q): Query<ExplainQuery>) 
 
 async fn clear(State(s): State<Arc<AppState>>, Json(scope): Json<GuardScope>) -> Response {
     match admin::clear_guard(&s.bootpath.store, &scope) {
-        Ok(n) => Json(serde_json::json!({ "cleared": n })).into_response(),
+        Ok(c) => Json(serde_json::json!({
+            "cleared": c.guards.len(),
+            "guards": c.guards,
+            "none_because": c.none_because,
+        }))
+        .into_response(),
         Err(AdminError::NotFound(m)) => error(StatusCode::NOT_FOUND, m),
+        Err(AdminError::Invalid(m)) => error(StatusCode::BAD_REQUEST, m),
         Err(e) => internal(e),
     }
 }

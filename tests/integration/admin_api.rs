@@ -107,17 +107,39 @@ fn admin_api_creates_deployments_with_the_same_checks_and_explains() {
     assert_eq!(v["decision"]["action"]["deployment"], "LAB00001", "{v}");
     assert!(v["text"].as_str().unwrap().contains("rule 5"), "{v}");
 
-    // Booting writes the loop guard; the API lifts it.
-    http_request(
-        server.http_addr(),
-        "GET",
-        "/boot.ipxe?mac=52-54-00-0d-03-01&arch=0",
-        &[],
-        b"",
-    );
+    // Booting writes the loop guard, under the MAC and UUID the machine sent; the API lifts it
+    // by device or by UUID, and says what it lifted.
+    let uuid = crate::harness::random_smbios_uuid();
+    let boot = format!("/boot.ipxe?mac=52-54-00-0d-03-01&arch=0&uuid={uuid}");
+    http_request(server.http_addr(), "GET", &boot, &[], b"");
     let (status, v) = call(&server, "POST", "/api/v1/pxe/clear", r#"{"device":"pc1"}"#);
     assert_eq!(status, 200);
     assert_eq!(v["cleared"], 1);
+    assert_eq!(
+        v["guards"][0]["identity"],
+        format!("uuid:{uuid} mac:52:54:00:0d:03:01"),
+        "{v}"
+    );
+    assert_eq!(v["guards"][0]["deployment"], "LAB00001", "{v}");
+    http_request(server.http_addr(), "GET", &boot, &[], b"");
+    let (status, v) = call(
+        &server,
+        "GET",
+        "/api/v1/explain?mac=52:54:00:0d:03:01&arch=0",
+        "",
+    );
+    assert_eq!(status, 200);
+    let text = v["text"].as_str().unwrap();
+    assert!(text.contains("LAB00001  not chosen  rule 7"), "{text}");
+    assert!(
+        text.contains(&format!("last seen with uuid {uuid}")),
+        "{text}"
+    );
+    let body = format!(r#"{{"uuid":"{uuid}"}}"#);
+    let (status, v) = call(&server, "POST", "/api/v1/pxe/clear", &body);
+    assert_eq!((status, &v["cleared"]), (200, &1.into()), "{v}");
+    let (status, v) = call(&server, "POST", "/api/v1/pxe/clear", r#"{"mac":"nope"}"#);
+    assert_eq!(status, 400, "{v}");
     let (status, v) = call(&server, "GET", "/api/v1/status", "");
     assert_eq!(status, 200);
     assert!(

@@ -1,6 +1,6 @@
-//! Deployments decide what real firmware boots (QEMU in the lab network): a required
-//! deployment runs once, the loop guard holds until `pxe clear`, an unknown computer gets the
-//! menu and leaves to its local disk, a machine nothing targets gets no offer.
+//! Deployments decide what real firmware boots (QEMU in the lab network): an unknown computer
+//! gets the menu and leaves to its local disk, a machine nothing targets gets no offer. The
+//! required deployment that runs once until `pxe clear` is in `reimage_qemu`.
 
 use std::time::Duration;
 
@@ -40,30 +40,6 @@ fn setup(mode: &str) -> (tempfile::TempDir, Lab, Server) {
     }
     let server = Server::start_in(dir.path(), &config(dir.path(), mode), &lab.exec_prefix());
     (dir, lab, server)
-}
-
-#[test]
-fn known_machine_runs_its_required_deployment_once_until_pxe_clear() {
-    let (dir, lab, server) = setup("dhcp");
-    let (ok, serial, report) = lab.boot_vm("bios", PC1, "tap0", dir.path(), &[]);
-    assert!(ok, "first boot: {report}\n{serial}\n{}", server.log());
-    assert!(serial.contains("netdeploy.deployment=LAB00001"), "{serial}");
-
-    // Booted again: no boot offer (loop guard, rule 7); the firmware falls through.
-    let (ok, serial, report) = lab.boot_vm_timeout("bios", PC1, "tap1", dir.path(), &[], 120);
-    assert!(!ok, "the required deployment ran again:\n{serial}");
-    eprintln!("second boot: {report}");
-    server
-        .wait_for_log(&["no boot offer", PC1, "rule 7"], Duration::from_secs(2))
-        .unwrap_or_else(|| panic!("loop guard not logged:\n{}", server.log()));
-
-    cli_ok(
-        &dir.path().join("data"),
-        &["pxe", "clear", "--device", "pc1"],
-    );
-    let (ok, serial, report) = lab.boot_vm("bios", PC1, "tap0", dir.path(), &[]);
-    assert!(ok, "after pxe clear: {report}\n{serial}\n{}", server.log());
-    assert!(serial.contains("netdeploy.deployment=LAB00001"), "{serial}");
 }
 
 #[test]

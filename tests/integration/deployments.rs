@@ -74,7 +74,7 @@ available_to = "clients_media_pxe"
     path
 }
 
-fn small_image(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+pub fn small_image(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let k = dir.join("vmlinuz");
     let i = dir.join("initrd.img");
     std::fs::write(&k, b"kernel bytes").unwrap();

@@ -300,3 +300,10 @@ impl Server {
         }
     }
 }
+
+/// A random SMBIOS UUID (version 4, so never all zeros), as a QEMU machine or a boot request
+/// sends it: real hardware always has one, and only a random one proves two runs apart.
+pub fn random_smbios_uuid() -> String {
+    let u = std::fs::read_to_string("/proc/sys/kernel/random/uuid").expect("kernel random uuid");
+    u.trim().to_owned()
+}

@@ -19,5 +19,7 @@ mod media_qemu;
 mod monitoring;
 mod pcap;
 mod pxe_qemu;
+mod reimage;
+mod reimage_qemu;
 mod tftp;
 mod wake;

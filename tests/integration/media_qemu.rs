@@ -11,12 +11,16 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::harness::{cli, cli_ok, Server};
+use crate::harness::{cli, cli_ok, random_smbios_uuid, Server};
 use crate::lab::{boot_image, disk_image, lab_dhcp_config, repo, sha256, vm_turn, Lab};
 
 const MAC: &str = "52:54:00:0d:08:01";
-/// The SMBIOS UUID of the same machine: with no network device, its only identity.
-const UUID: &str = "4e44d0e1-0d08-4c4a-9b1e-2f6d0d080001";
+/// The SMBIOS UUID of the same machine, random per test run: with no network device, its only
+/// identity.
+fn uuid() -> &'static str {
+    static UUID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    UUID.get_or_init(random_smbios_uuid)
+}
 
 /// A site with one machine, a disk-image package and two deployments of it: LAB00001 hidden
 /// and available (only a preferred id on media reaches it), LAB00002 what full media carry.
@@ -30,7 +34,7 @@ fn site(dir: &Path, image: &[u8]) -> PathBuf {
 [[device]]
 name = "pc1"
 macs = ["{MAC}"]
-uuid = "{UUID}"
+uuid = "{uuid}"
 [[collection]]
 id = "lab"
 members = ["pc1"]
@@ -76,6 +80,7 @@ accept_high_risk = true
         kernel = kernel.display().to_string(),
         initrd = initrd.display().to_string(),
         pkg = pkg.display().to_string(),
+        uuid = uuid(),
     );
     let path = dir.join("site.toml");
     std::fs::write(&path, text).unwrap();
@@ -110,7 +115,7 @@ fn boot_offline(firmware: &str, dir: &Path, media: &[&str], disk: &Path) -> (boo
         .args(["--no-net", "--firmware", firmware, "--serial-log"])
         .arg(&serial)
         .args(["--timeout", "300", "--expect", "NETDEPLOY-AGENT-RESULT"])
-        .args(["--smbios-uuid", UUID])
+        .args(["--smbios-uuid", uuid()])
         .args(media)
         .arg("--disk")
         .arg(disk)
@@ -263,7 +268,7 @@ fn full_media_usb_image_runs_its_task_sequence_with_no_network_under_ovmf() {
     assert_disk_holds(&disk, &img);
 
     // The stick kept the status messages; imported, the server counts the machine compliant.
-    let kept = read_stick_file(&usb, &format!("netdeploy/status/{UUID}.jsonl"));
+    let kept = read_stick_file(&usb, &format!("netdeploy/status/{}.jsonl", uuid()));
     let kept_file = dir.path().join("kept.jsonl");
     std::fs::write(&kept_file, &kept).unwrap();
     assert!(kept.contains("\"kind\":\"succeeded\""), "{kept}");
