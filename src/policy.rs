@@ -7,57 +7,12 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+pub use netdeploy_wire::policy::{
+    ContentOption, MenuEntry, Policy, PolicyDeployment, PolicyFile, Purpose, Step, StepAction,
+};
 
-use crate::catalog::{Catalog, DeploymentOption, Step};
+use crate::catalog::{self, Catalog, DeploymentOption};
 use crate::decision::{Action, Decision};
-
-/// One content file as the agent downloads it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PolicyFile {
-    pub path: String,
-    pub size: u64,
-    pub sha256: String,
-    pub url: String,
-}
-
-/// The deployment that runs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PolicyDeployment {
-    pub id: String,
-    pub task_sequence: String,
-    pub name: String,
-    pub option: DeploymentOption,
-}
-
-/// A menu entry, when the boot environment must let someone choose (rule 6, media).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PolicyEntry {
-    pub id: String,
-    pub name: String,
-}
-
-/// What `/agent/policy` answers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "action", rename_all = "snake_case")]
-pub enum Policy {
-    /// Run this task sequence.
-    Run {
-        reason: String,
-        deployment: PolicyDeployment,
-        steps: Vec<Step>,
-        /// Files of every referenced package, by package id.
-        packages: BTreeMap<String, Vec<PolicyFile>>,
-        warnings: Vec<String>,
-    },
-    /// Let the operator pick one of these (available deployments, rule 6).
-    Menu {
-        reason: String,
-        entries: Vec<PolicyEntry>,
-    },
-    /// Nothing is deployed to this machine (rule 8), said plainly.
-    None { reason: String },
-}
 
 /// Builds the policy of a decision. `base` is the server URL for content links.
 pub fn policy(decision: &Decision, catalog: &Catalog, base: &str) -> Policy {
@@ -70,9 +25,13 @@ pub fn policy(decision: &Decision, catalog: &Catalog, base: &str) -> Policy {
             entries: entries
                 .iter()
                 .filter_map(|id| catalog.deployment(id))
-                .map(|d| PolicyEntry {
+                .map(|d| MenuEntry {
                     id: d.id.to_string(),
                     name: task_sequence_name(catalog, &d.task_sequence),
+                    purpose: match d.purpose {
+                        catalog::Purpose::Required => Purpose::Required,
+                        catalog::Purpose::Available => Purpose::Available,
+                    },
                 })
                 .collect(),
         },
@@ -106,27 +65,32 @@ fn task_sequence_name(catalog: &Catalog, ts: &str) -> String {
 
 /// The policy of one deployment as it runs, with its packages' files.
 fn run(
-    d: &crate::catalog::Deployment,
+    d: &catalog::Deployment,
     catalog: &Catalog,
     base: &str,
     reason: String,
     mut warnings: Vec<String>,
 ) -> Policy {
     let ts = catalog.task_sequence(&d.task_sequence);
-    let steps = ts.map(|t| t.steps.clone()).unwrap_or_default();
+    let steps = ts
+        .map(|t| t.steps.iter().map(step).collect())
+        .unwrap_or_default();
     let mut packages = BTreeMap::new();
     for id in ts.map(|t| t.referenced_packages()).unwrap_or_default() {
         if let Some(p) = catalog.package(id) {
-            let files = p
-                .files
-                .iter()
-                .map(|f| PolicyFile {
-                    path: f.path.clone(),
-                    size: f.size,
-                    sha256: f.sha256.clone(),
-                    url: format!("{base}/content/{}", f.sha256),
-                })
-                .collect();
+            let mut files = Vec::new();
+            for f in &p.files {
+                // A hash the catalog could not vouch for is left out, and the run is told.
+                match f.sha256.parse() {
+                    Ok(sha256) => files.push(PolicyFile {
+                        path: f.path.clone(),
+                        size: f.size,
+                        sha256,
+                        url: Some(format!("{base}/content/{}", f.sha256)),
+                    }),
+                    Err(e) => warnings.push(format!("package {id}: file {}: {e}", f.path)),
+                }
+            }
             packages.insert(id.to_owned(), files);
         }
     }
@@ -142,11 +106,45 @@ fn run(
             id: d.id.to_string(),
             task_sequence: d.task_sequence.clone(),
             name: task_sequence_name(catalog, &d.task_sequence),
-            option: d.option,
+            option: content_option(d.option),
         },
         steps,
         packages,
         warnings,
+    }
+}
+
+/// A catalog step as the agent reads it. Exhaustive on purpose: a step action added to the
+/// catalog does not compile until the contract has it too.
+fn step(s: &catalog::Step) -> Step {
+    let action = match s.action {
+        catalog::StepAction::Partition => StepAction::Partition,
+        catalog::StepAction::ApplyImage => StepAction::ApplyImage,
+        catalog::StepAction::ApplyOs => StepAction::ApplyOs,
+        catalog::StepAction::RunCommand => StepAction::RunCommand,
+        catalog::StepAction::InstallPackage => StepAction::InstallPackage,
+        catalog::StepAction::Reboot => StepAction::Reboot,
+        catalog::StepAction::WriteFile => StepAction::WriteFile,
+        catalog::StepAction::SetVariable => StepAction::SetVariable,
+        catalog::StepAction::Poweroff => StepAction::Poweroff,
+    };
+    Step {
+        name: s.name.clone(),
+        action,
+        package: s.package.clone(),
+        command: s.command.clone(),
+        file: s.file.clone(),
+        target: s.target.clone(),
+        variable: s.variable.clone(),
+        value: s.value.clone(),
+    }
+}
+
+fn content_option(o: DeploymentOption) -> ContentOption {
+    match o {
+        DeploymentOption::DownloadOnDemand => ContentOption::DownloadOnDemand,
+        DeploymentOption::DownloadAll => ContentOption::DownloadAll,
+        DeploymentOption::DirectAccess => ContentOption::DirectAccess,
     }
 }
 

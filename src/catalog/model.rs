@@ -656,17 +656,7 @@ impl Catalog {
 /// Parses an SMBIOS UUID as Linux prints it (`4c4c4544-0042-...`): 32 hex digits, dashes
 /// optional, either case.
 pub fn parse_smbios_uuid(s: &str) -> Result<SmbiosUuid, String> {
-    let hex: Vec<u8> = s.bytes().filter(|&b| b != b'-').collect();
-    if hex.len() != 32 {
-        return Err(format!("{s:?} is not an SMBIOS UUID"));
-    }
-    let mut out = [0u8; 16];
-    for (i, b) in out.iter_mut().enumerate() {
-        let pair = std::str::from_utf8(&hex[2 * i..2 * i + 2])
-            .map_err(|_| format!("{s:?} is not an SMBIOS UUID"))?;
-        *b = u8::from_str_radix(pair, 16).map_err(|_| format!("{s:?} is not an SMBIOS UUID"))?;
-    }
-    Ok(SmbiosUuid(out))
+    s.parse()
 }
 
 /// Serde helpers that write MAC addresses and UUIDs as text, so catalogs read well in TOML and

@@ -655,15 +655,15 @@ fn export(dd: &DataDir, catalog: &Catalog, id: &str, out: &Path) -> anyhow::Resu
     let mut done = std::collections::BTreeSet::new();
     for (package, files) in packages {
         for f in files {
-            if !done.insert(f.sha256.clone()) {
+            if !done.insert(f.sha256) {
                 continue;
             }
             let file = ContentFile {
                 path: f.path.clone(),
                 size: f.size,
-                sha256: f.sha256.clone(),
+                sha256: f.sha256.to_string(),
             };
-            lib.export(&file, &content.join(&f.sha256))
+            lib.export(&file, &content.join(&file.sha256))
                 .with_context(|| format!("package {package}: {} (run site apply again)", f.path))?;
             total += f.size;
         }
@@ -1096,7 +1096,7 @@ fn import_statuses(dd: &DataDir, files: &[PathBuf]) -> anyhow::Result<()> {
             bp.record_agent_status_at(
                 m.machine,
                 m.deployment.as_deref(),
-                &m.kind,
+                m.kind.as_str(),
                 m.body,
                 m.at.unwrap_or_else(now),
             )?;
