@@ -109,20 +109,11 @@ impl Drop for EchoOff {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hash;
-    use sha2::{Digest, Sha256};
 
     fn stored(password: &str) -> MediaPassword {
-        let salt = b"\x01\x02\x03\x04";
-        let mut h = Sha256::new();
-        h.update(salt);
-        h.update(password.as_bytes());
-        MediaPassword::parse(&format!(
-            "sha256${}${}",
-            hash::to_hex(salt),
-            hash::to_hex(&h.finalize())
-        ))
-        .unwrap()
+        let phc =
+            netdeploy_wire::password::hash(password, &[1; netdeploy_wire::password::SALT_LEN]);
+        MediaPassword::parse(&phc.unwrap()).unwrap()
     }
 
     fn run(typed: &str) -> (Result<(), Refused>, String) {
