@@ -14,6 +14,13 @@ pub use netdeploy_wire::policy::{
 use crate::catalog::{self, Catalog, DeploymentOption};
 use crate::decision::{Action, Decision};
 
+/// The body of `/agent/policy` and of a full media's `policy.json`.
+pub fn encode(p: &Policy) -> Vec<u8> {
+    // Only `Policy::Unknown` fails to serialize, and the server never builds it.
+    p.to_json()
+        .unwrap_or_else(|_| br#"{"action":"none","reason":"no policy"}"#.to_vec())
+}
+
 /// Builds the policy of a decision. `base` is the server URL for content links.
 pub fn policy(decision: &Decision, catalog: &Catalog, base: &str) -> Policy {
     match &decision.action {

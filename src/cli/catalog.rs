@@ -668,8 +668,7 @@ fn export(dd: &DataDir, catalog: &Catalog, id: &str, out: &Path) -> anyhow::Resu
             total += f.size;
         }
     }
-    let json = serde_json::to_vec(&policy)?;
-    std::fs::write(out.join("policy.json"), json)?;
+    std::fs::write(out.join("policy.json"), netdeploy::policy::encode(&policy))?;
     println!(
         "deployment {id}: policy.json and {} content files ({total} bytes) in {}",
         done.len(),

@@ -73,7 +73,11 @@ pub async fn policy(State(s): State<Arc<AppState>>, Query(q): Query<PolicyQuery>
         },
         "policy served"
     );
-    Json(p).into_response()
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        crate::policy::encode(&p),
+    )
+        .into_response()
 }
 
 pub async fn status(State(s): State<Arc<AppState>>, body: axum::body::Bytes) -> Response {

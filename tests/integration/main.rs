@@ -4,6 +4,7 @@
 mod admin_api;
 mod agent_qemu;
 mod content;
+mod contract;
 mod deploy_qemu;
 mod deployments;
 mod dhcp;
