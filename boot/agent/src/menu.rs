@@ -1,4 +1,4 @@
-//! The menu of boot media without a preferred deployment (docs: selection rule 6): the
+//! The menu of boot media without a preferred deployment (docs/selection-rules.md rule 6): the
 //! server lists the visible candidates, the agent shows them on the console and asks which
 //! one to run; the server then answers the policy of the one chosen, as it does for a
 //! medium's preferred deployment (rule 3). With no answer before the timeout, nothing runs

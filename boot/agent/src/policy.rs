@@ -1,6 +1,6 @@
 //! The policy the server hands the boot environment (`GET /agent/policy`), as the agent acts
 //! on it: run this deployment, let the person at the machine choose from a menu, or nothing
-//! is deployed (SPEC section 3, rules 6 and 8). The JSON and its types are the contract in
+//! is deployed (docs/selection-rules.md rules 6 and 8). The JSON and its types are the contract in
 //! `netdeploy-wire`; this module only refuses what the agent cannot act on, by name.
 
 use std::collections::BTreeMap;

@@ -20,10 +20,7 @@ const MAC: &str = "52:54:00:12:34:56";
 const UUID: &str = "8d4c1c4e-51a4-4f6e-9a3b-0c1d2e3f4a5b";
 
 fn sha(data: &[u8]) -> String {
-    Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    netdeploy_wire::hex::encode(&Sha256::digest(data))
 }
 
 /// What the fake server serves; set after it started, when its URL is known.

@@ -1,4 +1,4 @@
-//! The media password (SPEC section 7): the media builder stores an argon2id hash in the PHC
+//! The media password (docs/media-variables.md): the media builder stores an argon2id hash in the PHC
 //! string format as `SMSTSMediaPassword` in the variables file (the scheme is
 //! `netdeploy_wire::password`). The agent asks for the password on the console before it
 //! contacts a server or runs anything.
