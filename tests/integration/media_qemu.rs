@@ -4,9 +4,9 @@
 //! - Unattended boot media naming a hidden deployment: the machine boots the ISO, asks the
 //!   server in `media` context, runs that deployment with no key press, and the server records
 //!   success.
-//! - Boot media without a preferred deployment: the server answers a menu of the visible
-//!   available deployments, the test types one into the serial console, it runs and the
-//!   server records it.
+//! - Boot media with a password and without a preferred deployment: the test types the
+//!   password into the serial console, the server answers a menu of the visible available
+//!   deployments, the test types one, it runs and the server records it.
 //! - Full media, ISO under SeaBIOS and USB image under OVMF: no network device at all; the
 //!   agent runs the exported task sequence from the media and the disk ends with the image.
 
@@ -121,14 +121,41 @@ fn random_uuid() -> String {
         .to_owned()
 }
 
+/// Waits up to five minutes for `prompt` in the serial log, as a person at the console would;
+/// false when the machine stopped first.
+fn wait_for_prompt(serial: &Path, prompt: &str, vm: &mut std::process::Child) -> bool {
+    for _ in 0..600 {
+        if std::fs::read_to_string(serial)
+            .unwrap_or_default()
+            .contains(prompt)
+        {
+            return true;
+        }
+        if vm.try_wait().unwrap().is_some() {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    false
+}
+
 #[test]
-fn boot_media_without_a_preferred_deployment_run_the_one_typed_into_the_menu() {
+fn protected_boot_media_without_a_preferred_deployment_run_the_one_typed_into_the_menu() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let site = site(dir.path(), &disk_image(1));
     cli_ok(&data, &["site", "apply", site.to_str().unwrap()]);
     let iso = dir.path().join("boot.iso");
-    build_media(&data, &iso, &["--server-url", "http://10.77.0.1:8080"]);
+    build_media(
+        &data,
+        &iso,
+        &[
+            "--server-url",
+            "http://10.77.0.1:8080",
+            "--password",
+            "lab secret",
+        ],
+    );
     let config = lab_dhcp_config(&data);
     let lab = Lab::up();
     let server = Server::start_in(dir.path(), &config, &lab.exec_prefix());
@@ -147,30 +174,29 @@ fn boot_media_without_a_preferred_deployment_run_the_one_typed_into_the_menu() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("run lab/boot-vm.sh");
-    // Wait for the menu's prompt, as a person at the console would, then answer it.
-    let mut asked = false;
-    for _ in 0..600 {
-        let log = std::fs::read_to_string(&serial).unwrap_or_default();
-        if log.contains("choose a deployment (number or id):") {
-            asked = true;
-            break;
-        }
-        if vm.try_wait().unwrap().is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
     // Connected until the machine is done, as a person with socat would be: QEMU drops what
     // it has not read yet from a console that hangs up.
-    let _typing = asked.then(|| {
-        let mut typing = std::os::unix::net::UnixStream::connect(&console).unwrap();
-        // And reading what the console shows, as socat does (the serial log has it too).
-        let mut shown = typing.try_clone().unwrap();
-        std::thread::spawn(move || std::io::copy(&mut shown, &mut std::io::sink()));
+    let mut typing = None;
+    let mut answer = |line: &[u8]| {
+        let console = typing.get_or_insert_with(|| {
+            let c = std::os::unix::net::UnixStream::connect(&console).unwrap();
+            // Reading what the console shows, as socat does (the serial log has it too).
+            let mut shown = c.try_clone().unwrap();
+            std::thread::spawn(move || std::io::copy(&mut shown, &mut std::io::sink()));
+            c
+        });
         // What socat sends for a line typed and Enter.
-        std::io::Write::write_all(&mut typing, b"LAB00003\n").unwrap();
-        typing
-    });
+        std::io::Write::write_all(console, line).unwrap();
+    };
+    let password_asked = wait_for_prompt(&serial, "media password:", &mut vm);
+    if password_asked {
+        answer(b"lab secret\n");
+    }
+    let asked =
+        password_asked && wait_for_prompt(&serial, "choose a deployment (number or id):", &mut vm);
+    if asked {
+        answer(b"LAB00003\n");
+    }
     let out = vm.wait_with_output().unwrap();
     let serial = std::fs::read_to_string(&serial).unwrap_or_default();
     let report = format!(
@@ -180,8 +206,13 @@ fn boot_media_without_a_preferred_deployment_run_the_one_typed_into_the_menu() {
     );
     assert!(
         asked,
-        "no menu on the console:\n{report}\n{serial}\n{}",
+        "no password prompt, or no menu after it:\n{report}\n{serial}\n{}",
         server.log()
+    );
+    assert!(serial.contains("media password accepted"), "{serial}");
+    assert!(
+        !serial.contains("lab secret"),
+        "the password is not echoed:\n{serial}"
     );
     assert!(out.status.success(), "{report}\n{serial}\n{}", server.log());
     assert!(
