@@ -438,16 +438,7 @@ fn fetch_policy(client: &Client, url: &Url, backoff: &Backoff) -> Result<Policy,
 /// created only to find out is removed again: messages the server takes leave nothing behind.
 fn writable(file: &std::path::Path) -> bool {
     let existed = file.exists();
-    let ok = file
-        .parent()
-        .map_or(Ok(()), std::fs::create_dir_all)
-        .and_then(|_| {
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(file)
-        })
-        .is_ok();
+    let ok = status::open_append(file).is_ok();
     if ok && !existed {
         let _ = std::fs::remove_file(file);
     }

@@ -195,18 +195,20 @@ impl Reporter {
     }
 }
 
+/// Opens `path` for appending, creating it and its directory.
+pub fn open_append(path: &Path) -> std::io::Result<std::fs::File> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+}
+
 /// Appends one JSON line, creating the file and its directory; failures are printed.
 fn append(path: &Path, kind: &str, json: &[u8]) {
-    let r = path
-        .parent()
-        .map_or(Ok(()), std::fs::create_dir_all)
-        .and_then(|_| {
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-        })
-        .and_then(|mut f| f.write_all(&[json, b"\n"].concat()));
+    let r = open_append(path).and_then(|mut f| f.write_all(&[json, b"\n"].concat()));
     if let Err(e) = r {
         say(format!(
             "cannot append the {kind} status message to {}: {e}",
