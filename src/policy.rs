@@ -79,9 +79,7 @@ fn run(
     mut warnings: Vec<String>,
 ) -> Policy {
     let ts = catalog.task_sequence(&d.task_sequence);
-    let steps = ts
-        .map(|t| t.steps.iter().map(step).collect())
-        .unwrap_or_default();
+    let steps = ts.map(|t| t.steps.clone()).unwrap_or_default();
     let mut packages = BTreeMap::new();
     for id in ts.map(|t| t.referenced_packages()).unwrap_or_default() {
         if let Some(p) = catalog.package(id) {
@@ -118,32 +116,6 @@ fn run(
         steps,
         packages,
         warnings,
-    }
-}
-
-/// A catalog step as the agent reads it. Exhaustive on purpose: a step action added to the
-/// catalog does not compile until the contract has it too.
-fn step(s: &catalog::Step) -> Step {
-    let action = match s.action {
-        catalog::StepAction::Partition => StepAction::Partition,
-        catalog::StepAction::ApplyImage => StepAction::ApplyImage,
-        catalog::StepAction::ApplyOs => StepAction::ApplyOs,
-        catalog::StepAction::RunCommand => StepAction::RunCommand,
-        catalog::StepAction::InstallPackage => StepAction::InstallPackage,
-        catalog::StepAction::Reboot => StepAction::Reboot,
-        catalog::StepAction::WriteFile => StepAction::WriteFile,
-        catalog::StepAction::SetVariable => StepAction::SetVariable,
-        catalog::StepAction::Poweroff => StepAction::Poweroff,
-    };
-    Step {
-        name: s.name.clone(),
-        action,
-        package: s.package.clone(),
-        command: s.command.clone(),
-        file: s.file.clone(),
-        target: s.target.clone(),
-        variable: s.variable.clone(),
-        value: s.value.clone(),
     }
 }
 

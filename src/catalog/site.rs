@@ -234,6 +234,7 @@ fn linux() -> BootImageKind {
 #[serde(deny_unknown_fields)]
 struct WireStep {
     name: String,
+    #[serde(deserialize_with = "known_step_action")]
     action: StepAction,
     package: Option<String>,
     command: Option<String>,
@@ -241,6 +242,20 @@ struct WireStep {
     target: Option<String>,
     variable: Option<String>,
     value: Option<String>,
+}
+
+/// A step action of the site file: one this server knows, else an error that lists them.
+fn known_step_action<'de, D: serde::Deserializer<'de>>(d: D) -> Result<StepAction, D::Error> {
+    match StepAction::deserialize(d)? {
+        StepAction::Unknown(a) => {
+            let known: Vec<&str> = StepAction::KNOWN.iter().map(StepAction::as_str).collect();
+            Err(serde::de::Error::custom(format!(
+                "unknown step action {a:?}, expected one of {}",
+                known.join(", ")
+            )))
+        }
+        a => Ok(a),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -671,6 +686,22 @@ available_to = "media_pxe"
         );
         let ch = diff(&a, &Catalog::default());
         assert_eq!(ch.removed.len(), 7, "{ch:?}");
+    }
+
+    #[test]
+    fn a_step_action_the_server_does_not_know_is_refused_by_name() {
+        let e = parse(
+            &SITE.replace("action = \"run_command\"", "action = \"format_c\""),
+            Path::new("/"),
+            fake_import,
+            0,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("unknown step action \"format_c\", expected one of partition,"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -990,9 +990,10 @@ pub fn task_sequence(dd: &DataDir, cmd: TaskSequenceCommand) -> anyhow::Result<(
                 let (Some(action), Some(step_name)) = (parts.next(), parts.next()) else {
                     bail!("--step {s:?}: write ACTION:NAME[:ARGUMENT]");
                 };
-                let action: StepAction =
-                    serde_json::from_value(serde_json::Value::String(action.into()))
-                        .map_err(|_| anyhow::anyhow!("--step {s:?}: unknown action {action:?}"))?;
+                let action = StepAction::from(action.to_owned());
+                if action.is_unknown() {
+                    bail!("--step {s:?}: unknown action {:?}", action.as_str());
+                }
                 let arg = parts.next().map(str::to_owned);
                 let (command, package) = if action == StepAction::RunCommand {
                     (arg, None)
