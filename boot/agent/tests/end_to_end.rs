@@ -556,6 +556,11 @@ fn a_medium_with_an_old_salted_sha256_password_says_to_rebuild_it() {
 
 /// Boot media without a preferred deployment, for a machine with two available ones.
 fn menu_lab(extra_cmdline: &str) -> (Lab, PathBuf) {
+    menu_lab_with(extra_cmdline, "")
+}
+
+/// The same, with more lines in the variables file.
+fn menu_lab_with(extra_cmdline: &str, extra_vars: &str) -> (Lab, PathBuf) {
     let lab = Lab::start();
     lab.site.lock().unwrap().menu = Some(json!({
         "action": "menu", "reason": "available deployments only: choose one (rule 6)",
@@ -576,7 +581,7 @@ fn menu_lab(extra_cmdline: &str) -> (Lab, PathBuf) {
     std::fs::write(
         root.join("netdeploy/variables"),
         format!(
-            "[netdeploy]\r\nSMSTSServerURL={}\r\nSMSTSMediaType=BootMedia\r\n",
+            "[netdeploy]\r\nSMSTSServerURL={}\r\nSMSTSMediaType=BootMedia\r\n{extra_vars}",
             lab.base()
         ),
     )
@@ -614,6 +619,19 @@ fn a_menu_lists_the_deployments_and_runs_the_one_typed() {
     assert!(lab.srv.requests()[0].path.contains("context=media"));
     assert_eq!(lab.kinds(), ["started", "step", "succeeded"]);
     assert_eq!(lab.statuses()[0]["deployment"], "LAB00003");
+}
+
+#[test]
+fn a_menu_choice_typed_ahead_of_the_menu_after_the_password_is_kept() {
+    let vars = format!("SMSTSMediaPassword={}\r\n", stored_password("open sesame"));
+    let (lab, root) = menu_lab_with("", &vars);
+    let o = agent_typing(&root, &[], "open sesame\nLAB00003\n");
+    let (stdout, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("media password accepted"), "{stderr}");
+    assert!(stderr.contains("chosen: LAB00003"), "{stderr}");
+    assert!(stdout.ends_with("NETDEPLOY-AGENT-RESULT success deployment=LAB00003\n"));
+    assert_eq!(lab.kinds(), ["started", "step", "succeeded"]);
 }
 
 #[test]
