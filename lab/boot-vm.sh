@@ -6,7 +6,7 @@
 #   lab/boot-vm.sh --ns NAME --firmware bios|uefi --mac MAC --tap TAP
 #                  --serial-log FILE [--timeout SECONDS] [--expect REGEX]
 #                  [--disk FILE] [--cdrom ISO] [--usb IMG] [--no-net]
-#                  [--smbios-uuid UUID] [--no-pxe]
+#                  [--smbios-uuid UUID] [--no-pxe] [--serial-socket PATH]
 #   lab/boot-vm.sh --help
 #
 #   --ns NAME            network namespace to run QEMU in (from lab/net.sh up NAME)
@@ -27,6 +27,10 @@
 #   --smbios-uuid UUID   SMBIOS system UUID (-smbios type=1,uuid=UUID); without
 #                        it a random one is generated and logged, since real
 #                        machines always send one (DHCP option 97)
+#   --serial-socket PATH the serial console also as a Unix socket at PATH, for
+#                        typing into the machine (a media password, a menu
+#                        choice): socat - UNIX-CONNECT:PATH. Output still goes
+#                        to --serial-log.
 #
 # Boot order: network, CD-ROM, USB, disk. Memory 512 MiB, no display,
 # -no-reboot (a guest reboot or power-off ends QEMU).
@@ -55,7 +59,7 @@ usage_error() {
 }
 
 ns="" firmware="" mac="" tap="" serial_log="" timeout=180 expect="NETDEPLOY-BOOT-OK"
-disk="" cdrom="" usb="" no_net=0 no_pxe=0 smbios_uuid=""
+disk="" cdrom="" usb="" no_net=0 no_pxe=0 smbios_uuid="" serial_socket=""
 
 need_arg() {
     [[ $# -ge 2 && -n "$2" ]] || usage_error "option $1 needs a value"
@@ -78,6 +82,7 @@ while (($# > 0)); do
     --cdrom) need_arg "$@"; cdrom="$2"; shift ;;
     --usb) need_arg "$@"; usb="$2"; shift ;;
     --smbios-uuid) need_arg "$@"; smbios_uuid="$2"; shift ;;
+    --serial-socket) need_arg "$@"; serial_socket="$2"; shift ;;
     --no-net) no_net=1 ;;
     --no-pxe) no_pxe=1 ;;
     *) usage_error "unknown argument '$1'" ;;
@@ -126,6 +131,7 @@ cleanup() {
         kill_pid "$qemu_pid" qemu || true
     fi
     rm -rf "$work"
+    [[ -z "$serial_socket" ]] || rm -f "$serial_socket"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -141,13 +147,23 @@ args=(
     -m 512 -smp 1
     -nodefaults -no-user-config
     -display none -vga none
-    -serial "file:$serial_log"
     -monitor none
     -no-reboot
     # SeaBIOS: after "No bootable device" wait 5 s, then reboot, which
     # -no-reboot turns into a QEMU exit (a quick failure instead of a timeout).
     -boot reboot-timeout=5000
 )
+
+if [[ -n "$serial_socket" ]]; then
+    # QEMU's option syntax: a comma in a path is written twice.
+    rm -f "$serial_socket"
+    args+=(
+        -chardev "socket,id=ser0,path=${serial_socket//,/,,},server=on,wait=off,logfile=${serial_log//,/,,}"
+        -serial chardev:ser0
+    )
+else
+    args+=(-serial "file:$serial_log")
+fi
 
 if [[ "$firmware" == uefi ]]; then
     code="${NETDEPLOY_OVMF_CODE:-}"

@@ -15,6 +15,8 @@ use crate::content::Library;
 use crate::decision::{self, Context, Decision, ServerSettings, UuidDistrust};
 use crate::dhcp::packet::{Mac, SmbiosUuid};
 use crate::store::{StatusMessage, Store, StoreError};
+use netdeploy_wire::status::{StatusKind, StatusMessage as AgentMessage};
+use serde::Deserialize;
 
 /// What a PXE client is to be given.
 #[derive(Debug, Clone)]
@@ -350,17 +352,13 @@ pub fn boot_image_for<'a>(
     Some((image, image.pre_production))
 }
 
-/// The kinds of status message a boot environment sends.
-pub const AGENT_STATUS_KINDS: [&str; 5] =
-    ["started", "step", "succeeded", "failed", "no-deployment"];
-
 /// A status message from a boot environment, checked: what [`BootPath::record_agent_status`]
 /// needs, and the message itself as the body to keep.
 #[derive(Debug, Clone)]
 pub struct AgentStatus {
     pub machine: MachineIdentity,
     pub deployment: Option<String>,
-    pub kind: String,
+    pub kind: StatusKind,
     /// When the agent wrote it down (`at`, Unix seconds), for messages kept on full media.
     pub at: Option<i64>,
     pub body: serde_json::Value,
@@ -382,24 +380,26 @@ pub fn machine_of(mac: Option<&str>, uuid: Option<&str>) -> Result<MachineIdenti
     Ok(MachineIdentity { mac, uuid })
 }
 
-/// Checks a status message: a JSON object with a known `kind` and the machine's identity.
+/// Checks a status message: the agent's [`AgentMessage`] with a kind this server knows and
+/// the machine's identity. A placeholder UUID (all zeros or all ones) identifies nothing.
 pub fn parse_agent_status(raw: serde_json::Value) -> Result<AgentStatus, String> {
-    let text = |k: &str| raw.get(k).and_then(|v| v.as_str());
-    let Some(kind) = text("kind") else {
+    if raw.get("kind").is_none() {
         return Err("a status message needs at least kind and mac or uuid".into());
-    };
-    if !AGENT_STATUS_KINDS.contains(&kind) {
-        return Err(format!(
-            "kind {kind:?} is not one of {}",
-            AGENT_STATUS_KINDS.join(", ")
-        ));
     }
-    let machine = machine_of(text("mac"), text("uuid"))?;
+    let msg = AgentMessage::deserialize(&raw).map_err(|e| e.to_string())?;
+    if let StatusKind::Unknown(kind) = &msg.kind {
+        let known: Vec<&str> = StatusKind::KNOWN.iter().map(StatusKind::as_str).collect();
+        return Err(format!("kind {kind:?} is not one of {}", known.join(", ")));
+    }
+    let uuid = msg.uuid.filter(|u| !u.is_placeholder());
+    if msg.mac.is_none() && uuid.is_none() {
+        return Err("the machine must say its mac and/or uuid".into());
+    }
     Ok(AgentStatus {
-        machine,
-        deployment: text("deployment").map(str::to_owned),
-        kind: kind.to_owned(),
-        at: raw.get("at").and_then(|v| v.as_i64()),
+        machine: MachineIdentity { mac: msg.mac, uuid },
+        deployment: msg.deployment,
+        kind: msg.kind,
+        at: msg.at,
         body: raw,
     })
 }
@@ -444,7 +444,7 @@ mod tests {
             "deployment": "LAB00002", "at": 1_800_000_000
         }))
         .unwrap();
-        assert_eq!(m.kind, "succeeded");
+        assert_eq!(m.kind, StatusKind::Succeeded);
         assert_eq!(m.deployment.as_deref(), Some("LAB00002"));
         assert_eq!(m.at, Some(1_800_000_000));
         assert!(m.machine.uuid.is_some() && m.machine.mac.is_none());
@@ -458,5 +458,6 @@ mod tests {
                 .contains("mac and/or uuid")
         );
         assert!(err(json!({"mac": "52:54:00:00:00:01"})).contains("needs at least kind"));
+        assert!(err(json!({"kind": "step", "mac": "52:54:00"})).contains("not a MAC address"));
     }
 }

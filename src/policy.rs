@@ -7,56 +7,18 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+pub use netdeploy_wire::policy::{
+    ContentOption, MenuEntry, Policy, PolicyDeployment, PolicyFile, Purpose, Step, StepAction,
+};
 
-use crate::catalog::{Catalog, DeploymentOption, Step};
+use crate::catalog::{self, Catalog, DeploymentOption};
 use crate::decision::{Action, Decision};
 
-/// One content file as the agent downloads it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PolicyFile {
-    pub path: String,
-    pub size: u64,
-    pub sha256: String,
-    pub url: String,
-}
-
-/// The deployment that runs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PolicyDeployment {
-    pub id: String,
-    pub task_sequence: String,
-    pub name: String,
-    pub option: DeploymentOption,
-}
-
-/// A menu entry, when the boot environment must let someone choose (rule 6, media).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PolicyEntry {
-    pub id: String,
-    pub name: String,
-}
-
-/// What `/agent/policy` answers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "action", rename_all = "snake_case")]
-pub enum Policy {
-    /// Run this task sequence.
-    Run {
-        reason: String,
-        deployment: PolicyDeployment,
-        steps: Vec<Step>,
-        /// Files of every referenced package, by package id.
-        packages: BTreeMap<String, Vec<PolicyFile>>,
-        warnings: Vec<String>,
-    },
-    /// Let the operator pick one of these (available deployments, rule 6).
-    Menu {
-        reason: String,
-        entries: Vec<PolicyEntry>,
-    },
-    /// Nothing is deployed to this machine (rule 8), said plainly.
-    None { reason: String },
+/// The body of `/agent/policy` and of a full media's `policy.json`.
+pub fn encode(p: &Policy) -> Vec<u8> {
+    // Only `Policy::Unknown` fails to serialize, and the server never builds it.
+    p.to_json()
+        .unwrap_or_else(|_| br#"{"action":"none","reason":"no policy"}"#.to_vec())
 }
 
 /// Builds the policy of a decision. `base` is the server URL for content links.
@@ -70,9 +32,13 @@ pub fn policy(decision: &Decision, catalog: &Catalog, base: &str) -> Policy {
             entries: entries
                 .iter()
                 .filter_map(|id| catalog.deployment(id))
-                .map(|d| PolicyEntry {
+                .map(|d| MenuEntry {
                     id: d.id.to_string(),
                     name: task_sequence_name(catalog, &d.task_sequence),
+                    purpose: match d.purpose {
+                        catalog::Purpose::Required => Purpose::Required,
+                        catalog::Purpose::Available => Purpose::Available,
+                    },
                 })
                 .collect(),
         },
@@ -106,7 +72,7 @@ fn task_sequence_name(catalog: &Catalog, ts: &str) -> String {
 
 /// The policy of one deployment as it runs, with its packages' files.
 fn run(
-    d: &crate::catalog::Deployment,
+    d: &catalog::Deployment,
     catalog: &Catalog,
     base: &str,
     reason: String,
@@ -117,16 +83,19 @@ fn run(
     let mut packages = BTreeMap::new();
     for id in ts.map(|t| t.referenced_packages()).unwrap_or_default() {
         if let Some(p) = catalog.package(id) {
-            let files = p
-                .files
-                .iter()
-                .map(|f| PolicyFile {
-                    path: f.path.clone(),
-                    size: f.size,
-                    sha256: f.sha256.clone(),
-                    url: format!("{base}/content/{}", f.sha256),
-                })
-                .collect();
+            let mut files = Vec::new();
+            for f in &p.files {
+                // A hash the catalog could not vouch for is left out, and the run is told.
+                match f.sha256.parse() {
+                    Ok(sha256) => files.push(PolicyFile {
+                        path: f.path.clone(),
+                        size: f.size,
+                        sha256,
+                        url: Some(format!("{base}/content/{}", f.sha256)),
+                    }),
+                    Err(e) => warnings.push(format!("package {id}: file {}: {e}", f.path)),
+                }
+            }
             packages.insert(id.to_owned(), files);
         }
     }
@@ -142,11 +111,19 @@ fn run(
             id: d.id.to_string(),
             task_sequence: d.task_sequence.clone(),
             name: task_sequence_name(catalog, &d.task_sequence),
-            option: d.option,
+            option: content_option(d.option),
         },
         steps,
         packages,
         warnings,
+    }
+}
+
+fn content_option(o: DeploymentOption) -> ContentOption {
+    match o {
+        DeploymentOption::DownloadOnDemand => ContentOption::DownloadOnDemand,
+        DeploymentOption::DownloadAll => ContentOption::DownloadAll,
+        DeploymentOption::DirectAccess => ContentOption::DirectAccess,
     }
 }
 

@@ -10,4 +10,5 @@ pub mod mbr;
 pub mod media;
 pub mod timestamp;
 pub mod usb;
-pub mod variables;
+/// The media variables file, shared with the agent that reads it.
+pub use netdeploy_wire::variables;

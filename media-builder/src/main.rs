@@ -9,7 +9,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use media_builder::bootloaders::Locator;
 use media_builder::media::{self, BootImage, Format};
 use media_builder::timestamp::Timestamp;
-use media_builder::variables::{derived_salt, hash_password, MediaType, Variables};
+use media_builder::variables::{MediaType, MediaVariables};
+use netdeploy_wire::password;
 
 #[derive(Parser)]
 #[command(
@@ -54,11 +55,22 @@ struct BuildArgs {
     /// Deployment to run unattended (SMSTSPreferredAdvertID).
     #[arg(long)]
     preferred_deployment: Option<String>,
-    /// Password asked before a deployment runs; stored only as a salted SHA-256 hash. An empty
-    /// password is refused. Prefer the environment variable: a command line is visible to
-    /// other users.
+    /// Password asked before a deployment runs; stored only as an argon2id hash (PHC string)
+    /// with a random salt. An empty password is refused. Prefer the environment variable: a
+    /// command line is visible to other users.
     #[arg(long, env = "NETDEPLOY_MEDIA_PASSWORD", hide_env_values = true)]
     password: Option<String>,
+    /// The password's salt, 8 to 48 bytes in hex, instead of a random one: for reproducible
+    /// builds, where the same inputs must give the same bytes. Never derive it from the
+    /// password.
+    #[arg(
+        long,
+        env = "NETDEPLOY_MEDIA_PASSWORD_SALT",
+        hide_env_values = true,
+        value_name = "HEX",
+        value_parser = parse_salt
+    )]
+    password_salt: Option<Salt>,
     #[arg(long, value_enum, default_value = "iso")]
     format: Format,
     /// Image to write (replaced if it exists; it is written as OUTPUT with the extension
@@ -94,10 +106,6 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
     }
     refuse_output_over_input(&args.output, &inputs)?;
     let t = Timestamp::from_env().map_err(anyhow::Error::msg)?;
-    let epoch = std::env::var("SOURCE_DATE_EPOCH")
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0i64);
     let locator = Locator {
         bios_loader: args.bios_loader,
         efi_loader: args.efi_loader,
@@ -108,23 +116,34 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
         Format::Iso => Some(locator.bios()?),
         Format::Usb => None,
     };
-    let password_hash = args
-        .password
-        .as_deref()
-        .map(|pw| hash_password(pw, &derived_salt(pw, &args.server_url, epoch)));
+    let media_password = match &args.password {
+        Some(pw) => {
+            let salt = match args.password_salt {
+                Some(Salt(salt)) => salt,
+                None => {
+                    let mut salt = vec![0u8; password::SALT_LEN];
+                    getrandom::fill(&mut salt)
+                        .map_err(|e| anyhow::anyhow!("no random salt for the password: {e}"))?;
+                    salt
+                }
+            };
+            Some(password::hash(pw, &salt)?)
+        }
+        None => None,
+    };
     let payload = match &args.full {
         Some(dir) => media::Payload::load(dir)?,
         None => media::Payload::default(),
     };
-    let variables = Variables {
-        server_url: args.server_url,
+    let variables = MediaVariables {
+        server_url: Some(args.server_url).filter(|u| !u.is_empty()),
         media_type: if payload.is_full() {
             MediaType::FullMedia
         } else {
             MediaType::BootMedia
         },
         preferred_advert_id: args.preferred_deployment,
-        password_hash,
+        media_password,
     }
     .render()?;
     let boot = BootImage::load(&args.kernel, &args.initrd, &args.cmdline)?;
@@ -175,6 +194,18 @@ fn refuse_output_over_input(output: &Path, inputs: &[PathBuf]) -> anyhow::Result
         }
     }
     Ok(())
+}
+
+/// The bytes of `--password-salt`.
+#[derive(Clone)]
+struct Salt(Vec<u8>);
+
+/// `--password-salt`: 8 to 48 bytes of hex (PHC salts are 4 to 64 characters of base64).
+fn parse_salt(s: &str) -> Result<Salt, String> {
+    match netdeploy_wire::hex::decode(s) {
+        Some(b) if (8..=48).contains(&b.len()) => Ok(Salt(b)),
+        _ => Err("expected 16 to 96 hex digits (8 to 48 bytes)".into()),
+    }
 }
 
 /// Writes through a temporary file beside the output, then renames, so a failed build

@@ -17,7 +17,7 @@ use crate::iso9660::{self, BootSpec, IsoError, IsoSpec};
 use crate::mbr;
 use crate::timestamp::Timestamp;
 use crate::usb;
-use crate::variables::VariablesError;
+use netdeploy_wire::variables::VariablesError;
 
 /// Volume id of the ISO and label of the system partition: what the initramfs mounts.
 pub const MEDIA_LABEL: &str = "NETDEPLOY";

@@ -186,57 +186,10 @@ pub fn kernel_cmdline_problem(cmdline: &str) -> Option<String> {
     None
 }
 
-/// What a task sequence step does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StepAction {
-    /// Partition and format the disk.
-    Partition,
-    /// Write an operating-system image (a WIM or raw disk image from a package) to disk.
-    ApplyImage,
-    /// Install an operating system from its setup files in a package.
-    ApplyOs,
-    /// Run a command line, optionally from a package.
-    RunCommand,
-    /// Install a package's content.
-    InstallPackage,
-    /// Restart the machine and continue.
-    Reboot,
-    /// Write a file of a package (`package`, `file`) or the text `value` to the path `target`.
-    WriteFile,
-    /// Set the task sequence variable `variable` to `value` (later commands see it in their
-    /// environment).
-    SetVariable,
-    /// Power the machine off (the end of a task sequence in the lab).
-    Poweroff,
-}
-
-/// One step of a task sequence.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Step {
-    /// Name shown in progress and status messages.
-    pub name: String,
-    /// What the step does.
-    pub action: StepAction,
-    /// The package the step reads, when it reads one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub package: Option<String>,
-    /// The command line of a `run_command` step.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub command: Option<String>,
-    /// The file of `package` the step reads (`apply_image`: the raw disk image; `write_file`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub file: Option<String>,
-    /// Where the step writes: a block device (`apply_image`) or a path (`write_file`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target: Option<String>,
-    /// The variable a `set_variable` step sets.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub variable: Option<String>,
-    /// The value of a `set_variable` step, or the text of a `write_file` step.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub value: Option<String>,
-}
+/// A task sequence step and its action are the agent's contract: the catalog keeps them as
+/// the policy sends them. An action this server does not know is refused where steps come in
+/// (the site file, `task-sequence create --step`), so the catalog holds known ones only.
+pub use netdeploy_wire::policy::{Step, StepAction};
 
 /// Ordered steps run in a boot environment (SPEC section 2, "Task sequence").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -695,17 +648,7 @@ impl Catalog {
 /// Parses an SMBIOS UUID as Linux prints it (`4c4c4544-0042-...`): 32 hex digits, dashes
 /// optional, either case.
 pub fn parse_smbios_uuid(s: &str) -> Result<SmbiosUuid, String> {
-    let hex: Vec<u8> = s.bytes().filter(|&b| b != b'-').collect();
-    if hex.len() != 32 {
-        return Err(format!("{s:?} is not an SMBIOS UUID"));
-    }
-    let mut out = [0u8; 16];
-    for (i, b) in out.iter_mut().enumerate() {
-        let pair = std::str::from_utf8(&hex[2 * i..2 * i + 2])
-            .map_err(|_| format!("{s:?} is not an SMBIOS UUID"))?;
-        *b = u8::from_str_radix(pair, 16).map_err(|_| format!("{s:?} is not an SMBIOS UUID"))?;
-    }
-    Ok(SmbiosUuid(out))
+    s.parse()
 }
 
 /// Serde helpers that write MAC addresses and UUIDs as text, so catalogs read well in TOML and

@@ -346,6 +346,7 @@ fn linux() -> BootImageKind {
 #[serde(deny_unknown_fields)]
 struct WireStep {
     name: String,
+    #[serde(deserialize_with = "known_step_action")]
     action: StepAction,
     package: Option<String>,
     command: Option<String>,
@@ -353,6 +354,20 @@ struct WireStep {
     target: Option<String>,
     variable: Option<String>,
     value: Option<String>,
+}
+
+/// A step action of the site file: one this server knows, else an error that lists them.
+fn known_step_action<'de, D: serde::Deserializer<'de>>(d: D) -> Result<StepAction, D::Error> {
+    match StepAction::deserialize(d)? {
+        StepAction::Unknown(a) => {
+            let known: Vec<&str> = StepAction::KNOWN.iter().map(StepAction::as_str).collect();
+            Err(serde::de::Error::custom(format!(
+                "unknown step action {a:?}, expected one of {}",
+                known.join(", ")
+            )))
+        }
+        a => Ok(a),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -747,8 +762,7 @@ fn check_task_sequences(c: &Catalog) -> Result<(), SiteError> {
 }
 
 fn check_step(c: &Catalog, at: &str, s: &Step) -> Result<(), SiteError> {
-    let action = serde_json::to_value(s.action).expect("actions serialize");
-    let action = action.as_str().unwrap_or("?");
+    let action = s.action.as_str();
     let need = |field: &Option<String>, key: &str| -> Result<(), SiteError> {
         match field.as_deref() {
             Some(v) if !v.trim().is_empty() => Ok(()),
@@ -821,6 +835,14 @@ fn check_step(c: &Catalog, at: &str, s: &Step) -> Result<(), SiteError> {
             }
         }
         StepAction::Partition | StepAction::Reboot | StepAction::Poweroff => {}
+        // Refused when the file is read (`known_step_action`); kept here so that a step made
+        // some other way is refused too.
+        StepAction::Unknown(ref a) => {
+            return Err(invalid(
+                format!("{at}.action"),
+                format!("unknown step action {a:?}"),
+            ))
+        }
     }
     if let Some(t) = s.target.as_deref() {
         if !t.starts_with('/') {
@@ -998,6 +1020,22 @@ available_to = "media_pxe"
         );
         let ch = diff(&a, &Catalog::default());
         assert_eq!(ch.removed.len(), 7, "{ch:?}");
+    }
+
+    #[test]
+    fn a_step_action_the_server_does_not_know_is_refused_by_name() {
+        let e = parse(
+            &SITE.replace("action = \"run_command\"", "action = \"format_c\""),
+            &cli(),
+            fake_import,
+            0,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("unknown step action \"format_c\", expected one of partition,"),
+            "{e}"
+        );
     }
 
     #[test]

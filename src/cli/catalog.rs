@@ -702,21 +702,20 @@ fn export(dd: &DataDir, catalog: &Catalog, id: &str, out: &Path) -> anyhow::Resu
     let mut done = std::collections::BTreeSet::new();
     for (package, files) in packages {
         for f in files {
-            if !done.insert(f.sha256.clone()) {
+            if !done.insert(f.sha256) {
                 continue;
             }
             let file = ContentFile {
                 path: f.path.clone(),
                 size: f.size,
-                sha256: f.sha256.clone(),
+                sha256: f.sha256.to_string(),
             };
-            lib.export(&file, &content.join(&f.sha256))
+            lib.export(&file, &content.join(&file.sha256))
                 .with_context(|| format!("package {package}: {} (run site apply again)", f.path))?;
             total += f.size;
         }
     }
-    let json = serde_json::to_vec(&policy)?;
-    std::fs::write(out.join("policy.json"), json)?;
+    std::fs::write(out.join("policy.json"), netdeploy::policy::encode(&policy))?;
     println!(
         "deployment {id}: policy.json and {} content files ({total} bytes) in {}",
         done.len(),
@@ -1052,9 +1051,10 @@ pub fn task_sequence(dd: &DataDir, cmd: TaskSequenceCommand) -> anyhow::Result<(
                 let (Some(action), Some(step_name)) = (parts.next(), parts.next()) else {
                     bail!("--step {s:?}: write ACTION:NAME[:ARGUMENT]");
                 };
-                let action: StepAction =
-                    serde_json::from_value(serde_json::Value::String(action.into()))
-                        .map_err(|_| anyhow::anyhow!("--step {s:?}: unknown action {action:?}"))?;
+                let action = StepAction::from(action.to_owned());
+                if action.is_unknown() {
+                    bail!("--step {s:?}: unknown action {:?}", action.as_str());
+                }
                 let arg = parts.next().map(str::to_owned);
                 let (command, package) = if action == StepAction::RunCommand {
                     (arg, None)
@@ -1158,7 +1158,7 @@ fn import_statuses(dd: &DataDir, files: &[PathBuf]) -> anyhow::Result<()> {
             bp.record_agent_status_at(
                 m.machine,
                 m.deployment.as_deref(),
-                &m.kind,
+                m.kind.as_str(),
                 m.body,
                 m.at.unwrap_or_else(now),
             )?;

@@ -74,21 +74,7 @@ pub struct Library {
     root: PathBuf,
 }
 
-/// Lowercase hex of a digest.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Bytes of a lowercase hex string.
-pub fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
+pub use netdeploy_wire::hex::{decode as unhex, encode as hex};
 
 /// Standard base64 with padding (RFC 4648 section 4), for `Repr-Digest`.
 pub fn base64(bytes: &[u8]) -> String {

@@ -41,73 +41,8 @@ pub enum Malformed {
     Decoder(String),
 }
 
-/// The SMBIOS UUID of a machine, in the canonical order of `/sys/class/dmi/id/product_uuid`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SmbiosUuid(pub [u8; 16]);
-
-impl SmbiosUuid {
-    /// Reads option 97 (RFC 4578 section 2.3: type 0 then 16 bytes). Firmware copies the GUID
-    /// as SMBIOS stores it, with the first three fields little-endian; they are swapped back
-    /// here so the value equals what Linux prints in `product_uuid`.
-    pub fn from_option97(data: &[u8]) -> Option<SmbiosUuid> {
-        if data.len() != 17 || data[0] != 0 {
-            return None;
-        }
-        let mut g = [0u8; 16];
-        g.copy_from_slice(&data[1..]);
-        g[0..4].reverse();
-        g[4..6].reverse();
-        g[6..8].reverse();
-        if g == [0; 16] || g == [0xff; 16] {
-            return None;
-        }
-        Some(SmbiosUuid(g))
-    }
-}
-
-impl std::fmt::Display for SmbiosUuid {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (i, b) in self.0.iter().enumerate() {
-            if matches!(i, 4 | 6 | 8 | 10) {
-                f.write_str("-")?;
-            }
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
-    }
-}
-
-/// An Ethernet MAC address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Mac(pub [u8; 6]);
-
-impl std::fmt::Display for Mac {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let m = self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            m[0], m[1], m[2], m[3], m[4], m[5]
-        )
-    }
-}
-
-impl std::str::FromStr for Mac {
-    type Err = String;
-    /// Accepts `52:54:00:12:34:56`, `52-54-00-12-34-56` and `525400123456`.
-    fn from_str(s: &str) -> Result<Mac, String> {
-        let hex: String = s.chars().filter(|c| !matches!(c, ':' | '-')).collect();
-        if hex.len() != 12 {
-            return Err(format!("{s:?} is not a MAC address"));
-        }
-        let mut m = [0u8; 6];
-        for (i, b) in m.iter_mut().enumerate() {
-            *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)
-                .map_err(|_| format!("{s:?} is not a MAC address"))?;
-        }
-        Ok(Mac(m))
-    }
-}
+/// The identity types live with the contract the agent shares; the codec only reads them.
+pub use netdeploy_wire::{Mac, SmbiosUuid};
 
 /// A decoded client request: the dhcproto message plus the PXE facts read from raw options.
 #[derive(Debug, Clone)]

@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use super::AppState;
 use crate::decision::Context;
+use netdeploy_wire::status::StatusKind;
 
 #[derive(Debug, Deserialize)]
 pub struct PolicyQuery {
@@ -68,10 +69,15 @@ pub async fn policy(State(s): State<Arc<AppState>>, Query(q): Query<PolicyQuery>
             crate::policy::Policy::Run { deployment, .. } => format!("run {}", deployment.id),
             crate::policy::Policy::Menu { entries, .. } => format!("menu of {}", entries.len()),
             crate::policy::Policy::None { reason } => format!("none: {reason}"),
+            crate::policy::Policy::Unknown => "unknown".into(),
         },
         "policy served"
     );
-    Json(p).into_response()
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        crate::policy::encode(&p),
+    )
+        .into_response()
 }
 
 pub async fn status(State(s): State<Arc<AppState>>, body: axum::body::Bytes) -> Response {
@@ -83,10 +89,10 @@ pub async fn status(State(s): State<Arc<AppState>>, body: axum::body::Bytes) -> 
         Err(e) => return bad(e),
     };
     let m = msg.machine;
-    let level_fail = msg.kind == "failed";
-    match msg.kind.as_str() {
-        "failed" => crate::counters::Counters::bump(&s.counters.deployments_failed),
-        "succeeded" => crate::counters::Counters::bump(&s.counters.deployments_succeeded),
+    let level_fail = msg.kind == StatusKind::Failed;
+    match msg.kind {
+        StatusKind::Failed => crate::counters::Counters::bump(&s.counters.deployments_failed),
+        StatusKind::Succeeded => crate::counters::Counters::bump(&s.counters.deployments_succeeded),
         _ => {}
     }
     let mac = m.mac.map(|x| x.to_string()).unwrap_or_default();
@@ -104,8 +110,10 @@ pub async fn status(State(s): State<Arc<AppState>>, body: axum::body::Bytes) -> 
     let bp = s.bootpath.clone();
     let dep = msg.deployment.clone();
     let kind = msg.kind.clone();
-    match tokio::task::spawn_blocking(move || bp.record_agent_status(m, dep.as_deref(), &kind, raw))
-        .await
+    match tokio::task::spawn_blocking(move || {
+        bp.record_agent_status(m, dep.as_deref(), kind.as_str(), raw)
+    })
+    .await
     {
         Ok(Ok(seq)) => {
             (StatusCode::CREATED, Json(serde_json::json!({ "seq": seq }))).into_response()

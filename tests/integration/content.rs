@@ -84,12 +84,7 @@ fn content_is_served_by_hash_with_ranges_etag_and_repr_digest() {
         .lines()
         .find(|l| l.to_ascii_lowercase().starts_with("repr-digest"))
         .unwrap();
-    let expected = {
-        let raw: Vec<u8> = (0..32)
-            .map(|i| u8::from_str_radix(&sha[2 * i..2 * i + 2], 16).unwrap())
-            .collect();
-        netdeploy::content::base64(&raw)
-    };
+    let expected = netdeploy::content::base64(&netdeploy_wire::hex::decode(&sha).unwrap());
     assert!(b64.contains(&expected), "{b64} vs {expected}");
     // A resumed download: curl -C - continues a partial file with Range.
     std::fs::write(&out, &image[..1_000_000]).unwrap();

@@ -84,11 +84,8 @@ pub fn small_image(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
 
 fn captured_discover_from(mac: &str) -> Vec<u8> {
     let mut d = requests_to("bios-ipxe-rom_proxy.pcap", 67)[0].clone();
-    let m: Vec<u8> = mac
-        .split(':')
-        .map(|x| u8::from_str_radix(x, 16).unwrap())
-        .collect();
-    d[28..34].copy_from_slice(&m);
+    let m: netdeploy_wire::Mac = mac.parse().unwrap();
+    d[28..34].copy_from_slice(&m.0);
     d
 }
 

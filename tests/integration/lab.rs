@@ -77,6 +77,25 @@ impl Lab {
         self.peer_dhcp = true;
     }
 
+    /// `lab/boot-vm.sh` for one machine on this lab's network, its serial console logged to
+    /// `serial`; the caller adds media and options, and runs or spawns it (holding a
+    /// [`vm_turn`] and having made the tap).
+    pub fn boot_vm_command(
+        &self,
+        firmware: &str,
+        mac: &str,
+        tap: &str,
+        serial: &Path,
+        timeout: u32,
+    ) -> Command {
+        let mut c = Command::new(repo().join("lab/boot-vm.sh"));
+        c.args(["--ns", &self.name, "--firmware", firmware, "--mac", mac])
+            .args(["--tap", tap, "--serial-log"])
+            .arg(serial)
+            .args(["--timeout", &timeout.to_string()]);
+        c
+    }
+
     pub fn tap(&self, tap: &str) {
         must(Command::new(repo().join("lab/net.sh")).args(["tap", &self.name, tap]));
     }
@@ -121,21 +140,8 @@ impl Lab {
             }
         }
         let serial = dir.join(format!("serial-{tap}.log"));
-        let out = run(Command::new(repo().join("lab/boot-vm.sh"))
-            .args([
-                "--ns",
-                &self.name,
-                "--firmware",
-                firmware,
-                "--mac",
-                mac,
-                "--tap",
-                tap,
-                "--serial-log",
-                serial.to_str().unwrap(),
-                "--timeout",
-                &timeout.to_string(),
-            ])
+        let out = run(self
+            .boot_vm_command(firmware, mac, tap, &serial, timeout)
             .args(extra));
         let log = std::fs::read_to_string(&serial).unwrap_or_default();
         let report = format!(

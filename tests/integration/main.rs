@@ -5,6 +5,7 @@ mod admin_api;
 mod agent_qemu;
 mod config_lookup;
 mod content;
+mod contract;
 mod deploy_qemu;
 mod deployments;
 mod dhcp;

@@ -4,6 +4,9 @@
 //! - Unattended boot media naming a hidden deployment: the machine boots the ISO, asks the
 //!   server in `media` context, runs that deployment with no key press, and the server records
 //!   success.
+//! - Boot media with a password and without a preferred deployment: the test types the
+//!   password into the serial console, the server answers a menu of the visible available
+//!   deployments, the test types one, it runs and the server records it.
 //! - Full media, ISO under SeaBIOS and USB image under OVMF: no network device at all; the
 //!   agent runs the exported task sequence from the media and the disk ends with the image.
 
@@ -22,8 +25,10 @@ fn uuid() -> &'static str {
     UUID.get_or_init(random_smbios_uuid)
 }
 
-/// A site with one machine, a disk-image package and two deployments of it: LAB00001 hidden
-/// and available (only a preferred id on media reaches it), LAB00002 what full media carry.
+/// A site with one machine, a disk-image package and three deployments: LAB00001 hidden
+/// and available (only a preferred id on media reaches it), LAB00002 what full media carry,
+/// LAB00003 the same task sequence as LAB00001 but visible, so that media without a
+/// preferred id get a menu of LAB00002 and LAB00003.
 fn site(dir: &Path, image: &[u8]) -> PathBuf {
     let (kernel, initrd) = boot_image();
     let pkg = dir.join("disk");
@@ -76,6 +81,12 @@ collection = "lab"
 purpose = "available"
 available_to = "media_pxe"
 accept_high_risk = true
+[[deployment]]
+id = "LAB00003"
+task_sequence = "hello"
+collection = "lab"
+purpose = "available"
+available_to = "media_pxe"
 "#,
         kernel = kernel.display().to_string(),
         initrd = initrd.display().to_string(),
@@ -105,6 +116,149 @@ fn build_media(data: &Path, output: &Path, extra: &[&str]) {
     args.extend_from_slice(extra);
     let (ok, out) = cli(data, &args);
     assert!(ok, "netdeploy media build failed:\n{out}");
+}
+
+/// A random SMBIOS UUID, never all zeros: the machine is known by its MAC.
+fn random_uuid() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/uuid")
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+/// Waits up to five minutes for `prompt` in the serial log, as a person at the console would;
+/// false when the machine stopped first.
+fn wait_for_prompt(serial: &Path, prompt: &str, vm: &mut std::process::Child) -> bool {
+    for _ in 0..600 {
+        if std::fs::read_to_string(serial)
+            .unwrap_or_default()
+            .contains(prompt)
+        {
+            return true;
+        }
+        if vm.try_wait().unwrap().is_some() {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    false
+}
+
+#[test]
+fn protected_boot_media_without_a_preferred_deployment_run_the_one_typed_into_the_menu() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let site = site(dir.path(), &disk_image(1));
+    cli_ok(&data, &["site", "apply", site.to_str().unwrap()]);
+    let iso = dir.path().join("boot.iso");
+    build_media(
+        &data,
+        &iso,
+        &[
+            "--server-url",
+            "http://10.77.0.1:8080",
+            "--password",
+            "lab secret",
+        ],
+    );
+    let config = lab_dhcp_config(&data);
+    let lab = Lab::up();
+    let server = Server::start_in(dir.path(), &config, &lab.exec_prefix());
+    let _turn = vm_turn();
+    lab.tap("tap0");
+    let serial = dir.path().join("serial-menu.log");
+    let console = dir.path().join("console.sock");
+    let mut vm = lab
+        .boot_vm_command("bios", MAC, "tap0", &serial, 300)
+        .args(["--no-pxe", "--cdrom", iso.to_str().unwrap()])
+        .args(["--expect", "NETDEPLOY-AGENT-RESULT", "--smbios-uuid"])
+        .arg(random_uuid())
+        .arg("--serial-socket")
+        .arg(&console)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run lab/boot-vm.sh");
+    // Connected until the machine is done, as a person with socat would be: QEMU drops what
+    // it has not read yet from a console that hangs up.
+    let mut typing = None;
+    let mut answer = |line: &[u8]| {
+        let console = typing.get_or_insert_with(|| {
+            let c = std::os::unix::net::UnixStream::connect(&console).unwrap();
+            // Reading what the console shows, as socat does (the serial log has it too).
+            let mut shown = c.try_clone().unwrap();
+            std::thread::spawn(move || std::io::copy(&mut shown, &mut std::io::sink()));
+            c
+        });
+        // What socat sends for a line typed and Enter.
+        std::io::Write::write_all(console, line).unwrap();
+    };
+    let password_asked = wait_for_prompt(&serial, "media password:", &mut vm);
+    if password_asked {
+        answer(b"lab secret\n");
+    }
+    let asked =
+        password_asked && wait_for_prompt(&serial, "choose a deployment (number or id):", &mut vm);
+    if asked {
+        answer(b"LAB00003\n");
+    }
+    let out = vm.wait_with_output().unwrap();
+    let serial = std::fs::read_to_string(&serial).unwrap_or_default();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        asked,
+        "no password prompt, or no menu after it:\n{report}\n{serial}\n{}",
+        server.log()
+    );
+    assert!(serial.contains("media password accepted"), "{serial}");
+    assert!(
+        !serial.contains("lab secret"),
+        "the password is not echoed:\n{serial}"
+    );
+    assert!(out.status.success(), "{report}\n{serial}\n{}", server.log());
+    assert!(
+        serial.contains("LAB00002  Apply the lab disk image  (available)"),
+        "{serial}"
+    );
+    assert!(
+        serial.contains("LAB00003  Say hello from the media  (available)"),
+        "{serial}"
+    );
+    assert!(
+        !serial.contains("LAB00001"),
+        "a hidden deployment is never listed:\n{serial}"
+    );
+    assert!(serial.contains("chosen: LAB00003"), "{serial}");
+    assert!(serial.contains("hello from boot media"), "{serial}");
+    assert!(
+        serial.contains("NETDEPLOY-AGENT-RESULT success deployment=LAB00003"),
+        "{serial}"
+    );
+    server
+        .wait_for_log(
+            &["policy served", "context=media", "menu of 2"],
+            Duration::from_secs(5),
+        )
+        .expect("the server logs the menu");
+    server
+        .wait_for_log(
+            &["policy served", "context=media", "run LAB00003"],
+            Duration::from_secs(5),
+        )
+        .expect("the server logs the chosen deployment's policy");
+    let status: serde_json::Value =
+        serde_json::from_str(&cli_ok(&data, &["status", "--json"])).unwrap();
+    let d = status["deployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["deployment"] == "LAB00003")
+        .unwrap_or_else(|| panic!("{status}"));
+    assert_eq!(d["counts"]["compliant"], 1, "{status}");
 }
 
 /// Boots a machine with no network device; returns (success, serial log, boot-vm.sh output).

@@ -12,11 +12,12 @@ use crate::full_media::{self, Layout};
 use crate::http::{self, Client, Url};
 use crate::identity;
 use crate::media_password::prompt;
+use crate::menu;
 use crate::plan::{self, ContentFrom, Plan};
 use crate::policy::{self, ContentOption, Policy, RunPolicy};
 use crate::power;
 use crate::sequence::{Runner, StepFailure};
-use crate::status::{self, Reporter, StatusMessage};
+use crate::status::{self, Reporter, StatusKind, StatusMessage};
 
 /// Largest policy accepted.
 const MAX_POLICY: usize = 16 << 20;
@@ -56,19 +57,19 @@ pub fn run(flags: &RunFlags) -> i32 {
         .mac
         .as_deref()
         .and_then(identity::normalize_mac)
-        .or_else(|| id.primary_mac().map(str::to_owned));
+        .or_else(|| id.primary_mac());
     say(format!(
         "machine mac={} uuid={} context={} deployment={}",
-        mac.as_deref().unwrap_or("none"),
-        id.uuid.as_deref().unwrap_or("none"),
+        mac.map_or("none".into(), |m| m.to_string()),
+        id.uuid.map_or("none".into(), |u| u.to_string()),
         config.context.as_str(),
         config.deployment.as_deref().unwrap_or("none"),
     ));
     let mut reporter = Reporter::new(
         config.server.as_ref(),
         config.status_file.clone(),
-        mac.clone(),
-        id.uuid.clone(),
+        mac,
+        id.uuid,
     );
     let requested = config.deployment.clone().unwrap_or_default();
     if !requested.is_empty() {
@@ -83,44 +84,91 @@ pub fn run(flags: &RunFlags) -> i32 {
         return failed(&reporter, &requested, None, &StepFailure::reason(reason));
     };
 
+    let (mac_text, uuid_text) = (mac.map(|m| m.to_string()), id.uuid.map(|u| u.to_string()));
     let mut query: Vec<(&str, &str)> = Vec::new();
-    if let Some(m) = &mac {
+    if let Some(m) = &mac_text {
         query.push(("mac", m));
     }
-    if let Some(u) = &id.uuid {
+    if let Some(u) = &uuid_text {
         query.push(("uuid", u));
     }
     query.push(("context", config.context.as_str()));
-    if !requested.is_empty() {
-        query.push(("deployment", &requested));
-    }
-    let policy_url = match server.join("/agent/policy") {
-        Ok(u) => u.with_query(&http::url::query(&query)),
-        Err(e) => {
-            return failed(
-                &reporter,
-                &requested,
-                None,
-                &StepFailure::reason(e.to_string()),
-            )
+    let policy_url = |deployment: &str| {
+        let mut query = query.clone();
+        if !deployment.is_empty() {
+            query.push(("deployment", deployment));
         }
+        server
+            .join("/agent/policy")
+            .map(|u| u.with_query(&http::url::query(&query)))
     };
     let client = Client::default();
     let backoff = Backoff::default();
-    say(format!("asking {policy_url} for the policy"));
-    match fetch_policy(&client, &policy_url, &backoff) {
-        Ok(Policy::Nothing { reason }) => nothing_deployed(&reporter, &reason),
-        Ok(Policy::Run(p)) => run_policy(
-            &config,
-            &ContentFrom::Server(server),
-            &client,
-            backoff,
-            &mut reporter,
-            &requested,
-            p,
-        ),
-        Err(reason) => failed(&reporter, &requested, None, &StepFailure::reason(reason)),
+    let mut requested = requested;
+    // At most two rounds: the policy, and after a menu the policy of the one chosen.
+    for round in 0..2 {
+        let url = match policy_url(&requested) {
+            Ok(u) => u,
+            Err(e) => {
+                return failed(
+                    &reporter,
+                    &requested,
+                    None,
+                    &StepFailure::reason(e.to_string()),
+                )
+            }
+        };
+        say(format!("asking {url} for the policy"));
+        match fetch_policy(&client, &url, &backoff) {
+            Ok(Policy::Nothing { reason }) => return nothing_deployed(&reporter, &reason),
+            Ok(Policy::Run(p)) => {
+                return run_policy(
+                    &config,
+                    &ContentFrom::Server(server.clone()),
+                    &client,
+                    backoff,
+                    &mut reporter,
+                    &requested,
+                    p,
+                )
+            }
+            Ok(Policy::Menu { reason, entries }) if round == 0 && !entries.is_empty() => {
+                say(format!("the server offers a menu: {reason}"));
+                match menu::ask_on_console(&entries, config.menu_timeout) {
+                    Some(e) => {
+                        requested = e.id.clone();
+                        reporter.set_deployment(&requested);
+                    }
+                    None => return nothing_chosen(config.menu_timeout),
+                }
+            }
+            Ok(Policy::Menu { entries, .. }) => {
+                let reason = match entries.is_empty() {
+                    true => "the server offered an empty menu".to_owned(),
+                    false => format!(
+                        "the server answered a menu again for the chosen deployment {requested}"
+                    ),
+                };
+                return failed(&reporter, &requested, None, &StepFailure::reason(reason));
+            }
+            Err(reason) => {
+                return failed(&reporter, &requested, None, &StepFailure::reason(reason))
+            }
+        }
     }
+    unreachable!("the second round returns")
+}
+
+/// Nobody chose from the menu in time: nothing runs, nothing is reported, the machine is
+/// left as it was (rule 6: the default after the timeout is the local disk); exit code 0.
+fn nothing_chosen(timeout: std::time::Duration) -> i32 {
+    let reason = format!(
+        "no deployment was chosen within {} s: nothing runs",
+        timeout.as_secs()
+    );
+    say(&reason);
+    println!("{}", console::no_deployment_line(&reason));
+    0
 }
 
 /// SPEC section 7: the task sequence of a full media runs from the medium alone. Its policy
@@ -157,6 +205,12 @@ fn run_full_media(config: &Config, reporter: Reporter, requested: &str) -> i32 {
     say(reporter.describe());
     match full_media::read_policy(&layout.policy, MAX_POLICY) {
         Ok(Policy::Nothing { reason }) => nothing_deployed(&reporter, &reason),
+        Ok(Policy::Menu { .. }) => failed(
+            &reporter,
+            requested,
+            None,
+            &StepFailure::reason("full media carry one deployment, but their policy is a menu"),
+        ),
         Ok(Policy::Run(p)) => run_policy(
             config,
             &ContentFrom::Media(layout.content),
@@ -174,9 +228,9 @@ fn run_full_media(config: &Config, reporter: Reporter, requested: &str) -> i32 {
 fn nothing_deployed(reporter: &Reporter, reason: &str) -> i32 {
     say(format!("nothing is deployed to this machine: {reason}"));
     reporter.send(StatusMessage {
-        kind: "no-deployment".into(),
+        kind: StatusKind::NoDeployment,
         reason: Some(reason.to_owned()),
-        ..StatusMessage::default()
+        ..StatusMessage::new(StatusKind::Started)
     });
     println!("{}", console::no_deployment_line(reason));
     0
@@ -205,7 +259,7 @@ fn run_policy(
     for w in &p.warnings {
         say(format!("warning from {source}: {w}"));
     }
-    match (from, p.option) {
+    match (from, &p.option) {
         (ContentFrom::Server(_), ContentOption::DirectAccess) => say(
             "warning: direct_access: content is streamed from the server and its SHA-256 is NOT verified",
         ),
@@ -227,8 +281,8 @@ fn run_policy(
         }
     ));
     reporter.send(StatusMessage {
-        kind: "started".into(),
-        ..StatusMessage::default()
+        kind: StatusKind::Started,
+        ..StatusMessage::new(StatusKind::Started)
     });
     let plan = match plan::plan(&p, from) {
         Ok(plan) => plan,
@@ -286,11 +340,11 @@ fn run_plan(plan: &Plan, runner: &mut Runner, reporter: &Reporter, id: &str) -> 
                     started.elapsed().as_secs_f64()
                 ));
                 reporter.send(StatusMessage {
-                    kind: "step".into(),
+                    kind: StatusKind::Step,
                     step: Some(step.name.clone()),
                     step_index: Some(i),
                     ok: Some(true),
-                    ..StatusMessage::default()
+                    ..StatusMessage::new(StatusKind::Started)
                 });
             }
             Err(f) => {
@@ -301,8 +355,8 @@ fn run_plan(plan: &Plan, runner: &mut Runner, reporter: &Reporter, id: &str) -> 
     }
     say(format!("deployment {id}: all {n} steps succeeded"));
     reporter.send(StatusMessage {
-        kind: "succeeded".into(),
-        ..StatusMessage::default()
+        kind: StatusKind::Succeeded,
+        ..StatusMessage::new(StatusKind::Started)
     });
     println!("{}", console::success_line(id));
     0
@@ -319,13 +373,13 @@ fn failed(
         say(format!("failed: {}", f.reason));
     }
     reporter.send(StatusMessage {
-        kind: "failed".into(),
+        kind: StatusKind::Failed,
         step: step.map(|(_, name)| name.to_owned()),
         step_index: step.map(|(i, _)| i),
         file: f.file.clone(),
         reason: Some(f.reason.clone()),
         code: f.code,
-        ..StatusMessage::default()
+        ..StatusMessage::new(StatusKind::Started)
     });
     println!(
         "{}",
@@ -384,16 +438,7 @@ fn fetch_policy(client: &Client, url: &Url, backoff: &Backoff) -> Result<Policy,
 /// created only to find out is removed again: messages the server takes leave nothing behind.
 fn writable(file: &std::path::Path) -> bool {
     let existed = file.exists();
-    let ok = file
-        .parent()
-        .map_or(Ok(()), std::fs::create_dir_all)
-        .and_then(|_| {
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(file)
-        })
-        .is_ok();
+    let ok = status::open_append(file).is_ok();
     if ok && !existed {
         let _ = std::fs::remove_file(file);
     }

@@ -15,24 +15,14 @@ pub type Sha256Digest = [u8; 32];
 /// where 4 MiB reads reach 650 MB/s. The kernel's readahead keeps the disk busy anyway.
 pub const HASH_BUFFER: usize = 64 << 10;
 
-/// Lowercase hex.
-pub fn to_hex(d: &[u8]) -> String {
-    d.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use netdeploy_wire::hex::encode as to_hex;
 
-/// A digest from 64 hex digits (either case).
+/// A digest from 64 hex digits (either case), white space around them ignored.
 pub fn parse_hex(s: &str) -> Option<Sha256Digest> {
-    let s = s.trim().as_bytes();
-    if s.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, pair) in s.chunks(2).enumerate() {
-        let hi = (pair[0] as char).to_digit(16)?;
-        let lo = (pair[1] as char).to_digit(16)?;
-        out[i] = (hi * 16 + lo) as u8;
-    }
-    Some(out)
+    s.trim()
+        .parse::<netdeploy_wire::Sha256Hex>()
+        .ok()
+        .map(|h| h.0)
 }
 
 /// Hashes everything `r` yields into `hasher`; returns the byte count.

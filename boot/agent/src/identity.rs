@@ -3,19 +3,21 @@
 
 use std::path::Path;
 
+use netdeploy_wire::{Mac, SmbiosUuid};
+
 /// The machine's identity.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Identity {
-    /// Lowercase; `None` when missing or a placeholder (all zeros, all ones).
-    pub uuid: Option<String>,
+    /// `None` when missing or a placeholder (all zeros, all ones).
+    pub uuid: Option<SmbiosUuid>,
     /// `(interface, mac)` sorted by interface name, without `lo` and all-zero addresses.
-    pub macs: Vec<(String, String)>,
+    pub macs: Vec<(String, Mac)>,
 }
 
 impl Identity {
     /// The MAC of the first interface by name.
-    pub fn primary_mac(&self) -> Option<&str> {
-        self.macs.first().map(|(_, m)| m.as_str())
+    pub fn primary_mac(&self) -> Option<Mac> {
+        self.macs.first().map(|(_, m)| *m)
     }
 }
 
@@ -44,29 +46,18 @@ pub fn read(root: &Path) -> Identity {
     Identity { uuid, macs }
 }
 
-/// A SMBIOS UUID in lowercase, or `None` for an empty value or a placeholder that many
-/// machines share (all zeros, all `f`).
-pub fn normalize_uuid(s: &str) -> Option<String> {
-    let s = s.trim().to_ascii_lowercase();
-    let digits: Vec<char> = s.chars().filter(|c| *c != '-').collect();
-    if digits.len() != 32 || !digits.iter().all(|c| c.is_ascii_hexdigit()) {
-        return None;
-    }
-    if digits.iter().all(|c| *c == '0') || digits.iter().all(|c| *c == 'f') {
-        return None;
-    }
-    Some(s)
+/// A SMBIOS UUID, or `None` for an empty value or a placeholder that many machines share
+/// (all zeros, all `f`).
+pub fn normalize_uuid(s: &str) -> Option<SmbiosUuid> {
+    s.trim()
+        .parse::<SmbiosUuid>()
+        .ok()
+        .filter(|u| !u.is_placeholder())
 }
 
-/// A MAC address as `aa:bb:cc:dd:ee:ff`, or `None` for something else or all zeros.
-pub fn normalize_mac(s: &str) -> Option<String> {
-    let s = s.trim().to_ascii_lowercase().replace('-', ":");
-    let parts: Vec<&str> = s.split(':').collect();
-    let ok = parts.len() == 6
-        && parts
-            .iter()
-            .all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()));
-    (ok && s != "00:00:00:00:00:00").then_some(s)
+/// A MAC address, or `None` for something else or all zeros.
+pub fn normalize_mac(s: &str) -> Option<Mac> {
+    s.trim().parse::<Mac>().ok().filter(|m| m.0 != [0; 6])
 }
 
 #[cfg(test)]
@@ -76,8 +67,8 @@ mod tests {
     #[test]
     fn placeholder_uuids_are_no_identity() {
         assert_eq!(
-            normalize_uuid("4C4C4544-0042-3510-8052-B4C04F564433\n").as_deref(),
-            Some("4c4c4544-0042-3510-8052-b4c04f564433")
+            normalize_uuid("4C4C4544-0042-3510-8052-B4C04F564433\n").map(|u| u.to_string()),
+            Some("4c4c4544-0042-3510-8052-b4c04f564433".into())
         );
         assert_eq!(normalize_uuid("00000000-0000-0000-0000-000000000000"), None);
         assert_eq!(normalize_uuid("FFFFFFFF-FFFF-FFFF-FFFF-FFFFFFFFFFFF"), None);
@@ -88,12 +79,12 @@ mod tests {
     #[test]
     fn macs_are_lowercase_and_never_zero() {
         assert_eq!(
-            normalize_mac("52:54:00:AB:CD:EF\n").as_deref(),
-            Some("52:54:00:ab:cd:ef")
+            normalize_mac("52:54:00:AB:CD:EF\n").map(|m| m.to_string()),
+            Some("52:54:00:ab:cd:ef".into())
         );
         assert_eq!(
-            normalize_mac("52-54-00-AB-CD-EF").as_deref(),
-            Some("52:54:00:ab:cd:ef")
+            normalize_mac("52-54-00-AB-CD-EF").map(|m| m.to_string()),
+            Some("52:54:00:ab:cd:ef".into())
         );
         assert_eq!(normalize_mac("00:00:00:00:00:00"), None);
         assert_eq!(normalize_mac("52:54:00:ab:cd"), None);
@@ -125,7 +116,10 @@ mod tests {
         .unwrap();
         let id = read(root);
         assert_eq!(id.uuid, None);
-        assert_eq!(id.primary_mac(), Some("52:54:00:00:00:03"));
+        assert_eq!(
+            id.primary_mac().map(|m| m.to_string()),
+            Some("52:54:00:00:00:03".into())
+        );
         assert_eq!(id.macs.len(), 2);
         assert_eq!(read(&root.join("nothing")), Identity::default());
     }

@@ -23,6 +23,7 @@ pub mod hash;
 pub mod http;
 pub mod identity;
 pub mod media_password;
+pub mod menu;
 pub mod plan;
 pub mod policy;
 pub mod power;

@@ -1,171 +1,82 @@
-//! The policy the server hands the boot environment (`GET /agent/policy`): either "run this
-//! deployment" with its steps and the files of its packages, or "nothing is deployed to you"
-//! (SPEC section 3, rule 8).
-//!
-//! Unknown fields are ignored rather than refused: a boot image on a USB stick outlives
-//! server upgrades, and a newer server may add fields this agent does not use. Step actions
-//! stay strings here so that an unknown one fails its step, not the whole policy.
+//! The policy the server hands the boot environment (`GET /agent/policy`), as the agent acts
+//! on it: run this deployment, let the person at the machine choose from a menu, or nothing
+//! is deployed (docs/selection-rules.md rules 6 and 8). The JSON and its types are the contract in
+//! `netdeploy-wire`; this module only refuses what the agent cannot act on, by name.
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
-
-/// The JSON of the policy, as sent.
-#[derive(Debug, Clone, Deserialize)]
-pub struct PolicyWire {
-    pub action: String,
-    #[serde(default)]
-    pub reason: String,
-    #[serde(default)]
-    pub deployment: Option<DeploymentWire>,
-    #[serde(default)]
-    pub steps: Vec<StepWire>,
-    /// Package id → its files.
-    #[serde(default)]
-    pub packages: BTreeMap<String, Vec<FileWire>>,
-    #[serde(default)]
-    pub warnings: Vec<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct DeploymentWire {
-    pub id: String,
-    #[serde(default)]
-    pub task_sequence: String,
-    #[serde(default)]
-    pub name: String,
-    /// `download_on_demand` when absent: the option that verifies and needs no disk space.
-    #[serde(default)]
-    pub option: Option<String>,
-}
-
-/// One step; which fields matter depends on `action`.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct StepWire {
-    pub name: String,
-    pub action: String,
-    #[serde(default)]
-    pub package: Option<String>,
-    #[serde(default)]
-    pub command: Option<String>,
-    #[serde(default)]
-    pub file: Option<String>,
-    #[serde(default)]
-    pub target: Option<String>,
-    #[serde(default)]
-    pub variable: Option<String>,
-    #[serde(default)]
-    pub value: Option<String>,
-}
-
-/// One file of a package.
-#[derive(Debug, Clone, Deserialize)]
-pub struct FileWire {
-    /// Relative path inside the package.
-    pub path: String,
-    pub size: u64,
-    /// Lowercase hex.
-    #[serde(default)]
-    pub sha256: String,
-    /// Where to GET it; `{server}/content/{sha256}` when absent. A path is relative to the
-    /// server URL.
-    #[serde(default)]
-    pub url: Option<String>,
-}
-
-/// How the boot environment gets content (SPEC section 4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ContentOption {
-    /// Each step downloads what it needs right before it runs; hashes verified.
-    DownloadOnDemand,
-    /// Every package's files before the first step; hashes verified.
-    DownloadAll,
-    /// Streamed from the server; hashes are NOT verified.
-    DirectAccess,
-}
-
-impl ContentOption {
-    pub fn parse(s: &str) -> Option<ContentOption> {
-        match s {
-            "download_on_demand" => Some(ContentOption::DownloadOnDemand),
-            "download_all" => Some(ContentOption::DownloadAll),
-            "direct_access" => Some(ContentOption::DirectAccess),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ContentOption::DownloadOnDemand => "download_on_demand",
-            ContentOption::DownloadAll => "download_all",
-            ContentOption::DirectAccess => "direct_access",
-        }
-    }
-
-    /// True for the options that check every file's SHA-256 before use.
-    pub fn verifies(self) -> bool {
-        self != ContentOption::DirectAccess
-    }
-}
+pub use netdeploy_wire::policy::{
+    ContentOption, MenuEntry, PolicyDeployment, PolicyFile, Purpose, Step, StepAction,
+};
+use netdeploy_wire::policy::{Policy as Wire, PolicyError as WireError};
 
 /// A checked policy.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Policy {
     /// Nothing is deployed to this machine; `reason` says why.
     Nothing {
         reason: String,
     },
     Run(RunPolicy),
+    /// Someone at the machine chooses one of `entries` (never a hidden deployment).
+    Menu {
+        reason: String,
+        entries: Vec<MenuEntry>,
+    },
 }
 
 /// A deployment to run.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunPolicy {
     pub reason: String,
-    pub deployment: DeploymentWire,
+    pub deployment: PolicyDeployment,
     pub option: ContentOption,
-    pub steps: Vec<StepWire>,
-    pub packages: BTreeMap<String, Vec<FileWire>>,
+    pub steps: Vec<Step>,
+    pub packages: BTreeMap<String, Vec<PolicyFile>>,
     pub warnings: Vec<String>,
 }
 
 /// A policy the agent cannot act on.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
-    #[error("the policy is not valid JSON of the expected shape: {0}")]
-    Json(#[from] serde_json::Error),
-    #[error("unknown policy action {0:?} (expected run or none)")]
-    Action(String),
-    #[error("the policy says run but names no deployment")]
-    NoDeployment,
-    #[error("deployment {id}: unknown deployment option {option:?}")]
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    #[error(
+        "deployment {id}: the content option {option:?} is unknown to this boot image \
+         (expected download_on_demand, download_all or direct_access)"
+    )]
     Option { id: String, option: String },
 }
 
 /// Parses and checks the policy JSON.
 pub fn parse(json: &[u8]) -> Result<Policy, PolicyError> {
-    let w: PolicyWire = serde_json::from_slice(json)?;
-    match w.action.as_str() {
-        "none" => Ok(Policy::Nothing { reason: w.reason }),
-        "run" => {
-            let deployment = w.deployment.ok_or(PolicyError::NoDeployment)?;
-            let option = match deployment.option.as_deref() {
-                None => ContentOption::DownloadOnDemand,
-                Some(o) => ContentOption::parse(o).ok_or_else(|| PolicyError::Option {
+    match Wire::from_json(json)? {
+        Wire::None { reason } => Ok(Policy::Nothing { reason }),
+        Wire::Menu { reason, entries } => Ok(Policy::Menu { reason, entries }),
+        Wire::Run {
+            reason,
+            deployment,
+            steps,
+            packages,
+            warnings,
+        } => {
+            if let ContentOption::Unknown(option) = &deployment.option {
+                return Err(PolicyError::Option {
                     id: deployment.id.clone(),
-                    option: o.to_owned(),
-                })?,
-            };
+                    option: option.clone(),
+                });
+            }
             Ok(Policy::Run(RunPolicy {
-                reason: w.reason,
+                reason,
+                option: deployment.option.clone(),
                 deployment,
-                option,
-                steps: w.steps,
-                packages: w.packages,
-                warnings: w.warnings,
+                steps,
+                packages,
+                warnings,
             }))
         }
-        other => Err(PolicyError::Action(other.to_owned())),
+        // `from_json` names an unknown action as an error.
+        Wire::Unknown => Err(PolicyError::Wire(WireError::UnknownAction(String::new()))),
     }
 }
 
@@ -209,24 +120,35 @@ mod tests {
     }
 
     #[test]
-    fn ignores_unknown_fields_and_refuses_unknown_actions_and_options() {
+    fn a_menu_is_a_policy_the_agent_acts_on() {
+        let p = parse(
+            br#"{"action":"menu","reason":"available deployments only: choose one (rule 6)",
+                 "entries":[{"id":"LAB00002","name":"Windows 11","purpose":"available"}]}"#,
+        )
+        .unwrap();
+        let Policy::Menu { entries, .. } = p else {
+            panic!("expected a menu, got {p:?}");
+        };
+        assert_eq!(entries[0].id, "LAB00002");
+        assert_eq!(entries[0].purpose, Purpose::Available);
+    }
+
+    #[test]
+    fn ignores_unknown_fields_and_refuses_unknown_actions_and_options_by_name() {
         let p = parse(
             br#"{"action":"run","future":1,"deployment":{"id":"LAB00002","extra":true},"steps":[]}"#,
         )
         .unwrap();
         assert!(matches!(p, Policy::Run(r) if r.option == ContentOption::DownloadOnDemand));
-        assert!(matches!(
-            parse(br#"{"action":"menu"}"#),
-            Err(PolicyError::Action(a)) if a == "menu"
-        ));
-        assert!(matches!(
-            parse(br#"{"action":"run"}"#),
-            Err(PolicyError::NoDeployment)
-        ));
-        assert!(matches!(
-            parse(br#"{"action":"run","deployment":{"id":"X","option":"teleport"}}"#),
-            Err(PolicyError::Option { .. })
-        ));
-        assert!(matches!(parse(b"<html>"), Err(PolicyError::Json(_))));
+        let e = parse(br#"{"action":"teleport"}"#).unwrap_err();
+        assert!(e.to_string().contains("\"teleport\""), "{e}");
+        assert!(parse(br#"{"action":"run"}"#)
+            .unwrap_err()
+            .to_string()
+            .contains("deployment"));
+        let e =
+            parse(br#"{"action":"run","deployment":{"id":"X","option":"teleport"}}"#).unwrap_err();
+        assert!(matches!(&e, PolicyError::Option { option, .. } if option == "teleport"));
+        assert!(parse(b"<html>").is_err());
     }
 }

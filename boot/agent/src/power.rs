@@ -34,6 +34,12 @@ pub fn perform(action: EndAction, really: bool) {
     say(format!("{}: syncing disks", action.as_str()));
     // SAFETY: sync(2) takes no arguments and cannot fail.
     unsafe { libc::sync() };
+    // A serial console sends slower than the agent writes: what is still queued in the
+    // terminal (the result line) would be lost with the power. Not a terminal: no wait.
+    for fd in [1, 2] {
+        // SAFETY: tcdrain(3) on the process's own stdout and stderr.
+        unsafe { libc::tcdrain(fd) };
+    }
     let cmd = match action {
         EndAction::Poweroff => libc::RB_POWER_OFF,
         EndAction::Reboot => libc::RB_AUTOBOOT,

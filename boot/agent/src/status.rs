@@ -11,44 +11,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+pub use netdeploy_wire::status::{StatusKind, StatusMessage};
+use netdeploy_wire::{Mac, SmbiosUuid};
 
 use crate::console::say;
 use crate::http::{Client, Url};
-
-/// One status message; absent fields are left out of the JSON.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StatusMessage {
-    /// `started`, `step`, `succeeded`, `failed` or `no-deployment`.
-    pub kind: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mac: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub uuid: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub deployment: Option<String>,
-    /// The step's name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub step: Option<String>,
-    /// 0-based position of the step.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub step_index: Option<usize>,
-    /// `true` on `step` messages: the step succeeded.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ok: Option<bool>,
-    /// The file a failure is about.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub file: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// Exit code of a failed command.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub code: Option<i32>,
-    /// When it was sent, Unix seconds by the machine's clock: what `netdeploy status import`
-    /// records for a message kept on full media.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub at: Option<i64>,
-}
 
 /// The fallback file of a full media, under the root.
 pub const MEDIA_STATUS_FILE: &str = "/var/lib/netdeploy/status.jsonl";
@@ -65,8 +32,8 @@ pub struct Reporter {
     offline: Cell<bool>,
     /// Each message is printed on the console too.
     echo: bool,
-    mac: Option<String>,
-    uuid: Option<String>,
+    mac: Option<Mac>,
+    uuid: Option<SmbiosUuid>,
     deployment: Option<String>,
 }
 
@@ -75,8 +42,8 @@ impl Reporter {
     pub fn new(
         server: Option<&Url>,
         file: Option<PathBuf>,
-        mac: Option<String>,
-        uuid: Option<String>,
+        mac: Option<Mac>,
+        uuid: Option<SmbiosUuid>,
     ) -> Reporter {
         Reporter {
             // Short timeouts: a status message must not hold up the task sequence for long.
@@ -144,8 +111,8 @@ impl Reporter {
     /// SMBIOS UUID, else `machine`.
     pub fn identity_file_name(&self) -> String {
         match (&self.mac, &self.uuid) {
-            (Some(mac), _) => mac.replace(':', "-"),
-            (None, Some(uuid)) => uuid.clone(),
+            (Some(mac), _) => mac.to_string().replace(':', "-"),
+            (None, Some(uuid)) => uuid.to_string(),
             (None, None) => "machine".into(),
         }
     }
@@ -157,8 +124,8 @@ impl Reporter {
 
     /// Sends `msg` after filling in the identity and deployment.
     pub fn send(&self, mut msg: StatusMessage) {
-        msg.mac = msg.mac.or_else(|| self.mac.clone());
-        msg.uuid = msg.uuid.or_else(|| self.uuid.clone());
+        msg.mac = msg.mac.or(self.mac);
+        msg.uuid = msg.uuid.or(self.uuid);
         msg.deployment = msg.deployment.or_else(|| self.deployment.clone());
         msg.at = msg.at.or_else(|| {
             std::time::SystemTime::now()
@@ -166,7 +133,7 @@ impl Reporter {
                 .ok()
                 .map(|d| d.as_secs() as i64)
         });
-        let json = match serde_json::to_vec(&msg) {
+        let json = match msg.to_json() {
             Ok(j) => j,
             Err(e) => {
                 say(format!("cannot encode the status message: {e}"));
@@ -177,7 +144,7 @@ impl Reporter {
             say(format!("status {}", String::from_utf8_lossy(&json)));
         }
         if let Some(path) = &self.file {
-            append(path, &msg.kind, &json);
+            append(path, msg.kind.as_str(), &json);
         }
         let posted = match &self.url {
             Some(url) if !self.offline.get() => match self.post(url, &json) {
@@ -202,7 +169,7 @@ impl Reporter {
         };
         if !posted {
             if let Some(path) = &self.fallback {
-                append(path, &msg.kind, &json);
+                append(path, msg.kind.as_str(), &json);
             }
         }
     }
@@ -228,18 +195,20 @@ impl Reporter {
     }
 }
 
+/// Opens `path` for appending, creating it and its directory.
+pub fn open_append(path: &Path) -> std::io::Result<std::fs::File> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+}
+
 /// Appends one JSON line, creating the file and its directory; failures are printed.
 fn append(path: &Path, kind: &str, json: &[u8]) {
-    let r = path
-        .parent()
-        .map_or(Ok(()), std::fs::create_dir_all)
-        .and_then(|_| {
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-        })
-        .and_then(|mut f| f.write_all(&[json, b"\n"].concat()));
+    let r = open_append(path).and_then(|mut f| f.write_all(&[json, b"\n"].concat()));
     if let Err(e) = r {
         say(format!(
             "cannot append the {kind} status message to {}: {e}",
@@ -254,21 +223,6 @@ mod tests {
     use crate::fake_server::{FakeServer, Reply};
 
     #[test]
-    fn absent_fields_are_left_out() {
-        let m = StatusMessage {
-            kind: "step".into(),
-            step: Some("hello".into()),
-            step_index: Some(1),
-            ok: Some(true),
-            ..StatusMessage::default()
-        };
-        assert_eq!(
-            serde_json::to_string(&m).unwrap(),
-            r#"{"kind":"step","step":"hello","step_index":1,"ok":true}"#
-        );
-    }
-
-    #[test]
     fn posts_with_identity_and_appends_json_lines() {
         let srv = FakeServer::start(|_| Reply::new(204));
         let dir = tempfile::tempdir().unwrap();
@@ -276,34 +230,33 @@ mod tests {
         let mut r = Reporter::new(
             Some(&Url::parse(&srv.url("")).unwrap()),
             Some(file.clone()),
-            Some("52:54:00:00:00:01".into()),
+            "52:54:00:00:00:01".parse().ok(),
             None,
         );
         r.send(StatusMessage {
-            kind: "no-deployment".into(),
             reason: Some("rule 8".into()),
-            ..StatusMessage::default()
+            ..StatusMessage::new(StatusKind::NoDeployment)
         });
         r.set_deployment("LAB00001");
-        r.send(StatusMessage {
-            kind: "started".into(),
-            ..StatusMessage::default()
-        });
+        r.send(StatusMessage::new(StatusKind::Started));
         let reqs = srv.requests();
         assert_eq!(reqs.len(), 2);
         assert_eq!(reqs[0].path, "/agent/status");
         let second: StatusMessage = serde_json::from_slice(&reqs[1].body).unwrap();
         assert_eq!(second.deployment.as_deref(), Some("LAB00001"));
-        assert_eq!(second.mac.as_deref(), Some("52:54:00:00:00:01"));
+        assert_eq!(
+            second.mac.map(|m| m.to_string()).as_deref(),
+            Some("52:54:00:00:00:01")
+        );
         let lines = std::fs::read_to_string(&file).unwrap();
-        let kinds: Vec<String> = lines
+        let kinds: Vec<StatusKind> = lines
             .lines()
             .map(|l| serde_json::from_str::<StatusMessage>(l).unwrap().kind)
             .collect();
-        assert_eq!(kinds, ["no-deployment", "started"]);
+        assert_eq!(kinds, [StatusKind::NoDeployment, StatusKind::Started]);
     }
 
-    fn kinds(path: &Path) -> Vec<String> {
+    fn kinds(path: &Path) -> Vec<StatusKind> {
         std::fs::read_to_string(path)
             .unwrap_or_default()
             .lines()
@@ -311,11 +264,8 @@ mod tests {
             .collect()
     }
 
-    fn msg(kind: &str) -> StatusMessage {
-        StatusMessage {
-            kind: kind.into(),
-            ..StatusMessage::default()
-        }
+    fn msg(kind: StatusKind) -> StatusMessage {
+        StatusMessage::new(kind)
     }
 
     #[test]
@@ -330,9 +280,9 @@ mod tests {
                 file.display()
             )
         );
-        r.send(msg("started"));
-        r.send(msg("succeeded"));
-        assert_eq!(kinds(&file), ["started", "succeeded"]);
+        r.send(msg(StatusKind::Started));
+        r.send(msg(StatusKind::Succeeded));
+        assert_eq!(kinds(&file), [StatusKind::Started, StatusKind::Succeeded]);
     }
 
     #[test]
@@ -351,7 +301,7 @@ mod tests {
                 file.display()
             )
         );
-        r.send(msg("started"));
+        r.send(msg(StatusKind::Started));
         assert_eq!(srv.requests().len(), 1);
         assert!(!file.exists());
     }
@@ -364,11 +314,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("status.jsonl");
         let r = Reporter::new(Some(&url), None, None, None).with_fallback(file.clone());
-        r.send(msg("started"));
+        r.send(msg(StatusKind::Started));
         let t = std::time::Instant::now();
-        r.send(msg("step"));
+        r.send(msg(StatusKind::Step));
         assert!(t.elapsed() < Duration::from_millis(500), "no second try");
-        assert_eq!(kinds(&file), ["started", "step"]);
+        assert_eq!(kinds(&file), [StatusKind::Started, StatusKind::Step]);
     }
 
     #[test]
@@ -389,8 +339,8 @@ mod tests {
             r.describe(),
             format!("status messages are appended to {}", file.display())
         );
-        r.send(msg("started"));
-        assert_eq!(kinds(&file), ["started"]);
+        r.send(msg(StatusKind::Started));
+        assert_eq!(kinds(&file), [StatusKind::Started]);
         assert!(!fallback.exists());
     }
 
@@ -400,9 +350,6 @@ mod tests {
         let url = Url::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
         drop(listener);
         let r = Reporter::new(Some(&url), None, None, None);
-        r.send(StatusMessage {
-            kind: "started".into(),
-            ..StatusMessage::default()
-        });
+        r.send(StatusMessage::new(StatusKind::Started));
     }
 }

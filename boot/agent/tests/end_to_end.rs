@@ -20,16 +20,15 @@ const MAC: &str = "52:54:00:12:34:56";
 const UUID: &str = "8d4c1c4e-51a4-4f6e-9a3b-0c1d2e3f4a5b";
 
 fn sha(data: &[u8]) -> String {
-    Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    netdeploy_wire::hex::encode(&Sha256::digest(data))
 }
 
 /// What the fake server serves; set after it started, when its URL is known.
 #[derive(Default)]
 struct Site {
     policy: Value,
+    /// Served instead of `policy` to a request that names no deployment.
+    menu: Option<Value>,
     /// SHA-256 → bytes served at /content/<sha256>.
     content: HashMap<String, Vec<u8>>,
     /// SHA-256 → cut the first answer for it after this many bytes.
@@ -50,7 +49,10 @@ impl Lab {
             let mut site = s.lock().unwrap();
             let route = req.route().to_owned();
             if route == "/agent/policy" && req.method == "GET" {
-                Reply::new(200).json(&site.policy)
+                match (&site.menu, req.query("deployment")) {
+                    (Some(menu), None) => Reply::new(200).json(menu),
+                    _ => Reply::new(200).json(&site.policy),
+                }
             } else if route == "/agent/status" && req.method == "POST" {
                 Reply::new(204)
             } else if let Some(hash) = route.strip_prefix("/content/") {
@@ -169,12 +171,7 @@ fn agent_typing(root: &Path, extra: &[&str], input: &str) -> Output {
 
 /// `SMSTSMediaPassword` as the media builder writes it.
 fn stored_password(password: &str) -> String {
-    let salt = b"netdeploy-salt-1";
-    let hex: String = salt.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "sha256${hex}${}",
-        sha(&[&salt[..], password.as_bytes()].concat())
-    )
+    netdeploy_wire::password::hash(password, b"netdeploy-salt-1").unwrap()
 }
 
 fn text(o: &Output) -> (String, String) {
@@ -534,11 +531,146 @@ fn a_malformed_media_password_is_a_configuration_failure() {
     assert!(
         stdout.starts_with(&format!(
             "NETDEPLOY-AGENT-RESULT failure deployment=none step=\"\" reason=\"configuration: \
-             SMSTSMediaPassword in {}: expected sha256$",
+             SMSTSMediaPassword in {}: expected an argon2id hash",
             vars.display()
         )),
         "{stdout}"
     );
+}
+
+#[test]
+fn a_medium_with_an_old_salted_sha256_password_says_to_rebuild_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let vars = dir.path().join("variables");
+    std::fs::write(
+        &vars,
+        "[netdeploy]\r\nSMSTSMediaType=FullMedia\r\nSMSTSMediaPassword=sha256$6e6574$\
+         9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\r\n",
+    )
+    .unwrap();
+    let o = agent_typing(dir.path(), &["--vars", vars.to_str().unwrap()], "test\n");
+    let (stdout, _) = text(&o);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout.contains("rebuild this medium"), "{stdout}");
+}
+
+/// Boot media without a preferred deployment, for a machine with two available ones.
+fn menu_lab(extra_cmdline: &str) -> (Lab, PathBuf) {
+    menu_lab_with(extra_cmdline, "")
+}
+
+/// The same, with more lines in the variables file.
+fn menu_lab_with(extra_cmdline: &str, extra_vars: &str) -> (Lab, PathBuf) {
+    let lab = Lab::start();
+    lab.site.lock().unwrap().menu = Some(json!({
+        "action": "menu", "reason": "available deployments only: choose one (rule 6)",
+        "entries": [
+            {"id": "LAB00002", "name": "Say hello", "purpose": "available"},
+            {"id": "LAB00003", "name": "Say goodbye", "purpose": "available"}
+        ]
+    }));
+    lab.set_policy(json!({
+        "action": "run", "reason": "preferred (rule 3)",
+        "deployment": {"id": "LAB00003", "task_sequence": "bye", "name": "Say goodbye"},
+        "steps": [{"name": "bye", "action": "run_command", "command": "echo goodbye"}]
+    }));
+    let root = lab.machine(&format!(
+        "console=ttyS0 netdeploy.vars=/netdeploy/variables {extra_cmdline}"
+    ));
+    std::fs::create_dir_all(root.join("netdeploy")).unwrap();
+    std::fs::write(
+        root.join("netdeploy/variables"),
+        format!(
+            "[netdeploy]\r\nSMSTSServerURL={}\r\nSMSTSMediaType=BootMedia\r\n{extra_vars}",
+            lab.base()
+        ),
+    )
+    .unwrap();
+    (lab, root)
+}
+
+#[test]
+fn a_menu_lists_the_deployments_and_runs_the_one_typed() {
+    let (lab, root) = menu_lab("");
+    let o = agent_typing(&root, &[], "7\n2\n");
+    let (stdout, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(
+        stderr.contains("1) LAB00002  Say hello  (available)\n"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("2) LAB00003  Say goodbye  (available)\n"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("\"7\" is not in the menu"), "{stderr}");
+    assert!(
+        stdout.ends_with("goodbye\nNETDEPLOY-AGENT-RESULT success deployment=LAB00003\n"),
+        "{stdout}"
+    );
+    let asked: Vec<Option<String>> = lab
+        .srv
+        .requests()
+        .iter()
+        .filter(|r| r.route() == "/agent/policy")
+        .map(|r| r.query("deployment").map(str::to_owned))
+        .collect();
+    assert_eq!(asked, [None, Some("LAB00003".into())]);
+    assert!(lab.srv.requests()[0].path.contains("context=media"));
+    assert_eq!(lab.kinds(), ["started", "step", "succeeded"]);
+    assert_eq!(lab.statuses()[0]["deployment"], "LAB00003");
+}
+
+#[test]
+fn a_menu_choice_typed_ahead_of_the_menu_after_the_password_is_kept() {
+    let vars = format!("SMSTSMediaPassword={}\r\n", stored_password("open sesame"));
+    let (lab, root) = menu_lab_with("", &vars);
+    let o = agent_typing(&root, &[], "open sesame\nLAB00003\n");
+    let (stdout, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("media password accepted"), "{stderr}");
+    assert!(stderr.contains("chosen: LAB00003"), "{stderr}");
+    assert!(stdout.ends_with("NETDEPLOY-AGENT-RESULT success deployment=LAB00003\n"));
+    assert_eq!(lab.kinds(), ["started", "step", "succeeded"]);
+}
+
+#[test]
+fn no_answer_to_the_menu_in_time_leaves_the_machine_alone_and_reports_nothing() {
+    let (lab, root) = menu_lab("netdeploy.menu_timeout=1");
+    // The console stays open and silent.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_netdeploy-agent"))
+        .arg("--root")
+        .arg(&root)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take();
+    let o = child.wait_with_output().unwrap();
+    drop(stdin);
+    let (stdout, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(
+        stderr.contains("no deployment was chosen within 1 s"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.starts_with("NETDEPLOY-AGENT-RESULT no-deployment"),
+        "{stdout}"
+    );
+    assert!(
+        lab.statuses().is_empty(),
+        "nothing is reported: {:?}",
+        lab.kinds()
+    );
+    let policies = lab
+        .srv
+        .requests()
+        .iter()
+        .filter(|r| r.route() == "/agent/policy")
+        .count();
+    assert_eq!(policies, 1);
 }
 
 /// A full media under `root`: `/netdeploy/variables` as the media builder writes it,

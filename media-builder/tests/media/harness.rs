@@ -37,10 +37,11 @@ impl Inputs {
     }
 }
 
-/// Runs `netdeploy-media build` with the fake inputs and extra arguments.
-pub fn build(inputs: &Inputs, format: &str, output: &Path, epoch: &str, extra: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_netdeploy-media"))
-        .env("SOURCE_DATE_EPOCH", epoch)
+/// `netdeploy-media build` of the fake inputs, with a password but no salt for it.
+pub fn command(inputs: &Inputs, format: &str, output: &Path, epoch: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_netdeploy-media"));
+    c.env("SOURCE_DATE_EPOCH", epoch)
+        .env_remove("NETDEPLOY_MEDIA_PASSWORD_SALT")
         .arg("build")
         .arg("--kernel")
         .arg(inputs.path("vmlinuz"))
@@ -51,7 +52,15 @@ pub fn build(inputs: &Inputs, format: &str, output: &Path, epoch: &str, extra: &
         .args(["--preferred-deployment", "42", "--password", "hunter2"])
         .args(["--format", format])
         .arg("--output")
-        .arg(output)
+        .arg(output);
+    c
+}
+
+/// Runs `netdeploy-media build` with the fake inputs, a fixed password salt (two builds of
+/// the same inputs give the same bytes) and extra arguments.
+pub fn build(inputs: &Inputs, format: &str, output: &Path, epoch: &str, extra: &[&str]) -> Output {
+    command(inputs, format, output, epoch)
+        .args(["--password-salt", "00112233445566778899aabbccddeeff"])
         .args(extra)
         .output()
         .unwrap()

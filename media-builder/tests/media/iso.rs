@@ -2,8 +2,11 @@
 //! variables file, reproducibility and the errors a user sees.
 
 use media_builder::mbr::Mbr;
+use std::path::Path;
 
-use crate::harness::{assert_fat_clean, build, build_ok, extract, require_tool, run, Inputs};
+use crate::harness::{
+    assert_fat_clean, build, build_ok, command, extract, require_tool, run, Inputs,
+};
 
 #[test]
 fn iso_el_torito_has_bios_and_uefi_no_emulation_entries() {
@@ -131,9 +134,54 @@ fn iso_carries_the_variables_file_with_a_hashed_password() {
         .lines()
         .find_map(|l| l.strip_prefix("SMSTSMediaPassword="))
         .unwrap();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    let stored = netdeploy_wire::password::MediaPassword::parse(hash).unwrap();
+    assert!(stored.matches("hunter2"), "{hash}");
+    assert!(!stored.matches("hunter3"), "{hash}");
+}
+
+/// The `SMSTSMediaPassword` line of a built ISO.
+fn password_line(iso: &Path, out: &Path) -> String {
+    let xorriso = require_tool("xorriso", "xorriso");
+    let (ok, text) = run(
+        &xorriso,
+        &[
+            "-osirrox",
+            "on",
+            "-indev",
+            iso.to_str().unwrap(),
+            "-extract",
+            "/NETDEPLOY/VARIABLES",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{text}");
+    let vars = std::fs::read_to_string(out).unwrap();
+    vars.lines()
+        .find(|l| l.starts_with("SMSTSMediaPassword="))
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn without_a_given_salt_each_build_draws_its_own() {
+    let inputs = Inputs::new();
+    let mut lines = Vec::new();
+    for name in ["a.iso", "b.iso"] {
+        let iso = inputs.path(name);
+        let o = command(&inputs, "iso", &iso, "1700000000")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        lines.push(password_line(&iso, &inputs.path("vars")));
+    }
     assert!(
-        media_builder::variables::verify_password("hunter2", hash),
-        "{hash}"
+        lines[0].starts_with("SMSTSMediaPassword=$argon2id$"),
+        "{lines:?}"
+    );
+    assert_ne!(
+        lines[0], lines[1],
+        "the same password under two random salts"
     );
 }
 

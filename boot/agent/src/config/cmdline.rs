@@ -1,6 +1,7 @@
 //! The `netdeploy.*` parameters of the kernel command line (`/proc/cmdline`), which the PXE
 //! script of the server writes: `netdeploy.server=URL netdeploy.deployment=ID
-//! netdeploy.mac=MAC`, and optionally `netdeploy.context=pxe|media`, `netdeploy.vars=PATH`.
+//! netdeploy.mac=MAC`, and optionally `netdeploy.context=pxe|media`, `netdeploy.vars=PATH`,
+//! `netdeploy.menu_timeout=SECONDS`.
 
 /// The parameters the agent reads; other words of the command line are ignored.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -10,6 +11,7 @@ pub struct Cmdline {
     pub mac: Option<String>,
     pub context: Option<String>,
     pub vars: Option<String>,
+    pub menu_timeout: Option<String>,
 }
 
 /// Parses a kernel command line. Values may be double-quoted like the kernel allows
@@ -28,6 +30,7 @@ pub fn parse(text: &str) -> Cmdline {
             "netdeploy.mac" => c.mac = value,
             "netdeploy.context" => c.context = value,
             "netdeploy.vars" => c.vars = value,
+            "netdeploy.menu_timeout" => c.menu_timeout = value,
             _ => {}
         }
     }

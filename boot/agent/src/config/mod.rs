@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 pub use cmdline::Cmdline;
 pub use variables::{MediaType, Variables};
+use variables::{MEDIA_PASSWORD, MEDIA_TYPE, PREFERRED_ADVERT_ID, SERVER_URL};
 
 use crate::cli::RunFlags;
 use crate::http::{Url, UrlError};
@@ -56,6 +57,8 @@ pub enum ConfigError {
     Url { field: String, source: UrlError },
     #[error("{field}: {value:?} is not pxe or media")]
     Context { field: String, value: String },
+    #[error("{field}: {value:?} is not a number of seconds")]
+    MenuTimeout { field: String, value: String },
     #[error("{field}: {value:?} is not BootMedia or FullMedia")]
     MediaType { field: String, value: String },
     #[error("{field}: {source}")]
@@ -79,6 +82,8 @@ pub struct Config {
     /// The directory of the variables file: the media's `netdeploy` directory, which holds
     /// a full media's policy and content.
     pub media_dir: Option<PathBuf>,
+    /// How long a menu waits for a choice (`netdeploy.menu_timeout`).
+    pub menu_timeout: std::time::Duration,
     /// `SMSTSMediaPassword`: asked for before anything else happens.
     pub media_password: Option<MediaPassword>,
     /// Prefix of /proc, /sys, /etc and /var paths: `/` except in tests.
@@ -127,7 +132,7 @@ pub fn resolve(
     let server_from = [
         (flags.server.clone(), "--server".to_owned()),
         (cmd.server.clone(), "netdeploy.server".to_owned()),
-        (var("SMSTSServerURL"), vars_name("SMSTSServerURL")),
+        (var(SERVER_URL), vars_name(SERVER_URL)),
     ]
     .into_iter()
     .find_map(|(v, field)| v.map(|v| (v, field)));
@@ -142,18 +147,18 @@ pub fn resolve(
         None => None,
     };
 
-    let media_type = match var("SMSTSMediaType") {
+    let media_type = match var(MEDIA_TYPE) {
         Some(v) => Some(MediaType::parse(&v).ok_or_else(|| ConfigError::MediaType {
-            field: vars_name("SMSTSMediaType"),
+            field: vars_name(MEDIA_TYPE),
             value: v,
         })?),
         None => None,
     };
 
-    let media_password = match var("SMSTSMediaPassword") {
+    let media_password = match var(MEDIA_PASSWORD) {
         Some(v) => Some(
             MediaPassword::parse(&v).map_err(|source| ConfigError::MediaPassword {
-                field: vars_name("SMSTSMediaPassword"),
+                field: vars_name(MEDIA_PASSWORD),
                 source,
             })?,
         ),
@@ -164,10 +169,7 @@ pub fn resolve(
     let deployment = [
         (flags.deployment.clone(), "--deployment".to_owned()),
         (cmd.deployment.clone(), "netdeploy.deployment".to_owned()),
-        (
-            var("SMSTSPreferredAdvertID"),
-            vars_name("SMSTSPreferredAdvertID"),
-        ),
+        (var(PREFERRED_ADVERT_ID), vars_name(PREFERRED_ADVERT_ID)),
     ]
     .into_iter()
     .find_map(|(v, field)| v.map(|v| (v, field)));
@@ -189,13 +191,24 @@ pub fn resolve(
         // A server named on the command line came from a PXE script; one named only in a
         // variables file came from media.
         (None, None) => match server_from.as_ref().map(|(_, f)| f.as_str()) {
-            Some(f) if f.starts_with("SMSTSServerURL") => Context::Media,
+            Some(f) if f.starts_with(SERVER_URL) => Context::Media,
             _ => Context::Pxe,
         },
     };
 
+    let menu_timeout = match &cmd.menu_timeout {
+        None => crate::menu::DEFAULT_TIMEOUT,
+        Some(v) => {
+            std::time::Duration::from_secs(v.parse().map_err(|_| ConfigError::MenuTimeout {
+                field: "netdeploy.menu_timeout".into(),
+                value: v.clone(),
+            })?)
+        }
+    };
+
     Ok(Config {
         server,
+        menu_timeout,
         deployment: deployment.map(|(v, _)| v),
         context,
         mac: cmd.mac.clone(),
@@ -356,13 +369,14 @@ mod tests {
         let p = Path::new("/netdeploy/variables");
         let v = vars("SMSTSMediaType=BootMedia\nSMSTSMediaPassword=sha256$00$abc");
         let err = resolve(&RunFlags::default(), &Cmdline::default(), Some((p, &v))).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "SMSTSMediaPassword in /netdeploy/variables: the hash is not 64 hex digits"
+        assert!(
+            err.to_string()
+                .starts_with("SMSTSMediaPassword in /netdeploy/variables: this medium stores"),
+            "{err}"
         );
-        let v = vars(
-            "SMSTSMediaPassword=sha256$00$9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
-        );
+        assert!(err.to_string().contains("rebuild this medium"), "{err}");
+        let phc = netdeploy_wire::password::hash("pw", &[3; 16]).unwrap();
+        let v = vars(&format!("SMSTSMediaPassword={phc}"));
         let c = resolve(&RunFlags::default(), &Cmdline::default(), Some((p, &v))).unwrap();
         assert!(c.media_password.is_some());
     }

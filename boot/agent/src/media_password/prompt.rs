@@ -3,6 +3,7 @@
 //! password into stdin.
 
 use std::io::{self, BufRead, Write};
+use std::os::fd::FromRawFd;
 
 use super::{typed, MediaPassword, ATTEMPTS};
 
@@ -61,8 +62,11 @@ pub fn ask(
 /// Asks on the process's stdin and stderr, with echo off while stdin is a terminal.
 pub fn ask_on_console(stored: &MediaPassword) -> Result<(), Refused> {
     let echo = EchoOff::new();
-    let stdin = io::stdin();
-    let mut input = stdin.lock();
+    // The console read a byte at a time, never past the line: what is typed ahead (a menu
+    // choice) stays in the terminal for the next reader. Std's stdin would buffer it away.
+    // SAFETY: fd 0 stays open for the process's life; ManuallyDrop never closes it.
+    let console = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(0) });
+    let mut input = io::BufReader::with_capacity(1, &*console);
     let mut err = io::stderr().lock();
     ask(stored, &mut input, &mut err, !echo.active())
 }
@@ -109,20 +113,11 @@ impl Drop for EchoOff {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hash;
-    use sha2::{Digest, Sha256};
 
     fn stored(password: &str) -> MediaPassword {
-        let salt = b"\x01\x02\x03\x04";
-        let mut h = Sha256::new();
-        h.update(salt);
-        h.update(password.as_bytes());
-        MediaPassword::parse(&format!(
-            "sha256${}${}",
-            hash::to_hex(salt),
-            hash::to_hex(&h.finalize())
-        ))
-        .unwrap()
+        let phc =
+            netdeploy_wire::password::hash(password, &[1; netdeploy_wire::password::SALT_LEN]);
+        MediaPassword::parse(&phc.unwrap()).unwrap()
     }
 
     fn run(typed: &str) -> (Result<(), Refused>, String) {

@@ -1,0 +1,29 @@
+//! The contract between the netdeploy server, the agent of its Linux boot environment and
+//! its media builder: what one side writes, the other reads, with the same types on both
+//! sides so that they cannot drift apart.
+//!
+//! - [`policy`]: what `GET /agent/policy` answers (every action, the menu included) and the
+//!   task sequence steps;
+//! - [`status`]: the status messages of `POST /agent/status`;
+//! - [`variables`]: the media variables file, one writer and one parser;
+//! - [`password`] (feature `password`): the media password, argon2id in the PHC string format;
+//! - [`Mac`], [`SmbiosUuid`] and [`Sha256Hex`]: who a machine is and what a file is, with
+//!   the one hex codec ([`hex`]) under them.
+//!
+//! Values from a newer peer that this side does not know (a policy action, a step action, a
+//! status kind) become an explicit `Unknown` variant, never a silent default: the reader
+//! decides what to refuse and says why.
+
+#[macro_use]
+mod closed_set;
+pub mod hex;
+mod identity;
+#[cfg(feature = "password")]
+pub mod password;
+pub mod policy;
+mod sha256;
+pub mod status;
+pub mod variables;
+
+pub use identity::{Mac, SmbiosUuid};
+pub use sha256::Sha256Hex;

@@ -1,0 +1,260 @@
+//! What `GET /agent/policy` answers a boot environment, and what a full media carries in
+//! `policy.json`: run this deployment (its steps and the files of its packages), choose from
+//! a menu, or nothing is deployed.
+//!
+//! Fields a newer server adds are ignored by an older agent: a boot image on a USB stick
+//! outlives server upgrades. A policy action, step action, content option or menu entry
+//! purpose it does not know is kept as `Unknown`, so that the agent refuses it by name rather
+//! than guessing.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Sha256Hex;
+
+/// What `/agent/policy` answers, tagged by `action`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Policy {
+    /// Run this task sequence.
+    Run {
+        #[serde(default)]
+        reason: String,
+        deployment: PolicyDeployment,
+        #[serde(default)]
+        steps: Vec<Step>,
+        /// Files of every referenced package, by package id.
+        #[serde(default)]
+        packages: BTreeMap<String, Vec<PolicyFile>>,
+        #[serde(default)]
+        warnings: Vec<String>,
+    },
+    /// Let the person at the machine pick one of these; the machine then asks for the policy
+    /// of the one picked, as media with a preferred deployment do.
+    Menu {
+        #[serde(default)]
+        reason: String,
+        entries: Vec<MenuEntry>,
+    },
+    /// Nothing is deployed to this machine, said plainly.
+    None {
+        #[serde(default)]
+        reason: String,
+    },
+    /// An action from a newer server; [`PolicyError::UnknownAction`] names it. Never sent.
+    #[serde(other, skip_serializing)]
+    Unknown,
+}
+
+/// Why policy JSON was not read.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("the policy is not valid JSON of the expected shape: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error(
+        "the server sent the policy action {0:?}, which this boot image does not know \
+         (expected run, menu or none): rebuild the boot image with this server's netdeploy"
+    )]
+    UnknownAction(String),
+}
+
+impl Policy {
+    /// The JSON the server sends.
+    pub fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
+        serde_json::to_vec(self)
+    }
+
+    /// Reads policy JSON; an action this side does not know is an error that names it.
+    pub fn from_json(json: &[u8]) -> Result<Policy, PolicyError> {
+        match serde_json::from_slice(json)? {
+            Policy::Unknown => {
+                #[derive(Deserialize)]
+                struct Tag {
+                    action: String,
+                }
+                let tag: Tag = serde_json::from_slice(json)?;
+                Err(PolicyError::UnknownAction(tag.action))
+            }
+            p => Ok(p),
+        }
+    }
+}
+
+/// The deployment that runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyDeployment {
+    pub id: String,
+    #[serde(default)]
+    pub task_sequence: String,
+    /// The task sequence's name.
+    #[serde(default)]
+    pub name: String,
+    /// `download_on_demand` when absent: the option that verifies and needs no disk space.
+    #[serde(default)]
+    pub option: ContentOption,
+}
+
+/// One deployment a menu offers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MenuEntry {
+    /// The deployment id, what the machine sends back as its choice.
+    pub id: String,
+    /// The task sequence's name.
+    pub name: String,
+    pub purpose: Purpose,
+}
+
+closed_set! {
+    /// Whether a deployment must run or may be chosen.
+    pub enum Purpose {
+        Required = "required",
+        Available = "available",
+    }
+}
+
+/// One content file as the agent downloads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyFile {
+    /// Relative path inside the package.
+    pub path: String,
+    pub size: u64,
+    pub sha256: Sha256Hex,
+    /// Where to GET it; `{server}/content/{sha256}` when absent. A path is relative to the
+    /// server URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+closed_set! {
+    /// How the boot environment gets content.
+    #[derive(Default)]
+    pub enum ContentOption {
+        /// Each step downloads what it needs right before it runs; hashes verified.
+        #[default]
+        DownloadOnDemand = "download_on_demand",
+        /// Every package's files before the first step; hashes verified.
+        DownloadAll = "download_all",
+        /// Streamed from the server; hashes are NOT verified.
+        DirectAccess = "direct_access",
+    }
+}
+
+impl ContentOption {
+    /// True for the options that check every file's SHA-256 before use.
+    pub fn verifies(&self) -> bool {
+        *self != ContentOption::DirectAccess
+    }
+}
+
+closed_set! {
+    /// What a task sequence step does.
+    pub enum StepAction {
+        /// Partition and format the disk.
+        Partition = "partition",
+        /// Write an operating-system image from a package to disk.
+        ApplyImage = "apply_image",
+        /// Install an operating system from its setup files in a package.
+        ApplyOs = "apply_os",
+        /// Run a command line, optionally from a package.
+        RunCommand = "run_command",
+        /// Install a package's content.
+        InstallPackage = "install_package",
+        /// Restart the machine and continue.
+        Reboot = "reboot",
+        /// Write a file of a package (`package`, `file`) or the text `value` to `target`.
+        WriteFile = "write_file",
+        /// Set the task sequence variable `variable` to `value`.
+        SetVariable = "set_variable",
+        /// Power the machine off.
+        Poweroff = "poweroff",
+    }
+}
+
+/// One step of a task sequence; which fields matter depends on `action`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    /// Name shown in progress and status messages.
+    pub name: String,
+    pub action: StepAction,
+    /// The package the step reads, when it reads one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package: Option<String>,
+    /// The command line of a `run_command` step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// The file of `package` the step reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// Where the step writes: a block device (`apply_image`) or a path (`write_file`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// The variable a `set_variable` step sets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variable: Option<String>,
+    /// The value of a `set_variable` step, or the text of a `write_file` step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
+impl Step {
+    /// A step with only a name and an action.
+    pub fn new(name: impl Into<String>, action: StepAction) -> Step {
+        Step {
+            name: name.into(),
+            action,
+            package: None,
+            command: None,
+            file: None,
+            target: None,
+            variable: None,
+            value: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_menu_reads_back_with_its_entries() {
+        let json = br#"{"action":"menu","reason":"choose","entries":[
+            {"id":"LAB00002","name":"Windows 11","purpose":"available"},
+            {"id":"LAB00003","name":"Ubuntu","purpose":"required","since":"v9"}]}"#;
+        let Policy::Menu { entries, .. } = Policy::from_json(json).unwrap() else {
+            panic!("expected a menu");
+        };
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[1].purpose, Purpose::Required);
+    }
+
+    #[test]
+    fn unknown_actions_and_values_are_named_never_defaulted() {
+        let e = Policy::from_json(br#"{"action":"teleport","reason":"x"}"#).unwrap_err();
+        assert!(matches!(&e, PolicyError::UnknownAction(a) if a == "teleport"));
+        assert!(e.to_string().contains("\"teleport\""), "{e}");
+        let p = Policy::from_json(
+            br#"{"action":"run","deployment":{"id":"X","option":"multicast"},
+                 "steps":[{"name":"a","action":"fly"}]}"#,
+        )
+        .unwrap();
+        let Policy::Run {
+            deployment, steps, ..
+        } = p
+        else {
+            panic!("expected run")
+        };
+        assert_eq!(
+            deployment.option,
+            ContentOption::Unknown("multicast".into())
+        );
+        assert_eq!(steps[0].action, StepAction::Unknown("fly".into()));
+        assert!(Policy::from_json(b"{}").is_err());
+    }
+
+    #[test]
+    fn an_unknown_variant_is_never_written() {
+        assert!(Policy::Unknown.to_json().is_err());
+    }
+}
