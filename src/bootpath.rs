@@ -87,6 +87,7 @@ impl BootPath {
             &ServerSettings {
                 unknown_computers_enabled: settings.unknown_computers,
                 pxe_password_set: self.pxe_password_set,
+                pre_production_collection: settings.pre_production_collection.clone(),
             },
         );
         Ok(PxePlan::Decided {
@@ -126,6 +127,7 @@ impl BootPath {
             &ServerSettings {
                 unknown_computers_enabled: settings.unknown_computers,
                 pxe_password_set: self.pxe_password_set,
+                pre_production_collection: settings.pre_production_collection.clone(),
             },
         );
         Ok((d, catalog))

@@ -59,12 +59,16 @@ impl fmt::Display for Context {
 }
 
 /// The per-server settings the decision reads.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServerSettings {
     /// Machines that match no device may get deployments (rule 9). Off by default.
     pub unknown_computers_enabled: bool,
     /// A PXE password is set: it is asked before any deployment starts through PXE (rule 9).
     pub pxe_password_set: bool,
+    /// The collection that may boot pre-production boot images; a deployment whose boot image
+    /// is pre-production is no candidate for any other machine.
+    #[serde(default)]
+    pub pre_production_collection: Option<String>,
 }
 
 /// The rules of SPEC section 3 (and the one section 4 reference check) that an evaluation or
@@ -97,6 +101,8 @@ pub enum Rule {
     /// Section 4: the deployment refers to a collection, task sequence or boot image that does
     /// not exist (or a task sequence without a boot image), so it cannot start.
     UnresolvedReference,
+    /// Section 8: a pre-production boot image starts only on the pre-production collection.
+    PreProduction,
 }
 
 impl Rule {
@@ -114,13 +120,14 @@ impl Rule {
             Rule::Rule8NoCandidate => "8",
             Rule::Rule9UnknownDisabled => "9",
             Rule::UnresolvedReference => "section 4",
+            Rule::PreProduction => "section 8",
         }
     }
 
     /// How a text cites it: `rule 5a`, or `section 4`.
     pub fn cite(self) -> String {
         match self {
-            Rule::UnresolvedReference => "section 4".to_string(),
+            Rule::UnresolvedReference | Rule::PreProduction => self.number().to_string(),
             _ => format!("rule {}", self.number()),
         }
     }
@@ -140,6 +147,7 @@ impl Rule {
             Rule::Rule8NoCandidate => "no candidate",
             Rule::Rule9UnknownDisabled => "unknown computers off",
             Rule::UnresolvedReference => "unresolved reference",
+            Rule::PreProduction => "pre-production boot image",
         }
     }
 }
@@ -187,6 +195,9 @@ pub enum NoDeploymentReason {
     NoBootableCandidate,
     /// Deployments target the machine but refer to something that does not exist (section 4).
     UnresolvedReference,
+    /// Deployments target the machine but their boot image is pre-production and the machine
+    /// is outside the pre-production collection (section 8).
+    PreProductionOnly,
     /// Deployments target the running client but none is inside its schedule (rule 2).
     OutsideSchedule,
     /// No deployment targets the machine in this context (rule 1).
@@ -203,6 +214,7 @@ impl NoDeploymentReason {
             NoDeploymentReason::OnlyHidden => Rule::Rule4Hidden,
             NoDeploymentReason::NoBootableCandidate => Rule::Rule5aArchitecture,
             NoDeploymentReason::UnresolvedReference => Rule::UnresolvedReference,
+            NoDeploymentReason::PreProductionOnly => Rule::PreProduction,
             NoDeploymentReason::OutsideSchedule => Rule::Rule2NoSchedule,
             NoDeploymentReason::NoCandidate => Rule::Rule8NoCandidate,
         }
@@ -232,6 +244,10 @@ impl fmt::Display for NoDeploymentReason {
             NoDeploymentReason::UnresolvedReference => {
                 f.write_str("the deployments for this machine refer to missing objects")
             }
+            NoDeploymentReason::PreProductionOnly => f.write_str(
+                "the deployments for this machine boot a pre-production boot image, and this \
+                 machine is outside the pre-production collection",
+            ),
             NoDeploymentReason::OutsideSchedule => {
                 f.write_str("no deployment for this client is inside its schedule")
             }
@@ -417,6 +433,8 @@ struct Request<'a> {
     context: Context,
     history: &'a History,
     guard: Option<(IdentityKey, DeploymentId)>,
+    /// The machine is in the pre-production collection (section 8).
+    pre_production: bool,
 }
 
 /// Decides what a booting machine (or a running client) gets, by SPEC section 3.
@@ -510,6 +528,11 @@ pub fn decide(
             Context::Pxe => history.guard_for(machine, device),
             _ => None,
         },
+        pre_production: settings
+            .pre_production_collection
+            .as_deref()
+            .and_then(|c| catalog.collection(c))
+            .is_some_and(|c| catalog.holds(c, device)),
     };
     let screened: Vec<Screened> = deployments
         .iter()
@@ -618,6 +641,19 @@ fn screen(req: &Request, d: &Deployment) -> Screen {
                 ),
             );
         };
+        // Section 8: a pre-production image is served to the pre-production collection only,
+        // so for anyone else the deployment is no candidate and rule 8 makes no offer, rather
+        // than an offer whose script then has nothing to start.
+        if image.pre_production && !req.pre_production {
+            return excluded(
+                Rule::PreProduction,
+                format!(
+                    "boot image {} is pre-production and this machine is not in the \
+                     pre-production collection",
+                    image.id
+                ),
+            );
+        }
         match architecture(req, image) {
             Ok(fit) => fit,
             Err(why) => return excluded(Rule::Rule5aArchitecture, why),
@@ -892,6 +928,16 @@ fn choose(preferred: Option<DeploymentId>, screened: &[Screened], req: &Request)
         )
     }) {
         NoDeploymentReason::NoBootableCandidate
+    } else if any(&|s| {
+        matches!(
+            s,
+            Screen::Excluded {
+                rule: Rule::PreProduction,
+                ..
+            }
+        )
+    }) {
+        NoDeploymentReason::PreProductionOnly
     } else if any(&|s| {
         matches!(
             s,

@@ -226,6 +226,7 @@ impl Default for Req {
             settings: ServerSettings {
                 unknown_computers_enabled: true,
                 pxe_password_set: false,
+                pre_production_collection: None,
             },
         }
     }
@@ -1170,6 +1171,44 @@ fn media_follows_rerun_behaviour() {
 // Rule 8 ----------------------------------------------------------------------------------------
 
 #[test]
+fn pre_production_boot_image_is_no_candidate_outside_the_pilot_collection() {
+    let mut catalog = base_catalog();
+    catalog.boot_images.push(BootImage {
+        pre_production: true,
+        ..boot_image("bi-pre", ImageArch::X64)
+    });
+    catalog
+        .task_sequences
+        .push(task_sequence("ts-pre", Some("bi-pre")));
+    catalog.deployments = vec![dep("LAB00001", Required, MediaPxe).to(ALL).ts("ts-pre")];
+    let pilot = |machine: MachineIdentity| Req {
+        machine,
+        settings: ServerSettings {
+            pre_production_collection: Some(LAB.into()),
+            ..Req::default().settings
+        },
+        ..Req::default()
+    };
+    // lab-a is in the pilot collection: the deployment runs.
+    let d = pilot(machine_a()).decide(&catalog);
+    assert_eq!(d.unattended(), Some(id("LAB00001")), "{d:?}");
+    // lab-b is not: no candidate, so PXE makes no offer at all (rule 8).
+    let d = pilot(machine_b()).decide(&catalog);
+    assert_eq!(
+        d.action,
+        Action::NoDeployment {
+            reason: NoDeploymentReason::PreProductionOnly
+        }
+    );
+    let e = d.evaluation(&id("LAB00001")).unwrap();
+    assert_eq!(e.rule, Rule::PreProduction);
+    assert!(e.explanation.contains("bi-pre is pre-production"), "{e:?}");
+    // Without a pilot collection nobody boots a pre-production image.
+    let d = Req::default().decide(&catalog);
+    assert!(matches!(d.action, Action::NoDeployment { .. }), "{d:?}");
+}
+
+#[test]
 fn no_candidate_gets_no_deployment_with_reason() {
     run_table(vec![
         case(
@@ -1556,6 +1595,7 @@ fn arb_req(context: impl Strategy<Value = Context>) -> impl Strategy<Value = Req
                 settings: ServerSettings {
                     unknown_computers_enabled: unknown,
                     pxe_password_set: password,
+                    pre_production_collection: None,
                 },
             },
         )
