@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::catalog::{Catalog, CollectionKind, IdentityKey};
+use crate::catalog::{Catalog, Collection, CollectionKind, Device, IdentityKey};
 use crate::store::StatusMessage;
 
 /// The five states, in the order the page shows them.
@@ -120,18 +120,11 @@ pub fn summarize(
         }
     } else {
         for d in catalog.members(col) {
-            let keys: Vec<String> = d
-                .identity_keys()
-                .iter()
-                .map(IdentityKey::to_string)
-                .collect();
+            let keys = identity_keys(d);
             let ms: Vec<&StatusMessage> = about
                 .iter()
                 .copied()
-                .filter(|m| {
-                    m.device.as_deref() == Some(d.name.as_str())
-                        || m.identity.as_ref().is_some_and(|i| keys.contains(i))
-                })
+                .filter(|m| is_about_device(m, d, &keys))
                 .collect();
             machines.push(MachineState {
                 machine: d.name.clone(),
@@ -152,10 +145,51 @@ pub fn summarize(
     })
 }
 
+fn identity_keys(d: &Device) -> Vec<String> {
+    d.identity_keys()
+        .iter()
+        .map(IdentityKey::to_string)
+        .collect()
+}
+
+/// Whether a message is about device `d` (`keys`: its identity keys), by name or identity.
+fn is_about_device(m: &StatusMessage, d: &Device, keys: &[String]) -> bool {
+    m.device.as_deref() == Some(d.name.as_str())
+        || m.identity.as_ref().is_some_and(|i| keys.contains(i))
+}
+
+/// The messages about machines of `collection`: its member devices, or for Unknown Computers
+/// the machines that matched no device. Section 8 scopes every summary, the failures over time
+/// included, to the chosen collection.
+pub fn scoped<'a>(
+    catalog: &Catalog,
+    collection: &Collection,
+    messages: impl IntoIterator<Item = &'a StatusMessage>,
+) -> Vec<&'a StatusMessage> {
+    if matches!(collection.kind, CollectionKind::UnknownComputers) {
+        let known: Vec<String> = catalog.devices.iter().flat_map(identity_keys).collect();
+        return messages
+            .into_iter()
+            .filter(|m| {
+                m.device.is_none() && m.identity.as_ref().is_some_and(|i| !known.contains(i))
+            })
+            .collect();
+    }
+    let members: Vec<(&Device, Vec<String>)> = catalog
+        .members(collection)
+        .into_iter()
+        .map(|d| (d, identity_keys(d)))
+        .collect();
+    messages
+        .into_iter()
+        .filter(|m| members.iter().any(|(d, keys)| is_about_device(m, d, keys)))
+        .collect()
+}
+
 /// Failures per period (`bucket` seconds: 86400 per day, 3600 per hour) from `from` up to
 /// `to`, optionally of one deployment: `(period start, count)`, every period listed.
-pub fn failures_over_time(
-    messages: &[StatusMessage],
+pub fn failures_over_time<'a>(
+    messages: impl IntoIterator<Item = &'a StatusMessage>,
     deployment: Option<&str>,
     from: i64,
     to: i64,
@@ -334,6 +368,60 @@ mod tests {
     }
 
     #[test]
+    fn failures_over_time_are_scoped_to_the_chosen_collection() {
+        let c = catalog();
+        let day = 86_400;
+        let now = day * 20;
+        let ms = vec![
+            msg(
+                1,
+                "failed",
+                Some("a"),
+                "mac:52:54:00:00:00:01",
+                "LAB00001",
+                now - 5,
+            ),
+            msg(
+                2,
+                "failed",
+                Some("c"),
+                "mac:52:54:00:00:00:03",
+                "LAB00001",
+                now - 5,
+            ),
+            // Device d reported by identity only.
+            msg(
+                3,
+                "failed",
+                None,
+                "mac:52:54:00:00:00:04",
+                "LAB00002",
+                now - day,
+            ),
+            // An unknown computer.
+            msg(
+                4,
+                "failed",
+                None,
+                "mac:52:54:00:00:00:09",
+                "LAB00001",
+                now - day,
+            ),
+        ];
+        let total = |scope: Option<&str>| -> usize {
+            overview(&c, &ms, scope, None, now, 14)
+                .failures
+                .iter()
+                .map(|f| f.1)
+                .sum()
+        };
+        assert_eq!(total(None), 4);
+        assert_eq!(total(Some("two")), 2, "a and d, not c");
+        assert_eq!(total(Some("lab")), 3);
+        assert_eq!(total(Some("unknown_computers")), 1);
+    }
+
+    #[test]
     fn failures_are_counted_per_day_with_empty_days_listed() {
         let day = 86_400;
         let ms = vec![
@@ -398,9 +486,13 @@ pub fn overview(
                 .collect()
         })
         .unwrap_or_default();
+    let in_scope = match scope.and_then(|c| catalog.collection(c)) {
+        Some(c) => scoped(catalog, c, messages.iter().filter(|m| m.kind == "failed")),
+        None => messages.iter().collect(),
+    };
     Overview {
         deployments: summaries,
-        failures: failures_over_time(messages, None, now - days * 86_400, now, period),
+        failures: failures_over_time(in_scope, None, now - days * 86_400, now, period),
         period,
         recent,
         pre_production,
