@@ -11,7 +11,7 @@ use std::sync::Arc;
 use crate::catalog::stored;
 use crate::catalog::{BootImage, Catalog, Deployment, MachineIdentity};
 use crate::content::Library;
-use crate::decision::{self, Context, Decision, ServerSettings};
+use crate::decision::{self, Context, Decision, Rule, ServerSettings};
 use crate::dhcp::packet::{Mac, SmbiosUuid};
 use crate::store::{StatusMessage, Store, StoreError};
 
@@ -49,7 +49,19 @@ pub struct BootPath {
     pub library: Library,
     /// The PXE password of rule 9 is set (not in this version: always false).
     pub pxe_password_set: bool,
+    /// The requirements-not-met messages written lately, so that the many DHCP requests of one
+    /// boot write one message (see [`BootPath::record_unmet`]).
+    pub unmet_noted: UnmetNoted,
 }
+
+/// Per machine identity and deployment, the rule of the last requirements-not-met message and
+/// when it was written.
+pub type UnmetNoted = std::sync::Mutex<std::collections::HashMap<(String, String), (Rule, i64)>>;
+
+/// How long the same requirements-not-met message is not written again for one machine.
+const UNMET_QUIET_SECONDS: i64 = 600;
+/// Bound on [`UnmetNoted`]: past it, the oldest memory is dropped and messages may repeat.
+const UNMET_NOTED_MAX: usize = 10_000;
 
 /// Unix time in seconds.
 pub fn now() -> i64 {
@@ -156,13 +168,19 @@ impl BootPath {
         at: i64,
     ) -> Result<i64, StoreError> {
         let identity = machine.key().map(|k| k.to_string());
+        if let Some(id) = &identity {
+            self.forget_unmet(id);
+        }
         let (catalog, _) = stored::load(&self.store)?;
         let device = catalog.match_device(&machine).map(|d| d.name.clone());
         let now = at;
         if let (Some(id), Some(dep)) = (&identity, deployment) {
+            // A start is an attempt until its end replaces it: a run that a power cut
+            // interrupts counts as run (rule 7, rerun behaviour).
             match kind {
                 "succeeded" => self.store.attempt_set(id, dep, "succeeded", now)?,
                 "failed" => self.store.attempt_set(id, dep, "failed", now)?,
+                "started" => self.store.attempt_set(id, dep, "started", now)?,
                 _ => {}
             }
         }
@@ -190,6 +208,12 @@ impl BootPath {
         let now = now();
         if let (Some(id), true) = (&identity, deployment.is_required()) {
             self.store.guard_set(id, &deployment.id.to_string(), now)?;
+        }
+        // An attempt from here on, until the boot environment reports its end.
+        if let Some(id) = &identity {
+            self.forget_unmet(id);
+            self.store
+                .attempt_set(id, &deployment.id.to_string(), "started", now)?;
         }
         self.store.add_status(&StatusMessage {
             seq: 0,
@@ -227,6 +251,59 @@ impl BootPath {
                 tracing::error!(error = %e, "cannot record a status message");
             }
         }
+    }
+
+    /// Writes a `requirements-not-met` status message for each deployment that targets the
+    /// machine but that it may not run now (wrong architecture, loop guard, rerun behaviour),
+    /// so monitoring shows it Non-compliant with the reason (section 8). The same message for
+    /// the same machine is written once per [`UNMET_QUIET_SECONDS`], and again after a start
+    /// or an end in between.
+    pub fn record_unmet(&self, decision: &Decision) {
+        let Some(identity) = decision.machine.key().map(|k| k.to_string()) else {
+            return;
+        };
+        let now = now();
+        for e in decision.unmet_requirements() {
+            let key = (identity.clone(), e.deployment_id.to_string());
+            {
+                let mut noted = self.unmet_noted.lock().unwrap_or_else(|p| p.into_inner());
+                if noted
+                    .get(&key)
+                    .is_some_and(|&(rule, at)| rule == e.rule && now - at < UNMET_QUIET_SECONDS)
+                {
+                    continue;
+                }
+                if noted.len() >= UNMET_NOTED_MAX {
+                    noted.clear();
+                }
+                noted.insert(key.clone(), (e.rule, now));
+            }
+            let r = self.store.add_status(&StatusMessage {
+                seq: 0,
+                at: now,
+                source: "server".into(),
+                kind: "requirements-not-met".into(),
+                identity: Some(identity.clone()),
+                device: decision.device.clone(),
+                deployment: Some(key.1),
+                body: serde_json::json!({
+                    "context": decision.context.to_string(),
+                    "rule": e.rule.cite(),
+                    "requirement": e.rule.title(),
+                    "reason": e.explanation,
+                }),
+            });
+            if let Err(err) = r {
+                tracing::error!(error = %err, "cannot record a status message");
+            }
+        }
+    }
+
+    /// Forgets the requirements-not-met messages of a machine that started or ended a run, so
+    /// that the next refusal is written again.
+    fn forget_unmet(&self, identity: &str) {
+        let mut noted = self.unmet_noted.lock().unwrap_or_else(|p| p.into_inner());
+        noted.retain(|(id, _), _| id != identity);
     }
 
     /// Writes the decision's warnings (such as an ignored preferred id) as status messages.

@@ -6,9 +6,13 @@
 //! - a run started (`pxe-start` from the server, `started` or `step` from the agent) after its
 //!   last end: In progress;
 //! - else its last end (`succeeded` / `failed`): Compliant / Failed;
-//! - else it was offered the deployment (`offered`: a menu listed it) or was told it has none
-//!   (`no-deployment`): Non-compliant;
+//! - else it was offered the deployment (`offered`: a menu listed it), was told it has none
+//!   (`no-deployment`), or was refused it (`requirements-not-met`: wrong architecture, loop
+//!   guard, rerun behaviour): Non-compliant, with the reason of the refusal;
 //! - else: Unknown.
+//!
+//! A run that has not ended but whose machine was refused since (a power cut, then the loop
+//! guard or the rerun behaviour) is Non-compliant too, not In progress for ever.
 
 use std::collections::BTreeMap;
 
@@ -55,6 +59,9 @@ pub struct MachineState {
     /// Device name, or the identity of an unknown computer.
     pub machine: String,
     pub state: State,
+    /// Why a Non-compliant machine is so, when its requirements were not met (wrong
+    /// architecture, loop guard, rerun behaviour): the rule and the reason the server gave.
+    pub reason: Option<String>,
     pub last: Option<StatusMessage>,
 }
 
@@ -67,26 +74,53 @@ pub struct Summary {
     pub machines: Vec<MachineState>,
 }
 
-fn state_of(messages: &[&StatusMessage]) -> State {
+/// The kind of the server's message that a machine may not run a deployment that targets it.
+pub const REQUIREMENTS_NOT_MET: &str = "requirements-not-met";
+
+/// The state of a machine from its messages about one deployment, arrival order, and the
+/// reason when its requirements were not met.
+fn state_of(messages: &[&StatusMessage]) -> (State, Option<String>) {
     let last_end = messages
         .iter()
         .rposition(|m| matches!(m.kind.as_str(), "succeeded" | "failed"));
     let last_start = messages
         .iter()
         .rposition(|m| matches!(m.kind.as_str(), "pxe-start" | "started" | "step"));
+    let last_unmet = messages
+        .iter()
+        .rposition(|m| m.kind == REQUIREMENTS_NOT_MET);
+    let unmet = |i: usize| {
+        let body = &messages[i].body;
+        let text = |k: &str| body.get(k).and_then(|v| v.as_str()).unwrap_or("");
+        Some(format!(
+            "{} ({}): {}",
+            text("rule"),
+            text("requirement"),
+            text("reason")
+        ))
+    };
+    // A run that has not ended is in progress, unless the machine came back and was refused
+    // since (a power cut, then the loop guard or rerun behaviour): then it is not met.
+    let running = |s: usize| match last_unmet {
+        Some(u) if u > s => (State::NonCompliant, unmet(u)),
+        _ => (State::InProgress, None),
+    };
     match (last_start, last_end) {
-        (Some(s), Some(e)) if s > e => State::InProgress,
-        (Some(_), None) => State::InProgress,
-        (_, Some(e)) if messages[e].kind == "succeeded" => State::Compliant,
-        (_, Some(_)) => State::Failed,
-        (None, None)
-            if messages
+        (Some(s), Some(e)) if s > e => running(s),
+        (Some(s), None) => running(s),
+        // The last run's end stands: a refused rerun does not undo it.
+        (_, Some(e)) if messages[e].kind == "succeeded" => (State::Compliant, None),
+        (_, Some(_)) => (State::Failed, None),
+        (None, None) => match last_unmet {
+            Some(u) => (State::NonCompliant, unmet(u)),
+            None if messages
                 .iter()
                 .any(|m| matches!(m.kind.as_str(), "offered" | "no-deployment")) =>
-        {
-            State::NonCompliant
-        }
-        (None, None) => State::Unknown,
+            {
+                (State::NonCompliant, None)
+            }
+            None => (State::Unknown, None),
+        },
     }
 }
 
@@ -112,9 +146,11 @@ pub fn summarize(
             }
         }
         for (id, ms) in by_identity {
+            let (state, reason) = state_of(&ms);
             machines.push(MachineState {
                 machine: id.to_owned(),
-                state: state_of(&ms),
+                state,
+                reason,
                 last: ms.last().map(|m| (*m).clone()),
             });
         }
@@ -126,9 +162,11 @@ pub fn summarize(
                 .copied()
                 .filter(|m| is_about_device(m, d, &keys))
                 .collect();
+            let (state, reason) = state_of(&ms);
             machines.push(MachineState {
                 machine: d.name.clone(),
-                state: state_of(&ms),
+                state,
+                reason,
                 last: ms.last().map(|m| (*m).clone()),
             });
         }
@@ -419,6 +457,93 @@ mod tests {
         assert_eq!(total(Some("two")), 2, "a and d, not c");
         assert_eq!(total(Some("lab")), 3);
         assert_eq!(total(Some("unknown_computers")), 1);
+    }
+
+    #[test]
+    fn requirements_not_met_is_non_compliant_with_its_reason() {
+        let c = catalog();
+        let unmet = |seq, device: &str, identity: &str, rule: &str, requirement: &str, at| {
+            StatusMessage {
+                source: "server".into(),
+                body: serde_json::json!({
+                    "rule": rule, "requirement": requirement, "reason": format!("{requirement} said no"),
+                }),
+                ..msg(
+                    seq,
+                    REQUIREMENTS_NOT_MET,
+                    Some(device),
+                    identity,
+                    "LAB00001",
+                    at,
+                )
+            }
+        };
+        let ms = vec![
+            // a: never ran, its firmware does not fit.
+            unmet(
+                1,
+                "a",
+                "mac:52:54:00:00:00:01",
+                "rule 5a",
+                "architecture",
+                10,
+            ),
+            // b: started, power cut, refused by the loop guard when it came back.
+            msg(
+                2,
+                "pxe-start",
+                Some("b"),
+                "mac:52:54:00:00:00:02",
+                "LAB00001",
+                10,
+            ),
+            unmet(3, "b", "mac:52:54:00:00:00:02", "rule 7", "loop guard", 20),
+            // c: failed, then refused a rerun: the failure stands.
+            msg(
+                4,
+                "failed",
+                Some("c"),
+                "mac:52:54:00:00:00:03",
+                "LAB00001",
+                10,
+            ),
+            unmet(
+                5,
+                "c",
+                "mac:52:54:00:00:00:03",
+                "rule 7",
+                "rerun behaviour",
+                20,
+            ),
+            // d: refused, then cleared and started: in progress.
+            unmet(6, "d", "mac:52:54:00:00:00:04", "rule 7", "loop guard", 10),
+            msg(
+                7,
+                "started",
+                Some("d"),
+                "mac:52:54:00:00:00:04",
+                "LAB00001",
+                20,
+            ),
+        ];
+        let s = summarize(&c, "LAB00001", "lab", &ms).unwrap();
+        let of = |name: &str| s.machines.iter().find(|m| m.machine == name).unwrap();
+        assert_eq!(of("a").state, State::NonCompliant);
+        assert_eq!(
+            of("a").reason.as_deref(),
+            Some("rule 5a (architecture): architecture said no")
+        );
+        assert_eq!(of("b").state, State::NonCompliant);
+        assert!(of("b").reason.as_deref().unwrap().contains("loop guard"));
+        assert_eq!(
+            (of("c").state, of("c").reason.as_deref()),
+            (State::Failed, None)
+        );
+        assert_eq!(
+            (of("d").state, of("d").reason.as_deref()),
+            (State::InProgress, None)
+        );
+        assert_eq!(of("e").state, State::Unknown);
     }
 
     #[test]

@@ -61,6 +61,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         store,
         library: crate::content::Library::new(&config.data_dir),
         pxe_password_set: false,
+        unmet_noted: Default::default(),
     });
     let dhcp_listeners = dhcp::server::bind(&config)?;
     let shared = Arc::new(dhcp::server::Shared::new(

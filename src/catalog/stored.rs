@@ -183,6 +183,7 @@ pub fn history(store: &Store) -> Result<History, StoreError> {
     for (identity, deployment, outcome) in store.attempts()? {
         let outcome = match outcome.as_str() {
             "succeeded" => Outcome::Succeeded,
+            "started" => Outcome::Interrupted,
             _ => Outcome::Failed,
         };
         if let (Ok(k), Ok(d)) = (identity.parse(), deployment.parse()) {

@@ -1063,6 +1063,7 @@ fn import_statuses(dd: &DataDir, files: &[PathBuf]) -> anyhow::Result<()> {
         store: store.clone(),
         library: Library::new(&dd.data_dir),
         pxe_password_set: false,
+        unmet_noted: Default::default(),
     };
     let known: std::collections::HashSet<String> = store
         .statuses(None, 1_000_000)?

@@ -348,6 +348,19 @@ impl Decision {
     pub fn evaluation(&self, id: &DeploymentId) -> Option<&Evaluation> {
         self.evaluations.iter().find(|e| e.deployment_id == *id)
     }
+
+    /// The deployments that target this machine but whose requirements it does not meet: its
+    /// firmware (rule 5a), the loop guard or the rerun behaviour (rule 7). Monitoring reports
+    /// the machine as Non-compliant for them, with this reason (section 8).
+    pub fn unmet_requirements(&self) -> impl Iterator<Item = &Evaluation> {
+        self.evaluations.iter().filter(|e| {
+            !e.admitted
+                && matches!(
+                    e.rule,
+                    Rule::Rule5aArchitecture | Rule::Rule7LoopGuard | Rule::Rule7Rerun
+                )
+        })
+    }
 }
 
 /// How well a boot image fits the firmware (rule 5a).
@@ -779,22 +792,29 @@ fn architecture(req: &Request, image: &BootImage) -> Result<(Fit, String), Strin
 /// Rule 7 for media and clients: why the rerun behaviour holds a required deployment back.
 fn rerun_holds_back(rerun: Rerun, last: Option<Attempt>) -> Option<String> {
     let last = last?;
-    let outcome = match last.outcome {
-        Outcome::Succeeded => "succeeded",
-        Outcome::Failed => "failed",
-    };
     let allowed = match rerun {
         Rerun::Never => false,
         Rerun::Always => true,
-        Rerun::IfFailed => last.outcome == Outcome::Failed,
+        // An interrupted run did not succeed: it may run again, as a failed one may.
+        Rerun::IfFailed => last.outcome != Outcome::Succeeded,
         Rerun::IfSucceeded => last.outcome == Outcome::Succeeded,
     };
     (!allowed).then(|| {
         format!(
-            "rerun behaviour is {rerun} and the last attempt (at {}) {outcome}",
-            last.at
+            "rerun behaviour is {rerun} and the last attempt (at {}) {}",
+            last.at,
+            ended(last.outcome)
         )
     })
+}
+
+/// How an attempt ended, as a sentence ends.
+fn ended(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Succeeded => "succeeded",
+        Outcome::Failed => "failed",
+        Outcome::Interrupted => "started and never ended (interrupted)",
+    }
 }
 
 fn rerun_note(what: &str, rerun: Rerun, last: Option<Attempt>) -> String {
@@ -802,10 +822,7 @@ fn rerun_note(what: &str, rerun: Rerun, last: Option<Attempt>) -> String {
         None => format!("{what}; not attempted on this machine before"),
         Some(a) => format!(
             "{what}; rerun behaviour {rerun} allows another run after the last attempt ({})",
-            match a.outcome {
-                Outcome::Succeeded => "succeeded",
-                Outcome::Failed => "failed",
-            }
+            ended(a.outcome)
         ),
     }
 }

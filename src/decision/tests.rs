@@ -1131,6 +1131,11 @@ fn media_follows_rerun_behaviour() {
         (Rerun::IfSucceeded, None, true),
         (Rerun::IfSucceeded, Some(Succeeded), true),
         (Rerun::IfSucceeded, Some(Failed), false),
+        // A run that started and never ended (a power cut) counts as run, not as succeeded.
+        (Rerun::Always, Some(Interrupted), true),
+        (Rerun::Never, Some(Interrupted), false),
+        (Rerun::IfFailed, Some(Interrupted), true),
+        (Rerun::IfSucceeded, Some(Interrupted), false),
     ];
     for &(rerun, last, again) in table {
         for purpose in [Required, Available] {

@@ -138,6 +138,7 @@ async fn boot_script(State(s): State<Arc<AppState>>, Query(q): Query<BootQuery>)
         } => (decision, catalog, settings),
     };
     s.bootpath.record_warnings(&decision);
+    s.bootpath.record_unmet(&decision);
     match &decision.action {
         Action::NoDeployment { reason } => {
             let why = format!("no deployment: {}, {reason}", reason.rule().cite());

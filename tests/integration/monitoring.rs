@@ -253,3 +253,124 @@ fn the_status_page_shows_the_json_counts_in_a_real_browser() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The machine's row of `deployment` in `/status.json`: its state and reason.
+fn machine_state(server: &Server, deployment: &str, machine: &str) -> (String, String) {
+    let j: serde_json::Value =
+        serde_json::from_str(&http_get(server.http_addr(), "/status.json")).unwrap();
+    let d = j["overview"]["deployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["deployment"] == deployment)
+        .unwrap();
+    let m = d["machines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["machine"] == machine)
+        .unwrap_or_else(|| panic!("{machine} in {d}"));
+    (
+        m["state"].as_str().unwrap().to_owned(),
+        m["reason"].as_str().unwrap_or("").to_owned(),
+    )
+}
+
+#[test]
+fn requirements_not_met_are_non_compliant_with_the_reason_and_a_power_cut_counts_as_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = dir.path().join("vmlinuz");
+    let i = dir.path().join("initrd.img");
+    std::fs::write(&k, b"kernel").unwrap();
+    std::fs::write(&i, b"initrd").unwrap();
+    let site = write_site(
+        dir.path(),
+        &k,
+        &i,
+        "52:54:00:0e:01:01",
+        "52:54:00:0e:01:09",
+        "",
+    );
+    // LAB00001 (x64 boot image) reaches pc1, pc2 and pc3 and never runs twice.
+    let mut text = std::fs::read_to_string(&site)
+        .unwrap()
+        .replace(
+            "members = [\"pc1\"]",
+            "members = [\"pc1\", \"pc2\", \"pc3\"]",
+        )
+        .replace(
+            "available_to = \"media_pxe\"\n",
+            "available_to = \"media_pxe\"\nrerun = \"never\"\n",
+        );
+    for n in 2..=3 {
+        text.push_str(&format!(
+            "\n[[device]]\nname = \"pc{n}\"\nmacs = [\"52:54:00:0e:01:0{n}\"]\n"
+        ));
+    }
+    std::fs::write(&site, text).unwrap();
+    cli_ok(
+        &dir.path().join("data"),
+        &["site", "apply", site.to_str().unwrap()],
+    );
+    let server = Server::start(dir.path(), &loopback_config(dir.path(), "proxy", ""));
+
+    // pc1 is an ARM64 UEFI machine: its firmware cannot start an x64 boot image.
+    let script = http_get(
+        server.http_addr(),
+        "/boot.ipxe?mac=52-54-00-0e-01-01&arch=11",
+    );
+    assert!(!script.contains("netdeploy.deployment="), "{script}");
+    let (state, reason) = machine_state(&server, "LAB00001", "pc1");
+    assert_eq!(state, "non_compliant");
+    assert!(reason.contains("rule 5a (architecture)"), "{reason}");
+
+    // pc2 starts LAB00001 through PXE, loses power, and boots again: the loop guard refuses.
+    let first = http_get(
+        server.http_addr(),
+        "/boot.ipxe?mac=52-54-00-0e-01-02&arch=0",
+    );
+    assert!(first.contains("netdeploy.deployment=LAB00001"), "{first}");
+    assert_eq!(machine_state(&server, "LAB00001", "pc2").0, "in_progress");
+    let again = http_get(
+        server.http_addr(),
+        "/boot.ipxe?mac=52-54-00-0e-01-02&arch=0",
+    );
+    assert!(!again.contains("netdeploy.deployment="), "{again}");
+    let (state, reason) = machine_state(&server, "LAB00001", "pc2");
+    assert_eq!(state, "non_compliant");
+    assert!(reason.contains("rule 7 (loop guard)"), "{reason}");
+
+    // pc3 starts LAB00001 from boot media and loses power: with rerun behaviour `never` that
+    // run counts, so media do not start it again.
+    let policy = |mac: &str| {
+        http_get(
+            server.http_addr(),
+            &format!("/agent/policy?mac={mac}&context=media"),
+        )
+    };
+    assert!(
+        policy("52:54:00:0e:01:03").contains("LAB00001"),
+        "the first run is allowed"
+    );
+    post_status(
+        &server,
+        r#"{"kind":"started","mac":"52:54:00:0e:01:03","deployment":"LAB00001"}"#,
+    );
+    let after = policy("52:54:00:0e:01:03");
+    assert!(after.contains("rerun behaviour"), "{after}");
+    let (state, reason) = machine_state(&server, "LAB00001", "pc3");
+    assert_eq!(state, "non_compliant");
+    assert!(reason.contains("rule 7 (rerun behaviour)"), "{reason}");
+    assert!(reason.contains("interrupted"), "{reason}");
+    // Repeated refusals of one boot are one status message.
+    policy("52:54:00:0e:01:03");
+    let messages = cli_ok(&dir.path().join("data"), &["status", "--json"]);
+    let j: serde_json::Value = serde_json::from_str(&messages).unwrap();
+    let unmet = j["recent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["kind"] == "requirements-not-met" && m["device"] == "pc3")
+        .count();
+    assert_eq!(unmet, 1, "{j}");
+}
