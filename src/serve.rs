@@ -114,6 +114,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             }
         });
     }
+    tasks.spawn(crate::wake::serve_requests(
+        bootpath.store.clone(),
+        config.interfaces.clone(),
+        cancel.clone(),
+    ));
     let state = Arc::new(http::AppState {
         config: config.clone(),
         counters: counters.clone(),

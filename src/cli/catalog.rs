@@ -375,6 +375,9 @@ pub fn site(dd: &DataDir, cmd: SiteCommand) -> anyhow::Result<()> {
             for (id, w) in &applied.warnings {
                 println!("warning  deployment {id}: {w}");
             }
+            for id in netdeploy::wake::request_for_site(&store, ch, &operator(), now())? {
+                println!("wake-on-LAN: the running server wakes the machines of {id}");
+            }
             Ok(())
         }
         SiteCommand::Show => {
@@ -1253,14 +1256,17 @@ pub fn wake_new(
     config: Option<&netdeploy::config::Config>,
     id: DeploymentId,
 ) -> anyhow::Result<()> {
-    let (catalog, _) = stored::load(&dd.open()?)?;
-    let interfaces = config.map(|c| c.interfaces.as_slice()).unwrap_or_default();
-    match netdeploy::wake::wake_new_deployment(&catalog, &id, interfaces) {
-        None => {}
-        Some(_) if config.is_none() => println!(
-            "wake-on-LAN: no packets sent; pass --server-config so netdeploy knows the served interfaces, or run `netdeploy wake --deployment {id}`"
-        ),
-        Some(r) => println!("wake-on-LAN: sent {} magic packet(s)", r?),
+    let store = dd.open()?;
+    let (catalog, _) = stored::load(&store)?;
+    let Some(config) = config else {
+        // Only the running server knows the interfaces it serves: it sends them.
+        if netdeploy::wake::request_for_new(&store, &catalog, &id, &operator(), now())? {
+            println!("wake-on-LAN: the running server wakes the machines of {id}");
+        }
+        return Ok(());
+    };
+    if let Some(r) = netdeploy::wake::wake_new_deployment(&catalog, &id, &config.interfaces) {
+        println!("wake-on-LAN: sent {} magic packet(s)", r?);
     }
     Ok(())
 }

@@ -115,14 +115,31 @@ async fn apply_site(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
         Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e),
     };
     match stored::apply(&s.bootpath.store, &site, |h| lib.has(h), "admin-api", now()) {
-        Ok(a) => Json(serde_json::json!({
+        Ok(a) => {
+            // The wake requests are served by this server's own wake task within a second.
+            let woken =
+                crate::wake::request_for_site(&s.bootpath.store, &a.changes, "admin-api", now())
+                    .unwrap_or_else(|e| {
+                        tracing::warn!(error = %e, "cannot ask for wake-on-LAN");
+                        Vec::new()
+                    });
+            Json(serde_json::json!({
+            "wake_on_lan": woken.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
             "changes": a.changes,
             "warnings": a.warnings.iter().map(|(id, w)| serde_json::json!({"deployment": id, "warning": w.to_string()})).collect::<Vec<_>>(),
         }))
-        .into_response(),
+        .into_response()
+        }
         Err(stored::ApplyError::Refused { id, refusals }) => error(
             StatusCode::UNPROCESSABLE_ENTITY,
-            format!("deployment {id}: {}", refusals.iter().map(|r| r.to_string()).collect::<Vec<_>>().join("; ")),
+            format!(
+                "deployment {id}: {}",
+                refusals
+                    .iter()
+                    .map(|r| r.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
         ),
         Err(e) => internal(e),
     }
