@@ -62,6 +62,8 @@ pub struct MachineState {
     /// Why a Non-compliant machine is so, when its requirements were not met (wrong
     /// architecture, loop guard, rerun behaviour): the rule and the reason the server gave.
     pub reason: Option<String>,
+    /// Its MACs and SMBIOS UUID as declared, or the identity an unknown computer sent.
+    pub addresses: Vec<String>,
     pub last: Option<StatusMessage>,
 }
 
@@ -151,6 +153,7 @@ pub fn summarize(
                 machine: id.to_owned(),
                 state,
                 reason,
+                addresses: vec![id.to_owned()],
                 last: ms.last().map(|m| (*m).clone()),
             });
         }
@@ -167,6 +170,12 @@ pub fn summarize(
                 machine: d.name.clone(),
                 state,
                 reason,
+                addresses: d
+                    .macs
+                    .iter()
+                    .map(|m| m.to_string())
+                    .chain(d.uuid.map(|u| u.to_string()))
+                    .collect(),
                 last: ms.last().map(|m| (*m).clone()),
             });
         }
@@ -222,6 +231,164 @@ pub fn scoped<'a>(
         .into_iter()
         .filter(|m| members.iter().any(|(d, keys)| is_about_device(m, d, keys)))
         .collect()
+}
+
+/// One step of a run as the status messages tell it: the agent reports a step when it ends,
+/// so it started when the message before it arrived.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StepRecord {
+    /// The step's name, as the task sequence names it.
+    pub name: String,
+    pub started_at: i64,
+    pub ended_at: i64,
+    /// True when the step succeeded.
+    pub ok: bool,
+    /// `ok`, or the failure reason (with the exit code and file when given).
+    pub message: String,
+}
+
+/// One run of a deployment on a machine: from its start (the PXE script, or the agent's
+/// `started`) to its end, if it ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Run {
+    pub started_at: i64,
+    pub ended_at: Option<i64>,
+    /// `succeeded` or `failed` once it ended.
+    pub outcome: Option<String>,
+    /// How it started: `pxe` when the server started it, `agent` when the boot environment
+    /// reported the start first (boot media).
+    pub via: String,
+    pub steps: Vec<StepRecord>,
+}
+
+/// The runs of one deployment on one machine, from its messages about that deployment in
+/// arrival order.
+pub fn runs(messages: &[&StatusMessage]) -> Vec<Run> {
+    let mut out: Vec<Run> = Vec::new();
+    let mut open: Option<Run> = None;
+    let mut last_at = 0;
+    let new_run = |at: i64, via: &str| Run {
+        started_at: at,
+        ended_at: None,
+        outcome: None,
+        via: via.to_owned(),
+        steps: Vec::new(),
+    };
+    for m in messages {
+        let text = |k: &str| m.body.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+        match m.kind.as_str() {
+            "pxe-start" => {
+                out.extend(open.take());
+                open = Some(new_run(m.at, "pxe"));
+            }
+            // The agent's start of the run the PXE script began is the same run.
+            "started" => {
+                let same = open
+                    .as_ref()
+                    .is_some_and(|r| r.via == "pxe" && r.steps.is_empty());
+                if !same {
+                    out.extend(open.take());
+                    open = Some(new_run(m.at, "agent"));
+                }
+            }
+            "step" => {
+                let run = open.get_or_insert_with(|| new_run(last_at.min(m.at), "agent"));
+                let ok = m.body.get("ok").and_then(|v| v.as_bool()).unwrap_or(true);
+                run.steps.push(StepRecord {
+                    name: text("step").unwrap_or_default(),
+                    started_at: last_at.max(run.started_at),
+                    ended_at: m.at,
+                    ok,
+                    message: if ok {
+                        "ok".into()
+                    } else {
+                        text("reason").unwrap_or_default()
+                    },
+                });
+            }
+            "succeeded" | "failed" => {
+                let mut run = open
+                    .take()
+                    .unwrap_or_else(|| new_run(last_at.min(m.at), "agent"));
+                if m.kind == "failed" {
+                    let mut message = text("reason").unwrap_or_else(|| "failed".into());
+                    if let Some(code) = m.body.get("code").filter(|c| !c.is_null()) {
+                        message.push_str(&format!(" (exit code {code})"));
+                    }
+                    if let Some(file) = text("file") {
+                        message.push_str(&format!(" (file {file})"));
+                    }
+                    if let Some(step) = text("step") {
+                        run.steps.push(StepRecord {
+                            name: step,
+                            started_at: last_at.max(run.started_at),
+                            ended_at: m.at,
+                            ok: false,
+                            message,
+                        });
+                    }
+                }
+                run.ended_at = Some(m.at);
+                run.outcome = Some(m.kind.clone());
+                out.push(run);
+            }
+            _ => {}
+        }
+        last_at = m.at;
+    }
+    out.extend(open);
+    out
+}
+
+/// Everything the page of one machine shows for one deployment.
+#[derive(Debug, Clone, Serialize)]
+pub struct MachineDetail {
+    pub deployment: String,
+    pub state: MachineState,
+    /// Every run of the deployment on the machine, oldest first.
+    pub runs: Vec<Run>,
+    /// Every status message about the machine, any deployment, in order.
+    pub messages: Vec<StatusMessage>,
+}
+
+/// The detail of `machine` (a device name, or an unknown computer's identity) for
+/// `deployment`, over `collection`; `None` when the collection does not hold it.
+pub fn machine_detail(
+    catalog: &Catalog,
+    deployment: &str,
+    collection: &str,
+    machine: &str,
+    messages: &[StatusMessage],
+) -> Option<MachineDetail> {
+    let summary = summarize(catalog, deployment, collection, messages)?;
+    let state = summary
+        .machines
+        .into_iter()
+        .find(|m| m.machine == machine)?;
+    let about: Vec<&StatusMessage> = match catalog.device(machine) {
+        Some(d) => {
+            let keys = identity_keys(d);
+            messages
+                .iter()
+                .filter(|m| is_about_device(m, d, &keys))
+                .collect()
+        }
+        None => messages
+            .iter()
+            .filter(|m| m.device.is_none() && m.identity.as_deref() == Some(machine))
+            .collect(),
+    };
+    let of_deployment: Vec<&StatusMessage> = about
+        .iter()
+        .copied()
+        .filter(|m| m.deployment.as_deref() == Some(deployment))
+        .collect();
+    Some(MachineDetail {
+        deployment: deployment.to_owned(),
+        state,
+        runs: runs(&of_deployment),
+        messages: about.into_iter().cloned().collect(),
+    })
 }
 
 /// Failures per period (`bucket` seconds: 86400 per day, 3600 per hour) from `from` up to
@@ -544,6 +711,57 @@ mod tests {
             (State::InProgress, None)
         );
         assert_eq!(of("e").state, State::Unknown);
+    }
+
+    #[test]
+    fn runs_list_each_step_with_its_start_end_result_and_message() {
+        let id = "mac:52:54:00:00:00:01";
+        let with = |m: StatusMessage, body: serde_json::Value| StatusMessage { body, ..m };
+        let ms = [
+            msg(1, "pxe-start", Some("a"), id, "LAB00001", 10),
+            msg(2, "started", Some("a"), id, "LAB00001", 12),
+            with(
+                msg(3, "step", Some("a"), id, "LAB00001", 20),
+                serde_json::json!({"step": "hello", "ok": true}),
+            ),
+            with(
+                msg(4, "failed", Some("a"), id, "LAB00001", 30),
+                serde_json::json!({"step": "write", "reason": "disk full", "code": 3}),
+            ),
+            msg(5, "started", Some("a"), id, "LAB00001", 40),
+        ];
+        let refs: Vec<&StatusMessage> = ms.iter().collect();
+        let r = runs(&refs);
+        assert_eq!(r.len(), 2);
+        assert_eq!(
+            (
+                r[0].started_at,
+                r[0].ended_at,
+                r[0].outcome.as_deref(),
+                r[0].via.as_str()
+            ),
+            (10, Some(30), Some("failed"), "pxe")
+        );
+        assert_eq!(
+            r[0].steps,
+            vec![
+                StepRecord {
+                    name: "hello".into(),
+                    started_at: 12,
+                    ended_at: 20,
+                    ok: true,
+                    message: "ok".into()
+                },
+                StepRecord {
+                    name: "write".into(),
+                    started_at: 20,
+                    ended_at: 30,
+                    ok: false,
+                    message: "disk full (exit code 3)".into()
+                },
+            ]
+        );
+        assert_eq!((r[1].started_at, r[1].ended_at), (40, None));
     }
 
     #[test]
