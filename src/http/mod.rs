@@ -51,6 +51,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/winpe/variables.ini", get(winpe_variables))
         .route("/status", get(status_page::page))
         .route("/status.json", get(status_page::json))
+        .route("/status/deployment", get(status_page::deployment))
+        .route("/status/machine", get(status_page::machine))
         .route("/agent/status", axum::routing::post(agent::status))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))

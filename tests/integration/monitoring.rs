@@ -374,3 +374,148 @@ fn requirements_not_met_are_non_compliant_with_the_reason_and_a_power_cut_counts
         .count();
     assert_eq!(unmet, 1, "{j}");
 }
+
+/// The DOM of `url` after headless Chromium loaded it.
+fn chromium_dom(profile: &std::path::Path, url: &str) -> String {
+    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("headless Chromium is needed: install the Debian package chromium");
+    let out = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(["--dump-dom", url])
+        .output()
+        .expect("run chromium");
+    let html = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        html.contains("</html>"),
+        "{url} did not load: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    html
+}
+
+/// The first link's target inside the element that starts with `start`.
+fn link_in(html: &str, start: &str) -> String {
+    let at = html
+        .find(start)
+        .unwrap_or_else(|| panic!("{start} in {html}"));
+    let rest = &html[at..];
+    let href = rest.find("href=\"").expect("a link") + 6;
+    let end = rest[href..].find('"').unwrap() + href;
+    rest[href..end].replace("&amp;", "&")
+}
+
+#[test]
+fn the_status_page_leads_from_the_overview_to_a_failed_machine_and_its_failing_step() {
+    let (dir, server) = setup();
+    let profile = dir.path().join("profile");
+    let overview = chromium_dom(&profile, &format!("{}/status", server.url()));
+    // The deployment's row opens its page ...
+    let deployment = link_in(&overview, "<tr data-deployment=\"LAB00001\">");
+    let page = chromium_dom(&profile, &format!("{}{deployment}", server.url()));
+    // ... with the five states, each listing its machines.
+    for (state, machines) in [
+        ("compliant", &["pc1", "pc4"][..]),
+        ("in_progress", &["pc2"]),
+        ("non_compliant", &[]),
+        ("failed", &["pc3"]),
+        ("unknown", &["pc5"]),
+    ] {
+        let at = page
+            .find(&format!("<section id=\"{state}\">"))
+            .unwrap_or_else(|| panic!("section {state} in {page}"));
+        let section = &page[at..at + page[at..].find("</section>").unwrap()];
+        for m in machines {
+            assert!(
+                section.contains(&format!("data-machine=\"{m}\"")),
+                "{m} in {state}: {section}"
+            );
+        }
+    }
+    let failed_at = page.find("<section id=\"failed\">").unwrap();
+    let failed = &page[failed_at..];
+    assert!(failed.contains("52:54:00:0e:00:03"), "its MAC: {failed}");
+    assert!(failed.contains(" UTC"), "a readable time: {failed}");
+    // The failed machine opens its own page: the run, the failing step and its message.
+    let machine = link_in(failed, "<tr data-machine=\"pc3\">");
+    let page = chromium_dom(&profile, &format!("{}{machine}", server.url()));
+    assert!(page.contains("data-state=\"failed\">Failed<"), "{page}");
+    let step_at = page
+        .find("<tr class=\"failed\" data-step=\"hello\">")
+        .unwrap_or_else(|| panic!("the failing step in {page}"));
+    let step = &page[step_at..step_at + page[step_at..].find("</tr>").unwrap()];
+    assert!(step.contains("exit code 3"), "{step}");
+    assert!(step.contains("<td class=\"result\">failed</td>"), "{step}");
+    assert!(page.contains("Run 1: started"), "{page}");
+    // Its status messages in order, and what explain says now.
+    let started = page.find("<td>started</td>").expect("the start message");
+    let ended = page.find("<td>failed</td>").expect("the failure message");
+    assert!(started < ended, "messages in order");
+    assert!(page.contains("id=\"explain\""), "{page}");
+    assert!(page.contains("LAB00001"), "{page}");
+}
+
+#[test]
+fn site_author_and_agent_text_on_the_status_pages_is_escaped() {
+    let (dir, server) = setup();
+    // A task sequence name and a deployment comment from a site file, and a failure reason
+    // from a boot environment, each carrying markup.
+    let site = dir.path().join("site.toml");
+    let text = std::fs::read_to_string(&site)
+        .unwrap()
+        .replace(
+            "name = \"Say hello\"",
+            "name = \"<script>document.title='owned'</script>\"",
+        )
+        .replace(
+            "id = \"LAB00001\"\n",
+            "id = \"LAB00001\"\ncomments = \"<img src=x onerror=alert(1)>\"\n",
+        );
+    std::fs::write(&site, text).unwrap();
+    cli_ok(
+        &dir.path().join("data"),
+        &["site", "apply", site.to_str().unwrap()],
+    );
+    post_status(
+        &server,
+        r#"{"kind":"failed","mac":"52:54:00:0e:00:05","deployment":"LAB00001","step":"<i>x</i>","reason":"<script>alert(2)</script>"}"#,
+    );
+    for path in [
+        "/status".to_owned(),
+        "/status/deployment?id=LAB00001".to_owned(),
+        "/status/machine?deployment=LAB00001&machine=pc5".to_owned(),
+    ] {
+        let html = http_get(server.http_addr(), &path);
+        assert!(!html.contains("<script"), "{path}: {html}");
+        assert!(!html.contains("<img"), "{path}: {html}");
+        assert!(!html.contains("<i>"), "{path}: {html}");
+    }
+    let page = http_get(server.http_addr(), "/status/deployment?id=LAB00001");
+    assert!(
+        page.contains("&lt;script&gt;document.title='owned'&lt;/script&gt;"),
+        "{page}"
+    );
+    assert!(
+        page.contains("&lt;img src=x onerror=alert(1)&gt;"),
+        "{page}"
+    );
+    let machine = http_get(
+        server.http_addr(),
+        "/status/machine?deployment=LAB00001&machine=pc5",
+    );
+    assert!(
+        machine.contains("&lt;script&gt;alert(2)&lt;/script&gt;"),
+        "{machine}"
+    );
+}
