@@ -79,6 +79,9 @@ enum Command {
     /// The PXE loop guard (SPEC section 3, rule 7).
     #[command(subcommand)]
     Pxe(cat::PxeCommand),
+    /// Deployment alerts: raised when a deployment's failures pass its threshold.
+    #[command(subcommand)]
+    Alert(cat::AlertCommand),
 }
 
 const EXAMPLE: &str = include_str!("../netdeploy.example.toml");
@@ -132,6 +135,7 @@ fn run(command: Command, data: cat::DataDir) -> anyhow::Result<()> {
         Command::Explain(a) => cat::explain(data, a),
         Command::Pxe(c) => cat::pxe(data, c),
         Command::Status(a) => cat::status(data, a),
+        Command::Alert(c) => cat::alert(data, c),
         Command::Serve { config } => {
             let config = netdeploy::config::Config::load(&config)?;
             let rt = tokio::runtime::Builder::new_multi_thread()

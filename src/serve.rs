@@ -114,6 +114,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             }
         });
     }
+    tasks.spawn(crate::alert_hooks::watch(
+        bootpath.store.clone(),
+        config.alert_webhooks.clone(),
+        cancel.clone(),
+    ));
     tasks.spawn(crate::wake::serve_requests(
         bootpath.store.clone(),
         config.interfaces.clone(),

@@ -130,6 +130,8 @@ pub struct Config {
     pub tftp: TftpSettings,
     pub http: HttpConfig,
     pub boot: BootConfig,
+    /// Where deployment alerts are posted (`[alerts] webhooks`): plain `http://` URLs.
+    pub alert_webhooks: Vec<axum::http::Uri>,
 }
 
 /// Default first-stage boot files, as Debian's `ipxe` package installs them in /usr/lib/ipxe.
@@ -335,7 +337,21 @@ impl Config {
                 ));
             }
         }
+        let mut alert_webhooks = Vec::new();
+        for (i, u) in w.alerts.webhooks.iter().enumerate() {
+            let uri: axum::http::Uri = u
+                .parse()
+                .map_err(|e| field("alerts.webhooks", format!("entry {i}, {u:?}: {e}")))?;
+            if uri.scheme_str() != Some("http") || uri.host().is_none() {
+                return Err(field(
+                    "alerts.webhooks",
+                    format!("entry {i}, {u:?}: only http://HOST[:PORT]/PATH URLs are posted to"),
+                ));
+            }
+            alert_webhooks.push(uri);
+        }
         Ok(Config {
+            alert_webhooks,
             interfaces,
             server_address,
             data_dir,

@@ -18,6 +18,7 @@ use maud::{html, Markup, PreEscaped, DOCTYPE};
 use serde::Deserialize;
 
 use super::AppState;
+use crate::alerts::Alert;
 use crate::catalog::{stored, Catalog, IdentityKey, MachineIdentity};
 use crate::decision::Context;
 use crate::monitoring::{self, MachineState, Overview, State as S};
@@ -64,9 +65,11 @@ fn check_scope(catalog: &Catalog, scope: Option<&str>) -> Result<(), PageError> 
     }
 }
 
-fn build(s: &AppState, q: &PageQuery) -> Result<(Overview, Catalog), PageError> {
+fn build(s: &AppState, q: &PageQuery) -> Result<(Overview, Catalog, Vec<Alert>), PageError> {
     let (catalog, settings, messages) = load(s)?;
     check_scope(&catalog, q.scope())?;
+    let thresholds = crate::alerts::thresholds(&s.bootpath.store).map_err(unavailable)?;
+    let alerts = crate::alerts::current(&catalog, &messages, &thresholds);
     let days = q.days.unwrap_or(14).clamp(1, 366);
     let o = monitoring::overview(
         &catalog,
@@ -76,7 +79,7 @@ fn build(s: &AppState, q: &PageQuery) -> Result<(Overview, Catalog), PageError> 
         crate::bootpath::now(),
         days,
     );
-    Ok((o, catalog))
+    Ok((o, catalog, alerts))
 }
 
 /// Runs a page builder on the blocking pool (it reads the store) and answers with its HTML.
@@ -94,8 +97,9 @@ async fn render_blocking(
 pub async fn json(State(s): State<Arc<AppState>>, Query(q): Query<PageQuery>) -> Response {
     let st = s.clone();
     match tokio::task::spawn_blocking(move || build(&st, &q)).await {
-        Ok(Ok((o, _))) => Json(serde_json::json!({
+        Ok(Ok((o, _, alerts))) => Json(serde_json::json!({
             "overview": o,
+            "alerts": alerts,
             "counters": s.counters.snapshot().into_iter().collect::<std::collections::BTreeMap<_, _>>(),
         }))
         .into_response(),
@@ -198,8 +202,8 @@ fn details(m: &StatusMessage) -> String {
 pub async fn page(State(s): State<Arc<AppState>>, Query(q): Query<PageQuery>) -> Response {
     let counters = s.counters.snapshot();
     render_blocking(s, move |s| {
-        let (o, catalog) = build(s, &q)?;
-        Ok(overview_page(&o, &catalog, &q, &counters))
+        let (o, catalog, alerts) = build(s, &q)?;
+        Ok(overview_page(&o, &catalog, &alerts, &q, &counters))
     })
     .await
 }
@@ -207,6 +211,7 @@ pub async fn page(State(s): State<Arc<AppState>>, Query(q): Query<PageQuery>) ->
 fn overview_page(
     o: &Overview,
     catalog: &Catalog,
+    alerts: &[Alert],
     q: &PageQuery,
     counters: &[(&'static str, u64)],
 ) -> Markup {
@@ -231,6 +236,18 @@ fn overview_page(
                 }
                 " days: " input name="days" size="3" value=(days);
                 " " button { "Show" }
+            }
+            @if !alerts.is_empty() {
+                section id="alerts" {
+                    h2 { "Alerts (" (alerts.len()) ")" }
+                    ul {
+                        @for a in alerts {
+                            li data-alert=(a.deployment) style="color:#c62828" {
+                                a href=(deployment_url(&a.deployment, None)) { (a.deployment) } ": " (a.message)
+                            }
+                        }
+                    }
+                }
             }
             h2 { "Deployments" }
             table id="states" {

@@ -519,3 +519,155 @@ fn site_author_and_agent_text_on_the_status_pages_is_escaped() {
         "{machine}"
     );
 }
+
+/// A webhook receiver on 127.0.0.1: records each POST body and answers 200, for at most 60 s.
+fn webhook_receiver() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = got.clone();
+    std::thread::spawn(move || {
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::time::Instant::now() < end {
+            let Ok((stream, _)) = listener.accept() else {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                continue;
+            };
+            stream.set_nonblocking(false).unwrap();
+            stream
+                .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                .unwrap();
+            let mut reader = BufReader::new(stream);
+            let mut length = 0;
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                if line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+                line.clear();
+            }
+            let mut body = vec![0u8; length];
+            reader.read_exact(&mut body).unwrap();
+            sink.lock()
+                .unwrap()
+                .push(serde_json::from_slice(&body).unwrap());
+            let _ = reader
+                .get_mut()
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    (addr, got)
+}
+
+fn wait_for_posts(got: &std::sync::Mutex<Vec<serde_json::Value>>, n: usize) {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while got.lock().unwrap().len() < n && std::time::Instant::now() < end {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn an_alert_is_raised_posted_once_to_the_webhook_and_cleared() {
+    let (hook, got) = webhook_receiver();
+    let dir = tempfile::tempdir().unwrap();
+    let k = dir.path().join("vmlinuz");
+    let i = dir.path().join("initrd.img");
+    std::fs::write(&k, b"kernel").unwrap();
+    std::fs::write(&i, b"initrd").unwrap();
+    let site = write_site(
+        dir.path(),
+        &k,
+        &i,
+        "52:54:00:0e:02:01",
+        "52:54:00:0e:02:09",
+        "",
+    );
+    // LAB00001 over pc1..pc4 raises an alert at 50% and at least 2 failed machines.
+    let mut text = std::fs::read_to_string(&site)
+        .unwrap()
+        .replace(
+            "members = [\"pc1\"]",
+            "members = [\"pc1\", \"pc2\", \"pc3\", \"pc4\"]",
+        )
+        .replacen(
+            "available_to = \"media_pxe\"\n",
+            "available_to = \"media_pxe\"\nalert_failure_percent = 50\nalert_min_failures = 2\n",
+            1,
+        );
+    for n in 2..=4 {
+        text.push_str(&format!(
+            "\n[[device]]\nname = \"pc{n}\"\nmacs = [\"52:54:00:0e:02:0{n}\"]\n"
+        ));
+    }
+    std::fs::write(&site, text).unwrap();
+    let data = dir.path().join("data");
+    cli_ok(&data, &["site", "apply", site.to_str().unwrap()]);
+    assert!(cli_ok(&data, &["alert", "list"]).contains("LAB00001  50%  at least 2"));
+    let config = loopback_config(dir.path(), "proxy", "")
+        + &format!("[alerts]\nwebhooks = [\"http://{hook}/netdeploy-alert\"]\n");
+    let server = Server::start(dir.path(), &config);
+    let alerts = || -> Vec<serde_json::Value> {
+        let j: serde_json::Value =
+            serde_json::from_str(&http_get(server.http_addr(), "/status.json")).unwrap();
+        j["alerts"].as_array().unwrap().clone()
+    };
+    let report = |n: u8, kind: &str| {
+        post_status(
+            &server,
+            &format!(r#"{{"kind":"{kind}","mac":"52:54:00:0e:02:0{n}","deployment":"LAB00001"}}"#),
+        )
+    };
+
+    // One failure of four: 25%, and under the count.
+    report(1, "failed");
+    assert!(alerts().is_empty());
+    // Two of four: 50% and 2 machines, the alert is raised.
+    report(2, "failed");
+    let raised = alerts();
+    assert_eq!(raised.len(), 1, "{raised:?}");
+    assert_eq!(raised[0]["deployment"], "LAB00001");
+    assert_eq!(
+        (raised[0]["failed"].as_u64(), raised[0]["machines"].as_u64()),
+        (Some(2), Some(4))
+    );
+    let page = http_get(server.http_addr(), "/status");
+    assert!(page.contains("<li data-alert=\"LAB00001\""), "{page}");
+    wait_for_posts(&got, 1);
+    {
+        let posts = got.lock().unwrap();
+        assert_eq!(posts.len(), 1, "{posts:?}");
+        assert_eq!(posts[0]["event"], "raised");
+        assert_eq!(posts[0]["alert"]["deployment"], "LAB00001");
+    }
+    // Further evaluations do not post it again; a third failure keeps it raised.
+    report(3, "failed");
+    server
+        .wait_for_log(
+            &["alert-raised", "LAB00001"],
+            std::time::Duration::from_secs(5),
+        )
+        .expect("the raise is logged");
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    assert_eq!(got.lock().unwrap().len(), 1, "posted once");
+
+    // The machines are re-run and succeed: back under the threshold, the alert clears.
+    for n in 1..=3 {
+        report(n, "started");
+        report(n, "succeeded");
+    }
+    assert!(alerts().is_empty());
+    assert!(!http_get(server.http_addr(), "/status").contains("data-alert="));
+    wait_for_posts(&got, 2);
+    let posts = got.lock().unwrap();
+    assert_eq!(posts.len(), 2, "{posts:?}");
+    assert_eq!(posts[1]["event"], "cleared");
+    assert_eq!(posts[1]["deployment"], "LAB00001");
+}
