@@ -503,6 +503,21 @@ mod tests {
     }
 
     #[test]
+    fn alert_webhooks_must_be_plain_http_urls() {
+        let with = |url: &str| {
+            load(&format!(
+                "[server]\ninterfaces = [\"br0\"]\n[alerts]\nwebhooks = [{url:?}]"
+            ))
+        };
+        let ok = with("http://127.0.0.1:9000/hook").unwrap();
+        assert_eq!(ok.alert_webhooks[0].port_u16(), Some(9000));
+        for bad in ["https://monitor.lan/hook", "monitor.lan/hook", "http://"] {
+            let err = with(bad).unwrap_err().to_string();
+            assert!(err.starts_with("alerts.webhooks:"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
     fn bad_mode_and_arch_keys_name_the_field() {
         let err = load("[server]\ninterfaces = [\"br0\"]\n[dhcp]\nmode = \"full\"")
             .unwrap_err()
