@@ -801,8 +801,7 @@ fn rerun_holds_back(rerun: Rerun, last: Option<Attempt>) -> Option<String> {
     };
     (!allowed).then(|| {
         format!(
-            "rerun behaviour is {rerun} and the last attempt (at {}) {}",
-            last.at,
+            "rerun behaviour is {rerun} and the last attempt {}",
             ended(last.outcome)
         )
     })

@@ -184,13 +184,15 @@ fn details(m: &StatusMessage) -> String {
             .filter(|(k, v)| {
                 !matches!(k.as_str(), "kind" | "mac" | "uuid" | "deployment") && !v.is_null()
             })
-            .map(|(k, v)| {
-                format!(
+            .map(|(k, v)| match (k.as_str(), v.as_i64()) {
+                // Times people read, never epoch seconds.
+                ("at", Some(t)) => format!("at={}", when(t)),
+                _ => format!(
                     "{k}={}",
                     v.as_str()
                         .map(str::to_owned)
                         .unwrap_or_else(|| v.to_string())
-                )
+                ),
             })
             .collect::<Vec<_>>()
             .join(" "),
