@@ -633,4 +633,23 @@ mod tests {
             "{html}"
         );
     }
+
+    #[test]
+    fn message_times_are_shown_in_utc_never_as_epoch_seconds() {
+        // A message kept on full media carries the time it was written as `at`.
+        let m = StatusMessage {
+            seq: 1,
+            at: 1_795_000_060,
+            source: "agent".into(),
+            kind: "started".into(),
+            identity: None,
+            device: Some("pc1".into()),
+            deployment: Some("LAB00001".into()),
+            body: serde_json::json!({"at": 1_795_000_007}),
+        };
+        let html = messages_table(std::iter::once(&m), true).into_string();
+        assert!(html.contains("<td>2026-11-18 11:07:40 UTC</td>"), "{html}");
+        assert!(html.contains("at=2026-11-18 11:06:47 UTC"), "{html}");
+        assert!(!html.contains("1795000"), "{html}");
+    }
 }
