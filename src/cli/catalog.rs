@@ -1175,7 +1175,12 @@ pub fn status(dd: &DataDir, a: StatusArgs) -> anyhow::Result<()> {
                         )
                     })
                     .unwrap_or_default();
-                println!("    {:<24} {:<14} {last}", m.machine, m.state.label());
+                let why = m
+                    .reason
+                    .as_deref()
+                    .map(|r| format!("  ({r})"))
+                    .unwrap_or_default();
+                println!("    {:<24} {:<14} {last}{why}", m.machine, m.state.label());
             }
         }
     }

@@ -362,6 +362,16 @@ fn requirements_not_met_are_non_compliant_with_the_reason_and_a_power_cut_counts
     assert_eq!(state, "non_compliant");
     assert!(reason.contains("rule 7 (rerun behaviour)"), "{reason}");
     assert!(reason.contains("interrupted"), "{reason}");
+    // `netdeploy status --machines` gives the same reason.
+    let out = cli_ok(&dir.path().join("data"), &["status", "--machines"]);
+    let line = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("pc3 "))
+        .unwrap_or_else(|| panic!("pc3 in {out}"));
+    assert!(
+        line.contains("Non-compliant") && line.contains("rule 7 (rerun behaviour)"),
+        "{line}"
+    );
     // Repeated refusals of one boot are one status message.
     policy("52:54:00:0e:01:03");
     let messages = cli_ok(&dir.path().join("data"), &["status", "--json"]);
