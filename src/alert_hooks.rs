@@ -48,8 +48,16 @@ pub fn changes(store: &Store) -> Result<Vec<Change>, StoreError> {
         return Ok(Vec::new());
     }
     let (catalog, _) = crate::catalog::stored::load(store)?;
-    let messages = store.statuses(None, 100_000)?;
-    let now_raised = alerts::current(&catalog, &messages, &thresholds);
+    // Only the messages of the deployments with a threshold (indexed by deployment).
+    let mut now_raised = Vec::new();
+    for t in &thresholds {
+        let messages = store.statuses(Some(&t.deployment.to_string()), 100_000)?;
+        now_raised.extend(alerts::current(
+            &catalog,
+            &messages,
+            std::slice::from_ref(t),
+        ));
+    }
     let now = crate::bootpath::now();
     let mut out = Vec::new();
     for a in &now_raised {
