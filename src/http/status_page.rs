@@ -415,6 +415,11 @@ pub async fn deployment(
         let summary = monitoring::summarize(&catalog, &q.id, collection, &messages)
             .ok_or_else(|| (StatusCode::NOT_FOUND, format!("no collection {collection:?}\n")))?;
         let ts = catalog.task_sequence(&d.task_sequence);
+        let thresholds = crate::alerts::thresholds(&s.bootpath.store).map_err(unavailable)?;
+        let threshold = thresholds.iter().find(|t| t.deployment == id);
+        let alert = crate::alerts::current(&catalog, &messages, &thresholds)
+            .into_iter()
+            .find(|a| a.deployment == q.id);
         Ok(layout(
             &format!("{} – netdeploy status", q.id),
             html! {
@@ -425,6 +430,14 @@ pub async fn deployment(
                     @if let Some(ts) = ts { " (" (ts.name) ")" }
                     ", " (format!("{:?}", d.purpose).to_lowercase()) ", over collection " (collection) "."
                     @if !d.comments.is_empty() { br; small { (d.comments) } }
+                }
+                @if let Some(a) = &alert {
+                    p id="alert" style="color:#c62828;font-weight:bold" { "Alert: " (a.message) }
+                } @else if let Some(t) = threshold {
+                    p { small {
+                        "Alert at " (t.failure_percent) "% and at least " (t.min_failures)
+                        " failed machine(s); not raised."
+                    } }
                 }
                 @for st in S::ALL {
                     @let ms: Vec<&MachineState> = summary.machines.iter().filter(|m| m.state == st).collect();

@@ -650,6 +650,8 @@ fn an_alert_is_raised_posted_once_to_the_webhook_and_cleared() {
     );
     let page = http_get(server.http_addr(), "/status");
     assert!(page.contains("<li data-alert=\"LAB00001\""), "{page}");
+    let page = http_get(server.http_addr(), "/status/deployment?id=LAB00001");
+    assert!(page.contains("id=\"alert\""), "{page}");
     wait_for_posts(&got, 1);
     {
         let posts = got.lock().unwrap();
