@@ -124,6 +124,7 @@ pub fn explain(
         &ServerSettings {
             unknown_computers_enabled: settings.unknown_computers,
             pxe_password_set: false,
+            pre_production_collection: settings.pre_production_collection.clone(),
         },
     );
     d.identity_notes = notes;

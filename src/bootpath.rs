@@ -12,7 +12,7 @@ use crate::catalog::identity::PLACEHOLDER_UUIDS;
 use crate::catalog::stored;
 use crate::catalog::{BootImage, Catalog, Deployment, MachineIdentity};
 use crate::content::Library;
-use crate::decision::{self, Context, Decision, ServerSettings, UuidDistrust};
+use crate::decision::{self, Context, Decision, Rule, ServerSettings, UuidDistrust};
 use crate::dhcp::packet::{Mac, SmbiosUuid};
 use crate::store::{StatusMessage, Store, StoreError};
 use netdeploy_wire::status::{StatusKind, StatusMessage as AgentMessage};
@@ -54,6 +54,9 @@ pub struct BootPath {
     pub pxe_password_set: bool,
     /// The content the catalog references, as of a store version.
     pub served: ServedContent,
+    /// The requirements-not-met messages written lately, so that the many DHCP requests of one
+    /// boot write one message (see [`BootPath::record_unmet`]).
+    pub unmet_noted: UnmetNoted,
 }
 
 /// The hashes of the content the catalog references, read again only when the store changed.
@@ -78,6 +81,15 @@ impl ServedContent {
 
 /// What [`Store::version`] returns.
 type StoreVersion = (i64, u64);
+
+/// Per machine identity and deployment, the rule of the last requirements-not-met message and
+/// when it was written.
+pub type UnmetNoted = std::sync::Mutex<std::collections::HashMap<(String, String), (Rule, i64)>>;
+
+/// How long the same requirements-not-met message is not written again for one machine.
+const UNMET_QUIET_SECONDS: i64 = 600;
+/// Bound on [`UnmetNoted`]: past it, the oldest memory is dropped and messages may repeat.
+const UNMET_NOTED_MAX: usize = 10_000;
 
 /// Unix time in seconds.
 pub fn now() -> i64 {
@@ -146,6 +158,7 @@ impl BootPath {
             &ServerSettings {
                 unknown_computers_enabled: settings.unknown_computers,
                 pxe_password_set: self.pxe_password_set,
+                pre_production_collection: settings.pre_production_collection.clone(),
             },
         );
         if let Some(why @ UuidDistrust::Duplicate { .. }) = &d.uuid_not_used {
@@ -192,6 +205,7 @@ impl BootPath {
             &ServerSettings {
                 unknown_computers_enabled: settings.unknown_computers,
                 pxe_password_set: self.pxe_password_set,
+                pre_production_collection: settings.pre_production_collection.clone(),
             },
         );
         Ok((d, catalog))
@@ -222,14 +236,20 @@ impl BootPath {
         let (catalog, _) = stored::load(&self.store)?;
         let known_as = stored::uuid_policy(&self.store)?.effective(&machine);
         let identity = known_as.key().map(|k| k.to_string());
+        if let Some(id) = &identity {
+            self.forget_unmet(id);
+        }
         let device = catalog.match_device(&known_as).map(|d| d.name.clone());
         let now = at;
-        // The attempt is kept under the whole identity the machine sent (section 10).
+        // The attempt is kept under the whole identity the machine sent (section 10). A start
+        // is an attempt until its end replaces it: a run that a power cut interrupts counts as
+        // run (rule 7, rerun behaviour).
         let whole = machine.record();
         if let (false, Some(dep)) = (whole.is_empty(), deployment) {
             match kind {
                 "succeeded" => self.store.attempt_set(&whole, dep, "succeeded", now)?,
                 "failed" => self.store.attempt_set(&whole, dep, "failed", now)?,
+                "started" => self.store.attempt_set(&whole, dep, "started", now)?,
                 _ => {}
             }
         }
@@ -261,6 +281,14 @@ impl BootPath {
         if !whole.is_empty() && deployment.is_required() {
             self.store
                 .guard_set(&whole, &deployment.id.to_string(), now)?;
+        }
+        // An attempt from here on, until the boot environment reports its end.
+        if let Some(id) = &identity {
+            self.forget_unmet(id);
+        }
+        if !whole.is_empty() {
+            self.store
+                .attempt_set(&whole, &deployment.id.to_string(), "started", now)?;
         }
         self.store.add_status(&StatusMessage {
             seq: 0,
@@ -298,6 +326,59 @@ impl BootPath {
                 tracing::error!(error = %e, "cannot record a status message");
             }
         }
+    }
+
+    /// Writes a `requirements-not-met` status message for each deployment that targets the
+    /// machine but that it may not run now (wrong architecture, loop guard, rerun behaviour),
+    /// so monitoring shows it Non-compliant with the reason (section 8). The same message for
+    /// the same machine is written once per [`UNMET_QUIET_SECONDS`], and again after a start
+    /// or an end in between.
+    pub fn record_unmet(&self, decision: &Decision) {
+        let Some(identity) = decision.identity_key().map(|k| k.to_string()) else {
+            return;
+        };
+        let now = now();
+        for e in decision.unmet_requirements() {
+            let key = (identity.clone(), e.deployment_id.to_string());
+            {
+                let mut noted = self.unmet_noted.lock().unwrap_or_else(|p| p.into_inner());
+                if noted
+                    .get(&key)
+                    .is_some_and(|&(rule, at)| rule == e.rule && now - at < UNMET_QUIET_SECONDS)
+                {
+                    continue;
+                }
+                if noted.len() >= UNMET_NOTED_MAX {
+                    noted.clear();
+                }
+                noted.insert(key.clone(), (e.rule, now));
+            }
+            let r = self.store.add_status(&StatusMessage {
+                seq: 0,
+                at: now,
+                source: "server".into(),
+                kind: "requirements-not-met".into(),
+                identity: Some(identity.clone()),
+                device: decision.device.clone(),
+                deployment: Some(key.1),
+                body: serde_json::json!({
+                    "context": decision.context.to_string(),
+                    "rule": e.rule.cite(),
+                    "requirement": e.rule.title(),
+                    "reason": e.explanation,
+                }),
+            });
+            if let Err(err) = r {
+                tracing::error!(error = %err, "cannot record a status message");
+            }
+        }
+    }
+
+    /// Forgets the requirements-not-met messages of a machine that started or ended a run, so
+    /// that the next refusal is written again.
+    fn forget_unmet(&self, identity: &str) {
+        let mut noted = self.unmet_noted.lock().unwrap_or_else(|p| p.into_inner());
+        noted.retain(|(id, _), _| id != identity);
     }
 
     /// Writes the decision's warnings (such as an ignored preferred id) as status messages.
@@ -417,6 +498,7 @@ mod tests {
             library: Library::new(dir.path()),
             pxe_password_set: false,
             served: ServedContent::default(),
+            unmet_noted: Default::default(),
         };
         let (a, b) = ("a".repeat(64), "b".repeat(64));
         assert!(!bp.serves(&a).unwrap());

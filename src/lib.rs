@@ -14,6 +14,8 @@
 //! - [`serve`]: starts everything and prints the startup line.
 
 pub mod admin;
+pub mod alert_hooks;
+pub mod alerts;
 pub mod arch;
 pub mod bootpath;
 pub mod catalog;

@@ -79,6 +79,9 @@ enum Command {
     /// The content library (files stored once by SHA-256).
     #[command(subcommand)]
     Content(cat::ContentCommand),
+    /// Deployment alerts: raised when a deployment's failures pass its threshold.
+    #[command(subcommand)]
+    Alert(cat::AlertCommand),
 }
 
 const EXAMPLE: &str = include_str!("../netdeploy.example.toml");
@@ -147,6 +150,7 @@ fn run(command: Command, locate: cli::locate::Locate) -> anyhow::Result<()> {
         Command::Pxe(c) => cat::pxe(data, c),
         Command::Status(a) => cat::status(data, a),
         Command::Content(c) => cat::content(data, c),
+        Command::Alert(c) => cat::alert(data, c),
         Command::Media { .. } | Command::ConfigExample | Command::Serve | Command::Check => {
             unreachable!("handled above")
         }

@@ -6,15 +6,19 @@
 //! - a run started (`pxe-start` from the server, `started` or `step` from the agent) after its
 //!   last end: In progress;
 //! - else its last end (`succeeded` / `failed`): Compliant / Failed;
-//! - else it was offered the deployment (`offered`: a menu listed it) or was told it has none
-//!   (`no-deployment`): Non-compliant;
+//! - else it was offered the deployment (`offered`: a menu listed it), was told it has none
+//!   (`no-deployment`), or was refused it (`requirements-not-met`: wrong architecture, loop
+//!   guard, rerun behaviour): Non-compliant, with the reason of the refusal;
 //! - else: Unknown.
+//!
+//! A run that has not ended but whose machine was refused since (a power cut, then the loop
+//! guard or the rerun behaviour) is Non-compliant too, not In progress for ever.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::catalog::{Catalog, CollectionKind, IdentityKey};
+use crate::catalog::{Catalog, Collection, CollectionKind, Device, IdentityKey};
 use crate::store::StatusMessage;
 
 /// The five states, in the order the page shows them.
@@ -55,6 +59,11 @@ pub struct MachineState {
     /// Device name, or the identity of an unknown computer.
     pub machine: String,
     pub state: State,
+    /// Why a Non-compliant machine is so, when its requirements were not met (wrong
+    /// architecture, loop guard, rerun behaviour): the rule and the reason the server gave.
+    pub reason: Option<String>,
+    /// Its MACs and SMBIOS UUID as declared, or the identity an unknown computer sent.
+    pub addresses: Vec<String>,
     pub last: Option<StatusMessage>,
 }
 
@@ -67,26 +76,53 @@ pub struct Summary {
     pub machines: Vec<MachineState>,
 }
 
-fn state_of(messages: &[&StatusMessage]) -> State {
+/// The kind of the server's message that a machine may not run a deployment that targets it.
+pub const REQUIREMENTS_NOT_MET: &str = "requirements-not-met";
+
+/// The state of a machine from its messages about one deployment, arrival order, and the
+/// reason when its requirements were not met.
+fn state_of(messages: &[&StatusMessage]) -> (State, Option<String>) {
     let last_end = messages
         .iter()
         .rposition(|m| matches!(m.kind.as_str(), "succeeded" | "failed"));
     let last_start = messages
         .iter()
         .rposition(|m| matches!(m.kind.as_str(), "pxe-start" | "started" | "step"));
+    let last_unmet = messages
+        .iter()
+        .rposition(|m| m.kind == REQUIREMENTS_NOT_MET);
+    let unmet = |i: usize| {
+        let body = &messages[i].body;
+        let text = |k: &str| body.get(k).and_then(|v| v.as_str()).unwrap_or("");
+        Some(format!(
+            "{} ({}): {}",
+            text("rule"),
+            text("requirement"),
+            text("reason")
+        ))
+    };
+    // A run that has not ended is in progress, unless the machine came back and was refused
+    // since (a power cut, then the loop guard or rerun behaviour): then it is not met.
+    let running = |s: usize| match last_unmet {
+        Some(u) if u > s => (State::NonCompliant, unmet(u)),
+        _ => (State::InProgress, None),
+    };
     match (last_start, last_end) {
-        (Some(s), Some(e)) if s > e => State::InProgress,
-        (Some(_), None) => State::InProgress,
-        (_, Some(e)) if messages[e].kind == "succeeded" => State::Compliant,
-        (_, Some(_)) => State::Failed,
-        (None, None)
-            if messages
+        (Some(s), Some(e)) if s > e => running(s),
+        (Some(s), None) => running(s),
+        // The last run's end stands: a refused rerun does not undo it.
+        (_, Some(e)) if messages[e].kind == "succeeded" => (State::Compliant, None),
+        (_, Some(_)) => (State::Failed, None),
+        (None, None) => match last_unmet {
+            Some(u) => (State::NonCompliant, unmet(u)),
+            None if messages
                 .iter()
                 .any(|m| matches!(m.kind.as_str(), "offered" | "no-deployment")) =>
-        {
-            State::NonCompliant
-        }
-        (None, None) => State::Unknown,
+            {
+                (State::NonCompliant, None)
+            }
+            None => (State::Unknown, None),
+        },
     }
 }
 
@@ -112,30 +148,34 @@ pub fn summarize(
             }
         }
         for (id, ms) in by_identity {
+            let (state, reason) = state_of(&ms);
             machines.push(MachineState {
                 machine: id.to_owned(),
-                state: state_of(&ms),
+                state,
+                reason,
+                addresses: vec![id.to_owned()],
                 last: ms.last().map(|m| (*m).clone()),
             });
         }
     } else {
         for d in catalog.members(col) {
-            let keys: Vec<String> = d
-                .identity_keys()
-                .iter()
-                .map(IdentityKey::to_string)
-                .collect();
+            let keys = identity_keys(d);
             let ms: Vec<&StatusMessage> = about
                 .iter()
                 .copied()
-                .filter(|m| {
-                    m.device.as_deref() == Some(d.name.as_str())
-                        || m.identity.as_ref().is_some_and(|i| keys.contains(i))
-                })
+                .filter(|m| is_about_device(m, d, &keys))
                 .collect();
+            let (state, reason) = state_of(&ms);
             machines.push(MachineState {
                 machine: d.name.clone(),
-                state: state_of(&ms),
+                state,
+                reason,
+                addresses: d
+                    .macs
+                    .iter()
+                    .map(|m| m.to_string())
+                    .chain(d.uuid.map(|u| u.to_string()))
+                    .collect(),
                 last: ms.last().map(|m| (*m).clone()),
             });
         }
@@ -152,10 +192,209 @@ pub fn summarize(
     })
 }
 
+fn identity_keys(d: &Device) -> Vec<String> {
+    d.identity_keys()
+        .iter()
+        .map(IdentityKey::to_string)
+        .collect()
+}
+
+/// Whether a message is about device `d` (`keys`: its identity keys), by name or identity.
+fn is_about_device(m: &StatusMessage, d: &Device, keys: &[String]) -> bool {
+    m.device.as_deref() == Some(d.name.as_str())
+        || m.identity.as_ref().is_some_and(|i| keys.contains(i))
+}
+
+/// The messages about machines of `collection`: its member devices, or for Unknown Computers
+/// the machines that matched no device. Section 8 scopes every summary, the failures over time
+/// included, to the chosen collection.
+pub fn scoped<'a>(
+    catalog: &Catalog,
+    collection: &Collection,
+    messages: impl IntoIterator<Item = &'a StatusMessage>,
+) -> Vec<&'a StatusMessage> {
+    if matches!(collection.kind, CollectionKind::UnknownComputers) {
+        let known: Vec<String> = catalog.devices.iter().flat_map(identity_keys).collect();
+        return messages
+            .into_iter()
+            .filter(|m| {
+                m.device.is_none() && m.identity.as_ref().is_some_and(|i| !known.contains(i))
+            })
+            .collect();
+    }
+    let members: Vec<(&Device, Vec<String>)> = catalog
+        .members(collection)
+        .into_iter()
+        .map(|d| (d, identity_keys(d)))
+        .collect();
+    messages
+        .into_iter()
+        .filter(|m| members.iter().any(|(d, keys)| is_about_device(m, d, keys)))
+        .collect()
+}
+
+/// One step of a run as the status messages tell it: the agent reports a step when it ends,
+/// so it started when the message before it arrived.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StepRecord {
+    /// The step's name, as the task sequence names it.
+    pub name: String,
+    pub started_at: i64,
+    pub ended_at: i64,
+    /// True when the step succeeded.
+    pub ok: bool,
+    /// `ok`, or the failure reason (with the exit code and file when given).
+    pub message: String,
+}
+
+/// One run of a deployment on a machine: from its start (the PXE script, or the agent's
+/// `started`) to its end, if it ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Run {
+    pub started_at: i64,
+    pub ended_at: Option<i64>,
+    /// `succeeded` or `failed` once it ended.
+    pub outcome: Option<String>,
+    /// How it started: `pxe` when the server started it, `agent` when the boot environment
+    /// reported the start first (boot media).
+    pub via: String,
+    pub steps: Vec<StepRecord>,
+}
+
+/// The runs of one deployment on one machine, from its messages about that deployment in
+/// arrival order.
+pub fn runs(messages: &[&StatusMessage]) -> Vec<Run> {
+    let mut out: Vec<Run> = Vec::new();
+    let mut open: Option<Run> = None;
+    let mut last_at = 0;
+    let new_run = |at: i64, via: &str| Run {
+        started_at: at,
+        ended_at: None,
+        outcome: None,
+        via: via.to_owned(),
+        steps: Vec::new(),
+    };
+    for m in messages {
+        let text = |k: &str| m.body.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+        match m.kind.as_str() {
+            "pxe-start" => {
+                out.extend(open.take());
+                open = Some(new_run(m.at, "pxe"));
+            }
+            // The agent's start of the run the PXE script began is the same run.
+            "started" => {
+                let same = open
+                    .as_ref()
+                    .is_some_and(|r| r.via == "pxe" && r.steps.is_empty());
+                if !same {
+                    out.extend(open.take());
+                    open = Some(new_run(m.at, "agent"));
+                }
+            }
+            "step" => {
+                let run = open.get_or_insert_with(|| new_run(last_at.min(m.at), "agent"));
+                let ok = m.body.get("ok").and_then(|v| v.as_bool()).unwrap_or(true);
+                run.steps.push(StepRecord {
+                    name: text("step").unwrap_or_default(),
+                    started_at: last_at.max(run.started_at),
+                    ended_at: m.at,
+                    ok,
+                    message: if ok {
+                        "ok".into()
+                    } else {
+                        text("reason").unwrap_or_default()
+                    },
+                });
+            }
+            "succeeded" | "failed" => {
+                let mut run = open
+                    .take()
+                    .unwrap_or_else(|| new_run(last_at.min(m.at), "agent"));
+                if m.kind == "failed" {
+                    let mut message = text("reason").unwrap_or_else(|| "failed".into());
+                    if let Some(code) = m.body.get("code").filter(|c| !c.is_null()) {
+                        message.push_str(&format!(" (exit code {code})"));
+                    }
+                    if let Some(file) = text("file") {
+                        message.push_str(&format!(" (file {file})"));
+                    }
+                    if let Some(step) = text("step") {
+                        run.steps.push(StepRecord {
+                            name: step,
+                            started_at: last_at.max(run.started_at),
+                            ended_at: m.at,
+                            ok: false,
+                            message,
+                        });
+                    }
+                }
+                run.ended_at = Some(m.at);
+                run.outcome = Some(m.kind.clone());
+                out.push(run);
+            }
+            _ => {}
+        }
+        last_at = m.at;
+    }
+    out.extend(open);
+    out
+}
+
+/// Everything the page of one machine shows for one deployment.
+#[derive(Debug, Clone, Serialize)]
+pub struct MachineDetail {
+    pub deployment: String,
+    pub state: MachineState,
+    /// Every run of the deployment on the machine, oldest first.
+    pub runs: Vec<Run>,
+    /// Every status message about the machine, any deployment, in order.
+    pub messages: Vec<StatusMessage>,
+}
+
+/// The detail of `machine` (a device name, or an unknown computer's identity) for
+/// `deployment`, over `collection`; `None` when the collection does not hold it.
+pub fn machine_detail(
+    catalog: &Catalog,
+    deployment: &str,
+    collection: &str,
+    machine: &str,
+    messages: &[StatusMessage],
+) -> Option<MachineDetail> {
+    let summary = summarize(catalog, deployment, collection, messages)?;
+    let state = summary
+        .machines
+        .into_iter()
+        .find(|m| m.machine == machine)?;
+    let about: Vec<&StatusMessage> = match catalog.device(machine) {
+        Some(d) => {
+            let keys = identity_keys(d);
+            messages
+                .iter()
+                .filter(|m| is_about_device(m, d, &keys))
+                .collect()
+        }
+        None => messages
+            .iter()
+            .filter(|m| m.device.is_none() && m.identity.as_deref() == Some(machine))
+            .collect(),
+    };
+    let of_deployment: Vec<&StatusMessage> = about
+        .iter()
+        .copied()
+        .filter(|m| m.deployment.as_deref() == Some(deployment))
+        .collect();
+    Some(MachineDetail {
+        deployment: deployment.to_owned(),
+        state,
+        runs: runs(&of_deployment),
+        messages: about.into_iter().cloned().collect(),
+    })
+}
+
 /// Failures per period (`bucket` seconds: 86400 per day, 3600 per hour) from `from` up to
 /// `to`, optionally of one deployment: `(period start, count)`, every period listed.
-pub fn failures_over_time(
-    messages: &[StatusMessage],
+pub fn failures_over_time<'a>(
+    messages: impl IntoIterator<Item = &'a StatusMessage>,
     deployment: Option<&str>,
     from: i64,
     to: i64,
@@ -334,6 +573,198 @@ mod tests {
     }
 
     #[test]
+    fn failures_over_time_are_scoped_to_the_chosen_collection() {
+        let c = catalog();
+        let day = 86_400;
+        let now = day * 20;
+        let ms = vec![
+            msg(
+                1,
+                "failed",
+                Some("a"),
+                "mac:52:54:00:00:00:01",
+                "LAB00001",
+                now - 5,
+            ),
+            msg(
+                2,
+                "failed",
+                Some("c"),
+                "mac:52:54:00:00:00:03",
+                "LAB00001",
+                now - 5,
+            ),
+            // Device d reported by identity only.
+            msg(
+                3,
+                "failed",
+                None,
+                "mac:52:54:00:00:00:04",
+                "LAB00002",
+                now - day,
+            ),
+            // An unknown computer.
+            msg(
+                4,
+                "failed",
+                None,
+                "mac:52:54:00:00:00:09",
+                "LAB00001",
+                now - day,
+            ),
+        ];
+        let total = |scope: Option<&str>| -> usize {
+            overview(&c, &ms, scope, None, now, 14)
+                .failures
+                .iter()
+                .map(|f| f.1)
+                .sum()
+        };
+        assert_eq!(total(None), 4);
+        assert_eq!(total(Some("two")), 2, "a and d, not c");
+        assert_eq!(total(Some("lab")), 3);
+        assert_eq!(total(Some("unknown_computers")), 1);
+    }
+
+    #[test]
+    fn requirements_not_met_is_non_compliant_with_its_reason() {
+        let c = catalog();
+        let unmet = |seq, device: &str, identity: &str, rule: &str, requirement: &str, at| {
+            StatusMessage {
+                source: "server".into(),
+                body: serde_json::json!({
+                    "rule": rule, "requirement": requirement, "reason": format!("{requirement} said no"),
+                }),
+                ..msg(
+                    seq,
+                    REQUIREMENTS_NOT_MET,
+                    Some(device),
+                    identity,
+                    "LAB00001",
+                    at,
+                )
+            }
+        };
+        let ms = vec![
+            // a: never ran, its firmware does not fit.
+            unmet(
+                1,
+                "a",
+                "mac:52:54:00:00:00:01",
+                "rule 5a",
+                "architecture",
+                10,
+            ),
+            // b: started, power cut, refused by the loop guard when it came back.
+            msg(
+                2,
+                "pxe-start",
+                Some("b"),
+                "mac:52:54:00:00:00:02",
+                "LAB00001",
+                10,
+            ),
+            unmet(3, "b", "mac:52:54:00:00:00:02", "rule 7", "loop guard", 20),
+            // c: failed, then refused a rerun: the failure stands.
+            msg(
+                4,
+                "failed",
+                Some("c"),
+                "mac:52:54:00:00:00:03",
+                "LAB00001",
+                10,
+            ),
+            unmet(
+                5,
+                "c",
+                "mac:52:54:00:00:00:03",
+                "rule 7",
+                "rerun behaviour",
+                20,
+            ),
+            // d: refused, then cleared and started: in progress.
+            unmet(6, "d", "mac:52:54:00:00:00:04", "rule 7", "loop guard", 10),
+            msg(
+                7,
+                "started",
+                Some("d"),
+                "mac:52:54:00:00:00:04",
+                "LAB00001",
+                20,
+            ),
+        ];
+        let s = summarize(&c, "LAB00001", "lab", &ms).unwrap();
+        let of = |name: &str| s.machines.iter().find(|m| m.machine == name).unwrap();
+        assert_eq!(of("a").state, State::NonCompliant);
+        assert_eq!(
+            of("a").reason.as_deref(),
+            Some("rule 5a (architecture): architecture said no")
+        );
+        assert_eq!(of("b").state, State::NonCompliant);
+        assert!(of("b").reason.as_deref().unwrap().contains("loop guard"));
+        assert_eq!(
+            (of("c").state, of("c").reason.as_deref()),
+            (State::Failed, None)
+        );
+        assert_eq!(
+            (of("d").state, of("d").reason.as_deref()),
+            (State::InProgress, None)
+        );
+        assert_eq!(of("e").state, State::Unknown);
+    }
+
+    #[test]
+    fn runs_list_each_step_with_its_start_end_result_and_message() {
+        let id = "mac:52:54:00:00:00:01";
+        let with = |m: StatusMessage, body: serde_json::Value| StatusMessage { body, ..m };
+        let ms = [
+            msg(1, "pxe-start", Some("a"), id, "LAB00001", 10),
+            msg(2, "started", Some("a"), id, "LAB00001", 12),
+            with(
+                msg(3, "step", Some("a"), id, "LAB00001", 20),
+                serde_json::json!({"step": "hello", "ok": true}),
+            ),
+            with(
+                msg(4, "failed", Some("a"), id, "LAB00001", 30),
+                serde_json::json!({"step": "write", "reason": "disk full", "code": 3}),
+            ),
+            msg(5, "started", Some("a"), id, "LAB00001", 40),
+        ];
+        let refs: Vec<&StatusMessage> = ms.iter().collect();
+        let r = runs(&refs);
+        assert_eq!(r.len(), 2);
+        assert_eq!(
+            (
+                r[0].started_at,
+                r[0].ended_at,
+                r[0].outcome.as_deref(),
+                r[0].via.as_str()
+            ),
+            (10, Some(30), Some("failed"), "pxe")
+        );
+        assert_eq!(
+            r[0].steps,
+            vec![
+                StepRecord {
+                    name: "hello".into(),
+                    started_at: 12,
+                    ended_at: 20,
+                    ok: true,
+                    message: "ok".into()
+                },
+                StepRecord {
+                    name: "write".into(),
+                    started_at: 20,
+                    ended_at: 30,
+                    ok: false,
+                    message: "disk full (exit code 3)".into()
+                },
+            ]
+        );
+        assert_eq!((r[1].started_at, r[1].ended_at), (40, None));
+    }
+
+    #[test]
     fn failures_are_counted_per_day_with_empty_days_listed() {
         let day = 86_400;
         let ms = vec![
@@ -398,9 +829,13 @@ pub fn overview(
                 .collect()
         })
         .unwrap_or_default();
+    let in_scope = match scope.and_then(|c| catalog.collection(c)) {
+        Some(c) => scoped(catalog, c, messages.iter().filter(|m| m.kind == "failed")),
+        None => messages.iter().collect(),
+    };
     Overview {
         deployments: summaries,
-        failures: failures_over_time(messages, None, now - days * 86_400, now, period),
+        failures: failures_over_time(in_scope, None, now - days * 86_400, now, period),
         period,
         recent,
         pre_production,

@@ -62,6 +62,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         library: crate::content::Library::new(&config.data_dir),
         pxe_password_set: false,
         served: Default::default(),
+        unmet_noted: Default::default(),
     });
     let dhcp_listeners = dhcp::server::bind(&config)?;
     let shared = Arc::new(dhcp::server::Shared::new(
@@ -121,6 +122,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             }
         });
     }
+    tasks.spawn(crate::alert_hooks::watch(
+        bootpath.store.clone(),
+        config.alert_webhooks.clone(),
+        cancel.clone(),
+    ));
+    tasks.spawn(crate::wake::serve_requests(
+        bootpath.store.clone(),
+        config.interfaces.clone(),
+        cancel.clone(),
+    ));
     let state = Arc::new(http::AppState {
         config: config.clone(),
         counters: counters.clone(),

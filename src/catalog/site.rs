@@ -403,6 +403,10 @@ struct WireDeployment {
     /// The operator accepts the high-risk warnings of section 4 for this deployment.
     #[serde(default)]
     accept_high_risk: bool,
+    /// Raise an alert at this failure percentage of the collection ...
+    alert_failure_percent: Option<u32>,
+    /// ... and at least this many failed machines (default 1).
+    alert_min_failures: Option<usize>,
 }
 
 /// A parsed site file: the catalog it declares and the site settings.
@@ -413,6 +417,9 @@ pub struct Site {
     pub catalog: Catalog,
     /// Deployment ids whose high-risk warnings the file accepts.
     pub accepted_high_risk: Vec<DeploymentId>,
+    /// The alert thresholds its deployments set; a deployment it declares without one has
+    /// its alert turned off.
+    pub alerts: Vec<crate::alerts::Threshold>,
 }
 
 /// Parses a site file and checks everything it names. `files` says which
@@ -619,6 +626,7 @@ fn parse_with(
         });
     }
     let mut accepted = Vec::new();
+    let mut alerts = Vec::new();
     for d in f.deployment {
         let id: DeploymentId = d.id.parse().map_err(|e: DeploymentIdError| {
             invalid(format!("deployment {:?}", d.id), e.to_string())
@@ -642,6 +650,15 @@ fn parse_with(
         }
         if d.accept_high_risk {
             accepted.push(id);
+        }
+        if d.alert_failure_percent.is_some() || d.alert_min_failures.is_some() {
+            let t = crate::alerts::Threshold::new(
+                id,
+                d.alert_failure_percent.unwrap_or(0),
+                d.alert_min_failures.unwrap_or(1),
+            )
+            .map_err(|e| invalid(format!("deployment {id}"), e.to_string()))?;
+            alerts.push(t);
         }
         catalog.deployments.push(Deployment {
             id,
@@ -704,6 +721,7 @@ fn parse_with(
         settings: f.settings,
         catalog,
         accepted_high_risk: accepted,
+        alerts,
     })
 }
 

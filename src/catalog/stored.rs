@@ -192,6 +192,7 @@ pub fn history(store: &Store) -> Result<History, StoreError> {
     for (identity, deployment, outcome) in store.attempts()? {
         let outcome = match outcome.as_str() {
             "succeeded" => Outcome::Succeeded,
+            "started" => Outcome::Interrupted,
             _ => Outcome::Failed,
         };
         if let (Ok(k), Ok(d)) = (MachineIdentity::from_record(&identity), deployment.parse()) {

@@ -369,6 +369,10 @@ pub fn site(dd: &DataDir, cmd: SiteCommand) -> anyhow::Result<()> {
             for (id, w) in &applied.warnings {
                 println!("warning  deployment {id}: {w}");
             }
+            netdeploy::alerts::apply_site(&store, &s, now())?;
+            for id in netdeploy::wake::request_for_site(&store, ch, &operator(), now())? {
+                println!("wake-on-LAN: the running server wakes the machines of {id}");
+            }
             Ok(())
         }
         SiteCommand::Show => {
@@ -1125,6 +1129,7 @@ fn import_statuses(dd: &DataDir, files: &[PathBuf]) -> anyhow::Result<()> {
         library: Library::new(&dd.data_dir),
         pxe_password_set: false,
         served: Default::default(),
+        unmet_noted: Default::default(),
     };
     let known: std::collections::HashSet<String> = store
         .statuses(None, 1_000_000)?
@@ -1232,7 +1237,12 @@ pub fn status(dd: &DataDir, a: StatusArgs) -> anyhow::Result<()> {
                         )
                     })
                     .unwrap_or_default();
-                println!("    {:<24} {:<14} {last}", m.machine, m.state.label());
+                let why = m
+                    .reason
+                    .as_deref()
+                    .map(|r| format!("  ({r})"))
+                    .unwrap_or_default();
+                println!("    {:<24} {:<14} {last}{why}", m.machine, m.state.label());
             }
         }
     }
@@ -1260,6 +1270,77 @@ pub fn status(dd: &DataDir, a: StatusArgs) -> anyhow::Result<()> {
     );
     for (t, n) in o.failures.iter().filter(|f| f.1 > 0) {
         println!("  {}  {n}", netdeploy::http::status_page::format_time(*t));
+    }
+    Ok(())
+}
+
+/// `netdeploy alert`.
+#[derive(Debug, Subcommand)]
+pub enum AlertCommand {
+    /// Raise an alert when at least MIN machines of the deployment's collection failed and
+    /// they make at least PERCENT percent of it (the running server posts it to its webhooks).
+    Set {
+        #[arg(long)]
+        deployment: String,
+        #[arg(long, value_name = "PERCENT")]
+        failure_percent: u32,
+        #[arg(long, value_name = "MIN", default_value_t = 1)]
+        min_failures: usize,
+    },
+    /// Turn a deployment's alert off.
+    Clear {
+        #[arg(long)]
+        deployment: String,
+    },
+    /// The thresholds, and the alerts raised now.
+    List,
+}
+
+pub fn alert(dd: &DataDir, c: AlertCommand) -> anyhow::Result<()> {
+    use netdeploy::alerts;
+    let store = dd.open()?;
+    let (catalog, _) = stored::load(&store)?;
+    let known = |id: &str| -> anyhow::Result<DeploymentId> {
+        let id: DeploymentId = id.parse()?;
+        if catalog.deployment(&id).is_none() {
+            bail!("no deployment {id}");
+        }
+        Ok(id)
+    };
+    match c {
+        AlertCommand::Set {
+            deployment,
+            failure_percent,
+            min_failures,
+        } => {
+            let t = alerts::Threshold::new(known(&deployment)?, failure_percent, min_failures)?;
+            alerts::set(&store, &t, now())?;
+            println!(
+                "alert for {}: at least {min_failures} failed and {failure_percent}% of its collection",
+                t.deployment
+            );
+        }
+        AlertCommand::Clear { deployment } => {
+            let id: DeploymentId = deployment.parse()?;
+            if alerts::clear(&store, &id)? {
+                println!("alert for {id} turned off");
+            } else {
+                println!("{id} had no alert");
+            }
+        }
+        AlertCommand::List => {
+            let thresholds = alerts::thresholds(&store)?;
+            for t in &thresholds {
+                println!(
+                    "{}  {}%  at least {}",
+                    t.deployment, t.failure_percent, t.min_failures
+                );
+            }
+            let messages = store.statuses(None, 100_000)?;
+            for a in alerts::current(&catalog, &messages, &thresholds) {
+                println!("RAISED  {}", a.message);
+            }
+        }
     }
     Ok(())
 }
@@ -1314,14 +1395,17 @@ pub fn wake_new(
     config: Option<&netdeploy::config::Config>,
     id: DeploymentId,
 ) -> anyhow::Result<()> {
-    let (catalog, _) = stored::load(&dd.open()?)?;
-    let interfaces = config.map(|c| c.interfaces.as_slice()).unwrap_or_default();
-    match netdeploy::wake::wake_new_deployment(&catalog, &id, interfaces) {
-        None => {}
-        Some(_) if config.is_none() => println!(
-            "wake-on-LAN: no packets sent; the served interfaces are not known here (give --config with the server's configuration, on the server's host), or run `netdeploy wake --deployment {id}`"
-        ),
-        Some(r) => println!("wake-on-LAN: sent {} magic packet(s)", r?),
+    let store = dd.open()?;
+    let (catalog, _) = stored::load(&store)?;
+    let Some(config) = config else {
+        // Only the running server knows the interfaces it serves: it sends them.
+        if netdeploy::wake::request_for_new(&store, &catalog, &id, &operator(), now())? {
+            println!("wake-on-LAN: the running server wakes the machines of {id}");
+        }
+        return Ok(());
+    };
+    if let Some(r) = netdeploy::wake::wake_new_deployment(&catalog, &id, &config.interfaces) {
+        println!("wake-on-LAN: sent {} magic packet(s)", r?);
     }
     Ok(())
 }

@@ -133,6 +133,8 @@ pub struct Config {
     pub tftp: TftpSettings,
     pub http: HttpConfig,
     pub boot: BootConfig,
+    /// Where deployment alerts are posted (`[alerts] webhooks`): plain `http://` URLs.
+    pub alert_webhooks: Vec<axum::http::Uri>,
 }
 
 /// Default first-stage boot files, as Debian's `ipxe` package installs them in /usr/lib/ipxe.
@@ -387,7 +389,21 @@ impl Config {
                 ));
             }
         }
+        let mut alert_webhooks = Vec::new();
+        for (i, u) in w.alerts.webhooks.iter().enumerate() {
+            let uri: axum::http::Uri = u
+                .parse()
+                .map_err(|e| field("alerts.webhooks", format!("entry {i}, {u:?}: {e}")))?;
+            if uri.scheme_str() != Some("http") || uri.host().is_none() {
+                return Err(field(
+                    "alerts.webhooks",
+                    format!("entry {i}, {u:?}: only http://HOST[:PORT]/PATH URLs are posted to"),
+                ));
+            }
+            alert_webhooks.push(uri);
+        }
         Ok(Config {
+            alert_webhooks,
             interfaces,
             server_address,
             data_dir,
@@ -537,6 +553,21 @@ mod tests {
             ok.dhcp.pool.unwrap().netmask,
             "255.255.255.0".parse::<Ipv4Addr>().unwrap()
         );
+    }
+
+    #[test]
+    fn alert_webhooks_must_be_plain_http_urls() {
+        let with = |url: &str| {
+            load(&format!(
+                "[server]\ninterfaces = [\"br0\"]\n[alerts]\nwebhooks = [{url:?}]"
+            ))
+        };
+        let ok = with("http://127.0.0.1:9000/hook").unwrap();
+        assert_eq!(ok.alert_webhooks[0].port_u16(), Some(9000));
+        for bad in ["https://monitor.lan/hook", "monitor.lan/hook", "http://"] {
+            let err = with(bad).unwrap_err().to_string();
+            assert!(err.starts_with("alerts.webhooks:"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -20,6 +20,16 @@ pub struct File {
     pub http: Http,
     #[serde(default)]
     pub boot: Boot,
+    #[serde(default)]
+    pub alerts: Alerts,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Alerts {
+    /// URLs that each raised or cleared deployment alert is posted to as JSON.
+    #[serde(default)]
+    pub webhooks: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

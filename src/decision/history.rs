@@ -13,15 +13,17 @@ use crate::catalog::identity::UuidPolicy;
 use crate::catalog::{Catalog, DeploymentId, Device, MachineIdentity};
 use crate::dhcp::packet::{Mac, SmbiosUuid};
 
-/// How an attempt of a deployment on a machine ended. A run that was interrupted and never
-/// reported an end is recorded as failed by the caller.
+/// How an attempt of a deployment on a machine ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// The task sequence ran to its end.
     Succeeded,
-    /// A step failed, or the run never reported an end.
+    /// A step failed.
     Failed,
+    /// The run started and never reported an end (a power cut, a hang): it counts as run,
+    /// and not as succeeded.
+    Interrupted,
 }
 
 /// The last attempt of one deployment on one machine.

@@ -60,12 +60,16 @@ impl fmt::Display for Context {
 }
 
 /// The per-server settings the decision reads.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServerSettings {
     /// Machines that match no device may get deployments (rule 9). Off by default.
     pub unknown_computers_enabled: bool,
     /// A PXE password is set: it is asked before any deployment starts through PXE (rule 9).
     pub pxe_password_set: bool,
+    /// The collection that may boot pre-production boot images; a deployment whose boot image
+    /// is pre-production is no candidate for any other machine.
+    #[serde(default)]
+    pub pre_production_collection: Option<String>,
 }
 
 /// The rules of SPEC section 3 (and the one section 4 reference check) that an evaluation or
@@ -100,6 +104,8 @@ pub enum Rule {
     UnresolvedReference,
     /// Section 10: a UUID that does not tell machines apart is not used to identify one.
     Identity,
+    /// Section 8: a pre-production boot image starts only on the pre-production collection.
+    PreProduction,
 }
 
 impl Rule {
@@ -118,13 +124,16 @@ impl Rule {
             Rule::Rule9UnknownDisabled => "9",
             Rule::UnresolvedReference => "section 4",
             Rule::Identity => "section 10",
+            Rule::PreProduction => "section 8",
         }
     }
 
     /// How a text cites it: `rule 5a`, or `section 4`.
     pub fn cite(self) -> String {
         match self {
-            Rule::UnresolvedReference | Rule::Identity => self.number().to_string(),
+            Rule::UnresolvedReference | Rule::Identity | Rule::PreProduction => {
+                self.number().to_string()
+            }
             _ => format!("rule {}", self.number()),
         }
     }
@@ -145,6 +154,7 @@ impl Rule {
             Rule::Rule9UnknownDisabled => "unknown computers off",
             Rule::UnresolvedReference => "unresolved reference",
             Rule::Identity => "machine identity",
+            Rule::PreProduction => "pre-production boot image",
         }
     }
 }
@@ -192,6 +202,9 @@ pub enum NoDeploymentReason {
     NoBootableCandidate,
     /// Deployments target the machine but refer to something that does not exist (section 4).
     UnresolvedReference,
+    /// Deployments target the machine but their boot image is pre-production and the machine
+    /// is outside the pre-production collection (section 8).
+    PreProductionOnly,
     /// Deployments target the running client but none is inside its schedule (rule 2).
     OutsideSchedule,
     /// No deployment targets the machine in this context (rule 1).
@@ -208,6 +221,7 @@ impl NoDeploymentReason {
             NoDeploymentReason::OnlyHidden => Rule::Rule4Hidden,
             NoDeploymentReason::NoBootableCandidate => Rule::Rule5aArchitecture,
             NoDeploymentReason::UnresolvedReference => Rule::UnresolvedReference,
+            NoDeploymentReason::PreProductionOnly => Rule::PreProduction,
             NoDeploymentReason::OutsideSchedule => Rule::Rule2NoSchedule,
             NoDeploymentReason::NoCandidate => Rule::Rule8NoCandidate,
         }
@@ -237,6 +251,10 @@ impl fmt::Display for NoDeploymentReason {
             NoDeploymentReason::UnresolvedReference => {
                 f.write_str("the deployments for this machine refer to missing objects")
             }
+            NoDeploymentReason::PreProductionOnly => f.write_str(
+                "the deployments for this machine boot a pre-production boot image, and this \
+                 machine is outside the pre-production collection",
+            ),
             NoDeploymentReason::OutsideSchedule => {
                 f.write_str("no deployment for this client is inside its schedule")
             }
@@ -356,6 +374,19 @@ impl Decision {
     pub fn evaluation(&self, id: &DeploymentId) -> Option<&Evaluation> {
         self.evaluations.iter().find(|e| e.deployment_id == *id)
     }
+
+    /// The deployments that target this machine but whose requirements it does not meet: its
+    /// firmware (rule 5a), the loop guard or the rerun behaviour (rule 7). Monitoring reports
+    /// the machine as Non-compliant for them, with this reason (section 8).
+    pub fn unmet_requirements(&self) -> impl Iterator<Item = &Evaluation> {
+        self.evaluations.iter().filter(|e| {
+            !e.admitted
+                && matches!(
+                    e.rule,
+                    Rule::Rule5aArchitecture | Rule::Rule7LoopGuard | Rule::Rule7Rerun
+                )
+        })
+    }
 }
 
 /// How well a boot image fits the firmware (rule 5a).
@@ -441,6 +472,8 @@ struct Request<'a> {
     context: Context,
     history: &'a History,
     guard: Option<history::Guard>,
+    /// The machine is in the pre-production collection (section 8).
+    pre_production: bool,
 }
 
 /// Decides what a booting machine (or a running client) gets, by SPEC section 3.
@@ -551,6 +584,11 @@ pub fn decide(
             Context::Pxe => history.guard_for(catalog, &known_as, device),
             _ => None,
         },
+        pre_production: settings
+            .pre_production_collection
+            .as_deref()
+            .and_then(|c| catalog.collection(c))
+            .is_some_and(|c| catalog.holds(c, device)),
     };
     let screened: Vec<Screened> = deployments
         .iter()
@@ -659,6 +697,19 @@ fn screen(req: &Request, d: &Deployment) -> Screen {
                 ),
             );
         };
+        // Section 8: a pre-production image is served to the pre-production collection only,
+        // so for anyone else the deployment is no candidate and rule 8 makes no offer, rather
+        // than an offer whose script then has nothing to start.
+        if image.pre_production && !req.pre_production {
+            return excluded(
+                Rule::PreProduction,
+                format!(
+                    "boot image {} is pre-production and this machine is not in the \
+                     pre-production collection",
+                    image.id
+                ),
+            );
+        }
         match architecture(req, image) {
             Ok(fit) => fit,
             Err(why) => return excluded(Rule::Rule5aArchitecture, why),
@@ -788,22 +839,28 @@ fn architecture(req: &Request, image: &BootImage) -> Result<(Fit, String), Strin
 /// Rule 7 for media and clients: why the rerun behaviour holds a required deployment back.
 fn rerun_holds_back(rerun: Rerun, last: Option<Attempt>) -> Option<String> {
     let last = last?;
-    let outcome = match last.outcome {
-        Outcome::Succeeded => "succeeded",
-        Outcome::Failed => "failed",
-    };
     let allowed = match rerun {
         Rerun::Never => false,
         Rerun::Always => true,
-        Rerun::IfFailed => last.outcome == Outcome::Failed,
+        // An interrupted run did not succeed: it may run again, as a failed one may.
+        Rerun::IfFailed => last.outcome != Outcome::Succeeded,
         Rerun::IfSucceeded => last.outcome == Outcome::Succeeded,
     };
     (!allowed).then(|| {
         format!(
-            "rerun behaviour is {rerun} and the last attempt (at {}) {outcome}",
-            last.at
+            "rerun behaviour is {rerun} and the last attempt {}",
+            ended(last.outcome)
         )
     })
+}
+
+/// How an attempt ended, as a sentence ends.
+fn ended(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Succeeded => "succeeded",
+        Outcome::Failed => "failed",
+        Outcome::Interrupted => "started and never ended (interrupted)",
+    }
 }
 
 fn rerun_note(what: &str, rerun: Rerun, last: Option<Attempt>) -> String {
@@ -811,10 +868,7 @@ fn rerun_note(what: &str, rerun: Rerun, last: Option<Attempt>) -> String {
         None => format!("{what}; not attempted on this machine before"),
         Some(a) => format!(
             "{what}; rerun behaviour {rerun} allows another run after the last attempt ({})",
-            match a.outcome {
-                Outcome::Succeeded => "succeeded",
-                Outcome::Failed => "failed",
-            }
+            ended(a.outcome)
         ),
     }
 }
@@ -943,6 +997,16 @@ fn choose(preferred: Option<DeploymentId>, screened: &[Screened], req: &Request)
         )
     }) {
         NoDeploymentReason::NoBootableCandidate
+    } else if any(&|s| {
+        matches!(
+            s,
+            Screen::Excluded {
+                rule: Rule::PreProduction,
+                ..
+            }
+        )
+    }) {
+        NoDeploymentReason::PreProductionOnly
     } else if any(&|s| {
         matches!(
             s,

@@ -227,6 +227,7 @@ impl Default for Req {
             settings: ServerSettings {
                 unknown_computers_enabled: true,
                 pxe_password_set: false,
+                pre_production_collection: None,
             },
         }
     }
@@ -1135,6 +1136,11 @@ fn media_follows_rerun_behaviour() {
         (Rerun::IfSucceeded, None, true),
         (Rerun::IfSucceeded, Some(Succeeded), true),
         (Rerun::IfSucceeded, Some(Failed), false),
+        // A run that started and never ended (a power cut) counts as run, not as succeeded.
+        (Rerun::Always, Some(Interrupted), true),
+        (Rerun::Never, Some(Interrupted), false),
+        (Rerun::IfFailed, Some(Interrupted), true),
+        (Rerun::IfSucceeded, Some(Interrupted), false),
     ];
     for &(rerun, last, again) in table {
         for purpose in [Required, Available] {
@@ -1173,6 +1179,44 @@ fn media_follows_rerun_behaviour() {
 }
 
 // Rule 8 ----------------------------------------------------------------------------------------
+
+#[test]
+fn pre_production_boot_image_is_no_candidate_outside_the_pilot_collection() {
+    let mut catalog = base_catalog();
+    catalog.boot_images.push(BootImage {
+        pre_production: true,
+        ..boot_image("bi-pre", ImageArch::X64)
+    });
+    catalog
+        .task_sequences
+        .push(task_sequence("ts-pre", Some("bi-pre")));
+    catalog.deployments = vec![dep("LAB00001", Required, MediaPxe).to(ALL).ts("ts-pre")];
+    let pilot = |machine: MachineIdentity| Req {
+        machine,
+        settings: ServerSettings {
+            pre_production_collection: Some(LAB.into()),
+            ..Req::default().settings
+        },
+        ..Req::default()
+    };
+    // lab-a is in the pilot collection: the deployment runs.
+    let d = pilot(machine_a()).decide(&catalog);
+    assert_eq!(d.unattended(), Some(id("LAB00001")), "{d:?}");
+    // lab-b is not: no candidate, so PXE makes no offer at all (rule 8).
+    let d = pilot(machine_b()).decide(&catalog);
+    assert_eq!(
+        d.action,
+        Action::NoDeployment {
+            reason: NoDeploymentReason::PreProductionOnly
+        }
+    );
+    let e = d.evaluation(&id("LAB00001")).unwrap();
+    assert_eq!(e.rule, Rule::PreProduction);
+    assert!(e.explanation.contains("bi-pre is pre-production"), "{e:?}");
+    // Without a pilot collection nobody boots a pre-production image.
+    let d = Req::default().decide(&catalog);
+    assert!(matches!(d.action, Action::NoDeployment { .. }), "{d:?}");
+}
 
 #[test]
 fn no_candidate_gets_no_deployment_with_reason() {
@@ -1836,6 +1880,7 @@ fn arb_req(context: impl Strategy<Value = Context>) -> impl Strategy<Value = Req
                 settings: ServerSettings {
                     unknown_computers_enabled: unknown,
                     pxe_password_set: password,
+                    pre_production_collection: None,
                 },
             },
         )

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::leases::{self, LeaseTable};
 use super::packet::{self, Request};
 use super::pxe::{self, Ignored, Outcome, Port};
+use crate::bootpath::PxePlan;
 use crate::config::{Config, DhcpMode};
 use crate::counters::Counters;
 
@@ -300,7 +301,12 @@ fn no_boot(req: &Request, shared: &Shared) -> Option<String> {
         .bootpath
         .plan(Some(req.mac), req.uuid, req.arch_value(), None)
     {
-        Ok(plan) => plan.refusal(),
+        Ok(plan) => {
+            if let PxePlan::Decided { decision, .. } = &plan {
+                shared.bootpath.record_unmet(decision);
+            }
+            plan.refusal()
+        }
         Err(e) => {
             tracing::error!(error = %e, "cannot read the catalog");
             Some(format!("the catalog cannot be read: {e}"))

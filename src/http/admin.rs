@@ -33,6 +33,11 @@ pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/api/v1/explain", get(explain))
         .route("/api/v1/pxe/clear", post(clear))
         .route("/api/v1/status", get(status))
+        .route("/api/v1/alerts", get(list_alerts))
+        .route(
+            "/api/v1/alerts/{deployment}",
+            axum::routing::put(set_alert).delete(clear_alert),
+        )
         .route("/api/v1/{kind}", get(list))
         .route("/api/v1/{kind}/{id}", get(show).delete(delete).put(put))
         .route_layer(middleware::from_fn_with_state(state, require_token))
@@ -121,14 +126,34 @@ async fn apply_site(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
         Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e),
     };
     match stored::apply(&s.bootpath.store, &site, |h| lib.has(h), "admin-api", now()) {
-        Ok(a) => Json(serde_json::json!({
+        Ok(a) => {
+            if let Err(e) = crate::alerts::apply_site(&s.bootpath.store, &site, now()) {
+                return internal(e);
+            }
+            // The wake requests are served by this server's own wake task within a second.
+            let woken =
+                crate::wake::request_for_site(&s.bootpath.store, &a.changes, "admin-api", now())
+                    .unwrap_or_else(|e| {
+                        tracing::warn!(error = %e, "cannot ask for wake-on-LAN");
+                        Vec::new()
+                    });
+            Json(serde_json::json!({
+            "wake_on_lan": woken.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
             "changes": a.changes,
             "warnings": a.warnings.iter().map(|(id, w)| serde_json::json!({"deployment": id, "warning": w.to_string()})).collect::<Vec<_>>(),
         }))
-        .into_response(),
+        .into_response()
+        }
         Err(stored::ApplyError::Refused { id, refusals }) => error(
             StatusCode::UNPROCESSABLE_ENTITY,
-            format!("deployment {id}: {}", refusals.iter().map(|r| r.to_string()).collect::<Vec<_>>().join("; ")),
+            format!(
+                "deployment {id}: {}",
+                refusals
+                    .iter()
+                    .map(|r| r.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
         ),
         Err(e) => internal(e),
     }
@@ -340,6 +365,75 @@ async fn clear(State(s): State<Arc<AppState>>, Json(scope): Json<GuardScope>) ->
         .into_response(),
         Err(AdminError::NotFound(m)) => error(StatusCode::NOT_FOUND, m),
         Err(AdminError::Invalid(m)) => error(StatusCode::BAD_REQUEST, m),
+        Err(e) => internal(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AlertBody {
+    failure_percent: u32,
+    #[serde(default = "one")]
+    min_failures: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// The thresholds and the alerts raised now.
+async fn list_alerts(State(s): State<Arc<AppState>>) -> Response {
+    let store = &s.bootpath.store;
+    let found = crate::alerts::thresholds(store).and_then(|t| {
+        let (catalog, _) = stored::load(store)?;
+        let messages = store.statuses(None, 100_000)?;
+        let raised = crate::alerts::current(&catalog, &messages, &t);
+        Ok((t, raised))
+    });
+    match found {
+        Ok((t, raised)) => {
+            Json(serde_json::json!({ "thresholds": t, "raised": raised })).into_response()
+        }
+        Err(e) => internal(e),
+    }
+}
+
+async fn set_alert(
+    State(s): State<Arc<AppState>>,
+    Path(deployment): Path<String>,
+    Json(b): Json<AlertBody>,
+) -> Response {
+    let Ok(id) = deployment.parse::<crate::catalog::DeploymentId>() else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no deployment {deployment:?}"),
+        );
+    };
+    match stored::load(&s.bootpath.store) {
+        Ok((c, _)) if c.deployment(&id).is_some() => {}
+        Ok(_) => return error(StatusCode::NOT_FOUND, format!("no deployment {id}")),
+        Err(e) => return internal(e),
+    }
+    let t = match crate::alerts::Threshold::new(id, b.failure_percent, b.min_failures) {
+        Ok(t) => t,
+        Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e),
+    };
+    match crate::alerts::set(&s.bootpath.store, &t, now()) {
+        Ok(()) => Json(t).into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+async fn clear_alert(State(s): State<Arc<AppState>>, Path(deployment): Path<String>) -> Response {
+    let Ok(id) = deployment.parse::<crate::catalog::DeploymentId>() else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no deployment {deployment:?}"),
+        );
+    };
+    match crate::alerts::clear(&s.bootpath.store, &id) {
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(false) => error(StatusCode::NOT_FOUND, format!("{id} has no alert")),
         Err(e) => internal(e),
     }
 }

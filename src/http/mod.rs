@@ -51,6 +51,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/winpe/variables.ini", get(winpe_variables))
         .route("/status", get(status_page::page))
         .route("/status.json", get(status_page::json))
+        .route("/status/deployment", get(status_page::deployment))
+        .route("/status/machine", get(status_page::machine))
         .route("/agent/status", axum::routing::post(agent::status))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
@@ -138,6 +140,7 @@ async fn boot_script(State(s): State<Arc<AppState>>, Query(q): Query<BootQuery>)
         } => (decision, catalog, settings),
     };
     s.bootpath.record_warnings(&decision);
+    s.bootpath.record_unmet(&decision);
     match &decision.action {
         Action::NoDeployment { reason } => {
             let why = format!("no deployment: {}, {reason}", reason.rule().cite());

@@ -303,3 +303,47 @@ fn check_names_the_import_root_and_refuses_one_that_is_not_a_directory() {
         "{out}"
     );
 }
+
+#[test]
+fn admin_api_sets_lists_and_turns_off_a_deployment_alert() {
+    let (_d, server) = start(true);
+    let (status, v) = call(
+        &server,
+        "PUT",
+        "/api/v1/alerts/LAB00001",
+        r#"{"failure_percent": 10, "min_failures": 1}"#,
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["failure_percent"], 10);
+    // Out of range, or for a deployment that does not exist: refused.
+    let (status, _) = call(
+        &server,
+        "PUT",
+        "/api/v1/alerts/LAB00001",
+        r#"{"failure_percent": 120}"#,
+    );
+    assert_eq!(status, 422);
+    let (status, _) = call(
+        &server,
+        "PUT",
+        "/api/v1/alerts/LAB000FF",
+        r#"{"failure_percent": 10}"#,
+    );
+    assert_eq!(status, 404);
+    // pc1 fails: 1 of 1 machines, the alert is raised.
+    let (status, _) = http_request(
+        server.http_addr(),
+        "POST",
+        "/agent/status",
+        &["Content-Type: application/json"],
+        br#"{"kind":"failed","mac":"52:54:00:0d:03:01","deployment":"LAB00001"}"#,
+    );
+    assert_eq!(status, 201);
+    let (_, v) = call(&server, "GET", "/api/v1/alerts", "");
+    assert_eq!(v["thresholds"][0]["deployment"], "LAB00001", "{v}");
+    assert_eq!(v["raised"][0]["failed"], 1, "{v}");
+    let (status, _) = call(&server, "DELETE", "/api/v1/alerts/LAB00001", "");
+    assert_eq!(status, 204);
+    let (_, v) = call(&server, "GET", "/api/v1/alerts", "");
+    assert_eq!(v["raised"].as_array().map(Vec::len), Some(0), "{v}");
+}

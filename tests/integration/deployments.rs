@@ -557,6 +557,51 @@ fn walk(p: &Path) -> Vec<std::path::PathBuf> {
 }
 
 #[test]
+fn a_machine_outside_the_pilot_collection_of_a_pre_production_image_gets_no_offer() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (k, i) = small_image(dir.path());
+    let site = write_site(
+        dir.path(),
+        &k,
+        &i,
+        CAPTURED_BIOS_MAC,
+        "52:54:00:0d:07:02",
+        "pre_production_collection = \"pilot\"",
+    );
+    // LAB00001 boots a pre-production image; pc1 is in the pilot collection, pc2 is not.
+    let text = std::fs::read_to_string(&site)
+        .unwrap()
+        .replace("members = [\"pc1\"]", "members = [\"pc1\", \"pc2\"]")
+        .replace(
+            "cmdline = \"console=ttyS0 quiet\"",
+            "cmdline = \"console=ttyS0 quiet\"\npre_production = true",
+        )
+        + "\n[[device]]\nname = \"pc2\"\nmacs = [\"52:54:00:0d:07:03\"]\n\
+           [[collection]]\nid = \"pilot\"\nmembers = [\"pc1\"]\n";
+    std::fs::write(&site, text).unwrap();
+    cli_ok(&data, &["site", "apply", site.to_str().unwrap()]);
+    let server = Server::start(dir.path(), &loopback_config(dir.path(), "proxy", ""));
+    assert!(offered(
+        server.dhcp_addr(),
+        &captured_discover_from(CAPTURED_BIOS_MAC)
+    ));
+    assert!(!offered(
+        server.dhcp_addr(),
+        &captured_discover_from("52:54:00:0d:07:03")
+    ));
+    server
+        .wait_for_log(
+            &["no boot offer", "section 8", "pre-production"],
+            Duration::from_secs(5),
+        )
+        .expect("the refusal is logged with its reason");
+    assert_eq!(server.counter("dhcp_ignored_no_deployment"), 1);
+    let why = cli_ok(&data, &["explain", "--mac", "52:54:00:0d:07:03"]);
+    assert!(why.contains("pre-production"), "{why}");
+}
+
+#[test]
 fn pre_production_boot_image_goes_only_to_the_pilot_collection_until_promoted() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
