@@ -1,15 +1,15 @@
 //! Catalog operations shared by the command line and the HTTP admin API, so both apply the
-//! same checks: creating a deployment (SPEC section 4), explaining a decision (rule 10), and
-//! lifting the PXE loop guard (rule 7).
+//! same checks: creating a deployment (SPEC section 4), deleting an object, explaining a
+//! decision (rule 10), and lifting the PXE loop guard (rule 7).
 
 use crate::bootpath::now;
-use crate::catalog::stored;
 use crate::catalog::{parse_smbios_uuid, DeploymentId, MachineIdentity};
 use crate::content::Library;
 use crate::decision::checks::{self, NewDeployment, Refusal, Warning};
 use crate::decision::{self, Context, Decision, Guard, ServerSettings};
 use crate::dhcp::packet::Mac;
-use crate::store::{StatusMessage, Store, StoreError};
+use crate::store::catalog as stored;
+use crate::store::{Store, StoreError};
 
 /// Why an operation was not done.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +26,68 @@ pub enum AdminError {
     NotFound(String),
     #[error("{0}")]
     Invalid(String),
+    #[error("{kind} {id:?} is still used by {user}; delete that first")]
+    InUse {
+        kind: &'static str,
+        id: String,
+        user: String,
+    },
+}
+
+/// Deletes one catalog object of a store kind (`device`, `collection`, `package`,
+/// `boot_image`, `task_sequence`, `deployment`, `template`). An object that another one still
+/// uses is refused, naming the user: a collection or task sequence a deployment uses, a boot
+/// image or package a task sequence uses, a device a custom collection lists.
+pub fn delete_object(store: &Store, kind: &'static str, id: &str) -> Result<(), AdminError> {
+    let (catalog, _) = stored::load(store)?;
+    if let Some(user) = user_of(&catalog, kind, id) {
+        return Err(AdminError::InUse {
+            kind,
+            id: id.to_owned(),
+            user,
+        });
+    }
+    if !store.delete(kind, id)? {
+        return Err(AdminError::NotFound(format!("no {kind} {id:?}")));
+    }
+    Ok(())
+}
+
+/// The first object that still uses `id`, as "deployment LAB00001".
+fn user_of(c: &crate::catalog::Catalog, kind: &str, id: &str) -> Option<String> {
+    use crate::catalog::CollectionKind;
+    let deployment = |d: &crate::catalog::Deployment| format!("deployment {}", d.id);
+    let task_sequence = |t: &crate::catalog::TaskSequence| format!("task sequence {}", t.id);
+    match kind {
+        "collection" => c
+            .deployments
+            .iter()
+            .find(|d| d.collection == id)
+            .map(deployment),
+        "task_sequence" => c
+            .deployments
+            .iter()
+            .find(|d| d.task_sequence == id)
+            .map(deployment),
+        "boot_image" => c
+            .task_sequences
+            .iter()
+            .find(|t| t.boot_image.as_deref() == Some(id))
+            .map(task_sequence),
+        "package" => c
+            .task_sequences
+            .iter()
+            .find(|t| t.referenced_packages().contains(&id))
+            .map(task_sequence),
+        "device" => c
+            .collections
+            .iter()
+            .find(|col| {
+                matches!(&col.kind, CollectionKind::Custom { members } if members.iter().any(|m| m == id))
+            })
+            .map(|col| format!("collection {}", col.id)),
+        _ => None,
+    }
 }
 
 /// A created deployment and the warnings it was created with.
@@ -76,28 +138,7 @@ pub fn create_deployment(
     })
 }
 
-/// The audit status message of accepted high-risk warnings (SPEC section 4: who, when, which).
-pub fn high_risk_audit(
-    id: DeploymentId,
-    warnings: &[Warning],
-    who: &str,
-    at: i64,
-) -> StatusMessage {
-    StatusMessage {
-        seq: 0,
-        at,
-        source: "server".into(),
-        kind: "high-risk-accepted".into(),
-        identity: None,
-        device: None,
-        deployment: Some(id.to_string()),
-        body: serde_json::json!({
-            "who": who,
-            "when": at,
-            "warnings": warnings.iter().filter(|w| w.needs_acceptance()).map(|w| w.to_string()).collect::<Vec<_>>(),
-        }),
-    }
-}
+pub use crate::store::catalog::high_risk_audit;
 
 /// The decision for a machine in a context, as `explain` shows it: the same decision the
 /// server makes, loop guard included. A machine named by MAC alone is looked at with the UUID
@@ -256,7 +297,8 @@ pub fn clear_guard(store: &Store, scope: &GuardScope) -> Result<Cleared, AdminEr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::{stored, Device};
+    use crate::catalog::Device;
+    use crate::store::catalog as stored;
 
     const MAC: &str = "52:54:00:0e:05:01";
     const UUID: &str = "6f1d0c62-93a1-4d7e-8a52-3c0b1e4f5a61";

@@ -47,7 +47,7 @@ pub fn changes(store: &Store) -> Result<Vec<Change>, StoreError> {
     if thresholds.is_empty() && before.is_empty() {
         return Ok(Vec::new());
     }
-    let (catalog, _) = crate::catalog::stored::load(store)?;
+    let (catalog, _) = crate::store::catalog::load(store)?;
     // Only the messages of the deployments with a threshold (indexed by deployment).
     let mut now_raised = Vec::new();
     for t in &thresholds {

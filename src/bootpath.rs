@@ -9,11 +9,11 @@
 use std::sync::Arc;
 
 use crate::catalog::identity::PLACEHOLDER_UUIDS;
-use crate::catalog::stored;
 use crate::catalog::{BootImage, Catalog, Deployment, MachineIdentity};
 use crate::content::Library;
 use crate::decision::{self, Context, Decision, Rule, ServerSettings, UuidDistrust};
 use crate::dhcp::packet::{Mac, SmbiosUuid};
+use crate::store::catalog as stored;
 use crate::store::{StatusMessage, Store, StoreError};
 use netdeploy_wire::status::{StatusKind, StatusMessage as AgentMessage};
 use serde::Deserialize;

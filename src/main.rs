@@ -233,7 +233,7 @@ fn boot_image_lines(c: &netdeploy::config::Config) -> Vec<String> {
         .is_file()
         .then(|| netdeploy::store::Store::open(&db).ok())
         .flatten()
-        .and_then(|store| netdeploy::catalog::stored::load(&store).ok())
+        .and_then(|store| netdeploy::store::catalog::load(&store).ok())
         .map(|(catalog, _)| catalog);
     let fallback = match &c.boot.image {
         Some(i) => format!("[boot.image] {} {}", i.kernel.display(), i.cmdline),

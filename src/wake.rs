@@ -73,7 +73,7 @@ pub fn request_for_site(
     if created.is_empty() {
         return Ok(Vec::new());
     }
-    let (catalog, _) = crate::catalog::stored::load(store)?;
+    let (catalog, _) = crate::store::catalog::load(store)?;
     let mut asked = Vec::new();
     for id in created {
         if request_for_new(store, &catalog, &id, by, now)? {
@@ -90,7 +90,7 @@ pub fn serve_pending(store: &Store, interfaces: &[InterfaceAddr]) -> Result<usiz
     if pending.is_empty() {
         return Ok(0);
     }
-    let (catalog, _) = crate::catalog::stored::load(store)?;
+    let (catalog, _) = crate::store::catalog::load(store)?;
     for r in &pending {
         let macs = macs_of_deployment(&catalog, &r.deployment).unwrap_or_default();
         let (sent, error) = match send(interfaces, &macs) {

@@ -16,7 +16,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::membership::MachineIdentity;
-use crate::dhcp::packet::{Mac, SmbiosUuid};
+use netdeploy_wire::{Mac, SmbiosUuid};
 
 /// UUIDs that firmware sends when the board has none of its own: all zeros, all FF, and the
 /// placeholder of many boards whose SMBIOS tables were never filled in.

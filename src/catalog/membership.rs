@@ -10,7 +10,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use super::model::{parse_smbios_uuid, text, Catalog, Collection, CollectionKind, Device};
-use crate::dhcp::packet::{Mac, SmbiosUuid};
+use netdeploy_wire::{Mac, SmbiosUuid};
 
 /// What a booting machine tells about itself: the MAC it boots from and, when the firmware
 /// sends option 97 (or the boot environment reads it), its SMBIOS UUID.

@@ -12,7 +12,6 @@ pub mod identity;
 pub mod membership;
 pub mod model;
 pub mod site;
-pub mod stored;
 
 pub use membership::{IdentityKey, MachineIdentity};
 pub use model::*;

@@ -10,7 +10,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::dhcp::packet::{Mac, SmbiosUuid};
+use netdeploy_wire::{Mac, SmbiosUuid};
 
 /// A known machine (SPEC section 2, "Device").
 ///
@@ -657,7 +657,7 @@ pub(crate) mod text {
     pub(crate) mod macs {
         use serde::{de::Error, Deserialize, Deserializer, Serializer};
 
-        use crate::dhcp::packet::Mac;
+        use netdeploy_wire::Mac;
 
         pub(crate) fn serialize<S: Serializer>(macs: &[Mac], s: S) -> Result<S::Ok, S::Error> {
             s.collect_seq(macs.iter().map(|m| m.to_string()))
@@ -674,7 +674,7 @@ pub(crate) mod text {
     pub(crate) mod opt_mac {
         use serde::{de::Error, Deserialize, Deserializer, Serializer};
 
-        use crate::dhcp::packet::Mac;
+        use netdeploy_wire::Mac;
 
         pub(crate) fn serialize<S: Serializer>(mac: &Option<Mac>, s: S) -> Result<S::Ok, S::Error> {
             match mac {
@@ -695,7 +695,7 @@ pub(crate) mod text {
     pub(crate) mod uuids {
         use serde::{de::Error, Deserialize, Deserializer, Serializer};
 
-        use crate::dhcp::packet::SmbiosUuid;
+        use netdeploy_wire::SmbiosUuid;
 
         pub(crate) fn serialize<S: Serializer>(
             uuids: &[SmbiosUuid],
@@ -717,7 +717,7 @@ pub(crate) mod text {
     pub(crate) mod opt_uuid {
         use serde::{de::Error, Deserialize, Deserializer, Serializer};
 
-        use crate::dhcp::packet::SmbiosUuid;
+        use netdeploy_wire::SmbiosUuid;
 
         pub(crate) fn serialize<S: Serializer>(
             uuid: &Option<SmbiosUuid>,

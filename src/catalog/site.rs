@@ -221,7 +221,7 @@ pub struct Settings {
     /// (Configuration Manager's "duplicate hardware identifiers"). Placeholders are ignored
     /// without being listed; see [`super::identity`].
     #[serde(default, with = "super::model::text::uuids")]
-    pub ignored_uuids: Vec<crate::dhcp::packet::SmbiosUuid>,
+    pub ignored_uuids: Vec<netdeploy_wire::SmbiosUuid>,
 }
 
 fn default_size() -> usize {
@@ -469,7 +469,7 @@ fn parse_with(
         let macs = d
             .macs
             .iter()
-            .map(|m| m.parse::<crate::dhcp::packet::Mac>())
+            .map(|m| m.parse::<netdeploy_wire::Mac>())
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| invalid(&what, e))?;
         let uuid = d

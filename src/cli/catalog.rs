@@ -9,12 +9,12 @@ use clap::{Args, Subcommand, ValueEnum};
 
 use netdeploy::bootpath::now;
 use netdeploy::catalog::site;
-use netdeploy::catalog::stored;
 use netdeploy::catalog::*;
 use netdeploy::content::Library;
 use netdeploy::decision::checks::{self, NewDeployment};
 use netdeploy::decision::{self, Context};
 use netdeploy::dhcp::packet::Mac;
+use netdeploy::store::catalog as stored;
 use netdeploy::store::Store;
 
 pub use super::locate::DataDir;
@@ -471,27 +471,11 @@ fn object(store: &Store, kind: Kind, cmd: ObjectCommand) -> anyhow::Result<()> {
             }
         }
         ObjectCommand::Delete { id } => {
-            if let Some(user) = users_of(&catalog, kind, &id) {
-                bail!("{k} {id:?} is still used by {user}; delete that first");
-            }
-            if !store.delete(k, &id)? {
-                bail!("no {k} {id:?}");
-            }
+            netdeploy::admin::delete_object(store, k, &id)?;
             println!("deleted {k} {id}");
         }
     }
     Ok(())
-}
-
-fn users_of(c: &Catalog, kind: Kind, id: &str) -> Option<String> {
-    match kind {
-        Kind::Collection => c.deployments.iter().find(|d| d.collection == id).map(|d| format!("deployment {}", d.id)),
-        Kind::TaskSequence => c.deployments.iter().find(|d| d.task_sequence == id).map(|d| format!("deployment {}", d.id)),
-        Kind::BootImage => c.task_sequences.iter().find(|t| t.boot_image.as_deref() == Some(id)).map(|t| format!("task sequence {}", t.id)),
-        Kind::Package => c.task_sequences.iter().find(|t| t.referenced_packages().contains(&id)).map(|t| format!("task sequence {}", t.id)),
-        Kind::Device => c.collections.iter().find(|col| matches!(&col.kind, CollectionKind::Custom { members } if members.iter().any(|m| m == id))).map(|col| format!("collection {}", col.id)),
-        Kind::Deployment => None,
-    }
 }
 
 fn summary(kind: Kind, v: &serde_json::Value, c: &Catalog) -> String {

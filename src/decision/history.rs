@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::identity::UuidPolicy;
 use crate::catalog::{Catalog, DeploymentId, Device, MachineIdentity};
-use crate::dhcp::packet::{Mac, SmbiosUuid};
+use netdeploy_wire::{Mac, SmbiosUuid};
 
 /// How an attempt of a deployment on a machine ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -262,7 +262,7 @@ impl History {
 mod tests {
     use super::*;
     use crate::catalog::{Collection, CollectionKind, IdentityKey};
-    use crate::dhcp::packet::{Mac, SmbiosUuid};
+    use netdeploy_wire::{Mac, SmbiosUuid};
 
     fn id(s: &str) -> DeploymentId {
         s.parse().unwrap()

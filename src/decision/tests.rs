@@ -12,7 +12,7 @@ use crate::catalog::{
     Purpose::{self, *},
     Rerun, Schedule, Step, StepAction, TaskSequence,
 };
-use crate::dhcp::packet::{Mac, SmbiosUuid};
+use netdeploy_wire::{Mac, SmbiosUuid};
 
 const MAC_A: Mac = Mac([0x52, 0x54, 0, 0, 0, 0x0a]);
 const MAC_B: Mac = Mac([0x52, 0x54, 0, 0, 0, 0x0b]);

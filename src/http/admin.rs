@@ -18,11 +18,12 @@ use super::AppState;
 use crate::admin::{self, AdminError, GuardScope};
 use crate::bootpath::now;
 use crate::catalog::{
-    parse_smbios_uuid, site, stored, Collection, CollectionKind, Device, MachineIdentity,
+    parse_smbios_uuid, site, Collection, CollectionKind, Device, MachineIdentity,
 };
 use crate::decision::checks::NewDeployment;
 use crate::decision::{explain_text, Context};
 use crate::dhcp::packet::Mac;
+use crate::store::catalog as stored;
 
 /// The admin routes, behind the bearer-token check.
 pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
@@ -208,32 +209,10 @@ async fn delete(
             format!("no such collection of objects: {kind}"),
         );
     };
-    let (c, _) = match stored::load(&s.bootpath.store) {
-        Ok(x) => x,
-        Err(e) => return internal(e),
-    };
-    let used = match k {
-        "collection" => c.deployments.iter().any(|d| d.collection == id),
-        "task_sequence" => c.deployments.iter().any(|d| d.task_sequence == id),
-        "boot_image" => c
-            .task_sequences
-            .iter()
-            .any(|t| t.boot_image.as_deref() == Some(id.as_str())),
-        "package" => c
-            .task_sequences
-            .iter()
-            .any(|t| t.referenced_packages().contains(&id.as_str())),
-        _ => false,
-    };
-    if used {
-        return error(
-            StatusCode::CONFLICT,
-            format!("{k} {id:?} is still referenced"),
-        );
-    }
-    match s.bootpath.store.delete(k, &id) {
-        Ok(true) => StatusCode::NO_CONTENT.into_response(),
-        Ok(false) => error(StatusCode::NOT_FOUND, format!("no {k} {id:?}")),
+    match crate::admin::delete_object(&s.bootpath.store, k, &id) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e @ AdminError::InUse { .. }) => error(StatusCode::CONFLICT, e.to_string()),
+        Err(AdminError::NotFound(m)) => error(StatusCode::NOT_FOUND, m),
         Err(e) => internal(e),
     }
 }

@@ -19,9 +19,10 @@ use serde::Deserialize;
 
 use super::AppState;
 use crate::alerts::Alert;
-use crate::catalog::{stored, Catalog, IdentityKey, MachineIdentity};
+use crate::catalog::{Catalog, IdentityKey, MachineIdentity};
 use crate::decision::Context;
 use crate::monitoring::{self, MachineState, Overview, State as S};
+use crate::store::catalog as stored;
 use crate::store::StatusMessage;
 
 #[derive(Debug, Deserialize)]

@@ -11,6 +11,8 @@
 //! state (SQLite's journal guarantees it). Schema changes are numbered migrations applied at
 //! start-up inside one transaction (`PRAGMA user_version`).
 
+pub mod catalog;
+
 use std::path::Path;
 use std::sync::Mutex;
 

@@ -347,3 +347,25 @@ fn admin_api_sets_lists_and_turns_off_a_deployment_alert() {
     let (_, v) = call(&server, "GET", "/api/v1/alerts", "");
     assert_eq!(v["raised"].as_array().map(Vec::len), Some(0), "{v}");
 }
+
+#[test]
+fn deleting_an_object_still_in_use_is_refused_by_the_api_as_by_the_command_line() {
+    let (d, server) = start(true);
+    let data = d.path().join("data");
+    // pc1 is a member of collection lab; the collection is used by LAB00001.
+    for (path, user) in [
+        ("/api/v1/devices/pc1", "collection lab"),
+        ("/api/v1/collections/lab", "deployment LAB00001"),
+    ] {
+        let (status, v) = call(&server, "DELETE", path, "");
+        assert_eq!(status, 409, "{path}: {v}");
+        assert!(v["error"].as_str().unwrap().contains(user), "{path}: {v}");
+    }
+    let (ok, out) = crate::harness::cli(&data, &["device", "delete", "pc1"]);
+    assert!(!ok && out.contains("still used by collection lab"), "{out}");
+    // Once nothing uses it, either one deletes it.
+    let (status, v) = call(&server, "DELETE", "/api/v1/devices/srv1", "");
+    assert_eq!(status, 204, "{v}");
+    let (status, _) = call(&server, "DELETE", "/api/v1/devices/srv1", "");
+    assert_eq!(status, 404);
+}

@@ -15,6 +15,7 @@ mod docs_site_file;
 mod harness;
 mod http;
 mod lab;
+mod layers;
 mod media_command;
 mod media_qemu;
 mod monitoring;

@@ -1,14 +1,14 @@
 //! The catalog in the [`Store`]: loading it whole, replacing it with a site file's in one
 //! transaction, and the per-machine history (loop guard, attempts) the decision reads.
 
-use super::identity::{Sighting, Sightings, UuidPolicy};
-use super::membership::MachineIdentity;
-use super::model::*;
-use super::site::{self, Changes, Settings, Site};
+use super::{StatusMessage, Store, StoreError};
+use crate::catalog::identity::{Sighting, Sightings, UuidPolicy};
+use crate::catalog::membership::MachineIdentity;
+use crate::catalog::model::*;
+use crate::catalog::site::{self, Changes, Settings, Site};
 use crate::decision::checks::{check_new_deployment, NewDeployment, Refusal, Warning};
 use crate::decision::{Attempt, History, Outcome};
-use crate::dhcp::packet::{Mac, SmbiosUuid};
-use crate::store::{Store, StoreError};
+use netdeploy_wire::{Mac, SmbiosUuid};
 
 const SETTINGS: (&str, &str) = ("settings", "site");
 const SITE_CODE: (&str, &str) = ("settings", "site_code");
@@ -106,7 +106,7 @@ pub fn apply(
         let found = check_new_deployment(&site.catalog, &new, &site.settings.checks())
             .map_err(|refusals| ApplyError::Refused { id: d.id, refusals })?;
         if new.accept_high_risk && found.iter().any(|w| w.needs_acceptance()) {
-            audits.push(crate::admin::high_risk_audit(d.id, &found, operator, now));
+            audits.push(high_risk_audit(d.id, &found, operator, now));
         }
         warnings.extend(found.into_iter().map(|w| (d.id, w)));
     }
@@ -243,4 +243,27 @@ pub fn record_sighting(
         tx.put(SIGHTING, &id, &seen.stored(&uuid), now)?;
         Ok(new)
     })
+}
+
+/// The audit status message of accepted high-risk warnings (SPEC section 4: who, when, which).
+pub fn high_risk_audit(
+    id: DeploymentId,
+    warnings: &[Warning],
+    who: &str,
+    at: i64,
+) -> StatusMessage {
+    StatusMessage {
+        seq: 0,
+        at,
+        source: "server".into(),
+        kind: "high-risk-accepted".into(),
+        identity: None,
+        device: None,
+        deployment: Some(id.to_string()),
+        body: serde_json::json!({
+            "who": who,
+            "when": at,
+            "warnings": warnings.iter().filter(|w| w.needs_acceptance()).map(|w| w.to_string()).collect::<Vec<_>>(),
+        }),
+    }
 }
