@@ -100,7 +100,19 @@ pub struct Package {
 }
 
 /// The processor architecture a boot image is built for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ImageArch {
     /// 32-bit x86: BIOS and 32-bit UEFI firmware.
@@ -340,7 +352,7 @@ impl From<DeploymentId> for String {
 }
 
 /// Whether the user picks the deployment or it runs by itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum Purpose {
     /// Offered; someone picks it (menu, list).
@@ -350,7 +362,7 @@ pub enum Purpose {
 }
 
 /// Which kinds of requester the deployment is offered to (section 3, rules 1 and 4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum AvailableTo {
     /// Running clients only: never reaches PXE or media.
@@ -394,7 +406,9 @@ impl fmt::Display for AvailableTo {
 
 /// When a required deployment runs again on a machine where it already ran (section 3,
 /// rule 7 for media; the client schedule).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Rerun {
     /// Never again once it has run, whatever the outcome.
@@ -445,7 +459,9 @@ impl Schedule {
 }
 
 /// How the boot environment gets content (section 4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum DeploymentOption {
     /// Each step downloads what it needs, hash verified (the default).

@@ -108,8 +108,8 @@ pub enum BootImageCommand {
     Create {
         #[arg(long)]
         id: String,
-        #[arg(long, value_parser = ["x86", "x64", "arm64"])]
-        arch: String,
+        #[arg(long, value_enum)]
+        arch: ImageArch,
         #[arg(long)]
         kernel: PathBuf,
         #[arg(long)]
@@ -183,35 +183,6 @@ pub enum TaskSequenceCommand {
     Object(ObjectCommand),
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum PurposeArg {
-    Available,
-    Required,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum AvailableToArg {
-    Clients,
-    ClientsMediaPxe,
-    MediaPxe,
-    MediaPxeHidden,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum OptionArg {
-    DownloadOnDemand,
-    DownloadAll,
-    DirectAccess,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum RerunArg {
-    Never,
-    Always,
-    IfFailed,
-    IfSucceeded,
-}
-
 #[derive(Debug, Subcommand)]
 pub enum DeploymentCommand {
     /// Deploy a task sequence to a collection, after every check of SPEC section 4.
@@ -226,13 +197,13 @@ pub enum DeploymentCommand {
         #[arg(long)]
         collection: Option<String>,
         #[arg(long, value_enum)]
-        purpose: Option<PurposeArg>,
+        purpose: Option<Purpose>,
         #[arg(long, value_enum)]
-        available_to: Option<AvailableToArg>,
+        available_to: Option<AvailableTo>,
         #[arg(long = "option", value_enum)]
-        deployment_option: Option<OptionArg>,
+        deployment_option: Option<DeploymentOption>,
         #[arg(long, value_enum, default_value = "always")]
-        rerun: RerunArg,
+        rerun: Rerun,
         /// Unix time before which running clients are not offered it (PXE and media ignore it).
         #[arg(long)]
         available_at: Option<i64>,
@@ -649,11 +620,6 @@ pub fn boot_image(dd: &DataDir, cmd: BootImageCommand) -> anyhow::Result<()> {
             if let Some(i) = initrd {
                 files.push(lib.import(&i, "initrd")?);
             }
-            let arch = match arch.as_str() {
-                "x86" => ImageArch::X86,
-                "arm64" => ImageArch::Arm64,
-                _ => ImageArch::X64,
-            };
             let b = BootImage {
                 id: id.clone(),
                 arch,
@@ -784,32 +750,15 @@ pub fn deployment(
                 bail!("--collection is required (or a --template that names one)");
             }
             if let Some(p) = purpose {
-                new.purpose = match p {
-                    PurposeArg::Available => Purpose::Available,
-                    PurposeArg::Required => Purpose::Required,
-                };
+                new.purpose = p;
             }
             if let Some(a) = available_to {
-                new.available_to = match a {
-                    AvailableToArg::Clients => AvailableTo::Clients,
-                    AvailableToArg::ClientsMediaPxe => AvailableTo::ClientsMediaPxe,
-                    AvailableToArg::MediaPxe => AvailableTo::MediaPxe,
-                    AvailableToArg::MediaPxeHidden => AvailableTo::MediaPxeHidden,
-                };
+                new.available_to = a;
             }
             if let Some(o) = deployment_option {
-                new.option = match o {
-                    OptionArg::DownloadOnDemand => DeploymentOption::DownloadOnDemand,
-                    OptionArg::DownloadAll => DeploymentOption::DownloadAll,
-                    OptionArg::DirectAccess => DeploymentOption::DirectAccess,
-                };
+                new.option = o;
             }
-            new.schedule.rerun = match rerun {
-                RerunArg::Never => Rerun::Never,
-                RerunArg::Always => Rerun::Always,
-                RerunArg::IfFailed => Rerun::IfFailed,
-                RerunArg::IfSucceeded => Rerun::IfSucceeded,
-            };
+            new.schedule.rerun = rerun;
             new.schedule.available_at = available_at;
             new.schedule.expires_at = expires_at;
             new.wake_on_lan |= wake_on_lan;
