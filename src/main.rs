@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cli;
-use cli::catalog as cat;
 
 /// netdeploy: network-boot (PXE/iPXE, BIOS and UEFI) and deployment server.
 ///
@@ -41,27 +40,27 @@ enum Command {
     ConfigExample,
     /// Site files: declare a whole lab's catalog and apply it in one command.
     #[command(subcommand)]
-    Site(cat::SiteCommand),
+    Site(cli::site::SiteCommand),
     /// Devices (machines known by MAC and SMBIOS UUID).
     #[command(subcommand)]
-    Device(cat::DeviceCommand),
+    Device(cli::device::DeviceCommand),
     /// Collections of devices (built in: all_systems, unknown_computers).
     #[command(subcommand)]
-    Collection(cat::CollectionCommand),
+    Collection(cli::collection::CollectionCommand),
     /// Packages (content referenced by task sequence steps).
     #[command(subcommand)]
-    Package(cat::PackageCommand),
+    Package(cli::package::PackageCommand),
     /// Boot images (what PXE and media start).
     #[command(subcommand)]
-    BootImage(cat::BootImageCommand),
+    BootImage(cli::boot_image::BootImageCommand),
     /// Task sequences (ordered steps run in the boot environment).
     #[command(subcommand)]
-    TaskSequence(cat::TaskSequenceCommand),
+    TaskSequence(cli::task_sequence::TaskSequenceCommand),
     /// Deployments of task sequences to collections.
     #[command(subcommand)]
-    Deployment(cat::DeploymentCommand),
+    Deployment(cli::deployment::DeploymentCommand),
     /// Say which deployment a machine would get and why every other one was not chosen.
-    Explain(cat::ExplainArgs),
+    Explain(cli::explain::ExplainArgs),
     /// Build boot media (ISO or USB image): runs `netdeploy-media` with these arguments, the
     /// one beside this executable first, else the one on PATH. See docs/media.md.
     #[command(disable_help_flag = true)]
@@ -70,18 +69,18 @@ enum Command {
         args: Vec<String>,
     },
     /// Send wake-on-LAN magic packets on the served interfaces (of the configuration).
-    Wake(cat::WakeArgs),
+    Wake(cli::wake::WakeArgs),
     /// Where each deployment stands: the five states per collection, failures over time.
-    Status(cat::StatusArgs),
+    Status(cli::status::StatusArgs),
     /// The PXE loop guard (SPEC section 3, rule 7).
     #[command(subcommand)]
-    Pxe(cat::PxeCommand),
+    Pxe(cli::pxe::PxeCommand),
     /// The content library (files stored once by SHA-256).
     #[command(subcommand)]
-    Content(cat::ContentCommand),
+    Content(cli::content::ContentCommand),
     /// Deployment alerts: raised when a deployment's failures pass its threshold.
     #[command(subcommand)]
-    Alert(cat::AlertCommand),
+    Alert(cli::alert::AlertCommand),
 }
 
 const EXAMPLE: &str = include_str!("../netdeploy.example.toml");
@@ -131,26 +130,26 @@ fn run(command: Command, locate: cli::locate::Locate) -> anyhow::Result<()> {
         Command::Wake(_) => data.full_config()?,
         // Wake-on-LAN on create is best effort here: without the interfaces it says how to
         // send the packets later.
-        Command::Deployment(cat::DeploymentCommand::Create { .. }) => {
+        Command::Deployment(cli::deployment::DeploymentCommand::Create { .. }) => {
             data.full_config().ok().flatten()
         }
         _ => None,
     };
     let config = config.as_ref();
     match command {
-        Command::Site(c) => cat::site(data, c),
-        Command::Device(c) => cat::device(data, c),
-        Command::Collection(c) => cat::collection(data, c),
-        Command::Package(c) => cat::package(data, c),
-        Command::BootImage(c) => cat::boot_image(data, c),
-        Command::TaskSequence(c) => cat::task_sequence(data, c),
-        Command::Deployment(c) => cat::deployment(data, config, c),
-        Command::Wake(a) => cat::wake(data, config, a),
-        Command::Explain(a) => cat::explain(data, a),
-        Command::Pxe(c) => cat::pxe(data, c),
-        Command::Status(a) => cat::status(data, a),
-        Command::Content(c) => cat::content(data, c),
-        Command::Alert(c) => cat::alert(data, c),
+        Command::Site(c) => cli::site::site(data, c),
+        Command::Device(c) => cli::device::device(data, c),
+        Command::Collection(c) => cli::collection::collection(data, c),
+        Command::Package(c) => cli::package::package(data, c),
+        Command::BootImage(c) => cli::boot_image::boot_image(data, c),
+        Command::TaskSequence(c) => cli::task_sequence::task_sequence(data, c),
+        Command::Deployment(c) => cli::deployment::deployment(data, config, c),
+        Command::Wake(a) => cli::wake::wake(data, config, a),
+        Command::Explain(a) => cli::explain::explain(data, a),
+        Command::Pxe(c) => cli::pxe::pxe(data, c),
+        Command::Status(a) => cli::status::status(data, a),
+        Command::Content(c) => cli::content::content(data, c),
+        Command::Alert(c) => cli::alert::alert(data, c),
         Command::Media { .. } | Command::ConfigExample | Command::Serve | Command::Check => {
             unreachable!("handled above")
         }
@@ -161,7 +160,11 @@ impl Command {
     /// Whether the command creates catalog objects, and so may start a catalog in a data
     /// directory that has none. Every other command needs an existing catalog.
     fn creates_objects(&self) -> bool {
-        use cat::*;
+        use cli::{
+            boot_image::BootImageCommand, collection::CollectionCommand,
+            deployment::DeploymentCommand, device::DeviceCommand, package::PackageCommand,
+            site::SiteCommand, task_sequence::TaskSequenceCommand,
+        };
         matches!(
             self,
             Command::Site(SiteCommand::Apply { .. })

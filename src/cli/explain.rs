@@ -1,0 +1,72 @@
+//! `netdeploy explain`: which deployment a machine would get, and why every other one was not chosen.
+
+use anyhow::bail;
+use clap::{Args, ValueEnum};
+
+use netdeploy::catalog::*;
+use netdeploy::decision::{self, Context};
+use netdeploy_wire::Mac;
+
+use super::DataDir;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ContextArg {
+    Pxe,
+    Media,
+}
+
+/// `netdeploy explain`.
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    #[arg(long)]
+    mac: Option<String>,
+    #[arg(long)]
+    uuid: Option<String>,
+    /// Option 93 value of the firmware (0 BIOS, 7 UEFI x64, ...).
+    #[arg(long)]
+    arch: Option<u16>,
+    #[arg(long, value_enum, default_value = "pxe")]
+    context: ContextArg,
+    /// A preferred deployment id (SMSTSPreferredAdvertID).
+    #[arg(long)]
+    preferred: Option<String>,
+    /// Print the decision as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn explain(dd: &DataDir, a: ExplainArgs) -> anyhow::Result<()> {
+    let store = dd.open()?;
+    let mac = a
+        .mac
+        .as_deref()
+        .map(str::parse::<Mac>)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let uuid = a
+        .uuid
+        .as_deref()
+        .map(parse_smbios_uuid)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    if mac.is_none() && uuid.is_none() {
+        bail!("name the machine with --mac and/or --uuid");
+    }
+    let context = match a.context {
+        ContextArg::Pxe => Context::Pxe,
+        ContextArg::Media => Context::Media,
+    };
+    let d = netdeploy::admin::explain(
+        &store,
+        MachineIdentity { mac, uuid },
+        a.arch,
+        context,
+        a.preferred.as_deref(),
+    )?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&d)?);
+    } else {
+        print!("{}", decision::explain_text(&d));
+    }
+    Ok(())
+}
