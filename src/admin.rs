@@ -123,7 +123,7 @@ pub fn create_deployment(
         None => stored::site_code(store)?.ok_or(AdminError::NoSiteCode)?,
     };
     let issued: Vec<DeploymentId> = catalog.deployments.iter().map(|d| d.id).collect();
-    let id = checks::next_deployment_id(&code, issued.iter())?;
+    let id = crate::decision::deployment_id::next_deployment_id(&code, issued.iter())?;
     let audited = new.accept_high_risk && warnings.iter().any(|w| w.needs_acceptance());
     let at = now();
     let d = new.into_deployment(id, at);

@@ -162,7 +162,7 @@ pub fn deployment(
         } => {
             let base = match &template {
                 Some(name) => {
-                    let t: checks::DeploymentTemplate = store
+                    let t: netdeploy::decision::templates::DeploymentTemplate = store
                         .get("template", name)?
                         .ok_or_else(|| anyhow::anyhow!("--template {name:?}: no such template"))?;
                     Some(t)
@@ -171,7 +171,7 @@ pub fn deployment(
             };
             let ts = task_sequence.ok_or_else(|| anyhow::anyhow!("--task-sequence is required"))?;
             let mut new = match &base {
-                Some(t) => checks::apply_template(t, &ts),
+                Some(t) => netdeploy::decision::templates::apply_template(t, &ts),
                 None => NewDeployment {
                     task_sequence: ts.clone(),
                     collection: String::new(),
@@ -214,7 +214,7 @@ pub fn deployment(
                 store.put(
                     "template",
                     &name,
-                    &checks::DeploymentTemplate::save(&name, &new),
+                    &netdeploy::decision::templates::DeploymentTemplate::save(&name, &new),
                     now(),
                 )?;
                 println!("template {name} saved");

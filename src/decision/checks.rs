@@ -1,5 +1,6 @@
 //! The checks on a new deployment (SPEC section 4): references, deployment options, high-risk
-//! deployments; the deployment id sequence; deployment templates.
+//! deployments. The id sequence is in [`super::deployment_id`], templates in
+//! [`super::templates`].
 //!
 //! Pure like the rest of [`crate::decision`]: what content the server holds is passed in
 //! ([`NewDeployment::available_content`]), and writing the audit status message for an
@@ -9,10 +10,9 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::model::parse_site_code;
 use crate::catalog::{
     AvailableTo, Catalog, Collection, CollectionKind, ContentFile, Deployment, DeploymentId,
-    DeploymentIdError, DeploymentOption, Purpose, Schedule,
+    DeploymentOption, Purpose, Schedule,
 };
 
 /// The site's deployment verification settings (section 4).
@@ -540,95 +540,8 @@ pub fn collections_for_high_risk<'a>(
         .collect()
 }
 
-/// The id for a new deployment of a site: the site code and the next number after the highest
-/// one of that site among `issued`, starting at 1 (`LAB00001`).
-///
-/// Ids are never reused as long as `issued` holds every id the site ever gave out (deleted
-/// deployments included, or their high-water mark). Ids of other sites are ignored.
-pub fn next_deployment_id<'a, I>(
-    site_code: &str,
-    issued: I,
-) -> Result<DeploymentId, DeploymentIdError>
-where
-    I: IntoIterator<Item = &'a DeploymentId>,
-{
-    let code = parse_site_code(site_code)?;
-    let code = std::str::from_utf8(&code).unwrap_or_default().to_string();
-    let highest = issued
-        .into_iter()
-        .filter(|id| id.site_code() == code)
-        .map(DeploymentId::number)
-        .max()
-        .unwrap_or(0);
-    if highest >= DeploymentId::MAX_NUMBER {
-        return Err(DeploymentIdError::Exhausted(code));
-    }
-    DeploymentId::new(&code, highest + 1)
-}
-
-/// Deployment settings saved under a name for reuse (section 4).
-///
-/// A template does not keep the schedule (times, deadlines and rerun behaviour), the
-/// software-installation setting or pre-download: they are set again on every deployment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeploymentTemplate {
-    /// The name it is saved under.
-    pub name: String,
-    /// The target collection.
-    pub collection: String,
-    /// Available or required.
-    pub purpose: Purpose,
-    /// Clients, media and PXE, hidden or not.
-    pub available_to: AvailableTo,
-    /// How content reaches the boot environment.
-    #[serde(default)]
-    pub option: DeploymentOption,
-    /// Send wake-on-LAN packets to the collection.
-    #[serde(default)]
-    pub wake_on_lan: bool,
-    /// Free text for operators.
-    #[serde(default)]
-    pub comments: String,
-}
-
-impl DeploymentTemplate {
-    /// Saves the settings of a deployment request under `name`.
-    pub fn save(name: &str, from: &NewDeployment) -> DeploymentTemplate {
-        DeploymentTemplate {
-            name: name.to_string(),
-            collection: from.collection.clone(),
-            purpose: from.purpose,
-            available_to: from.available_to,
-            option: from.option,
-            wake_on_lan: from.wake_on_lan,
-            comments: from.comments.clone(),
-        }
-    }
-}
-
-/// A new deployment of `task_sequence` with a template's settings. The schedule, the
-/// software-installation setting and pre-download are left at their defaults (unscheduled,
-/// off, off) for the operator to set; high-risk acceptance is never carried over.
-pub fn apply_template(template: &DeploymentTemplate, task_sequence: &str) -> NewDeployment {
-    NewDeployment {
-        task_sequence: task_sequence.to_string(),
-        collection: template.collection.clone(),
-        purpose: template.purpose,
-        available_to: template.available_to,
-        schedule: Schedule::default(),
-        option: template.option,
-        wake_on_lan: template.wake_on_lan,
-        comments: template.comments.clone(),
-        software_installation: false,
-        pre_download: false,
-        accept_high_risk: false,
-        available_content: BTreeSet::new(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use proptest::prelude::*;
 
     use super::*;
     use crate::catalog::{
@@ -1183,94 +1096,5 @@ mod tests {
             ids(&warn_only, false),
             ["SMS000US", "C99", "C100", "SITESYS"]
         );
-    }
-
-    #[test]
-    fn deployment_ids_are_site_code_and_five_hex_digits() {
-        let ids = |list: &[&str]| -> Vec<DeploymentId> {
-            list.iter().map(|s| s.parse().unwrap()).collect()
-        };
-        assert_eq!(
-            next_deployment_id("LAB", &[]).unwrap().to_string(),
-            "LAB00001"
-        );
-        let existing = ids(&["LAB00009", "LAB0000F", "ABC00100"]);
-        assert_eq!(
-            next_deployment_id("LAB", &existing).unwrap().to_string(),
-            "LAB00010"
-        );
-        assert_eq!(
-            next_deployment_id("lab", &existing).unwrap().to_string(),
-            "LAB00010"
-        );
-        assert_eq!(
-            next_deployment_id("ABC", &existing).unwrap().to_string(),
-            "ABC00101"
-        );
-        for bad in ["LA", "LABS", "L-B", ""] {
-            assert_eq!(
-                next_deployment_id(bad, &existing),
-                Err(DeploymentIdError::SiteCode(bad.into())),
-                "{bad:?}"
-            );
-        }
-        assert_eq!(
-            next_deployment_id("LAB", &ids(&["LABFFFFF"])),
-            Err(DeploymentIdError::Exhausted("LAB".into()))
-        );
-    }
-
-    proptest! {
-        #[test]
-        fn next_deployment_id_is_above_every_issued_id_of_its_site(
-            numbers in proptest::collection::vec(0u32..0xF_FFFF, 0..20),
-        ) {
-            let issued: Vec<DeploymentId> = numbers
-                .iter()
-                .map(|n| DeploymentId::new("LAB", *n).unwrap())
-                .collect();
-            let next = next_deployment_id("LAB", &issued).unwrap();
-            prop_assert!(issued.iter().all(|id| *id < next));
-            let text = next.to_string();
-            prop_assert_eq!(text.len(), 8);
-            prop_assert!(text[3..].bytes().all(|b| b.is_ascii_digit() || b.is_ascii_uppercase()));
-            prop_assert_eq!(text.parse::<DeploymentId>().unwrap(), next);
-        }
-    }
-
-    #[test]
-    fn template_does_not_keep_schedule_software_installation_or_pre_download() {
-        let original = NewDeployment {
-            available_to: ClientsMediaPxe,
-            schedule: Schedule {
-                available_at: Some(10),
-                expires_at: Some(20),
-                assignments: vec![15],
-                rerun: crate::catalog::Rerun::Never,
-            },
-            wake_on_lan: true,
-            comments: "lab rebuild".into(),
-            software_installation: true,
-            pre_download: true,
-            accept_high_risk: true,
-            ..new("os", "SIZED", Required)
-        };
-        let template = DeploymentTemplate::save("rebuild", &original);
-        let json = serde_json::to_string(&template).unwrap();
-        assert_eq!(
-            serde_json::from_str::<DeploymentTemplate>(&json).unwrap(),
-            template
-        );
-        let applied = apply_template(&template, "tools");
-        assert_eq!(applied.task_sequence, "tools");
-        assert_eq!(applied.collection, "SIZED");
-        assert_eq!(applied.purpose, Required);
-        assert_eq!(applied.available_to, ClientsMediaPxe);
-        assert!(applied.wake_on_lan);
-        assert_eq!(applied.comments, "lab rebuild");
-        assert_eq!(applied.schedule, Schedule::default());
-        assert!(!applied.software_installation);
-        assert!(!applied.pre_download);
-        assert!(!applied.accept_high_risk);
     }
 }

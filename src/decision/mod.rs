@@ -8,8 +8,10 @@
 //! DHCP, HTTP and policy layers act on the decision and log it; they never re-decide.
 
 pub mod checks;
+pub mod deployment_id;
 mod explain;
 pub mod history;
+pub mod templates;
 #[cfg(test)]
 mod tests;
 
