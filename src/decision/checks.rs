@@ -541,7 +541,7 @@ pub fn collections_for_high_risk<'a>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
 
     use super::*;
     use crate::catalog::{
@@ -672,7 +672,9 @@ mod tests {
         ["aa", "bb", "cc", "dd"].map(String::from).into()
     }
 
-    fn new(task_sequence: &str, collection: &str, purpose: Purpose) -> NewDeployment {
+    /// A deployment request of `task_sequence` to `collection`, to media and PXE, with every
+    /// file's content on the server.
+    pub(crate) fn new(task_sequence: &str, collection: &str, purpose: Purpose) -> NewDeployment {
         NewDeployment {
             task_sequence: task_sequence.into(),
             collection: collection.into(),

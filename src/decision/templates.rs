@@ -72,23 +72,7 @@ mod tests {
     use super::*;
     use crate::catalog::AvailableTo::*;
     use crate::catalog::Purpose::Required;
-
-    fn new(task_sequence: &str, collection: &str, purpose: Purpose) -> NewDeployment {
-        NewDeployment {
-            task_sequence: task_sequence.into(),
-            collection: collection.into(),
-            purpose,
-            available_to: MediaPxe,
-            schedule: Schedule::default(),
-            option: DeploymentOption::DownloadOnDemand,
-            wake_on_lan: false,
-            comments: String::new(),
-            software_installation: false,
-            pre_download: false,
-            accept_high_risk: false,
-            available_content: BTreeSet::new(),
-        }
-    }
+    use crate::decision::checks::tests::new;
 
     #[test]
     fn template_does_not_keep_schedule_software_installation_or_pre_download() {
