@@ -34,6 +34,62 @@ pub enum AdminError {
     },
 }
 
+/// Adds or replaces a device. It needs a MAC or a UUID to be recognised when it boots, and no
+/// other device may hold one of its MACs (two devices with one MAC would be one machine).
+pub fn put_device(store: &Store, device: &crate::catalog::Device) -> Result<(), AdminError> {
+    if device.name.trim().is_empty() {
+        return Err(AdminError::Invalid("a device needs a name".into()));
+    }
+    if device.macs.is_empty() && device.uuid.is_none() {
+        return Err(AdminError::Invalid(format!(
+            "device {:?} needs a MAC or a UUID to be recognised when it boots",
+            device.name
+        )));
+    }
+    let (catalog, _) = stored::load(store)?;
+    for other in catalog.devices.iter().filter(|d| d.name != device.name) {
+        if let Some(mac) = device.macs.iter().find(|m| other.macs.contains(m)) {
+            return Err(AdminError::Invalid(format!(
+                "MAC {mac} already belongs to device {:?}",
+                other.name
+            )));
+        }
+    }
+    store.put("device", &device.name, device, now())?;
+    Ok(())
+}
+
+/// Adds or replaces a custom collection: not a built-in one, and every member a device of the
+/// catalog.
+pub fn put_collection(
+    store: &Store,
+    collection: &crate::catalog::Collection,
+) -> Result<(), AdminError> {
+    use crate::catalog::{site, CollectionKind};
+    let id = collection.id.as_str();
+    if id.trim().is_empty() {
+        return Err(AdminError::Invalid("a collection needs an id".into()));
+    }
+    if id == site::ALL_SYSTEMS || id == site::UNKNOWN_COMPUTERS {
+        return Err(AdminError::Invalid(format!(
+            "{id} is a built-in collection"
+        )));
+    }
+    let CollectionKind::Custom { members } = &collection.kind else {
+        return Err(AdminError::Invalid(
+            "only custom collections can be written".into(),
+        ));
+    };
+    let (catalog, _) = stored::load(store)?;
+    if let Some(m) = members.iter().find(|m| catalog.device(m).is_none()) {
+        return Err(AdminError::Invalid(format!(
+            "collection {id:?}: member {m:?} is no device"
+        )));
+    }
+    store.put("collection", id, collection, now())?;
+    Ok(())
+}
+
 /// Deletes one catalog object of a store kind (`device`, `collection`, `package`,
 /// `boot_image`, `task_sequence`, `deployment`, `template`). An object that another one still
 /// uses is refused, naming the user: a collection or task sequence a deployment uses, a boot

@@ -1,9 +1,7 @@
 //! `netdeploy device`: machines known by MAC and SMBIOS UUID.
 
-use anyhow::bail;
 use clap::Subcommand;
 
-use netdeploy::bootpath::now;
 use netdeploy::catalog::*;
 use netdeploy_wire::Mac;
 
@@ -52,9 +50,6 @@ pub fn device(dd: &DataDir, cmd: DeviceCommand) -> anyhow::Result<()> {
                 .map(parse_smbios_uuid)
                 .transpose()
                 .map_err(anyhow::Error::msg)?;
-            if macs.is_empty() && uuid.is_none() {
-                bail!("a device needs --mac or --uuid to be recognised when it boots");
-            }
             let d = Device {
                 name: name.clone(),
                 macs,
@@ -62,7 +57,7 @@ pub fn device(dd: &DataDir, cmd: DeviceCommand) -> anyhow::Result<()> {
                 server,
                 site_system,
             };
-            store.put("device", &name, &d, now())?;
+            netdeploy::admin::put_device(&store, &d)?;
             println!("device {name} saved");
             Ok(())
         }

@@ -17,9 +17,7 @@ use serde::Deserialize;
 use super::AppState;
 use crate::admin::{self, AdminError, GuardScope};
 use crate::bootpath::now;
-use crate::catalog::{
-    parse_smbios_uuid, site, Collection, CollectionKind, Device, MachineIdentity,
-};
+use crate::catalog::{parse_smbios_uuid, site, Collection, Device, MachineIdentity};
 use crate::decision::checks::NewDeployment;
 use crate::decision::{explain_text, Context};
 use crate::dhcp::packet::Mac;
@@ -227,25 +225,21 @@ async fn put(
     let saved =
         match kind.as_str() {
             "devices" => match serde_json::from_slice::<Device>(&body) {
-                Ok(d) if d.name == id && (!d.macs.is_empty() || d.uuid.is_some()) => {
-                    store.put("device", &id, &d, now())
-                }
+                Ok(d) if d.name == id => admin::put_device(store, &d),
                 Ok(_) => {
                     return error(
                         StatusCode::UNPROCESSABLE_ENTITY,
-                        "the name must match the path and a MAC or UUID is needed",
+                        "the name must match the path",
                     )
                 }
                 Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e),
             },
             "collections" => match serde_json::from_slice::<Collection>(&body) {
-                Ok(c) if c.id == id && matches!(c.kind, CollectionKind::Custom { .. }) => {
-                    store.put("collection", &id, &c, now())
-                }
+                Ok(c) if c.id == id => admin::put_collection(store, &c),
                 Ok(_) => {
                     return error(
                         StatusCode::UNPROCESSABLE_ENTITY,
-                        "the id must match the path and only custom collections can be written",
+                        "the id must match the path",
                     )
                 }
                 Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e),
@@ -257,6 +251,7 @@ async fn put(
         };
     match saved {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(AdminError::Invalid(m)) => error(StatusCode::UNPROCESSABLE_ENTITY, m),
         Err(e) => internal(e),
     }
 }

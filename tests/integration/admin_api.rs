@@ -369,3 +369,67 @@ fn deleting_an_object_still_in_use_is_refused_by_the_api_as_by_the_command_line(
     let (status, _) = call(&server, "DELETE", "/api/v1/devices/srv1", "");
     assert_eq!(status, 404);
 }
+
+#[test]
+fn a_device_or_collection_the_checks_refuse_is_refused_by_the_api_as_by_the_command_line() {
+    let (d, server) = start(true);
+    let data = d.path().join("data");
+    // pc1 holds 52:54:00:0d:03:01: a second device with that MAC would be the same machine.
+    let (status, v) = call(
+        &server,
+        "PUT",
+        "/api/v1/devices/pc9",
+        r#"{"name": "pc9", "macs": ["52:54:00:0d:03:01"], "uuid": null, "server": false, "site_system": false}"#,
+    );
+    assert_eq!(status, 422, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("already belongs to device \"pc1\""),
+        "{v}"
+    );
+    let (ok, out) = crate::harness::cli(
+        &data,
+        &[
+            "device",
+            "create",
+            "--name",
+            "pc9",
+            "--mac",
+            "52:54:00:0d:03:01",
+        ],
+    );
+    assert!(
+        !ok && out.contains("already belongs to device \"pc1\""),
+        "{out}"
+    );
+    // A collection of a device that does not exist.
+    let (status, v) = call(
+        &server,
+        "PUT",
+        "/api/v1/collections/lab2",
+        r#"{"id": "lab2", "name": "Lab 2", "kind": "custom", "members": ["ghost"]}"#,
+    );
+    assert_eq!(status, 422, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("\"ghost\" is no device"),
+        "{v}"
+    );
+    let (ok, out) = crate::harness::cli(
+        &data,
+        &["collection", "create", "--id", "lab2", "--member", "ghost"],
+    );
+    assert!(!ok && out.contains("\"ghost\" is no device"), "{out}");
+    // What the checks allow, both write.
+    let (status, v) = call(
+        &server,
+        "PUT",
+        "/api/v1/devices/pc9",
+        r#"{"name": "pc9", "macs": ["52:54:00:0d:03:09"], "uuid": null, "server": false, "site_system": false}"#,
+    );
+    assert_eq!(status, 204, "{v}");
+}
