@@ -33,7 +33,7 @@ fn write_report(out: &mut String, d: &Decision) -> std::fmt::Result {
         writeln!(
             out,
             "identity: uuid {u} is not used to identify this machine ({why}); it is known by its \
-             MAC (section 10)"
+             MAC (docs/identity.md)"
         )?;
     }
     for note in &d.identity_notes {

@@ -111,7 +111,8 @@ pub enum Rule {
 }
 
 impl Rule {
-    /// How the SPEC numbers the rule: `"5a"`, or `"section 4"`.
+    /// The rule's number in docs/selection-rules.md (`"5a"`), or for what that page does not
+    /// number, the page that says it (`"docs/deployment-checks.md"`).
     pub fn number(self) -> &'static str {
         match self {
             Rule::Rule1Candidates => "1",
@@ -124,13 +125,13 @@ impl Rule {
             Rule::Rule7LoopGuard | Rule::Rule7Rerun => "7",
             Rule::Rule8NoCandidate => "8",
             Rule::Rule9UnknownDisabled => "9",
-            Rule::UnresolvedReference => "section 4",
-            Rule::Identity => "section 10",
-            Rule::PreProduction => "section 8",
+            Rule::UnresolvedReference => "docs/deployment-checks.md",
+            Rule::Identity => "docs/identity.md",
+            Rule::PreProduction => "docs/status.md",
         }
     }
 
-    /// How a text cites it: `rule 5a`, or `section 4`.
+    /// How a text cites it: `rule 5a`, or `docs/deployment-checks.md`.
     pub fn cite(self) -> String {
         match self {
             Rule::UnresolvedReference | Rule::Identity | Rule::PreProduction => {

@@ -592,7 +592,7 @@ fn a_machine_outside_the_pilot_collection_of_a_pre_production_image_gets_no_offe
     ));
     server
         .wait_for_log(
-            &["no boot offer", "section 8", "pre-production"],
+            &["no boot offer", "docs/status.md", "pre-production"],
             Duration::from_secs(5),
         )
         .expect("the refusal is logged with its reason");
