@@ -1,10 +1,11 @@
-//! The reference pages under `docs/` against the code they describe: the admin API page
-//! lists every route the router serves and no other, every page is linked from the README,
-//! and every link between pages leads to a file of the repository.
+//! The reference pages under `docs/` against the code they describe: the admin API page and
+//! its OpenAPI document list every route the router serves and no other, every page is linked
+//! from the README, and every link between pages leads to a file of the repository.
 
 use std::path::Path;
 
 const ADMIN_PAGE: &str = include_str!("../../docs/admin-api.md");
+const OPENAPI: &str = include_str!("../../docs/admin-api.openapi.json");
 const ADMIN_ROUTES: &str = include_str!("../../src/http/admin.rs");
 const HTTP_ROUTES: &str = include_str!("../../src/http/mod.rs");
 const README: &str = include_str!("../../README.md");
@@ -14,7 +15,9 @@ const METHODS: [&str; 5] = ["get", "post", "put", "delete", "patch"];
 /// `(METHOD, path)` of every `.route("path", get(..).post(..))` in a router's source.
 fn routes(source: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    for chunk in source.split(".route(\"").skip(1) {
+    for chunk in source.split(".route(").skip(1) {
+        // rustfmt puts the path on a line of its own when the handlers are long.
+        let chunk = chunk.trim_start().strip_prefix('"').expect("a quoted path");
         let (path, rest) = chunk.split_once('"').expect("a quoted path");
         // The handlers of this route: up to the next route or the end of the router.
         let handlers = rest
@@ -36,6 +39,36 @@ fn routes(source: &str) -> Vec<(String, String)> {
         }
     }
     out
+}
+
+/// `(METHOD, path)` of every operation of an OpenAPI document, sorted.
+pub fn operations(doc: &serde_json::Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("an object of paths") {
+        for m in METHODS {
+            if item.get(m).is_some() {
+                out.push((m.to_ascii_uppercase(), path.clone()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Every `"$ref"` string in a JSON value.
+fn refs<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+    match v {
+        serde_json::Value::Object(o) => {
+            for (k, v) in o {
+                match (k.as_str(), v.as_str()) {
+                    ("$ref", Some(r)) => out.push(r),
+                    _ => refs(v, out),
+                }
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+        _ => {}
+    }
 }
 
 /// Whether a documented path (`/api/v1/devices/{name}`, `/api/v1/explain?mac=`) is served
@@ -104,6 +137,64 @@ fn the_admin_api_page_documents_every_admin_route_and_no_other() {
         assert!(
             ADMIN_PAGE.contains(&format!("`{kind}`")),
             "docs/admin-api.md does not name the kind {kind}"
+        );
+    }
+}
+
+#[test]
+fn the_openapi_document_lists_every_admin_route_and_no_other() {
+    let doc: serde_json::Value =
+        serde_json::from_str(OPENAPI).expect("docs/admin-api.openapi.json is JSON");
+    assert!(
+        doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")),
+        "not OpenAPI 3.x: {}",
+        doc["openapi"]
+    );
+    assert!(doc["info"]["title"].is_string() && doc["info"]["version"].is_string());
+    let mut served = routes(ADMIN_ROUTES);
+    served.sort();
+    assert!(
+        served.len() >= 10,
+        "the routes of src/http/admin.rs were not found: {served:?}"
+    );
+    assert_eq!(
+        operations(&doc),
+        served,
+        "docs/admin-api.openapi.json and the routes of src/http/admin.rs differ"
+    );
+    // Every `{parameter}` of a path is declared, on the path or on each of its operations.
+    for (method, path) in &served {
+        let item = &doc["paths"][path];
+        let declared = |list: &serde_json::Value, name: &str| {
+            list.as_array().is_some_and(|l| {
+                l.iter().any(|p| {
+                    let p = match p["$ref"].as_str() {
+                        Some(r) => doc.pointer(&r[1..]).unwrap_or(p),
+                        None => p,
+                    };
+                    p["in"] == "path" && p["name"] == name
+                })
+            })
+        };
+        for name in path
+            .split('{')
+            .skip(1)
+            .map(|s| s.split('}').next().unwrap())
+        {
+            assert!(
+                declared(&item["parameters"], name)
+                    || declared(&item[method.to_ascii_lowercase()]["parameters"], name),
+                "{method} {path}: the path parameter {name} is not declared"
+            );
+        }
+    }
+    let mut found = Vec::new();
+    refs(&doc, &mut found);
+    assert!(!found.is_empty());
+    for r in found {
+        assert!(
+            r.strip_prefix('#').and_then(|p| doc.pointer(p)).is_some(),
+            "docs/admin-api.openapi.json refers to {r}, which it does not hold"
         );
     }
 }
