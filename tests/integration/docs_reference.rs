@@ -244,3 +244,82 @@ fn the_readme_links_every_reference_page_and_every_link_leads_somewhere() {
         }
     }
 }
+
+/// `netdeploy ARGS --help` (`netdeploy help media`: `media --help` is the media builder's).
+fn help(args: &[&str]) -> String {
+    let mut full: Vec<&str> = args.to_vec();
+    match args {
+        ["media"] => full.insert(0, "help"),
+        _ => full.push("--help"),
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_netdeploy"))
+        .args(&full)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "netdeploy {full:?} failed");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The subcommands a help text lists, but `help`.
+fn subcommands(help: &str) -> Vec<String> {
+    let Some(list) = help.split("\nCommands:\n").nth(1) else {
+        return Vec::new();
+    };
+    list.lines()
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| *n != "help")
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn every_command_help_ends_with_its_reference_pages_and_they_exist() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let installed = "/usr/share/doc/netdeploy/docs/";
+    let packaging = std::fs::read_to_string(root.join("packaging/build-deb.sh")).unwrap();
+    assert!(
+        packaging.contains(r#""$repo"/docs/*.md"#)
+            && packaging.contains(&format!("$root{}", installed.trim_end_matches('/'))),
+        "packaging/build-deb.sh no longer installs docs/ in {installed}"
+    );
+    let mut pending: Vec<Vec<String>> = subcommands(&help(&[]))
+        .into_iter()
+        .map(|c| vec![c])
+        .collect();
+    assert!(pending.len() >= 15, "{pending:?}");
+    let mut seen = std::collections::BTreeMap::new();
+    while let Some(command) = pending.pop() {
+        let args: Vec<&str> = command.iter().map(String::as_str).collect();
+        let text = help(&args);
+        let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap();
+        let pages = last
+            .strip_prefix("Reference: ")
+            .and_then(|l| l.strip_suffix(&format!(" (installed in {installed})")))
+            .unwrap_or_else(|| panic!("netdeploy {args:?} --help ends with {last:?}"));
+        for page in pages.split(", ") {
+            let name = page
+                .strip_prefix("docs/")
+                .unwrap_or_else(|| panic!("{page} is not under docs/"));
+            assert!(
+                name.ends_with(".md") && root.join("docs").join(name).is_file(),
+                "netdeploy {args:?} --help names {page}, which does not exist"
+            );
+        }
+        seen.insert(command.join(" "), pages.to_owned());
+        if command[0] != "media" {
+            for sub in subcommands(&text) {
+                pending.push([command.clone(), vec![sub]].concat());
+            }
+        }
+    }
+    assert_eq!(seen["site apply"], "docs/site-file.md");
+    assert_eq!(seen["deployment create"], "docs/deployment-checks.md");
+    assert_eq!(
+        seen["pxe clear"],
+        "docs/selection-rules.md, docs/operating.md"
+    );
+    assert_eq!(seen["serve"], "docs/configuration.md");
+    assert!(seen.len() > 40, "{seen:?}");
+}
