@@ -58,7 +58,7 @@ install -m 0644 "$repo/netdeploy.example.toml" "$root/usr/share/doc/netdeploy/ex
 install -m 0644 "$repo/README.md" "$root/usr/share/doc/netdeploy/README.md"
 install -m 0644 "$repo/packaging/debian/copyright" "$root/usr/share/doc/netdeploy/copyright"
 if [[ -d "$repo/docs" ]]; then
-    install -m 0644 "$repo"/docs/*.md "$root/usr/share/doc/netdeploy/docs/"
+    install -m 0644 "$repo"/docs/*.md "$repo"/docs/*.json "$root/usr/share/doc/netdeploy/docs/"
 fi
 install -m 0644 "$repo/packaging/debian/conffiles" "$root/DEBIAN/conffiles"
 for s in postinst prerm postrm; do

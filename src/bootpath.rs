@@ -194,20 +194,28 @@ impl BootPath {
                 }
             }
         }
-        let d = decision::decide(
-            &catalog,
-            &machine,
-            None,
-            true,
-            context,
-            deployment,
-            &history,
-            &ServerSettings {
-                unknown_computers_enabled: settings.unknown_computers,
-                pxe_password_set: self.pxe_password_set,
-                pre_production_collection: settings.pre_production_collection.clone(),
-            },
-        );
+        let settings = ServerSettings {
+            unknown_computers_enabled: settings.unknown_computers,
+            pxe_password_set: self.pxe_password_set,
+            pre_production_collection: settings.pre_production_collection.clone(),
+        };
+        let decide = |preferred| {
+            decision::decide(
+                &catalog, &machine, None, true, context, preferred, &history, &settings,
+            )
+        };
+        // The deployment a PXE script started runs for the reason the PXE decision gave (a
+        // required one by rule 5, as `explain` says), not as a preferred id (rule 3); one
+        // picked from the PXE menu is what the machine asked for, so rule 3 stays its reason.
+        if let (Context::Pxe, Some(requested)) = (context, deployment) {
+            let d = decide(None);
+            if matches!(&d.action, decision::Action::RunUnattended { deployment, .. }
+                if deployment.to_string() == requested)
+            {
+                return Ok((d, catalog));
+            }
+        }
+        let d = decide(deployment);
         Ok((d, catalog))
     }
 

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod cli;
 
@@ -12,7 +12,11 @@ mod cli;
 /// It answers DHCP/proxyDHCP for PXE clients, serves first-stage boot files over TFTP and iPXE
 /// scripts and boot images over HTTP.
 #[derive(Debug, Parser)]
-#[command(version, propagate_version = true)]
+#[command(
+    version,
+    propagate_version = true,
+    after_help = "Reference: README.md and docs/ (installed in /usr/share/doc/netdeploy/)"
+)]
 struct Cli {
     /// Log filter (tracing's syntax), e.g. `info`, `debug`, `netdeploy::tftp=debug`.
     #[arg(long, global = true, env = "NETDEPLOY_LOG", default_value = "info")]
@@ -85,8 +89,57 @@ enum Command {
 
 const EXAMPLE: &str = include_str!("../netdeploy.example.toml");
 
+/// Where the Debian package installs `docs/` (packaging/build-deb.sh): the help names the
+/// installed page too, since an installed binary has no repository beside it.
+const INSTALLED_DOCS: &str = "/usr/share/doc/netdeploy/docs/";
+
+/// The reference pages under `docs/` of each command, named on the last line of its help and
+/// of the help of each of its subcommands.
+const REFERENCES: &[(&str, &[&str])] = &[
+    ("serve", &["configuration.md"]),
+    ("check", &["configuration.md"]),
+    ("config-example", &["configuration.md"]),
+    ("site", &["site-file.md"]),
+    ("device", &["site-file.md"]),
+    ("collection", &["site-file.md"]),
+    ("package", &["site-file.md"]),
+    ("boot-image", &["site-file.md"]),
+    ("task-sequence", &["site-file.md"]),
+    ("deployment", &["deployment-checks.md"]),
+    ("explain", &["selection-rules.md", "operating.md"]),
+    ("media", &["media.md"]),
+    ("wake", &["operating.md"]),
+    ("status", &["status.md"]),
+    ("pxe", &["selection-rules.md", "operating.md"]),
+    ("content", &["content.md"]),
+    ("alert", &["status.md"]),
+];
+
+/// The command line with each command's reference line (clap panics on a name it lacks).
+fn command_line() -> clap::Command {
+    let mut cli = Cli::command();
+    for (name, pages) in REFERENCES {
+        let pages: Vec<String> = pages.iter().map(|p| format!("docs/{p}")).collect();
+        let line = format!(
+            "Reference: {} (installed in {INSTALLED_DOCS})",
+            pages.join(", ")
+        );
+        cli = cli.mut_subcommand(name, |c| with_reference(c, &line));
+    }
+    cli
+}
+
+fn with_reference(c: clap::Command, line: &str) -> clap::Command {
+    let subcommands: Vec<String> = c.get_subcommands().map(|s| s.get_name().into()).collect();
+    subcommands
+        .iter()
+        .fold(c.after_help(line.to_owned()), |c, name| {
+            c.mut_subcommand(name, |s| with_reference(s, line))
+        })
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::from_arg_matches(&command_line().get_matches()).unwrap_or_else(|e| e.exit());
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into()),

@@ -16,18 +16,23 @@ use netdeploy_wire::password;
 #[command(
     name = "netdeploy-media",
     version,
-    about = "Builds netdeploy boot media (hybrid ISO or USB disk image)"
+    about = "Builds netdeploy boot media (hybrid ISO or USB disk image)",
+    after_help = REFERENCE
 )]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
+/// The last line of the help: the how-to page, as the Debian package installs it too.
+const REFERENCE: &str = "Reference: docs/media.md (installed in /usr/share/doc/netdeploy/docs/)";
+
 #[derive(Subcommand)]
 enum Command {
     /// Build boot media: the boot image plus /netdeploy/variables; with --full, also a task
     /// sequence's policy and content, so the media run it with no server. Dates come from
     /// SOURCE_DATE_EPOCH (0 when unset): same inputs, same bytes.
+    #[command(after_help = REFERENCE)]
     Build(BuildArgs),
 }
 

@@ -1,7 +1,7 @@
 //! The HTTP admin API (JSON under `/api/v1`), the same operations as the command line through
 //! [`crate::admin`]. Every endpoint needs `Authorization: Bearer <http.admin_token>`; with no
-//! token configured the API is off. The boot path's own endpoints (`/boot.ipxe`, `/content`,
-//! `/image`, `/tftp`) need none.
+//! token configured the API is off. Its OpenAPI document (`/api/v1/openapi.json`) and the
+//! boot path's own endpoints (`/boot.ipxe`, `/content`, `/image`, `/tftp`) need none.
 
 use std::sync::Arc;
 
@@ -23,9 +23,14 @@ use crate::decision::{explain_text, Context};
 use crate::dhcp::packet::Mac;
 use crate::store::catalog as stored;
 
-/// The admin routes, behind the bearer-token check.
+/// The API's OpenAPI 3.1 document, every route of [`router`] with its bodies and answers.
+const OPENAPI: &str = include_str!("../../docs/admin-api.openapi.json");
+
+/// The admin routes behind the bearer-token check, and the OpenAPI document without it: a
+/// description of the API holds nothing of the catalog, and tools read it before they have a
+/// token.
 pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
-    Router::new()
+    let guarded = Router::new()
         .route("/api/v1/catalog", get(catalog))
         .route("/api/v1/site", post(apply_site))
         .route("/api/v1/deployments", post(create_deployment).get(list))
@@ -39,7 +44,14 @@ pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
         )
         .route("/api/v1/{kind}", get(list))
         .route("/api/v1/{kind}/{id}", get(show).delete(delete).put(put))
-        .route_layer(middleware::from_fn_with_state(state, require_token))
+        .route_layer(middleware::from_fn_with_state(state, require_token));
+    Router::new()
+        .route("/api/v1/openapi.json", get(openapi))
+        .merge(guarded)
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
 fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {

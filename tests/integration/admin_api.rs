@@ -433,3 +433,49 @@ fn a_device_or_collection_the_checks_refuse_is_refused_by_the_api_as_by_the_comm
     );
     assert_eq!(status, 204, "{v}");
 }
+
+#[test]
+fn the_openapi_document_is_served_without_a_token_and_each_operation_reaches_a_handler() {
+    let (_d, server) = start(true);
+    let (status, body) = http_request(server.http_addr(), "GET", "/api/v1/openapi.json", &[], b"");
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        include_bytes!("../../docs/admin-api.openapi.json"),
+        "the served document is not docs/admin-api.openapi.json"
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let listed = crate::docs_reference::operations(&doc);
+    assert!(listed.len() >= 10, "{listed:?}");
+    let auth = format!("Authorization: Bearer {TOKEN}");
+    let headers = [auth.as_str(), "Content-Type: application/json"];
+    for (method, path) in &listed {
+        let concrete = path
+            .replace("{kind}", "devices")
+            .replace("{id}", "no-such-device")
+            .replace("{deployment}", "LAB0FFFF");
+        // A body no handler accepts: nothing changes, and the answer comes from the handler.
+        let (status, body) = http_request(server.http_addr(), method, &concrete, &headers, b"{");
+        assert!(
+            !(matches!(status, 404 | 405) && body.is_empty()),
+            "{method} {path}: the router has no such route ({status})"
+        );
+        // A method the document does not list for this path is one the router refuses.
+        for other in ["GET", "POST", "PUT", "DELETE", "PATCH"] {
+            if listed.iter().any(|(m, p)| m == other && p == path) {
+                continue;
+            }
+            let (status, body) = http_request(server.http_addr(), other, &concrete, &headers, b"{");
+            assert!(
+                status == 405 && body.is_empty(),
+                "{other} {concrete} is served ({status}) but not in the document"
+            );
+        }
+    }
+    // The document is there while the rest of the API is off.
+    let (_d2, off) = start(false);
+    let (status, _) = http_request(off.http_addr(), "GET", "/api/v1/openapi.json", &[], b"");
+    assert_eq!(status, 200);
+    let (status, _) = call(&off, "GET", "/api/v1/catalog", "");
+    assert_eq!(status, 403);
+}

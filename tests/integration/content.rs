@@ -123,6 +123,38 @@ fn content_is_served_by_hash_with_ranges_etag_and_repr_digest() {
 }
 
 #[test]
+fn a_required_run_started_by_pxe_gets_the_reason_explain_gives_not_a_preferred_id() {
+    let (dir, server, _, _) = setup();
+    let explained = cli_ok(
+        &dir.path().join("data"),
+        &["explain", "--mac", "52:54:00:0d:04:01", "--arch", "0"],
+    );
+    assert!(
+        explained.contains("run LAB00001 unattended") && explained.contains("rule 5"),
+        "{explained}"
+    );
+    let script = http_get(
+        server.http_addr(),
+        "/boot.ipxe?mac=52-54-00-0d-04-01&arch=0",
+    );
+    assert!(script.contains("netdeploy.deployment=LAB00001"), "{script}");
+    let p: serde_json::Value = serde_json::from_str(&http_get(
+        server.http_addr(),
+        "/agent/policy?mac=52:54:00:0d:04:01&context=pxe&deployment=LAB00001",
+    ))
+    .unwrap();
+    assert_eq!(p["action"], "run", "{p}");
+    assert_eq!(p["reason"], "required (rule 5)", "{p}");
+    // Media naming a deployment is what rule 3 is about.
+    let p: serde_json::Value = serde_json::from_str(&http_get(
+        server.http_addr(),
+        "/agent/policy?mac=52:54:00:0d:04:01&context=media&deployment=LAB00001",
+    ))
+    .unwrap();
+    assert_eq!(p["reason"], "preferred (rule 3)", "{p}");
+}
+
+#[test]
 fn policy_lists_steps_and_hashed_content_and_status_messages_are_stored() {
     let (dir, server, sha, image) = setup();
     // The PXE script starts LAB00001 (and sets the loop guard)...

@@ -166,7 +166,10 @@ fn a_uuid_sent_from_two_macs_is_a_duplicate_and_each_machine_keeps_its_own_guard
         explained.contains("a duplicate UUID, seen with MACs"),
         "{explained}"
     );
-    assert!(explained.contains("warning:  docs/identity.md"), "{explained}");
+    assert!(
+        explained.contains("warning:  docs/identity.md"),
+        "{explained}"
+    );
     // pc1 keeps its guard; clearing it touches nothing of the twin.
     assert!(!script_for(&server, PC1_MAC, &shared).contains("netdeploy.deployment=LAB00001"));
     let cleared = cli_ok(&data, &["pxe", "clear", "--device", "pc1"]);

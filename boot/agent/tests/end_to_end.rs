@@ -388,6 +388,30 @@ fn a_failing_command_reports_its_exit_code() {
 }
 
 #[test]
+fn the_run_is_logged_with_the_reason_the_server_gave() {
+    let lab = Lab::start();
+    lab.set_policy(json!({
+        "action": "run", "reason": "required (rule 5)",
+        "deployment": {"id": "LAB00001", "task_sequence": "ts", "name": "Power off",
+                       "option": "download_on_demand"},
+        "steps": [{"name": "off", "action": "poweroff"}]
+    }));
+    // A PXE script names the deployment it started; the server still says why it runs.
+    let root = lab.machine(&lab.pxe_cmdline("LAB00001"));
+    let o = agent(&root, &[]);
+    let (_, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(
+        stderr.contains(
+            "deployment LAB00001 \"Power off\" (task sequence ts): 1 steps, \
+             content option download_on_demand; required (rule 5)\n"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("rule 3"), "{stderr}");
+}
+
+#[test]
 fn nothing_deployed_is_said_plainly_and_exits_zero() {
     let lab = Lab::start();
     lab.set_policy(

@@ -4,6 +4,7 @@
 
 mod boot;
 mod harness;
+mod help;
 mod iso;
 mod refusals;
 mod usb;
