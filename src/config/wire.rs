@@ -44,7 +44,7 @@ pub struct Server {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Dhcp {
-    pub mode: Option<String>,
+    pub mode: Option<super::DhcpMode>,
     pub port: Option<u16>,
     pub proxy_port: Option<u16>,
     pub range: Option<[Ipv4Addr; 2]>,
