@@ -394,7 +394,9 @@ fn menu_script(
          choose --timeout {timeout} --default local target || goto local\n\
          iseq ${{target}} local && goto local ||\n\
          chain {base}/boot.ipxe?{q}&deployment=${{target}}\n\
-         :local\necho netdeploy: leaving to the local disk\nexit 1\n",
+         :local\necho netdeploy: leaving to the local disk\n\
+         echo netdeploy: iPXE now reports \"Could not boot image: Error 0x00000001\"; that is this exit, not a failure\n\
+         exit 1\n",
         base = s.base,
         q = m.query(),
     ));
