@@ -56,6 +56,14 @@ counters! {
     tftp_bytes_sent,
     /// HTTP requests answered.
     http_requests,
+    /// HTTP connections answered 503 and closed: over `http.max_connections` in all or
+    /// `http.max_connections_per_client` from one address.
+    http_connections_refused,
+    /// HTTP connections closed after `http.idle_timeout_seconds` without a request.
+    http_connections_idle_closed,
+    /// HTTP connections closed because a request head took longer than
+    /// `http.header_timeout_seconds`.
+    http_connections_slow_header_closed,
     /// Task sequence runs the boot environment reported as failed.
     deployments_failed,
     /// Task sequence runs the boot environment reported as succeeded.

@@ -62,6 +62,10 @@ pub struct Http {
     pub port: Option<u16>,
     pub public_url: Option<String>,
     pub admin_token: Option<String>,
+    pub header_timeout_seconds: Option<u64>,
+    pub idle_timeout_seconds: Option<u64>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_client: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

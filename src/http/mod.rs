@@ -6,10 +6,10 @@
 
 mod admin;
 mod agent;
+pub mod connections;
 mod script;
 pub mod status_page;
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -431,14 +431,14 @@ async fn winpe_variables(State(s): State<Arc<AppState>>, Query(q): Query<BootQue
 
 /// Streams a file or one byte range of it (RFC 9110 section 14).
 async fn send_range(path: &Path, range: Option<&str>, etag: &str, digest: &str) -> Response {
-    let file = match tokio::fs::File::open(path).await {
+    let file = match OpenFile::open(path).await {
         Ok(f) => f,
-        Err(_) => return (StatusCode::NOT_FOUND, "no such content\n").into_response(),
-    };
-    let len = match file.metadata().await {
-        Ok(m) => m.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return (StatusCode::NOT_FOUND, "no such content\n").into_response()
+        }
         Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     };
+    let len = file.len;
     let common = [
         (header::ETAG, etag.to_owned()),
         (
@@ -450,7 +450,7 @@ async fn send_range(path: &Path, range: Option<&str>, etag: &str, digest: &str) 
     ];
     match range.map(|r| parse_range(r, len)) {
         None | Some(RangeAsk::Ignore) => {
-            let body = file_body(file.into_std().await, 0, len);
+            let body = file.body(0, len);
             let mut r = (common, body).into_response();
             r.headers_mut().insert(header::CONTENT_LENGTH, len.into());
             r
@@ -462,7 +462,7 @@ async fn send_range(path: &Path, range: Option<&str>, etag: &str, digest: &str) 
             .into_response(),
         Some(RangeAsk::Bytes(first, last)) => {
             let n = last - first + 1;
-            let body = file_body(file.into_std().await, first, n);
+            let body = file.body(first, n);
             let mut r = (StatusCode::PARTIAL_CONTENT, common, body).into_response();
             let h = r.headers_mut();
             h.insert(header::CONTENT_LENGTH, n.into());
@@ -473,6 +473,55 @@ async fn send_range(path: &Path, range: Option<&str>, etag: &str, digest: &str) 
                     .expect("valid header"),
             );
             r
+        }
+    }
+}
+
+/// Files up to this size are read whole before the response starts, so that the headers and
+/// the body leave in one write (and one TCP segment) instead of a head followed by a small
+/// body segment.
+const SMALL_FILE: u64 = 64 * 1024;
+
+/// A file opened for a response: its length, and its bytes when it is small.
+struct OpenFile {
+    file: std::fs::File,
+    len: u64,
+    whole: Option<axum::body::Bytes>,
+}
+
+impl OpenFile {
+    /// Opens, measures and (when small) reads a file in one trip to the blocking pool.
+    async fn open(path: &Path) -> std::io::Result<OpenFile> {
+        let path = path.to_owned();
+        tokio::task::spawn_blocking(move || {
+            use std::io::Read;
+            let mut file = std::fs::File::open(&path)?;
+            let len = file.metadata()?.len();
+            if len > SMALL_FILE {
+                return Ok(OpenFile {
+                    file,
+                    len,
+                    whole: None,
+                });
+            }
+            let mut buf = Vec::with_capacity(len as usize);
+            (&mut file).take(len).read_to_end(&mut buf)?;
+            Ok(OpenFile {
+                file,
+                // A file cut short since it was measured is served as it is now.
+                len: buf.len() as u64,
+                whole: Some(buf.into()),
+            })
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    }
+
+    /// The bytes `start..start + len` as a response body.
+    fn body(self, start: u64, len: u64) -> Body {
+        match self.whole {
+            Some(b) => Body::from(b.slice(start as usize..(start + len) as usize)),
+            None => file_body(self.file, start, len),
         }
     }
 }
@@ -608,41 +657,35 @@ async fn tftp_file(
 /// Streams a file with its length.
 async fn send_file(s: &AppState, path: &Path) -> Response {
     Counters::bump(&s.counters.http_requests);
-    let file = match tokio::fs::File::open(path).await {
+    let file = match OpenFile::open(path).await {
         Ok(f) => f,
         Err(e) => {
             tracing::error!(file = %path.display(), error = %e, "cannot open boot file");
             return (StatusCode::NOT_FOUND, "file not available\n").into_response();
         }
     };
-    let len = match file.metadata().await {
-        Ok(m) => m.len(),
-        Err(e) => {
-            tracing::error!(file = %path.display(), error = %e, "cannot stat boot file");
-            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-        }
-    };
-    let body = file_body(file.into_std().await, 0, len);
+    let len = file.len;
     (
         [
             (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
             (header::CONTENT_LENGTH, len.to_string()),
         ],
-        body,
+        file.body(0, len),
     )
         .into_response()
 }
 
-/// Serves HTTP on an already bound listener until cancelled.
+/// Serves HTTP on an already bound listener until cancelled, holding every connection to
+/// `http` limits of the configuration; `table` counts the connections of every listener.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
+    table: Arc<std::sync::Mutex<connections::ConnectionTable>>,
     cancel: tokio_util::sync::CancellationToken,
 ) -> std::io::Result<()> {
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { cancel.cancelled().await })
-        .await
+    let limits = state.config.http.limits;
+    let counters = state.counters.clone();
+    connections::serve(listener, router(state), limits, counters, table, cancel).await
 }
 
 #[cfg(test)]

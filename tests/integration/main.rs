@@ -10,6 +10,7 @@ mod dhcp;
 mod dhcp_clients;
 mod harness;
 mod http;
+mod http_limits;
 mod lab;
 mod media_qemu;
 mod monitoring;
