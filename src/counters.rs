@@ -52,6 +52,8 @@ counters! {
     tftp_transfers_aborted,
     /// TFTP transfers that timed out after their retries.
     tftp_transfers_timed_out,
+    /// Stalled TFTP transfers ended so that another client could have their slot.
+    tftp_transfers_gave_way,
     /// File bytes sent by TFTP (retransmissions included).
     tftp_bytes_sent,
     /// HTTP requests answered.

@@ -280,6 +280,19 @@ impl Config {
         if max_transfers == 0 {
             return Err(field("tftp.max_transfers", "must be at least 1"));
         }
+        // A machine fetches its boot files one at a time; a few more allow for a firmware that
+        // re-sends its request, or a UEFI size probe still ending.
+        let max_transfers_per_client = match w.tftp.max_transfers_per_client {
+            None => max_transfers.min(4),
+            Some(0) => return Err(field("tftp.max_transfers_per_client", "must be at least 1")),
+            Some(n) if n > max_transfers => {
+                return Err(field(
+                    "tftp.max_transfers_per_client",
+                    format!("must not be more than tftp.max_transfers ({max_transfers})"),
+                ))
+            }
+            Some(n) => n,
+        };
         let timeout_ms = w.tftp.timeout_ms.unwrap_or(1000);
         if !(10..=255_000).contains(&timeout_ms) {
             return Err(field("tftp.timeout_ms", "must be between 10 and 255000"));
@@ -287,6 +300,7 @@ impl Config {
         let tftp = TftpSettings {
             root: root.clone(),
             max_transfers,
+            max_transfers_per_client,
             max_blksize,
             max_windowsize,
             timeout: Duration::from_millis(timeout_ms),

@@ -49,6 +49,7 @@ pub struct Tftp {
     pub root: Option<PathBuf>,
     pub port: Option<u16>,
     pub max_transfers: Option<usize>,
+    pub max_transfers_per_client: Option<usize>,
     pub max_blksize: Option<u16>,
     pub max_windowsize: Option<u16>,
     pub timeout_ms: Option<u64>,

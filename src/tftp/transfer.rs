@@ -106,6 +106,11 @@ pub const REASSEMBLY_TIMEOUT: Duration = Duration::from_secs(30);
 /// The shortest pause for the receiver's reassembly memory.
 const MIN_PAUSE: Duration = Duration::from_millis(1);
 
+/// Retransmission timeouts in a row, with no answer from the client, after which a transfer
+/// counts as stalled: a tail probe and a whole window (or the OACK twice) went unanswered. A
+/// stalled transfer gives way when another client waits for its slot (see `slots`).
+pub const STALLED_AFTER_TIMEOUTS: u32 = 2;
+
 /// The message of the ERROR sent when the file cannot be read.
 const READ_ERROR: &str = "server cannot read the file";
 
@@ -516,6 +521,12 @@ impl<S: BlockSource> Transfer<S> {
             Phase::Done(outcome) => Some(outcome),
             _ => None,
         }
+    }
+
+    /// Whether the client has stayed silent through [`STALLED_AFTER_TIMEOUTS`] retransmission
+    /// timeouts in a row; any progress ends it.
+    pub fn stalled(&self) -> bool {
+        !matches!(self.phase, Phase::Done(_)) && self.timeouts_in_a_row >= STALLED_AFTER_TIMEOUTS
     }
 
     /// When [`Transfer::handle_timeout`] is due; `None` once the transfer has ended.

@@ -652,6 +652,42 @@ fn silent_client_is_given_up_after_the_retries() {
 }
 
 #[test]
+fn silent_client_stalls_the_transfer_after_two_timeouts_and_an_ack_ends_the_stall() {
+    let t0 = Instant::now();
+    let mut t = Transfer::new(&window_opts(512, 4), content(20_000), 20_000, &limits(), t0);
+    drain(&mut t, t0);
+    assert!(!t.stalled());
+    // The OACK is resent once: not yet stalled.
+    let due = fire(&mut t);
+    drain(&mut t, due);
+    assert!(!t.stalled());
+    let due = fire(&mut t);
+    drain(&mut t, due);
+    assert!(t.stalled());
+    t.handle_datagram(&ack(0), due);
+    assert!(!t.stalled());
+    assert_eq!(data_blocks(&drain(&mut t, due)), [1, 2, 3, 4]);
+    // Silent again through a tail probe and a resent window.
+    for _ in 0..2 {
+        let due = fire(&mut t);
+        drain(&mut t, due);
+    }
+    assert!(t.stalled());
+    t.handle_datagram(&ack(2), due);
+    assert!(!t.stalled());
+    // A transfer that has ended is not stalled, whatever came before.
+    t.handle_datagram(
+        &Packet::Error {
+            code: ErrorCode::NotDefined,
+            message: String::new(),
+        }
+        .to_bytes(),
+        due,
+    );
+    assert!(!t.stalled());
+}
+
+#[test]
 fn early_timer_call_is_ignored() {
     let t0 = Instant::now();
     let mut t = Transfer::new(&[], content(2000), 2000, &limits(), t0);
