@@ -450,6 +450,8 @@ impl TransferJob {
             retransmitted = stats.retransmitted,
             timeouts = stats.timeouts,
             reassembly_pauses = stats.reassembly_pauses,
+            burst_pauses = stats.burst_pauses,
+            srtt_us = transfer.smoothed_rtt().map(|d| d.as_micros() as u64),
             duration_ms = elapsed.as_millis() as u64,
             mb_per_s = format_args!("{:.1}", delivered as f64 / 1e6 / secs.max(1e-6)),
             "TFTP transfer ended"
@@ -552,10 +554,21 @@ impl TransferJob {
                 transfer.handle_timeout(now);
                 continue;
             }
+            let wait = deadline - now;
+            if wait < PRECISE_WAIT {
+                // A pause between bursts of a window lasts a round trip, far below the kernel's
+                // tick that rounds up a socket's receive timeout: wait for the ACK with ppoll,
+                // which sleeps on a high-resolution timer.
+                match wait_readable(socket, wait) {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(e) => return End::Socket(e),
+                }
+            }
             // Never zero: a zero receive timeout means "wait forever". Waking early only costs
             // a turn of the loop, so the timeout changes (a system call) only when it would
             // wake late or much too early.
-            let wait = (deadline - now).clamp(Duration::from_micros(100), CANCEL_CHECK);
+            let wait = wait.clamp(Duration::from_micros(100), CANCEL_CHECK);
             if wait < read_timeout || wait > read_timeout * 2 {
                 if let Err(e) = socket.set_read_timeout(Some(wait)) {
                     return End::Socket(e);
@@ -615,6 +628,38 @@ impl BlockSource for ReadAhead {
         let n = out.len().min(self.len - from);
         out[..n].copy_from_slice(&self.buf[from..from + n]);
         Ok(n)
+    }
+}
+
+/// Waits shorter than this go through [`wait_readable`] rather than the socket's receive
+/// timeout, which the kernel counts in ticks (up to 10 ms).
+const PRECISE_WAIT: Duration = Duration::from_millis(5);
+
+/// Whether a datagram is waiting on `socket`, waiting up to `wait` for one.
+fn wait_readable(socket: &std::net::UdpSocket, wait: Duration) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    let mut fds = libc::pollfd {
+        fd: socket.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let timeout = libc::timespec {
+        tv_sec: wait.as_secs() as libc::time_t,
+        tv_nsec: wait.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: one valid pollfd, a valid timespec, and no signal mask.
+    let rc = unsafe { libc::ppoll(&mut fds, 1, &timeout, std::ptr::null()) };
+    match rc {
+        0 => Ok(false),
+        n if n > 0 => Ok(true),
+        _ => {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                Ok(false)
+            } else {
+                Err(e)
+            }
+        }
     }
 }
 
