@@ -608,6 +608,29 @@ mod tests {
     }
 
     #[test]
+    fn tftp_transfers_per_client_default_to_four_within_the_total() {
+        let c = load("[server]\ninterfaces = [\"br0\"]").unwrap();
+        assert_eq!(c.tftp.max_transfers_per_client, 4);
+        let text = |extra: &str| {
+            let root = std::env::temp_dir().display().to_string();
+            format!("[server]\ninterfaces = [\"br0\"]\n[tftp]\nroot = {root:?}\n{extra}")
+        };
+        let parsed = |t: &str| Config::from_wire(parse(t).unwrap(), &host());
+        let c = parsed(&text("max_transfers = 2")).unwrap();
+        assert_eq!(c.tftp.max_transfers_per_client, 2);
+        for bad in [
+            "max_transfers_per_client = 0",
+            "max_transfers = 8\nmax_transfers_per_client = 9",
+        ] {
+            let err = parsed(&text(bad)).unwrap_err().to_string();
+            assert!(
+                err.starts_with("tftp.max_transfers_per_client:"),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
     fn bad_mode_and_arch_keys_name_the_field() {
         let err = load("[server]\ninterfaces = [\"br0\"]\n[dhcp]\nmode = \"full\"")
             .unwrap_err()
