@@ -506,10 +506,11 @@ fn window_is_fitted_to_the_block_size() {
         assert_eq!(n.oack[0], ("windowsize".into(), n.windowsize.to_string()));
         n.windowsize
     };
-    assert_eq!(fitted("65464", "64"), 16);
-    assert_eq!(fitted("8192", "64"), 64);
+    assert_eq!(fitted("65464", "64"), 2);
+    assert_eq!(fitted("8192", "64"), 16);
     assert_eq!(fitted("1468", "64"), 64);
-    assert_eq!(fitted("65464", "4"), 4);
+    assert_eq!(fitted("65464", "4"), 2);
+    assert_eq!(fitted("32768", "4"), 4);
 }
 
 #[test]
