@@ -120,6 +120,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         counters: counters.clone(),
         base,
         bootpath,
+        small_files: http::SmallFiles::default(),
     });
     let table = Arc::new(std::sync::Mutex::new(
         http::connections::ConnectionTable::new(

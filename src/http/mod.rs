@@ -10,6 +10,7 @@ pub mod connections;
 mod script;
 pub mod status_page;
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -37,6 +38,34 @@ pub struct AppState {
     /// `http://server:port`, no trailing slash.
     pub base: String,
     pub bootpath: Arc<BootPath>,
+    /// Small content files kept in memory (see [`SmallFiles`]).
+    pub small_files: SmallFiles,
+}
+
+/// Content files up to [`SMALL_FILE`] bytes, kept in memory after their first request: a
+/// package of thousands of small driver files is then served without a trip to the blocking
+/// pool per file. Only for the content library, whose files never change under their name
+/// (the name is the hash); bounded in total, and once full it keeps what it has.
+#[derive(Debug, Default)]
+pub struct SmallFiles(std::sync::Mutex<(HashMap<std::path::PathBuf, axum::body::Bytes>, usize)>);
+
+/// Bytes [`SmallFiles`] holds at most.
+const SMALL_FILES_BYTES: usize = 32 << 20;
+
+impl SmallFiles {
+    fn get(&self, path: &Path) -> Option<axum::body::Bytes> {
+        self.0.lock().ok()?.0.get(path).cloned()
+    }
+
+    fn keep(&self, path: &Path, bytes: &axum::body::Bytes) {
+        let Ok(mut held) = self.0.lock() else {
+            return;
+        };
+        if held.1 + bytes.len() <= SMALL_FILES_BYTES && !held.0.contains_key(path) {
+            held.1 += bytes.len();
+            held.0.insert(path.to_owned(), bytes.clone());
+        }
+    }
 }
 
 /// The router of every HTTP endpoint.
@@ -405,7 +434,15 @@ async fn content(
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    send_range(&path, range.as_deref(), &etag, &digest).await
+    let file = match s.small_files.get(&path) {
+        Some(bytes) => Ok(OpenFile::in_memory(bytes)),
+        None => OpenFile::open(&path).await.inspect(|f| {
+            if let Some(bytes) = &f.whole {
+                s.small_files.keep(&path, bytes);
+            }
+        }),
+    };
+    send_range(file, range.as_deref(), &etag, &digest)
 }
 
 /// The variables file wimboot injects into Windows PE (`X:\\Windows\\System32\\netdeploy.ini`):
@@ -430,8 +467,13 @@ async fn winpe_variables(State(s): State<Arc<AppState>>, Query(q): Query<BootQue
 }
 
 /// Streams a file or one byte range of it (RFC 9110 section 14).
-async fn send_range(path: &Path, range: Option<&str>, etag: &str, digest: &str) -> Response {
-    let file = match OpenFile::open(path).await {
+fn send_range(
+    file: std::io::Result<OpenFile>,
+    range: Option<&str>,
+    etag: &str,
+    digest: &str,
+) -> Response {
+    let file = match file {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return (StatusCode::NOT_FOUND, "no such content\n").into_response()
@@ -482,14 +524,23 @@ async fn send_range(path: &Path, range: Option<&str>, etag: &str, digest: &str) 
 /// body segment.
 const SMALL_FILE: u64 = 64 * 1024;
 
-/// A file opened for a response: its length, and its bytes when it is small.
+/// A file opened for a response: its length, and its bytes when it is small (then the file
+/// itself may be gone).
 struct OpenFile {
-    file: std::fs::File,
+    file: Option<std::fs::File>,
     len: u64,
     whole: Option<axum::body::Bytes>,
 }
 
 impl OpenFile {
+    fn in_memory(bytes: axum::body::Bytes) -> OpenFile {
+        OpenFile {
+            file: None,
+            len: bytes.len() as u64,
+            whole: Some(bytes),
+        }
+    }
+
     /// Opens, measures and (when small) reads a file in one trip to the blocking pool.
     async fn open(path: &Path) -> std::io::Result<OpenFile> {
         let path = path.to_owned();
@@ -499,7 +550,7 @@ impl OpenFile {
             let len = file.metadata()?.len();
             if len > SMALL_FILE {
                 return Ok(OpenFile {
-                    file,
+                    file: Some(file),
                     len,
                     whole: None,
                 });
@@ -507,7 +558,7 @@ impl OpenFile {
             let mut buf = Vec::with_capacity(len as usize);
             (&mut file).take(len).read_to_end(&mut buf)?;
             Ok(OpenFile {
-                file,
+                file: None,
                 // A file cut short since it was measured is served as it is now.
                 len: buf.len() as u64,
                 whole: Some(buf.into()),
@@ -519,9 +570,10 @@ impl OpenFile {
 
     /// The bytes `start..start + len` as a response body.
     fn body(self, start: u64, len: u64) -> Body {
-        match self.whole {
-            Some(b) => Body::from(b.slice(start as usize..(start + len) as usize)),
-            None => file_body(self.file, start, len),
+        match (self.whole, self.file) {
+            (Some(b), _) => Body::from(b.slice(start as usize..(start + len) as usize)),
+            (None, Some(file)) => file_body(file, start, len),
+            (None, None) => Body::empty(),
         }
     }
 }
@@ -691,6 +743,26 @@ pub async fn serve(
 #[cfg(test)]
 mod range_tests {
     use super::*;
+
+    #[test]
+    fn small_files_are_kept_until_the_bound_and_then_left_alone() {
+        let cache = SmallFiles::default();
+        let chunk = axum::body::Bytes::from(vec![7u8; SMALL_FILES_BYTES / 2]);
+        cache.keep(Path::new("/a"), &chunk);
+        cache.keep(Path::new("/b"), &chunk);
+        cache.keep(Path::new("/c"), &axum::body::Bytes::from_static(b"x"));
+        assert_eq!(cache.get(Path::new("/a")), Some(chunk.clone()));
+        assert!(cache.get(Path::new("/b")).is_some());
+        // Full: the next file is served from disk each time.
+        assert_eq!(cache.get(Path::new("/c")), None);
+        // Keeping a file twice counts it once.
+        let small = SmallFiles::default();
+        for _ in 0..3 {
+            small.keep(Path::new("/a"), &chunk);
+        }
+        small.keep(Path::new("/b"), &chunk);
+        assert!(small.get(Path::new("/b")).is_some());
+    }
 
     #[test]
     fn ranges_follow_rfc_9110() {
