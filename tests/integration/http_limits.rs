@@ -219,3 +219,33 @@ fn counter_when_served(server: &Server, name: &str) -> u64 {
     }
     panic!("/metrics was never served");
 }
+
+#[test]
+fn flood_of_idle_connections_leaves_tftp_answering_and_http_recovering() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server_with(
+        dir.path(),
+        "max_connections = 100\nmax_connections_per_client = 100\nidle_timeout_seconds = 3",
+    );
+    let addr = server.http_addr();
+    // Three times the cap, held open and silent: the first hundred take every slot, the rest
+    // are answered 503 and closed at once, so they cost the server no descriptor.
+    let flood: Vec<TcpStream> = (0..300)
+        .map(|i| connect_from(&format!("127.0.0.{}", 1 + i % 3), addr))
+        .collect();
+    let tftp = server.tftp_addr();
+    let out = std::process::Command::new("curl")
+        .args(["-s", "--max-time", "10", "-o", "-"])
+        .arg(format!("tftp://{tftp}/undionly.kpxe"))
+        .output()
+        .expect("run curl");
+    assert_eq!(out.stdout, b"undionly.kpxe stand-in", "TFTP did not answer");
+    // Once the idle ones are closed, a new client is served.
+    let mut fresh = retry_until_served("127.0.0.9", addr);
+    assert_eq!(keep_alive_get(&mut fresh, "/healthz"), (200, "ok\n".into()));
+    let refused = counter_when_served(&server, "http_connections_refused");
+    // Slots freed by idle closes let some of the later ones in, however slow the flood.
+    assert!(refused >= 50, "refused {refused}");
+    assert!(counter_when_served(&server, "http_connections_idle_closed") >= 100);
+    drop(flood);
+}
