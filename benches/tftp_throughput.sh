@@ -11,7 +11,8 @@
 # 1. Loopback, 64 MiB, blksize 1468, windowsize 1 and 16, with two clients: atftp (the
 #    Debian package) and tftp_fetch (examples/tftp_fetch.rs, a lean RFC 7440 client, since
 #    atftp's own CPU cost per block caps what it can show of a server). tftpd-hpa does not
-#    implement windowsize, so it always runs lock-step.
+#    implement windowsize, so it always runs lock-step. Then atftp with windows larger than
+#    its socket buffer (8192 x 64, 8192 x 16, 65464 x 16) against netdeploy's own lock-step.
 # 2. A lossy link: two network namespaces joined by a veth pair (MTU 1500) losing 1% of
 #    packets each way (netem, or an nftables drop rule where the kernel has no netem);
 #    blksize 8192 and 65464 are fragmented, so a block is lost when any of its fragments is.
@@ -203,6 +204,19 @@ for client in atftp fetch; do
         printf '%-7s %-4s %-26s %-26s %s\n' "$client" "$w" "$nd" "$hpa" \
             "$(ratio "$(first "$nd")" "$(first "$hpa")")"
     done
+done
+
+# A window larger than the client's socket buffer (atftp keeps the kernel's default, 208 KiB):
+# netdeploy paces it in bursts; it must never fall below its own lock-step rate.
+echo
+echo "== loopback, ${SIZE_MB} MiB, atftp, windows larger than its socket buffer, median of $REPS (min-max), MB/s"
+printf '%-8s %-4s %-26s %-26s %s\n' blksize win "netdeploy windowed" "netdeploy lock-step" ratio
+for pair in "8192 64" "8192 16" "65464 16"; do
+    read -r blksize w <<<"$pair"
+    win=$(median "$REPS" atftp "" 127.0.0.1 "$ND_PORT" big.bin "$blksize" "$w")
+    lock=$(median "$REPS" atftp "" 127.0.0.1 "$ND_PORT" big.bin "$blksize" 1)
+    printf '%-8s %-4s %-26s %-26s %s\n' "$blksize" "$w" "$win" "$lock" \
+        "$(ratio "$(first "$win")" "$(first "$lock")")"
 done
 
 if [[ $LOSSY != 1 ]]; then

@@ -28,6 +28,10 @@ fi
 if command -v systemctl >/dev/null && systemctl is-active -q tftpd-hpa 2>/dev/null; then
     systemctl stop tftpd-hpa || true
 fi
+# nginx-light's package starts a system web server on port 80; the HTTP benchmarks run their own.
+if command -v systemctl >/dev/null && systemctl is-active -q nginx 2>/dev/null; then
+    systemctl stop nginx || true
+fi
 if ! command -v cargo >/dev/null; then
     if [[ -x "$HOME/.cargo/bin/cargo" ]]; then
         echo "install-deps.sh: cargo is in $HOME/.cargo/bin; add it to PATH" >&2

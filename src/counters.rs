@@ -52,10 +52,20 @@ counters! {
     tftp_transfers_aborted,
     /// TFTP transfers that timed out after their retries.
     tftp_transfers_timed_out,
+    /// Stalled TFTP transfers ended so that another client could have their slot.
+    tftp_transfers_gave_way,
     /// File bytes sent by TFTP (retransmissions included).
     tftp_bytes_sent,
     /// HTTP requests answered.
     http_requests,
+    /// HTTP connections answered 503 and closed: over `http.max_connections` in all or
+    /// `http.max_connections_per_client` from one address.
+    http_connections_refused,
+    /// HTTP connections closed after `http.idle_timeout_seconds` without a request.
+    http_connections_idle_closed,
+    /// HTTP connections closed because a request head took longer than
+    /// `http.header_timeout_seconds`.
+    http_connections_slow_header_closed,
     /// Task sequence runs the boot environment reported as failed.
     deployments_failed,
     /// Task sequence runs the boot environment reported as succeeded.

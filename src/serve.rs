@@ -30,6 +30,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         )
     })?;
 
+    let max_connections = http_connection_cap(&config, raise_open_file_limit());
+
     // HTTP first: its port goes into every DHCP answer for iPXE.
     let mut http_listeners = Vec::new();
     for iface in &config.interfaces {
@@ -137,11 +139,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         counters: counters.clone(),
         base,
         bootpath,
+        small_files: http::SmallFiles::default(),
     });
+    let table = Arc::new(std::sync::Mutex::new(
+        http::connections::ConnectionTable::new(
+            max_connections,
+            config.http.limits.max_connections_per_client,
+        ),
+    ));
     for l in http_listeners {
-        let (state, cancel) = (state.clone(), cancel.clone());
+        let (state, table, cancel) = (state.clone(), table.clone(), cancel.clone());
         tasks.spawn(async move {
-            if let Err(e) = http::serve(l, state, cancel).await {
+            if let Err(e) = http::serve(l, state, table, cancel).await {
                 tracing::error!(error = %e, "HTTP listener stopped");
             }
         });
@@ -165,6 +174,63 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .collect();
     tracing::info!(counters = %counts.join(" "), "stopped");
     Ok(())
+}
+
+/// Descriptors kept for everything but HTTP connections: listeners, TFTP transfers and the
+/// files they read, the database, files HTTP responses read, logs.
+const RESERVED_DESCRIPTORS: u64 = 512;
+
+/// Raises the soft limit of open files to the hard limit (a service started with the
+/// default 1024 would run out with a thousand idle HTTP clients), logs it and returns it.
+fn raise_open_file_limit() -> Option<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        tracing::warn!(error = %std::io::Error::last_os_error(), "cannot read the open file limit");
+        return None;
+    }
+    let before = lim.rlim_cur;
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: setrlimit reads the struct we own.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            lim = raised;
+        } else {
+            tracing::warn!(error = %std::io::Error::last_os_error(), limit = before, "cannot raise the open file limit");
+        }
+    }
+    tracing::info!(
+        open_files = lim.rlim_cur,
+        was = before,
+        "open file limit (RLIMIT_NOFILE)"
+    );
+    Some(lim.rlim_cur)
+}
+
+/// `http.max_connections`, lowered when the open file limit could not hold that many
+/// connections and the descriptors the rest of the server needs.
+fn http_connection_cap(config: &Config, open_files: Option<u64>) -> usize {
+    let wanted = config.http.limits.max_connections;
+    let Some(open_files) = open_files else {
+        return wanted;
+    };
+    let fits = open_files.saturating_sub(RESERVED_DESCRIPTORS).max(16);
+    if (wanted as u64) > fits {
+        tracing::warn!(
+            max_connections = wanted,
+            open_files,
+            lowered_to = fits,
+            "http.max_connections does not fit the open file limit; lowered"
+        );
+        return fits as usize;
+    }
+    wanted
 }
 
 async fn shutdown_signal() {

@@ -102,6 +102,34 @@ pub struct HttpConfig {
     pub public_url: Option<String>,
     /// Bearer token of the admin API; `None` turns the API off.
     pub admin_token: Option<String>,
+    pub limits: HttpLimits,
+}
+
+/// What one HTTP peer may hold, and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// Time a client has to complete a request head once its first byte arrived.
+    pub header_timeout: Duration,
+    /// Time a connection may stay open with no request in progress.
+    pub idle_timeout: Duration,
+    /// Connections open at once, from every client together.
+    pub max_connections: usize,
+    /// Connections open at once from one client address.
+    pub max_connections_per_client: usize,
+}
+
+impl Default for HttpLimits {
+    /// iPXE, UEFI HTTP boot and the agent send a request head in one segment and fetch files
+    /// one or a few at a time: a machine needs a handful of connections, a few seconds for a
+    /// head, and nothing kept open for long between files.
+    fn default() -> HttpLimits {
+        HttpLimits {
+            header_timeout: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 4096,
+            max_connections_per_client: 64,
+        }
+    }
 }
 
 /// The Linux boot image booted when no deployment decides otherwise.
@@ -298,6 +326,19 @@ impl Config {
         if max_transfers == 0 {
             return Err(field("tftp.max_transfers", "must be at least 1"));
         }
+        // A machine fetches its boot files one at a time; a few more allow for a firmware that
+        // re-sends its request, or a UEFI size probe still ending.
+        let max_transfers_per_client = match w.tftp.max_transfers_per_client {
+            None => max_transfers.min(4),
+            Some(0) => return Err(field("tftp.max_transfers_per_client", "must be at least 1")),
+            Some(n) if n > max_transfers => {
+                return Err(field(
+                    "tftp.max_transfers_per_client",
+                    format!("must not be more than tftp.max_transfers ({max_transfers})"),
+                ))
+            }
+            Some(n) => n,
+        };
         let timeout_ms = w.tftp.timeout_ms.unwrap_or(1000);
         if !(10..=255_000).contains(&timeout_ms) {
             return Err(field("tftp.timeout_ms", "must be between 10 and 255000"));
@@ -305,6 +346,7 @@ impl Config {
         let tftp = TftpSettings {
             root: root.clone(),
             max_transfers,
+            max_transfers_per_client,
             max_blksize,
             max_windowsize,
             timeout: Duration::from_millis(timeout_ms),
@@ -376,6 +418,7 @@ impl Config {
             }
             t => t,
         };
+        let limits = http_limits(&w.http)?;
         if let Some(url) = &w.http.public_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(field(
@@ -413,6 +456,7 @@ impl Config {
                     .public_url
                     .map(|u| u.trim_end_matches('/').to_owned()),
                 admin_token,
+                limits,
             },
             boot: BootConfig {
                 files,
@@ -428,6 +472,50 @@ impl Config {
 /// Parses the TOML text; the error names the line and column.
 pub fn parse(text: &str) -> Result<wire::File, String> {
     toml::from_str(text).map_err(|e| e.to_string())
+}
+
+fn http_limits(w: &wire::Http) -> Result<HttpLimits, ConfigError> {
+    let d = HttpLimits::default();
+    let seconds = |value: Option<u64>, default: Duration, name: &'static str| match value {
+        None => Ok(default),
+        Some(s) if (1..=86_400).contains(&s) => Ok(Duration::from_secs(s)),
+        Some(_) => Err(field(name, "must be between 1 and 86400")),
+    };
+    let header_timeout = seconds(
+        w.header_timeout_seconds,
+        d.header_timeout,
+        "http.header_timeout_seconds",
+    )?;
+    let idle_timeout = seconds(
+        w.idle_timeout_seconds,
+        d.idle_timeout,
+        "http.idle_timeout_seconds",
+    )?;
+    let max_connections = w.max_connections.unwrap_or(d.max_connections);
+    if max_connections == 0 {
+        return Err(field("http.max_connections", "must be at least 1"));
+    }
+    let max_connections_per_client = w
+        .max_connections_per_client
+        .unwrap_or(d.max_connections_per_client);
+    if max_connections_per_client == 0 {
+        return Err(field(
+            "http.max_connections_per_client",
+            "must be at least 1",
+        ));
+    }
+    if max_connections_per_client > max_connections {
+        return Err(field(
+            "http.max_connections_per_client",
+            format!("must not be more than http.max_connections ({max_connections})"),
+        ));
+    }
+    Ok(HttpLimits {
+        header_timeout,
+        idle_timeout,
+        max_connections,
+        max_connections_per_client,
+    })
 }
 
 fn host_names(host: &[InterfaceAddr]) -> String {
@@ -562,6 +650,62 @@ mod tests {
         for bad in ["https://monitor.lan/hook", "monitor.lan/hook", "http://"] {
             let err = with(bad).unwrap_err().to_string();
             assert!(err.starts_with("alerts.webhooks:"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn http_limits_default_and_bad_values_name_the_field() {
+        let c = load("[server]\ninterfaces = [\"br0\"]").unwrap();
+        assert_eq!(c.http.limits, HttpLimits::default());
+        let c = load(
+            "[server]\ninterfaces = [\"br0\"]\n[http]\nidle_timeout_seconds = 2\nheader_timeout_seconds = 1\nmax_connections = 10\nmax_connections_per_client = 3",
+        )
+        .unwrap();
+        assert_eq!(
+            c.http.limits,
+            HttpLimits {
+                header_timeout: Duration::from_secs(1),
+                idle_timeout: Duration::from_secs(2),
+                max_connections: 10,
+                max_connections_per_client: 3,
+            }
+        );
+        for (text, name) in [
+            ("idle_timeout_seconds = 0", "http.idle_timeout_seconds:"),
+            ("header_timeout_seconds = 0", "http.header_timeout_seconds:"),
+            ("max_connections = 0", "http.max_connections:"),
+            (
+                "max_connections = 4\nmax_connections_per_client = 5",
+                "http.max_connections_per_client:",
+            ),
+        ] {
+            let err = load(&format!("[server]\ninterfaces = [\"br0\"]\n[http]\n{text}"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with(name), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn tftp_transfers_per_client_default_to_four_within_the_total() {
+        let c = load("[server]\ninterfaces = [\"br0\"]").unwrap();
+        assert_eq!(c.tftp.max_transfers_per_client, 4);
+        let text = |extra: &str| {
+            let root = std::env::temp_dir().display().to_string();
+            format!("[server]\ninterfaces = [\"br0\"]\n[tftp]\nroot = {root:?}\n{extra}")
+        };
+        let parsed = |t: &str| Config::from_wire(parse(t).unwrap(), &host());
+        let c = parsed(&text("max_transfers = 2")).unwrap();
+        assert_eq!(c.tftp.max_transfers_per_client, 2);
+        for bad in [
+            "max_transfers_per_client = 0",
+            "max_transfers = 8\nmax_transfers_per_client = 9",
+        ] {
+            let err = parsed(&text(bad)).unwrap_err().to_string();
+            assert!(
+                err.starts_with("tftp.max_transfers_per_client:"),
+                "{bad}: {err}"
+            );
         }
     }
 

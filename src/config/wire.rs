@@ -60,6 +60,7 @@ pub struct Tftp {
     pub root: Option<PathBuf>,
     pub port: Option<u16>,
     pub max_transfers: Option<usize>,
+    pub max_transfers_per_client: Option<usize>,
     pub max_blksize: Option<u16>,
     pub max_windowsize: Option<u16>,
     pub timeout_ms: Option<u64>,
@@ -73,6 +74,10 @@ pub struct Http {
     pub port: Option<u16>,
     pub public_url: Option<String>,
     pub admin_token: Option<String>,
+    pub header_timeout_seconds: Option<u64>,
+    pub idle_timeout_seconds: Option<u64>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_client: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

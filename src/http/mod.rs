@@ -6,10 +6,11 @@
 
 mod admin;
 mod agent;
+pub mod connections;
 mod script;
 pub mod status_page;
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -37,6 +38,34 @@ pub struct AppState {
     /// `http://server:port`, no trailing slash.
     pub base: String,
     pub bootpath: Arc<BootPath>,
+    /// Small content files kept in memory (see [`SmallFiles`]).
+    pub small_files: SmallFiles,
+}
+
+/// Content files up to [`SMALL_FILE`] bytes, kept in memory after their first request: a
+/// package of thousands of small driver files is then served without a trip to the blocking
+/// pool per file. Only for the content library, whose files never change under their name
+/// (the name is the hash); bounded in total, and once full it keeps what it has.
+#[derive(Debug, Default)]
+pub struct SmallFiles(std::sync::Mutex<(HashMap<std::path::PathBuf, axum::body::Bytes>, usize)>);
+
+/// Bytes [`SmallFiles`] holds at most.
+const SMALL_FILES_BYTES: usize = 32 << 20;
+
+impl SmallFiles {
+    fn get(&self, path: &Path) -> Option<axum::body::Bytes> {
+        self.0.lock().ok()?.0.get(path).cloned()
+    }
+
+    fn keep(&self, path: &Path, bytes: &axum::body::Bytes) {
+        let Ok(mut held) = self.0.lock() else {
+            return;
+        };
+        if held.1 + bytes.len() <= SMALL_FILES_BYTES && !held.0.contains_key(path) {
+            held.1 += bytes.len();
+            held.0.insert(path.to_owned(), bytes.clone());
+        }
+    }
 }
 
 /// The router of every HTTP endpoint.
@@ -446,7 +475,15 @@ async fn content(
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    send_range(&path, range.as_deref(), &etag, &digest).await
+    let file = match s.small_files.get(&path) {
+        Some(bytes) => Ok(OpenFile::in_memory(bytes)),
+        None => OpenFile::open(&path).await.inspect(|f| {
+            if let Some(bytes) = &f.whole {
+                s.small_files.keep(&path, bytes);
+            }
+        }),
+    };
+    send_range(file, range.as_deref(), &etag, &digest)
 }
 
 /// The variables file wimboot injects into Windows PE (`X:\\Windows\\System32\\netdeploy.ini`):
@@ -471,15 +508,20 @@ async fn winpe_variables(State(s): State<Arc<AppState>>, Query(q): Query<BootQue
 }
 
 /// Streams a file or one byte range of it (RFC 9110 section 14).
-async fn send_range(path: &Path, range: Option<&str>, etag: &str, digest: &str) -> Response {
-    let file = match tokio::fs::File::open(path).await {
+fn send_range(
+    file: std::io::Result<OpenFile>,
+    range: Option<&str>,
+    etag: &str,
+    digest: &str,
+) -> Response {
+    let file = match file {
         Ok(f) => f,
-        Err(_) => return (StatusCode::NOT_FOUND, "no such content\n").into_response(),
-    };
-    let len = match file.metadata().await {
-        Ok(m) => m.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return (StatusCode::NOT_FOUND, "no such content\n").into_response()
+        }
         Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     };
+    let len = file.len;
     let common = [
         (header::ETAG, etag.to_owned()),
         (
@@ -491,7 +533,7 @@ async fn send_range(path: &Path, range: Option<&str>, etag: &str, digest: &str) 
     ];
     match range.map(|r| parse_range(r, len)) {
         None | Some(RangeAsk::Ignore) => {
-            let body = file_body(file.into_std().await, 0, len);
+            let body = file.body(0, len);
             let mut r = (common, body).into_response();
             r.headers_mut().insert(header::CONTENT_LENGTH, len.into());
             r
@@ -503,7 +545,7 @@ async fn send_range(path: &Path, range: Option<&str>, etag: &str, digest: &str) 
             .into_response(),
         Some(RangeAsk::Bytes(first, last)) => {
             let n = last - first + 1;
-            let body = file_body(file.into_std().await, first, n);
+            let body = file.body(first, n);
             let mut r = (StatusCode::PARTIAL_CONTENT, common, body).into_response();
             let h = r.headers_mut();
             h.insert(header::CONTENT_LENGTH, n.into());
@@ -514,6 +556,65 @@ async fn send_range(path: &Path, range: Option<&str>, etag: &str, digest: &str) 
                     .expect("valid header"),
             );
             r
+        }
+    }
+}
+
+/// Files up to this size are read whole before the response starts, so that the headers and
+/// the body leave in one write (and one TCP segment) instead of a head followed by a small
+/// body segment.
+const SMALL_FILE: u64 = 64 * 1024;
+
+/// A file opened for a response: its length, and its bytes when it is small (then the file
+/// itself may be gone).
+struct OpenFile {
+    file: Option<std::fs::File>,
+    len: u64,
+    whole: Option<axum::body::Bytes>,
+}
+
+impl OpenFile {
+    fn in_memory(bytes: axum::body::Bytes) -> OpenFile {
+        OpenFile {
+            file: None,
+            len: bytes.len() as u64,
+            whole: Some(bytes),
+        }
+    }
+
+    /// Opens, measures and (when small) reads a file in one trip to the blocking pool.
+    async fn open(path: &Path) -> std::io::Result<OpenFile> {
+        let path = path.to_owned();
+        tokio::task::spawn_blocking(move || {
+            use std::io::Read;
+            let mut file = std::fs::File::open(&path)?;
+            let len = file.metadata()?.len();
+            if len > SMALL_FILE {
+                return Ok(OpenFile {
+                    file: Some(file),
+                    len,
+                    whole: None,
+                });
+            }
+            let mut buf = Vec::with_capacity(len as usize);
+            (&mut file).take(len).read_to_end(&mut buf)?;
+            Ok(OpenFile {
+                file: None,
+                // A file cut short since it was measured is served as it is now.
+                len: buf.len() as u64,
+                whole: Some(buf.into()),
+            })
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    }
+
+    /// The bytes `start..start + len` as a response body.
+    fn body(self, start: u64, len: u64) -> Body {
+        match (self.whole, self.file) {
+            (Some(b), _) => Body::from(b.slice(start as usize..(start + len) as usize)),
+            (None, Some(file)) => file_body(file, start, len),
+            (None, None) => Body::empty(),
         }
     }
 }
@@ -649,46 +750,60 @@ async fn tftp_file(
 /// Streams a file with its length.
 async fn send_file(s: &AppState, path: &Path) -> Response {
     Counters::bump(&s.counters.http_requests);
-    let file = match tokio::fs::File::open(path).await {
+    let file = match OpenFile::open(path).await {
         Ok(f) => f,
         Err(e) => {
             tracing::error!(file = %path.display(), error = %e, "cannot open boot file");
             return (StatusCode::NOT_FOUND, "file not available\n").into_response();
         }
     };
-    let len = match file.metadata().await {
-        Ok(m) => m.len(),
-        Err(e) => {
-            tracing::error!(file = %path.display(), error = %e, "cannot stat boot file");
-            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-        }
-    };
-    let body = file_body(file.into_std().await, 0, len);
+    let len = file.len;
     (
         [
             (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
             (header::CONTENT_LENGTH, len.to_string()),
         ],
-        body,
+        file.body(0, len),
     )
         .into_response()
 }
 
-/// Serves HTTP on an already bound listener until cancelled.
+/// Serves HTTP on an already bound listener until cancelled, holding every connection to
+/// `http` limits of the configuration; `table` counts the connections of every listener.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
+    table: Arc<std::sync::Mutex<connections::ConnectionTable>>,
     cancel: tokio_util::sync::CancellationToken,
 ) -> std::io::Result<()> {
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { cancel.cancelled().await })
-        .await
+    let limits = state.config.http.limits;
+    let counters = state.counters.clone();
+    connections::serve(listener, router(state), limits, counters, table, cancel).await
 }
 
 #[cfg(test)]
 mod range_tests {
     use super::*;
+
+    #[test]
+    fn small_files_are_kept_until_the_bound_and_then_left_alone() {
+        let cache = SmallFiles::default();
+        let chunk = axum::body::Bytes::from(vec![7u8; SMALL_FILES_BYTES / 2]);
+        cache.keep(Path::new("/a"), &chunk);
+        cache.keep(Path::new("/b"), &chunk);
+        cache.keep(Path::new("/c"), &axum::body::Bytes::from_static(b"x"));
+        assert_eq!(cache.get(Path::new("/a")), Some(chunk.clone()));
+        assert!(cache.get(Path::new("/b")).is_some());
+        // Full: the next file is served from disk each time.
+        assert_eq!(cache.get(Path::new("/c")), None);
+        // Keeping a file twice counts it once.
+        let small = SmallFiles::default();
+        for _ in 0..3 {
+            small.keep(Path::new("/a"), &chunk);
+        }
+        small.keep(Path::new("/b"), &chunk);
+        assert!(small.get(Path::new("/b")).is_some());
+    }
 
     #[test]
     fn ranges_follow_rfc_9110() {

@@ -3,8 +3,9 @@
 //! - [`packet`]: parse and encode the packets, never panicking on any bytes;
 //! - [`path`]: which file under the root a requested name means, or why it is refused;
 //! - [`transfer`]: one read transfer as a pure state machine (options, windows, loss recovery);
-//! - [`server`]: the tokio layer: the listening socket, one socket per transfer, the bound on
-//!   concurrent transfers;
+//! - [`server`]: the tokio layer: the listening socket, one socket per transfer;
+//! - [`slots`]: the bound on concurrent transfers, in all and per client, and which stalled
+//!   transfer gives way to a waiting client;
 //! - [`batch`]: a window of datagrams sent in one system call.
 //!
 //! netdeploy has its own TFTP code instead of the `async-tftp` crate, which ignores an ERROR
@@ -18,6 +19,7 @@ pub mod batch;
 pub mod packet;
 pub mod path;
 pub mod server;
+pub mod slots;
 pub mod transfer;
 
 use std::path::PathBuf;
@@ -30,6 +32,9 @@ pub struct TftpSettings {
     pub root: PathBuf,
     /// Transfers running at once; further read requests get an ERROR "busy".
     pub max_transfers: usize,
+    /// Transfers running at once for one client address; further requests from it get an
+    /// ERROR "busy".
+    pub max_transfers_per_client: usize,
     /// Largest blksize granted (RFC 2348 allows 8 to 65464).
     pub max_blksize: u16,
     /// Largest windowsize granted (RFC 7440 allows 1 to 65535).

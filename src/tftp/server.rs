@@ -2,8 +2,11 @@
 //! bound on concurrent transfers. Every protocol decision lives in [`super::transfer`] and
 //! [`super::path`]; this file moves datagrams, keeps time and counts.
 //!
-//! - A read request takes a slot of a semaphore sized `max_transfers` before anything else; over
-//!   the bound it is answered ERROR 0 "server busy" at once.
+//! - A read request takes a slot before anything else ([`super::slots`]): over `max_transfers`
+//!   in all or `max_transfers_per_client` for its address it is answered ERROR 0 "server busy"
+//!   at once. When every slot is taken, a stalled transfer is told to give way; it ends within
+//!   [`CANCEL_CHECK`] with an ERROR to its client, and the waiting client's next request is
+//!   served.
 //! - Each transfer has its own UDP socket (its transfer ID, RFC 1350 section 4) bound to the
 //!   local address of the listening socket, so a client on one interface is answered from the
 //!   address it asked, and connected to the client, so the kernel drops datagrams from anyone
@@ -17,16 +20,16 @@
 //! - Cancellation stops the listener; each running transfer notices within
 //!   [`CANCEL_CHECK`], sends the client an ERROR and ends.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use tokio::net::UdpSocket;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -34,6 +37,7 @@ use tracing::{debug, info, warn};
 use super::batch::Batch;
 use super::packet::{self, ErrorCode, Mode, Packet, Request};
 use super::path::{PathError, Root};
+use super::slots::{Admission, SlotTable};
 use super::transfer::{BlockSource, Limits, Outcome, Transfer, REASSEMBLY_DRAIN};
 use super::TftpSettings;
 use crate::counters::Counters;
@@ -87,6 +91,78 @@ impl Reassembly {
     }
 }
 
+/// The slots of one listener's transfers, and the flag that tells each to give way.
+struct Slots {
+    inner: Mutex<(SlotTable, HashMap<u64, Arc<AtomicBool>>)>,
+}
+
+impl Slots {
+    fn new(max_total: usize, max_per_client: usize) -> Slots {
+        Slots {
+            inner: Mutex::new((SlotTable::new(max_total, max_per_client), HashMap::new())),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (SlotTable, HashMap<u64, Arc<AtomicBool>>)> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Decides on a request from `client`: a slot, or the refusal (after telling a stalled
+    /// transfer to give way, if one should).
+    fn admit(self: &Arc<Self>, client: IpAddr) -> Result<Slot, Admission> {
+        let mut inner = self.lock();
+        match inner.0.admit(client) {
+            Admission::Start { id } => {
+                let give_way = Arc::new(AtomicBool::new(false));
+                inner.1.insert(id, give_way.clone());
+                Ok(Slot {
+                    slots: self.clone(),
+                    id,
+                    give_way,
+                    stalled: Cell::new(false),
+                })
+            }
+            refused => {
+                if let Admission::Busy { give_way: Some(id) } = refused {
+                    if let Some(flag) = inner.1.get(&id) {
+                        flag.store(true, Ordering::Relaxed);
+                    }
+                }
+                Err(refused)
+            }
+        }
+    }
+}
+
+/// A running transfer's slot; given back when dropped.
+struct Slot {
+    slots: Arc<Slots>,
+    id: u64,
+    give_way: Arc<AtomicBool>,
+    /// What the table was last told.
+    stalled: Cell<bool>,
+}
+
+impl Slot {
+    fn report_stalled(&self, stalled: bool) {
+        if self.stalled.replace(stalled) != stalled {
+            self.slots.lock().0.set_stalled(self.id, stalled);
+        }
+    }
+
+    fn must_give_way(&self) -> bool {
+        self.give_way.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut inner = self.slots.lock();
+        inner.0.release(self.id);
+        inner.1.remove(&self.id);
+    }
+}
+
 /// Binds a listening socket (port 69 of one interface address, or an ephemeral port in tests).
 /// Must be called from within a tokio runtime.
 pub fn bind_listener(addr: SocketAddr) -> io::Result<UdpSocket> {
@@ -114,13 +190,16 @@ pub async fn serve(
 ) -> io::Result<()> {
     let local = socket.local_addr()?;
     let root = Arc::new(Root::new(&settings.root)?);
-    let slots = Arc::new(Semaphore::new(settings.max_transfers));
+    let slots = Arc::new(Slots::new(
+        settings.max_transfers,
+        settings.max_transfers_per_client,
+    ));
     let limits = Limits::from(&*settings);
     let reassembly = Arc::new(Reassembly::default());
     let mut transfers = JoinSet::new();
     // A request fits in far less, but a shorter buffer would silently cut a longer datagram.
     let mut buf = vec![0u8; 65_536];
-    info!(%local, root = %root.path().display(), max_transfers = settings.max_transfers, "TFTP listening");
+    info!(%local, root = %root.path().display(), max_transfers = settings.max_transfers, max_transfers_per_client = settings.max_transfers_per_client, "TFTP listening");
     loop {
         tokio::select! {
             biased;
@@ -158,7 +237,7 @@ pub async fn serve(
 struct Listener<'a> {
     socket: &'a UdpSocket,
     root: &'a Arc<Root>,
-    slots: &'a Arc<Semaphore>,
+    slots: &'a Arc<Slots>,
     reassembly: &'a Arc<Reassembly>,
     limits: Limits,
     counters: &'a Arc<Counters>,
@@ -202,16 +281,30 @@ impl Listener<'_> {
             .await;
             return;
         }
-        let Ok(slot) = self.slots.clone().try_acquire_owned() else {
-            Counters::bump(&self.counters.tftp_refused);
-            warn!(client = %peer, file = %request.filename, "TFTP request refused: all transfer slots busy");
-            self.reply_error(peer, ErrorCode::NotDefined, "server busy, try again later")
-                .await;
-            return;
+        let slot = match self.slots.admit(peer.ip()) {
+            Ok(slot) => slot,
+            Err(refused) => {
+                Counters::bump(&self.counters.tftp_refused);
+                match refused {
+                    Admission::PerClient => {
+                        warn!(client = %peer, file = %request.filename, "TFTP request refused: this client holds tftp.max_transfers_per_client transfers")
+                    }
+                    Admission::Busy { give_way: Some(id) } => {
+                        warn!(client = %peer, file = %request.filename, stalled_transfer = id, "TFTP request refused: all transfer slots busy; a stalled transfer gives way")
+                    }
+                    _ => {
+                        warn!(client = %peer, file = %request.filename, "TFTP request refused: all transfer slots busy")
+                    }
+                }
+                self.reply_error(peer, ErrorCode::NotDefined, "server busy, try again later")
+                    .await;
+                return;
+            }
         };
         let span = tracing::info_span!(
             "tftp",
             client = %peer,
+            transfer = slot.id,
             file = %request.filename,
             blksize = tracing::field::Empty,
             windowsize = tracing::field::Empty,
@@ -226,7 +319,7 @@ impl Listener<'_> {
             limits: self.limits,
             counters: Arc::clone(self.counters),
             cancel: self.cancel.clone(),
-            _slot: slot,
+            slot,
         };
         transfers.spawn_blocking(move || span.in_scope(|| job.run()));
     }
@@ -249,6 +342,8 @@ enum End {
     ClientGone,
     /// The server is shutting down.
     Cancelled,
+    /// Stalled while another client waited for a slot.
+    GaveWay,
     Socket(io::Error),
 }
 
@@ -262,7 +357,7 @@ struct TransferJob {
     counters: Arc<Counters>,
     cancel: CancellationToken,
     /// Held for the life of the transfer.
-    _slot: OwnedSemaphorePermit,
+    slot: Slot,
 }
 
 impl TransferJob {
@@ -336,6 +431,10 @@ impl TransferJob {
             }
             End::Transfer(Outcome::ReadFailed(e)) => format!("failed: cannot read the file: {e}"),
             End::Cancelled => "ended: server shutting down".to_owned(),
+            End::GaveWay => {
+                Counters::bump(&self.counters.tftp_transfers_gave_way);
+                "ended: stalled while another client waited for a slot".to_owned()
+            }
             End::Socket(e) => format!("failed: socket error: {e}"),
         };
         let secs = elapsed.as_secs_f64();
@@ -351,6 +450,8 @@ impl TransferJob {
             retransmitted = stats.retransmitted,
             timeouts = stats.timeouts,
             reassembly_pauses = stats.reassembly_pauses,
+            burst_pauses = stats.burst_pauses,
+            srtt_us = transfer.smoothed_rtt().map(|d| d.as_micros() as u64),
             duration_ms = elapsed.as_millis() as u64,
             mb_per_s = format_args!("{:.1}", delivered as f64 / 1e6 / secs.max(1e-6)),
             "TFTP transfer ended"
@@ -439,15 +540,35 @@ impl TransferJob {
                 let _ = socket.send(&bye);
                 return End::Cancelled;
             }
+            self.slot.report_stalled(transfer.stalled());
+            if self.slot.must_give_way() {
+                let bye = packet::error_bytes(
+                    ErrorCode::NotDefined,
+                    "transfer stalled; its slot went to another client",
+                );
+                let _ = socket.send(&bye);
+                return End::GaveWay;
+            }
             let now = Instant::now();
             if deadline <= now {
                 transfer.handle_timeout(now);
                 continue;
             }
+            let wait = deadline - now;
+            if wait < PRECISE_WAIT {
+                // A pause between bursts of a window lasts a round trip, far below the kernel's
+                // tick that rounds up a socket's receive timeout: wait for the ACK with ppoll,
+                // which sleeps on a high-resolution timer.
+                match wait_readable(socket, wait) {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(e) => return End::Socket(e),
+                }
+            }
             // Never zero: a zero receive timeout means "wait forever". Waking early only costs
             // a turn of the loop, so the timeout changes (a system call) only when it would
             // wake late or much too early.
-            let wait = (deadline - now).clamp(Duration::from_micros(100), CANCEL_CHECK);
+            let wait = wait.clamp(Duration::from_micros(100), CANCEL_CHECK);
             if wait < read_timeout || wait > read_timeout * 2 {
                 if let Err(e) = socket.set_read_timeout(Some(wait)) {
                     return End::Socket(e);
@@ -507,6 +628,38 @@ impl BlockSource for ReadAhead {
         let n = out.len().min(self.len - from);
         out[..n].copy_from_slice(&self.buf[from..from + n]);
         Ok(n)
+    }
+}
+
+/// Waits shorter than this go through [`wait_readable`] rather than the socket's receive
+/// timeout, which the kernel counts in ticks (up to 10 ms).
+const PRECISE_WAIT: Duration = Duration::from_millis(5);
+
+/// Whether a datagram is waiting on `socket`, waiting up to `wait` for one.
+fn wait_readable(socket: &std::net::UdpSocket, wait: Duration) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    let mut fds = libc::pollfd {
+        fd: socket.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let timeout = libc::timespec {
+        tv_sec: wait.as_secs() as libc::time_t,
+        tv_nsec: wait.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: one valid pollfd, a valid timespec, and no signal mask.
+    let rc = unsafe { libc::ppoll(&mut fds, 1, &timeout, std::ptr::null()) };
+    match rc {
+        0 => Ok(false),
+        n if n > 0 => Ok(true),
+        _ => {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                Ok(false)
+            } else {
+                Err(e)
+            }
+        }
     }
 }
 

@@ -42,13 +42,30 @@
 //! - A window is capped at [`MAX_WINDOW_BYTES`] when options are negotiated (RFC 7440 lets the
 //!   server grant less than asked). A loss wastes what follows it in the window: in simulation,
 //!   windows of 64 blocks of 64 KiB under 1% fragment loss ran at a fifth of the lock-step rate.
-//!   The cap bounds the waste of one loss and keeps a burst within a client's socket buffer.
-//! - Not done: shrinking the window at run time. The client, not the server, decides when to
-//!   acknowledge, so a smaller window needs an extra copy of its last block to draw the ACK, and
-//!   that copy and the block before it are each a tail whose loss costs a timeout. In simulation
-//!   (see the tests) halving the window on every timeout made 16-block windows of 64 KiB slower
-//!   than lock-step under 1% fragment loss, where fixed windows stay faster. What does need
-//!   slowing down under loss is the stranding of fragments (below).
+//!   The cap bounds the waste of one loss and keeps a window within a client's socket buffer:
+//!   128 KiB, under the 208 KiB a Linux socket gets by default (atftp keeps it), which the
+//!   kernel charges with each datagram's overhead. With 1 MiB, atftp on loopback dropped most
+//!   of every 8192 x 64 window and ran at a tenth of the lock-step rate.
+//! - The window is not shrunk at run time: the client, not the server, decides when to
+//!   acknowledge, so a smaller window needs an extra copy of its last block to draw the ACK,
+//!   and that copy and the block before it are each a tail whose loss costs a timeout.
+//!   Instead the window is paced (next section).
+//!
+//! # Pacing a window into the client's socket buffer
+//! A window larger than the client's socket buffer overflows it: on loopback, 64 blocks of
+//! 8 KiB arrive faster than the client reads them, the kernel drops the rest of the window,
+//! and every window is resent from the first drop, far below the lock-step rate. The server
+//! sees it as losses (an ACK cutting the window short, or a timeout), as TCP does, and reacts
+//! the same way, on a burst rather than on the window: at most `burst` blocks go back to
+//! back, then sending pauses for the shortest round trip seen (measured from the last block
+//! out to the ACK: the path and a client that keeps up; the smoothed round trip would grow
+//! with the pauses themselves) before the next burst of the same window. The first burst holds [`INITIAL_BURST_BYTES`]; a window without a loss
+//! doubles the burst (slow start) until the first loss, and adds a block to it after that;
+//! an ACK that cuts a fully sent window short halves it, and leaves it no larger than what the
+//! client took in sequence (additive increase, multiplicative decrease). A timeout alone leaves it: the tail
+//! probe that follows draws the ACK that tells how much arrived. A burst as large as the window is not paced at all, so a client
+//! that keeps up never waits. One burst per shortest round trip delivers at least one block
+//! per round trip, the lock-step rate.
 //! - Retries: the transfer is abandoned when the client stays silent through `retries`
 //!   retransmissions at the full timeout (the shorter early ones come on top).
 //!
@@ -106,6 +123,11 @@ pub const REASSEMBLY_TIMEOUT: Duration = Duration::from_secs(30);
 /// The shortest pause for the receiver's reassembly memory.
 const MIN_PAUSE: Duration = Duration::from_millis(1);
 
+/// Retransmission timeouts in a row, with no answer from the client, after which a transfer
+/// counts as stalled: a tail probe and a whole window (or the OACK twice) went unanswered. A
+/// stalled transfer gives way when another client waits for its slot (see `slots`).
+pub const STALLED_AFTER_TIMEOUTS: u32 = 2;
+
 /// The message of the ERROR sent when the file cannot be read.
 const READ_ERROR: &str = "server cannot read the file";
 
@@ -117,7 +139,14 @@ pub const MAX_BLKSIZE: u16 = 65464;
 
 /// Most file bytes in one window; the windowsize granted is lowered to fit (see "Loss
 /// recovery" above).
-pub const MAX_WINDOW_BYTES: usize = 1 << 20;
+pub const MAX_WINDOW_BYTES: usize = 128 << 10;
+
+/// File bytes of the first burst of a window: well within a default Linux socket buffer
+/// (208 KiB, counted with per-datagram overhead); the burst grows from there.
+const INITIAL_BURST_BYTES: usize = 64 << 10;
+
+/// The shortest pause between two bursts of a window.
+const MIN_BURST_PAUSE: Duration = Duration::from_micros(10);
 
 /// Where the state machine reads file bytes.
 pub trait BlockSource {
@@ -317,6 +346,8 @@ pub struct Stats {
     pub lossy_windows: u64,
     /// Pauses in sending so that the receiver could drop stranded fragments.
     pub reassembly_pauses: u64,
+    /// Pauses between bursts of a window, so that the client could read what came.
+    pub burst_pauses: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -332,10 +363,13 @@ enum Phase {
 struct RoundTrip {
     srtt: Option<Duration>,
     rttvar: Duration,
+    /// The shortest sample: the path with the client keeping up.
+    min: Option<Duration>,
 }
 
 impl RoundTrip {
     fn sample(&mut self, r: Duration) {
+        self.min = Some(self.min.map_or(r, |m| m.min(r)));
         match self.srtt {
             None => {
                 self.srtt = Some(r);
@@ -402,8 +436,17 @@ pub struct Transfer<S> {
     /// DATA datagrams whose fate the ACKs revealed: arrived, lost.
     arrived: u64,
     lost: u64,
-    /// Sending waits for the receiver's reassembly memory until then.
+    /// Sending waits for the receiver's reassembly memory, or for the client to read a burst,
+    /// until then.
     paced_until: Option<Instant>,
+    /// Blocks sent back to back before a pause (see "Pacing a window"); not paced while it is
+    /// the whole window.
+    burst: u64,
+    /// Blocks sent since the window started or the last pause.
+    burst_sent: u64,
+    /// Below this the burst doubles after a window without loss (slow start); from it, it
+    /// grows by one block.
+    burst_threshold: u64,
     /// The current window paused for the receiver after its first block went out.
     window_paused: bool,
     /// Retransmission deadline, counted from the last datagram sent.
@@ -460,6 +503,10 @@ impl<S: BlockSource> Transfer<S> {
             arrived: 0,
             lost: 0,
             paced_until: None,
+            burst: u64::from(negotiated.windowsize)
+                .min((INITIAL_BURST_BYTES / blksize).max(1) as u64),
+            burst_sent: 0,
+            burst_threshold: u64::from(negotiated.windowsize),
             window_paused: false,
             deadline: now,
             armed_rto: Duration::ZERO,
@@ -486,6 +533,12 @@ impl<S: BlockSource> Transfer<S> {
 
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// The smoothed round trip so far (RFC 6298), from the last block of a window out to its
+    /// ACK.
+    pub fn smoothed_rtt(&self) -> Option<Duration> {
+        self.rtt.srtt
     }
 
     /// The MTU of the path to the client (IPv4 headers assumed), which tells whether DATA
@@ -516,6 +569,12 @@ impl<S: BlockSource> Transfer<S> {
             Phase::Done(outcome) => Some(outcome),
             _ => None,
         }
+    }
+
+    /// Whether the client has stayed silent through [`STALLED_AFTER_TIMEOUTS`] retransmission
+    /// timeouts in a row; any progress ends it.
+    pub fn stalled(&self) -> bool {
+        !matches!(self.phase, Phase::Done(_)) && self.timeouts_in_a_row >= STALLED_AFTER_TIMEOUTS
     }
 
     /// When [`Transfer::handle_timeout`] is due; `None` once the transfer has ended.
@@ -619,6 +678,7 @@ impl<S: BlockSource> Transfer<S> {
         self.deadline = now + self.armed_rto;
         match self.read_block(block, buf) {
             Ok(len) => {
+                self.burst_sent += 1;
                 self.stats.data_sent += 1;
                 self.stats.bytes_sent += len as u64;
                 if block <= self.highest_on_wire {
@@ -640,6 +700,14 @@ impl<S: BlockSource> Transfer<S> {
     /// Whether a fragmented DATA datagram may go now; charges it with the fragments its loss
     /// would strand at the loss rate seen so far, or sets a pause (see "Fragmented blocks").
     fn pace(&mut self, now: Instant) -> bool {
+        if self.burst < self.window && self.burst_sent >= self.burst {
+            if let Some(rtt) = self.rtt.min {
+                self.paced_until = Some(now + rtt.max(MIN_BURST_PAUSE));
+                self.burst_sent = 0;
+                self.stats.burst_pauses += 1;
+                return false;
+            }
+        }
         if self.fragments == 1 {
             return true;
         }
@@ -721,6 +789,20 @@ impl<S: BlockSource> Transfer<S> {
         if n < self.window_end {
             // RFC 7440 section 4: the client has up to n and dropped what followed.
             self.note_loss(1);
+            if n >= self.window_start && self.out.next >= self.out.end {
+                // The whole window went out and the client took this much of it in sequence:
+                // the rest was lost, on the way or in a full socket buffer.
+                let delivered = n + 1 - self.window_start;
+                self.burst = (self.burst / 2).min(delivered).max(1);
+                self.burst_threshold = self.burst;
+            }
+        } else if n == self.window_end && !self.window_lossy && self.burst < self.window {
+            self.burst = if self.burst < self.burst_threshold {
+                (self.burst * 2).min(self.burst_threshold)
+            } else {
+                self.burst + 1
+            }
+            .min(self.window);
         }
         self.base = n + 1;
         self.send_window(now);
@@ -761,6 +843,7 @@ impl<S: BlockSource> Transfer<S> {
         self.window_lossy = false;
         self.probing = false;
         self.window_paused = false;
+        self.burst_sent = 0;
         self.stats.windows += 1;
         self.arm(now);
     }

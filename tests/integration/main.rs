@@ -14,6 +14,7 @@ mod docs_reference;
 mod docs_site_file;
 mod harness;
 mod http;
+mod http_limits;
 mod lab;
 mod layers;
 mod media_command;

@@ -50,6 +50,7 @@ impl Server {
         let mut settings = TftpSettings {
             root: root.path().to_owned(),
             max_transfers: 8,
+            max_transfers_per_client: 8,
             max_blksize: 65464,
             max_windowsize: 64,
             timeout: Duration::from_secs(1),
@@ -334,8 +335,13 @@ struct Raw {
 
 impl Raw {
     async fn new() -> Raw {
+        Raw::from_address(Ipv4Addr::LOCALHOST).await
+    }
+
+    /// A client on another loopback address (any 127/8 address is local).
+    async fn from_address(ip: Ipv4Addr) -> Raw {
         Raw {
-            socket: UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap(),
+            socket: UdpSocket::bind((ip, 0)).await.unwrap(),
         }
     }
 
@@ -524,6 +530,83 @@ async fn transfers_over_the_bound_get_a_busy_error() {
         .await;
     server
         .wait_count(|c| &c.tftp_transfers_aborted, 1, Duration::from_secs(1))
+        .await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn client_over_its_transfer_share_is_refused_while_another_address_is_served() {
+    let server = Server::start_with(|s| s.max_transfers_per_client = 2).await;
+    server.put("a.bin", &content(10_000));
+    // Two transfers held open from 127.0.0.1 (OACKs never acknowledged)...
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let raw = Raw::new().await;
+        raw.rrq(&server, "a.bin", &[("tsize", "0")]).await;
+        let (oack, _) = raw.recv().await;
+        assert!(matches!(Packet::parse(&oack), Ok(Packet::Oack { .. })));
+        held.push(raw);
+    }
+    // ...and a third from the same address is refused, though slots are free...
+    let third = Raw::new().await;
+    third.rrq(&server, "a.bin", &[]).await;
+    let (code, message, _) = third.expect_error().await;
+    assert_eq!(code, ErrorCode::NotDefined);
+    assert!(message.contains("busy"), "{message}");
+    // ...while another address is served.
+    let other = Raw::from_address(Ipv4Addr::new(127, 0, 0, 2)).await;
+    other.rrq(&server, "a.bin", &[]).await;
+    let (data, _) = other.recv().await;
+    assert!(
+        matches!(Packet::parse(&data), Ok(Packet::Data { block: 1, .. })),
+        "{data:?}"
+    );
+    assert_eq!(server.count(|c| &c.tftp_refused), 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn stalled_transfers_give_way_to_a_waiting_client() {
+    // Transfers that would outlive the test: 50 retries at 100 ms after the first ones.
+    let server = Server::start_with(|s| {
+        s.max_transfers = 2;
+        s.max_transfers_per_client = 2;
+        s.timeout = Duration::from_millis(100);
+        s.retries = 50;
+    })
+    .await;
+    let expected = server.put("boot.efi", &content(3000));
+    // One host takes every slot with requests it never acknowledges.
+    let attacker = Raw::new().await;
+    for _ in 0..2 {
+        attacker.rrq(&server, "boot.efi", &[]).await;
+    }
+    server
+        .wait_count(|c| &c.tftp_transfers_started, 2, Duration::from_secs(2))
+        .await;
+    // Another machine asks, and asks again as firmware does after a "busy"; once the
+    // attacker's transfers have stalled, one gives way and the machine gets its file.
+    let machine = Raw::from_address(Ipv4Addr::new(127, 0, 0, 2)).await;
+    let mut first_data = None;
+    for _ in 0..40 {
+        machine.rrq(&server, "boot.efi", &[]).await;
+        let (bytes, from) = machine.recv().await;
+        if let Ok(Packet::Data { block: 1, .. }) = Packet::parse(&bytes) {
+            first_data = Some((bytes, from));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let (bytes, from) = first_data.expect("the machine was never served");
+    let Ok(Packet::Data { data, .. }) = Packet::parse(&bytes) else {
+        unreachable!()
+    };
+    assert_eq!(data, &expected[..512]);
+    assert!(server.count(|c| &c.tftp_transfers_gave_way) >= 1);
+    // Given way, not timed out: the stalled transfers had retries left.
+    assert_eq!(server.count(|c| &c.tftp_transfers_timed_out), 0);
+    machine
+        .send(from, &Packet::Ack { block: 1 }.to_bytes())
         .await;
     server.stop().await;
 }

@@ -116,6 +116,42 @@ fn reassembling_receiver(
     })
 }
 
+/// The receiving application behind a socket buffer at the link's far end: it reads one
+/// datagram every `per_datagram`, and a datagram that arrives while `capacity` wait unread
+/// is dropped (as atftp's socket drops a window larger than its receive buffer).
+struct Reader {
+    capacity: usize,
+    per_datagram: Duration,
+    /// When each datagram still in the buffer is read.
+    queued: VecDeque<Instant>,
+    dropped: u64,
+}
+
+impl Reader {
+    fn new(capacity: usize, per_datagram: Duration) -> Reader {
+        Reader {
+            capacity,
+            per_datagram,
+            queued: VecDeque::new(),
+            dropped: 0,
+        }
+    }
+
+    /// When a datagram arriving at `at` is read, or `None` if the buffer drops it.
+    fn arrive(&mut self, at: Instant) -> Option<Instant> {
+        while self.queued.front().is_some_and(|t| *t <= at) {
+            self.queued.pop_front();
+        }
+        if self.queued.len() >= self.capacity {
+            self.dropped += 1;
+            return None;
+        }
+        let read = self.queued.back().map_or(at, |last| (*last).max(at)) + self.per_datagram;
+        self.queued.push_back(read);
+        Some(read)
+    }
+}
+
 struct Link {
     latency: Duration,
     bytes_per_sec: u64,
@@ -124,6 +160,7 @@ struct Link {
     lost: u64,
     in_flight: VecDeque<(Instant, Vec<u8>)>,
     drop: Dropper,
+    reader: Option<Reader>,
 }
 
 impl Link {
@@ -136,6 +173,7 @@ impl Link {
             lost: 0,
             in_flight: VecDeque::new(),
             drop,
+            reader: None,
         }
     }
 
@@ -147,10 +185,16 @@ impl Link {
         self.sent += 1;
         if (self.drop)(index, bytes.len(), start) {
             self.lost += 1;
-        } else {
-            self.in_flight
-                .push_back((self.free_at + self.latency, bytes.to_vec()));
+            return;
         }
+        let mut at = self.free_at + self.latency;
+        if let Some(reader) = &mut self.reader {
+            match reader.arrive(at) {
+                Some(read) => at = read,
+                None => return,
+            }
+        }
+        self.in_flight.push_back((at, bytes.to_vec()));
     }
 
     fn next_arrival(&self) -> Option<Instant> {
@@ -306,10 +350,16 @@ impl Sim {
     }
 
     /// Runs until the server has ended, or panics after too many events.
-    fn run(mut self) -> Finished {
+    fn run(self) -> Finished {
+        self.run_then(|_| {})
+    }
+
+    /// Runs, then lets `look` see the end state of the simulation.
+    fn run_then(mut self, look: impl FnOnce(&Sim)) -> Finished {
         for _ in 0..5_000_000 {
             self.flush();
             if let Some(outcome) = self.server.outcome() {
+                look(&self);
                 return Finished {
                     data: std::mem::take(&mut self.client.data),
                     outcome: outcome.clone(),
@@ -360,6 +410,18 @@ fn drain(t: &mut Transfer<Vec<u8>>, now: Instant) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     while let Some(len) = t.poll_transmit(&mut buf, now) {
         out.push(buf[..len].to_vec());
+    }
+    out
+}
+
+/// Everything the transfer has to send from `now` on, through its pauses between bursts;
+/// stops when it waits for the client.
+fn drain_paced(t: &mut Transfer<Vec<u8>>, mut now: Instant) -> Vec<Vec<u8>> {
+    let mut out = drain(t, now);
+    while let Some(until) = t.paced_until {
+        now = until;
+        t.handle_timeout(now);
+        out.extend(drain(t, now));
     }
     out
 }
@@ -444,10 +506,11 @@ fn window_is_fitted_to_the_block_size() {
         assert_eq!(n.oack[0], ("windowsize".into(), n.windowsize.to_string()));
         n.windowsize
     };
-    assert_eq!(fitted("65464", "64"), 16);
-    assert_eq!(fitted("8192", "64"), 64);
+    assert_eq!(fitted("65464", "64"), 2);
+    assert_eq!(fitted("8192", "64"), 16);
     assert_eq!(fitted("1468", "64"), 64);
-    assert_eq!(fitted("65464", "4"), 4);
+    assert_eq!(fitted("65464", "4"), 2);
+    assert_eq!(fitted("32768", "4"), 4);
 }
 
 #[test]
@@ -567,13 +630,15 @@ fn ack_inside_the_window_restarts_it_after_that_block() {
     t.handle_datagram(&ack(0), now);
     assert_eq!(data_blocks(&drain(&mut t, now)), vec![1, 2, 3, 4]);
     t.handle_datagram(&ack(2), now);
-    assert_eq!(data_blocks(&drain(&mut t, now)), vec![3, 4, 5, 6]);
+    // The window restarts after block 2, in bursts half as large (see "Pacing a window").
+    assert_eq!(t.burst, 2);
+    assert_eq!(data_blocks(&drain_paced(&mut t, now)), vec![3, 4, 5, 6]);
     // ACKs for blocks never sent, and for the block before the window, change nothing.
     t.handle_datagram(&ack(9), now);
     t.handle_datagram(&ack(2), now);
     assert!(drain(&mut t, now).is_empty());
     t.handle_datagram(&ack(6), now);
-    assert_eq!(data_blocks(&drain(&mut t, now)), vec![7, 8, 9, 10]);
+    assert_eq!(data_blocks(&drain_paced(&mut t, now)), vec![7, 8, 9, 10]);
 }
 
 #[test]
@@ -649,6 +714,42 @@ fn silent_client_is_given_up_after_the_retries() {
     // The first DATA 1 and five retransmissions, one second apart (no round trip measured).
     assert_eq!(sent, 6);
     assert_eq!(t.stats().timeouts, 6);
+}
+
+#[test]
+fn silent_client_stalls_the_transfer_after_two_timeouts_and_an_ack_ends_the_stall() {
+    let t0 = Instant::now();
+    let mut t = Transfer::new(&window_opts(512, 4), content(20_000), 20_000, &limits(), t0);
+    drain(&mut t, t0);
+    assert!(!t.stalled());
+    // The OACK is resent once: not yet stalled.
+    let due = fire(&mut t);
+    drain(&mut t, due);
+    assert!(!t.stalled());
+    let due = fire(&mut t);
+    drain(&mut t, due);
+    assert!(t.stalled());
+    t.handle_datagram(&ack(0), due);
+    assert!(!t.stalled());
+    assert_eq!(data_blocks(&drain(&mut t, due)), [1, 2, 3, 4]);
+    // Silent again through a tail probe and a resent window.
+    for _ in 0..2 {
+        let due = fire(&mut t);
+        drain(&mut t, due);
+    }
+    assert!(t.stalled());
+    t.handle_datagram(&ack(2), due);
+    assert!(!t.stalled());
+    // A transfer that has ended is not stalled, whatever came before.
+    t.handle_datagram(
+        &Packet::Error {
+            code: ErrorCode::NotDefined,
+            message: String::new(),
+        }
+        .to_bytes(),
+        due,
+    );
+    assert!(!t.stalled());
 }
 
 #[test]
@@ -883,6 +984,42 @@ fn windows_of_fragmented_blocks_under_loss_are_no_slower_than_lock_step() {
             windowed.stats,
             lock_step.elapsed,
             lock_step.stats
+        );
+    }
+}
+
+/// A transfer over a 1 Gbit/s link with 20 µs of latency into a client whose socket buffer
+/// holds 16 datagrams and whose application takes 20 µs to read each (faster than lock-step
+/// feeds it, slower than the link); returns it and the datagrams the buffer dropped.
+fn buffer_bound_run(file: &[u8], options: &[(String, String)]) -> (Finished, u64) {
+    let mut sim = Sim::over(
+        file.to_vec(),
+        options,
+        &limits(),
+        Duration::from_micros(20),
+        no_loss(),
+        no_loss(),
+    );
+    sim.down.reader = Some(Reader::new(16, Duration::from_micros(20)));
+    let dropped = std::rc::Rc::new(std::cell::Cell::new(0));
+    let f = sim.run_then(|sim| dropped.set(sim.down.reader.as_ref().unwrap().dropped));
+    assert_eq!(f.outcome, Outcome::Completed);
+    assert!(f.data == file);
+    (f, dropped.get())
+}
+
+#[test]
+fn window_overflowing_the_client_socket_buffer_is_no_slower_than_lock_step() {
+    let file = content(8 << 20);
+    for (blksize, windowsize) in [(1468, 64), (1468, 16), (8192, 64), (65464, 16)] {
+        let (lock_step, _) = buffer_bound_run(&file, &window_opts(blksize, 1));
+        let (windowed, dropped) = buffer_bound_run(&file, &window_opts(blksize, windowsize));
+        assert!(
+            windowed.elapsed <= lock_step.elapsed,
+            "blksize {blksize}: window {windowsize} took {:?} ({:?}, {dropped} dropped), lock-step {:?}",
+            windowed.elapsed,
+            windowed.stats,
+            lock_step.elapsed,
         );
     }
 }
