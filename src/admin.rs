@@ -1,5 +1,5 @@
 //! Catalog operations shared by the command line and the HTTP admin API, so both apply the
-//! same checks: creating a deployment (SPEC section 4), deleting an object, explaining a
+//! same checks: creating a deployment (docs/deployment-checks.md), deleting an object, explaining a
 //! decision (rule 10), and lifting the PXE loop guard (rule 7).
 
 use crate::bootpath::now;

@@ -1,7 +1,7 @@
 //! Client firmware architecture, from the numeric value of DHCP option 93.
 //!
 //! The values are those of the IANA "Processor Architecture Types" registry, not the names in
-//! the older RFC 4578 text nor those of dhcproto's `Architecture` enum (SPEC section 5): what
+//! the older RFC 4578 text nor those of dhcproto's `Architecture` enum (docs/network-boot.md): what
 //! matters is the number the firmware sends. Value 9 is "EFI x86-64" as sent by some firmware
 //! (EBC in the registry); it is treated as x64.
 

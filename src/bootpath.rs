@@ -23,7 +23,7 @@ use serde::Deserialize;
 pub enum PxePlan {
     /// No deployment declared: the configured default image for everyone.
     DefaultImage,
-    /// The decision of section 3, with the catalog it was made on.
+    /// The decision of docs/selection-rules.md, with the catalog it was made on.
     Decided {
         decision: Box<Decision>,
         catalog: Arc<Catalog>,
@@ -249,7 +249,7 @@ impl BootPath {
         }
         let device = catalog.match_device(&known_as).map(|d| d.name.clone());
         let now = at;
-        // The attempt is kept under the whole identity the machine sent (section 10). A start
+        // The attempt is kept under the whole identity the machine sent (docs/identity.md). A start
         // is an attempt until its end replaces it: a run that a power cut interrupts counts as
         // run (rule 7, rerun behaviour).
         let whole = machine.record();
@@ -317,7 +317,7 @@ impl BootPath {
     }
 
     /// Records that a menu offered these deployments to a machine (Non-compliant until it runs
-    /// one, SPEC section 8).
+    /// one, docs/status.md).
     pub fn record_offered(&self, decision: &Decision, entries: &[crate::catalog::DeploymentId]) {
         for id in entries {
             let r = self.store.add_status(&StatusMessage {
@@ -338,7 +338,7 @@ impl BootPath {
 
     /// Writes a `requirements-not-met` status message for each deployment that targets the
     /// machine but that it may not run now (wrong architecture, loop guard, rerun behaviour),
-    /// so monitoring shows it Non-compliant with the reason (section 8). The same message for
+    /// so monitoring shows it Non-compliant with the reason (docs/status.md). The same message for
     /// the same machine is written once per [`UNMET_QUIET_SECONDS`], and again after a start
     /// or an end in between.
     pub fn record_unmet(&self, decision: &Decision) {
@@ -409,7 +409,7 @@ impl BootPath {
     }
 }
 
-/// The boot image a machine starts for a deployment (SPEC section 8): a machine of the
+/// The boot image a machine starts for a deployment (docs/status.md): a machine of the
 /// pre-production collection gets the pre-production image that replaces the deployment's,
 /// when there is one; a pre-production image is never served to anyone else. The flag says
 /// whether the image is a pre-production one.

@@ -3,9 +3,9 @@
 //! The crate is split by what the program does on the wire:
 //! - [`config`]: the TOML configuration, parsed then validated;
 //! - [`arch`]: the client firmware architecture (DHCP option 93) and its boot file;
-//! - [`catalog`]: devices, collections, task sequences and deployments (SPEC section 2);
+//! - [`catalog`]: devices, collections, task sequences and deployments (docs/site-file.md);
 //! - [`decision`]: which deployment a booting machine gets, and the checks on new deployments
-//!   (SPEC sections 3 and 4), pure;
+//!   (docs/selection-rules.md and docs/deployment-checks.md), pure;
 //! - [`dhcp`]: proxyDHCP and DHCP for PXE clients (pure decisions in `dhcp::pxe`, leases in
 //!   `dhcp::leases`, sockets in `dhcp::server`);
 //! - [`tftp`]: the read-only TFTP server (pure state machine and path rules, thin tokio layer);

@@ -76,7 +76,7 @@ enum Command {
     Wake(cli::wake::WakeArgs),
     /// Where each deployment stands: the five states per collection, failures over time.
     Status(cli::status::StatusArgs),
-    /// The PXE loop guard (SPEC section 3, rule 7).
+    /// The PXE loop guard (docs/selection-rules.md rule 7).
     #[command(subcommand)]
     Pxe(cli::pxe::PxeCommand),
     /// The content library (files stored once by SHA-256).

@@ -1,4 +1,4 @@
-//! Deployment monitoring (SPEC section 8): each machine of a collection in exactly one of five
+//! Deployment monitoring (docs/status.md): each machine of a collection in exactly one of five
 //! states for a deployment, and failures over time. Pure: the catalog and the status messages
 //! in, the summary out; the web page, the JSON endpoints and `netdeploy status` all show this.
 //!

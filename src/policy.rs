@@ -1,4 +1,4 @@
-//! The policy a boot environment receives (SPEC sections 3, 4 and 6): which deployment runs,
+//! The policy a boot environment receives (docs/selection-rules.md, docs/deployment-checks.md and docs/content.md): which deployment runs,
 //! its task sequence's steps, and every content file with its size, SHA-256 and URL. Built
 //! from the same [`Decision`] the PXE path acts on: one decision, two views of it.
 //!
@@ -138,7 +138,7 @@ pub enum FullMediaError {
     NoTaskSequence { id: String, ts: String },
 }
 
-/// The policy full media carry for `id` (SPEC section 7): what `/agent/policy` would answer a
+/// The policy full media carry for `id` (docs/media.md): what `/agent/policy` would answer a
 /// machine that runs it from media, with no server behind it. `base` only fills in the
 /// files' URLs, which the agent ignores on full media (it reads the media's copy).
 pub fn full_media(

@@ -1,4 +1,4 @@
-//! Wake-on-LAN (SPEC section 9): magic packets for the machines of a required deployment with
+//! Wake-on-LAN (docs/operating.md): magic packets for the machines of a required deployment with
 //! wake-on-LAN, sent only on the interfaces netdeploy serves (`SO_BINDTODEVICE`), as UDP
 //! broadcasts to port 9.
 //!
@@ -165,7 +165,7 @@ pub fn macs_of_deployment(catalog: &Catalog, id: &DeploymentId) -> Option<Vec<Ma
 }
 
 /// Wakes the machines of a new deployment when it is required and asks for wake-on-LAN
-/// (SPEC section 9); `None` when it does not ask, else the number of packets sent.
+/// (docs/operating.md); `None` when it does not ask, else the number of packets sent.
 pub fn wake_new_deployment(
     catalog: &Catalog,
     id: &DeploymentId,

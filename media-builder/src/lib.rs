@@ -1,6 +1,6 @@
 //! netdeploy boot media: hybrid ISO 9660 images (El Torito BIOS and UEFI, bootable from CD
 //! or written raw to a USB stick) and raw GPT USB disk images, built byte for byte the same
-//! from the same inputs and `SOURCE_DATE_EPOCH` (SPEC section 7).
+//! from the same inputs and `SOURCE_DATE_EPOCH` (docs/media.md).
 
 pub mod bootloaders;
 pub mod fat;

@@ -86,7 +86,7 @@ impl BootImage {
     }
 }
 
-/// What full media carry besides the boot image (SPEC section 7): the policy the agent runs and
+/// What full media carry besides the boot image (docs/media.md): the policy the agent runs and
 /// the content it needs, as written by `netdeploy deployment export`. Boot media carry none.
 ///
 /// On the media: `netdeploy/policy.json` and `netdeploy/content/<sha256>`. ISO 9660 level 2

@@ -1,4 +1,4 @@
-//! Which SMBIOS UUIDs tell machines apart (section 10, the identity of a machine).
+//! Which SMBIOS UUIDs tell machines apart (docs/identity.md, the identity of a machine).
 //!
 //! Many boards share one UUID: all zeros, all FF, or a vendor placeholder. Such a UUID must never
 //! merge two machines into one, so a UUID is not used to tell machines apart when it is

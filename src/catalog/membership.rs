@@ -1,4 +1,4 @@
-//! Who a booting machine is, and which collections hold it (SPEC section 2).
+//! Who a booting machine is, and which collections hold it (docs/site-file.md).
 //!
 //! A machine is matched by SMBIOS UUID first, then by any MAC; a machine that matches no device
 //! is an unknown computer. `All Systems` holds every known device, `Unknown Computers` every
@@ -27,7 +27,7 @@ pub struct MachineIdentity {
 }
 
 impl MachineIdentity {
-    /// The key this machine's loop guard and run history are kept under (section 3, rule 7):
+    /// The key this machine's loop guard and run history are kept under (rule 7):
     /// the SMBIOS UUID, else the MAC; `None` when the machine sent neither.
     pub fn key(&self) -> Option<IdentityKey> {
         self.uuid

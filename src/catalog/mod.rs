@@ -1,4 +1,4 @@
-//! The deployment catalog: the objects of SPEC section 2 as plain values.
+//! The deployment catalog: the objects of docs/site-file.md as plain values.
 //!
 //! - [`model`]: devices, collections, packages, boot images, task sequences, deployments and
 //!   the [`Catalog`] holding them;

@@ -1,4 +1,4 @@
-//! The objects of SPEC section 2 as plain values: devices, collections, packages, boot images,
+//! The objects of docs/site-file.md as plain values: devices, collections, packages, boot images,
 //! task sequences and deployments, and the [`Catalog`] that holds them.
 //!
 //! Nothing here reads a clock, a file or a database: the store builds a `Catalog`, the deciding
@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use netdeploy_wire::{Mac, SmbiosUuid};
 
-/// A known machine (SPEC section 2, "Device").
+/// A known machine (docs/site-file.md, "Device").
 ///
 /// A booting machine is this device when its SMBIOS UUID equals [`Device::uuid`], or, failing
 /// that, when its MAC is one of [`Device::macs`] (see [`Catalog::match_device`]).
@@ -26,16 +26,16 @@ pub struct Device {
     /// The SMBIOS UUID, as `/sys/class/dmi/id/product_uuid` prints it.
     #[serde(default, with = "text::opt_uuid")]
     pub uuid: Option<SmbiosUuid>,
-    /// A server: a high-risk deployment to a collection holding it needs acceptance (section 4).
+    /// A server: a high-risk deployment to a collection holding it needs acceptance (docs/deployment-checks.md).
     #[serde(default)]
     pub server: bool,
     /// A site system (a server netdeploy itself depends on): high-risk deployments to a
-    /// collection holding it are refused or need acceptance (section 4, `block_site_systems`).
+    /// collection holding it are refused or need acceptance (docs/deployment-checks.md, `block_site_systems`).
     #[serde(default)]
     pub site_system: bool,
 }
 
-/// A set of devices (SPEC section 2, "Collection").
+/// A set of devices (docs/site-file.md, "Collection").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Collection {
     /// Unique id, the one deployments refer to.
@@ -65,13 +65,13 @@ pub enum CollectionKind {
 
 impl Collection {
     /// `All Systems` and `Unknown Computers` are built in; high-risk deployments may use only
-    /// the latter of the two (section 4).
+    /// the latter of the two (docs/deployment-checks.md).
     pub fn is_builtin(&self) -> bool {
         !matches!(self.kind, CollectionKind::Custom { .. })
     }
 }
 
-/// One file of a package or boot image, stored once by its SHA-256 (SPEC section 6).
+/// One file of a package or boot image, stored once by its SHA-256 (docs/content.md).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContentFile {
     /// Path relative to the package or boot image root, `/`-separated.
@@ -82,7 +82,7 @@ pub struct ContentFile {
     pub sha256: String,
 }
 
-/// Content that task sequence steps reference (SPEC section 2, "Package").
+/// Content that task sequence steps reference (docs/site-file.md, "Package").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Package {
     /// Unique id.
@@ -94,7 +94,7 @@ pub struct Package {
     #[serde(default)]
     pub files: Vec<ContentFile>,
     /// The content may be read straight from the server's package share; required of every
-    /// referenced package by the `direct_access` deployment option (section 4).
+    /// referenced package by the `direct_access` deployment option (docs/deployment-checks.md).
     #[serde(default)]
     pub package_share: bool,
 }
@@ -144,12 +144,12 @@ pub enum BootImageKind {
     WinPe,
 }
 
-/// What PXE or boot media starts (SPEC section 2, "Boot image").
+/// What PXE or boot media starts (docs/site-file.md, "Boot image").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BootImage {
     /// Unique id.
     pub id: String,
-    /// The architecture it runs on; decides which firmware may start it (section 3, rule 5a).
+    /// The architecture it runs on; decides which firmware may start it (rule 5a).
     pub arch: ImageArch,
     /// Linux or Windows PE.
     pub kind: BootImageKind,
@@ -160,8 +160,8 @@ pub struct BootImage {
     /// Kernel command line of a Linux image (netdeploy adds its own variables).
     #[serde(default)]
     pub cmdline: String,
-    /// Served only to a pre-production collection until promoted (section 8); the deployment
-    /// selection of section 3 does not look at it.
+    /// Served only to a pre-production collection until promoted (docs/status.md); the deployment
+    /// selection of docs/selection-rules.md does not look at it.
     #[serde(default)]
     pub pre_production: bool,
     /// The production boot image this pre-production one stands in for: machines of the
@@ -203,7 +203,7 @@ pub fn kernel_cmdline_problem(cmdline: &str) -> Option<String> {
 /// (the site file, `task-sequence create --step`), so the catalog holds known ones only.
 pub use netdeploy_wire::policy::{Step, StepAction};
 
-/// Ordered steps run in a boot environment (SPEC section 2, "Task sequence").
+/// Ordered steps run in a boot environment (docs/site-file.md, "Task sequence").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskSequence {
     /// Unique id.
@@ -224,7 +224,7 @@ pub struct TaskSequence {
 
 impl TaskSequence {
     /// True when a step applies an image or installs an OS: a required deployment of such a
-    /// task sequence is high-risk (section 4).
+    /// task sequence is high-risk (docs/deployment-checks.md).
     pub fn installs_os(&self) -> bool {
         self.steps
             .iter()
@@ -265,7 +265,7 @@ pub enum DeploymentIdError {
 /// A deployment id: a 3-character site code and 5 hex digits, `LAB00012`.
 ///
 /// Parsing accepts either case and keeps the id in upper case. Ids order by their number, then
-/// by site code: this is the order in which "the highest deployment id wins" (section 3,
+/// by site code: this is the order in which "the highest deployment id wins" (docs/selection-rules.md,
 /// rule 5), and it is total, so every choice made with it is deterministic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -357,11 +357,11 @@ impl From<DeploymentId> for String {
 pub enum Purpose {
     /// Offered; someone picks it (menu, list).
     Available,
-    /// Runs by itself (section 3, rule 5).
+    /// Runs by itself (rule 5).
     Required,
 }
 
-/// Which kinds of requester the deployment is offered to (section 3, rules 1 and 4).
+/// Which kinds of requester the deployment is offered to (rules 1 and 4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum AvailableTo {
@@ -387,7 +387,7 @@ impl AvailableTo {
         matches!(self, AvailableTo::Clients | AvailableTo::ClientsMediaPxe)
     }
 
-    /// Never listed in a menu (section 3, rule 4).
+    /// Never listed in a menu (rule 4).
     pub fn is_hidden(self) -> bool {
         matches!(self, AvailableTo::MediaPxeHidden)
     }
@@ -404,7 +404,7 @@ impl fmt::Display for AvailableTo {
     }
 }
 
-/// When a required deployment runs again on a machine where it already ran (section 3,
+/// When a required deployment runs again on a machine where it already ran (docs/selection-rules.md,
 /// rule 7 for media; the client schedule).
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, clap::ValueEnum,
@@ -434,7 +434,7 @@ impl fmt::Display for Rerun {
 }
 
 /// When a deployment applies. Only running clients evaluate it; PXE and media never do
-/// (section 3, rule 2).
+/// (rule 2).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Schedule {
     /// Not offered to clients before this time; `None`: from creation.
@@ -458,7 +458,7 @@ impl Schedule {
     }
 }
 
-/// How the boot environment gets content (section 4).
+/// How the boot environment gets content (docs/deployment-checks.md).
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, clap::ValueEnum,
 )]
@@ -483,7 +483,7 @@ impl fmt::Display for DeploymentOption {
     }
 }
 
-/// A task sequence offered to one collection, with its settings (SPEC section 2).
+/// A task sequence offered to one collection, with its settings (docs/site-file.md).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Deployment {
     /// Unique id, `LAB00012`.
@@ -502,13 +502,13 @@ pub struct Deployment {
     /// How content reaches the boot environment.
     #[serde(default)]
     pub option: DeploymentOption,
-    /// Send wake-on-LAN packets to the collection (section 9).
+    /// Send wake-on-LAN packets to the collection (docs/operating.md).
     #[serde(default)]
     pub wake_on_lan: bool,
     /// Free text for operators.
     #[serde(default)]
     pub comments: String,
-    /// The high-risk warnings of section 4 were accepted at creation.
+    /// The high-risk warnings of docs/deployment-checks.md were accepted at creation.
     #[serde(default)]
     pub high_risk_accepted: bool,
     /// Clients may install outside a maintenance window after the deadline.
@@ -541,7 +541,7 @@ pub enum CatalogError {
     },
 }
 
-/// Every object of section 2, as the store holds them at one moment.
+/// Every object of docs/site-file.md, as the store holds them at one moment.
 ///
 /// Lookups scan the vectors; ids are expected to be unique within each kind (see
 /// [`Catalog::validate`]). Membership rules live in [`crate::catalog::membership`].

@@ -8,7 +8,7 @@
 //!
 //! ```toml
 //! site_code = "LAB"
-//! [settings]                      # SPEC section 4 and rule 9; these are the defaults
+//! [settings]                      # docs/deployment-checks.md and rule 9; these are the defaults
 //! default_size = 100
 //! max_size = 1000
 //! block_site_systems = true
@@ -201,7 +201,7 @@ fn invalid(what: impl Into<String>, reason: impl Into<String>) -> SiteError {
     }
 }
 
-/// Site-wide settings (SPEC section 4 sizes, rule 9 switches).
+/// Site-wide settings (docs/deployment-checks.md sizes, rule 9 switches).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
@@ -214,7 +214,7 @@ pub struct Settings {
     /// Unknown computers get PXE offers (rule 9).
     #[serde(default = "yes")]
     pub unknown_computers: bool,
-    /// The collection that gets pre-production boot images (SPEC section 8).
+    /// The collection that gets pre-production boot images (docs/status.md).
     #[serde(default)]
     pub pre_production_collection: Option<String>,
     /// SMBIOS UUIDs that do not tell machines apart, such as one a vendor put on every board
@@ -248,7 +248,7 @@ impl Default for Settings {
 }
 
 impl Settings {
-    /// The section 4 sizes as the checks take them.
+    /// The docs/deployment-checks.md sizes as the checks take them.
     pub fn checks(&self) -> SiteSettings {
         SiteSettings {
             default_size: self.default_size,
@@ -400,7 +400,7 @@ struct WireDeployment {
     wake_on_lan: bool,
     #[serde(default)]
     comments: String,
-    /// The operator accepts the high-risk warnings of section 4 for this deployment.
+    /// The operator accepts the high-risk warnings of docs/deployment-checks.md for this deployment.
     #[serde(default)]
     accept_high_risk: bool,
     /// Raise an alert at this failure percentage of the collection ...

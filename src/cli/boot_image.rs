@@ -14,7 +14,7 @@ use super::{operator, DataDir};
 
 #[derive(Debug, Subcommand)]
 pub enum BootImageCommand {
-    /// Make a pre-production boot image the production one it replaces (SPEC section 8): the
+    /// Make a pre-production boot image the production one it replaces (docs/status.md): the
     /// production image takes its files and command line, and the pre-production one goes.
     Promote { id: String },
     /// Import a Linux boot image (kernel and initrd are hashed into the content library).

@@ -17,7 +17,7 @@ use super::{operator, DataDir};
 
 #[derive(Debug, Subcommand)]
 pub enum DeploymentCommand {
-    /// Deploy a task sequence to a collection, after every check of SPEC section 4.
+    /// Deploy a task sequence to a collection, after every check of docs/deployment-checks.md.
     ///
     /// The id is the site code and the next 5 hex digits. A high-risk deployment (required,
     /// installing an OS) is refused for built-in collections other than Unknown Computers,

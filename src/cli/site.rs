@@ -16,7 +16,7 @@ use super::{operator, DataDir};
 pub enum SiteCommand {
     /// Make the catalog what a site file declares: creates, changes and removes objects so
     /// that applying the same file again changes nothing. Deployments pass every check of
-    /// SPEC section 4 first; nothing is written if one is refused.
+    /// docs/deployment-checks.md first; nothing is written if one is refused.
     Apply { file: PathBuf },
     /// Print the stored catalog as JSON.
     Show,

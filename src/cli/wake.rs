@@ -53,7 +53,7 @@ pub fn wake(
     Ok(())
 }
 
-/// Wakes a new required deployment's machines when it asks for wake-on-LAN (SPEC section 9).
+/// Wakes a new required deployment's machines when it asks for wake-on-LAN (docs/operating.md).
 pub fn wake_new(
     dd: &DataDir,
     config: Option<&netdeploy::config::Config>,

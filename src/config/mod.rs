@@ -33,7 +33,7 @@ fn field(field: &'static str, reason: impl Into<String>) -> ConfigError {
     }
 }
 
-/// How netdeploy takes part in DHCP (SPEC section 5). A closed set in the file too: another
+/// How netdeploy takes part in DHCP (docs/network-boot.md). A closed set in the file too: another
 /// value is refused where the file is parsed, with its line and the values there are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
 pub enum DhcpMode {

@@ -1,5 +1,5 @@
 //! The content library: files stored once by SHA-256 under `<data_dir>/content/`
-//! (SPEC section 6). A file is hashed once, when it is imported; serving it later never hashes
+//! (docs/content.md). A file is hashed once, when it is imported; serving it later never hashes
 //! it again.
 //!
 //! Import writes to a temporary file in the library, syncs it, then renames it to its hash, so

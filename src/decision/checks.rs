@@ -1,4 +1,4 @@
-//! The checks on a new deployment (SPEC section 4): references, deployment options, high-risk
+//! The checks on a new deployment (docs/deployment-checks.md): references, deployment options, high-risk
 //! deployments. The id sequence is in [`super::deployment_id`], templates in
 //! [`super::templates`].
 //!
@@ -15,7 +15,7 @@ use crate::catalog::{
     DeploymentOption, Purpose, Schedule,
 };
 
-/// The site's deployment verification settings (section 4).
+/// The site's deployment verification settings (docs/deployment-checks.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SiteSettings {
     /// A high-risk deployment to a collection with more members needs acceptance (100).
@@ -54,7 +54,7 @@ pub struct NewDeployment {
     /// How content reaches the boot environment.
     #[serde(default)]
     pub option: DeploymentOption,
-    /// Send wake-on-LAN packets to the collection (section 9).
+    /// Send wake-on-LAN packets to the collection (docs/operating.md).
     #[serde(default)]
     pub wake_on_lan: bool,
     /// Free text for operators.
@@ -75,7 +75,7 @@ pub struct NewDeployment {
 }
 
 impl NewDeployment {
-    /// True for a required deployment of a task sequence that installs an OS (section 4).
+    /// True for a required deployment of a task sequence that installs an OS (docs/deployment-checks.md).
     pub fn is_high_risk(&self, catalog: &Catalog) -> bool {
         self.purpose == Purpose::Required
             && catalog
@@ -146,7 +146,7 @@ pub enum Warning {
         /// The server devices, by name.
         devices: Vec<String>,
     },
-    /// Wake-on-LAN is set on an available deployment, where it does nothing (section 9).
+    /// Wake-on-LAN is set on an available deployment, where it does nothing (docs/operating.md).
     #[error("wake-on-LAN only wakes machines for required deployments; this one is available")]
     WakeOnLanNotRequired,
 }
@@ -301,7 +301,7 @@ pub enum Refusal {
 /// from it (days, ISO 8601 text) fits.
 pub const LAST_TIMESTAMP: i64 = 253_402_300_799;
 
-/// Checks a new deployment against the catalog and the site settings (section 4).
+/// Checks a new deployment against the catalog and the site settings (docs/deployment-checks.md).
 ///
 /// Every problem is reported, not just the first. `Ok` carries the warnings to show; when any
 /// of them [needs acceptance](Warning::needs_acceptance) the request had
@@ -456,7 +456,7 @@ fn check_references(
     }
 }
 
-/// The high-risk rules of section 4 for a required, OS-installing deployment.
+/// The high-risk rules of docs/deployment-checks.md for a required, OS-installing deployment.
 fn check_high_risk(
     catalog: &Catalog,
     collection: &Collection,
@@ -514,7 +514,7 @@ fn check_high_risk(
     }
 }
 
-/// The collections to offer for a high-risk deployment (section 4): custom collections and
+/// The collections to offer for a high-risk deployment (docs/deployment-checks.md): custom collections and
 /// `Unknown Computers`, without those [`check_new_deployment`] would refuse (over `max_size`,
 /// or holding a site system when the site blocks them). Collections with more members than
 /// `default_size` are hidden unless `show_up_to_max`. Catalog order.

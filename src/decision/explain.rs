@@ -1,4 +1,4 @@
-//! The `explain` report (SPEC section 3, rule 10): which deployment would run for a machine in
+//! The `explain` report (docs/selection-rules.md rule 10): which deployment would run for a machine in
 //! a context, and why each other deployment was not chosen, citing the rules.
 
 use std::fmt::Write;

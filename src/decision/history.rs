@@ -1,5 +1,5 @@
 //! What the deployment decision remembers about machines: the PXE loop guard and the outcome
-//! of each machine's last attempt of each deployment (SPEC section 3, rule 7).
+//! of each machine's last attempt of each deployment (docs/selection-rules.md rule 7).
 //!
 //! Everything is kept under the whole identity the machine sent (MAC and SMBIOS UUID together),
 //! so it holds for unknown computers too, and is found again by identity whatever mix of MAC

@@ -1,5 +1,5 @@
-//! Which deployment a booting machine gets (SPEC section 3), and the checks on a new deployment
-//! (SPEC section 4, in [`checks`]).
+//! Which deployment a booting machine gets (docs/selection-rules.md), and the checks on a new deployment
+//! (docs/deployment-checks.md, in [`checks`]).
 //!
 //! [`decide`] is pure: the catalog, what the machine said about itself, the context, the
 //! machine's [`History`] and the server settings go in; a [`Decision`] comes out, with the
@@ -28,7 +28,7 @@ use crate::catalog::{
 pub use explain::explain_text;
 pub use history::{Attempt, Guard, History, Outcome};
 
-/// Where the request comes from (SPEC section 3).
+/// Where the request comes from (docs/selection-rules.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "context", rename_all = "snake_case")]
 pub enum Context {
@@ -74,7 +74,7 @@ pub struct ServerSettings {
     pub pre_production_collection: Option<String>,
 }
 
-/// The rules of SPEC section 3 (and the one section 4 reference check) that an evaluation or
+/// The rules of docs/selection-rules.md (and the one reference check of docs/deployment-checks.md) that an evaluation or
 /// warning cites.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -203,10 +203,10 @@ pub enum NoDeploymentReason {
     OnlyHidden,
     /// Deployments target the machine but no boot image fits its firmware (rule 5a).
     NoBootableCandidate,
-    /// Deployments target the machine but refer to something that does not exist (section 4).
+    /// Deployments target the machine but refer to something that does not exist (docs/deployment-checks.md).
     UnresolvedReference,
     /// Deployments target the machine but their boot image is pre-production and the machine
-    /// is outside the pre-production collection (section 8).
+    /// is outside the pre-production collection (docs/status.md).
     PreProductionOnly,
     /// Deployments target the running client but none is inside its schedule (rule 2).
     OutsideSchedule,
@@ -380,7 +380,7 @@ impl Decision {
 
     /// The deployments that target this machine but whose requirements it does not meet: its
     /// firmware (rule 5a), the loop guard or the rerun behaviour (rule 7). Monitoring reports
-    /// the machine as Non-compliant for them, with this reason (section 8).
+    /// the machine as Non-compliant for them, with this reason (docs/status.md).
     pub fn unmet_requirements(&self) -> impl Iterator<Item = &Evaluation> {
         self.evaluations.iter().filter(|e| {
             !e.admitted
@@ -475,14 +475,14 @@ struct Request<'a> {
     context: Context,
     history: &'a History,
     guard: Option<history::Guard>,
-    /// The machine is in the pre-production collection (section 8).
+    /// The machine is in the pre-production collection (docs/status.md).
     pre_production: bool,
 }
 
-/// Decides what a booting machine (or a running client) gets, by SPEC section 3.
+/// Decides what a booting machine (or a running client) gets, by docs/selection-rules.md.
 ///
 /// - `machine`: its MAC and SMBIOS UUID; matched by UUID first, then MAC; no match is an
-///   unknown computer (section 2).
+///   unknown computer (docs/site-file.md).
 /// - `arch`: the raw option 93 value; `None` when the requester did not say, in which case
 ///   rule 5a is not applied. A value netdeploy does not boot makes every deployment fail 5a.
 /// - `cpu_64bit`: a BIOS client may start an x64 boot image (rule 5a).
@@ -492,7 +492,7 @@ struct Request<'a> {
 /// The result depends only on these values: not on a clock (a client's `now` is in the
 /// context), not on the order of deployments in the catalog, and in PXE and media context not
 /// on any schedule time (rule 2).
-// The arguments are the independent inputs the SPEC names; bundling them would only move the
+// The arguments are the independent inputs the selection rules name; bundling them would only move the
 // list into a struct every caller fills the same way.
 #[allow(clippy::too_many_arguments)]
 pub fn decide(

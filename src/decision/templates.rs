@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::checks::NewDeployment;
 use crate::catalog::{AvailableTo, DeploymentOption, Purpose, Schedule};
 
-/// Deployment settings saved under a name for reuse (section 4).
+/// Deployment settings saved under a name for reuse (docs/deployment-checks.md).
 ///
 /// A template does not keep the schedule (times, deadlines and rerun behaviour), the
 /// software-installation setting or pre-download: they are set again on every deployment.

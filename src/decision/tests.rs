@@ -1,4 +1,4 @@
-//! The rules of SPEC section 3, one table per rule, and properties of [`decide`] as a whole.
+//! The rules of docs/selection-rules.md, one table per rule, and properties of [`decide`] as a whole.
 
 use proptest::prelude::*;
 use proptest::sample::subsequence;

@@ -1,5 +1,5 @@
 //! DHCP for network-boot clients: proxyDHCP (boot information only), proxy on port 4011 only,
-//! and full DHCP with leases (SPEC section 5).
+//! and full DHCP with leases (docs/network-boot.md).
 //!
 //! - [`packet`]: decoding untrusted datagrams (dhcproto plus our own walk of the PXE options);
 //! - [`pxe`]: the pure decisions: who is answered, with what;

@@ -1,7 +1,7 @@
 //! The DHCP/PXE decisions: given a decoded request, which port it came in on, the mode and the
 //! lease table, what to answer. Pure: no socket, no clock (the time is an argument), no file.
 //!
-//! What firmware needs (SPEC section 5): option 54, `siaddr` and the `file` field as well as
+//! What firmware needs (docs/network-boot.md): option 54, `siaddr` and the `file` field as well as
 //! options 66/67; option 60 `PXEClient` and option 43 in proxy replies; replies padded to the
 //! 300-byte BOOTP minimum. A client that is already iPXE gets the URL of its script instead of
 //! the first-stage boot file, so it never loops.
@@ -37,7 +37,7 @@ pub struct Context<'a> {
     pub http_base: &'a str,
     /// The lease pool in `dhcp` mode.
     pub pool: Option<&'a Pool>,
-    /// Why this client must get no boot offer (no deployment for it, SPEC section 3 rules 8
+    /// Why this client must get no boot offer (no deployment for it, docs/selection-rules.md rules 8
     /// and 9), decided by the caller; `None` to offer.
     pub no_boot: Option<String>,
 }

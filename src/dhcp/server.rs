@@ -294,7 +294,7 @@ fn log_ignored(req: &Request, reason: &Ignored, l: &Listener, c: &Counters) {
     }
 }
 
-/// Asks the deployments whether this PXE client gets a boot offer (SPEC rules 8 and 9).
+/// Asks the deployments whether this PXE client gets a boot offer (docs/selection-rules.md rules 8 and 9).
 /// A store that cannot be read withholds the offer: better no boot than a wrong one.
 fn no_boot(req: &Request, shared: &Shared) -> Option<String> {
     match shared
@@ -314,7 +314,7 @@ fn no_boot(req: &Request, shared: &Shared) -> Option<String> {
     }
 }
 
-/// Where a reply goes (RFC 2131 section 4.1, and SPEC section 5 for port 4011).
+/// Where a reply goes (RFC 2131 section 4.1, and docs/network-boot.md for port 4011).
 fn destination(req: &Request, from: SocketAddr, port: Port, test_mode: bool) -> SocketAddr {
     // Port 4011 requests come from a configured client (OVMF even sends from port 4011):
     // answer its source address and port. Tests are answered the same way.

@@ -441,7 +441,7 @@ async fn status(State(s): State<Arc<AppState>>, Query(q): Query<StatusQuery>) ->
     }
 }
 
-/// Wakes the machines of a new required deployment with wake-on-LAN (SPEC section 9).
+/// Wakes the machines of a new required deployment with wake-on-LAN (docs/operating.md).
 fn wake_new(s: &AppState, id: crate::catalog::DeploymentId) {
     let Ok((catalog, _)) = stored::load(&s.bootpath.store) else {
         return;

@@ -1,5 +1,5 @@
 //! Endpoints of the boot environment (no token: what they return is decided per machine and
-//! holds no secret, SPEC rule 9): `/agent/policy` and `/agent/status`.
+//! holds no secret, docs/selection-rules.md rule 9): `/agent/policy` and `/agent/status`.
 
 use std::sync::Arc;
 

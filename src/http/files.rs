@@ -42,7 +42,7 @@ impl SmallFiles {
     }
 }
 
-/// A file of the content library, by its SHA-256 (SPEC section 6): `Range` requests,
+/// A file of the content library, by its SHA-256 (docs/content.md): `Range` requests,
 /// `ETag` and `Repr-Digest` (RFC 9530) from the hash in the name, never re-hashed here.
 pub(super) async fn content(
     State(s): State<Arc<AppState>>,

@@ -330,7 +330,7 @@ pub(super) fn menu_script(
 ) -> String {
     let clean = script::text;
     let mut out = format!(
-        "#!ipxe\n# netdeploy: menu for {mac} (SPEC section 3, rule 6)\nmenu netdeploy: deployments for {mac}\n",
+        "#!ipxe\n# netdeploy: menu for {mac} (docs/selection-rules.md rule 6)\nmenu netdeploy: deployments for {mac}\n",
         mac = m.mac
     );
     for id in entries {

@@ -66,7 +66,7 @@ pub struct Applied {
     pub warnings: Vec<(DeploymentId, Warning)>,
 }
 
-/// Checks every created or changed deployment (SPEC section 4), then replaces the stored
+/// Checks every created or changed deployment (docs/deployment-checks.md), then replaces the stored
 /// catalog with the site's in one transaction. Accepted high-risk warnings are recorded as
 /// audit status messages (who: `operator`, when: `now`). Nothing is written when any
 /// deployment is refused.
@@ -245,7 +245,7 @@ pub fn record_sighting(
     })
 }
 
-/// The audit status message of accepted high-risk warnings (SPEC section 4: who, when, which).
+/// The audit status message of accepted high-risk warnings (docs/deployment-checks.md: who, when, which).
 pub fn high_risk_audit(
     id: DeploymentId,
     warnings: &[Warning],

@@ -94,7 +94,7 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX status_by_identity ON status_message (identity, at);",
 ];
 
-/// A status message (SPEC section 8), from the agent or the server.
+/// A status message (docs/status.md), from the agent or the server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusMessage {
     /// Order of arrival, assigned by the store.
@@ -256,7 +256,7 @@ impl Store {
         self.transaction(|tx| tx.delete(kind, id))
     }
 
-    /// Records that a required deployment started on a machine through PXE (SPEC rule 7).
+    /// Records that a required deployment started on a machine through PXE (docs/selection-rules.md rule 7).
     pub fn guard_set(&self, identity: &str, deployment: &str, now: i64) -> Result<(), StoreError> {
         self.conn().execute(
             "INSERT OR REPLACE INTO pxe_guard (identity, deployment, started_at) VALUES (?1, ?2, ?3)",

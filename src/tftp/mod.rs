@@ -10,7 +10,7 @@
 //!
 //! netdeploy has its own TFTP code instead of the `async-tftp` crate, which ignores an ERROR
 //! packet from the client: UEFI firmware reads the file size from the OACK and then aborts with
-//! an ERROR (SPEC section 5), and that transfer would hold its slot until it timed out. Booting
+//! an ERROR (docs/network-boot.md), and that transfer would hold its slot until it timed out. Booting
 //! fleets also need what that crate lacks: windowsize (RFC 7440) with a retransmission strategy
 //! that does not collapse when datagrams are lost, listeners bound to the address of each
 //! configured interface, and a bound on concurrent transfers.

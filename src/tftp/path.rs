@@ -1,6 +1,6 @@
 //! Where a requested file name lives under the TFTP root, or why it is refused.
 //!
-//! SPEC section 5: Windows-style paths (`\boot\x64\file`) and case-insensitive names are
+//! docs/network-boot.md: Windows-style paths (`\boot\x64\file`) and case-insensitive names are
 //! accepted, and nothing outside the root is ever served. The rules, in order:
 //! 1. `\` and `/` both separate components; a leading separator is relative to the root (GRUB
 //!    asks for `/grub/x86_64-efi/...`, Windows Deployment Services clients for `\boot\...`);

@@ -20,7 +20,7 @@
 //!   per event that makes the ACK trustworthy: the answer to a tail probe, and, while sending
 //!   is paced (see "Fragmented blocks"), an ACK that can only answer this window.
 //! - A client ERROR ends the transfer at once: UEFI firmware reads the size from the OACK and
-//!   then aborts (SPEC section 5).
+//!   then aborts (docs/network-boot.md).
 //!
 //! # Loss recovery
 //! A receiver acknowledges after `windowsize` blocks counted from its last ACK, on a block out

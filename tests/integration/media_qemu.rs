@@ -1,4 +1,4 @@
-//! Boot media end to end (SPEC section 7), in QEMU: media built by `netdeploy media build` boot
+//! Boot media end to end (docs/media.md), in QEMU: media built by `netdeploy media build` boot
 //! a machine whose firmware does not PXE-boot, and the agent on them runs the task sequence.
 //!
 //! - Unattended boot media naming a hidden deployment: the machine boots the ISO, asks the

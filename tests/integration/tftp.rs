@@ -450,7 +450,7 @@ async fn write_request_is_refused_by_the_read_only_server() {
 
 #[tokio::test]
 async fn client_error_after_the_oack_ends_the_transfer_at_once_and_frees_the_slot() {
-    // UEFI firmware asks for tsize, reads the OACK and aborts (SPEC section 5).
+    // UEFI firmware asks for tsize, reads the OACK and aborts (docs/network-boot.md).
     let server = Server::start_with(|s| {
         s.max_transfers = 1;
         s.timeout = Duration::from_secs(5);

@@ -38,7 +38,7 @@ pub fn run(flags: &RunFlags) -> i32 {
         }
     };
     say(format!("configuration: {}", config.sources.join(", ")));
-    // SPEC section 7: a protected medium does nothing, not even ask a server, until the
+    // docs/media.md: a protected medium does nothing, not even ask a server, until the
     // password is given.
     if let Some(stored) = &config.media_password {
         say("this medium is protected by a password");
@@ -171,7 +171,7 @@ fn nothing_chosen(timeout: std::time::Duration) -> i32 {
     0
 }
 
-/// SPEC section 7: the task sequence of a full media runs from the medium alone. Its policy
+/// docs/media.md: the task sequence of a full media runs from the medium alone. Its policy
 /// and content sit next to the variables file ([`full_media`]); nothing is fetched from the
 /// network, and status messages reach the server only when it can be reached.
 fn run_full_media(config: &Config, reporter: Reporter, requested: &str) -> i32 {

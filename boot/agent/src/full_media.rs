@@ -1,4 +1,4 @@
-//! A full media (SPEC section 7): the task sequence and its content on the medium, next to
+//! A full media (docs/media.md): the task sequence and its content on the medium, next to
 //! the variables file, so it runs with no server:
 //!
 //! ```text

@@ -1,4 +1,4 @@
-//! Who this machine is, as the server matches devices (SPEC section 2): the SMBIOS UUID from
+//! Who this machine is, as the server matches devices (docs/site-file.md): the SMBIOS UUID from
 //! `/sys/class/dmi/id/product_uuid` and the MAC addresses of `/sys/class/net/*/address`.
 
 use std::path::Path;

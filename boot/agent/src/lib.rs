@@ -1,4 +1,4 @@
-//! The task sequence agent of netdeploy's Linux boot environment (SPEC sections 3, 4, 6, 8).
+//! The task sequence agent of netdeploy's Linux boot environment (docs/selection-rules.md, docs/deployment-checks.md, docs/content.md, docs/status.md).
 //!
 //! Started by the initramfs `/init` after PXE or boot media, it asks the server for this
 //! machine's policy (or reads a full media's, [`full_media`]), runs the deployment's steps,

@@ -4,7 +4,7 @@
 //! steps before it still run and the failure is reported at the step, naming it.
 //!
 //! Content comes from the server, or from a full media's `content` directory, where each
-//! file is named by its SHA-256 (SPEC section 7) and the policy's URLs are ignored.
+//! file is named by its SHA-256 (docs/media.md) and the policy's URLs are ignored.
 
 use std::path::{Component, Path, PathBuf};
 

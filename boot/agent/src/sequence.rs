@@ -1,5 +1,5 @@
 //! Running the planned steps, with content fetched as the deployment option says
-//! (SPEC section 4): `download_on_demand` fetches what a step needs right before it runs,
+//! (docs/deployment-checks.md): `download_on_demand` fetches what a step needs right before it runs,
 //! `download_all` fetched everything before the first step, and both verify every file's
 //! SHA-256 before use; `direct_access` streams from the server without verifying.
 

@@ -1,8 +1,8 @@
-//! Status messages to the server (SPEC section 8): `POST {server}/agent/status` with one JSON
+//! Status messages to the server (docs/status.md): `POST {server}/agent/status` with one JSON
 //! object per event, and optionally one JSON line per event in a local file. Reporting never
 //! stops a task sequence: a failure is printed and the sequence goes on.
 //!
-//! A full media may run where no server can be reached (SPEC section 7): its messages are
+//! A full media may run where no server can be reached (docs/media.md): its messages are
 //! also printed on the console, and from the first one the server does not take (or from the
 //! start, without a server) they are appended to a fallback file instead.
 

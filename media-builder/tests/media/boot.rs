@@ -1,4 +1,4 @@
-//! Booting the media in QEMU (SPEC section 7: every image is checked by booting it, BIOS
+//! Booting the media in QEMU (docs/media.md: every image is checked by booting it, BIOS
 //! and UEFI): SeaBIOS and OVMF, from a CD and from a USB stick, with the Linux test boot
 //! image (`boot/linux-image`), whose `/init` prints `NETDEPLOY-BOOT-OK ... cmdline=...`
 //! on the serial console, finds the medium by its variables file and starts the agent, which

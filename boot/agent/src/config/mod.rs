@@ -19,7 +19,7 @@ use crate::media_password::{self, MediaPassword};
 /// The media variables file when nothing names another one.
 pub const DEFAULT_VARIABLES: &str = "/etc/netdeploy/variables";
 
-/// The boot context sent to the server (SPEC section 3).
+/// The boot context sent to the server (docs/selection-rules.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Context {
     Pxe,

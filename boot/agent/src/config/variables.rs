@@ -1,4 +1,4 @@
-//! The media variables file: `KEY=VALUE` lines written by the media builder (SPEC section 7),
+//! The media variables file: `KEY=VALUE` lines written by the media builder (docs/media.md),
 //! with the Configuration Manager names `SMSTSServerURL`, `SMSTSMediaType`,
 //! `SMSTSPreferredAdvertID` and `SMSTSMediaPassword`. The one parser, and the key rules it
 //! shares with the writer, are the contract in `netdeploy_wire::variables`.

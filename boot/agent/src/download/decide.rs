@@ -1,4 +1,4 @@
-//! The resume rules of a download (SPEC section 6): where to start from a part file left by
+//! The resume rules of a download (docs/content.md): where to start from a part file left by
 //! an earlier attempt, and what a server's answer to a request from an offset means.
 
 /// Where a transfer starts, given the bytes already in its part file.

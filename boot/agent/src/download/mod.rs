@@ -1,4 +1,4 @@
-//! Downloads that resume and verify (SPEC section 6): a file is written to `.<name>.part`
+//! Downloads that resume and verify (docs/content.md): a file is written to `.<name>.part`
 //! next to its destination while it is hashed; a broken connection is retried with
 //! `Range: bytes=<part length>-`; the SHA-256 is compared with the policy's and only a match
 //! is renamed into place. A mismatch deletes the part file, so nothing half-written is left.
