@@ -239,8 +239,9 @@ fn identify(
         match history.uuid_policy().sightings().last_uuid_of(&mac) {
             Some((uuid, at)) => {
                 notes.push(format!(
-                    "no UUID given: mac {mac} was last seen with uuid {uuid} (at {at}), so \
-                     records under uuid {uuid} and under mac {mac} are looked at"
+                    "no UUID given: mac {mac} was last seen with uuid {uuid} (at {when} UTC), so \
+                     records under uuid {uuid} and under mac {mac} are looked at",
+                    when = crate::monitoring::format_time(at)
                 ));
                 machine.uuid = Some(uuid);
             }
