@@ -12,24 +12,13 @@
 set -euo pipefail
 SIZE_MB=${SIZE_MB:-300}
 REPS=${REPS:-3}
-ROOT_DIR=$(cd "$(dirname "$0")/.." && pwd)
-
-need() {
-    command -v "$1" >/dev/null || { echo "missing $1: install the Debian package $2" >&2; exit 1; }
-}
+. "$(dirname "$0")/lib.sh"
 need curl curl
 need nginx nginx-light
 need openssl openssl
 need cargo cargo
 
-WORK=$(mktemp -d /tmp/http-bench.XXXXXX)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+bench_workdir http-bench
 
 echo "building netdeploy and the agent (release)..."
 (cd "$ROOT_DIR" && cargo build --release --locked -q --bin netdeploy)
@@ -37,70 +26,15 @@ have_agent=0
 if (cd "$ROOT_DIR" && cargo build --release --locked -q -p netdeploy-agent 2>/dev/null); then
     have_agent=1
 fi
-ND="$ROOT_DIR/target/release/netdeploy"
 
 echo "making a ${SIZE_MB} MiB file..."
-mkdir -p "$WORK/pkg" "$WORK/www" "$WORK/tftp"
+mkdir -p "$WORK/pkg" "$WORK/www"
 head -c "$((SIZE_MB * 1024 * 1024))" /dev/urandom > "$WORK/pkg/big.bin"
 ln "$WORK/pkg/big.bin" "$WORK/www/big.bin"
 "$ND" --data-dir "$WORK/data" package create --id big --from "$WORK/pkg" >/dev/null 2>&1
 SHA=$(sha256sum "$WORK/pkg/big.bin" | cut -d' ' -f1)
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-ND_PORT=$(free_port)
-cat > "$WORK/netdeploy.toml" <<TOML
-[server]
-interfaces = ["lo"]
-address = "127.0.0.1"
-data_dir = "$WORK/data"
-[dhcp]
-mode = "proxy"
-port = 0
-proxy_port = 0
-[tftp]
-root = "$WORK/tftp"
-port = 0
-[http]
-port = $ND_PORT
-TOML
-NETDEPLOY_LOG=warn "$ND" serve --config "$WORK/netdeploy.toml" > "$WORK/nd.out" 2> "$WORK/nd.err" &
-pids+=($!)
-
-NG_PORT=$(free_port)
-mkdir -p "$WORK/nginx/logs"
-cat > "$WORK/nginx.conf" <<CONF
-user root;
-worker_processes 2;
-error_log $WORK/nginx/logs/error.log warn;
-pid $WORK/nginx/nginx.pid;
-events { worker_connections 256; }
-http {
-    access_log off;
-    sendfile on;
-    tcp_nopush on;
-    client_body_temp_path $WORK/nginx/tmp;
-    proxy_temp_path $WORK/nginx/tmp;
-    fastcgi_temp_path $WORK/nginx/tmp;
-    uwsgi_temp_path $WORK/nginx/tmp;
-    scgi_temp_path $WORK/nginx/tmp;
-    server { listen 127.0.0.1:$NG_PORT; root $WORK/www; }
-}
-CONF
-nginx -c "$WORK/nginx.conf" -p "$WORK/nginx" -g 'daemon off;' &
-pids+=($!)
-
-for _ in $(seq 1 100); do
-    [[ -s "$WORK/nd.out" ]] && curl -s -o /dev/null "http://127.0.0.1:$NG_PORT/big.bin" -r 0-0 && break
-    sleep 0.1
-done
-
-ND_URL="http://127.0.0.1:$ND_PORT/content/$SHA"
-NG_URL="http://127.0.0.1:$NG_PORT/big.bin"
-# Both serve the same bytes.
-for url in "$ND_URL" "$NG_URL"; do
-    got=$(curl -s --max-time 120 "$url" | sha256sum | cut -d' ' -f1)
-    [[ "$got" == "$SHA" ]] || { echo "wrong bytes from $url" >&2; exit 1; }
-done
+serve_both big.bin
 
 # Best of REPS, in MB/s (MiB counted as 1.048576 MB).
 single() {
@@ -122,7 +56,6 @@ parallel() {
     done
     echo "$best"
 }
-ratio() { python3 -c "print(f'{$1/$2*100:.0f}%')"; }
 
 echo
 echo "HTTP content, ${SIZE_MB} MiB, loopback, best of $REPS"
