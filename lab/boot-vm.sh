@@ -6,7 +6,7 @@
 #   lab/boot-vm.sh --ns NAME --firmware bios|uefi --mac MAC --tap TAP
 #                  --serial-log FILE [--timeout SECONDS] [--expect REGEX]
 #                  [--disk FILE] [--cdrom ISO] [--usb IMG] [--no-net]
-#                  [--smbios-uuid UUID] [--no-pxe] [--serial-socket PATH]
+#                  [--smbios-uuid UUID] [--no-pxe] [--serial-input PATH]
 #   lab/boot-vm.sh --help
 #
 #   --ns NAME            network namespace to run QEMU in (from lab/net.sh up NAME)
@@ -27,10 +27,13 @@
 #   --smbios-uuid UUID   SMBIOS system UUID (-smbios type=1,uuid=UUID); without
 #                        it a random one is generated and logged, since real
 #                        machines always send one (DHCP option 97)
-#   --serial-socket PATH the serial console also as a Unix socket at PATH, for
-#                        typing into the machine (a media password, a menu
-#                        choice): socat - UNIX-CONNECT:PATH. Output still goes
-#                        to --serial-log.
+#   --serial-input PATH  a FIFO made at PATH whose bytes are typed into the
+#                        serial console (a media password, a menu choice):
+#                        cat >PATH, or echo LAB00003 >PATH. Output still goes
+#                        to --serial-log, byte for byte. (Not a socket: QEMU
+#                        7.2 logs a character twice when a socket reader falls
+#                        behind, and nothing would be logged before a reader
+#                        connects.)
 #
 # Boot order: network, CD-ROM, USB, disk. Memory 512 MiB, no display,
 # -no-reboot (a guest reboot or power-off ends QEMU).
@@ -59,7 +62,7 @@ usage_error() {
 }
 
 ns="" firmware="" mac="" tap="" serial_log="" timeout=180 expect="NETDEPLOY-BOOT-OK"
-disk="" cdrom="" usb="" no_net=0 no_pxe=0 smbios_uuid="" serial_socket=""
+disk="" cdrom="" usb="" no_net=0 no_pxe=0 smbios_uuid="" serial_input=""
 
 need_arg() {
     [[ $# -ge 2 && -n "$2" ]] || usage_error "option $1 needs a value"
@@ -82,7 +85,7 @@ while (($# > 0)); do
     --cdrom) need_arg "$@"; cdrom="$2"; shift ;;
     --usb) need_arg "$@"; usb="$2"; shift ;;
     --smbios-uuid) need_arg "$@"; smbios_uuid="$2"; shift ;;
-    --serial-socket) need_arg "$@"; serial_socket="$2"; shift ;;
+    --serial-input) need_arg "$@"; serial_input="$2"; shift ;;
     --no-net) no_net=1 ;;
     --no-pxe) no_pxe=1 ;;
     *) usage_error "unknown argument '$1'" ;;
@@ -131,7 +134,7 @@ cleanup() {
         kill_pid "$qemu_pid" qemu || true
     fi
     rm -rf "$work"
-    [[ -z "$serial_socket" ]] || rm -f "$serial_socket"
+    [[ -z "$serial_input" ]] || rm -f "$serial_input"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -154,11 +157,15 @@ args=(
     -boot reboot-timeout=5000
 )
 
-if [[ -n "$serial_socket" ]]; then
-    # QEMU's option syntax: a comma in a path is written twice.
-    rm -f "$serial_socket"
+if [[ -n "$serial_input" ]]; then
+    # QEMU's pipe backend reads PATH.in and writes PATH.out: here a FIFO to type
+    # into and the serial log itself, a plain file that never refuses a byte.
+    rm -f "$serial_input"
+    mkfifo -m 600 "$serial_input"
+    ln -s "$(realpath "$serial_input")" "$work/console.in"
+    ln -s "$(realpath "$serial_log")" "$work/console.out"
     args+=(
-        -chardev "socket,id=ser0,path=${serial_socket//,/,,},server=on,wait=off,logfile=${serial_log//,/,,}"
+        -chardev "pipe,id=ser0,path=$work/console"
         -serial chardev:ser0
     )
 else

@@ -167,31 +167,26 @@ fn protected_boot_media_without_a_preferred_deployment_run_the_one_typed_into_th
     let _turn = vm_turn();
     lab.tap("tap0");
     let serial = dir.path().join("serial-menu.log");
-    let console = dir.path().join("console.sock");
+    let console = dir.path().join("console.in");
     let mut vm = lab
         .boot_vm_command("bios", MAC, "tap0", &serial, 300)
         .args(["--no-pxe", "--cdrom", iso.to_str().unwrap()])
         .args(["--expect", "NETDEPLOY-AGENT-RESULT", "--smbios-uuid"])
         .arg(random_uuid())
-        .arg("--serial-socket")
+        .arg("--serial-input")
         .arg(&console)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("run lab/boot-vm.sh");
-    // Connected until the machine is done, as a person with socat would be: QEMU drops what
-    // it has not read yet from a console that hangs up.
-    let mut typing = None;
-    let mut answer = |line: &[u8]| {
-        let console = typing.get_or_insert_with(|| {
-            let c = std::os::unix::net::UnixStream::connect(&console).unwrap();
-            // Reading what the console shows, as socat does (the serial log has it too).
-            let mut shown = c.try_clone().unwrap();
-            std::thread::spawn(move || std::io::copy(&mut shown, &mut std::io::sink()));
-            c
-        });
-        // What socat sends for a line typed and Enter.
-        std::io::Write::write_all(console, line).unwrap();
+    // What a person types into the console FIFO: a line and Enter. QEMU holds the FIFO open
+    // for reading from its start, so opening it for writing does not wait.
+    let answer = |line: &[u8]| {
+        let mut console = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&console)
+            .unwrap();
+        std::io::Write::write_all(&mut console, line).unwrap();
     };
     let password_asked = wait_for_prompt(&serial, "media password:", &mut vm);
     if password_asked {
