@@ -9,7 +9,7 @@ use crate::decision::checks::{self, NewDeployment, Refusal, Warning};
 use crate::decision::{self, Context, Decision, Guard, ServerSettings};
 use crate::dhcp::packet::Mac;
 use crate::store::catalog as stored;
-use crate::store::{Store, StoreError};
+use crate::store::{StatusMessage, Store, StoreError};
 
 /// Why an operation was not done.
 #[derive(Debug, thiserror::Error)]
@@ -195,6 +195,34 @@ pub fn create_deployment(
 }
 
 pub use crate::store::catalog::high_risk_audit;
+
+/// The audit status message of a change made through the admin API (docs/admin-api.md): who
+/// (the token's name), from where, when, and the request; never its body, which may hold secrets.
+pub fn change_audit(
+    who: &str,
+    from: &str,
+    method: &str,
+    path: &str,
+    status: u16,
+    at: i64,
+) -> StatusMessage {
+    StatusMessage {
+        seq: 0,
+        at,
+        source: "server".into(),
+        kind: "admin-change".into(),
+        identity: None,
+        device: None,
+        deployment: None,
+        body: serde_json::json!({
+            "who": who,
+            "from": from,
+            "when": at,
+            "request": format!("{method} {path}"),
+            "status": status,
+        }),
+    }
+}
 
 /// The decision for a machine in a context, as `explain` shows it: the same decision the
 /// server makes, loop guard included. A machine named by MAC alone is looked at with the UUID

@@ -66,6 +66,12 @@ counters! {
     /// HTTP connections closed because a request head took longer than
     /// `http.header_timeout_seconds`.
     http_connections_slow_header_closed,
+    /// Admin API requests without a valid bearer token (answered 401).
+    admin_auth_failures,
+    /// Admin API requests answered 429 because their address guessed wrong too often.
+    admin_auth_throttled,
+    /// Admin API changes tried with a read-only token (answered 403).
+    admin_forbidden,
     /// Task sequence runs the boot environment reported as failed.
     deployments_failed,
     /// Task sequence runs the boot environment reported as succeeded.

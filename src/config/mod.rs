@@ -100,9 +100,47 @@ pub struct HttpConfig {
     pub port: u16,
     /// Base URL clients use, when set; otherwise `http://<server address>:<port>`.
     pub public_url: Option<String>,
-    /// Bearer token of the admin API; `None` turns the API off.
-    pub admin_token: Option<String>,
+    /// Bearer tokens of the admin API (`http.admin_token` is the one named `admin`); none turns
+    /// the API off.
+    pub api_tokens: Vec<ApiToken>,
     pub limits: HttpLimits,
+}
+
+/// What a bearer token of the admin API may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiRole {
+    /// Reads: the catalog, status, explain, alerts.
+    Read,
+    /// Reads and changes.
+    Admin,
+}
+
+impl std::fmt::Display for ApiRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ApiRole::Read => "read",
+            ApiRole::Admin => "admin",
+        })
+    }
+}
+
+/// One bearer token of the admin API. Its name says who made a change in the audit status
+/// messages.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiToken {
+    pub name: String,
+    pub role: ApiRole,
+    pub token: String,
+}
+
+impl std::fmt::Debug for ApiToken {
+    /// Never the secret itself, so a logged configuration does not give it away.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiToken")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What one HTTP peer may hold, and for how long.
@@ -412,12 +450,7 @@ impl Config {
             }
             None => None,
         };
-        let admin_token = match w.http.admin_token.clone() {
-            Some(t) if t.len() < 16 => {
-                return Err(field("http.admin_token", "must be at least 16 characters"))
-            }
-            t => t,
-        };
+        let api_tokens = api_tokens(&w.http)?;
         let limits = http_limits(&w.http)?;
         if let Some(url) = &w.http.public_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -455,7 +488,7 @@ impl Config {
                     .http
                     .public_url
                     .map(|u| u.trim_end_matches('/').to_owned()),
-                admin_token,
+                api_tokens,
                 limits,
             },
             boot: BootConfig {
@@ -472,6 +505,69 @@ impl Config {
 /// Parses the TOML text; the error names the line and column.
 pub fn parse(text: &str) -> Result<wire::File, String> {
     toml::from_str(text).map_err(|e| e.to_string())
+}
+
+/// The admin API's tokens: `http.admin_token` (named `admin`, role admin) and each of
+/// `http.api_tokens`, with unique names and unique secrets of 16 characters or more.
+fn api_tokens(w: &wire::Http) -> Result<Vec<ApiToken>, ConfigError> {
+    let mut tokens = Vec::new();
+    if let Some(t) = &w.admin_token {
+        if t.len() < 16 {
+            return Err(field("http.admin_token", "must be at least 16 characters"));
+        }
+        tokens.push(ApiToken {
+            name: "admin".into(),
+            role: ApiRole::Admin,
+            token: t.clone(),
+        });
+    }
+    for (i, t) in w.api_tokens.iter().enumerate() {
+        let entry = |reason: String| field("http.api_tokens", format!("entry {i}: {reason}"));
+        let name_ok = !t.name.is_empty()
+            && t.name.len() <= 64
+            && t.name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !name_ok {
+            return Err(entry(format!(
+                "name {:?} must be 1 to 64 letters, digits, '-', '_' or '.'",
+                t.name
+            )));
+        }
+        let role = match t.role.as_str() {
+            "read" => ApiRole::Read,
+            "admin" => ApiRole::Admin,
+            other => {
+                return Err(entry(format!(
+                    "role {other:?} is not \"read\" or \"admin\""
+                )))
+            }
+        };
+        if t.token.len() < 16 {
+            return Err(entry(format!(
+                "the token of {:?} must be at least 16 characters",
+                t.name
+            )));
+        }
+        if tokens.iter().any(|o: &ApiToken| o.name == t.name) {
+            return Err(entry(format!(
+                "the name {:?} is used twice (http.admin_token is named \"admin\")",
+                t.name
+            )));
+        }
+        if tokens.iter().any(|o| o.token == t.token) {
+            return Err(entry(format!(
+                "the token of {:?} is the same as another token's",
+                t.name
+            )));
+        }
+        tokens.push(ApiToken {
+            name: t.name.clone(),
+            role,
+            token: t.token.clone(),
+        });
+    }
+    Ok(tokens)
 }
 
 fn http_limits(w: &wire::Http) -> Result<HttpLimits, ConfigError> {
@@ -605,6 +701,62 @@ mod tests {
         let err = parse("[server]\ninterfaces = [\"br0\"]\ninterface = 1\n").unwrap_err();
         assert!(err.contains("line 3"), "{err}");
         assert!(err.contains("interface"), "{err}");
+    }
+
+    #[test]
+    fn api_tokens_have_a_role_and_unique_names_and_secrets_and_bad_ones_name_the_entry() {
+        let base =
+            "[server]\ninterfaces = [\"br0\"]\n[http]\nadmin_token = \"admin-secret-0123456789\"\n";
+        let entry = |name: &str, role: &str, token: &str| {
+            format!("[[http.api_tokens]]\nname = {name:?}\nrole = {role:?}\ntoken = {token:?}\n")
+        };
+        let c = load(&format!(
+            "{base}{}",
+            entry("grafana", "read", "read-secret-0123456789")
+        ))
+        .unwrap();
+        let got: Vec<_> = c
+            .http
+            .api_tokens
+            .iter()
+            .map(|t| (t.name.as_str(), t.role))
+            .collect();
+        assert_eq!(got, [("admin", ApiRole::Admin), ("grafana", ApiRole::Read)]);
+        assert!(
+            !format!("{:?}", c.http.api_tokens).contains("secret"),
+            "a token's Debug never shows the secret"
+        );
+        for (bad, want) in [
+            (
+                entry("grafana", "reader", "read-secret-0123456789"),
+                "entry 0: role \"reader\" is not \"read\" or \"admin\"",
+            ),
+            (
+                entry("grafana", "read", "short"),
+                "entry 0: the token of \"grafana\" must be at least 16",
+            ),
+            (
+                entry("admin", "read", "read-secret-0123456789"),
+                "entry 0: the name \"admin\" is used twice",
+            ),
+            (
+                entry("graf ana", "read", "read-secret-0123456789"),
+                "entry 0: name \"graf ana\" must be",
+            ),
+            (
+                entry("grafana", "read", "admin-secret-0123456789"),
+                "the same as another token's",
+            ),
+        ] {
+            let err = load(&format!("{base}{bad}")).unwrap_err().to_string();
+            assert!(err.starts_with("http.api_tokens:"), "{err}");
+            assert!(err.contains(want), "{err}");
+        }
+        let c = load("[server]\ninterfaces = [\"br0\"]").unwrap();
+        assert!(
+            c.http.api_tokens.is_empty(),
+            "no token: the admin API is off"
+        );
     }
 
     #[test]

@@ -74,10 +74,21 @@ pub struct Http {
     pub port: Option<u16>,
     pub public_url: Option<String>,
     pub admin_token: Option<String>,
+    /// More bearer tokens of the admin API, each with a name and a role.
+    #[serde(default)]
+    pub api_tokens: Vec<ApiToken>,
     pub header_timeout_seconds: Option<u64>,
     pub idle_timeout_seconds: Option<u64>,
     pub max_connections: Option<usize>,
     pub max_connections_per_client: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiToken {
+    pub name: String,
+    pub role: String,
+    pub token: String,
 }
 
 #[derive(Debug, Default, Deserialize)]

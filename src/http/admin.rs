@@ -1,23 +1,31 @@
 //! The HTTP admin API (JSON under `/api/v1`), the same operations as the command line through
-//! [`crate::admin`]. Every endpoint needs `Authorization: Bearer <http.admin_token>`; with no
-//! token configured the API is off. Its OpenAPI document (`/api/v1/openapi.json`) and the
-//! boot path's own endpoints (`/boot.ipxe`, `/content`, `/image`, `/tftp`) need none.
+//! [`crate::admin`]. Every endpoint needs `Authorization: Bearer <token>` of one of the
+//! configured tokens (`http.admin_token`, `http.api_tokens`); with none configured the API is off.
+//! A `read` token may only read. Every change is recorded as an `admin-change` status message
+//! with the token's name and the caller's address. An address that guesses wrong too often waits
+//! ([`super::admin_auth::Throttle`]). Its OpenAPI document (`/api/v1/openapi.json`) and the boot
+//! path's own endpoints (`/boot.ipxe`, `/content`, `/image`, `/tftp`) need none.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, Request, State};
-use axum::http::{header, StatusCode};
+use axum::extract::{ConnectInfo, Extension, Path, Query, Request, State};
+use axum::http::{header, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
+use super::admin_auth;
 use super::AppState;
 use crate::admin::{self, AdminError, GuardScope};
 use crate::bootpath::now;
 use crate::catalog::{parse_smbios_uuid, site, Collection, Device, MachineIdentity};
+use crate::config::ApiRole;
+use crate::counters::Counters;
 use crate::decision::checks::NewDeployment;
 use crate::decision::{explain_text, Context};
 use crate::dhcp::packet::Mac;
@@ -62,34 +70,144 @@ fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
         .into_response()
 }
 
-async fn require_token(State(s): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let Some(token) = s.config.http.admin_token.as_deref() else {
+/// Who made an admin API request: the name of its token and its address.
+#[derive(Debug, Clone)]
+struct Caller {
+    name: String,
+    from: String,
+}
+
+impl Caller {
+    /// As the operator of an admin operation (audit status messages).
+    fn operator(&self) -> String {
+        format!("admin-api:{}", self.name)
+    }
+}
+
+async fn require_token(State(s): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+    let tokens = &s.config.http.api_tokens;
+    if tokens.is_empty() {
         return error(
             StatusCode::FORBIDDEN,
             "the admin API is off: set http.admin_token in the configuration",
         );
-    };
+    }
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    if let Some(ip) = peer {
+        let waiting = s
+            .admin_throttle
+            .lock()
+            .expect("throttle lock")
+            .waiting(ip, Instant::now());
+        if let Some(wait) = waiting {
+            Counters::bump(&s.counters.admin_auth_throttled);
+            return too_many(wait);
+        }
+    }
+    let from = peer.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
     let given = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    match given {
-        Some(g) if constant_time_eq(g.as_bytes(), token.as_bytes()) => next.run(req).await,
-        _ => {
-            let mut r = error(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
-            r.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                "Bearer".parse().expect("valid header"),
-            );
-            r
+    let Some(token) = given.and_then(|g| admin_auth::identify(tokens, g)) else {
+        Counters::bump(&s.counters.admin_auth_failures);
+        let wait = peer.and_then(|ip| {
+            s.admin_throttle
+                .lock()
+                .expect("throttle lock")
+                .failed(ip, Instant::now())
+        });
+        tracing::warn!(
+            %from,
+            method = %req.method(),
+            path = req.uri().path(),
+            token_given = given.is_some(),
+            wait_seconds = wait.map(|w| w.as_secs()),
+            "admin API: no valid bearer token"
+        );
+        if let Some(wait) = wait {
+            Counters::bump(&s.counters.admin_auth_throttled);
+            return too_many(wait);
+        }
+        let mut r = error(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            "Bearer".parse().expect("valid header"),
+        );
+        return r;
+    };
+    if let Some(ip) = peer {
+        s.admin_throttle
+            .lock()
+            .expect("throttle lock")
+            .succeeded(ip);
+    }
+    let changes = !matches!(*req.method(), Method::GET | Method::HEAD);
+    if changes && token.role != ApiRole::Admin {
+        Counters::bump(&s.counters.admin_forbidden);
+        tracing::warn!(
+            %from,
+            token = %token.name,
+            method = %req.method(),
+            path = req.uri().path(),
+            "admin API: a read-only token tried a change"
+        );
+        return error(
+            StatusCode::FORBIDDEN,
+            format!(
+                "the token {:?} may only read (role {}); a change needs a token with role admin",
+                token.name, token.role
+            ),
+        );
+    }
+    let caller = Caller {
+        name: token.name.clone(),
+        from,
+    };
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    req.extensions_mut().insert(caller.clone());
+    let response = next.run(req).await;
+    if changes && response.status().is_success() {
+        let audit = admin::change_audit(
+            &caller.name,
+            &caller.from,
+            method.as_str(),
+            &path,
+            response.status().as_u16(),
+            now(),
+        );
+        let store = s.bootpath.store.clone();
+        let written = tokio::task::spawn_blocking(move || store.add_status(&audit)).await;
+        match written {
+            Ok(Ok(_)) => {
+                tracing::info!(token = %caller.name, from = %caller.from, %method, path, "admin API change")
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, %method, path, "admin API change not audited")
+            }
+            Err(e) => tracing::error!(error = %e, %method, path, "admin API change not audited"),
         }
     }
+    response
 }
 
-/// Compares without an early exit, so the time taken says nothing of where a guess differs.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// `429` with the seconds the caller still has to wait.
+fn too_many(wait: std::time::Duration) -> Response {
+    let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+    let mut r = error(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!("too many wrong tokens from this address: wait {seconds} s"),
+    );
+    r.headers_mut().insert(
+        header::RETRY_AFTER,
+        seconds.to_string().parse().expect("digits"),
+    );
+    r
 }
 
 fn store_kind(path: &str) -> Option<&'static str> {
@@ -121,7 +239,11 @@ async fn catalog(State(s): State<Arc<AppState>>) -> Response {
 
 /// Applies a site file sent as TOML. It may name files only below `server.import_root`, and
 /// its relative paths are relative to that directory.
-async fn apply_site(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
+async fn apply_site(
+    State(s): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> Response {
     let text = match site::text(&body) {
         Ok(t) => t,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
@@ -136,14 +258,15 @@ async fn apply_site(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
         Ok(site) => site,
         Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e),
     };
-    match stored::apply(&s.bootpath.store, &site, |h| lib.has(h), "admin-api", now()) {
+    let operator = caller.operator();
+    match stored::apply(&s.bootpath.store, &site, |h| lib.has(h), &operator, now()) {
         Ok(a) => {
             if let Err(e) = crate::alerts::apply_site(&s.bootpath.store, &site, now()) {
                 return internal(e);
             }
             // The wake requests are served by this server's own wake task within a second.
             let woken =
-                crate::wake::request_for_site(&s.bootpath.store, &a.changes, "admin-api", now())
+                crate::wake::request_for_site(&s.bootpath.store, &a.changes, &operator, now())
                     .unwrap_or_else(|e| {
                         tracing::warn!(error = %e, "cannot ask for wake-on-LAN");
                         Vec::new()
@@ -275,8 +398,13 @@ struct CreateBody {
     site_code: Option<String>,
 }
 
-async fn create_deployment(State(s): State<Arc<AppState>>, Json(b): Json<CreateBody>) -> Response {
-    match admin::create_deployment(&s.bootpath.store, &s.bootpath.library, b.new, b.site_code, "admin-api") {
+async fn create_deployment(
+    State(s): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Json(b): Json<CreateBody>,
+) -> Response {
+    let operator = caller.operator();
+    match admin::create_deployment(&s.bootpath.store, &s.bootpath.library, b.new, b.site_code, &operator) {
         Ok(c) => {
             wake_new(&s, c.id);
             (StatusCode::CREATED, Json(c)).into_response()

@@ -6,6 +6,7 @@
 //! - [`connections`]: the accept loop with its limits.
 
 mod admin;
+mod admin_auth;
 mod agent;
 pub mod connections;
 mod files;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub bootpath: Arc<BootPath>,
     /// Small content files kept in memory (see [`SmallFiles`]).
     pub small_files: SmallFiles,
+    /// Wrong admin API tokens per address.
+    pub admin_throttle: std::sync::Mutex<admin_auth::Throttle>,
 }
 
 /// The router of every HTTP endpoint.

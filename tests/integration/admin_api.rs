@@ -479,3 +479,116 @@ fn the_openapi_document_is_served_without_a_token_and_each_operation_reaches_a_h
     let (status, _) = call(&off, "GET", "/api/v1/catalog", "");
     assert_eq!(status, 403);
 }
+
+const READ_TOKEN: &str = "lab-read-only-token-0123456789";
+
+fn call_as(s: &Server, token: &str, method: &str, path: &str) -> (u16, serde_json::Value) {
+    let auth = format!("Authorization: Bearer {token}");
+    let (status, bytes) = http_request(s.http_addr(), method, path, &[&auth], b"");
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+fn admin_changes(s: &Server) -> Vec<serde_json::Value> {
+    let (status, v) = call(s, "GET", "/api/v1/status?limit=1000", "");
+    assert_eq!(status, 200, "{v}");
+    v.as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["kind"] == "admin-change")
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn a_read_only_token_reads_but_cannot_change_and_every_change_is_audited_with_its_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = dir.path().join("vmlinuz");
+    let i = dir.path().join("initrd.img");
+    std::fs::write(&k, b"kernel").unwrap();
+    std::fs::write(&i, b"initrd").unwrap();
+    let site = write_site(
+        dir.path(),
+        &k,
+        &i,
+        "52:54:00:0d:03:01",
+        "52:54:00:0d:03:02",
+        "",
+    );
+    let data = dir.path().join("data");
+    cli_ok(&data, &["site", "apply", site.to_str().unwrap()]);
+    let config = format!(
+        "{}[[http.api_tokens]]\nname = \"grafana\"\nrole = \"read\"\ntoken = {READ_TOKEN:?}\n",
+        loopback_config(dir.path(), "proxy", "")
+            .replace("[http]\n", &format!("[http]\nadmin_token = {TOKEN:?}\n"))
+    );
+    let server = Server::start(dir.path(), &config);
+
+    let (status, v) = call_as(&server, READ_TOKEN, "GET", "/api/v1/deployments");
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v.as_array().unwrap().len(), 2, "{v}");
+    let (status, v) = call_as(&server, READ_TOKEN, "DELETE", "/api/v1/devices/srv1");
+    assert_eq!(status, 403, "{v}");
+    let e = v["error"].as_str().unwrap();
+    assert!(e.contains("\"grafana\" may only read"), "{e}");
+    let (status, _) = call_as(&server, READ_TOKEN, "GET", "/api/v1/devices/srv1");
+    assert_eq!(status, 200, "the refused change changed nothing");
+    assert!(
+        admin_changes(&server).is_empty(),
+        "a refused change is no change"
+    );
+
+    let (status, v) = call(&server, "DELETE", "/api/v1/devices/srv1", "");
+    assert_eq!(status, 204, "{v}");
+    let changes = admin_changes(&server);
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    let body = &changes[0]["body"];
+    assert_eq!(body["who"], "admin", "{body}");
+    assert_eq!(body["from"], "127.0.0.1", "{body}");
+    assert_eq!(body["request"], "DELETE /api/v1/devices/srv1", "{body}");
+    assert!(body["when"].as_i64().unwrap() > 0, "{body}");
+    // A change the API refuses (in use) is not recorded as made.
+    let (status, _) = call(&server, "DELETE", "/api/v1/devices/pc1", "");
+    assert_eq!(status, 409);
+    assert_eq!(admin_changes(&server).len(), 1);
+    assert_eq!(server.counter("admin_forbidden"), 1);
+}
+
+#[test]
+fn an_address_that_guesses_tokens_is_told_to_wait_and_the_secret_is_not_in_the_log() {
+    let (_d, server) = start(true);
+    for i in 0..5 {
+        let (status, v) = call_as(
+            &server,
+            "guess-guess-guess-guess",
+            "GET",
+            "/api/v1/deployments",
+        );
+        assert_eq!(status, 401, "guess {i}: {v}");
+    }
+    let auth = "Authorization: Bearer guess-guess-guess-guess";
+    let (status, head, body) = crate::harness::http_request_with_head(
+        server.http_addr(),
+        "GET",
+        "/api/v1/deployments",
+        &[auth],
+        b"",
+    );
+    assert_eq!(status, 429, "{}", String::from_utf8_lossy(&body));
+    assert!(
+        head.to_ascii_lowercase().contains("\r\nretry-after: 1\r\n")
+            || head.to_ascii_lowercase().ends_with("\r\nretry-after: 1"),
+        "{head}"
+    );
+    assert_eq!(server.counter("admin_auth_failures"), 6);
+    assert_eq!(server.counter("admin_auth_throttled"), 1);
+    let log = server.log();
+    assert!(log.contains("admin API: no valid bearer token"), "{log}");
+    assert!(log.contains("from=127.0.0.1"), "{log}");
+    assert!(
+        !log.contains("guess-guess"),
+        "a guessed secret is not logged:\n{log}"
+    );
+}

@@ -199,6 +199,18 @@ pub fn http_request(
     headers: &[&str],
     body: &[u8],
 ) -> (u16, Vec<u8>) {
+    let (status, _, body) = http_request_with_head(addr, method, path, headers, body);
+    (status, body)
+}
+
+/// Any request; the answer's status, its head (status line and header lines), and its body.
+pub fn http_request_with_head(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: &[u8],
+) -> (u16, String, Vec<u8>) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -228,7 +240,7 @@ pub fn http_request(
     {
         body = dechunk(&body);
     }
-    (status, body)
+    (status, head, body)
 }
 
 fn dechunk(mut b: &[u8]) -> Vec<u8> {
