@@ -137,7 +137,14 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
         None => None,
     };
     let payload = match &args.full {
-        Some(dir) => media::Payload::load(dir)?,
+        Some(dir) => {
+            let mut p = media::Payload::load(dir)?;
+            let sealed = p.seal_secrets(dir, args.password.as_deref())?;
+            if sealed > 0 {
+                eprintln!("{sealed} secret value(s) sealed under the media password");
+            }
+            p
+        }
         None => media::Payload::default(),
     };
     let variables = MediaVariables {

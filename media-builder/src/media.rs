@@ -17,6 +17,7 @@ use crate::iso9660::{self, BootSpec, IsoError, IsoSpec};
 use crate::mbr;
 use crate::timestamp::Timestamp;
 use crate::usb;
+use netdeploy_wire::seal::{self, SealKey};
 use netdeploy_wire::variables::VariablesError;
 
 /// Volume id of the ISO and label of the system partition: what the initramfs mounts.
@@ -144,6 +145,65 @@ impl Payload {
             files.push((format!("content/{name}"), bytes));
         }
         Ok(Payload { files })
+    }
+
+    /// Seals every step value marked secret in `policy.json` under `password`
+    /// ([`netdeploy_wire::seal`]): the value leaves the policy and its sealed form takes its
+    /// place, so no secret sits on the media in clear. A secret without a password is refused.
+    /// Returns how many values were sealed.
+    pub fn seal_secrets(
+        &mut self,
+        dir: &Path,
+        password: Option<&str>,
+    ) -> Result<usize, MediaError> {
+        let bad = |why: String| MediaError::Payload {
+            dir: dir.to_path_buf(),
+            why,
+        };
+        let Some((_, text)) = self.files.iter_mut().find(|(n, _)| n == "policy.json") else {
+            return Ok(0);
+        };
+        let mut policy: serde_json::Value = serde_json::from_slice(text)
+            .map_err(|e| bad(format!("policy.json is not JSON: {e}")))?;
+        let Some(steps) = policy.get_mut("steps").and_then(|s| s.as_array_mut()) else {
+            return Ok(0);
+        };
+        let secret = |s: &serde_json::Value| {
+            s.get("secret") == Some(&serde_json::Value::Bool(true))
+                && s.get("value").is_some_and(|v| v.is_string())
+        };
+        let names: Vec<String> = steps
+            .iter()
+            .filter(|s| secret(s))
+            .map(|s| s["name"].as_str().unwrap_or("?").to_owned())
+            .collect();
+        if names.is_empty() {
+            return Ok(0);
+        }
+        let Some(password) = password else {
+            return Err(bad(format!(
+                "the task sequence has secret values (steps {}): full media with secrets need a                  media password (--password or NETDEPLOY_MEDIA_PASSWORD), under which they are                  stored encrypted",
+                names.join(", ")
+            )));
+        };
+        let random = |n: usize| -> Result<Vec<u8>, MediaError> {
+            let mut b = vec![0u8; n];
+            getrandom::fill(&mut b).map_err(|e| bad(format!("no random bytes to seal: {e}")))?;
+            Ok(b)
+        };
+        let key =
+            SealKey::derive(password, &random(seal::SALT_LEN)?).map_err(|e| bad(e.to_string()))?;
+        for s in steps.iter_mut().filter(|s| secret(s)) {
+            let value = s["value"].as_str().unwrap_or_default().to_owned();
+            let nonce: [u8; seal::NONCE_LEN] = random(seal::NONCE_LEN)?
+                .try_into()
+                .expect("asked for NONCE_LEN bytes");
+            let m = s.as_object_mut().expect("a step with a value is an object");
+            m.remove("value");
+            m.insert("sealed".into(), key.seal(&value, nonce).into());
+        }
+        *text = serde_json::to_vec_pretty(&policy).expect("JSON serializes");
+        Ok(names.len())
     }
 
     /// True for full media.
@@ -380,6 +440,38 @@ mod tests {
         assert!(c.contains("LINUX /boot/vmlinuz\n"));
         assert!(c.contains("INITRD /boot/initrd.img\n"));
         assert!(c.contains("APPEND console=ttyS0 netdeploy.vars=/netdeploy/variables\n"));
+    }
+
+    #[test]
+    fn secret_values_are_sealed_under_the_password_and_refused_without_one() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("policy.json"),
+            br#"{"action":"run","steps":[
+                {"name":"join","action":"set_variable","variable":"P","value":"hunter2-long","secret":true},
+                {"name":"plain","action":"set_variable","variable":"Q","value":"visible"}]}"#,
+        )
+        .unwrap();
+        let mut p = Payload::load(dir.path()).unwrap();
+        let err = p
+            .clone()
+            .seal_secrets(dir.path(), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("steps join") && err.contains("--password"),
+            "{err}"
+        );
+
+        assert_eq!(p.seal_secrets(dir.path(), Some("lab secret")).unwrap(), 1);
+        let text = String::from_utf8(p.files[0].1.clone()).unwrap();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("visible"), "{text}");
+        let policy: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let sealed = policy["steps"][0]["sealed"].as_str().unwrap();
+        assert!(policy["steps"][0].get("value").is_none());
+        let key = SealKey::derive("lab secret", &SealKey::salt_of(sealed).unwrap()).unwrap();
+        assert_eq!(key.open(sealed).unwrap(), "hunter2-long");
     }
 
     #[test]

@@ -800,6 +800,8 @@ mod tests {
                 target: None,
                 variable: None,
                 value: None,
+                secret: false,
+                sealed: None,
             }],
             packages: vec!["P1".into(), "P2".into()],
         };
@@ -814,6 +816,8 @@ mod tests {
             target: None,
             variable: None,
             value: None,
+            secret: false,
+            sealed: None,
         });
         assert!(ts.installs_os());
         assert_eq!(ts.referenced_packages(), vec!["P0", "P1", "P2"]);
@@ -939,6 +943,58 @@ mod tests {
                 kind: "package",
                 id: "P1".into()
             }])
+        );
+    }
+}
+
+/// A catalog object, or the whole catalog, as JSON that may be shown: the value of every step
+/// marked secret replaced by [`netdeploy_wire::policy::MASK`]. The store keeps the value; every
+/// view of it (the command line, the admin API) goes through here.
+pub fn shown(mut v: serde_json::Value) -> serde_json::Value {
+    fn walk(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if m.get("secret") == Some(&serde_json::Value::Bool(true))
+                    && m.get("value").is_some_and(|x| !x.is_null())
+                {
+                    m.insert(
+                        "value".into(),
+                        serde_json::Value::String(netdeploy_wire::policy::MASK.into()),
+                    );
+                }
+                m.values_mut().for_each(walk);
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    walk(&mut v);
+    v
+}
+
+#[cfg(test)]
+mod shown_tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_value_is_masked_wherever_it_sits_and_nothing_else_changes() {
+        let v = serde_json::json!({
+            "catalog": {"task_sequences": [{"id": "join", "steps": [
+                {"name": "a", "action": "set_variable", "variable": "P", "value": "s3cret!", "secret": true},
+                {"name": "b", "action": "set_variable", "variable": "Q", "value": "plain"}
+            ]}]}
+        });
+        let out = shown(v.clone());
+        let text = out.to_string();
+        assert!(!text.contains("s3cret!"), "{text}");
+        assert!(text.contains("plain"), "{text}");
+        assert_eq!(
+            out["catalog"]["task_sequences"][0]["steps"][0]["value"],
+            netdeploy_wire::policy::MASK
+        );
+        assert_eq!(
+            out["catalog"]["task_sequences"][0]["steps"][1],
+            v["catalog"]["task_sequences"][0]["steps"][1]
         );
     }
 }

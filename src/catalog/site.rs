@@ -354,6 +354,8 @@ struct WireStep {
     target: Option<String>,
     variable: Option<String>,
     value: Option<String>,
+    #[serde(default)]
+    secret: bool,
 }
 
 /// A step action of the site file: one this server knows, else an error that lists them.
@@ -620,6 +622,8 @@ fn parse_with(
                     target: s.target,
                     variable: s.variable,
                     value: s.value,
+                    secret: s.secret,
+                    sealed: None,
                 })
                 .collect(),
             packages: t.packages,
@@ -861,6 +865,15 @@ fn check_step(c: &Catalog, at: &str, s: &Step) -> Result<(), SiteError> {
                 format!("unknown step action {a:?}"),
             ))
         }
+    }
+    if s.secret && s.value.is_none() {
+        return Err(invalid(
+            format!("{at}.secret"),
+            format!(
+                "only a value can be secret: a {action} step with secret = true needs value (a \
+                 set_variable value or the text of a write_file step)"
+            ),
+        ));
     }
     if let Some(t) = s.target.as_deref() {
         if !t.starts_with('/') {

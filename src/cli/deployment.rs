@@ -113,12 +113,36 @@ fn export(dd: &DataDir, catalog: &Catalog, id: &str, out: &Path) -> anyhow::Resu
             total += f.size;
         }
     }
-    std::fs::write(out.join("policy.json"), netdeploy::policy::encode(&policy))?;
+    let netdeploy::policy::Policy::Run { steps, .. } = &policy else {
+        unreachable!("full_media builds a run policy");
+    };
+    let secrets = steps.iter().filter(|s| s.secret).count();
+    // Readable by its owner only: it may hold secret values in clear until the media builder
+    // seals them under the media password.
+    {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let path = out.join("policy.json");
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .and_then(|mut f| f.write_all(&netdeploy::policy::encode(&policy)))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     println!(
         "deployment {id}: policy.json and {} content files ({total} bytes) in {}",
         done.len(),
         out.display()
     );
+    if secrets > 0 {
+        println!(
+            "policy.json holds {secrets} secret value(s) in clear (mode 0600): netdeploy-media \
+             seals them under the media password (--password); delete {} once the media are built",
+            out.display()
+        );
+    }
     Ok(())
 }
 

@@ -73,7 +73,7 @@ pub(crate) fn object(store: &Store, kind: Kind, cmd: ObjectCommand) -> anyhow::R
                     .map(|b| serde_json::to_value(b).expect("serializes"))
             });
             match v {
-                Some(v) => println!("{}", serde_json::to_string_pretty(&v)?),
+                Some(v) => println!("{}", serde_json::to_string_pretty(&shown(v))?),
                 None => bail!("no {k} {id:?}"),
             }
         }

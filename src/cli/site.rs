@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use clap::Subcommand;
 
 use netdeploy::bootpath::now;
-use netdeploy::catalog::site;
+use netdeploy::catalog::{shown, site};
 use netdeploy::content::Library;
 use netdeploy::store::catalog as stored;
 
@@ -61,7 +61,7 @@ pub fn site(dd: &DataDir, cmd: SiteCommand) -> anyhow::Result<()> {
         SiteCommand::Show => {
             let (c, settings) = stored::load(&store)?;
             let out = serde_json::json!({ "settings": settings, "catalog": c });
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            println!("{}", serde_json::to_string_pretty(&shown(out))?);
             Ok(())
         }
     }

@@ -68,6 +68,8 @@ pub fn task_sequence(dd: &DataDir, cmd: TaskSequenceCommand) -> anyhow::Result<(
                     target: None,
                     variable: None,
                     value: None,
+                    secret: false,
+                    sealed: None,
                 });
             }
             let t = TaskSequence {

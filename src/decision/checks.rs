@@ -573,6 +573,8 @@ pub(crate) mod tests {
             target: None,
             variable: None,
             value: None,
+            secret: false,
+            sealed: None,
         }
     }
 

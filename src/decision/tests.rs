@@ -76,6 +76,8 @@ fn task_sequence(id: &str, boot_image: Option<&str>) -> TaskSequence {
             target: None,
             variable: None,
             value: None,
+            secret: false,
+            sealed: None,
         }],
         packages: vec![],
     }

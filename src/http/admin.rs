@@ -23,7 +23,7 @@ use super::admin_auth;
 use super::AppState;
 use crate::admin::{self, AdminError, GuardScope};
 use crate::bootpath::now;
-use crate::catalog::{parse_smbios_uuid, site, Collection, Device, MachineIdentity};
+use crate::catalog::{parse_smbios_uuid, shown, site, Collection, Device, MachineIdentity};
 use crate::config::ApiRole;
 use crate::counters::Counters;
 use crate::decision::checks::NewDeployment;
@@ -230,9 +230,10 @@ fn internal(e: impl std::fmt::Display) -> Response {
 
 async fn catalog(State(s): State<Arc<AppState>>) -> Response {
     match stored::load(&s.bootpath.store) {
-        Ok((c, settings)) => {
-            Json(serde_json::json!({ "settings": settings, "catalog": c })).into_response()
-        }
+        Ok((c, settings)) => Json(shown(
+            serde_json::json!({ "settings": settings, "catalog": c }),
+        ))
+        .into_response(),
         Err(e) => internal(e),
     }
 }
@@ -310,7 +311,7 @@ async fn list(State(s): State<Arc<AppState>>, kind: Option<Path<String>>) -> Res
         };
     }
     match s.bootpath.store.list::<serde_json::Value>(k) {
-        Ok(v) => Json(v).into_response(),
+        Ok(v) => Json(shown(serde_json::Value::Array(v))).into_response(),
         Err(e) => internal(e),
     }
 }
@@ -326,7 +327,7 @@ async fn show(
         );
     };
     match s.bootpath.store.get::<serde_json::Value>(k, &id) {
-        Ok(Some(v)) => Json(v).into_response(),
+        Ok(Some(v)) => Json(shown(v)).into_response(),
         Ok(None) => error(StatusCode::NOT_FOUND, format!("no {k} {id:?}")),
         Err(e) => internal(e),
     }

@@ -592,3 +592,82 @@ fn an_address_that_guesses_tokens_is_told_to_wait_and_the_secret_is_not_in_the_l
         "a guessed secret is not logged:\n{log}"
     );
 }
+
+#[test]
+fn a_secret_step_value_is_kept_but_shown_masked_by_every_command_and_api_view() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = dir.path().join("vmlinuz");
+    let i = dir.path().join("initrd.img");
+    std::fs::write(&k, b"kernel").unwrap();
+    std::fs::write(&i, b"initrd").unwrap();
+    let site = write_site(
+        dir.path(),
+        &k,
+        &i,
+        "52:54:00:0d:03:01",
+        "52:54:00:0d:03:02",
+        "",
+    );
+    let plain = std::fs::read_to_string(&site).unwrap();
+    let secret_step = r#"steps = [{ name = "join", action = "set_variable", variable = "DomainPassword", value = "hunter2-long", secret = true }, { name = "hello", action = "run_command", command = "echo hello" }]"#;
+    let with_secret = plain.replace(
+        r#"steps = [{ name = "hello", action = "run_command", command = "echo hello" }]"#,
+        secret_step,
+    );
+    assert_ne!(plain, with_secret);
+    std::fs::write(&site, &with_secret).unwrap();
+    let data = dir.path().join("data");
+    // Only a value can be secret.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        plain.replace(
+            r#"command = "echo hello" }]"#,
+            r#"command = "echo hello", secret = true }]"#,
+        ),
+    )
+    .unwrap();
+    let (ok, out) = crate::harness::cli(&data, &["site", "apply", bad.to_str().unwrap()]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("steps[0].secret") && out.contains("only a value can be secret"),
+        "{out}"
+    );
+    cli_ok(&data, &["site", "apply", site.to_str().unwrap()]);
+
+    let mut shown = vec![
+        cli_ok(&data, &["site", "show"]),
+        cli_ok(&data, &["task-sequence", "show", "hello"]),
+        cli_ok(&data, &["explain", "--mac", "52:54:00:0d:03:01"]),
+    ];
+    assert!(
+        shown[0].contains("DomainPassword") && shown[0].contains("********"),
+        "{}",
+        shown[0]
+    );
+    let config = loopback_config(dir.path(), "proxy", "")
+        .replace("[http]\n", &format!("[http]\nadmin_token = {TOKEN:?}\n"));
+    let server = Server::start(dir.path(), &config);
+    for path in [
+        "/api/v1/catalog",
+        "/api/v1/task_sequences",
+        "/api/v1/task_sequences/hello",
+    ] {
+        let (status, v) = call(&server, "GET", path, "");
+        assert_eq!(status, 200, "{path}: {v}");
+        assert!(v.to_string().contains("********"), "{path}: {v}");
+        shown.push(v.to_string());
+    }
+    shown.push(crate::harness::http_get(server.http_addr(), "/status"));
+    shown.push(server.log());
+    for text in &shown {
+        assert!(!text.contains("hunter2"), "the secret is shown:\n{text}");
+    }
+    // The store keeps the value itself: the machine's policy needs it.
+    let kept = netdeploy::store::Store::open(&data.join("netdeploy.db"))
+        .unwrap()
+        .get::<serde_json::Value>("task_sequence", "hello")
+        .unwrap()
+        .unwrap();
+    assert_eq!(kept["steps"][0]["value"], "hunter2-long", "{kept}");
+}

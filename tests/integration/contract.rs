@@ -26,10 +26,10 @@ fn step() -> impl Strategy<Value = Step> {
         text(),
         known(StepAction::KNOWN),
         (opt(), opt(), opt()),
-        (opt(), opt(), opt()),
+        (opt(), opt(), opt(), any::<bool>()),
     )
         .prop_map(
-            |(name, action, (package, command, file), (target, variable, value))| Step {
+            |(name, action, (package, command, file), (target, variable, value, secret))| Step {
                 name,
                 action,
                 package,
@@ -38,6 +38,8 @@ fn step() -> impl Strategy<Value = Step> {
                 target,
                 variable,
                 value,
+                secret,
+                sealed: None,
             },
         )
 }

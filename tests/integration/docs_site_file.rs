@@ -312,10 +312,16 @@ fn the_site_file_reference_example_applies_and_every_key_lands() {
                         "task sequence {id}: steps"
                     );
                     for (i, step) in steps.iter().enumerate() {
+                        let secret = step.get("secret") == Some(&Toml::Boolean(true));
                         for (sk, sv) in step.as_table().unwrap() {
                             match sk.as_str() {
+                                // `site show` masks a secret value; the store keeps it.
+                                "value" if secret => assert_eq!(
+                                    s["steps"][i][sk], "********",
+                                    "task sequence {id} step {i}: a secret value is shown masked"
+                                ),
                                 "name" | "action" | "package" | "command" | "file" | "target"
-                                | "variable" | "value" => assert_eq!(
+                                | "variable" | "value" | "secret" => assert_eq!(
                                     s["steps"][i][sk],
                                     json_of(sv),
                                     "task sequence {id} step {i} {sk}"

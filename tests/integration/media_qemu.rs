@@ -457,3 +457,83 @@ fn read_stick_file(image: &Path, path: &str) -> String {
         .unwrap();
     text
 }
+
+/// Builds media only (no machine boots): the exported policy holds the secret, the media do not.
+#[test]
+fn full_media_seal_secret_values_under_the_media_password_and_refuse_without_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let site_path = site(dir.path(), &disk_image(1));
+    let text = std::fs::read_to_string(&site_path).unwrap().replace(
+        r#"  {{ name = "write the disk", action = "apply_image""#.replace("{{", "{").as_str(),
+        r#"  { name = "join", action = "set_variable", variable = "DomainPassword", value = "hunter2-long", secret = true },
+  { name = "write the disk", action = "apply_image""#,
+    );
+    assert!(text.contains("hunter2-long"));
+    std::fs::write(&site_path, text).unwrap();
+    cli_ok(&data, &["site", "apply", site_path.to_str().unwrap()]);
+    let export = dir.path().join("export");
+    let out = cli_ok(
+        &data,
+        &[
+            "deployment",
+            "export",
+            "LAB00002",
+            "--out",
+            export.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.contains("1 secret value(s) in clear (mode 0600)"),
+        "{out}"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(export.join("policy.json"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    let (kernel, initrd) = boot_image();
+    let iso = dir.path().join("full.iso");
+    let args = |extra: &[&str]| {
+        let mut a: Vec<String> = [
+            "media",
+            "build",
+            "--kernel",
+            kernel.to_str().unwrap(),
+            "--initrd",
+            initrd.to_str().unwrap(),
+            "--output",
+            iso.to_str().unwrap(),
+            "--full",
+            export.to_str().unwrap(),
+            "--format",
+            "iso",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let no_password = args(&[]);
+    let refs: Vec<&str> = no_password.iter().map(String::as_str).collect();
+    let (ok, out) = crate::harness::cli(&data, &refs);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("secret values (steps join)") && out.contains("--password"),
+        "{out}"
+    );
+    assert!(!iso.exists(), "nothing is written");
+
+    let with_password = args(&["--password", "lab secret"]);
+    let refs: Vec<&str> = with_password.iter().map(String::as_str).collect();
+    let (ok, out) = crate::harness::cli(&data, &refs);
+    assert!(ok, "{out}");
+    assert!(out.contains("1 secret value(s) sealed"), "{out}");
+    let bytes = std::fs::read(&iso).unwrap();
+    let has = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    assert!(has(b"nd-seal-v1:"), "the sealed value is on the media");
+    assert!(!has(b"hunter2"), "the secret is not on the media in clear");
+}

@@ -40,16 +40,20 @@ pub fn run(flags: &RunFlags) -> i32 {
     say(format!("configuration: {}", config.sources.join(", ")));
     // docs/media.md: a protected medium does nothing, not even ask a server, until the
     // password is given.
+    let mut password = None;
     if let Some(stored) = &config.media_password {
         say("this medium is protected by a password");
-        if let Err(e) = prompt::ask_on_console(stored) {
-            let reason = e.to_string();
-            say(&reason);
-            println!(
-                "{}",
-                console::failure_line(config.deployment.as_deref().unwrap_or(""), "", &reason)
-            );
-            return 1;
+        match prompt::ask_on_console(stored) {
+            Ok(typed) => password = Some(typed),
+            Err(e) => {
+                let reason = e.to_string();
+                say(&reason);
+                println!(
+                    "{}",
+                    console::failure_line(config.deployment.as_deref().unwrap_or(""), "", &reason)
+                );
+                return 1;
+            }
         }
     }
     let id = identity::read(&config.root);
@@ -76,7 +80,7 @@ pub fn run(flags: &RunFlags) -> i32 {
         reporter.set_deployment(&requested);
     }
     if config.media_type == Some(MediaType::FullMedia) {
-        return run_full_media(&config, reporter, &requested);
+        return run_full_media(&config, reporter, &requested, password.as_deref());
     }
     let Some(server) = config.server.clone() else {
         let reason = "no server: set netdeploy.server=URL on the kernel command line or \
@@ -174,7 +178,12 @@ fn nothing_chosen(timeout: std::time::Duration) -> i32 {
 /// docs/media.md: the task sequence of a full media runs from the medium alone. Its policy
 /// and content sit next to the variables file ([`full_media`]); nothing is fetched from the
 /// network, and status messages reach the server only when it can be reached.
-fn run_full_media(config: &Config, reporter: Reporter, requested: &str) -> i32 {
+fn run_full_media(
+    config: &Config,
+    reporter: Reporter,
+    requested: &str,
+    password: Option<&str>,
+) -> i32 {
     let mut reporter = match (&config.status_file, &config.media_dir) {
         (Some(_), _) => reporter.echoing(),
         // Kept on the medium when it can be written (a USB stick), for `netdeploy status
@@ -211,15 +220,20 @@ fn run_full_media(config: &Config, reporter: Reporter, requested: &str) -> i32 {
             None,
             &StepFailure::reason("full media carry one deployment, but their policy is a menu"),
         ),
-        Ok(Policy::Run(p)) => run_policy(
-            config,
-            &ContentFrom::Media(layout.content),
-            &Client::default(),
-            Backoff::default(),
-            &mut reporter,
-            requested,
-            p,
-        ),
+        Ok(Policy::Run(mut p)) => {
+            if let Err(reason) = full_media::open_sealed(&mut p.steps, password) {
+                return failed(&reporter, requested, None, &StepFailure::reason(reason));
+            }
+            run_policy(
+                config,
+                &ContentFrom::Media(layout.content),
+                &Client::default(),
+                Backoff::default(),
+                &mut reporter,
+                requested,
+                p,
+            )
+        }
         Err(reason) => failed(&reporter, requested, None, &StepFailure::reason(reason)),
     }
 }
@@ -325,13 +339,13 @@ fn run_plan(plan: &Plan, runner: &mut Runner, reporter: &Reporter, id: &str) -> 
             bytes as f64 / (1024.0 * 1024.0)
         ));
         if let Err(f) = runner.predownload(&plan.predownload) {
-            return failed(reporter, id, None, &f);
+            return failed(reporter, id, None, &masked(plan, f));
         }
     }
     let n = plan.steps.len();
     for (i, step) in plan.steps.iter().enumerate() {
         let label = format!("step {}/{n} \"{}\"", i + 1, step.name);
-        say(format!("{label}: {}", step.op.describe(&step.action)));
+        say(plan.mask(&format!("{label}: {}", step.op.describe(&step.action))));
         let started = Instant::now();
         match runner.run(&step.op) {
             Ok(()) => {
@@ -348,6 +362,7 @@ fn run_plan(plan: &Plan, runner: &mut Runner, reporter: &Reporter, id: &str) -> 
                 });
             }
             Err(f) => {
+                let f = masked(plan, f);
                 say(format!("{label} failed: {}", f.reason));
                 return failed(reporter, id, Some((i, &step.name)), &f);
             }
@@ -360,6 +375,14 @@ fn run_plan(plan: &Plan, runner: &mut Runner, reporter: &Reporter, id: &str) -> 
     });
     println!("{}", console::success_line(id));
     0
+}
+
+/// A failure as it may be printed and reported: the task sequence's secrets masked.
+fn masked(plan: &Plan, f: StepFailure) -> StepFailure {
+    StepFailure {
+        reason: plan.mask(&f.reason),
+        ..f
+    }
 }
 
 /// Reports the failure, prints the result line; returns the exit code 1.

@@ -77,9 +77,72 @@ pub fn read_policy(path: &Path, limit: usize) -> Result<Policy, String> {
     policy::parse(&body).map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// Opens the secret values a full medium carries sealed under its password
+/// ([`netdeploy_wire::seal`]), so the steps run with them. The key is derived once per salt.
+/// Refused, naming the step, when there is no password or it does not open a value (an
+/// altered medium): a secret is never run as something else.
+pub fn open_sealed(
+    steps: &mut [netdeploy_wire::policy::Step],
+    password: Option<&str>,
+) -> Result<usize, String> {
+    use netdeploy_wire::seal::SealKey;
+    let mut key: Option<SealKey> = None;
+    let mut opened = 0;
+    for s in steps.iter_mut() {
+        let Some(sealed) = s.sealed.take() else {
+            continue;
+        };
+        let name = s.name.clone();
+        let refuse =
+            |why: String| format!("step {name:?}: its secret value cannot be opened: {why}");
+        let Some(password) = password else {
+            return Err(refuse(
+                "the medium has no password to open it with (rebuild the medium with a password)"
+                    .into(),
+            ));
+        };
+        let salt = SealKey::salt_of(&sealed).map_err(|e| refuse(e.to_string()))?;
+        if key.as_ref().is_none_or(|k| k.salt() != salt.as_slice()) {
+            key = Some(SealKey::derive(password, &salt).map_err(|e| refuse(e.to_string()))?);
+        }
+        let k = key.as_ref().expect("derived above");
+        s.value = Some(k.open(&sealed).map_err(|e| refuse(e.to_string()))?);
+        s.secret = true;
+        opened += 1;
+    }
+    Ok(opened)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sealed_values_open_with_the_media_password_and_are_refused_without_it() {
+        use netdeploy_wire::policy::{Step, StepAction};
+        use netdeploy_wire::seal::{SealKey, NONCE_LEN, SALT_LEN};
+        let key = SealKey::derive("lab secret", &[5; SALT_LEN]).unwrap();
+        let mut step = Step::new("join", StepAction::SetVariable);
+        step.variable = Some("DomainPassword".into());
+        step.secret = true;
+        step.sealed = Some(key.seal("hunter2-long", [2; NONCE_LEN]));
+        let plain = Step::new("hello", StepAction::RunCommand);
+        let steps = vec![plain.clone(), step];
+
+        let mut opened = steps.clone();
+        assert_eq!(open_sealed(&mut opened, Some("lab secret")), Ok(1));
+        assert_eq!(opened[1].value.as_deref(), Some("hunter2-long"));
+        assert!(opened[1].secret && opened[1].sealed.is_none());
+        assert_eq!(opened[0], plain);
+
+        let e = open_sealed(&mut steps.clone(), None).unwrap_err();
+        assert!(
+            e.contains("step \"join\"") && e.contains("no password"),
+            "{e}"
+        );
+        let e = open_sealed(&mut steps.clone(), Some("wrong")).unwrap_err();
+        assert!(e.contains("does not open"), "{e}");
+    }
 
     #[test]
     fn the_policy_and_content_sit_next_to_the_variables_file() {

@@ -22,6 +22,15 @@ pub struct Plan {
     pub predownload: Vec<FileRef>,
     /// What to do after the sequence, from its last step.
     pub end: Option<EndAction>,
+    /// The values of the steps marked secret: masked in every line printed or reported.
+    pub secrets: Vec<String>,
+}
+
+impl Plan {
+    /// `text` with every secret of the task sequence masked.
+    pub fn mask(&self, text: &str) -> String {
+        netdeploy_wire::policy::mask_secrets(text, &self.secrets)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -36,10 +45,7 @@ pub struct PlannedStep {
 #[derive(Debug, Clone)]
 pub enum Op {
     /// `apply_image` and `apply_os`: a raw image onto a block device.
-    ApplyImage {
-        file: FileRef,
-        target: PathBuf,
-    },
+    ApplyImage { file: FileRef, target: PathBuf },
     /// `/bin/sh -c command`, in the package's directory when it names one.
     RunCommand {
         command: String,
@@ -48,18 +54,14 @@ pub enum Op {
     /// Every file of a package into the package cache.
     InstallPackage(PackageRef),
     /// A file of a package to `target`.
-    WriteFile {
-        file: FileRef,
-        target: PathBuf,
-    },
+    WriteFile { file: FileRef, target: PathBuf },
     /// Text to `target`.
-    WriteText {
-        text: String,
-        target: PathBuf,
-    },
+    WriteText { text: String, target: PathBuf },
     SetVariable {
         name: String,
         value: String,
+        /// Shown as a mask on the console.
+        secret: bool,
     },
     /// `poweroff` or `reboot` as the last step: done after the status is reported.
     End(EndAction),
@@ -126,7 +128,10 @@ impl Op {
                     target.display()
                 )
             }
-            Op::SetVariable { name, value } => format!("{action} {name}={value}"),
+            Op::SetVariable {
+                name, secret: true, ..
+            } => format!("{action} {name}={}", netdeploy_wire::policy::MASK),
+            Op::SetVariable { name, value, .. } => format!("{action} {name}={value}"),
             Op::End(a) => a.as_str().to_owned(),
             Op::Fail(_) => action.to_owned(),
         }
@@ -163,11 +168,19 @@ pub fn plan(policy: &RunPolicy, from: &ContentFrom) -> Result<Plan, String> {
     } else {
         Vec::new()
     };
+    let secrets = policy
+        .steps
+        .iter()
+        .filter(|s| s.secret)
+        .filter_map(|s| s.value.clone())
+        .filter(|v| !v.is_empty())
+        .collect();
     Ok(Plan {
         option: policy.option.clone(),
         steps,
         predownload,
         end,
+        secrets,
     })
 }
 
@@ -223,6 +236,7 @@ fn plan_step(policy: &RunPolicy, from: &ContentFrom, s: &Step, last: bool) -> Re
             Ok(Op::SetVariable {
                 name,
                 value: s.value.clone().unwrap_or_default(),
+                secret: s.secret,
             })
         }
         StepAction::Poweroff | StepAction::Reboot if !last => Err(format!(

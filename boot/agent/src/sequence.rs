@@ -128,7 +128,7 @@ impl Runner {
             Op::WriteText { text, target } => write_text(target, text.as_bytes()).map_err(|e| {
                 StepFailure::reason(format!("cannot write {}: {e}", target.display()))
             }),
-            Op::SetVariable { name, value } => {
+            Op::SetVariable { name, value, .. } => {
                 self.variables.retain(|(k, _)| k != name);
                 self.variables.push((name.clone(), value.clone()));
                 Ok(())
@@ -246,11 +246,13 @@ mod tests {
         r.run(&Op::SetVariable {
             name: "OSDComputerName".into(),
             value: "pc0".into(),
+            secret: false,
         })
         .unwrap();
         r.run(&Op::SetVariable {
             name: "OSDComputerName".into(),
             value: "pc1".into(),
+            secret: false,
         })
         .unwrap();
         assert_eq!(r.variables(), [("OSDComputerName".into(), "pc1".into())]);

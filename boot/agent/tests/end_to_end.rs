@@ -388,6 +388,39 @@ fn a_failing_command_reports_its_exit_code() {
 }
 
 #[test]
+fn a_secret_value_reaches_the_commands_but_never_the_console_or_the_status_messages() {
+    let lab = Lab::start();
+    lab.set_policy(json!({
+        "action": "run",
+        "deployment": {"id": "LAB00005", "option": "download_on_demand"},
+        "steps": [
+            {"name": "join", "action": "set_variable", "variable": "DomainPassword",
+             "value": "hunter2-long", "secret": true},
+            {"name": "use", "action": "run_command",
+             "command": "test \"$DomainPassword\" = hunter2-long"},
+            {"name": "fail", "action": "run_command",
+             "command": "echo using hunter2-long >/dev/null; exit 4"}
+        ]
+    }));
+    let root = lab.machine(&lab.pxe_cmdline("LAB00005"));
+    let o = agent(&root, &[]);
+    let (stdout, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    // The command saw the value: the step after it is the one that failed.
+    assert!(stderr.contains("step 2/3 \"use\": ok"), "{stderr}");
+    assert!(stdout.contains("step=\"fail\""), "{stdout}");
+    assert!(
+        stderr.contains("set_variable DomainPassword=********"),
+        "{stderr}"
+    );
+    for (what, text) in [("stdout", &stdout), ("stderr", &stderr)] {
+        assert!(!text.contains("hunter2"), "{what}:\n{text}");
+    }
+    let statuses = serde_json::to_string(&lab.statuses()).unwrap();
+    assert!(!statuses.contains("hunter2"), "{statuses}");
+}
+
+#[test]
 fn the_run_is_logged_with_the_reason_the_server_gave() {
     let lab = Lab::start();
     lab.set_policy(json!({
@@ -989,4 +1022,45 @@ fn full_media_report_to_their_server_when_it_answers_and_fetch_nothing() {
     assert!(!media
         .join(format!("status/{}.jsonl", MAC.replace(':', "-")))
         .exists());
+}
+
+#[test]
+fn a_full_medium_opens_its_sealed_secret_with_the_typed_password_and_never_shows_it() {
+    use netdeploy_wire::seal::{SealKey, NONCE_LEN, SALT_LEN};
+    let dir = tempfile::tempdir().unwrap();
+    let root = machine_without_nic(dir.path());
+    let key = SealKey::derive("lab secret", &[4; SALT_LEN]).unwrap();
+    let policy = json!({
+        "action": "run",
+        "deployment": {"id": "LAB00006", "task_sequence": "ts", "name": "Join",
+                       "option": "download_on_demand"},
+        "steps": [
+            {"name": "join", "action": "set_variable", "variable": "DomainPassword",
+             "secret": true, "sealed": key.seal("hunter2-long", [6; NONCE_LEN])},
+            // The command sees the value; the medium holds only its hash.
+            {"name": "use", "action": "run_command",
+             "command": format!("printf %s \"$DomainPassword\" | sha256sum | grep -q {}",
+                                sha(b"hunter2-long"))}
+        ],
+        "packages": {}, "warnings": []
+    });
+    let vars = format!("SMSTSMediaPassword={}\r\n", stored_password("lab secret"));
+    let media = full_media(&root, &vars, &policy, &[]);
+    let on_media = std::fs::read_to_string(media.join("policy.json")).unwrap();
+    assert!(!on_media.contains("hunter2"), "{on_media}");
+
+    let o = agent_typing(&root, &[], "lab secret\n");
+    let (stdout, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        stdout,
+        "NETDEPLOY-AGENT-RESULT success deployment=LAB00006\n"
+    );
+    assert!(
+        stderr.contains("set_variable DomainPassword=********"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    let status = std::fs::read_to_string(media.join("status/machine.jsonl")).unwrap();
+    assert!(!status.contains("hunter2"), "{status}");
 }

@@ -21,6 +21,8 @@ mod identity;
 #[cfg(feature = "password")]
 pub mod password;
 pub mod policy;
+#[cfg(feature = "password")]
+pub mod seal;
 mod sha256;
 pub mod status;
 pub mod variables;

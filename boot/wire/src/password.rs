@@ -22,7 +22,7 @@ const M_COST_KIB: u32 = 19 * 1024;
 const T_COST: u32 = 2;
 const P_COST: u32 = 1;
 
-fn argon2id() -> Argon2<'static> {
+pub(crate) fn argon2id() -> Argon2<'static> {
     let params = Params::new(M_COST_KIB, T_COST, P_COST, None).expect("constant parameters");
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }

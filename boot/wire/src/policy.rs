@@ -195,6 +195,45 @@ pub struct Step {
     /// The value of a `set_variable` step, or the text of a `write_file` step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
+    /// `value` is a secret: never logged, shown or reported, and masked on the console.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub secret: bool,
+    /// A secret `value` as full media carry it: sealed under the media password
+    /// (`crate::seal`, feature `password`), with `value` left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<String>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// What a secret value is shown as.
+pub const MASK: &str = "********";
+
+impl Step {
+    /// The step as it may be shown: a secret value replaced by [`MASK`].
+    pub fn masked(&self) -> Step {
+        let mut s = self.clone();
+        if s.secret && s.value.is_some() {
+            s.value = Some(MASK.to_owned());
+        }
+        s
+    }
+}
+
+/// Replaces every secret in `text` with [`MASK`], longest first (so a secret inside another is
+/// not left half shown). Empty secrets are ignored.
+pub fn mask_secrets(text: &str, secrets: &[String]) -> String {
+    let mut sorted: Vec<&String> = secrets.iter().filter(|s| !s.is_empty()).collect();
+    sorted.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    let mut out = text.to_owned();
+    for s in sorted {
+        if out.contains(s.as_str()) {
+            out = out.replace(s.as_str(), MASK);
+        }
+    }
+    out
 }
 
 impl Step {
@@ -209,6 +248,8 @@ impl Step {
             target: None,
             variable: None,
             value: None,
+            secret: false,
+            sealed: None,
         }
     }
 }
@@ -251,6 +292,32 @@ mod tests {
         );
         assert_eq!(steps[0].action, StepAction::Unknown("fly".into()));
         assert!(Policy::from_json(b"{}").is_err());
+    }
+
+    #[test]
+    fn a_secret_step_is_shown_masked_and_its_value_is_masked_in_any_text() {
+        let mut s = Step::new("join", StepAction::SetVariable);
+        s.variable = Some("DomainPassword".into());
+        s.value = Some("hunter2-long".into());
+        assert_eq!(s.masked(), s, "not secret: shown as it is");
+        assert!(!String::from_utf8(serde_json::to_vec(&s).unwrap())
+            .unwrap()
+            .contains("secret"));
+        s.secret = true;
+        assert_eq!(s.masked().value.as_deref(), Some(MASK));
+        let json = serde_json::to_string(&s).unwrap();
+        let back: Step = serde_json::from_str(&json).unwrap();
+        assert!(back.secret && back.value.as_deref() == Some("hunter2-long"));
+        let secrets = vec![
+            "hunter2".to_owned(),
+            "hunter2-long".to_owned(),
+            String::new(),
+        ];
+        assert_eq!(
+            mask_secrets("net use x: /p:hunter2-long and hunter2", &secrets),
+            format!("net use x: /p:{MASK} and {MASK}")
+        );
+        assert_eq!(mask_secrets("nothing here", &secrets), "nothing here");
     }
 
     #[test]

@@ -23,12 +23,13 @@ pub const PROMPT: &str = "netdeploy-agent: media password: ";
 
 /// Asks up to [`ATTEMPTS`] times, reading lines from `input` and writing prompts to `out`;
 /// `echoed` is false when the terminal does not echo, so the line end is written for it.
+/// Returns the password accepted: full media open their sealed secrets with it.
 pub fn ask(
     stored: &MediaPassword,
     input: &mut dyn BufRead,
     out: &mut dyn Write,
     echoed: bool,
-) -> Result<(), Refused> {
+) -> Result<String, Refused> {
     for attempt in 1..=ATTEMPTS {
         // A console that cannot be written to still gets its attempts.
         let _ = write!(out, "{PROMPT}").and_then(|_| out.flush());
@@ -45,7 +46,7 @@ pub fn ask(
         }
         if stored.matches(typed(&line)) {
             let _ = writeln!(out, "netdeploy-agent: media password accepted");
-            return Ok(());
+            return Ok(typed(&line).to_owned());
         }
         let left = ATTEMPTS - attempt;
         if left > 0 {
@@ -60,7 +61,7 @@ pub fn ask(
 }
 
 /// Asks on the process's stdin and stderr, with echo off while stdin is a terminal.
-pub fn ask_on_console(stored: &MediaPassword) -> Result<(), Refused> {
+pub fn ask_on_console(stored: &MediaPassword) -> Result<String, Refused> {
     let echo = EchoOff::new();
     // The console read a byte at a time, never past the line: what is typed ahead (a menu
     // choice) stays in the terminal for the next reader. Std's stdin would buffer it away.
@@ -120,7 +121,7 @@ mod tests {
         MediaPassword::parse(&phc.unwrap()).unwrap()
     }
 
-    fn run(typed: &str) -> (Result<(), Refused>, String) {
+    fn run(typed: &str) -> (Result<String, Refused>, String) {
         let mut out = Vec::new();
         let r = ask(&stored("letmein"), &mut typed.as_bytes(), &mut out, true);
         (r, String::from_utf8(out).unwrap())
@@ -129,7 +130,7 @@ mod tests {
     #[test]
     fn the_third_attempt_may_be_right() {
         let (r, out) = run("nope\r\nstill no\nletmein\n");
-        assert!(r.is_ok());
+        assert_eq!(r.unwrap(), "letmein");
         assert_eq!(out.matches(PROMPT).count(), 3);
         assert!(out.contains("wrong media password, 2 attempts left\n"));
         assert!(out.contains("wrong media password, 1 attempt left\n"));
