@@ -4,6 +4,7 @@
 //! is an unknown computer. `All Systems` holds every known device, `Unknown Computers` every
 //! machine that matches no device, and a custom collection the devices it names.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::str::FromStr;
 
@@ -175,11 +176,21 @@ impl Catalog {
     /// The known devices a collection holds, sorted by name. `Unknown Computers` holds no
     /// known device, so it is empty.
     pub fn members(&self, collection: &Collection) -> Vec<&Device> {
-        let mut out: Vec<&Device> = self
-            .devices
-            .iter()
-            .filter(|d| self.holds(collection, Some(d)))
-            .collect();
+        let mut out: Vec<&Device> = match &collection.kind {
+            // One set of the names, not a scan of the member list per device.
+            CollectionKind::Custom { members } => {
+                let names: HashSet<&str> = members.iter().map(String::as_str).collect();
+                self.devices
+                    .iter()
+                    .filter(|d| names.contains(d.name.as_str()))
+                    .collect()
+            }
+            _ => self
+                .devices
+                .iter()
+                .filter(|d| self.holds(collection, Some(d)))
+                .collect(),
+        };
         out.sort_by(|a, b| a.name.cmp(&b.name));
         out.dedup_by(|a, b| a.name == b.name);
         out
@@ -191,6 +202,43 @@ impl Catalog {
             .iter()
             .filter(|c| self.holds(c, device))
             .collect()
+    }
+}
+
+/// The devices of a catalog by name, for code that asks for the members of many collections
+/// (the deployment checks of a site file): a lookup costs the size of the collection, not of
+/// the catalog. Answers as [`Catalog::members`] does, duplicate names included (the first
+/// device of a name in catalog order).
+pub struct DevicesByName<'a> {
+    catalog: &'a Catalog,
+    by_name: HashMap<&'a str, &'a Device>,
+}
+
+impl<'a> DevicesByName<'a> {
+    pub fn new(catalog: &'a Catalog) -> DevicesByName<'a> {
+        let mut by_name = HashMap::with_capacity(catalog.devices.len());
+        for d in &catalog.devices {
+            by_name.entry(d.name.as_str()).or_insert(d);
+        }
+        DevicesByName { catalog, by_name }
+    }
+
+    /// The device with this name.
+    pub fn get(&self, name: &str) -> Option<&'a Device> {
+        self.by_name.get(name).copied()
+    }
+
+    /// The known devices a collection holds, sorted by name, as [`Catalog::members`].
+    pub fn members(&self, collection: &Collection) -> Vec<&'a Device> {
+        match &collection.kind {
+            CollectionKind::Custom { members } => {
+                let mut out: Vec<&Device> = members.iter().filter_map(|m| self.get(m)).collect();
+                out.sort_by(|a, b| a.name.cmp(&b.name));
+                out.dedup_by(|a, b| a.name == b.name);
+                out
+            }
+            _ => self.catalog.members(collection),
+        }
     }
 }
 
@@ -214,6 +262,55 @@ mod tests {
             server: false,
             site_system: false,
         }
+    }
+
+    #[test]
+    fn devices_by_name_give_the_members_the_catalog_gives() {
+        let custom = |id: &str, members: &[&str]| Collection {
+            id: id.into(),
+            name: id.into(),
+            kind: CollectionKind::Custom {
+                members: members.iter().map(|m| m.to_string()).collect(),
+            },
+        };
+        let mut twin = device("b", &["52:54:00:00:00:09"], None);
+        twin.server = true;
+        let catalog = Catalog {
+            devices: vec![
+                device("c", &["52:54:00:00:00:03"], None),
+                device("b", &["52:54:00:00:00:02"], Some(2)),
+                device("a", &[], Some(1)),
+                twin,
+            ],
+            collections: vec![
+                custom("some", &["c", "a", "missing", "c"]),
+                custom("twin", &["b"]),
+                custom("none", &[]),
+                Collection {
+                    id: "all".into(),
+                    name: "all".into(),
+                    kind: CollectionKind::AllSystems,
+                },
+                Collection {
+                    id: "unknown".into(),
+                    name: "unknown".into(),
+                    kind: CollectionKind::UnknownComputers,
+                },
+            ],
+            ..Catalog::default()
+        };
+        let by_name = DevicesByName::new(&catalog);
+        for c in &catalog.collections {
+            assert_eq!(by_name.members(c), catalog.members(c), "{}", c.id);
+        }
+        let names = |c: &Collection| -> Vec<String> {
+            by_name.members(c).iter().map(|d| d.name.clone()).collect()
+        };
+        assert_eq!(names(&catalog.collections[0]), ["a", "c"]);
+        assert!(!by_name.members(&catalog.collections[1])[0].server);
+        assert_eq!(names(&catalog.collections[3]), ["a", "b", "c"]);
+        assert_eq!(by_name.get("b").unwrap().uuid, Some(uuid(2)));
+        assert!(by_name.get("missing").is_none());
     }
 
     #[test]

@@ -49,7 +49,7 @@
 //! The built-in collections `all_systems` (All Systems) and `unknown_computers` (Unknown
 //! Computers) always exist and need not be declared.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -258,7 +258,7 @@ impl Settings {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
     site_code: String,
@@ -278,7 +278,7 @@ struct File {
     deployment: Vec<WireDeployment>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WireDevice {
     name: String,
@@ -291,7 +291,7 @@ struct WireDevice {
     site_system: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WireCollection {
     id: String,
@@ -300,7 +300,7 @@ struct WireCollection {
     members: Vec<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WirePackage {
     id: String,
@@ -312,7 +312,7 @@ struct WirePackage {
     package_share: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WireBootImage {
     id: String,
@@ -342,7 +342,7 @@ fn linux() -> BootImageKind {
     BootImageKind::Linux
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WireStep {
     name: String,
@@ -372,7 +372,7 @@ fn known_step_action<'de, D: serde::Deserializer<'de>>(d: D) -> Result<StepActio
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WireTaskSequence {
     id: String,
@@ -384,7 +384,7 @@ struct WireTaskSequence {
     packages: Vec<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WireDeployment {
     id: String,
@@ -424,6 +424,21 @@ pub struct Site {
     pub alerts: Vec<crate::alerts::Threshold>,
 }
 
+/// What a long `site apply` reports as it goes, phase by phase (`parse`, `validate`,
+/// `import`, then [`crate::store::catalog::apply_reporting`]'s `compare`, `check` and `write`),
+/// so that a terminal can show it. The admin API and tests report to [`Silent`].
+pub trait Progress {
+    /// A phase starts, of `total` steps when known.
+    fn phase(&self, _name: &'static str, _total: Option<u64>) {}
+    /// `n` more steps of the current phase are done.
+    fn advance(&self, _n: u64) {}
+}
+
+/// Reports nothing.
+pub struct Silent;
+
+impl Progress for Silent {}
+
 /// Parses a site file and checks everything it names. `files` says which
 /// files it may read; `import` stores one file in the content library and returns its hash
 /// (`import(source, name_in_package)`). `now` stamps new deployments. Nothing is imported
@@ -434,6 +449,19 @@ pub fn parse(
     import: impl FnMut(&Path, &str) -> Result<ContentFile, crate::content::ContentError>,
     now: i64,
 ) -> Result<Site, SiteError> {
+    parse_reporting(text, files, import, now, &Silent)
+}
+
+/// [`parse`], reporting its phases to `progress`: `parse` (the TOML), `validate` (every
+/// object checked, no file content read) and `import` (the objects built again with the
+/// content imported), the last two counting objects.
+pub fn parse_reporting(
+    text: &str,
+    files: &FileAccess,
+    import: impl FnMut(&Path, &str) -> Result<ContentFile, crate::content::ContentError>,
+    now: i64,
+    progress: &dyn Progress,
+) -> Result<Site, SiteError> {
     // A first pass checks everything, reading directories but no file content.
     let names_only = |_: &Path, name: &str| {
         Ok(ContentFile {
@@ -442,17 +470,28 @@ pub fn parse(
             sha256: String::new(),
         })
     };
-    parse_with(text, files, names_only, now)?;
-    parse_with(text, files, import, now)
+    progress.phase("parse", None);
+    // The TOML is parsed once; both passes build from it.
+    let f: File = toml::from_str(text).map_err(|e| SiteError::Parse(e.to_string()))?;
+    let objects = (f.device.len()
+        + f.collection.len()
+        + f.package.len()
+        + f.boot_image.len()
+        + f.task_sequence.len()
+        + f.deployment.len()) as u64;
+    progress.phase("validate", Some(objects));
+    build(f.clone(), files, names_only, now, progress)?;
+    progress.phase("import", Some(objects));
+    build(f, files, import, now, progress)
 }
 
-fn parse_with(
-    text: &str,
+fn build(
+    f: File,
     files: &FileAccess,
     mut import: impl FnMut(&Path, &str) -> Result<ContentFile, crate::content::ContentError>,
     now: i64,
+    progress: &dyn Progress,
 ) -> Result<Site, SiteError> {
-    let f: File = toml::from_str(text).map_err(|e| SiteError::Parse(e.to_string()))?;
     let code = f.site_code.to_ascii_uppercase();
     if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return Err(invalid(
@@ -493,6 +532,7 @@ fn parse_with(
             server: d.server,
             site_system: d.site_system,
         });
+        progress.advance(1);
     }
     let mut seen_macs = BTreeMap::new();
     for d in &catalog.devices {
@@ -505,6 +545,9 @@ fn parse_with(
             }
         }
     }
+    // Members are looked up by name: one set, not a scan of every device per member.
+    let declared: HashSet<&str> = catalog.devices.iter().map(|d| d.name.as_str()).collect();
+    let mut collections = Vec::with_capacity(f.collection.len());
     for c in f.collection {
         nonempty(&format!("collection {:?}", c.id), "id", &c.id)?;
         if c.id == ALL_SYSTEMS || c.id == UNKNOWN_COMPUTERS {
@@ -514,19 +557,21 @@ fn parse_with(
             ));
         }
         for m in &c.members {
-            if catalog.device(m).is_none() {
+            if !declared.contains(m.as_str()) {
                 return Err(invalid(
                     format!("collection {:?}", c.id),
                     format!("member {m:?} is not a declared device"),
                 ));
             }
         }
-        catalog.collections.push(Collection {
+        collections.push(Collection {
             name: c.name.unwrap_or_else(|| c.id.clone()),
             id: c.id,
             kind: CollectionKind::Custom { members: c.members },
         });
+        progress.advance(1);
     }
+    catalog.collections.extend(collections);
     for p in f.package {
         let what = format!("package {:?}", p.id);
         nonempty(&what, "id", &p.id)?;
@@ -549,6 +594,7 @@ fn parse_with(
             files: contents,
             package_share: p.package_share,
         });
+        progress.advance(1);
     }
     for b in f.boot_image {
         let what = format!("boot_image {:?}", b.id);
@@ -604,6 +650,7 @@ fn parse_with(
             pre_production: b.pre_production,
             replaces: b.replaces,
         });
+        progress.advance(1);
     }
     for t in f.task_sequence {
         catalog.task_sequences.push(TaskSequence {
@@ -628,6 +675,7 @@ fn parse_with(
                 .collect(),
             packages: t.packages,
         });
+        progress.advance(1);
     }
     let mut accepted = Vec::new();
     let mut alerts = Vec::new();
@@ -684,6 +732,7 @@ fn parse_with(
             pre_download: false,
             created_at: now,
         });
+        progress.advance(1);
     }
     for b in &catalog.boot_images {
         if let Some(r) = &b.replaces {
@@ -970,23 +1019,74 @@ mod erased {
     }
 }
 
-/// The difference between the stored catalog and the declared one.
+/// The difference between the stored catalog and the declared one, each list sorted by
+/// `kind id`. Objects compare as their [`objects`] do (a deployment's creation time left out),
+/// by value rather than as JSON: a catalog of a hundred thousand devices is compared in
+/// one pass over each kind.
 pub fn diff(old: &Catalog, new: &Catalog) -> Changes {
-    let (a, b) = (objects(old), objects(new));
     let mut ch = Changes::default();
-    for (k, v) in &b {
-        match a.get(k) {
-            None => ch.created.push(k.clone()),
-            Some(old) if old != v => ch.changed.push(k.clone()),
+    let (a, b) = (&old.devices, &new.devices);
+    diff_kind(&mut ch, "device", a, b, |x| &x.name, PartialEq::eq);
+    let (a, b) = (&old.collections, &new.collections);
+    diff_kind(&mut ch, "collection", a, b, |x| &x.id, PartialEq::eq);
+    let (a, b) = (&old.packages, &new.packages);
+    diff_kind(&mut ch, "package", a, b, |x| &x.id, PartialEq::eq);
+    let (a, b) = (&old.boot_images, &new.boot_images);
+    diff_kind(&mut ch, "boot_image", a, b, |x| &x.id, PartialEq::eq);
+    let (a, b) = (&old.task_sequences, &new.task_sequences);
+    diff_kind(&mut ch, "task_sequence", a, b, |x| &x.id, PartialEq::eq);
+    // Creation time is not part of what the site file declares.
+    let same = |a: &Deployment, b: &Deployment| {
+        a == &Deployment {
+            created_at: a.created_at,
+            ..b.clone()
+        }
+    };
+    let deployments = |c: &Catalog| -> Vec<(String, Deployment)> {
+        c.deployments
+            .iter()
+            .map(|d| (d.id.to_string(), d.clone()))
+            .collect()
+    };
+    let (a, b) = (deployments(old), deployments(new));
+    diff_kind(
+        &mut ch,
+        "deployment",
+        &a,
+        &b,
+        |x| &x.0,
+        |x, y| same(&x.1, &y.1),
+    );
+    ch.created.sort_unstable();
+    ch.changed.sort_unstable();
+    ch.removed.sort_unstable();
+    ch
+}
+
+/// Adds the objects of one kind that `new` creates or changes and those it removes from
+/// `old`. Of two objects with one id, the later counts (as in [`objects`]).
+fn diff_kind<T>(
+    ch: &mut Changes,
+    kind: &str,
+    old: &[T],
+    new: &[T],
+    id: fn(&T) -> &String,
+    same: impl Fn(&T, &T) -> bool,
+) {
+    let before: HashMap<&str, &T> = old.iter().map(|x| (id(x).as_str(), x)).collect();
+    let after: HashMap<&str, &T> = new.iter().map(|x| (id(x).as_str(), x)).collect();
+    for (k, v) in &after {
+        match before.get(k) {
+            None => ch.created.push(format!("{kind} {k}")),
+            Some(old) if !same(old, v) => ch.changed.push(format!("{kind} {k}")),
             _ => {}
         }
     }
-    for k in a.keys() {
-        if !b.contains_key(k) {
-            ch.removed.push(k.clone());
+    for k in before.keys() {
+        if !after.contains_key(k) {
+            ch.removed.push(format!("{kind} {k}"));
         }
     }
-    ch
 }
 
 #[cfg(test)]
@@ -1051,6 +1151,107 @@ available_to = "media_pxe"
         );
         let ch = diff(&a, &Catalog::default());
         assert_eq!(ch.removed.len(), 7, "{ch:?}");
+    }
+
+    /// The change summary as it was first computed: every object of both catalogs as JSON.
+    fn diff_as_json(old: &Catalog, new: &Catalog) -> Changes {
+        let (a, b) = (objects(old), objects(new));
+        let mut ch = Changes::default();
+        for (k, v) in &b {
+            match a.get(k) {
+                None => ch.created.push(k.clone()),
+                Some(old) if old != v => ch.changed.push(k.clone()),
+                _ => {}
+            }
+        }
+        for k in a.keys() {
+            if !b.contains_key(k) {
+                ch.removed.push(k.clone());
+            }
+        }
+        ch
+    }
+
+    #[test]
+    fn the_change_summary_is_the_one_of_comparing_objects_as_json() {
+        let base = parse(SITE, &cli(), fake_import, 1).unwrap().catalog;
+        type Edit = Box<dyn Fn(&mut Catalog)>;
+        let edits: Vec<(&str, Edit)> = vec![
+            ("nothing", Box::new(|_| {})),
+            (
+                "only a deployment's creation time",
+                Box::new(|c| c.deployments[0].created_at = 99),
+            ),
+            (
+                "a deployment's comments",
+                Box::new(|c| c.deployments[0].comments = "x".into()),
+            ),
+            (
+                "a device's MAC",
+                Box::new(|c| c.devices[0].macs[0] = "52:54:00:00:00:09".parse().unwrap()),
+            ),
+            (
+                "a device's server flag",
+                Box::new(|c| c.devices[0].server = true),
+            ),
+            ("a removed device", Box::new(|c| c.devices.clear())),
+            (
+                "added devices",
+                Box::new(|c| {
+                    for i in 0..5 {
+                        let mut d = c.devices[0].clone();
+                        d.name = format!("pc{}", 10 - i);
+                        c.devices.push(d);
+                    }
+                }),
+            ),
+            (
+                "a duplicate device name, the later one changed",
+                Box::new(|c| {
+                    let mut d = c.devices[0].clone();
+                    d.site_system = true;
+                    c.devices.push(d);
+                }),
+            ),
+            (
+                "a collection's members",
+                Box::new(|c| c.collections[2].kind = CollectionKind::Custom { members: vec![] }),
+            ),
+            (
+                "a boot image's command line",
+                Box::new(|c| c.boot_images[0].cmdline.push_str(" quiet")),
+            ),
+            (
+                "a boot image that replaces",
+                Box::new(|c| c.boot_images[0].replaces = Some("y".into())),
+            ),
+            (
+                "a package",
+                Box::new(|c| {
+                    c.packages.push(Package {
+                        id: "disk".into(),
+                        version: 1,
+                        files: vec![],
+                        package_share: false,
+                    })
+                }),
+            ),
+            (
+                "a task sequence's step",
+                Box::new(|c| c.task_sequences[0].steps[0].command = None),
+            ),
+            ("everything removed", Box::new(|c| *c = Catalog::default())),
+        ];
+        for (what, edit) in &edits {
+            let mut changed = base.clone();
+            edit(&mut changed);
+            for (old, new) in [(&base, &changed), (&changed, &base)] {
+                assert_eq!(diff(old, new), diff_as_json(old, new), "{what}");
+            }
+        }
+        let ch = diff(&Catalog::default(), &base);
+        assert_eq!(ch, diff_as_json(&Catalog::default(), &base));
+        assert_eq!(ch.created.len(), 7, "{ch:?}");
     }
 
     #[test]

@@ -30,12 +30,18 @@ pub fn site(dd: &DataDir, cmd: SiteCommand) -> anyhow::Result<()> {
                 std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let text =
                 site::text(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-            let base = file.parent().unwrap_or(Path::new(".")).to_path_buf();
+            // Absolute, so that a package's files (found below `base.join(from)`) resolve
+            // once, not twice, when the site file was named by a relative path.
+            let base = std::path::absolute(file.parent().unwrap_or(Path::new(".")))
+                .with_context(|| format!("cannot resolve {}", file.display()))?;
             let lib = Library::new(&dd.data_dir);
             let files = site::FileAccess::CommandLine { base };
-            let s = site::parse(text, &files, |p, n| lib.import(p, n), now())
+            let progress = Phases::default();
+            let s = site::parse_reporting(text, &files, |p, n| lib.import(p, n), now(), &progress)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-            let applied = stored::apply(&store, &s, |h| lib.has(h), &operator(), now())?;
+            let applied =
+                stored::apply_reporting(&store, &s, |h| lib.has(h), &operator(), now(), &progress)?;
+            progress.done();
             let ch = &applied.changes;
             if ch.is_empty() {
                 println!("site {}: no change", s.site_code);
@@ -63,6 +69,57 @@ pub fn site(dd: &DataDir, cmd: SiteCommand) -> anyhow::Result<()> {
             let out = serde_json::json!({ "settings": settings, "catalog": c });
             println!("{}", serde_json::to_string_pretty(&shown(out))?);
             Ok(())
+        }
+    }
+}
+
+/// The phases of `site apply` on stderr, one line each, redrawn at most 5 times a second;
+/// nothing at all when stderr is not a terminal (scripts read stdout and stderr).
+#[derive(Default)]
+struct Phases {
+    bar: std::cell::RefCell<Option<indicatif::ProgressBar>>,
+}
+
+impl Phases {
+    /// Leaves the current phase's line with its count and time.
+    fn done(&self) {
+        if let Some(bar) = self.bar.borrow_mut().take() {
+            if let Some(len) = bar.length() {
+                bar.set_position(len);
+            }
+            bar.finish();
+        }
+    }
+}
+
+impl site::Progress for Phases {
+    fn phase(&self, name: &'static str, total: Option<u64>) {
+        self.done();
+        let target = indicatif::ProgressDrawTarget::stderr_with_hz(5);
+        let (bar, template) = match total {
+            Some(n) => (
+                indicatif::ProgressBar::with_draw_target(Some(n), target),
+                "{prefix:>8} [{bar:30}] {pos}/{len} {elapsed_precise}",
+            ),
+            None => (
+                indicatif::ProgressBar::with_draw_target(None, target),
+                "{prefix:>8} {spinner} {elapsed_precise}",
+            ),
+        };
+        let style = indicatif::ProgressStyle::with_template(template)
+            .expect("a valid template")
+            .progress_chars("=> ");
+        bar.set_style(style);
+        bar.set_prefix(name);
+        if total.is_none() {
+            bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        }
+        *self.bar.borrow_mut() = Some(bar);
+    }
+
+    fn advance(&self, n: u64) {
+        if let Some(bar) = &*self.bar.borrow() {
+            bar.inc(n);
         }
     }
 }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::{
     AvailableTo, Catalog, Collection, CollectionKind, ContentFile, Deployment, DeploymentId,
-    DeploymentOption, Purpose, Schedule,
+    DeploymentOption, Device, Purpose, Schedule,
 };
 
 /// The site's deployment verification settings (docs/deployment-checks.md).
@@ -312,6 +312,19 @@ pub fn check_new_deployment(
     new: &NewDeployment,
     site: &SiteSettings,
 ) -> Result<Vec<Warning>, Vec<Refusal>> {
+    check_new_deployment_with(catalog, &|c| catalog.members(c), new, site)
+}
+
+/// [`check_new_deployment`], with the members of a collection found by `members` (which
+/// answers as [`Catalog::members`]): a site file checks hundreds of deployments against one
+/// catalog and looks members up by name
+/// ([`DevicesByName`](crate::catalog::membership::DevicesByName)).
+pub fn check_new_deployment_with<'a>(
+    catalog: &'a Catalog,
+    members: &dyn Fn(&Collection) -> Vec<&'a Device>,
+    new: &NewDeployment,
+    site: &SiteSettings,
+) -> Result<Vec<Warning>, Vec<Refusal>> {
     let mut refusals = Vec::new();
     let mut warnings = Vec::new();
 
@@ -358,7 +371,7 @@ pub fn check_new_deployment(
     }
     if let (Some(collection), true) = (collection, new.is_high_risk(catalog)) {
         let before = warnings.len();
-        check_high_risk(catalog, collection, site, &mut refusals, &mut warnings);
+        check_high_risk(members, collection, site, &mut refusals, &mut warnings);
         let high_risk: Vec<Warning> = warnings[before..]
             .iter()
             .filter(|w| w.needs_acceptance())
@@ -457,8 +470,8 @@ fn check_references(
 }
 
 /// The high-risk rules of docs/deployment-checks.md for a required, OS-installing deployment.
-fn check_high_risk(
-    catalog: &Catalog,
+fn check_high_risk<'a>(
+    members: &dyn Fn(&Collection) -> Vec<&'a Device>,
     collection: &Collection,
     site: &SiteSettings,
     refusals: &mut Vec<Refusal>,
@@ -469,7 +482,7 @@ fn check_high_risk(
         refusals.push(Refusal::HighRiskBuiltinCollection { collection: id() });
         return;
     }
-    let members = catalog.members(collection);
+    let members = members(collection);
     if members.len() > site.max_size {
         refusals.push(Refusal::HighRiskOverMaxSize {
             collection: id(),

@@ -1,12 +1,14 @@
 //! The catalog in the [`Store`]: loading it whole, replacing it with a site file's in one
 //! transaction, and the per-machine history (loop guard, attempts) the decision reads.
 
+use std::collections::HashSet;
+
 use super::{StatusMessage, Store, StoreError};
 use crate::catalog::identity::{Sighting, Sightings, UuidPolicy};
-use crate::catalog::membership::MachineIdentity;
+use crate::catalog::membership::{DevicesByName, MachineIdentity};
 use crate::catalog::model::*;
 use crate::catalog::site::{self, Changes, Settings, Site};
-use crate::decision::checks::{check_new_deployment, NewDeployment, Refusal, Warning};
+use crate::decision::checks::{check_new_deployment_with, NewDeployment, Refusal, Warning};
 use crate::decision::{Attempt, History, Outcome};
 use netdeploy_wire::{Mac, SmbiosUuid};
 
@@ -77,18 +79,46 @@ pub fn apply(
     operator: &str,
     now: i64,
 ) -> Result<Applied, ApplyError> {
+    apply_reporting(store, site, content_present, operator, now, &site::Silent)
+}
+
+/// [`apply`], reporting its phases to `progress`: `compare` (the stored catalog read and
+/// compared with the site's), `check` (each created or changed deployment) and `write` (each
+/// object created, changed or removed, in one transaction).
+pub fn apply_reporting(
+    store: &Store,
+    site: &Site,
+    content_present: impl Fn(&str) -> bool,
+    operator: &str,
+    now: i64,
+    progress: &dyn site::Progress,
+) -> Result<Applied, ApplyError> {
+    progress.phase("compare", None);
     let (old, old_settings) = load(store)?;
     let mut changes = site::diff(&old, &site.catalog);
     if old_settings != site.settings {
         changes.changed.push("settings site".into());
     }
+    // Created or changed, by `kind id`: one set, not a scan of the change lists per object.
+    let touched: HashSet<&str> = changes
+        .created
+        .iter()
+        .chain(&changes.changed)
+        .map(String::as_str)
+        .collect();
+    let created: HashSet<&str> = changes.created.iter().map(String::as_str).collect();
+    let is_touched = |kind: &str, id: &str| touched.contains(format!("{kind} {id}").as_str());
+    let available_content = content_hashes(&site.catalog, &content_present);
+    let by_name = DevicesByName::new(&site.catalog);
     let mut warnings = Vec::new();
     let mut audits = Vec::new();
-    for d in &site.catalog.deployments {
-        let key = format!("deployment {}", d.id);
-        if !changes.created.contains(&key) && !changes.changed.contains(&key) {
-            continue;
-        }
+    let checked = site
+        .catalog
+        .deployments
+        .iter()
+        .filter(|d| is_touched("deployment", &d.id.to_string()));
+    progress.phase("check", Some(checked.clone().count() as u64));
+    for d in checked {
         let new = NewDeployment {
             task_sequence: d.task_sequence.clone(),
             collection: d.collection.clone(),
@@ -101,58 +131,73 @@ pub fn apply(
             software_installation: d.software_installation,
             pre_download: d.pre_download,
             accept_high_risk: site.accepted_high_risk.contains(&d.id),
-            available_content: content_hashes(&site.catalog, &content_present),
+            available_content: available_content.clone(),
         };
-        let found = check_new_deployment(&site.catalog, &new, &site.settings.checks())
-            .map_err(|refusals| ApplyError::Refused { id: d.id, refusals })?;
+        let found = check_new_deployment_with(
+            &site.catalog,
+            &|c| by_name.members(c),
+            &new,
+            &site.settings.checks(),
+        )
+        .map_err(|refusals| ApplyError::Refused { id: d.id, refusals })?;
         if new.accept_high_risk && found.iter().any(|w| w.needs_acceptance()) {
             audits.push(high_risk_audit(d.id, &found, operator, now));
         }
         warnings.extend(found.into_iter().map(|w| (d.id, w)));
+        progress.advance(1);
     }
+    let writes = changes.removed.len() + touched.len();
+    progress.phase("write", Some(writes as u64));
     store.transaction(|tx| {
         let c = &site.catalog;
         for k in &changes.removed {
             let (kind, id) = k.split_once(' ').expect("kind id");
             tx.delete(kind, id)?;
+            progress.advance(1);
         }
-        let touched = |k: String| changes.created.contains(&k) || changes.changed.contains(&k);
         for x in &c.devices {
-            if touched(format!("device {}", x.name)) {
+            if is_touched("device", &x.name) {
                 tx.put("device", &x.name, x, now)?;
+                progress.advance(1);
             }
         }
         for x in &c.collections {
-            if touched(format!("collection {}", x.id)) {
+            if is_touched("collection", &x.id) {
                 tx.put("collection", &x.id, x, now)?;
+                progress.advance(1);
             }
         }
         for x in &c.packages {
-            if touched(format!("package {}", x.id)) {
+            if is_touched("package", &x.id) {
                 tx.put("package", &x.id, x, now)?;
+                progress.advance(1);
             }
         }
         for x in &c.boot_images {
-            if touched(format!("boot_image {}", x.id)) {
+            if is_touched("boot_image", &x.id) {
                 tx.put("boot_image", &x.id, x, now)?;
+                progress.advance(1);
             }
         }
         for x in &c.task_sequences {
-            if touched(format!("task_sequence {}", x.id)) {
+            if is_touched("task_sequence", &x.id) {
                 tx.put("task_sequence", &x.id, x, now)?;
+                progress.advance(1);
             }
         }
         for x in &c.deployments {
             let id = x.id.to_string();
-            if changes.created.contains(&format!("deployment {id}")) {
+            if created.contains(format!("deployment {id}").as_str()) {
                 tx.put("deployment", &id, x, now)?;
-            } else if changes.changed.contains(&format!("deployment {id}")) {
+                progress.advance(1);
+            } else if is_touched("deployment", &id) {
                 // Keep the original creation time of a deployment the file changes.
                 let mut x = x.clone();
                 if let Some(old) = old.deployment(&x.id) {
                     x.created_at = old.created_at;
                 }
                 tx.put("deployment", &id, &x, now)?;
+                progress.advance(1);
             }
         }
         tx.put(SETTINGS.0, SETTINGS.1, &site.settings, now)?;

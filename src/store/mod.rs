@@ -459,19 +459,22 @@ impl Tx<'_> {
         now: i64,
     ) -> Result<(), StoreError> {
         let body = serde_json::to_string(value).expect("catalog objects serialize");
-        self.tx.execute(
-            "INSERT INTO object (kind, id, body, updated_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (kind, id) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
-            params![kind, id, body, now],
-        )?;
+        // Cached: a site file writes a hundred thousand objects in one transaction.
+        self.tx
+            .prepare_cached(
+                "INSERT INTO object (kind, id, body, updated_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (kind, id) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
+            )?
+            .execute(params![kind, id, body, now])?;
         Ok(())
     }
 
     pub fn delete(&self, kind: &str, id: &str) -> Result<bool, StoreError> {
-        Ok(self.tx.execute(
-            "DELETE FROM object WHERE kind = ?1 AND id = ?2",
-            params![kind, id],
-        )? > 0)
+        Ok(self
+            .tx
+            .prepare_cached("DELETE FROM object WHERE kind = ?1 AND id = ?2")?
+            .execute(params![kind, id])?
+            > 0)
     }
 }
 
