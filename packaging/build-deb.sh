@@ -74,7 +74,7 @@ Maintainer: netdeploy developers <netdeploy@localhost>
 Installed-Size: $size_kib
 Depends: libc6 (>= 2.34), adduser
 Recommends: ipxe
-Suggests: xorriso, isolinux, syslinux-common, systemd-boot-efi, dosfstools
+Suggests: xorriso, isolinux, syslinux-common, syslinux, mtools, systemd-boot-efi, dosfstools
 Section: net
 Priority: optional
 Homepage: https://github.com/netdeploy/netdeploy

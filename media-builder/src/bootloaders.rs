@@ -12,6 +12,11 @@ pub const ISOHDPFX_BIN: &str = "usr/lib/ISOLINUX/isohdpfx.bin";
 pub const LDLINUX_C32: &str = "usr/lib/syslinux/modules/bios/ldlinux.c32";
 /// systemd-boot for x86-64 UEFI (package `systemd-boot-efi`).
 pub const SYSTEMD_BOOT_EFI: &str = "usr/lib/systemd/boot/efi/systemd-bootx64.efi";
+/// syslinux's MBR code for GPT disks: it boots the partition marked legacy BIOS bootable
+/// (package `syslinux-common`).
+pub const GPTMBR_BIN: &str = "usr/lib/syslinux/mbr/gptmbr.bin";
+/// syslinux's installer for FAT file systems, through mtools (packages `syslinux`, `mtools`).
+pub const SYSLINUX: &str = "usr/bin/syslinux";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoaderError {
@@ -21,6 +26,12 @@ pub enum LoaderError {
         path: PathBuf,
         package: &'static str,
         flag: &'static str,
+    },
+    #[error("{what} not found at {path}: it gives the USB image its BIOS boot path; install the Debian packages {packages} (apt-get install {packages}), or pass --uefi-only for an image that boots UEFI only")]
+    UsbBios {
+        what: &'static str,
+        path: PathBuf,
+        packages: &'static str,
     },
     #[error("reading {path}: {source}")]
     Read {
@@ -46,6 +57,16 @@ impl Default for Locator {
             efi_loader: None,
         }
     }
+}
+
+/// What makes a USB image boot on BIOS: the GPT MBR code, and the syslinux installer that puts
+/// its boot sector and `ldlinux.sys` onto the system partition. The installer is Debian's, not
+/// ours: it patches the sectors `ldlinux.sys` lands on into the boot code, which only it knows.
+#[derive(Debug, Clone)]
+pub struct UsbBiosLoader {
+    /// The first 440 bytes of the disk.
+    pub gptmbr: Vec<u8>,
+    pub installer: PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -116,6 +137,40 @@ impl Locator {
             ldlinux_c32,
             isohdpfx,
         })
+    }
+
+    /// The BIOS boot path of a USB image.
+    pub fn usb_bios(&self) -> Result<UsbBiosLoader, LoaderError> {
+        let path = self.root.join(GPTMBR_BIN);
+        let gptmbr = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(LoaderError::UsbBios {
+                    what: "syslinux's GPT MBR code gptmbr.bin",
+                    path,
+                    packages: "syslinux-common",
+                })
+            }
+            Err(source) => return Err(LoaderError::Read { path, source }),
+        };
+        if gptmbr.len() != 440 {
+            return Err(LoaderError::Read {
+                path,
+                source: std::io::Error::other(format!(
+                    "{} bytes, not the 440 bytes of MBR boot code",
+                    gptmbr.len()
+                )),
+            });
+        }
+        let installer = self.root.join(SYSLINUX);
+        if !installer.is_file() {
+            return Err(LoaderError::UsbBios {
+                what: "the syslinux installer",
+                path: installer,
+                packages: "syslinux mtools",
+            });
+        }
+        Ok(UsbBiosLoader { gptmbr, installer })
     }
 
     pub fn efi(&self) -> Result<EfiLoader, LoaderError> {

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use media_builder::bootloaders::Locator;
 use media_builder::media::{self, BootImage, Format};
-use media_builder::timestamp::Timestamp;
+use media_builder::timestamp::{self, Timestamp};
 use media_builder::variables::{MediaType, MediaVariables};
 use netdeploy_wire::password;
 
@@ -88,6 +88,10 @@ struct BuildArgs {
     /// UEFI loader to install as EFI/BOOT/BOOTX64.EFI instead of systemd-boot-efi's.
     #[arg(long)]
     efi_loader: Option<PathBuf>,
+    /// A USB image without its BIOS boot path (syslinux's GPT MBR code, and syslinux on the
+    /// system partition, installed by Debian's `syslinux` with `mtools`): it boots UEFI only.
+    #[arg(long)]
+    uefi_only: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -120,6 +124,10 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
     let bios = match args.format {
         Format::Iso => Some(locator.bios()?),
         Format::Usb => None,
+    };
+    let usb_bios = match args.format {
+        Format::Usb if !args.uefi_only => Some(locator.usb_bios()?),
+        _ => None,
     };
     let media_password = match &args.password {
         Some(pw) => {
@@ -161,9 +169,13 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
     let boot = BootImage::load(&args.kernel, &args.initrd, &args.cmdline)?;
     let image = match bios {
         Some(bios) => media::build_iso(&boot, &variables, payload, &bios, &efi, t)?,
-        None => media::build_usb(&boot, &variables, payload, &efi, t)?,
+        None => media::build_usb(&boot, &variables, payload, &efi, usb_bios.as_ref(), t)?,
     };
-    write_with_progress(&args.output, &image)?;
+    let epoch = timestamp::source_date_epoch().map_err(anyhow::Error::msg)?;
+    write_with_progress(&args.output, &image, |written| match &usb_bios {
+        Some(b) => Ok(media::install_usb_bios(b, written, epoch)?),
+        None => Ok(()),
+    })?;
     eprintln!("wrote {} ({} bytes)", args.output.display(), image.len());
     Ok(())
 }
@@ -223,16 +235,26 @@ fn parse_salt(s: &str) -> Result<Salt, String> {
 /// Writes through a temporary file beside the output, then renames, so a failed build
 /// never leaves a half image under the output name, and removes the temporary file when
 /// writing fails.
-fn write_with_progress(output: &Path, image: &[u8]) -> anyhow::Result<()> {
+/// Writes `image` to the output's partial file, runs `finish` on it, then renames it.
+fn write_with_progress(
+    output: &Path,
+    image: &[u8],
+    finish: impl FnOnce(&Path) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     let tmp = partial(output);
-    let written = write_file(&tmp, output, image);
+    let written = write_file(&tmp, output, image, finish);
     if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     written
 }
 
-fn write_file(tmp: &Path, output: &Path, image: &[u8]) -> anyhow::Result<()> {
+fn write_file(
+    tmp: &Path,
+    output: &Path,
+    image: &[u8],
+    finish: impl FnOnce(&Path) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     let bar = ProgressBar::with_draw_target(
         Some(image.len() as u64),
         indicatif::ProgressDrawTarget::stderr(),
@@ -251,7 +273,9 @@ fn write_file(tmp: &Path, output: &Path, image: &[u8]) -> anyhow::Result<()> {
         bar.inc(chunk.len() as u64);
     }
     f.sync_all()?;
+    drop(f);
     bar.finish_and_clear();
+    finish(tmp)?;
     std::fs::rename(tmp, output).with_context(|| format!("renaming to {}", output.display()))?;
     Ok(())
 }

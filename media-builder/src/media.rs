@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::bootloaders::{BiosLoader, EfiLoader, LoaderError};
+use crate::bootloaders::{BiosLoader, EfiLoader, LoaderError, UsbBiosLoader};
 use crate::fat::{self, FatError, FatKind, FatSpec};
 use crate::gpt::GptError;
 use crate::iso9660::{self, BootSpec, IsoError, IsoSpec};
@@ -51,6 +51,8 @@ pub enum MediaError {
     Gpt(#[from] GptError),
     #[error(transparent)]
     Variables(#[from] VariablesError),
+    #[error("installing the USB image's BIOS boot path failed: {0}")]
+    UsbBiosInstall(String),
     #[error("full media directory {dir}: {why}")]
     Payload { dir: PathBuf, why: String },
     #[error("the kernel {0} is empty (0 bytes): no machine could boot these media")]
@@ -290,6 +292,7 @@ fn seed(boot: &BootImage, variables: &str, payload: &Payload, t: &Timestamp) -> 
 
 /// The EFI System Partition: systemd-boot as the removable-media loader, one loader entry
 /// that boots the kernel at once, and the variables file.
+#[allow(clippy::too_many_arguments)]
 fn esp_image(
     boot: &BootImage,
     efi: &EfiLoader,
@@ -298,6 +301,7 @@ fn esp_image(
     t: Timestamp,
     kind: FatKind,
     seed: &[u8; 32],
+    extra: Vec<(String, Vec<u8>)>,
 ) -> Result<Vec<u8>, MediaError> {
     let entry = format!(
         "title netdeploy\nlinux /netdeploy/vmlinuz\ninitrd /netdeploy/initrd.img\noptions {}\n",
@@ -314,6 +318,7 @@ fn esp_image(
         ("netdeploy/initrd.img".into(), boot.initrd.clone()),
         ("netdeploy/variables".into(), variables.as_bytes().to_vec()),
     ];
+    files.extend(extra);
     if let Some(p) = payload {
         for (name, bytes) in p.into_entries(64) {
             fat::check_file_size(&name, bytes.len() as u64)?;
@@ -337,9 +342,14 @@ fn esp_image(
 
 /// ISOLINUX's configuration: boot the one entry at once, console also on the first serial port.
 fn isolinux_cfg(cmdline: &str) -> String {
+    syslinux_cfg("/boot", cmdline)
+}
+
+/// A syslinux-family configuration booting `dir/vmlinuz` with `dir/initrd.img`.
+fn syslinux_cfg(dir: &str, cmdline: &str) -> String {
     format!(
         "SERIAL 0 115200\nDEFAULT netdeploy\nPROMPT 0\nTIMEOUT 0\n\nLABEL netdeploy\n  \
-         LINUX /boot/vmlinuz\n  INITRD /boot/initrd.img\n  APPEND {}\n",
+         LINUX {dir}/vmlinuz\n  INITRD {dir}/initrd.img\n  APPEND {}\n",
         kernel_cmdline(cmdline)
     )
 }
@@ -357,7 +367,16 @@ pub fn build_iso(
 ) -> Result<Vec<u8>, MediaError> {
     let seed = seed(boot, variables, &payload, &t);
     // The system partition only starts the kernel; the initramfs reads the ISO 9660 tree.
-    let esp = esp_image(boot, efi, variables, None, t, FatKind::Fat16, &seed)?;
+    let esp = esp_image(
+        boot,
+        efi,
+        variables,
+        None,
+        t,
+        FatKind::Fat16,
+        &seed,
+        Vec::new(),
+    )?;
     let mut files = std::collections::BTreeMap::new();
     files.insert(
         "isolinux/isolinux.bin".to_string(),
@@ -406,9 +425,19 @@ pub fn build_usb(
     variables: &str,
     payload: Payload,
     efi: &EfiLoader,
+    bios: Option<&UsbBiosLoader>,
     t: Timestamp,
 ) -> Result<Vec<u8>, MediaError> {
     let seed = seed(boot, variables, &payload, &t);
+    // syslinux reads its configuration from the root of the partition it boots from; the
+    // kernel and initrd are systemd-boot's own copies.
+    let extra = match bios {
+        Some(_) => vec![(
+            "syslinux.cfg".to_owned(),
+            syslinux_cfg("/netdeploy", &boot.cmdline).into_bytes(),
+        )],
+        None => Vec::new(),
+    };
     let esp = esp_image(
         boot,
         efi,
@@ -417,8 +446,50 @@ pub fn build_usb(
         t,
         FatKind::Fat32,
         &seed,
+        extra,
     )?;
-    Ok(usb::write_disk(&esp, &seed)?)
+    let mut disk = usb::write_disk(&esp, &seed, bios.is_some())?;
+    if let Some(b) = bios {
+        disk[..b.gptmbr.len()].copy_from_slice(&b.gptmbr);
+    }
+    Ok(disk)
+}
+
+/// Installs syslinux's boot sector and `ldlinux.sys` onto the system partition of the USB image
+/// at `image`, with the dates of `source_date_epoch` (Debian's installer, through mtools).
+pub fn install_usb_bios(
+    bios: &UsbBiosLoader,
+    image: &Path,
+    source_date_epoch: i64,
+) -> Result<(), MediaError> {
+    let offset = usb::ESP_START * crate::gpt::SECTOR;
+    let out = std::process::Command::new(&bios.installer)
+        .arg("--offset")
+        .arg(offset.to_string())
+        .arg("--install")
+        .arg(image)
+        .env("SOURCE_DATE_EPOCH", source_date_epoch.to_string())
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .output()
+        .map_err(|source| MediaError::Read {
+            path: bios.installer.clone(),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(MediaError::UsbBiosInstall(format!(
+            "{} --offset {offset} --install {}: {}{}",
+            bios.installer.display(),
+            image.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+                .trim()
+                .lines()
+                .last()
+                .map(|l| format!(": {l}"))
+                .unwrap_or_default()
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

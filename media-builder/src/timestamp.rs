@@ -32,14 +32,19 @@ impl Timestamp {
     /// Reads `SOURCE_DATE_EPOCH`; unset means 0 (1970-01-01) so that a build without it is
     /// still reproducible.
     pub fn from_env() -> Result<Self, String> {
-        match std::env::var("SOURCE_DATE_EPOCH") {
-            Ok(v) => v
-                .trim()
-                .parse::<i64>()
-                .map(Self::from_unix)
-                .map_err(|e| format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds: {e}")),
-            Err(_) => Ok(Self::from_unix(0)),
-        }
+        source_date_epoch().map(Self::from_unix)
+    }
+}
+
+/// `SOURCE_DATE_EPOCH` in seconds, 0 when unset: what every date on the media comes from, the
+/// dates the syslinux installer writes included.
+pub fn source_date_epoch() -> Result<i64, String> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) => v
+            .trim()
+            .parse::<i64>()
+            .map_err(|e| format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds: {e}")),
+        Err(_) => Ok(0),
     }
 }
 

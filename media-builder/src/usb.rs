@@ -7,9 +7,14 @@ use crate::gpt::{Gpt, GptError, Guid, Partition, SECTOR};
 /// First sector of the system partition (1 MiB, the usual alignment).
 pub const ESP_START: u64 = 2048;
 
+/// GPT partition attribute bit 2: legacy BIOS bootable, the partition syslinux's GPT MBR code
+/// boots.
+pub const LEGACY_BIOS_BOOTABLE: u64 = 1 << 2;
+
 /// Wraps a FAT32 image into a GPT disk. GUIDs come from `seed` (a hash of the build
-/// inputs), so the same inputs give the same disk.
-pub fn write_disk(esp: &[u8], seed: &[u8]) -> Result<Vec<u8>, GptError> {
+/// inputs), so the same inputs give the same disk. With `bios_bootable` the system partition is
+/// marked legacy BIOS bootable.
+pub fn write_disk(esp: &[u8], seed: &[u8], bios_bootable: bool) -> Result<Vec<u8>, GptError> {
     let esp_sectors = (esp.len() as u64).div_ceil(SECTOR);
     // 1 MiB in front, and 1 MiB behind for the backup table, rounded as partitioners do.
     let disk_sectors = ESP_START + esp_sectors + 2048;
@@ -29,7 +34,11 @@ pub fn write_disk(esp: &[u8], seed: &[u8]) -> Result<Vec<u8>, GptError> {
             unique_guid: guid(b"esp"),
             first_lba: ESP_START,
             last_lba: ESP_START + esp_sectors - 1,
-            attributes: 0,
+            attributes: if bios_bootable {
+                LEGACY_BIOS_BOOTABLE
+            } else {
+                0
+            },
             name: "EFI system partition".into(),
         }],
     };
@@ -47,17 +56,17 @@ mod tests {
     #[test]
     fn esp_sits_at_one_mib_inside_a_valid_gpt() {
         let esp = vec![0x5A; 4 << 20];
-        let disk = write_disk(&esp, b"seed").unwrap();
+        let disk = write_disk(&esp, b"seed", false).unwrap();
         let gpt = Gpt::read(&disk, true).unwrap();
         assert_eq!(gpt, Gpt::read(&disk, false).unwrap());
         let p = &gpt.partitions[0];
         assert_eq!(p.type_guid, Guid::EFI_SYSTEM);
         assert_eq!((p.first_lba, p.last_lba), (2048, 2048 + 8192 - 1));
         assert_eq!(&disk[1 << 20..(1 << 20) + esp.len()], &esp[..]);
-        assert_eq!(disk, write_disk(&esp, b"seed").unwrap());
+        assert_eq!(disk, write_disk(&esp, b"seed", false).unwrap());
         assert_ne!(
             gpt.disk_guid,
-            Gpt::read(&write_disk(&esp, b"other").unwrap(), true)
+            Gpt::read(&write_disk(&esp, b"other", false).unwrap(), true)
                 .unwrap()
                 .disk_guid
         );

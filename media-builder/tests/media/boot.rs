@@ -218,3 +218,10 @@ fn usb_image_boots_under_ovmf() {
     let img = build_lab_media(inputs.dir.path(), "usb");
     assert_booted_with_hint(&boot(&img, Firmware::Ovmf, Attach::UsbStick));
 }
+
+#[test]
+fn usb_image_boots_under_seabios() {
+    let inputs = Inputs::new();
+    let img = build_lab_media(inputs.dir.path(), "usb");
+    assert_booted_with_hint(&boot(&img, Firmware::SeaBios, Attach::UsbStick));
+}

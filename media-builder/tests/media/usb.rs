@@ -51,6 +51,47 @@ fn usb_system_partition_is_a_clean_fat32_labelled_netdeploy() {
 }
 
 #[test]
+fn usb_image_has_a_bios_boot_path_beside_the_esp_unless_uefi_only() {
+    let inputs = Inputs::new();
+    let img = build_ok(&inputs, "usb", "media.img");
+    let disk = std::fs::read(&img).unwrap();
+    let gpt = Gpt::read(&disk, true).unwrap();
+    let p = &gpt.partitions[0];
+    assert_eq!(p.attributes & (1 << 2), 1 << 2, "legacy BIOS bootable");
+    let gptmbr = std::fs::read("/usr/lib/syslinux/mbr/gptmbr.bin").unwrap();
+    assert_eq!(&disk[..440], &gptmbr[..], "syslinux's GPT MBR code");
+    assert_eq!(&disk[510..512], &[0x55, 0xAA]);
+    let part = inputs.path("part.img");
+    extract(
+        &img,
+        p.first_lba * 512,
+        (p.last_lba - p.first_lba + 1) * 512,
+        &part,
+    );
+    assert_fat_clean(&part);
+    let fs = fatfs::FileSystem::new(std::fs::File::open(&part).unwrap(), fatfs::FsOptions::new())
+        .unwrap();
+    let root = fs.root_dir();
+    let names: Vec<String> = root.iter().map(|e| e.unwrap().file_name()).collect();
+    assert!(
+        names.iter().any(|n| n.eq_ignore_ascii_case("ldlinux.sys")),
+        "{names:?}"
+    );
+    let mut cfg = String::new();
+    std::io::Read::read_to_string(&mut root.open_file("syslinux.cfg").unwrap(), &mut cfg).unwrap();
+    assert!(cfg.contains("LINUX /netdeploy/vmlinuz\n"), "{cfg}");
+    assert!(cfg.contains("INITRD /netdeploy/initrd.img\n"), "{cfg}");
+
+    let uefi = inputs.path("uefi.img");
+    let o = build(&inputs, "usb", &uefi, "0", &["--uefi-only"]);
+    assert!(o.status.success(), "{o:?}");
+    let disk = std::fs::read(&uefi).unwrap();
+    let gpt = Gpt::read(&disk, true).unwrap();
+    assert_eq!(gpt.partitions[0].attributes, 0);
+    assert_ne!(&disk[..440], &gptmbr[..]);
+}
+
+#[test]
 fn two_usb_builds_are_byte_identical() {
     let inputs = Inputs::new();
     let a = build_ok(&inputs, "usb", "a.img");
