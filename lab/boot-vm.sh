@@ -6,7 +6,7 @@
 #   lab/boot-vm.sh --ns NAME --firmware bios|uefi --mac MAC --tap TAP
 #                  --serial-log FILE [--timeout SECONDS] [--expect REGEX]
 #                  [--disk FILE] [--cdrom ISO] [--usb IMG] [--no-net]
-#                  [--smbios-uuid UUID] [--no-pxe] [--serial-input PATH]
+#                  [--smbios-uuid UUID] [--no-pxe] [--http-boot] [--serial-input PATH]
 #   lab/boot-vm.sh --help
 #
 #   --ns NAME            network namespace to run QEMU in (from lab/net.sh up NAME)
@@ -27,6 +27,9 @@
 #   --smbios-uuid UUID   SMBIOS system UUID (-smbios type=1,uuid=UUID); without
 #                        it a random one is generated and logged, since real
 #                        machines always send one (DHCP option 97)
+#   --http-boot          UEFI only: OVMF's PXE is turned off, so the machine
+#                        network-boots with UEFI HTTP boot (DHCP vendor class
+#                        HTTPClient, option 93 = 16) and no TFTP
 #   --serial-input PATH  a FIFO made at PATH whose bytes are typed into the
 #                        serial console (a media password, a menu choice):
 #                        cat >PATH, or echo LAB00003 >PATH. Output still goes
@@ -62,7 +65,7 @@ usage_error() {
 }
 
 ns="" firmware="" mac="" tap="" serial_log="" timeout=180 expect="NETDEPLOY-BOOT-OK"
-disk="" cdrom="" usb="" no_net=0 no_pxe=0 smbios_uuid="" serial_input=""
+disk="" cdrom="" usb="" no_net=0 no_pxe=0 smbios_uuid="" serial_input="" http_boot=0
 
 need_arg() {
     [[ $# -ge 2 && -n "$2" ]] || usage_error "option $1 needs a value"
@@ -88,6 +91,7 @@ while (($# > 0)); do
     --serial-input) need_arg "$@"; serial_input="$2"; shift ;;
     --no-net) no_net=1 ;;
     --no-pxe) no_pxe=1 ;;
+    --http-boot) http_boot=1 ;;
     *) usage_error "unknown argument '$1'" ;;
     esac
     shift
@@ -98,6 +102,8 @@ bios | uefi) ;;
 "") usage_error "missing --firmware bios|uefi" ;;
 *) usage_error "--firmware must be bios or uefi, not '$firmware'" ;;
 esac
+((http_boot == 0)) || [[ "$firmware" == uefi ]] || usage_error "--http-boot needs --firmware uefi"
+
 [[ -n "$serial_log" ]] || usage_error "missing --serial-log FILE"
 if [[ ! "$timeout" =~ ^[0-9]+$ ]] || ((timeout == 0)); then
     usage_error "--timeout must be a positive number of seconds"
@@ -191,6 +197,13 @@ if [[ "$firmware" == uefi ]]; then
         -drive "if=pflash,format=raw,unit=0,readonly=on,file=$code"
         -drive "if=pflash,format=raw,unit=1,file=$work/OVMF_VARS.fd"
     )
+    if ((http_boot == 1)); then
+        # OVMF's knobs: no PXE over IPv4 or IPv6, which leaves its HTTP boot.
+        args+=(
+            -fw_cfg name=opt/org.tianocore/IPv4PXESupport,string=n
+            -fw_cfg name=opt/org.tianocore/IPv6PXESupport,string=n
+        )
+    fi
 else
     # SeaBIOS: mirror the (absent) VGA text screen to ttyS0, so that the
     # BIOS and iPXE messages land in the serial log too.

@@ -212,9 +212,11 @@ pub struct Config {
 /// `snponly.efi` rather than `ipxe.efi`: it drives the NIC through the firmware's own network
 /// stack, and Debian ships `ipxe.efi` as a symlink out of /usr/lib/ipxe, which a confined TFTP
 /// root refuses to follow.
-pub const DEFAULT_BOOT_FILES: [(ClientArch, &str); 2] = [
+pub const DEFAULT_BOOT_FILES: [(ClientArch, &str); 3] = [
     (ClientArch::BiosX86, "undionly.kpxe"),
     (ClientArch::EfiX64, "snponly.efi"),
+    // UEFI HTTP boot loads the same iPXE, as a URL under /tftp/.
+    (ClientArch::HttpX64, "snponly.efi"),
 ];
 
 /// Where every command looks for the configuration when neither `--config` nor
@@ -413,9 +415,7 @@ impl Config {
             }
         }
         for (arch, file) in &files {
-            if arch.is_http_boot() {
-                continue;
-            }
+            // HTTP boot files are served from the TFTP root too, under /tftp/.
             if !root.join(file.trim_start_matches(['/', '\\'])).is_file() {
                 tracing::warn!(%arch, file, root = %root.display(), "boot file not found under the TFTP root");
             }

@@ -291,6 +291,11 @@ fn lease_reply(
             if b.ipxe {
                 m.opts_mut()
                     .insert(DhcpOption::ClassIdentifier(b"PXEClient".to_vec()));
+            } else if b.arch.is_http_boot() {
+                // UEFI HTTP boot takes only an offer that says `HTTPClient` (UEFI 2.x, 24.7):
+                // without it OVMF discovers again and again.
+                m.opts_mut()
+                    .insert(DhcpOption::ClassIdentifier(b"HTTPClient".to_vec()));
             }
         }
         Outcome::Reply {
@@ -510,5 +515,18 @@ mod tests {
         assert_eq!(m.fname_str().unwrap().unwrap(), "undionly.kpxe");
         // No option 60 in a full DHCP offer: the client must not look for a proxy on 4011.
         assert!(m.opts().get(v4::OptionCode::ClassIdentifier).is_none());
+
+        // UEFI HTTP boot (option 93 = 16) gets a URL, and an offer that says HTTPClient.
+        let req = decode(&discover(16, "HTTPClient:Arch:00016:UNDI:003001", false)).unwrap();
+        let (m, boot) = reply(respond(&req, Port::Dhcp, &c, &mut t, 0));
+        assert_eq!(
+            opt_bytes(&m, v4::OptionCode::BootfileName),
+            b"http://10.77.0.1:8080/tftp/snponly.efi"
+        );
+        assert_eq!(
+            opt_bytes(&m, v4::OptionCode::ClassIdentifier),
+            b"HTTPClient"
+        );
+        assert_eq!(boot.unwrap().arch, ClientArch::HttpX64);
     }
 }

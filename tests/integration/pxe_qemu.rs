@@ -79,3 +79,45 @@ fn bios_machine_pxe_boots_through_proxy_dhcp_beside_a_site_dhcp_server() {
 fn uefi_machine_pxe_boots_through_proxy_dhcp_beside_a_site_dhcp_server() {
     pxe_boot("uefi", "proxy", "52:54:00:0d:00:04", 7);
 }
+
+/// UEFI HTTP boot: OVMF with its PXE turned off asks as `HTTPClient` (option 93 = 16), gets a
+/// URL, and loads the first stage over HTTP; no TFTP is involved.
+#[test]
+fn uefi_machine_http_boots_with_no_tftp() {
+    let mac = "52:54:00:0d:00:05";
+    let dir = tempfile::tempdir().unwrap();
+    let lab = Lab::up();
+    let server = Server::start_in(dir.path(), &config(dir.path(), "dhcp"), &lab.exec_prefix());
+    let (ok, serial, report) = lab.boot_vm(
+        "uefi",
+        mac,
+        "tap0",
+        dir.path(),
+        &["--http-boot", "--timeout", "60"],
+    );
+    assert!(
+        ok,
+        "the HTTP-boot machine did not reach the boot image ({report})\nserial:\n{serial}\nnetdeploy:\n{}",
+        server.log()
+    );
+    let marker = serial
+        .lines()
+        .find(|l| l.contains("NETDEPLOY-BOOT-OK"))
+        .expect("marker line");
+    assert!(marker.contains(&format!("mac={mac}")), "{marker}");
+    let log = server.log();
+    let reply = server
+        .wait_for_log(&["PXE boot reply", mac, "arch=16 "], Duration::from_secs(2))
+        .unwrap_or_else(|| panic!("no HTTP boot reply logged with arch=16:\n{log}"));
+    assert!(
+        reply.contains("http://10.77.0.1:8080/"),
+        "the offer carries a URL: {reply}"
+    );
+    assert!(
+        !log.contains("TFTP transfer") && !log.contains("TFTP request"),
+        "no TFTP is involved:\n{log}"
+    );
+    server
+        .wait_for_log(&["iPXE script served", mac], Duration::from_secs(2))
+        .expect("the iPXE script was fetched");
+}
