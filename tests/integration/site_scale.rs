@@ -188,3 +188,29 @@ fn site_apply_shows_its_phases_on_a_terminal_and_nothing_extra_otherwise() {
         assert!(tty.contains(&phase), "{phase:?} not in {tty:?}");
     }
 }
+
+#[test]
+fn a_site_file_named_by_a_relative_path_imports_the_files_of_its_packages() {
+    let dir = tempfile::tempdir().unwrap();
+    site_gen::write(&dir.path().join("site"), 100, false).unwrap();
+    let out = Command::new(binary())
+        .current_dir(dir.path())
+        .args(["--data-dir", "data", "site", "apply", "site/site.toml"])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("created  package disk"), "{text}");
+    let shown = site_show(&dir.path().join("data"));
+    let files = &shown["catalog"]["packages"][0]["files"];
+    assert_eq!(files[0]["path"], "disk.img", "{files}");
+    assert_eq!(
+        files[0]["size"],
+        b"disk image of the scale site".len(),
+        "{files}"
+    );
+}
