@@ -73,7 +73,11 @@ pub fn request_for_site(
     if created.is_empty() {
         return Ok(Vec::new());
     }
-    let (catalog, _) = crate::store::catalog::load(store)?;
+    // The deployments are all it reads: not the devices of a whole site.
+    let catalog = Catalog {
+        deployments: store.list("deployment")?,
+        ..Catalog::default()
+    };
     let mut asked = Vec::new();
     for id in created {
         if request_for_new(store, &catalog, &id, by, now)? {

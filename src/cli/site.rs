@@ -83,11 +83,21 @@ struct Phases {
 impl Phases {
     /// Leaves the current phase's line with its count and time.
     fn done(&self) {
-        if let Some(bar) = self.bar.borrow_mut().take() {
-            if let Some(len) = bar.length() {
-                bar.set_position(len);
-            }
-            bar.finish();
+        let Some(bar) = self.bar.borrow_mut().take() else {
+            return;
+        };
+        let took = bar.elapsed().as_secs_f64();
+        let message = match bar.length() {
+            Some(n) => format!("{n} in {took:.1} s"),
+            None => format!("{took:.1} s"),
+        };
+        let style =
+            indicatif::ProgressStyle::with_template("{prefix:>8} {msg}").expect("a valid template");
+        bar.set_style(style);
+        bar.finish_with_message(message);
+        if !bar.is_hidden() {
+            // The next phase starts on a line of its own.
+            eprintln!();
         }
     }
 }

@@ -312,3 +312,101 @@ pub fn high_risk_audit(
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use super::*;
+    use crate::catalog::site::{FileAccess, Progress, Silent};
+
+    /// Every phase with its total and the steps reported in it.
+    #[derive(Default)]
+    struct Recorded(RefCell<Vec<(&'static str, Option<u64>, u64)>>);
+
+    impl Progress for Recorded {
+        fn phase(&self, name: &'static str, total: Option<u64>) {
+            self.0.borrow_mut().push((name, total, 0));
+        }
+        fn advance(&self, n: u64) {
+            self.0.borrow_mut().last_mut().expect("a phase").2 += n;
+        }
+    }
+
+    fn site_text(devices: usize) -> String {
+        let mut s = String::from("site_code = \"LAB\"\n");
+        for i in 0..devices {
+            s += &format!(
+                "[[device]]\nname = \"pc{i}\"\nmacs = [\"52:54:00:00:{:02x}:{:02x}\"]\n",
+                i / 256,
+                i % 256
+            );
+        }
+        let members: Vec<String> = (0..devices).map(|i| format!("pc{i}")).collect();
+        s += &format!("[[collection]]\nid = \"lab\"\nmembers = {members:?}\n");
+        s += "[[boot_image]]\nid = \"img\"\narch = \"x64\"\nkernel = \"vmlinuz\"\n\
+              [[task_sequence]]\nid = \"ts\"\nboot_image = \"img\"\n\
+              steps = [{ name = \"hi\", action = \"run_command\", command = \"echo hi\" }]\n\
+              [[deployment]]\nid = \"LAB00001\"\ntask_sequence = \"ts\"\ncollection = \"lab\"\n\
+              purpose = \"required\"\navailable_to = \"media_pxe\"\n";
+        s
+    }
+
+    fn parsed(text: &str, progress: &dyn Progress) -> Site {
+        let files = FileAccess::CommandLine { base: "/".into() };
+        let import = |_: &std::path::Path, name: &str| {
+            Ok(ContentFile {
+                path: name.into(),
+                size: 1,
+                sha256: "0".repeat(64),
+            })
+        };
+        site::parse_reporting(text, &files, import, 1, progress).unwrap()
+    }
+
+    #[test]
+    fn every_phase_of_a_site_apply_reports_as_many_steps_as_its_total() {
+        let store = Store::in_memory().unwrap();
+        let text = site_text(300);
+        let progress = Recorded::default();
+        let s = parsed(&text, &progress);
+        let applied = apply_reporting(&store, &s, |_| true, "op", 1, &progress).unwrap();
+        assert_eq!(applied.changes.created.len(), 300 + 4);
+        let objects = 300 + 1 + 1 + 1 + 1;
+        assert_eq!(
+            *progress.0.borrow(),
+            [
+                ("parse", None, 0),
+                ("validate", Some(objects), objects),
+                ("import", Some(objects), objects),
+                ("compare", None, 0),
+                ("check", Some(1), 1),
+                ("write", Some(304), 304),
+            ]
+        );
+
+        // One device changed: one deployment-free write, nothing to check.
+        let progress = Recorded::default();
+        let s = parsed(
+            &text.replace(
+                "name = \"pc7\"\nmacs = [\"52:54:00:00:00:07\"]",
+                "name = \"pc7\"\nmacs = [\"52:54:00:00:10:07\"]",
+            ),
+            &Silent,
+        );
+        let applied = apply_reporting(&store, &s, |_| true, "op", 2, &progress).unwrap();
+        assert_eq!(applied.changes.changed, ["device pc7"]);
+        assert_eq!(
+            *progress.0.borrow(),
+            [
+                ("compare", None, 0),
+                ("check", Some(0), 0),
+                ("write", Some(1), 1)
+            ]
+        );
+        assert!(apply(&store, &s, |_| true, "op", 3)
+            .unwrap()
+            .changes
+            .is_empty());
+    }
+}
