@@ -212,11 +212,15 @@ pub struct Config {
 /// `snponly.efi` rather than `ipxe.efi`: it drives the NIC through the firmware's own network
 /// stack, and Debian ships `ipxe.efi` as a symlink out of /usr/lib/ipxe, which a confined TFTP
 /// root refuses to follow.
-pub const DEFAULT_BOOT_FILES: [(ClientArch, &str); 3] = [
+pub const DEFAULT_BOOT_FILES: [(ClientArch, &str); 5] = [
     (ClientArch::BiosX86, "undionly.kpxe"),
     (ClientArch::EfiX64, "snponly.efi"),
     // UEFI HTTP boot loads the same iPXE, as a URL under /tftp/.
     (ClientArch::HttpX64, "snponly.efi"),
+    // iPXE built for ARM64 (`make bin-arm64-efi/snponly.efi`); Debian ships none, so these
+    // are offered only once the file is put under the TFTP root.
+    (ClientArch::EfiArm64, "arm64-efi/snponly.efi"),
+    (ClientArch::HttpArm64, "arm64-efi/snponly.efi"),
 ];
 
 /// Where every command looks for the configuration when neither `--config` nor
@@ -398,6 +402,12 @@ impl Config {
             .iter()
             .map(|(a, f)| (*a, f.to_string()))
             .collect();
+        let configured: Vec<ClientArch> = w
+            .boot
+            .files
+            .keys()
+            .filter_map(|k| ClientArch::from_key(k))
+            .collect();
         for (key, file) in w.boot.files {
             let Some(arch) = ClientArch::from_key(&key) else {
                 return Err(field(
@@ -414,12 +424,20 @@ impl Config {
                 files.insert(arch, file);
             }
         }
-        for (arch, file) in &files {
-            // HTTP boot files are served from the TFTP root too, under /tftp/.
-            if !root.join(file.trim_start_matches(['/', '\\'])).is_file() {
-                tracing::warn!(%arch, file, root = %root.display(), "boot file not found under the TFTP root");
+        // HTTP boot files are served from the TFTP root too, under /tftp/. A default whose
+        // file is not there is not offered: a machine would get an offer it cannot boot. A file
+        // the configuration names is offered anyway (it may be put there later), with a warning.
+        files.retain(|arch, file| {
+            if root.join(file.trim_start_matches(['/', '\\'])).is_file() {
+                return true;
             }
-        }
+            if configured.contains(arch) {
+                tracing::warn!(%arch, file, root = %root.display(), "boot file not found under the TFTP root");
+                return true;
+            }
+            tracing::info!(%arch, file, root = %root.display(), "default boot file not under the TFTP root: machines of this architecture get no offer until it is there (or boot.files names another)");
+            false
+        });
         let image = match w.boot.image {
             Some(i) => {
                 for (name, p) in [
@@ -680,10 +698,52 @@ mod tests {
         }]
     }
 
+    /// A TFTP root holding Debian's x86 iPXE files (stand-ins), for every test.
+    fn tftp_root() -> &'static Path {
+        static ROOT: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+        ROOT.get_or_init(|| {
+            let d = tempfile::tempdir().unwrap();
+            for f in ["undionly.kpxe", "snponly.efi"] {
+                std::fs::write(d.path().join(f), f).unwrap();
+            }
+            d
+        })
+        .path()
+    }
+
     fn load(text: &str) -> Result<Config, ConfigError> {
-        let root = std::env::temp_dir();
+        load_with_root(text, tftp_root())
+    }
+
+    fn load_with_root(text: &str, root: &Path) -> Result<Config, ConfigError> {
         let text = format!("{text}\n[tftp]\nroot = {:?}\n", root.display().to_string());
         Config::from_wire(parse(&text).map_err(|m| field("parse", m))?, &host())
+    }
+
+    #[test]
+    fn a_default_boot_file_missing_from_the_tftp_root_is_not_offered_but_a_configured_one_is() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join("snponly.efi"), "x").unwrap();
+        let c = load_with_root("[server]\ninterfaces = [\"br0\"]", root.path()).unwrap();
+        let archs: Vec<ClientArch> = c.boot.files.keys().copied().collect();
+        assert_eq!(archs, [ClientArch::EfiX64, ClientArch::HttpX64]);
+        std::fs::create_dir(root.path().join("arm64-efi")).unwrap();
+        std::fs::write(root.path().join("arm64-efi/snponly.efi"), "x").unwrap();
+        let c = load_with_root(
+            "[server]\ninterfaces = [\"br0\"]\n[boot.files]\nbios = \"later.kpxe\"",
+            root.path(),
+        )
+        .unwrap();
+        assert_eq!(c.boot.files[&ClientArch::EfiArm64], "arm64-efi/snponly.efi");
+        assert_eq!(
+            c.boot.files[&ClientArch::HttpArm64],
+            "arm64-efi/snponly.efi"
+        );
+        assert_eq!(
+            c.boot.files[&ClientArch::BiosX86],
+            "later.kpxe",
+            "configured: kept"
+        );
     }
 
     #[test]

@@ -529,4 +529,27 @@ mod tests {
         );
         assert_eq!(boot.unwrap().arch, ClientArch::HttpX64);
     }
+
+    #[test]
+    fn arm64_pxe_and_http_boot_get_ipxe_for_arm64_by_default() {
+        let f = files();
+        let c = ctx(DhcpMode::Proxy, &f, None);
+        let mut t = LeaseTable::new(Ipv4Addr::new(10, 77, 0, 100), Ipv4Addr::new(10, 77, 0, 199));
+        let req = decode(&discover(11, "PXEClient:Arch:00011:UNDI:003000", false)).unwrap();
+        let (m, boot) = reply(respond(&req, Port::Dhcp, &c, &mut t, 0));
+        assert_eq!(m.fname_str().unwrap().unwrap(), "arm64-efi/snponly.efi");
+        assert_eq!(opt_bytes(&m, v4::OptionCode::ClassIdentifier), b"PXEClient");
+        assert_eq!(boot.unwrap().arch, ClientArch::EfiArm64);
+        let req = decode(&discover(19, "HTTPClient:Arch:00019:UNDI:003001", false)).unwrap();
+        let (m, boot) = reply(respond(&req, Port::Dhcp, &c, &mut t, 0));
+        assert_eq!(
+            opt_bytes(&m, v4::OptionCode::BootfileName),
+            b"http://10.77.0.1:8080/tftp/arm64-efi/snponly.efi"
+        );
+        assert_eq!(
+            opt_bytes(&m, v4::OptionCode::ClassIdentifier),
+            b"HTTPClient"
+        );
+        assert_eq!(boot.unwrap().arch, ClientArch::HttpArm64);
+    }
 }
