@@ -24,5 +24,6 @@ mod pcap;
 mod pxe_qemu;
 mod reimage;
 mod reimage_qemu;
+mod secure_boot_qemu;
 mod tftp;
 mod wake;
