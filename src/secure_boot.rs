@@ -1,4 +1,4 @@
-//! The Secure Boot chain (docs/network-boot.md, "Secure Boot"): the firmware loads Debian's shim
+//! The Secure Boot chain (docs/network-boot.md section 7): the firmware loads Debian's shim
 //! (signed for the UEFI CA that machines trust) over TFTP; shim loads Debian's signed network
 //! GRUB from the same TFTP directory under the name `grubx64.efi`; GRUB reads `grub/grub.cfg`
 //! over TFTP, which is the same for every machine and asks netdeploy, over TFTP too, for the
@@ -11,7 +11,8 @@
 
 use std::sync::Arc;
 
-use crate::config::ShimFiles;
+use crate::arch::ClientArch;
+use crate::config::{BootChain, ShimFiles};
 use crate::http::render;
 use crate::tftp::Provided;
 
@@ -115,6 +116,26 @@ pub fn tftp_files(shim: &ShimFiles) -> Vec<(String, Provided)> {
 /// The `grub/grub.cfg` every machine reads over TFTP.
 pub fn netboot_cfg() -> String {
     render(NETBOOT, &[("config", &grub_file("/boot.grub"))])
+}
+
+/// The `explain` line that says how a firmware gets to its boot image (`[boot.chain]`), or
+/// `None` for an architecture that is not booted over the network by netdeploy's chains.
+pub fn explain_chain(arch: ClientArch, chain: BootChain) -> Option<String> {
+    let key = arch.key();
+    match (arch, chain) {
+        (ClientArch::EfiX64, BootChain::Shim) => Some(format!(
+            "chain:    shim (boot.chain {key} = \"shim\"): the firmware loads Debian's signed \
+             {SHIM_TFTP_NAME}, then the signed network GRUB, the GRUB configuration made from this \
+             decision and the boot image's signed kernel, over TFTP; for Secure Boot \
+             (docs/network-boot.md section 7)"
+        )),
+        (a, BootChain::Ipxe) if !a.is_http_boot() => Some(format!(
+            "chain:    ipxe (boot.chain {key}, the default): the firmware loads iPXE, which \
+             fetches the script made from this decision; a machine with Secure Boot enforced \
+             refuses it (docs/network-boot.md section 7)"
+        )),
+        _ => None,
+    }
 }
 
 /// Free text made inert in GRUB's script: no quote, no line break, so it can stand between
@@ -311,6 +332,25 @@ mod tests {
             "menuentry 'LAB00002 Windows dev' --id 'LAB00002' {\n  configfile '/netdeploy/boot.grub?mac=52-54-00-12-34-56&arch=7&deployment=LAB00002'\n}\n"
         ), "{cfg}");
         assert!(cfg.contains("--id local {\n"), "{cfg}");
+    }
+
+    #[test]
+    fn explain_names_the_chain_of_the_firmware() {
+        let shim = explain_chain(ClientArch::EfiX64, BootChain::Shim).unwrap();
+        assert!(
+            shim.starts_with("chain:    shim (boot.chain efi-x64 = \"shim\")"),
+            "{shim}"
+        );
+        assert!(
+            shim.contains("shimx64.efi") && shim.contains("signed kernel"),
+            "{shim}"
+        );
+        let ipxe = explain_chain(ClientArch::BiosX86, BootChain::Ipxe).unwrap();
+        assert!(
+            ipxe.starts_with("chain:    ipxe (boot.chain bios, the default)"),
+            "{ipxe}"
+        );
+        assert_eq!(explain_chain(ClientArch::HttpX64, BootChain::Ipxe), None);
     }
 
     proptest::proptest! {

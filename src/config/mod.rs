@@ -62,7 +62,7 @@ impl DhcpMode {
     }
 }
 
-/// How a UEFI machine is booted before the boot image (docs/network-boot.md, "Secure Boot").
+/// How a UEFI machine is booted before the boot image (docs/network-boot.md section 7).
 /// Option 93 does not say whether Secure Boot is on, so the configuration chooses, per
 /// architecture.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
@@ -244,6 +244,9 @@ pub const DEFAULT_DATA_DIR: &str = "/var/lib/netdeploy";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StorageConfig {
     pub data_dir: PathBuf,
+    /// `[boot.chain]`, for `explain` (an unknown architecture key is left out here; the
+    /// server refuses it).
+    pub chains: BTreeMap<ClientArch, BootChain>,
 }
 
 impl StorageConfig {
@@ -252,6 +255,12 @@ impl StorageConfig {
         let wire = read_wire(path)?;
         Ok(StorageConfig {
             data_dir: data_dir_of(&wire),
+            chains: wire
+                .boot
+                .chain
+                .iter()
+                .filter_map(|(k, c)| Some((ClientArch::from_key(k)?, *c)))
+                .collect(),
         })
     }
 }

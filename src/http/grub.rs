@@ -1,5 +1,5 @@
-//! Per-machine GRUB configurations of the Secure Boot chain (docs/network-boot.md "Secure
-//! Boot"): the same decision as `/boot.ipxe`, written for Debian's signed network GRUB, and the
+//! Per-machine GRUB configurations of the Secure Boot chain (docs/network-boot.md section 7):
+//! the same decision as `/boot.ipxe`, written for Debian's signed network GRUB, and the
 //! boot image files GRUB loads. Served over TFTP (under Secure Boot that GRUB loads no module,
 //! and its image has no HTTP), by names below `netdeploy/` ([`GrubRequest`]); made from the
 //! same state as the iPXE scripts, so they live beside them.
