@@ -414,6 +414,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn secure_boot_grub_configuration_passes_each_word_unchanged_and_finds_the_kernel_on_either_tree(
+    ) {
+        let cfg = grub_cfg(r#"console=ttyS0 a=$x b="c" d=\e"#);
+        assert!(
+            cfg.contains(
+                r#"linux $nd/vmlinuz "console=ttyS0" "a=\$x" "b=\"c\"" "d=\\e" "netdeploy.vars=/netdeploy/variables""#
+            ),
+            "{cfg}"
+        );
+        assert!(cfg.contains(
+            "if [ -e /netdeploy/vmlinuz ]; then set nd=/netdeploy; else set nd=/boot; fi\n"
+        ));
+        assert!(cfg.contains("initrd $nd/initrd.img\nboot\n"), "{cfg}");
+    }
+
+    #[test]
     fn cmdline_gets_the_variables_hint() {
         assert_eq!(
             kernel_cmdline("console=ttyS0 "),

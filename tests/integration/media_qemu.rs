@@ -443,17 +443,17 @@ fn full_media_usb_image_runs_its_task_sequence_with_no_network_under_ovmf() {
     assert_eq!(d["counts"]["compliant"], 1, "{status}");
 }
 
-#[test]
-fn secure_boot_media_iso_runs_its_task_sequence_through_shim_grub_and_the_signed_kernel() {
+/// Full media built with `--secure-boot` in `format`, booted offline with Secure Boot enforced.
+fn secure_boot_media(format: &str, attach: &str) {
     let dir = tempfile::tempdir().unwrap();
     let img = disk_image(4);
-    let iso = full_media_with(dir.path(), "iso", &img, &["--secure-boot"]);
+    let media = full_media_with(dir.path(), format, &img, &["--secure-boot"]);
     let disk = dir.path().join("vda.img");
     std::fs::write(&disk, vec![0u8; 5 << 20]).unwrap();
     let (ok, serial, report) = boot_offline(
         "uefi-secureboot",
         dir.path(),
-        &["--cdrom", iso.to_str().unwrap()],
+        &[attach, media.to_str().unwrap()],
         &disk,
     );
     assert!(ok, "{report}\n{serial}");
@@ -467,6 +467,16 @@ fn secure_boot_media_iso_runs_its_task_sequence_through_shim_grub_and_the_signed
         "{serial}"
     );
     assert_disk_holds(&disk, &img);
+}
+
+#[test]
+fn secure_boot_media_iso_runs_its_task_sequence_through_shim_grub_and_the_signed_kernel() {
+    secure_boot_media("iso", "--cdrom");
+}
+
+#[test]
+fn secure_boot_media_usb_image_runs_its_task_sequence_through_shim_grub_and_the_signed_kernel() {
+    secure_boot_media("usb", "--usb");
 }
 
 /// A file on the FAT system partition of a USB image (GPT, the partition at 1 MiB).
