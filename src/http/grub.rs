@@ -13,7 +13,6 @@ use std::sync::Arc;
 
 use crate::bootpath::PxePlan;
 use crate::catalog::{BootImageKind, Catalog, Deployment};
-use crate::counters::Counters;
 use crate::decision::{Action, Decision};
 use crate::dhcp::packet::{Mac, SmbiosUuid};
 use crate::secure_boot::{self, grub_file, GrubRequest, LinuxBoot};
@@ -38,7 +37,6 @@ fn serve(s: &AppState, request: GrubRequest, client: IpAddr) -> Option<Provided>
             arch,
             deployment,
         } => {
-            Counters::bump(&s.counters.http_requests);
             let cfg = config(s, mac, uuid, arch, deployment, client);
             Some(Provided::Bytes(cfg.into_bytes().into()))
         }
