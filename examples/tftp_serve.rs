@@ -45,6 +45,8 @@ async fn main() -> anyhow::Result<()> {
         // As netdeploy's default; NETDEPLOY_TFTP_FRAGMENTED_WINDOWS=1 grants them as asked.
         fragmented_windows: std::env::var("NETDEPLOY_TFTP_FRAGMENTED_WINDOWS")
             .is_ok_and(|v| v == "1"),
+        provided: Default::default(),
+        generator: None,
     });
     let socket = server::bind_listener(addr).with_context(|| format!("cannot bind {addr}"))?;
     println!("tftp_listening={}", socket.local_addr()?);

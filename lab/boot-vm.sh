@@ -3,7 +3,7 @@
 # a line on its serial console.
 #
 # Usage:
-#   lab/boot-vm.sh --ns NAME --firmware bios|uefi --mac MAC --tap TAP
+#   lab/boot-vm.sh --ns NAME --firmware bios|uefi|uefi-secureboot --mac MAC --tap TAP
 #                  --serial-log FILE [--timeout SECONDS] [--expect REGEX]
 #                  [--disk FILE] [--cdrom ISO] [--usb IMG] [--no-net]
 #                  [--smbios-uuid UUID] [--no-pxe] [--http-boot] [--serial-input PATH]
@@ -13,6 +13,12 @@
 #   --firmware bios      SeaBIOS, NIC with QEMU's default iPXE option ROM
 #   --firmware uefi      OVMF (code read-only, private copy of the vars), NIC
 #                        option ROM disabled so OVMF's own PXE stack boots
+#   --firmware uefi-secureboot
+#                        the same with Secure Boot enforced: a q35 machine with
+#                        SMM, OVMF_CODE_4M.secboot.fd on a secure pflash and a
+#                        private copy of OVMF_VARS_4M.ms.fd (Microsoft's keys
+#                        enrolled, Secure Boot on), so only binaries signed for
+#                        the UEFI CA (shim, then what shim trusts) start
 #   --mac MAC            MAC address of the virtio-net NIC
 #   --tap TAP            tap device in NAME (from lab/net.sh tap NAME TAP)
 #   --serial-log FILE    serial console (ttyS0) output, truncated at start
@@ -49,6 +55,9 @@
 #   NETDEPLOY_LAB_KVM=1     use KVM instead of TCG
 #   NETDEPLOY_OVMF_CODE     OVMF code image (default /usr/share/OVMF/OVMF_CODE_4M.fd)
 #   NETDEPLOY_OVMF_VARS     OVMF vars template (default /usr/share/OVMF/OVMF_VARS_4M.fd)
+#   NETDEPLOY_OVMF_SECBOOT_CODE  the same for uefi-secureboot
+#                           (default /usr/share/OVMF/OVMF_CODE_4M.secboot.fd)
+#   NETDEPLOY_OVMF_SECBOOT_VARS  (default /usr/share/OVMF/OVMF_VARS_4M.ms.fd)
 #   NETDEPLOY_QEMU          QEMU binary (default qemu-system-x86_64)
 set -euo pipefail
 
@@ -98,9 +107,9 @@ while (($# > 0)); do
 done
 
 case "$firmware" in
-bios | uefi) ;;
-"") usage_error "missing --firmware bios|uefi" ;;
-*) usage_error "--firmware must be bios or uefi, not '$firmware'" ;;
+bios | uefi | uefi-secureboot) ;;
+"") usage_error "missing --firmware bios|uefi|uefi-secureboot" ;;
+*) usage_error "--firmware must be bios, uefi or uefi-secureboot, not '$firmware'" ;;
 esac
 ((http_boot == 0)) || [[ "$firmware" == uefi ]] || usage_error "--http-boot needs --firmware uefi"
 
@@ -150,9 +159,13 @@ mkdir -p "$(dirname "$serial_log")"
 : >"$serial_log"
 
 mapfile -t accel < <(qemu_accel_args)
+machine=pc
+# Secure Boot: OVMF keeps its variables (the keys, the Secure Boot switch) out of the
+# guest's reach only on a q35 machine with SMM and a secure flash.
+[[ "$firmware" == uefi-secureboot ]] && machine=q35,smm=on
 args=(
     -name "netdeploy-lab-$firmware"
-    -machine pc "${accel[@]}"
+    -machine "$machine" "${accel[@]}"
     -m 512 -smp 1
     -nodefaults -no-user-config
     -display none -vga none
@@ -178,7 +191,18 @@ else
     args+=(-serial "file:$serial_log")
 fi
 
-if [[ "$firmware" == uefi ]]; then
+if [[ "$firmware" == uefi-secureboot ]]; then
+    code="${NETDEPLOY_OVMF_SECBOOT_CODE:-/usr/share/OVMF/OVMF_CODE_4M.secboot.fd}"
+    vars="${NETDEPLOY_OVMF_SECBOOT_VARS:-/usr/share/OVMF/OVMF_VARS_4M.ms.fd}"
+    [[ -f "$code" ]] || die "OVMF Secure Boot code image $code not found (install ovmf or set NETDEPLOY_OVMF_SECBOOT_CODE)"
+    [[ -f "$vars" ]] || die "OVMF vars template with enrolled keys $vars not found (set NETDEPLOY_OVMF_SECBOOT_VARS)"
+    cp "$vars" "$work/OVMF_VARS.fd"
+    args+=(
+        -global driver=cfi.pflash01,property=secure,value=on
+        -drive "if=pflash,format=raw,unit=0,readonly=on,file=$code"
+        -drive "if=pflash,format=raw,unit=1,file=$work/OVMF_VARS.fd"
+    )
+elif [[ "$firmware" == uefi ]]; then
     code="${NETDEPLOY_OVMF_CODE:-}"
     vars="${NETDEPLOY_OVMF_VARS:-}"
     if [[ -z "$code" ]]; then
@@ -218,7 +242,7 @@ if ((no_net == 0)); then
     else
         nic="virtio-net-pci,netdev=net0,mac=$mac,bootindex=$bootindex"
         # UEFI: no iPXE option ROM, OVMF's VirtioNetDxe + PXE do the first stage.
-        [[ "$firmware" == uefi ]] && nic+=",romfile="
+        [[ "$firmware" == uefi* ]] && nic+=",romfile="
         bootindex=$((bootindex + 1))
     fi
     args+=(

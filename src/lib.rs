@@ -10,6 +10,8 @@
 //!   `dhcp::leases`, sockets in `dhcp::server`);
 //! - [`tftp`]: the read-only TFTP server (pure state machine and path rules, thin tokio layer);
 //! - [`http`]: per-machine iPXE scripts and boot image files;
+//! - [`secure_boot`]: the Secure Boot chain (shim, signed GRUB, signed kernel): what TFTP serves
+//!   for it and the GRUB configurations, pure;
 //! - [`counters`]: what the server counted (offers, drops, transfers), for logs and metrics;
 //! - [`serve`]: starts everything and prints the startup line.
 
@@ -28,6 +30,7 @@ pub mod http;
 pub mod interfaces;
 pub mod monitoring;
 pub mod policy;
+pub mod secure_boot;
 pub mod serve;
 pub mod store;
 pub mod tftp;

@@ -115,7 +115,28 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     for l in dhcp_listeners {
         tasks.spawn(dhcp::server::serve(l, shared.clone(), cancel.clone()));
     }
-    let settings = Arc::new(config.tftp.clone());
+    let state = Arc::new(http::AppState {
+        config: config.clone(),
+        counters: counters.clone(),
+        base,
+        bootpath: bootpath.clone(),
+        small_files: http::SmallFiles::default(),
+        admin_throttle: Default::default(),
+    });
+    let mut settings = config.tftp.clone();
+    if let Some(shim) = &config.boot.shim {
+        let files = crate::secure_boot::tftp_files(shim);
+        tracing::info!(
+            shim = %shim.shim.display(),
+            grub = %shim.grub.display(),
+            names = ?files.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+            "Secure Boot chain served over TFTP (boot.chain), with GRUB's per-machine files below {}/",
+            crate::secure_boot::TFTP_DIR,
+        );
+        settings.provided.extend(files);
+        settings.generator = Some(http::tftp_generator(state.clone()));
+    }
+    let settings = Arc::new(settings);
     for s in tftp_sockets {
         let (settings, counters, cancel) = (settings.clone(), counters.clone(), cancel.clone());
         tasks.spawn(async move {
@@ -134,14 +155,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config.interfaces.clone(),
         cancel.clone(),
     ));
-    let state = Arc::new(http::AppState {
-        config: config.clone(),
-        counters: counters.clone(),
-        base,
-        bootpath,
-        small_files: http::SmallFiles::default(),
-        admin_throttle: Default::default(),
-    });
     let table = Arc::new(std::sync::Mutex::new(
         http::connections::ConnectionTable::new(
             max_connections,

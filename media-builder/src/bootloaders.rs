@@ -17,6 +17,11 @@ pub const SYSTEMD_BOOT_EFI: &str = "usr/lib/systemd/boot/efi/systemd-bootx64.efi
 pub const GPTMBR_BIN: &str = "usr/lib/syslinux/mbr/gptmbr.bin";
 /// syslinux's installer for FAT file systems, through mtools (packages `syslinux`, `mtools`).
 pub const SYSLINUX: &str = "usr/bin/syslinux";
+/// shim signed for Microsoft's UEFI CA, for Secure Boot (package `shim-signed`).
+pub const SHIM_SIGNED: &str = "usr/lib/shim/shimx64.efi.signed";
+/// GRUB for disks and media signed by Debian, which shim trusts (package
+/// `grub-efi-amd64-signed`). Its configuration is `/EFI/debian/grub.cfg` on its own partition.
+pub const GRUB_SIGNED: &str = "usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoaderError {
@@ -47,6 +52,10 @@ pub struct Locator {
     pub root: PathBuf,
     pub bios_loader: Option<PathBuf>,
     pub efi_loader: Option<PathBuf>,
+    /// Secure Boot: shim as `BOOTX64.EFI` and the signed GRUB beside it, not systemd-boot.
+    pub secure_boot: bool,
+    /// The signed GRUB to use instead of grub-efi-amd64-signed's (with `secure_boot`).
+    pub signed_grub: Option<PathBuf>,
 }
 
 impl Default for Locator {
@@ -55,6 +64,8 @@ impl Default for Locator {
             root: PathBuf::from("/"),
             bios_loader: None,
             efi_loader: None,
+            secure_boot: false,
+            signed_grub: None,
         }
     }
 }
@@ -82,6 +93,8 @@ pub struct BiosLoader {
 pub struct EfiLoader {
     /// Becomes `EFI/BOOT/BOOTX64.EFI`.
     pub bootx64_efi: Vec<u8>,
+    /// Secure Boot: the signed GRUB that shim (`bootx64_efi`) loads as `EFI/BOOT/grubx64.efi`.
+    pub grubx64_efi: Option<Vec<u8>>,
 }
 
 fn read(
@@ -174,6 +187,25 @@ impl Locator {
     }
 
     pub fn efi(&self) -> Result<EfiLoader, LoaderError> {
+        if self.secure_boot {
+            let shim = self
+                .efi_loader
+                .clone()
+                .unwrap_or_else(|| self.root.join(SHIM_SIGNED));
+            let grub = self
+                .signed_grub
+                .clone()
+                .unwrap_or_else(|| self.root.join(GRUB_SIGNED));
+            return Ok(EfiLoader {
+                bootx64_efi: read(&shim, "signed shim", "shim-signed", "--efi-loader")?,
+                grubx64_efi: Some(read(
+                    &grub,
+                    "signed GRUB",
+                    "grub-efi-amd64-signed",
+                    "--signed-grub",
+                )?),
+            });
+        }
         let path = self
             .efi_loader
             .clone()
@@ -184,7 +216,10 @@ impl Locator {
             "systemd-boot-efi",
             "--efi-loader",
         )?;
-        Ok(EfiLoader { bootx64_efi })
+        Ok(EfiLoader {
+            bootx64_efi,
+            grubx64_efi: None,
+        })
     }
 }
 
@@ -220,6 +255,8 @@ mod tests {
             root: dir.path().join("empty"),
             bios_loader: Some(dir.path().join("isolinux.bin")),
             efi_loader: None,
+            secure_boot: false,
+            signed_grub: None,
         };
         let b = l.bios().unwrap();
         assert_eq!(

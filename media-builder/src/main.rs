@@ -85,13 +85,22 @@ struct BuildArgs {
     /// ISOLINUX isolinux.bin to use instead of the isolinux package's (ldlinux.c32 beside it is used if present).
     #[arg(long)]
     bios_loader: Option<PathBuf>,
-    /// UEFI loader to install as EFI/BOOT/BOOTX64.EFI instead of systemd-boot-efi's.
+    /// UEFI loader to install as EFI/BOOT/BOOTX64.EFI instead of systemd-boot-efi's (with
+    /// --secure-boot: instead of shim-signed's shimx64.efi.signed).
     #[arg(long)]
     efi_loader: Option<PathBuf>,
     /// A USB image without its BIOS boot path (syslinux's GPT MBR code, and syslinux on the
     /// system partition, installed by Debian's `syslinux` with `mtools`): it boots UEFI only.
     #[arg(long)]
     uefi_only: bool,
+    /// Boot UEFI machines with Secure Boot enforced: Debian's signed shim as BOOTX64.EFI, the
+    /// signed GRUB beside it, and the boot image's kernel, which must be signed by a key shim
+    /// trusts (Debian's kernels are), instead of systemd-boot.
+    #[arg(long)]
+    secure_boot: bool,
+    /// Signed GRUB to use with --secure-boot instead of grub-efi-amd64-signed's grubx64.efi.signed.
+    #[arg(long, requires = "secure_boot")]
+    signed_grub: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -110,6 +119,7 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
     let mut inputs = vec![args.kernel.clone(), args.initrd.clone()];
     inputs.extend(args.bios_loader.iter().cloned());
     inputs.extend(args.efi_loader.iter().cloned());
+    inputs.extend(args.signed_grub.iter().cloned());
     if let Some(dir) = &args.full {
         inputs.extend(files_below(dir));
     }
@@ -118,6 +128,8 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
     let locator = Locator {
         bios_loader: args.bios_loader,
         efi_loader: args.efi_loader,
+        secure_boot: args.secure_boot,
+        signed_grub: args.signed_grub,
         ..Locator::default()
     };
     let efi = locator.efi()?;

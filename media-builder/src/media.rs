@@ -307,17 +307,29 @@ fn esp_image(
         "title netdeploy\nlinux /netdeploy/vmlinuz\ninitrd /netdeploy/initrd.img\noptions {}\n",
         kernel_cmdline(&boot.cmdline)
     );
-    let mut files = vec![
-        ("EFI/BOOT/BOOTX64.EFI".into(), efi.bootx64_efi.clone()),
-        (
-            "loader/loader.conf".into(),
-            b"default netdeploy.conf\ntimeout 0\n".to_vec(),
-        ),
-        ("loader/entries/netdeploy.conf".into(), entry.into_bytes()),
+    let mut files = vec![("EFI/BOOT/BOOTX64.EFI".into(), efi.bootx64_efi.clone())];
+    match &efi.grubx64_efi {
+        // Secure Boot: shim loads grubx64.efi from its own directory; Debian's signed GRUB
+        // reads its prefix /EFI/debian on the partition it came from, else the file beside it.
+        Some(grub) => {
+            let cfg = grub_cfg(&boot.cmdline);
+            files.push(("EFI/BOOT/grubx64.efi".into(), grub.clone()));
+            files.push(("EFI/BOOT/grub.cfg".into(), cfg.clone().into_bytes()));
+            files.push(("EFI/debian/grub.cfg".into(), cfg.into_bytes()));
+        }
+        None => {
+            files.push((
+                "loader/loader.conf".into(),
+                b"default netdeploy.conf\ntimeout 0\n".to_vec(),
+            ));
+            files.push(("loader/entries/netdeploy.conf".into(), entry.into_bytes()));
+        }
+    }
+    files.extend([
         ("netdeploy/vmlinuz".into(), boot.kernel.clone()),
         ("netdeploy/initrd.img".into(), boot.initrd.clone()),
         ("netdeploy/variables".into(), variables.as_bytes().to_vec()),
-    ];
+    ]);
     files.extend(extra);
     if let Some(p) = payload {
         for (name, bytes) in p.into_entries(64) {
@@ -338,6 +350,30 @@ fn esp_image(
         files,
     };
     Ok(fat::write_image(&spec)?)
+}
+
+/// The signed GRUB's configuration (Secure Boot): boot the kernel at once from the partition
+/// GRUB came from; shim checks the kernel's signature. Each word of the command line is
+/// double-quoted with `$`, `"` and `\` escaped, so that GRUB passes it unchanged.
+fn grub_cfg(cmdline: &str) -> String {
+    let words: Vec<String> = kernel_cmdline(cmdline)
+        .split_whitespace()
+        .map(|w| {
+            let escaped = w
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('$', "\\$");
+            format!("\"{escaped}\"")
+        })
+        .collect();
+    // GRUB reads the system partition of a USB stick (the kernel in /netdeploy) but the ISO 9660
+    // tree of a CD (the kernel in /boot), whichever the firmware started it from.
+    format!(
+        "set timeout=0\necho 'netdeploy: booting the boot media through shim and GRUB'\n\
+         if [ -e /netdeploy/vmlinuz ]; then set nd=/netdeploy; else set nd=/boot; fi\n\
+         linux $nd/vmlinuz {}\ninitrd $nd/initrd.img\nboot\n",
+        words.join(" ")
+    )
 }
 
 /// ISOLINUX's configuration: boot the one entry at once, console also on the first serial port.
@@ -390,6 +426,18 @@ pub fn build_iso(
     files.insert("boot/vmlinuz".to_string(), boot.kernel.clone());
     files.insert("boot/initrd.img".to_string(), boot.initrd.clone());
     files.insert("boot/efi.img".to_string(), esp);
+    if efi.grubx64_efi.is_some() {
+        // Started from a CD, the signed GRUB sees the ISO 9660 tree, not the El Torito image:
+        // its prefix /EFI/debian, else /boot/grub, else the directory it came from.
+        let cfg = grub_cfg(&boot.cmdline).into_bytes();
+        for name in [
+            "EFI/debian/grub.cfg",
+            "EFI/BOOT/grub.cfg",
+            "boot/grub/grub.cfg",
+        ] {
+            files.insert(name.to_string(), cfg.clone());
+        }
+    }
     files.insert(
         "netdeploy/variables".to_string(),
         variables.as_bytes().to_vec(),
@@ -495,6 +543,22 @@ pub fn install_usb_bios(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secure_boot_grub_configuration_passes_each_word_unchanged_and_finds_the_kernel_on_either_tree(
+    ) {
+        let cfg = grub_cfg(r#"console=ttyS0 a=$x b="c" d=\e"#);
+        assert!(
+            cfg.contains(
+                r#"linux $nd/vmlinuz "console=ttyS0" "a=\$x" "b=\"c\"" "d=\\e" "netdeploy.vars=/netdeploy/variables""#
+            ),
+            "{cfg}"
+        );
+        assert!(cfg.contains(
+            "if [ -e /netdeploy/vmlinuz ]; then set nd=/netdeploy; else set nd=/boot; fi\n"
+        ));
+        assert!(cfg.contains("initrd $nd/initrd.img\nboot\n"), "{cfg}");
+    }
 
     #[test]
     fn cmdline_gets_the_variables_hint() {

@@ -67,6 +67,25 @@ pub fn explain(dd: &DataDir, a: ExplainArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&d)?);
     } else {
         print!("{}", decision::explain_text(&d));
+        if let Some(line) = chain_line(dd, a.arch, context) {
+            println!("{line}");
+        }
     }
     Ok(())
+}
+
+/// How the firmware of `arch` gets to its boot image under the configuration found
+/// (`[boot.chain]`), for a PXE decision; `None` without a firmware or outside PXE.
+fn chain_line(dd: &DataDir, arch: Option<u16>, context: Context) -> Option<String> {
+    if context != Context::Pxe {
+        return None;
+    }
+    let arch = netdeploy::arch::ClientArch::from_option93(arch?)?;
+    let chains = dd
+        .config_path
+        .as_deref()
+        .and_then(|p| netdeploy::config::StorageConfig::load(p).ok())
+        .map(|c| c.chains)
+        .unwrap_or_default();
+    netdeploy::secure_boot::explain_chain(arch, chains.get(&arch).copied().unwrap_or_default())
 }

@@ -62,6 +62,46 @@ impl DhcpMode {
     }
 }
 
+/// How a UEFI machine is booted before the boot image (docs/network-boot.md section 7).
+/// Option 93 does not say whether Secure Boot is on, so the configuration chooses, per
+/// architecture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+pub enum BootChain {
+    /// The firmware loads iPXE (`boot.files`), which fetches the machine's iPXE script.
+    #[default]
+    #[serde(rename = "ipxe")]
+    Ipxe,
+    /// The firmware loads Debian's signed shim, shim the signed network GRUB, GRUB the
+    /// machine's GRUB configuration and the boot image's signed kernel: what a machine with
+    /// Secure Boot enforced accepts.
+    #[serde(rename = "shim")]
+    Shim,
+}
+
+impl BootChain {
+    /// The name used in the configuration file, the logs and `explain`.
+    pub fn name(self) -> &'static str {
+        match self {
+            BootChain::Ipxe => "ipxe",
+            BootChain::Shim => "shim",
+        }
+    }
+}
+
+/// The signed binaries of the Secure Boot chain, served over TFTP under the names shim and its
+/// firmware expect ([`crate::secure_boot::SHIM_TFTP_NAME`], [`crate::secure_boot::GRUB_TFTP_NAME`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShimFiles {
+    /// shim signed by the UEFI CA (Debian: shim-signed).
+    pub shim: PathBuf,
+    /// The network GRUB signed by the distribution (Debian: grub-efi-amd64-signed).
+    pub grub: PathBuf,
+}
+
+/// Debian's paths of the Secure Boot chain's binaries.
+pub const DEFAULT_SHIM: &str = "/usr/lib/shim/shimx64.efi.signed";
+pub const DEFAULT_SIGNED_GRUB: &str = "/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed";
+
 /// The address pool of `dhcp` mode.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pool {
@@ -186,6 +226,17 @@ pub struct BootConfig {
     pub image: Option<BootImage>,
     /// How long the deployment menu waits before it leaves to the local disk (rule 6).
     pub menu_timeout: Duration,
+    /// The first-stage chain of each architecture that does not use iPXE (`boot.chain`).
+    pub chains: BTreeMap<ClientArch, BootChain>,
+    /// The Secure Boot chain's binaries, when an architecture uses it.
+    pub shim: Option<ShimFiles>,
+}
+
+impl BootConfig {
+    /// The first-stage chain of an architecture.
+    pub fn chain(&self, arch: ClientArch) -> BootChain {
+        self.chains.get(&arch).copied().unwrap_or_default()
+    }
 }
 
 /// The validated runtime configuration.
@@ -237,6 +288,9 @@ pub const DEFAULT_DATA_DIR: &str = "/var/lib/netdeploy";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StorageConfig {
     pub data_dir: PathBuf,
+    /// `[boot.chain]`, for `explain` (an unknown architecture key is left out here; the
+    /// server refuses it).
+    pub chains: BTreeMap<ClientArch, BootChain>,
 }
 
 impl StorageConfig {
@@ -245,6 +299,12 @@ impl StorageConfig {
         let wire = read_wire(path)?;
         Ok(StorageConfig {
             data_dir: data_dir_of(&wire),
+            chains: wire
+                .boot
+                .chain
+                .iter()
+                .filter_map(|(k, c)| Some((ClientArch::from_key(k)?, *c)))
+                .collect(),
         })
     }
 }
@@ -396,6 +456,9 @@ impl Config {
             timeout: Duration::from_millis(timeout_ms),
             retries: w.tftp.retries.unwrap_or(5),
             fragmented_windows: w.tftp.fragmented_windows.unwrap_or(false),
+            // Made by `serve` once the HTTP address is known (the Secure Boot chain's files).
+            provided: Default::default(),
+            generator: None,
         };
 
         let mut files: BTreeMap<ClientArch, String> = DEFAULT_BOOT_FILES
@@ -408,7 +471,7 @@ impl Config {
             .keys()
             .filter_map(|k| ClientArch::from_key(k))
             .collect();
-        for (key, file) in w.boot.files {
+        for (key, file) in w.boot.files.clone() {
             let Some(arch) = ClientArch::from_key(&key) else {
                 return Err(field(
                     "boot.files",
@@ -424,11 +487,15 @@ impl Config {
                 files.insert(arch, file);
             }
         }
+        let (chains, shim) = boot_chains(&w.boot, &mut files)?;
         // HTTP boot files are served from the TFTP root too, under /tftp/. A default whose
         // file is not there is not offered: a machine would get an offer it cannot boot. A file
         // the configuration names is offered anyway (it may be put there later), with a warning.
         files.retain(|arch, file| {
-            if root.join(file.trim_start_matches(['/', '\\'])).is_file() {
+            // The shim chain's files come from their Debian paths, not the TFTP root.
+            if chains.get(arch) == Some(&BootChain::Shim)
+                || root.join(file.trim_start_matches(['/', '\\'])).is_file()
+            {
                 return true;
             }
             if configured.contains(arch) {
@@ -515,9 +582,83 @@ impl Config {
                 menu_timeout: Duration::from_secs(u64::from(
                     w.boot.menu_timeout_seconds.unwrap_or(30),
                 )),
+                chains,
+                shim,
             },
         })
     }
+}
+
+/// `boot.chain` and `boot.shim`: the chain of each architecture, and for the shim chain the
+/// signed binaries, which then take the place of the architecture's `boot.files` entry.
+fn boot_chains(
+    w: &wire::Boot,
+    files: &mut BTreeMap<ClientArch, String>,
+) -> Result<(BTreeMap<ClientArch, BootChain>, Option<ShimFiles>), ConfigError> {
+    let mut chains = BTreeMap::new();
+    for (key, chain) in &w.chain {
+        let Some(arch) = ClientArch::from_key(key) else {
+            return Err(field(
+                "boot.chain",
+                format!(
+                    "unknown architecture {key:?}; use one of: {}",
+                    ClientArch::ALL.map(|a| a.key()).join(", ")
+                ),
+            ));
+        };
+        if *chain == BootChain::Shim && arch != ClientArch::EfiX64 {
+            return Err(field(
+                "boot.chain",
+                format!(
+                    "{key} = \"shim\": the Secure Boot chain is built from Debian's x86-64 shim \
+                     and GRUB, so only efi-x64 can use it"
+                ),
+            ));
+        }
+        if *chain == BootChain::Shim {
+            if w.files.contains_key(key) {
+                return Err(field(
+                    "boot.files",
+                    format!(
+                        "{key} is booted through shim (boot.chain), whose file is boot.shim.shim; \
+                         remove boot.files.{key}"
+                    ),
+                ));
+            }
+            files.insert(arch, crate::secure_boot::SHIM_TFTP_NAME.to_owned());
+        }
+        chains.insert(arch, *chain);
+    }
+    let uses_shim = chains.values().any(|c| *c == BootChain::Shim);
+    if !uses_shim {
+        if w.shim.shim.is_some() || w.shim.grub.is_some() {
+            tracing::warn!("boot.shim is set but no architecture boots through shim (boot.chain)");
+        }
+        return Ok((chains, None));
+    }
+    let shim = ShimFiles {
+        shim: w.shim.shim.clone().unwrap_or_else(|| DEFAULT_SHIM.into()),
+        grub: w
+            .shim
+            .grub
+            .clone()
+            .unwrap_or_else(|| DEFAULT_SIGNED_GRUB.into()),
+    };
+    for (name, path, package) in [
+        ("boot.shim.shim", &shim.shim, "shim-signed"),
+        ("boot.shim.grub", &shim.grub, "grub-efi-amd64-signed"),
+    ] {
+        if !path.is_file() {
+            return Err(field(
+                name,
+                format!(
+                    "{} is not a file (install Debian's {package} package for the default)",
+                    path.display()
+                ),
+            ));
+        }
+    }
+    Ok((chains, Some(shim)))
 }
 
 /// Parses the TOML text; the error names the line and column.
@@ -754,6 +895,49 @@ mod tests {
         assert_eq!(c.boot.files[&ClientArch::BiosX86], "undionly.kpxe");
         assert_eq!(c.boot.files[&ClientArch::EfiX64], "snponly.efi");
         assert!(!c.dhcp.test_mode());
+    }
+
+    #[test]
+    fn the_shim_chain_boots_efi_x64_through_debians_signed_shim_and_grub() {
+        let dir = tempfile::tempdir().unwrap();
+        let (shim, grub) = (dir.path().join("shim.efi"), dir.path().join("grub.efi"));
+        std::fs::write(&shim, b"shim").unwrap();
+        std::fs::write(&grub, b"grub").unwrap();
+        let with = |extra: &str| {
+            load(&format!(
+                "[server]\ninterfaces = [\"br0\"]\n{extra}\n[boot.shim]\nshim = {shim:?}\ngrub = {grub:?}\n"
+            ))
+        };
+        let c = with("[boot.chain]\nefi-x64 = \"shim\"").unwrap();
+        assert_eq!(c.boot.chain(ClientArch::EfiX64), BootChain::Shim);
+        assert_eq!(c.boot.chain(ClientArch::BiosX86), BootChain::Ipxe);
+        assert_eq!(c.boot.files[&ClientArch::EfiX64], "shimx64.efi");
+        assert_eq!(c.boot.shim.as_ref().unwrap().grub, grub);
+        let plain = with("").unwrap();
+        assert_eq!(plain.boot.chain(ClientArch::EfiX64), BootChain::Ipxe);
+        assert_eq!(plain.boot.shim, None);
+        let err = with("[boot.chain]\nbios = \"shim\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("boot.chain:") && err.contains("only efi-x64"),
+            "{err}"
+        );
+        let err = with("[boot.files]\nefi-x64 = \"ipxe.efi\"\n[boot.chain]\nefi-x64 = \"shim\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("boot.files:"), "{err}");
+        let err = load(
+            "[server]\ninterfaces = [\"br0\"]\n[boot.chain]\nefi-x64 = \"shim\"\n[boot.shim]\nshim = \"/nonexistent/shimx64.efi.signed\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("boot.shim.shim:") && err.contains("shim-signed"),
+            "{err}"
+        );
+        let err = parse("[boot.chain]\nefi-x64 = \"grub\"\n").unwrap_err();
+        assert!(err.contains("ipxe") && err.contains("shim"), "{err}");
     }
 
     #[test]

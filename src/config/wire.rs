@@ -99,6 +99,19 @@ pub struct Boot {
     pub files: BTreeMap<String, String>,
     pub image: Option<BootImage>,
     pub menu_timeout_seconds: Option<u32>,
+    /// First-stage chain per architecture key: `ipxe` (the default) or `shim`.
+    #[serde(default)]
+    pub chain: BTreeMap<String, super::BootChain>,
+    /// Where the Secure Boot chain's signed binaries are.
+    #[serde(default)]
+    pub shim: Shim,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Shim {
+    pub shim: Option<PathBuf>,
+    pub grub: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]

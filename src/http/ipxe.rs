@@ -178,10 +178,7 @@ pub(super) fn default_image(s: &AppState, m: &Machine) -> Response {
         );
     }
     tracing::info!(mac = %m.mac, arch = %m.arch_s(), arch_name = %m.arch_name(), "iPXE script served");
-    let cmdline = format!(
-        "{} netdeploy.server={} netdeploy.mac={}",
-        image.cmdline, s.base, m.mac
-    );
+    let cmdline = super::cmdline::default_image(&image.cmdline, &s.base, &m.mac);
     let initrd = image
         .initrd
         .as_ref()
@@ -302,10 +299,7 @@ pub(super) fn run_deployment(
             )
         })
         .unwrap_or_default();
-    let cmdline = format!(
-        "{} netdeploy.server={} netdeploy.deployment={} netdeploy.context=pxe netdeploy.mac={}",
-        image.cmdline, s.base, d.id, m.mac
-    );
+    let cmdline = super::cmdline::deployment(&image.cmdline, &s.base, &d.id.to_string(), &m.mac);
     if let Err(e) = s.bootpath.record_start(decision, d, image) {
         // Without the loop guard record the machine would run a required deployment again on
         // its next PXE boot: better not to start it now.

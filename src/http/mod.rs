@@ -1,5 +1,7 @@
 //! HTTP: the router and the state its handlers share. Each area has its own module:
 //! - `ipxe`: per-machine iPXE scripts and the fallback boot image;
+//! - `grub`: per-machine GRUB configurations of the Secure Boot chain, served over TFTP;
+//! - `cmdline`: the kernel command line both first stages pass to the boot image;
 //! - `files`: content by hash and the TFTP root over HTTP, with `Range`;
 //! - `agent`: the boot environment's policy and status messages;
 //! - `admin`: the admin API; [`status_page`]: the status pages; `metrics`: counters;
@@ -8,8 +10,10 @@
 mod admin;
 mod admin_auth;
 mod agent;
+mod cmdline;
 pub mod connections;
 mod files;
+mod grub;
 mod ipxe;
 mod metrics;
 mod script;
@@ -24,6 +28,7 @@ use crate::bootpath::BootPath;
 use crate::config::Config;
 use crate::counters::Counters;
 
+pub use grub::tftp_generator;
 pub use script::render;
 
 pub use files::SmallFiles;

@@ -22,8 +22,19 @@ pub mod server;
 pub mod slots;
 pub mod transfer;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// A file served under a fixed name rather than from the root: a file elsewhere on disk (a
+/// distribution's signed boot loader) or bytes made by the server (a boot loader's
+/// configuration).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Provided {
+    File(PathBuf),
+    Bytes(Arc<[u8]>),
+}
 
 /// Validated TFTP settings.
 #[derive(Debug, Clone)]
@@ -47,4 +58,24 @@ pub struct TftpSettings {
     /// Grant windows of blocks larger than the path MTU as asked (default: such blocks are
     /// lowered to fit the MTU when a window is negotiated; see `transfer`).
     pub fragmented_windows: bool,
+    /// Files served under these names (keys as [`path::provided_name`] makes them, in lower
+    /// case) before the root is looked at.
+    pub provided: BTreeMap<String, Provided>,
+    /// Files made on request, asked after `provided` and before the root.
+    pub generator: Option<Generator>,
+}
+
+/// Makes a file for a requested name ([`path::provided_name`], case kept) and the client's
+/// address, or says `None` to leave the name to the root. It runs on the transfer's blocking
+/// thread, so it may read the store.
+#[derive(Clone)]
+pub struct Generator(pub Arc<GenerateFn>);
+
+/// What a [`Generator`] calls.
+pub type GenerateFn = dyn Fn(&str, std::net::IpAddr) -> Option<Provided> + Send + Sync;
+
+impl std::fmt::Debug for Generator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Generator")
+    }
 }

@@ -42,6 +42,20 @@ impl PathError {
     }
 }
 
+/// The name a request is looked up by among the provided and generated files ([`super::Provided`]):
+/// the components of rules 1 and 2 joined by `/` (case kept), so that `\grub\grub.cfg`
+/// and `/grub/grub.cfg` are one file. `None` for a name rule 2 refuses.
+pub fn provided_name(requested: &str) -> Option<String> {
+    let components: Vec<&str> = requested
+        .split(['/', '\\'])
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
+    if requested.contains('\0') || components.contains(&"..") {
+        return None;
+    }
+    Some(components.join("/"))
+}
+
 /// The canonical TFTP root that requests are resolved against.
 #[derive(Debug, Clone)]
 pub struct Root {
@@ -143,6 +157,21 @@ fn not_found_or_io(e: io::Error) -> PathError {
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
+
+    #[test]
+    fn provided_names_follow_the_same_separators_and_refusals_as_the_root() {
+        assert_eq!(
+            provided_name("/grub/grub.cfg").as_deref(),
+            Some("grub/grub.cfg")
+        );
+        assert_eq!(
+            provided_name("\\grub\\.\\grub.cfg").as_deref(),
+            Some("grub/grub.cfg")
+        );
+        assert_eq!(provided_name("ShimX64.EFI").as_deref(), Some("ShimX64.EFI"));
+        assert_eq!(provided_name("netdeploy/../etc/passwd"), None);
+        assert_eq!(provided_name("grub.cfg\0"), None);
+    }
 
     struct Fixture {
         _dir: tempfile::TempDir,

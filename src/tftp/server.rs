@@ -39,7 +39,7 @@ use super::packet::{self, ErrorCode, Mode, Packet, Request};
 use super::path::{PathError, Root};
 use super::slots::{Admission, SlotTable};
 use super::transfer::{BlockSource, Limits, Outcome, Transfer, REASSEMBLY_DRAIN};
-use super::TftpSettings;
+use super::{Generator, Provided, TftpSettings};
 use crate::counters::Counters;
 
 /// Receive buffer of the listening socket: room for a burst of requests from a rack of
@@ -190,6 +190,8 @@ pub async fn serve(
 ) -> io::Result<()> {
     let local = socket.local_addr()?;
     let root = Arc::new(Root::new(&settings.root)?);
+    let provided = Arc::new(settings.provided.clone());
+    let generator = settings.generator.clone();
     let slots = Arc::new(Slots::new(
         settings.max_transfers,
         settings.max_transfers_per_client,
@@ -214,6 +216,8 @@ pub async fn serve(
                     let listener = Listener {
                         socket: &socket,
                         root: &root,
+                        provided: &provided,
+                        generator: &generator,
                         slots: &slots,
                         reassembly: &reassembly,
                         limits,
@@ -237,6 +241,8 @@ pub async fn serve(
 struct Listener<'a> {
     socket: &'a UdpSocket,
     root: &'a Arc<Root>,
+    provided: &'a Arc<std::collections::BTreeMap<String, Provided>>,
+    generator: &'a Option<Generator>,
     slots: &'a Arc<Slots>,
     reassembly: &'a Arc<Reassembly>,
     limits: Limits,
@@ -315,6 +321,8 @@ impl Listener<'_> {
             peer,
             local: self.socket.local_addr().map(|a| a.ip()).ok(),
             root: Arc::clone(self.root),
+            provided: Arc::clone(self.provided),
+            generator: self.generator.clone(),
             reassembly: Arc::clone(self.reassembly),
             limits: self.limits,
             counters: Arc::clone(self.counters),
@@ -352,6 +360,8 @@ struct TransferJob {
     peer: SocketAddr,
     local: Option<IpAddr>,
     root: Arc<Root>,
+    provided: Arc<std::collections::BTreeMap<String, Provided>>,
+    generator: Option<Generator>,
     reassembly: Arc<Reassembly>,
     limits: Limits,
     counters: Arc<Counters>,
@@ -379,13 +389,7 @@ impl TransferJob {
         let mut limits = self.limits;
         let ip_header = if self.peer.is_ipv4() { 20 } else { 40 };
         limits.unfragmented_payload = mtu.map(|m| m.saturating_sub(ip_header + 8));
-        let mut transfer = Transfer::new(
-            &self.request.options,
-            ReadAhead::new(file),
-            size,
-            &limits,
-            started,
-        );
+        let mut transfer = Transfer::new(&self.request.options, file, size, &limits, started);
         if let Some(mtu) = mtu {
             transfer.set_path_mtu(mtu);
         }
@@ -460,11 +464,44 @@ impl TransferJob {
 
     /// Resolves and opens the requested file, answering the client with an ERROR if it cannot
     /// (counted as refused before the ERROR leaves, so a client never sees an uncounted one).
-    fn open(&self, socket: &std::net::UdpSocket) -> Option<(std::fs::File, u64)> {
+    fn open(&self, socket: &std::net::UdpSocket) -> Option<(Source, u64)> {
         let refuse = |code: ErrorCode, message: &'static str| {
             Counters::bump(&self.counters.tftp_refused);
             let _ = socket.send(&packet::error_bytes(code, message));
         };
+        let provided = crate::tftp::path::provided_name(&self.request.filename).and_then(|name| {
+            self.provided
+                .get(&name.to_lowercase())
+                .cloned()
+                .or_else(|| {
+                    self.generator
+                        .as_ref()
+                        .and_then(|g| (g.0)(&name, self.peer.ip()))
+                })
+        });
+        match provided {
+            Some(Provided::Bytes(bytes)) => {
+                debug!("TFTP request served from the server's own file");
+                let len = bytes.len() as u64;
+                return Some((Source::Bytes(bytes), len));
+            }
+            Some(Provided::File(path)) => {
+                return match std::fs::File::open(&path)
+                    .and_then(|f| f.metadata().map(|m| (f, m.len())))
+                {
+                    Ok((f, len)) => {
+                        debug!(path = %path.display(), "TFTP request served from a provided file");
+                        Some((Source::File(ReadAhead::new(f)), len))
+                    }
+                    Err(e) => {
+                        warn!(path = %path.display(), error = %e, "TFTP request refused: cannot open the provided file");
+                        refuse(ErrorCode::FileNotFound, "cannot open the file");
+                        None
+                    }
+                };
+            }
+            None => {}
+        }
         let path = match self.root.resolve(&self.request.filename) {
             Ok(path) => path,
             Err(e) => {
@@ -499,10 +536,10 @@ impl TransferJob {
                 return None;
             }
         };
-        Some(file)
+        Some((Source::File(ReadAhead::new(file.0)), file.1))
     }
 
-    fn drive(&self, socket: &std::net::UdpSocket, transfer: &mut Transfer<ReadAhead>) -> End {
+    fn drive(&self, socket: &std::net::UdpSocket, transfer: &mut Transfer<Source>) -> End {
         let window = usize::from(transfer.negotiated().windowsize);
         let mut batch = Batch::new(transfer.max_datagram_len(), window.min(BATCH_DATAGRAMS));
         let mut input = [0u8; 2048];
@@ -587,6 +624,21 @@ impl TransferJob {
                 Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => return End::ClientGone,
                 Err(e) => return End::Socket(e),
             }
+        }
+    }
+}
+
+/// What a transfer sends: a file, or bytes the server made.
+enum Source {
+    File(ReadAhead),
+    Bytes(Arc<[u8]>),
+}
+
+impl BlockSource for Source {
+    fn read_at(&mut self, offset: u64, out: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Source::File(f) => f.read_at(offset, out),
+            Source::Bytes(b) => (&b[..]).read_at(offset, out),
         }
     }
 }

@@ -24,6 +24,8 @@ mod pcap;
 mod pxe_qemu;
 mod reimage;
 mod reimage_qemu;
+mod secure_boot;
+mod secure_boot_qemu;
 mod site_scale;
 mod tftp;
 mod wake;

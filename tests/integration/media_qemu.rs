@@ -344,6 +344,11 @@ fn unattended_boot_media_run_a_hidden_deployment_and_the_server_records_success(
 
 /// Exports LAB00002 and builds full media of it in `format`.
 fn full_media(dir: &Path, format: &str, image: &[u8]) -> PathBuf {
+    full_media_with(dir, format, image, &[])
+}
+
+/// [`full_media`] with more `media build` arguments.
+fn full_media_with(dir: &Path, format: &str, image: &[u8], extra: &[&str]) -> PathBuf {
     let data = dir.join("data");
     let site = site(dir, image);
     cli_ok(&data, &["site", "apply", site.to_str().unwrap()]);
@@ -360,11 +365,9 @@ fn full_media(dir: &Path, format: &str, image: &[u8]) -> PathBuf {
     );
     assert!(out.contains("1 content files"), "{out}");
     let media = dir.join(format!("full.{format}"));
-    build_media(
-        &data,
-        &media,
-        &["--full", export.to_str().unwrap(), "--format", format],
-    );
+    let mut args = vec!["--full", export.to_str().unwrap(), "--format", format];
+    args.extend_from_slice(extra);
+    build_media(&data, &media, &args);
     media
 }
 
@@ -438,6 +441,42 @@ fn full_media_usb_image_runs_its_task_sequence_with_no_network_under_ovmf() {
         .find(|d| d["deployment"] == "LAB00002")
         .unwrap_or_else(|| panic!("{status}"));
     assert_eq!(d["counts"]["compliant"], 1, "{status}");
+}
+
+/// Full media built with `--secure-boot` in `format`, booted offline with Secure Boot enforced.
+fn secure_boot_media(format: &str, attach: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let img = disk_image(4);
+    let media = full_media_with(dir.path(), format, &img, &["--secure-boot"]);
+    let disk = dir.path().join("vda.img");
+    std::fs::write(&disk, vec![0u8; 5 << 20]).unwrap();
+    let (ok, serial, report) = boot_offline(
+        "uefi-secureboot",
+        dir.path(),
+        &[attach, media.to_str().unwrap()],
+        &disk,
+    );
+    assert!(ok, "{report}\n{serial}");
+    // Secure Boot enforced: shim started Debian's signed GRUB, which booted the signed kernel.
+    assert!(
+        serial.contains("netdeploy: booting the boot media through shim and GRUB"),
+        "{serial}"
+    );
+    assert!(
+        serial.contains("NETDEPLOY-AGENT-RESULT success deployment=LAB00002"),
+        "{serial}"
+    );
+    assert_disk_holds(&disk, &img);
+}
+
+#[test]
+fn secure_boot_media_iso_runs_its_task_sequence_through_shim_grub_and_the_signed_kernel() {
+    secure_boot_media("iso", "--cdrom");
+}
+
+#[test]
+fn secure_boot_media_usb_image_runs_its_task_sequence_through_shim_grub_and_the_signed_kernel() {
+    secure_boot_media("usb", "--usb");
 }
 
 /// A file on the FAT system partition of a USB image (GPT, the partition at 1 MiB).

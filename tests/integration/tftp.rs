@@ -56,6 +56,8 @@ impl Server {
             timeout: Duration::from_secs(1),
             retries: 5,
             fragmented_windows: false,
+            provided: Default::default(),
+            generator: None,
         };
         tweak(&mut settings);
         let socket = server::bind_listener(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).unwrap();
