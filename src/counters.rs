@@ -66,6 +66,11 @@ counters! {
     /// HTTP connections closed because a request head took longer than
     /// `http.header_timeout_seconds`.
     http_connections_slow_header_closed,
+    /// Policy requests and status messages refused 401: no run token, or one never issued.
+    agent_unauthorized,
+    /// Policy requests and status messages refused 403: a run token of another machine or
+    /// deployment, or of a run that ended or expired.
+    agent_forbidden,
     /// Task sequence runs the boot environment reported as failed.
     deployments_failed,
     /// Task sequence runs the boot environment reported as succeeded.

@@ -10,6 +10,7 @@
 //!   `dhcp::leases`, sockets in `dhcp::server`);
 //! - [`tftp`]: the read-only TFTP server (pure state machine and path rules, thin tokio layer);
 //! - [`http`]: per-machine iPXE scripts and boot image files;
+//! - [`credentials`]: the run token rules of the boot environment's channel, pure;
 //! - [`counters`]: what the server counted (offers, drops, transfers), for logs and metrics;
 //! - [`serve`]: starts everything and prints the startup line.
 
@@ -22,6 +23,7 @@ pub mod catalog;
 pub mod config;
 pub mod content;
 pub mod counters;
+pub mod credentials;
 pub mod decision;
 pub mod dhcp;
 pub mod http;

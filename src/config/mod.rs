@@ -148,6 +148,8 @@ pub struct BootConfig {
     pub image: Option<BootImage>,
     /// How long the deployment menu waits before it leaves to the local disk (rule 6).
     pub menu_timeout: Duration,
+    /// How long a run token is accepted when its run does not end first (docs/security.md).
+    pub run_token_lifetime: Duration,
 }
 
 /// The validated runtime configuration.
@@ -440,6 +442,11 @@ impl Config {
             }
             alert_webhooks.push(uri);
         }
+        let run_token_lifetime = match w.boot.run_token_hours {
+            None => Duration::from_secs(24 * 3600),
+            Some(h) if (1..=720).contains(&h) => Duration::from_secs(h * 3600),
+            Some(_) => return Err(field("boot.run_token_hours", "must be between 1 and 720")),
+        };
         Ok(Config {
             alert_webhooks,
             interfaces,
@@ -464,6 +471,7 @@ impl Config {
                 menu_timeout: Duration::from_secs(u64::from(
                     w.boot.menu_timeout_seconds.unwrap_or(30),
                 )),
+                run_token_lifetime,
             },
         })
     }

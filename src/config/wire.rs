@@ -88,6 +88,7 @@ pub struct Boot {
     pub files: BTreeMap<String, String>,
     pub image: Option<BootImage>,
     pub menu_timeout_seconds: Option<u32>,
+    pub run_token_hours: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -31,6 +31,8 @@ pub struct BootQuery {
     pub buildarch: Option<String>,
     /// A deployment picked from the menu.
     pub deployment: Option<String>,
+    /// The run token a Windows PE script passes on to its variables file.
+    pub token: Option<String>,
 }
 
 impl BootQuery {
@@ -178,9 +180,15 @@ pub(super) fn default_image(s: &AppState, m: &Machine) -> Response {
         );
     }
     tracing::info!(mac = %m.mac, arch = %m.arch_s(), arch_name = %m.arch_name(), "iPXE script served");
+    let Some(token) = run_token(s, m, None) else {
+        return nothing(m, "the server cannot issue a run token");
+    };
     let cmdline = format!(
-        "{} netdeploy.server={} netdeploy.mac={}",
-        image.cmdline, s.base, m.mac
+        "{} netdeploy.server={} netdeploy.mac={} {}={token}",
+        image.cmdline,
+        s.base,
+        m.mac,
+        netdeploy_wire::run_token::CMDLINE_PARAMETER
     );
     let initrd = image
         .initrd
@@ -222,6 +230,23 @@ pub(super) fn linux_script(
     )
 }
 
+/// A new run token for this machine and `deployment` (docs/security.md); `None`, logged, when
+/// none can be issued: the machine is then not booted into a run it could not report on.
+fn run_token(
+    s: &AppState,
+    m: &Machine,
+    deployment: Option<&str>,
+) -> Option<crate::credentials::RunToken> {
+    let machine = crate::catalog::MachineIdentity {
+        mac: Some(m.mac),
+        uuid: m.uuid,
+    };
+    s.bootpath
+        .issue_run_token(&machine, deployment, s.config.boot.run_token_lifetime)
+        .map_err(|e| tracing::error!(mac = %m.mac, error = %e, "cannot issue a run token"))
+        .ok()
+}
+
 /// Boots a deployment's boot image, passing the deployment id and server URL to the boot
 /// environment on the kernel command line, and records the start (loop guard, rule 7).
 pub(super) fn run_deployment(
@@ -260,12 +285,15 @@ pub(super) fn run_deployment(
                 "the Windows PE boot image lacks one of wimboot, bootmgr, BCD, boot.sdi, boot.wim",
             );
         }
+        let Some(token) = run_token(s, m, Some(&d.id.to_string())) else {
+            return nothing(m, "the server cannot issue a run token");
+        };
         if let Err(e) = s.bootpath.record_start(decision, d, image) {
             tracing::error!(mac = %m.mac, error = %e, "cannot record the deployment start");
             return nothing(m, "the server cannot record the start of the deployment");
         }
         let h: Vec<String> = hashes.into_iter().flatten().collect();
-        let query = format!("{}&deployment={}", m.query(), d.id);
+        let query = format!("{}&deployment={}&token={token}", m.query(), d.id);
         return ipxe(render(
             script::WINPE,
             &[
@@ -302,9 +330,16 @@ pub(super) fn run_deployment(
             )
         })
         .unwrap_or_default();
+    let Some(token) = run_token(s, m, Some(&d.id.to_string())) else {
+        return nothing(m, "the server cannot issue a run token");
+    };
     let cmdline = format!(
-        "{} netdeploy.server={} netdeploy.deployment={} netdeploy.context=pxe netdeploy.mac={}",
-        image.cmdline, s.base, d.id, m.mac
+        "{} netdeploy.server={} netdeploy.deployment={} netdeploy.context=pxe netdeploy.mac={} {}={token}",
+        image.cmdline,
+        s.base,
+        d.id,
+        m.mac,
+        netdeploy_wire::run_token::CMDLINE_PARAMETER
     );
     if let Err(e) = s.bootpath.record_start(decision, d, image) {
         // Without the loop guard record the machine would run a required deployment again on
@@ -376,6 +411,9 @@ pub(super) async fn winpe_variables(
     }
     if let Some(m) = q.mac.as_deref() {
         out.push_str(&format!("NetdeployMAC={}\r\n", clean(m)));
+    }
+    if let Some(t) = q.token.as_deref() {
+        out.push_str(&format!("NetdeployRunToken={}\r\n", clean(t)));
     }
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], out).into_response()
 }

@@ -12,6 +12,7 @@
 //! start-up inside one transaction (`PRAGMA user_version`).
 
 pub mod catalog;
+pub mod credentials;
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -92,6 +93,18 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX status_by_deployment ON status_message (deployment, at);
     CREATE INDEX status_by_identity ON status_message (identity, at);",
+    // 2: run credentials (src/store/credentials.rs), by the SHA-256 of their token.
+    "CREATE TABLE run_credential (
+        digest TEXT PRIMARY KEY,
+        mac TEXT,
+        uuid TEXT,
+        deployment TEXT,
+        issued_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        ended_at INTEGER
+    );
+    CREATE INDEX run_credential_by_expiry ON run_credential (expires_at);
+    CREATE INDEX run_credential_by_mac ON run_credential (mac, issued_at);",
 ];
 
 /// A status message (docs/status.md), from the agent or the server.

@@ -331,13 +331,8 @@ fn admin_api_sets_lists_and_turns_off_a_deployment_alert() {
     );
     assert_eq!(status, 404);
     // pc1 fails: 1 of 1 machines, the alert is raised.
-    let (status, _) = http_request(
-        server.http_addr(),
-        "POST",
-        "/agent/status",
-        &["Content-Type: application/json"],
-        br#"{"kind":"failed","mac":"52:54:00:0d:03:01","deployment":"LAB00001"}"#,
-    );
+    let status = server
+        .post_status(r#"{"kind":"failed","mac":"52:54:00:0d:03:01","deployment":"LAB00001"}"#);
     assert_eq!(status, 201);
     let (_, v) = call(&server, "GET", "/api/v1/alerts", "");
     assert_eq!(v["thresholds"][0]["deployment"], "LAB00001", "{v}");

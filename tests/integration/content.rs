@@ -4,7 +4,22 @@
 use std::process::Command;
 
 use crate::deployments::write_site;
-use crate::harness::{cli_ok, http_get, http_request, loopback_config, Server};
+use crate::harness::{
+    bearer, cli_ok, http_get, http_request, loopback_config, token_in_script, Server,
+};
+
+/// The policy a PXE run's boot environment gets, presenting the run's token.
+fn pxe_policy(server: &Server, mac: &str, deployment: &str, token: &str) -> serde_json::Value {
+    let (status, body) = http_request(
+        server.http_addr(),
+        "GET",
+        &format!("/agent/policy?mac={mac}&context=pxe&deployment={deployment}"),
+        &[&bearer(token)],
+        b"",
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    serde_json::from_slice(&body).unwrap()
+}
 
 fn curl(args: &[&str]) -> String {
     let out = Command::new("curl")
@@ -138,11 +153,8 @@ fn a_required_run_started_by_pxe_gets_the_reason_explain_gives_not_a_preferred_i
         "/boot.ipxe?mac=52-54-00-0d-04-01&arch=0",
     );
     assert!(script.contains("netdeploy.deployment=LAB00001"), "{script}");
-    let p: serde_json::Value = serde_json::from_str(&http_get(
-        server.http_addr(),
-        "/agent/policy?mac=52:54:00:0d:04:01&context=pxe&deployment=LAB00001",
-    ))
-    .unwrap();
+    let token = token_in_script(&script).expect("a run token in the script");
+    let p = pxe_policy(&server, "52:54:00:0d:04:01", "LAB00001", &token);
     assert_eq!(p["action"], "run", "{p}");
     assert_eq!(p["reason"], "required (rule 5)", "{p}");
     // Media naming a deployment is what rule 3 is about.
@@ -167,11 +179,8 @@ fn policy_lists_steps_and_hashed_content_and_status_messages_are_stored() {
         "{script}"
     );
     // ...and the boot environment it started still gets that deployment's policy.
-    let p: serde_json::Value = serde_json::from_str(&http_get(
-        server.http_addr(),
-        "/agent/policy?mac=52:54:00:0d:04:01&context=pxe&deployment=LAB00001",
-    ))
-    .unwrap();
+    let token = token_in_script(&script).expect("a run token in the script");
+    let p = pxe_policy(&server, "52:54:00:0d:04:01", "LAB00001", &token);
     assert_eq!(p["action"], "run", "{p}");
     assert_eq!(p["deployment"]["id"], "LAB00001");
     assert_eq!(p["steps"][0]["action"], "apply_image");
@@ -196,7 +205,7 @@ fn policy_lists_steps_and_hashed_content_and_status_messages_are_stored() {
             server.http_addr(),
             "POST",
             "/agent/status",
-            &["Content-Type: application/json"],
+            &["Content-Type: application/json", &bearer(&token)],
             body.as_bytes(),
         );
         assert_eq!(status, 201);

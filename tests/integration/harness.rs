@@ -14,6 +14,8 @@ pub struct Server {
     child: Option<Child>,
     pub ready: serde_json::Value,
     log: Arc<Mutex<String>>,
+    /// The directory the configuration was written to.
+    dir: std::path::PathBuf,
 }
 
 pub fn binary() -> &'static str {
@@ -84,7 +86,52 @@ impl Server {
             child: Some(child),
             ready,
             log,
+            dir: dir.to_owned(),
         }
+    }
+
+    /// The data directory of a [`loopback_config`] server.
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self.dir.join("data")
+    }
+
+    /// A run token for a machine's run of `deployment`, kept in the server's store as the
+    /// server keeps the ones it issues, for tests whose subject is what the boot environment
+    /// reports rather than how it got its token (tests/integration/credentials.rs is about that).
+    pub fn run_token(&self, mac: &str, deployment: Option<&str>) -> String {
+        use netdeploy::credentials::{digest, RunCredential, RunToken};
+        let store = netdeploy::store::Store::open(&self.data_dir().join("netdeploy.db")).unwrap();
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).unwrap();
+        let token = RunToken::from_bytes(bytes);
+        let now = netdeploy::bootpath::now();
+        let c = RunCredential {
+            machine: netdeploy::catalog::MachineIdentity {
+                mac: Some(mac.replace('-', ":").parse().unwrap()),
+                uuid: None,
+            },
+            deployment: deployment.map(str::to_owned),
+            issued_at: now,
+            expires_at: now + 3600,
+            ended_at: None,
+        };
+        store.run_credential_add(&digest(&token), &c, now).unwrap();
+        token.to_string()
+    }
+
+    /// POSTs a status message (JSON naming `mac` and maybe `deployment`) with a run token of
+    /// that machine and deployment; returns the HTTP status.
+    pub fn post_status(&self, body: &str) -> u16 {
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        let token = self.run_token(v["mac"].as_str().unwrap(), v["deployment"].as_str());
+        http_request(
+            self.http_addr(),
+            "POST",
+            "/agent/status",
+            &["Content-Type: application/json", &bearer(&token)],
+            body.as_bytes(),
+        )
+        .0
     }
 
     fn addr(&self, key: &str) -> SocketAddr {
@@ -192,6 +239,22 @@ pub fn http_get_status(addr: SocketAddr, path: &str) -> (u16, Vec<u8>) {
 }
 
 /// Any request, with extra header lines and a body.
+/// The `Authorization` header line that presents a run token.
+pub fn bearer(token: &str) -> String {
+    format!("Authorization: Bearer {token}")
+}
+
+/// The run token on the kernel line of an iPXE script (`netdeploy.token=`).
+pub fn token_in_script(script: &str) -> Option<String> {
+    let at = script.find("netdeploy.token=")? + "netdeploy.token=".len();
+    Some(
+        script[at..]
+            .chars()
+            .take_while(char::is_ascii_hexdigit)
+            .collect(),
+    )
+}
+
 pub fn http_request(
     addr: SocketAddr,
     method: &str,
@@ -199,6 +262,18 @@ pub fn http_request(
     headers: &[&str],
     body: &[u8],
 ) -> (u16, Vec<u8>) {
+    let (status, _, body) = http_exchange(addr, method, path, headers, body);
+    (status, body)
+}
+
+/// One HTTP request: the status, the response head (lower case) and the body.
+pub fn http_exchange(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: &[u8],
+) -> (u16, String, Vec<u8>) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -228,7 +303,7 @@ pub fn http_request(
     {
         body = dechunk(&body);
     }
-    (status, body)
+    (status, head.to_ascii_lowercase(), body)
 }
 
 fn dechunk(mut b: &[u8]) -> Vec<u8> {

@@ -4,17 +4,10 @@
 use std::process::Command;
 
 use crate::deployments::write_site;
-use crate::harness::{cli_ok, http_get, http_request, loopback_config, Server};
+use crate::harness::{cli_ok, http_get, loopback_config, Server};
 
 fn post_status(s: &Server, body: &str) {
-    let (status, _) = http_request(
-        s.http_addr(),
-        "POST",
-        "/agent/status",
-        &["Content-Type: application/json"],
-        body.as_bytes(),
-    );
-    assert_eq!(status, 201, "{body}");
+    assert_eq!(s.post_status(body), 201, "{body}");
 }
 
 /// lab: pc1 (succeeded), pc2 (running), pc3 (failed), pc4 (offered by a menu), pc5 (silent);

@@ -1,0 +1,71 @@
+//! The boot path's run credentials (docs/security.md): issued when a run starts, checked on
+//! every policy request and status message, ended with the run. The rules are in
+//! [`crate::credentials`], the table in [`crate::store::credentials`].
+
+use std::time::Duration;
+
+use super::{now, BootPath};
+use crate::catalog::MachineIdentity;
+use crate::credentials::{self, Refusal, RunCredential, RunToken};
+use crate::store::StoreError;
+
+/// Why a token could not be issued.
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    #[error("the operating system gave no random bytes for a run token: {0}")]
+    Random(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl BootPath {
+    /// Makes a token for a run of `deployment` (or of none yet) on `machine`, valid for
+    /// `lifetime` unless the run ends first, and keeps its SHA-256.
+    pub fn issue_run_token(
+        &self,
+        machine: &MachineIdentity,
+        deployment: Option<&str>,
+        lifetime: Duration,
+    ) -> Result<RunToken, IssueError> {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).map_err(|e| IssueError::Random(e.to_string()))?;
+        let token = RunToken::from_bytes(bytes);
+        let now = now();
+        let credential = RunCredential {
+            machine: *machine,
+            deployment: deployment.map(str::to_owned),
+            issued_at: now,
+            expires_at: now.saturating_add(lifetime.as_secs() as i64),
+            ended_at: None,
+        };
+        self.store
+            .run_credential_add(&credentials::digest(&token), &credential, now)?;
+        Ok(token)
+    }
+
+    /// Whether `authorization` (the request's header) lets `machine` ask about `deployment`;
+    /// the credential it presents, when it does.
+    pub fn check_run_token(
+        &self,
+        authorization: Option<&str>,
+        machine: &MachineIdentity,
+        deployment: Option<&str>,
+    ) -> Result<Result<(RunToken, RunCredential), Refusal>, StoreError> {
+        let token = match credentials::presented(authorization) {
+            Ok(t) => t,
+            Err(r) => return Ok(Err(r)),
+        };
+        let found = self.store.run_credential(&credentials::digest(&token))?;
+        Ok(
+            credentials::check(found.as_ref(), machine, deployment, now())
+                .map(|()| (token, found.expect("check accepts only a found credential"))),
+        )
+    }
+
+    /// Ends the run of `token`: it is refused from now on.
+    pub fn end_run(&self, token: &RunToken) -> Result<(), StoreError> {
+        self.store
+            .run_credential_end(&credentials::digest(token), now())
+            .map(drop)
+    }
+}
