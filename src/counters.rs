@@ -66,6 +66,9 @@ counters! {
     /// HTTP connections closed because a request head took longer than
     /// `http.header_timeout_seconds`.
     http_connections_slow_header_closed,
+    /// iPXE script requests for a MAC that no DHCP exchange showed lately: answered with a
+    /// script that boots nothing, and nothing recorded.
+    boot_scripts_unproven,
     /// Policy requests and status messages refused 401: no run token, or one never issued.
     agent_unauthorized,
     /// Policy requests and status messages refused 403: a run token of another machine or

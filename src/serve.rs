@@ -140,6 +140,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         base,
         bootpath,
         small_files: http::SmallFiles::default(),
+        sightings: shared.sightings.clone(),
     });
     let table = Arc::new(std::sync::Mutex::new(
         http::connections::ConnectionTable::new(

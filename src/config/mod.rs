@@ -150,6 +150,8 @@ pub struct BootConfig {
     pub menu_timeout: Duration,
     /// How long a run token is accepted when its run does not end first (docs/security.md).
     pub run_token_lifetime: Duration,
+    /// How long after its DHCP exchange a machine's script request may start a run.
+    pub script_after_dhcp: Duration,
 }
 
 /// The validated runtime configuration.
@@ -447,6 +449,16 @@ impl Config {
             Some(h) if (1..=720).contains(&h) => Duration::from_secs(h * 3600),
             Some(_) => return Err(field("boot.run_token_hours", "must be between 1 and 720")),
         };
+        let script_after_dhcp = match w.boot.script_after_dhcp_seconds {
+            None => Duration::from_secs(300),
+            Some(s) if (10..=86_400).contains(&s) => Duration::from_secs(s),
+            Some(_) => {
+                return Err(field(
+                    "boot.script_after_dhcp_seconds",
+                    "must be between 10 and 86400",
+                ))
+            }
+        };
         Ok(Config {
             alert_webhooks,
             interfaces,
@@ -472,6 +484,7 @@ impl Config {
                     w.boot.menu_timeout_seconds.unwrap_or(30),
                 )),
                 run_token_lifetime,
+                script_after_dhcp,
             },
         })
     }

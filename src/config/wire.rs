@@ -89,6 +89,7 @@ pub struct Boot {
     pub image: Option<BootImage>,
     pub menu_timeout_seconds: Option<u32>,
     pub run_token_hours: Option<u64>,
+    pub script_after_dhcp_seconds: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -76,6 +76,27 @@ pub(super) async fn boot_script(
         uuid,
         arch: q.arch_value(),
     };
+    // Only a machine that asked this server for a network boot moments ago may start a run:
+    // anyone else naming its MAC would set its loop guard and learn its run token.
+    let window = s.config.boot.script_after_dhcp;
+    if !s
+        .sightings
+        .seen_within(mac, std::time::Instant::now(), window)
+    {
+        Counters::bump(&s.counters.boot_scripts_unproven);
+        tracing::warn!(
+            mac = %mac,
+            window_seconds = window.as_secs(),
+            "iPXE script: the machine was not seen in a DHCP exchange lately; nothing recorded"
+        );
+        return nothing(
+            &m,
+            &format!(
+                "this machine has not asked this server for a network boot in the last {} seconds",
+                window.as_secs()
+            ),
+        );
+    }
     let plan = match s
         .bootpath
         .plan(Some(mac), uuid, m.arch, q.deployment.as_deref())

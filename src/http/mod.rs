@@ -39,6 +39,9 @@ pub struct AppState {
     pub bootpath: Arc<BootPath>,
     /// Small content files kept in memory (see [`SmallFiles`]).
     pub small_files: SmallFiles,
+    /// Network-boot clients the DHCP side saw lately: a script request records a start only
+    /// for one of them (docs/security.md).
+    pub sightings: Arc<crate::dhcp::sightings::Sightings>,
 }
 
 /// The router of every HTTP endpoint.

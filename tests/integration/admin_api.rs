@@ -111,7 +111,7 @@ fn admin_api_creates_deployments_with_the_same_checks_and_explains() {
     // by device or by UUID, and says what it lifted.
     let uuid = crate::harness::random_smbios_uuid();
     let boot = format!("/boot.ipxe?mac=52-54-00-0d-03-01&arch=0&uuid={uuid}");
-    http_request(server.http_addr(), "GET", &boot, &[], b"");
+    crate::harness::boot_script(&server, &boot);
     let (status, v) = call(&server, "POST", "/api/v1/pxe/clear", r#"{"device":"pc1"}"#);
     assert_eq!(status, 200);
     assert_eq!(v["cleared"], 1);
@@ -121,7 +121,7 @@ fn admin_api_creates_deployments_with_the_same_checks_and_explains() {
         "{v}"
     );
     assert_eq!(v["guards"][0]["deployment"], "LAB00001", "{v}");
-    http_request(server.http_addr(), "GET", &boot, &[], b"");
+    crate::harness::boot_script(&server, &boot);
     let (status, v) = call(
         &server,
         "GET",

@@ -5,7 +5,7 @@ use std::process::Command;
 
 use crate::deployments::write_site;
 use crate::harness::{
-    bearer, cli_ok, http_get, http_request, loopback_config, token_in_script, Server,
+    bearer, boot_script, cli_ok, http_get, http_request, loopback_config, token_in_script, Server,
 };
 
 /// The policy a PXE run's boot environment gets, presenting the run's token.
@@ -148,10 +148,7 @@ fn a_required_run_started_by_pxe_gets_the_reason_explain_gives_not_a_preferred_i
         explained.contains("run LAB00001 unattended") && explained.contains("rule 5"),
         "{explained}"
     );
-    let script = http_get(
-        server.http_addr(),
-        "/boot.ipxe?mac=52-54-00-0d-04-01&arch=0",
-    );
+    let script = boot_script(&server, "/boot.ipxe?mac=52-54-00-0d-04-01&arch=0");
     assert!(script.contains("netdeploy.deployment=LAB00001"), "{script}");
     let token = token_in_script(&script).expect("a run token in the script");
     let p = pxe_policy(&server, "52:54:00:0d:04:01", "LAB00001", &token);
@@ -170,10 +167,7 @@ fn a_required_run_started_by_pxe_gets_the_reason_explain_gives_not_a_preferred_i
 fn policy_lists_steps_and_hashed_content_and_status_messages_are_stored() {
     let (dir, server, sha, image) = setup();
     // The PXE script starts LAB00001 (and sets the loop guard)...
-    let script = http_get(
-        server.http_addr(),
-        "/boot.ipxe?mac=52-54-00-0d-04-01&arch=0",
-    );
+    let script = boot_script(&server, "/boot.ipxe?mac=52-54-00-0d-04-01&arch=0");
     assert!(
         script.contains("netdeploy.deployment=LAB00001 netdeploy.context=pxe"),
         "{script}"
@@ -262,10 +256,7 @@ fn winpe_deployment_loads_wimboot_files_and_injects_the_variables_file() {
         &["site", "apply", site.to_str().unwrap()],
     );
     let server = Server::start(dir.path(), &loopback_config(dir.path(), "proxy", ""));
-    let script = http_get(
-        server.http_addr(),
-        "/boot.ipxe?mac=52-54-00-0d-05-01&arch=7",
-    );
+    let script = boot_script(&server, "/boot.ipxe?mac=52-54-00-0d-05-01&arch=7");
     assert!(script.starts_with("#!ipxe"), "{script}");
     let url = server.url();
     let mut seen = 0;

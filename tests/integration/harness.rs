@@ -239,6 +239,69 @@ pub fn http_get_status(addr: SocketAddr, path: &str) -> (u16, Vec<u8>) {
 }
 
 /// Any request, with extra header lines and a body.
+/// A DISCOVER as iPXE sends it (BIOS, option 77 `iPXE`), from `mac`, with its SMBIOS UUID in
+/// option 97 when it has one.
+pub fn ipxe_discover(mac: &str, uuid: Option<&str>) -> Vec<u8> {
+    let mut b = vec![0u8; 236];
+    b[0] = 1;
+    b[1] = 1;
+    b[2] = 6;
+    b[4..8].copy_from_slice(&0x6d31_4072u32.to_be_bytes());
+    b[10] = 0x80;
+    for (i, h) in mac.split([':', '-']).enumerate() {
+        b[28 + i] = u8::from_str_radix(h, 16).unwrap();
+    }
+    b.extend_from_slice(&[99, 130, 83, 99]);
+    b.extend_from_slice(&[53, 1, 1, 93, 2, 0, 0, 94, 3, 1, 2, 1]);
+    let vendor = b"PXEClient:Arch:00000:UNDI:002001";
+    b.push(60);
+    b.push(vendor.len() as u8);
+    b.extend_from_slice(vendor);
+    b.extend_from_slice(&[77, 4, b'i', b'P', b'X', b'E']);
+    if let Some(u) = uuid {
+        // Option 97 holds the first three fields little-endian, as firmware copies them.
+        let mut g = netdeploy::catalog::parse_smbios_uuid(u).unwrap().0;
+        g[0..4].reverse();
+        g[4..6].reverse();
+        g[6..8].reverse();
+        b.extend_from_slice(&[97, 17, 0]);
+        b.extend_from_slice(&g);
+    }
+    b.push(255);
+    b
+}
+
+/// Sends `mac`'s iPXE DISCOVER to the server and waits for its answer (at most 1.5 s: a
+/// machine with no deployment gets none), as a machine does before asking for its script.
+pub fn dhcp_discover(server: &Server, mac: &str, uuid: Option<&str>) {
+    dhcp_discover_at(server.dhcp_addr(), mac, uuid)
+}
+
+/// [`dhcp_discover`] to a DHCP address.
+pub fn dhcp_discover_at(dhcp: SocketAddr, mac: &str, uuid: Option<&str>) {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    s.send_to(&ipxe_discover(mac, uuid), dhcp).unwrap();
+    let mut buf = [0u8; 1500];
+    let _ = s.recv_from(&mut buf);
+}
+
+/// The iPXE script at `path` (`/boot.ipxe?mac=...`), asked for as a machine does: after its
+/// DHCP exchange with the server.
+pub fn boot_script(server: &Server, path: &str) -> String {
+    let param = |name: &str| {
+        path.split(['?', '&'])
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+    };
+    dhcp_discover(
+        server,
+        param("mac").expect("a mac in the script path"),
+        param("uuid"),
+    );
+    http_get(server.http_addr(), path)
+}
+
 /// The `Authorization` header line that presents a run token.
 pub fn bearer(token: &str) -> String {
     format!("Authorization: Bearer {token}")
