@@ -12,6 +12,7 @@
 //! - [`http`]: per-machine iPXE scripts and boot image files;
 //! - [`credentials`]: the run token rules of the boot environment's channel, pure;
 //! - [`counters`]: what the server counted (offers, drops, transfers), for logs and metrics;
+//! - [`retention`]: status messages forgotten past their age or count;
 //! - [`serve`]: starts everything and prints the startup line.
 
 pub mod admin;
@@ -30,6 +31,7 @@ pub mod http;
 pub mod interfaces;
 pub mod monitoring;
 pub mod policy;
+pub mod retention;
 pub mod serve;
 pub mod store;
 pub mod tftp;

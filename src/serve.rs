@@ -129,6 +129,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config.alert_webhooks.clone(),
         cancel.clone(),
     ));
+    tasks.spawn(crate::retention::prune(
+        bootpath.store.clone(),
+        config.status_retention,
+        cancel.clone(),
+    ));
     tasks.spawn(crate::wake::serve_requests(
         bootpath.store.clone(),
         config.interfaces.clone(),

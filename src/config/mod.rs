@@ -172,6 +172,24 @@ pub struct Config {
     pub boot: BootConfig,
     /// Where deployment alerts are posted (`[alerts] webhooks`): plain `http://` URLs.
     pub alert_webhooks: Vec<axum::http::Uri>,
+    pub status_retention: StatusRetention,
+}
+
+/// How long status messages are kept, and how many at most (`[status]`): a flood of
+/// messages cannot fill the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusRetention {
+    pub max_age: Duration,
+    pub max_messages: u64,
+}
+
+impl Default for StatusRetention {
+    fn default() -> StatusRetention {
+        StatusRetention {
+            max_age: Duration::from_secs(90 * 86_400),
+            max_messages: 1_000_000,
+        }
+    }
 }
 
 /// Default first-stage boot files, as Debian's `ipxe` package installs them in /usr/lib/ipxe.
@@ -459,7 +477,26 @@ impl Config {
                 ))
             }
         };
+        let d = StatusRetention::default();
+        let status_retention = StatusRetention {
+            max_age: match w.status.retention_days {
+                None => d.max_age,
+                Some(n) if (1..=36_500).contains(&n) => Duration::from_secs(n * 86_400),
+                Some(_) => {
+                    return Err(field(
+                        "status.retention_days",
+                        "must be between 1 and 36500",
+                    ))
+                }
+            },
+            max_messages: match w.status.max_messages {
+                None => d.max_messages,
+                Some(n) if n >= 1000 => n,
+                Some(_) => return Err(field("status.max_messages", "must be at least 1000")),
+            },
+        };
         Ok(Config {
+            status_retention,
             alert_webhooks,
             interfaces,
             server_address,

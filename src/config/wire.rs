@@ -22,6 +22,15 @@ pub struct File {
     pub boot: Boot,
     #[serde(default)]
     pub alerts: Alerts,
+    #[serde(default)]
+    pub status: Status,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Status {
+    pub retention_days: Option<u64>,
+    pub max_messages: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

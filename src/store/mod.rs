@@ -344,6 +344,22 @@ impl Store {
         Ok(conn.last_insert_rowid())
     }
 
+    /// Forgets the status messages older than `before` (Unix seconds) and all but the newest
+    /// `keep`; returns how many went.
+    pub fn prune_status(&self, before: i64, keep: u64) -> Result<usize, StoreError> {
+        self.transaction(|tx| {
+            let old = tx
+                .tx
+                .execute("DELETE FROM status_message WHERE at < ?1", params![before])?;
+            let over = tx.tx.execute(
+                "DELETE FROM status_message WHERE seq <= (
+                    SELECT seq FROM status_message ORDER BY seq DESC LIMIT 1 OFFSET ?1)",
+                params![i64::try_from(keep).unwrap_or(i64::MAX)],
+            )?;
+            Ok(old + over)
+        })
+    }
+
     /// Status messages, newest last; optionally of one deployment, at most `limit`.
     pub fn statuses(
         &self,
@@ -624,6 +640,34 @@ mod tests {
         });
         assert!(r.is_err());
         assert!(s.get::<Thing>("thing", "x").unwrap().is_none());
+    }
+
+    #[test]
+    fn pruning_keeps_the_newest_messages_within_the_age() {
+        let s = Store::in_memory().unwrap();
+        for at in 0..10 {
+            s.add_status(&StatusMessage {
+                seq: 0,
+                at,
+                source: "agent".into(),
+                kind: "step".into(),
+                identity: None,
+                device: None,
+                deployment: None,
+                body: serde_json::json!({}),
+            })
+            .unwrap();
+        }
+        assert_eq!(s.prune_status(3, 100).unwrap(), 3);
+        assert_eq!(s.prune_status(0, 4).unwrap(), 3);
+        let left: Vec<i64> = s
+            .statuses(None, 100)
+            .unwrap()
+            .iter()
+            .map(|m| m.at)
+            .collect();
+        assert_eq!(left, [6, 7, 8, 9]);
+        assert_eq!(s.prune_status(0, 4).unwrap(), 0);
     }
 
     #[test]

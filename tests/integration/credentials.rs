@@ -291,3 +291,46 @@ fn a_flood_of_requests_adds_a_bounded_number_of_rows() {
         "run tokens {before:?} -> {after:?}"
     );
 }
+
+#[test]
+fn status_messages_past_the_retention_age_or_count_are_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    {
+        let store = netdeploy::store::Store::open(&data.join("netdeploy.db")).unwrap();
+        let now = netdeploy::bootpath::now();
+        // 10 messages of three days ago, 1200 of today.
+        for i in 0..1210 {
+            let at = if i < 10 { now - 3 * 86_400 } else { now - 60 };
+            store
+                .add_status(&netdeploy::store::StatusMessage {
+                    seq: 0,
+                    at,
+                    source: "agent".into(),
+                    kind: "step".into(),
+                    identity: Some(format!("mac:52:54:00:0f:10:{:02x}", i % 256)),
+                    device: None,
+                    deployment: Some("LAB00001".into()),
+                    body: serde_json::json!({ "n": i }),
+                })
+                .unwrap();
+        }
+    }
+    let config = loopback_config(dir.path(), "proxy", "")
+        + "[status]\nretention_days = 2\nmax_messages = 1000\n";
+    let server = Server::start(dir.path(), &config);
+    server
+        .wait_for_log(&["old status messages removed"], Duration::from_secs(10))
+        .expect("pruned at start");
+    let db = rusqlite::Connection::open(data.join("netdeploy.db")).unwrap();
+    let (count, oldest_n): (i64, i64) = db
+        .query_row(
+            "SELECT COUNT(*), MIN(json_extract(body, '$.n')) FROM status_message",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(count, 1000);
+    assert_eq!(oldest_n, 210, "the newest are kept");
+}
