@@ -97,6 +97,16 @@ pub fn same_machine(a: &MachineIdentity, b: &MachineIdentity) -> bool {
     }
 }
 
+/// What a request with a run token does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Use {
+    /// Asks for the policy: a run not yet given a deployment may name one (a menu pick); the
+    /// answer then comes with a token of what was decided.
+    Policy,
+    /// Reports status: only about the run's own deployment.
+    Status,
+}
+
 /// Whether a request from `machine` about `deployment` may go on with the credential found
 /// for its token (`None`: the store knows no such token) at `now` (Unix seconds). A request
 /// that names no deployment is about the credential's own.
@@ -104,6 +114,7 @@ pub fn check(
     credential: Option<&RunCredential>,
     machine: &MachineIdentity,
     deployment: Option<&str>,
+    usage: Use,
     now: i64,
 ) -> Result<(), Refusal> {
     let c = credential.ok_or(Refusal::Unknown)?;
@@ -116,9 +127,10 @@ pub fn check(
     if now >= c.expires_at {
         return Err(Refusal::Expired);
     }
-    match (c.deployment.as_deref(), deployment) {
-        (_, None) => Ok(()),
-        (Some(mine), Some(asked)) if mine == asked => Ok(()),
+    match (c.deployment.as_deref(), deployment, usage) {
+        (_, None, _) => Ok(()),
+        (Some(mine), Some(asked), _) if mine == asked => Ok(()),
+        (None, Some(_), Use::Policy) => Ok(()),
         _ => Err(Refusal::OtherDeployment),
     }
 }
@@ -169,10 +181,13 @@ mod tests {
             mac: mac(1),
             uuid: None,
         };
-        assert_eq!(check(Some(&c), &me, Some("LAB00001"), 150), Ok(()));
-        assert_eq!(check(Some(&c), &me, None, 199), Ok(()));
         assert_eq!(
-            check(Some(&c), &me, Some("LAB00001"), 200),
+            check(Some(&c), &me, Some("LAB00001"), Use::Status, 150),
+            Ok(())
+        );
+        assert_eq!(check(Some(&c), &me, None, Use::Status, 199), Ok(()));
+        assert_eq!(
+            check(Some(&c), &me, Some("LAB00001"), Use::Status, 200),
             Err(Refusal::Expired)
         );
         let ended = RunCredential {
@@ -180,7 +195,7 @@ mod tests {
             ..c
         };
         assert_eq!(
-            check(Some(&ended), &me, Some("LAB00001"), 170),
+            check(Some(&ended), &me, Some("LAB00001"), Use::Status, 170),
             Err(Refusal::Ended)
         );
     }
@@ -193,7 +208,7 @@ mod tests {
             uuid: uuid(1),
         };
         assert_eq!(
-            check(Some(&c), &other, Some("LAB00001"), 150),
+            check(Some(&c), &other, Some("LAB00001"), Use::Status, 150),
             Err(Refusal::OtherMachine),
             "the MAC decides when both sides have one"
         );
@@ -201,13 +216,13 @@ mod tests {
             mac: None,
             uuid: uuid(1),
         };
-        assert_eq!(check(Some(&c), &by_uuid, None, 150), Ok(()));
+        assert_eq!(check(Some(&c), &by_uuid, None, Use::Status, 150), Ok(()));
         let nothing_in_common = MachineIdentity {
             mac: None,
             uuid: uuid(3),
         };
         assert_eq!(
-            check(Some(&c), &nothing_in_common, None, 150),
+            check(Some(&c), &nothing_in_common, None, Use::Status, 150),
             Err(Refusal::OtherMachine)
         );
         let me = MachineIdentity {
@@ -215,16 +230,25 @@ mod tests {
             uuid: None,
         };
         assert_eq!(
-            check(Some(&c), &me, Some("LAB00002"), 150),
+            check(Some(&c), &me, Some("LAB00002"), Use::Status, 150),
             Err(Refusal::OtherDeployment)
         );
         // A run not yet given a deployment speaks for no deployment at all.
         let open = credential(None);
         assert_eq!(
-            check(Some(&open), &me, Some("LAB00002"), 150),
+            check(Some(&open), &me, Some("LAB00002"), Use::Status, 150),
             Err(Refusal::OtherDeployment)
         );
-        assert_eq!(check(Some(&open), &me, None, 150), Ok(()));
+        assert_eq!(check(Some(&open), &me, None, Use::Status, 150), Ok(()));
+        // It may ask for the policy of one, as after a menu.
+        assert_eq!(
+            check(Some(&open), &me, Some("LAB00002"), Use::Policy, 150),
+            Ok(())
+        );
+        assert_eq!(
+            check(Some(&c), &me, Some("LAB00002"), Use::Policy, 150),
+            Err(Refusal::OtherDeployment)
+        );
     }
 
     #[test]
@@ -238,7 +262,10 @@ mod tests {
             mac: mac(1),
             uuid: None,
         };
-        assert_eq!(check(None, &me, None, 0), Err(Refusal::Unknown));
+        assert_eq!(
+            check(None, &me, None, Use::Status, 0),
+            Err(Refusal::Unknown)
+        );
         for r in [Refusal::Missing, Refusal::Malformed, Refusal::Unknown] {
             assert_eq!(r.http_status(), 401, "{r:?}");
         }

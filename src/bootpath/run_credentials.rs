@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::{now, BootPath};
 use crate::catalog::MachineIdentity;
-use crate::credentials::{self, Refusal, RunCredential, RunToken};
+use crate::credentials::{self, Refusal, RunCredential, RunToken, Use};
 use crate::store::StoreError;
 
 /// Why a token could not be issued.
@@ -43,13 +43,15 @@ impl BootPath {
         Ok(token)
     }
 
-    /// Whether `authorization` (the request's header) lets `machine` ask about `deployment`;
+    /// Whether `authorization` (the request's header) lets `machine` ask about `deployment`
+    /// for `usage`;
     /// the credential it presents, when it does.
     pub fn check_run_token(
         &self,
         authorization: Option<&str>,
         machine: &MachineIdentity,
         deployment: Option<&str>,
+        usage: Use,
     ) -> Result<Result<(RunToken, RunCredential), Refusal>, StoreError> {
         let token = match credentials::presented(authorization) {
             Ok(t) => t,
@@ -57,7 +59,7 @@ impl BootPath {
         };
         let found = self.store.run_credential(&credentials::digest(&token))?;
         Ok(
-            credentials::check(found.as_ref(), machine, deployment, now())
+            credentials::check(found.as_ref(), machine, deployment, usage, now())
                 .map(|()| (token, found.expect("check accepts only a found credential"))),
         )
     }

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use super::AppState;
 use crate::catalog::MachineIdentity;
 use crate::counters::Counters;
-use crate::credentials::{Refusal, RunToken};
+use crate::credentials::{Refusal, RunToken, Use};
 use crate::decision::Context;
 use netdeploy_wire::run_token::RESPONSE_HEADER;
 use netdeploy_wire::status::StatusKind;
@@ -110,7 +110,12 @@ pub async fn policy(
         q.deployment.clone(),
     );
     let held = match tokio::task::spawn_blocking(move || {
-        bp.check_run_token(auth.as_deref(), &machine, deployment.as_deref())
+        bp.check_run_token(
+            auth.as_deref(),
+            &machine,
+            deployment.as_deref(),
+            Use::Policy,
+        )
     })
     .await
     {
@@ -216,7 +221,12 @@ pub async fn status(
         msg.deployment.clone(),
     );
     let token: RunToken = match tokio::task::spawn_blocking(move || {
-        bp.check_run_token(auth.as_deref(), &machine, deployment.as_deref())
+        bp.check_run_token(
+            auth.as_deref(),
+            &machine,
+            deployment.as_deref(),
+            Use::Status,
+        )
     })
     .await
     {

@@ -334,3 +334,42 @@ fn status_messages_past_the_retention_age_or_count_are_removed() {
     assert_eq!(count, 1000);
     assert_eq!(oldest_n, 210, "the newest are kept");
 }
+
+/// The run token a `200` policy response hands out.
+fn handed_out(head: &str) -> String {
+    head.lines()
+        .find_map(|l| l.strip_prefix("netdeploy-run-token: "))
+        .expect("a run token header")
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn a_menu_pick_gets_a_token_of_the_chosen_deployment_and_the_menus_token_ends() {
+    let (_dir, server) = setup();
+    // An unknown computer: LAB00002 (available to unknown computers) is offered as a menu.
+    let mac = "52:54:00:0f:00:07";
+    let (code, head, body) = http_exchange(
+        server.http_addr(),
+        "GET",
+        &format!("/agent/policy?mac={mac}&context=media"),
+        &[],
+        b"",
+    );
+    assert_eq!(code, 200);
+    assert!(String::from_utf8_lossy(&body).contains("\"menu\""));
+    let menu_token = handed_out(&head);
+    let (code, head, body) = http_exchange(
+        server.http_addr(),
+        "GET",
+        &format!("/agent/policy?mac={mac}&context=media&deployment=LAB00002"),
+        &[&bearer(&menu_token)],
+        b"",
+    );
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    let run_token = handed_out(&head);
+    assert_ne!(run_token, menu_token);
+    let done = format!(r#"{{"kind":"succeeded","mac":"{mac}","deployment":"LAB00002"}}"#);
+    assert_eq!(status(&server, &done, Some(&menu_token)), 403);
+    assert_eq!(status(&server, &done, Some(&run_token)), 201);
+}
