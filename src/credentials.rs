@@ -105,6 +105,9 @@ pub enum Use {
     Policy,
     /// Reports status: only about the run's own deployment.
     Status,
+    /// Reports that nothing was deployed (`no-deployment`): a run not given a deployment may
+    /// name the one it asked for, which it did not get.
+    NothingDeployed,
 }
 
 /// Whether a request from `machine` about `deployment` may go on with the credential found
@@ -130,7 +133,7 @@ pub fn check(
     match (c.deployment.as_deref(), deployment, usage) {
         (_, None, _) => Ok(()),
         (Some(mine), Some(asked), _) if mine == asked => Ok(()),
-        (None, Some(_), Use::Policy) => Ok(()),
+        (None, Some(_), Use::Policy | Use::NothingDeployed) => Ok(()),
         _ => Err(Refusal::OtherDeployment),
     }
 }
@@ -247,6 +250,21 @@ mod tests {
         );
         assert_eq!(
             check(Some(&c), &me, Some("LAB00002"), Use::Policy, 150),
+            Err(Refusal::OtherDeployment)
+        );
+        // And say that the one it asked for was not deployed to it.
+        assert_eq!(
+            check(
+                Some(&open),
+                &me,
+                Some("LAB00002"),
+                Use::NothingDeployed,
+                150
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            check(Some(&c), &me, Some("LAB00002"), Use::NothingDeployed, 150),
             Err(Refusal::OtherDeployment)
         );
     }

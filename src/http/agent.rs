@@ -220,13 +220,12 @@ pub async fn status(
         m,
         msg.deployment.clone(),
     );
+    let usage = match msg.kind {
+        StatusKind::NoDeployment => Use::NothingDeployed,
+        _ => Use::Status,
+    };
     let token: RunToken = match tokio::task::spawn_blocking(move || {
-        bp.check_run_token(
-            auth.as_deref(),
-            &machine,
-            deployment.as_deref(),
-            Use::Status,
-        )
+        bp.check_run_token(auth.as_deref(), &machine, deployment.as_deref(), usage)
     })
     .await
     {

@@ -373,3 +373,26 @@ fn a_menu_pick_gets_a_token_of_the_chosen_deployment_and_the_menus_token_ends() 
     assert_eq!(status(&server, &done, Some(&menu_token)), 403);
     assert_eq!(status(&server, &done, Some(&run_token)), 201);
 }
+
+#[test]
+fn a_medium_told_nothing_is_deployed_reports_it_for_the_deployment_it_asked_for_and_nothing_more() {
+    let (_dir, server) = setup();
+    // srv1 is a known device in no collection: LAB00001, which its medium names, is not for it.
+    let mac = "52:54:00:0f:00:09";
+    let (code, head, body) = http_exchange(
+        server.http_addr(),
+        "GET",
+        &format!("/agent/policy?mac={mac}&context=media&deployment=LAB00001"),
+        &[],
+        b"",
+    );
+    assert_eq!(code, 200);
+    assert!(String::from_utf8_lossy(&body).contains("\"none\""));
+    let token = handed_out(&head);
+    let nothing = format!(
+        r#"{{"kind":"no-deployment","mac":"{mac}","deployment":"LAB00001","reason":"rule 8"}}"#
+    );
+    assert_eq!(status(&server, &nothing, Some(&token)), 201);
+    // That message ended the run.
+    assert_eq!(status(&server, &succeeded(mac), Some(&token)), 403);
+}
