@@ -122,15 +122,22 @@ pub fn run(flags: &RunFlags) -> i32 {
             }
         };
         say(format!("asking {url} for the policy"));
-        let fetched = fetch_policy(&client, &url, token.as_ref(), &backoff).map(|(p, t)| {
-            // The server may hand this run a new token with its policy (a boot medium's
-            // first, or the one of the deployment it decided): it is the run's from now on.
-            if t.is_some() {
-                token = t;
-                reporter.set_token(token.clone());
-            }
-            p
-        });
+        // A boot medium's first request has no run token yet: it presents the medium's key.
+        let authorization = match (&token, &config.medium_key) {
+            (Some(t), _) => Some(t.authorization()),
+            (None, Some(k)) => Some(k.authorization()),
+            (None, None) => None,
+        };
+        let fetched =
+            fetch_policy(&client, &url, authorization.as_deref(), &backoff).map(|(p, t)| {
+                // The server may hand this run a new token with its policy (a boot medium's
+                // first, or the one of the deployment it decided): it is the run's from now on.
+                if t.is_some() {
+                    token = t;
+                    reporter.set_token(token.clone());
+                }
+                p
+            });
         match fetched {
             Ok(Policy::Nothing { reason }) => return nothing_deployed(&reporter, &reason),
             Ok(Policy::Run(p)) => {
@@ -400,19 +407,19 @@ fn failed(
     1
 }
 
-/// GETs and parses the policy, presenting the run's token, retrying while the server cannot
+/// GETs and parses the policy, presenting the run's token or the medium's key, retrying while the server cannot
 /// be reached or answers 5xx (the network may have just come up); a 4xx or a policy that does
 /// not parse fails at once. Also returns the run token the response carries, if any.
 fn fetch_policy(
     client: &Client,
     url: &Url,
-    token: Option<&RunToken>,
+    authorization: Option<&str>,
     backoff: &Backoff,
 ) -> Result<(Policy, Option<RunToken>), String> {
     let started = Instant::now();
     let mut failures = 0;
     loop {
-        let failure = match client.get_authorized(url, token) {
+        let failure = match client.get_authorized(url, authorization) {
             Ok(r) if r.status() == 200 => {
                 let given = match r.header(RESPONSE_HEADER).map(str::parse::<RunToken>) {
                     None => None,

@@ -70,6 +70,73 @@ impl FromStr for RunToken {
     }
 }
 
+/// The scheme of the `Authorization` header that presents a [`MediumKey`].
+pub const MEDIUM_SCHEME: &str = "Medium";
+
+/// A boot medium's own credential (docs/security.md): an id the server lists and revokes it
+/// by, and a 32-byte secret the server keeps only the SHA-256 of. Written `<id>.<secret>`
+/// (8 and 64 lower-case hex digits) in the media variables file (`NetdeployMediumKey`), and
+/// presented as `Authorization: Medium <id>.<secret>` on the medium's first policy request,
+/// which has no run token yet. `Debug` does not show the secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MediumKey {
+    id: [u8; 4],
+    secret: [u8; 32],
+}
+
+impl MediumKey {
+    pub fn from_bytes(id: [u8; 4], secret: [u8; 32]) -> MediumKey {
+        MediumKey { id, secret }
+    }
+
+    /// The id, 8 hex digits.
+    pub fn id(&self) -> String {
+        hex::encode(&self.id)
+    }
+
+    pub fn secret(&self) -> &[u8; 32] {
+        &self.secret
+    }
+
+    /// The value of an `Authorization` header that presents this key.
+    pub fn authorization(&self) -> String {
+        format!("{MEDIUM_SCHEME} {self}")
+    }
+
+    /// The key an `Authorization` header presents: `None` when it is not a medium key header;
+    /// an error when it is one but malformed.
+    pub fn from_authorization(value: &str) -> Option<Result<MediumKey, String>> {
+        let (scheme, rest) = value.trim().split_once(' ')?;
+        scheme
+            .eq_ignore_ascii_case(MEDIUM_SCHEME)
+            .then(|| rest.trim().parse())
+    }
+}
+
+impl fmt::Display for MediumKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", hex::encode(&self.id), hex::encode(&self.secret))
+    }
+}
+
+impl fmt::Debug for MediumKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MediumKey({}, ..)", self.id())
+    }
+}
+
+impl FromStr for MediumKey {
+    type Err = String;
+    fn from_str(s: &str) -> Result<MediumKey, String> {
+        let bad = || "a medium key is <8 hex digits>.<64 hex digits>".to_owned();
+        let (id, secret) = s.split_once('.').ok_or_else(bad)?;
+        Ok(MediumKey {
+            id: hex::decode_array(id).ok_or_else(bad)?,
+            secret: hex::decode_array(secret).ok_or_else(bad)?,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,6 +172,28 @@ mod tests {
     fn debug_does_not_show_the_token() {
         let t = RunToken::from_bytes([0x5a; 32]);
         assert!(!format!("{t:?}").contains("5a5a"));
+    }
+
+    #[test]
+    fn a_medium_key_is_read_back_and_does_not_show_its_secret() {
+        let k = MediumKey::from_bytes([0x0a, 0x0b, 0x0c, 0x0d], [0x5a; 32]);
+        assert_eq!(k.id(), "0a0b0c0d");
+        assert_eq!(k.to_string(), format!("0a0b0c0d.{}", "5a".repeat(32)));
+        assert_eq!(
+            MediumKey::from_authorization(&k.authorization())
+                .unwrap()
+                .unwrap(),
+            k
+        );
+        assert!(
+            MediumKey::from_authorization(&RunToken::from_bytes([1; 32]).authorization()).is_none()
+        );
+        assert!(RunToken::from_authorization(&k.authorization()).is_none());
+        assert!("0a0b0c0d".parse::<MediumKey>().is_err());
+        assert!(format!("0a0b.{}", "5a".repeat(32))
+            .parse::<MediumKey>()
+            .is_err());
+        assert!(!format!("{k:?}").contains("5a5a"));
     }
 
     proptest! {

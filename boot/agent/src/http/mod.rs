@@ -57,14 +57,14 @@ impl Client {
         self.send("GET", url, &extra, b"")
     }
 
-    /// GET `url` presenting `token` (docs/agent-http.md), when there is one.
+    /// GET `url` with this `Authorization` value (docs/agent-http.md), when there is one.
     pub fn get_authorized(
         &self,
         url: &Url,
-        token: Option<&RunToken>,
+        authorization: Option<&str>,
     ) -> Result<Response, HttpError> {
-        let extra: Vec<(&str, String)> = token
-            .map(|t| ("Authorization", t.authorization()))
+        let extra: Vec<(&str, String)> = authorization
+            .map(|a| ("Authorization", a.to_owned()))
             .into_iter()
             .collect();
         self.send("GET", url, &extra, b"")
