@@ -20,7 +20,7 @@ use crate::store::{StatusMessage, Store, StoreError};
 use netdeploy_wire::status::{StatusKind, StatusMessage as AgentMessage};
 use serde::Deserialize;
 
-pub use run_credentials::IssueError;
+pub use run_credentials::{new_medium_key, IssueError};
 
 /// What a PXE client is to be given.
 #[derive(Debug, Clone)]

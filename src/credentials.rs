@@ -9,7 +9,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::catalog::MachineIdentity;
-pub use netdeploy_wire::run_token::RunToken;
+pub use netdeploy_wire::run_token::{MediumKey, RunToken};
 use netdeploy_wire::status::StatusKind;
 
 /// What the server keeps of a token it issued.
@@ -35,7 +35,7 @@ pub enum Refusal {
     Missing,
     /// A bearer value that is no run token.
     Malformed,
-    /// A token this server did not issue (or forgot after it expired).
+    /// A token or medium key this server did not issue (or forgot after it expired).
     Unknown,
     /// The run's time ran out (`boot.run_token_hours`).
     Expired,
@@ -45,6 +45,8 @@ pub enum Refusal {
     OtherMachine,
     /// The token belongs to another deployment of this machine.
     OtherDeployment,
+    /// The boot medium's key was revoked (`netdeploy media revoke`).
+    Revoked,
 }
 
 impl Refusal {
@@ -55,20 +57,25 @@ impl Refusal {
             Refusal::Expired
             | Refusal::Ended
             | Refusal::OtherMachine
-            | Refusal::OtherDeployment => 403,
+            | Refusal::OtherDeployment
+            | Refusal::Revoked => 403,
         }
     }
 
     /// The reason, for the log and the response body.
     pub fn reason(self) -> &'static str {
         match self {
-            Refusal::Missing => "no run token (Authorization: Bearer) was sent",
+            Refusal::Missing => {
+                "no run token (Authorization: Bearer) or, from a boot medium, medium key \
+                 (Authorization: Medium) was sent"
+            }
             Refusal::Malformed => "the bearer value is not a run token (64 hex digits)",
-            Refusal::Unknown => "the run token is not one this server issued",
+            Refusal::Unknown => "the run token or medium key is not one this server issued",
             Refusal::Expired => "the run token expired (boot.run_token_hours)",
             Refusal::Ended => "the run token belongs to a run that has ended",
             Refusal::OtherMachine => "the run token belongs to another machine",
             Refusal::OtherDeployment => "the run token belongs to another deployment",
+            Refusal::Revoked => "the boot medium's key was revoked",
         }
     }
 }
@@ -135,6 +142,43 @@ pub fn check(
         (Some(mine), Some(asked), _) if mine == asked => Ok(()),
         (None, Some(_), Use::Policy | Use::NothingDeployed) => Ok(()),
         _ => Err(Refusal::OtherDeployment),
+    }
+}
+
+/// A boot medium's key as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMedium {
+    /// [`medium_digest`] of its key.
+    pub digest: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+/// The SHA-256 of a medium key's secret as the store keeps it (lower-case hex).
+pub fn medium_digest(key: &MediumKey) -> String {
+    netdeploy_wire::hex::encode(&Sha256::digest(key.secret()))
+}
+
+/// The medium key an `Authorization` header presents, if any.
+pub fn presented_medium(authorization: Option<&str>) -> Result<MediumKey, Refusal> {
+    match authorization.map(MediumKey::from_authorization) {
+        None | Some(None) => Err(Refusal::Missing),
+        Some(Some(Err(_))) => Err(Refusal::Malformed),
+        Some(Some(Ok(k))) => Ok(k),
+    }
+}
+
+/// Whether a boot medium presenting `key` may ask for its first policy, with what the store
+/// keeps under the key's id (`None`: no such medium).
+pub fn check_medium(stored: Option<&StoredMedium>, key: &MediumKey) -> Result<(), Refusal> {
+    let m = stored.ok_or(Refusal::Unknown)?;
+    // Both sides are SHA-256 digests of a 32-byte secret: comparing them leaks nothing of it.
+    if m.digest != medium_digest(key) {
+        return Err(Refusal::Unknown);
+    }
+    match m.revoked_at {
+        Some(_) => Err(Refusal::Revoked),
+        None => Ok(()),
     }
 }
 
@@ -306,6 +350,32 @@ mod tests {
             "66687aadf862bd776c8fc18b8e9f8e20089714856ee233b3902a591d0d5f2925"
         );
         assert_ne!(digest(&t), t.to_string());
+    }
+
+    #[test]
+    fn a_medium_key_counts_until_it_is_revoked() {
+        let key = MediumKey::from_bytes([1, 2, 3, 4], [9; 32]);
+        let stored = StoredMedium {
+            digest: medium_digest(&key),
+            created_at: 1,
+            revoked_at: None,
+        };
+        assert_eq!(check_medium(Some(&stored), &key), Ok(()));
+        assert_eq!(check_medium(None, &key), Err(Refusal::Unknown));
+        let forged = MediumKey::from_bytes([1, 2, 3, 4], [8; 32]);
+        assert_eq!(check_medium(Some(&stored), &forged), Err(Refusal::Unknown));
+        let revoked = StoredMedium {
+            revoked_at: Some(2),
+            ..stored
+        };
+        assert_eq!(check_medium(Some(&revoked), &key), Err(Refusal::Revoked));
+        assert_eq!(Refusal::Revoked.http_status(), 403);
+        assert_eq!(presented_medium(Some(&key.authorization())), Ok(key));
+        assert_eq!(
+            presented_medium(Some(&RunToken::from_bytes([0; 32]).authorization())),
+            Err(Refusal::Missing)
+        );
+        assert_eq!(presented_medium(Some("Medium 12")), Err(Refusal::Malformed));
     }
 
     #[test]

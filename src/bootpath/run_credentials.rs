@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use super::{now, BootPath};
 use crate::catalog::MachineIdentity;
-use crate::credentials::{self, Refusal, RunCredential, RunToken, Use};
-use crate::store::StoreError;
+use crate::credentials::{self, MediumKey, Refusal, RunCredential, RunToken, Use};
+use crate::store::{Store, StoreError};
 
 /// Why a token could not be issued.
 #[derive(Debug, thiserror::Error)]
@@ -70,4 +70,27 @@ impl BootPath {
             .run_credential_end(&credentials::digest(token), now())
             .map(drop)
     }
+
+    /// Whether `authorization` presents the key of a boot medium that is not revoked.
+    pub fn check_medium_key(
+        &self,
+        authorization: Option<&str>,
+    ) -> Result<Result<(), Refusal>, StoreError> {
+        let key = match credentials::presented_medium(authorization) {
+            Ok(k) => k,
+            Err(r) => return Ok(Err(r)),
+        };
+        let stored = self.store.medium(&key.id())?;
+        Ok(credentials::check_medium(stored.as_ref(), &key))
+    }
+}
+
+/// Makes a new boot medium's key (`netdeploy media key`) and keeps the SHA-256 of its secret.
+pub fn new_medium_key(store: &Store) -> Result<MediumKey, IssueError> {
+    let (mut id, mut secret) = ([0u8; 4], [0u8; 32]);
+    getrandom::fill(&mut id).map_err(|e| IssueError::Random(e.to_string()))?;
+    getrandom::fill(&mut secret).map_err(|e| IssueError::Random(e.to_string()))?;
+    let key = MediumKey::from_bytes(id, secret);
+    store.medium_add(&key.id(), &credentials::medium_digest(&key), now())?;
+    Ok(key)
 }

@@ -101,8 +101,7 @@ pub async fn policy(
         other => return bad(format!("context {other:?} is not pxe or media")),
     };
     // A PXE run was given its token by its iPXE script. A boot medium's first request has
-    // none yet: its policy brings one (media carry no secret of their own in this version,
-    // docs/security.md).
+    // none yet: it presents the medium's key instead, and its policy brings a run token.
     let bp = s.bootpath.clone();
     let (auth, machine, deployment) = (
         authorization(&headers).map(str::to_owned),
@@ -110,17 +109,22 @@ pub async fn policy(
         q.deployment.clone(),
     );
     let held = match tokio::task::spawn_blocking(move || {
-        bp.check_run_token(
+        let held = bp.check_run_token(
             auth.as_deref(),
             &machine,
             deployment.as_deref(),
             Use::Policy,
-        )
+        )?;
+        match held {
+            Err(Refusal::Missing) if context == Context::Media => bp
+                .check_medium_key(auth.as_deref())
+                .map(|r| r.map(|()| None)),
+            held => Ok(held.map(Some)),
+        }
     })
     .await
     {
-        Ok(Ok(Ok(held))) => Some(held),
-        Ok(Ok(Err(Refusal::Missing))) if context == Context::Media => None,
+        Ok(Ok(Ok(held))) => held,
         Ok(Ok(Err(r))) => return refuse(&s, &ext, "policy request", &m, r),
         Ok(Err(e)) => return unavailable("the run token cannot be checked", e),
         Err(e) => return unavailable("the run token check failed", e),

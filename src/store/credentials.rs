@@ -5,7 +5,7 @@ use rusqlite::{params, OptionalExtension};
 
 use super::{Store, StoreError};
 use crate::catalog::MachineIdentity;
-use crate::credentials::RunCredential;
+use crate::credentials::{RunCredential, StoredMedium};
 
 /// Live credentials kept per MAC: a machine that is sent many scripts keeps only its newest
 /// runs, so that requests cannot fill the table.
@@ -111,6 +111,52 @@ impl Store {
         Ok(self
             .conn()
             .query_row("SELECT COUNT(*) FROM run_credential", [], |r| r.get(0))?)
+    }
+}
+
+impl Store {
+    /// Keeps a new boot medium's key under `id`.
+    pub fn medium_add(&self, id: &str, digest: &str, now: i64) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO medium (id, digest, created_at) VALUES (?1, ?2, ?3)",
+            params![id, digest, now],
+        )?;
+        Ok(())
+    }
+
+    /// The medium kept under `id`.
+    pub fn medium(&self, id: &str) -> Result<Option<StoredMedium>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT digest, created_at, revoked_at FROM medium WHERE id = ?1",
+                params![id],
+                |r| {
+                    Ok(StoredMedium {
+                        digest: r.get(0)?,
+                        created_at: r.get(1)?,
+                        revoked_at: r.get(2)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Every medium: (id, created at, revoked at), oldest first.
+    pub fn media(&self) -> Result<Vec<(String, i64, Option<i64>)>, StoreError> {
+        let conn = self.conn();
+        let mut st =
+            conn.prepare("SELECT id, created_at, revoked_at FROM medium ORDER BY created_at, id")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Revokes the medium `id`; false when there is none (or it was revoked before).
+    pub fn medium_revoke(&self, id: &str, now: i64) -> Result<bool, StoreError> {
+        Ok(self.conn().execute(
+            "UPDATE medium SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+            params![id, now],
+        )? > 0)
     }
 }
 

@@ -105,6 +105,13 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX run_credential_by_expiry ON run_credential (expires_at);
     CREATE INDEX run_credential_by_mac ON run_credential (mac, issued_at);",
+    // 3: boot media keys (src/store/credentials.rs), by id, with the SHA-256 of their secret.
+    "CREATE TABLE medium (
+        id TEXT PRIMARY KEY,
+        digest TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        revoked_at INTEGER
+    );",
 ];
 
 /// A status message (docs/status.md), from the agent or the server.

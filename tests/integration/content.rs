@@ -5,8 +5,22 @@ use std::process::Command;
 
 use crate::deployments::write_site;
 use crate::harness::{
-    bearer, boot_script, cli_ok, http_get, http_request, loopback_config, token_in_script, Server,
+    bearer, boot_script, cli_ok, http_request, loopback_config, token_in_script, Server,
 };
+
+/// The policy a boot medium gets for `path`, presenting a medium key.
+fn media_policy(server: &Server, path: &str) -> serde_json::Value {
+    let key = crate::harness::medium_key(&server.data_dir());
+    let (status, body) = http_request(
+        server.http_addr(),
+        "GET",
+        path,
+        &[&crate::harness::medium_auth(&key)],
+        b"",
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    serde_json::from_slice(&body).unwrap()
+}
 
 /// The policy a PXE run's boot environment gets, presenting the run's token.
 fn pxe_policy(server: &Server, mac: &str, deployment: &str, token: &str) -> serde_json::Value {
@@ -155,11 +169,10 @@ fn a_required_run_started_by_pxe_gets_the_reason_explain_gives_not_a_preferred_i
     assert_eq!(p["action"], "run", "{p}");
     assert_eq!(p["reason"], "required (rule 5)", "{p}");
     // Media naming a deployment is what rule 3 is about.
-    let p: serde_json::Value = serde_json::from_str(&http_get(
-        server.http_addr(),
+    let p = media_policy(
+        &server,
         "/agent/policy?mac=52:54:00:0d:04:01&context=media&deployment=LAB00001",
-    ))
-    .unwrap();
+    );
     assert_eq!(p["reason"], "preferred (rule 3)", "{p}");
 }
 
@@ -183,11 +196,7 @@ fn policy_lists_steps_and_hashed_content_and_status_messages_are_stored() {
     assert_eq!(f["size"], image.len() as u64);
     assert_eq!(f["url"], format!("{}/content/{sha}", server.url()).as_str());
     // A machine nothing targets is told so plainly.
-    let p: serde_json::Value = serde_json::from_str(&http_get(
-        server.http_addr(),
-        "/agent/policy?mac=52:54:00:0d:04:02&context=media",
-    ))
-    .unwrap();
+    let p = media_policy(&server, "/agent/policy?mac=52:54:00:0d:04:02&context=media");
     assert_eq!(p["action"], "none", "{p}");
     assert!(p["reason"].as_str().unwrap().contains("rule 8"), "{p}");
     // Status messages in; the failure becomes the last attempt.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::deployments::write_site;
 use crate::harness::{
     bearer, boot_script, cli_ok, http_exchange, http_get, http_request, ipxe_discover,
-    loopback_config, token_in_script, Server,
+    loopback_config, medium_auth, medium_key, token_in_script, Server,
 };
 
 const PC1: &str = "52:54:00:0f:00:01";
@@ -175,11 +175,12 @@ fn a_status_message_for_another_deployment_is_forbidden() {
 #[test]
 fn a_boot_medium_gets_its_run_token_with_its_policy_and_reports_with_it() {
     let (_dir, server) = setup();
+    let key = medium_key(&server.data_dir());
     let (code, head, body) = http_exchange(
         server.http_addr(),
         "GET",
         &format!("/agent/policy?mac={PC1}&context=media&deployment=LAB00001"),
-        &[],
+        &[&medium_auth(&key)],
         b"",
     );
     assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
@@ -249,6 +250,7 @@ fn a_script_request_naming_a_machine_not_seen_in_dhcp_records_nothing_and_its_ne
 #[test]
 fn a_flood_of_requests_adds_a_bounded_number_of_rows() {
     let (_dir, server) = setup();
+    let key = medium_key(&server.data_dir());
     let before = rows(&server);
     // 300 script requests for machines that never asked for a network boot: no row at all.
     for n in 0..300u32 {
@@ -275,7 +277,7 @@ fn a_flood_of_requests_adds_a_bounded_number_of_rows() {
             server.http_addr(),
             "GET",
             &format!("/agent/policy?mac={PC1}&context=media"),
-            &[],
+            &[&medium_auth(&key)],
             b"",
         );
     }
@@ -347,13 +349,14 @@ fn handed_out(head: &str) -> String {
 #[test]
 fn a_menu_pick_gets_a_token_of_the_chosen_deployment_and_the_menus_token_ends() {
     let (_dir, server) = setup();
+    let key = medium_key(&server.data_dir());
     // An unknown computer: LAB00002 (available to unknown computers) is offered as a menu.
     let mac = "52:54:00:0f:00:07";
     let (code, head, body) = http_exchange(
         server.http_addr(),
         "GET",
         &format!("/agent/policy?mac={mac}&context=media"),
-        &[],
+        &[&medium_auth(&key)],
         b"",
     );
     assert_eq!(code, 200);
@@ -377,13 +380,14 @@ fn a_menu_pick_gets_a_token_of_the_chosen_deployment_and_the_menus_token_ends() 
 #[test]
 fn a_medium_told_nothing_is_deployed_reports_it_for_the_deployment_it_asked_for_and_nothing_more() {
     let (_dir, server) = setup();
+    let key = medium_key(&server.data_dir());
     // srv1 is a known device in no collection: LAB00001, which its medium names, is not for it.
     let mac = "52:54:00:0f:00:09";
     let (code, head, body) = http_exchange(
         server.http_addr(),
         "GET",
         &format!("/agent/policy?mac={mac}&context=media&deployment=LAB00001"),
-        &[],
+        &[&medium_auth(&key)],
         b"",
     );
     assert_eq!(code, 200);
@@ -395,4 +399,33 @@ fn a_medium_told_nothing_is_deployed_reports_it_for_the_deployment_it_asked_for_
     assert_eq!(status(&server, &nothing, Some(&token)), 201);
     // That message ended the run.
     assert_eq!(status(&server, &succeeded(mac), Some(&token)), 403);
+}
+
+#[test]
+fn a_boot_medium_without_its_key_is_refused_and_a_revoked_one_too() {
+    let (_dir, server) = setup();
+    let path = format!("/agent/policy?mac={PC1}&context=media&deployment=LAB00001");
+    let ask = |headers: &[&str]| http_request(server.http_addr(), "GET", &path, headers, b"");
+    let (code, body) = ask(&[]);
+    assert_eq!(code, 401, "{}", String::from_utf8_lossy(&body));
+    assert!(!String::from_utf8_lossy(&body).contains("steps"));
+    // A key of the right shape the server never made proves nothing.
+    let forged = format!("0a0b0c0d.{}", "5a".repeat(32));
+    assert_eq!(ask(&[&medium_auth(&forged)]).0, 401);
+    let key = medium_key(&server.data_dir());
+    let (code, body) = ask(&[&medium_auth(&key)]);
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    let id = &key[..8];
+    let out = cli_ok(&server.data_dir(), &["media", "revoke", id]);
+    assert!(out.contains(&format!("medium {id} revoked")), "{out}");
+    let listed = cli_ok(&server.data_dir(), &["media", "keys"]);
+    assert!(
+        listed.contains(id) && listed.contains("revoked"),
+        "{listed}"
+    );
+    let (code, body) = ask(&[&medium_auth(&key)]);
+    assert_eq!(code, 403, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("revoked"));
+    assert_eq!(server.counter("agent_unauthorized"), 2);
+    assert_eq!(server.counter("agent_forbidden"), 1);
 }

@@ -302,6 +302,20 @@ pub fn boot_script(server: &Server, path: &str) -> String {
     http_get(server.http_addr(), path)
 }
 
+/// A new boot medium's key from `netdeploy media key`, as `<id>.<secret>`.
+pub fn medium_key(data_dir: &Path) -> String {
+    let out = cli_ok(data_dir, &["media", "key"]);
+    out.lines()
+        .find(|l| l.len() == 73 && l.as_bytes()[8] == b'.')
+        .unwrap_or_else(|| panic!("no key in:\n{out}"))
+        .to_owned()
+}
+
+/// The `Authorization` header line that presents a boot medium's key.
+pub fn medium_auth(key: &str) -> String {
+    format!("Authorization: Medium {key}")
+}
+
 /// The `Authorization` header line that presents a run token.
 pub fn bearer(token: &str) -> String {
     format!("Authorization: Bearer {token}")

@@ -320,11 +320,17 @@ fn requirements_not_met_are_non_compliant_with_the_reason_and_a_power_cut_counts
 
     // pc3 starts LAB00001 from boot media and loses power: with rerun behaviour `never` that
     // run counts, so media do not start it again.
+    let key = crate::harness::medium_key(&server.data_dir());
     let policy = |mac: &str| {
-        http_get(
+        let (status, body) = crate::harness::http_request(
             server.http_addr(),
+            "GET",
             &format!("/agent/policy?mac={mac}&context=media"),
-        )
+            &[&crate::harness::medium_auth(&key)],
+            b"",
+        );
+        assert_eq!(status, 200);
+        String::from_utf8_lossy(&body).into_owned()
     };
     assert!(
         policy("52:54:00:0e:01:03").contains("LAB00001"),

@@ -516,6 +516,39 @@ fn boot_media_ask_for_their_preferred_deployment_in_media_context() {
 }
 
 #[test]
+fn a_boot_medium_presents_its_key_and_then_the_run_token_its_policy_brought() {
+    let lab = Lab::start();
+    lab.set_policy(json!({"action": "none", "reason": "nothing (rule 8)"}));
+    let token = "3c".repeat(32);
+    lab.site.lock().unwrap().run_token = Some(token.clone());
+    let key = format!("0a0b0c0d.{}", "5a".repeat(32));
+    let root = lab.machine("console=ttyS0");
+    std::fs::create_dir_all(root.join("etc/netdeploy")).unwrap();
+    std::fs::write(
+        root.join("etc/netdeploy/variables"),
+        format!(
+            "SMSTSServerURL={}\nSMSTSMediaType=BootMedia\nNetdeployMediumKey={key}\n",
+            lab.base()
+        ),
+    )
+    .unwrap();
+    let o = agent(&root, &[]);
+    text(&o);
+    assert_eq!(o.status.code(), Some(0));
+    let reqs = lab.srv.requests();
+    let policy = reqs.iter().find(|r| r.route() == "/agent/policy").unwrap();
+    assert_eq!(
+        policy.header("authorization"),
+        Some(format!("Medium {key}").as_str())
+    );
+    let status = reqs.iter().find(|r| r.route() == "/agent/status").unwrap();
+    assert_eq!(
+        status.header("authorization"),
+        Some(format!("Bearer {token}").as_str())
+    );
+}
+
+#[test]
 fn without_a_server_the_agent_fails_plainly() {
     let dir = tempfile::tempdir().unwrap();
     let o = agent(dir.path(), &[]);
