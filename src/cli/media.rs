@@ -33,11 +33,11 @@ pub fn keys(dd: &DataDir, args: &[String]) -> anyhow::Result<()> {
         ["keys"] => {
             for (id, created, revoked) in store.media()? {
                 let state = match revoked {
-                    Some(at) => format!("revoked {}", netdeploy::monitoring::format_time(at)),
+                    Some(at) => format!("revoked {} UTC", netdeploy::monitoring::format_time(at)),
                     None => "valid".to_owned(),
                 };
                 println!(
-                    "{id}  created {}  {state}",
+                    "{id}  created {} UTC  {state}",
                     netdeploy::monitoring::format_time(created)
                 );
             }
