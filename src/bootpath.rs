@@ -6,6 +6,8 @@
 //! Until a site file declares a deployment, netdeploy boots the configuration's
 //! `[boot.image]` for every PXE client (the plain network-boot server of a fresh install).
 
+mod run_credentials;
+
 use std::sync::Arc;
 
 use crate::catalog::identity::PLACEHOLDER_UUIDS;
@@ -17,6 +19,8 @@ use crate::store::catalog as stored;
 use crate::store::{StatusMessage, Store, StoreError};
 use netdeploy_wire::status::{StatusKind, StatusMessage as AgentMessage};
 use serde::Deserialize;
+
+pub use run_credentials::{new_medium_key, IssueError};
 
 /// What a PXE client is to be given.
 #[derive(Debug, Clone)]

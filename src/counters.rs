@@ -72,6 +72,14 @@ counters! {
     admin_auth_throttled,
     /// Admin API changes tried with a read-only token (answered 403).
     admin_forbidden,
+    /// iPXE script requests for a MAC that no DHCP exchange showed lately: answered with a
+    /// script that boots nothing, and nothing recorded.
+    boot_scripts_unproven,
+    /// Policy requests and status messages refused 401: no run token, or one never issued.
+    agent_unauthorized,
+    /// Policy requests and status messages refused 403: a run token of another machine or
+    /// deployment, or of a run that ended or expired.
+    agent_forbidden,
     /// Task sequence runs the boot environment reported as failed.
     deployments_failed,
     /// Task sequence runs the boot environment reported as succeeded.

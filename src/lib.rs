@@ -12,7 +12,9 @@
 //! - [`http`]: per-machine iPXE scripts and boot image files;
 //! - [`secure_boot`]: the Secure Boot chain (shim, signed GRUB, signed kernel): what TFTP serves
 //!   for it and the GRUB configurations, pure;
+//! - [`credentials`]: the run token rules of the boot environment's channel, pure;
 //! - [`counters`]: what the server counted (offers, drops, transfers), for logs and metrics;
+//! - [`retention`]: status messages forgotten past their age or count;
 //! - [`serve`]: starts everything and prints the startup line.
 
 pub mod admin;
@@ -24,12 +26,14 @@ pub mod catalog;
 pub mod config;
 pub mod content;
 pub mod counters;
+pub mod credentials;
 pub mod decision;
 pub mod dhcp;
 pub mod http;
 pub mod interfaces;
 pub mod monitoring;
 pub mod policy;
+pub mod retention;
 pub mod secure_boot;
 pub mod serve;
 pub mod store;

@@ -66,7 +66,9 @@ enum Command {
     /// Say which deployment a machine would get and why every other one was not chosen.
     Explain(cli::explain::ExplainArgs),
     /// Build boot media (ISO or USB image): runs `netdeploy-media` with these arguments, the
-    /// one beside this executable first, else the one on PATH. See docs/media.md.
+    /// one beside this executable first, else the one on PATH. See docs/media.md. Also
+    /// `media key` (a new medium's key, for `media build --medium-key`), `media keys` and
+    /// `media revoke ID` (docs/security.md).
     #[command(disable_help_flag = true)]
     Media {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -159,6 +161,12 @@ fn main() -> ExitCode {
 
 fn run(command: Command, locate: cli::locate::Locate) -> anyhow::Result<()> {
     if let Command::Media { args } = &command {
+        if args
+            .first()
+            .is_some_and(|a| cli::media::KEY_COMMANDS.contains(&a.as_str()))
+        {
+            return cli::media::keys(&locate.resolve(false)?, args);
+        }
         return media(args);
     }
     if let Command::ConfigExample = command {

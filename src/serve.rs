@@ -122,6 +122,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         bootpath: bootpath.clone(),
         small_files: http::SmallFiles::default(),
         admin_throttle: Default::default(),
+        sightings: shared.sightings.clone(),
     });
     let mut settings = config.tftp.clone();
     if let Some(shim) = &config.boot.shim {
@@ -148,6 +149,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tasks.spawn(crate::alert_hooks::watch(
         bootpath.store.clone(),
         config.alert_webhooks.clone(),
+        cancel.clone(),
+    ));
+    tasks.spawn(crate::retention::prune(
+        bootpath.store.clone(),
+        config.status_retention,
         cancel.clone(),
     ));
     tasks.spawn(crate::wake::serve_requests(

@@ -76,6 +76,17 @@ struct BuildArgs {
         value_parser = parse_salt
     )]
     password_salt: Option<Salt>,
+    /// The medium's key, from `netdeploy media key`: without it the server refuses a boot
+    /// medium's policy request (NetdeployMediumKey, docs/security.md). Prefer the environment
+    /// variable: a command line is visible to other users.
+    #[arg(
+        long,
+        env = "NETDEPLOY_MEDIUM_KEY",
+        hide_env_values = true,
+        value_name = "KEY",
+        value_parser = parse_medium_key
+    )]
+    medium_key: Option<netdeploy_wire::run_token::MediumKey>,
     #[arg(long, value_enum, default_value = "iso")]
     format: Format,
     /// Image to write (replaced if it exists; it is written as OUTPUT with the extension
@@ -176,6 +187,7 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
         },
         preferred_advert_id: args.preferred_deployment,
         media_password,
+        medium_key: args.medium_key.map(|k| k.to_string()),
     }
     .render()?;
     let boot = BootImage::load(&args.kernel, &args.initrd, &args.cmdline)?;
@@ -230,6 +242,11 @@ fn refuse_output_over_input(output: &Path, inputs: &[PathBuf]) -> anyhow::Result
         }
     }
     Ok(())
+}
+
+/// `--medium-key`: `<id>.<secret>` as `netdeploy media key` prints it.
+fn parse_medium_key(s: &str) -> Result<netdeploy_wire::run_token::MediumKey, String> {
+    s.trim().parse()
 }
 
 /// The bytes of `--password-salt`.

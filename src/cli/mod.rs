@@ -11,6 +11,7 @@ pub mod deployment;
 pub mod device;
 pub mod explain;
 pub mod locate;
+pub mod media;
 pub mod object;
 pub mod package;
 pub mod pxe;

@@ -230,6 +230,10 @@ pub struct BootConfig {
     pub chains: BTreeMap<ClientArch, BootChain>,
     /// The Secure Boot chain's binaries, when an architecture uses it.
     pub shim: Option<ShimFiles>,
+    /// How long a run token is accepted when its run does not end first (docs/security.md).
+    pub run_token_lifetime: Duration,
+    /// How long after its DHCP exchange a machine's script request may start a run.
+    pub script_after_dhcp: Duration,
 }
 
 impl BootConfig {
@@ -257,6 +261,24 @@ pub struct Config {
     pub boot: BootConfig,
     /// Where deployment alerts are posted (`[alerts] webhooks`): plain `http://` URLs.
     pub alert_webhooks: Vec<axum::http::Uri>,
+    pub status_retention: StatusRetention,
+}
+
+/// How long status messages are kept, and how many at most (`[status]`): a flood of
+/// messages cannot fill the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusRetention {
+    pub max_age: Duration,
+    pub max_messages: u64,
+}
+
+impl Default for StatusRetention {
+    fn default() -> StatusRetention {
+        StatusRetention {
+            max_age: Duration::from_secs(90 * 86_400),
+            max_messages: 1_000_000,
+        }
+    }
 }
 
 /// Default first-stage boot files, as Debian's `ipxe` package installs them in /usr/lib/ipxe.
@@ -558,7 +580,41 @@ impl Config {
             }
             alert_webhooks.push(uri);
         }
+        let run_token_lifetime = match w.boot.run_token_hours {
+            None => Duration::from_secs(24 * 3600),
+            Some(h) if (1..=720).contains(&h) => Duration::from_secs(h * 3600),
+            Some(_) => return Err(field("boot.run_token_hours", "must be between 1 and 720")),
+        };
+        let script_after_dhcp = match w.boot.script_after_dhcp_seconds {
+            None => Duration::from_secs(300),
+            Some(s) if (10..=86_400).contains(&s) => Duration::from_secs(s),
+            Some(_) => {
+                return Err(field(
+                    "boot.script_after_dhcp_seconds",
+                    "must be between 10 and 86400",
+                ))
+            }
+        };
+        let d = StatusRetention::default();
+        let status_retention = StatusRetention {
+            max_age: match w.status.retention_days {
+                None => d.max_age,
+                Some(n) if (1..=36_500).contains(&n) => Duration::from_secs(n * 86_400),
+                Some(_) => {
+                    return Err(field(
+                        "status.retention_days",
+                        "must be between 1 and 36500",
+                    ))
+                }
+            },
+            max_messages: match w.status.max_messages {
+                None => d.max_messages,
+                Some(n) if n >= 1000 => n,
+                Some(_) => return Err(field("status.max_messages", "must be at least 1000")),
+            },
+        };
         Ok(Config {
+            status_retention,
             alert_webhooks,
             interfaces,
             server_address,
@@ -584,6 +640,8 @@ impl Config {
                 )),
                 chains,
                 shim,
+                run_token_lifetime,
+                script_after_dhcp,
             },
         })
     }

@@ -22,6 +22,15 @@ pub struct File {
     pub boot: Boot,
     #[serde(default)]
     pub alerts: Alerts,
+    #[serde(default)]
+    pub status: Status,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Status {
+    pub retention_days: Option<u64>,
+    pub max_messages: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -99,6 +108,8 @@ pub struct Boot {
     pub files: BTreeMap<String, String>,
     pub image: Option<BootImage>,
     pub menu_timeout_seconds: Option<u32>,
+    pub run_token_hours: Option<u64>,
+    pub script_after_dhcp_seconds: Option<u64>,
     /// First-stage chain per architecture key: `ipxe` (the default) or `shim`.
     #[serde(default)]
     pub chain: BTreeMap<String, super::BootChain>,

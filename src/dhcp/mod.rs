@@ -4,9 +4,11 @@
 //! - [`packet`]: decoding untrusted datagrams (dhcproto plus our own walk of the PXE options);
 //! - [`pxe`]: the pure decisions: who is answered, with what;
 //! - [`leases`]: the lease table of `dhcp` mode and its crash-safe file;
+//! - [`sightings`]: which machines asked for a network boot lately, for the HTTP side;
 //! - [`server`]: the sockets.
 
 pub mod leases;
 pub mod packet;
 pub mod pxe;
 pub mod server;
+pub mod sightings;

@@ -89,6 +89,8 @@ pub struct Shared {
     pub counters: Arc<Counters>,
     pub http_base: String,
     pub bootpath: Arc<crate::bootpath::BootPath>,
+    /// Network-boot clients seen, for the script requests that follow (docs/security.md).
+    pub sightings: Arc<super::sightings::Sightings>,
     leases: Mutex<LeaseTable>,
     lease_file: Option<PathBuf>,
 }
@@ -133,6 +135,7 @@ impl Shared {
             counters,
             http_base,
             bootpath,
+            sightings: Default::default(),
             leases: Mutex::new(table),
             lease_file,
         })
@@ -190,6 +193,11 @@ fn handle(
         tracing::info_span!("dhcp", mac = %req.mac, xid = format_args!("{:#010x}", req.msg.xid()));
     let _enter = span.enter();
     let no_boot = if req.is_netboot() {
+        shared.sightings.saw(
+            req.mac,
+            std::time::Instant::now(),
+            config.boot.script_after_dhcp,
+        );
         no_boot(&req, shared)
     } else {
         None

@@ -1,16 +1,21 @@
-//! Endpoints of the boot environment (no token: what they return is decided per machine and
-//! holds no secret, docs/selection-rules.md rule 9): `/agent/policy` and `/agent/status`.
+//! Endpoints of the boot environment: `/agent/policy` and `/agent/status`. Each request
+//! presents the run token of its run (docs/agent-http.md, docs/security.md); without one it is
+//! refused 401, with one that is not its machine's, its deployment's or a live run's, 403.
 
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{Extensions, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
 use super::AppState;
+use crate::catalog::MachineIdentity;
+use crate::counters::Counters;
+use crate::credentials::{Refusal, RunToken, Use};
 use crate::decision::Context;
+use netdeploy_wire::run_token::RESPONSE_HEADER;
 use netdeploy_wire::status::StatusKind;
 
 #[derive(Debug, Deserialize)]
@@ -30,7 +35,62 @@ fn bad(message: impl std::fmt::Display) -> Response {
         .into_response()
 }
 
-pub async fn policy(State(s): State<Arc<AppState>>, Query(q): Query<PolicyQuery>) -> Response {
+fn unavailable(what: &str, e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "{what}");
+    (StatusCode::SERVICE_UNAVAILABLE, format!("{what}\n")).into_response()
+}
+
+/// The caller's address, for the log.
+fn caller(ext: &Extensions) -> String {
+    ext.get::<ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Refuses a request for want of a valid run token: logged with the caller's address and
+/// counted (`agent_unauthorized`, `agent_forbidden` in /metrics).
+fn refuse(
+    s: &AppState,
+    ext: &Extensions,
+    endpoint: &str,
+    m: &MachineIdentity,
+    r: Refusal,
+) -> Response {
+    let status = StatusCode::from_u16(r.http_status()).unwrap_or(StatusCode::FORBIDDEN);
+    Counters::bump(match r.http_status() {
+        401 => &s.counters.agent_unauthorized,
+        _ => &s.counters.agent_forbidden,
+    });
+    tracing::warn!(
+        client = %caller(ext),
+        mac = m.mac.map(|x| x.to_string()).unwrap_or_default(),
+        uuid = m.uuid.map(|x| x.to_string()).unwrap_or_default(),
+        status = status.as_u16(),
+        reason = r.reason(),
+        "{endpoint} refused"
+    );
+    let mut response = (status, Json(serde_json::json!({ "error": r.reason() }))).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            axum::http::header::WWW_AUTHENTICATE,
+            axum::http::HeaderValue::from_static("Bearer"),
+        );
+    }
+    response
+}
+
+fn authorization(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+}
+
+pub async fn policy(
+    State(s): State<Arc<AppState>>,
+    Query(q): Query<PolicyQuery>,
+    headers: HeaderMap,
+    ext: Extensions,
+) -> Response {
     let m = match crate::bootpath::machine_of(q.mac.as_deref(), q.uuid.as_deref()) {
         Ok(m) => m,
         Err(e) => return bad(e),
@@ -39,6 +99,35 @@ pub async fn policy(State(s): State<Arc<AppState>>, Query(q): Query<PolicyQuery>
         "pxe" => Context::Pxe,
         "media" => Context::Media,
         other => return bad(format!("context {other:?} is not pxe or media")),
+    };
+    // A PXE run was given its token by its iPXE script. A boot medium's first request has
+    // none yet: it presents the medium's key instead, and its policy brings a run token.
+    let bp = s.bootpath.clone();
+    let (auth, machine, deployment) = (
+        authorization(&headers).map(str::to_owned),
+        m,
+        q.deployment.clone(),
+    );
+    let held = match tokio::task::spawn_blocking(move || {
+        let held = bp.check_run_token(
+            auth.as_deref(),
+            &machine,
+            deployment.as_deref(),
+            Use::Policy,
+        )?;
+        match held {
+            Err(Refusal::Missing) if context == Context::Media => bp
+                .check_medium_key(auth.as_deref())
+                .map(|r| r.map(|()| None)),
+            held => Ok(held.map(Some)),
+        }
+    })
+    .await
+    {
+        Ok(Ok(Ok(held))) => held,
+        Ok(Ok(Err(r))) => return refuse(&s, &ext, "policy request", &m, r),
+        Ok(Err(e)) => return unavailable("the run token cannot be checked", e),
+        Err(e) => return unavailable("the run token check failed", e),
     };
     let bp = s.bootpath.clone();
     let deployment = q.deployment.clone();
@@ -74,14 +163,53 @@ pub async fn policy(State(s): State<Arc<AppState>>, Query(q): Query<PolicyQuery>
         },
         "policy served"
     );
+    // The token the agent uses from here on: the one it holds while the policy is for the
+    // same deployment, else a new one for what was decided (the old one ends).
+    let decided = match &p {
+        crate::policy::Policy::Run { deployment, .. } => Some(deployment.id.to_string()),
+        _ => None,
+    };
+    let token = match held {
+        Some((token, c)) if c.deployment == decided => token,
+        held => {
+            let bp = s.bootpath.clone();
+            let (machine, lifetime) = (m, s.config.boot.run_token_lifetime);
+            let issued = tokio::task::spawn_blocking(move || {
+                if let Some((old, _)) = &held {
+                    bp.end_run(old)?;
+                }
+                bp.issue_run_token(&machine, decided.as_deref(), lifetime)
+            })
+            .await;
+            match issued {
+                Ok(Ok(t)) => t,
+                Ok(Err(e)) => return unavailable("cannot issue a run token", e),
+                Err(e) => return unavailable("issuing a run token failed", e),
+            }
+        }
+    };
     (
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "application/json".to_owned(),
+            ),
+            (
+                axum::http::HeaderName::from_static(RESPONSE_HEADER),
+                token.to_string(),
+            ),
+        ],
         crate::policy::encode(&p),
     )
         .into_response()
 }
 
-pub async fn status(State(s): State<Arc<AppState>>, body: axum::body::Bytes) -> Response {
+pub async fn status(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    ext: Extensions,
+    body: axum::body::Bytes,
+) -> Response {
     let Ok(raw) = serde_json::from_slice::<serde_json::Value>(&body) else {
         return bad("the status message is not JSON");
     };
@@ -90,6 +218,27 @@ pub async fn status(State(s): State<Arc<AppState>>, body: axum::body::Bytes) -> 
         Err(e) => return bad(e),
     };
     let m = msg.machine;
+    let bp = s.bootpath.clone();
+    let (auth, machine, deployment) = (
+        authorization(&headers).map(str::to_owned),
+        m,
+        msg.deployment.clone(),
+    );
+    let usage = match msg.kind {
+        StatusKind::NoDeployment => Use::NothingDeployed,
+        _ => Use::Status,
+    };
+    let token: RunToken = match tokio::task::spawn_blocking(move || {
+        bp.check_run_token(auth.as_deref(), &machine, deployment.as_deref(), usage)
+    })
+    .await
+    {
+        Ok(Ok(Ok((token, _)))) => token,
+        Ok(Ok(Err(r))) => return refuse(&s, &ext, "status message", &m, r),
+        Ok(Err(e)) => return unavailable("the run token cannot be checked", e),
+        Err(e) => return unavailable("the run token check failed", e),
+    };
+    let ends = crate::credentials::ends_run(&msg.kind);
     let level_fail = msg.kind == StatusKind::Failed;
     match msg.kind {
         StatusKind::Failed => crate::counters::Counters::bump(&s.counters.deployments_failed),
@@ -112,7 +261,11 @@ pub async fn status(State(s): State<Arc<AppState>>, body: axum::body::Bytes) -> 
     let dep = msg.deployment.clone();
     let kind = msg.kind.clone();
     match tokio::task::spawn_blocking(move || {
-        bp.record_agent_status(m, dep.as_deref(), kind.as_str(), raw)
+        let seq = bp.record_agent_status(m, dep.as_deref(), kind.as_str(), raw)?;
+        if ends {
+            bp.end_run(&token)?;
+        }
+        Ok::<_, crate::store::StoreError>(seq)
     })
     .await
     {

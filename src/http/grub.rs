@@ -107,6 +107,12 @@ fn config(
         .as_deref()
         .and_then(|u| crate::catalog::parse_smbios_uuid(u).ok());
     let m = Machine { mac, uuid, arch };
+    if !super::cmdline::seen_in_dhcp(s, mac, "GRUB configuration") {
+        return m.nothing(&format!(
+            "this machine has not asked this server for a network boot in the last {} seconds",
+            s.config.boot.script_after_dhcp.as_secs()
+        ));
+    }
     let q_deployment = deployment;
     let plan = match s
         .bootpath
@@ -178,7 +184,10 @@ fn default_image(s: &AppState, m: &Machine) -> String {
         tracing::warn!(mac = %m.mac, "GRUB configuration: no deployment and no default boot image");
         return m.nothing("no deployment and no default boot image are configured");
     };
-    let cmdline = super::cmdline::default_image(&image.cmdline, &s.base, &m.mac);
+    let Some(token) = super::cmdline::run_token(s, m.mac, m.uuid, None) else {
+        return m.nothing("the server cannot issue a run token");
+    };
+    let cmdline = super::cmdline::default_image(&image.cmdline, &s.base, &m.mac, &token);
     let mac = m.mac.to_string();
     let boot = LinuxBoot {
         mac: &mac,
@@ -225,7 +234,11 @@ fn run_deployment(
     let Some(kernel) = file("kernel") else {
         return m.nothing("the boot image has no kernel");
     };
-    let cmdline = super::cmdline::deployment(&image.cmdline, &s.base, &d.id.to_string(), &m.mac);
+    let Some(token) = super::cmdline::run_token(s, m.mac, m.uuid, Some(&d.id.to_string())) else {
+        return m.nothing("the server cannot issue a run token");
+    };
+    let cmdline =
+        super::cmdline::deployment(&image.cmdline, &s.base, &d.id.to_string(), &m.mac, &token);
     let ts_name = catalog
         .task_sequence(&d.task_sequence)
         .map(|t| t.name.as_str())

@@ -31,6 +31,8 @@ pub struct BootQuery {
     pub buildarch: Option<String>,
     /// A deployment picked from the menu.
     pub deployment: Option<String>,
+    /// The run token a Windows PE script passes on to its variables file.
+    pub token: Option<String>,
 }
 
 impl BootQuery {
@@ -74,6 +76,16 @@ pub(super) async fn boot_script(
         uuid,
         arch: q.arch_value(),
     };
+    if !super::cmdline::seen_in_dhcp(&s, mac, "iPXE script") {
+        let window = s.config.boot.script_after_dhcp;
+        return nothing(
+            &m,
+            &format!(
+                "this machine has not asked this server for a network boot in the last {} seconds",
+                window.as_secs()
+            ),
+        );
+    }
     let plan = match s
         .bootpath
         .plan(Some(mac), uuid, m.arch, q.deployment.as_deref())
@@ -178,7 +190,10 @@ pub(super) fn default_image(s: &AppState, m: &Machine) -> Response {
         );
     }
     tracing::info!(mac = %m.mac, arch = %m.arch_s(), arch_name = %m.arch_name(), "iPXE script served");
-    let cmdline = super::cmdline::default_image(&image.cmdline, &s.base, &m.mac);
+    let Some(token) = super::cmdline::run_token(s, m.mac, m.uuid, None) else {
+        return nothing(m, "the server cannot issue a run token");
+    };
+    let cmdline = super::cmdline::default_image(&image.cmdline, &s.base, &m.mac, &token);
     let initrd = image
         .initrd
         .as_ref()
@@ -257,12 +272,16 @@ pub(super) fn run_deployment(
                 "the Windows PE boot image lacks one of wimboot, bootmgr, BCD, boot.sdi, boot.wim",
             );
         }
+        let Some(token) = super::cmdline::run_token(s, m.mac, m.uuid, Some(&d.id.to_string()))
+        else {
+            return nothing(m, "the server cannot issue a run token");
+        };
         if let Err(e) = s.bootpath.record_start(decision, d, image) {
             tracing::error!(mac = %m.mac, error = %e, "cannot record the deployment start");
             return nothing(m, "the server cannot record the start of the deployment");
         }
         let h: Vec<String> = hashes.into_iter().flatten().collect();
-        let query = format!("{}&deployment={}", m.query(), d.id);
+        let query = format!("{}&deployment={}&token={token}", m.query(), d.id);
         return ipxe(render(
             script::WINPE,
             &[
@@ -299,7 +318,11 @@ pub(super) fn run_deployment(
             )
         })
         .unwrap_or_default();
-    let cmdline = super::cmdline::deployment(&image.cmdline, &s.base, &d.id.to_string(), &m.mac);
+    let Some(token) = super::cmdline::run_token(s, m.mac, m.uuid, Some(&d.id.to_string())) else {
+        return nothing(m, "the server cannot issue a run token");
+    };
+    let cmdline =
+        super::cmdline::deployment(&image.cmdline, &s.base, &d.id.to_string(), &m.mac, &token);
     if let Err(e) = s.bootpath.record_start(decision, d, image) {
         // Without the loop guard record the machine would run a required deployment again on
         // its next PXE boot: better not to start it now.
@@ -370,6 +393,9 @@ pub(super) async fn winpe_variables(
     }
     if let Some(m) = q.mac.as_deref() {
         out.push_str(&format!("NetdeployMAC={}\r\n", clean(m)));
+    }
+    if let Some(t) = q.token.as_deref() {
+        out.push_str(&format!("NetdeployRunToken={}\r\n", clean(t)));
     }
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], out).into_response()
 }

@@ -47,6 +47,9 @@ pub struct AppState {
     pub small_files: SmallFiles,
     /// Wrong admin API tokens per address.
     pub admin_throttle: std::sync::Mutex<admin_auth::Throttle>,
+    /// Network-boot clients the DHCP side saw lately: a script request records a start only
+    /// for one of them (docs/security.md).
+    pub sightings: Arc<crate::dhcp::sightings::Sightings>,
 }
 
 /// The router of every HTTP endpoint.

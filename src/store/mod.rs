@@ -12,6 +12,7 @@
 //! start-up inside one transaction (`PRAGMA user_version`).
 
 pub mod catalog;
+pub mod credentials;
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -92,6 +93,25 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX status_by_deployment ON status_message (deployment, at);
     CREATE INDEX status_by_identity ON status_message (identity, at);",
+    // 2: run credentials (src/store/credentials.rs), by the SHA-256 of their token.
+    "CREATE TABLE run_credential (
+        digest TEXT PRIMARY KEY,
+        mac TEXT,
+        uuid TEXT,
+        deployment TEXT,
+        issued_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        ended_at INTEGER
+    );
+    CREATE INDEX run_credential_by_expiry ON run_credential (expires_at);
+    CREATE INDEX run_credential_by_mac ON run_credential (mac, issued_at);",
+    // 3: boot media keys (src/store/credentials.rs), by id, with the SHA-256 of their secret.
+    "CREATE TABLE medium (
+        id TEXT PRIMARY KEY,
+        digest TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        revoked_at INTEGER
+    );",
 ];
 
 /// A status message (docs/status.md), from the agent or the server.
@@ -329,6 +349,22 @@ impl Store {
             ],
         )?;
         Ok(conn.last_insert_rowid())
+    }
+
+    /// Forgets the status messages older than `before` (Unix seconds) and all but the newest
+    /// `keep`; returns how many went.
+    pub fn prune_status(&self, before: i64, keep: u64) -> Result<usize, StoreError> {
+        self.transaction(|tx| {
+            let old = tx
+                .tx
+                .execute("DELETE FROM status_message WHERE at < ?1", params![before])?;
+            let over = tx.tx.execute(
+                "DELETE FROM status_message WHERE seq <= (
+                    SELECT seq FROM status_message ORDER BY seq DESC LIMIT 1 OFFSET ?1)",
+                params![i64::try_from(keep).unwrap_or(i64::MAX)],
+            )?;
+            Ok(old + over)
+        })
     }
 
     /// Status messages, newest last; optionally of one deployment, at most `limit`.
@@ -614,6 +650,34 @@ mod tests {
         });
         assert!(r.is_err());
         assert!(s.get::<Thing>("thing", "x").unwrap().is_none());
+    }
+
+    #[test]
+    fn pruning_keeps_the_newest_messages_within_the_age() {
+        let s = Store::in_memory().unwrap();
+        for at in 0..10 {
+            s.add_status(&StatusMessage {
+                seq: 0,
+                at,
+                source: "agent".into(),
+                kind: "step".into(),
+                identity: None,
+                device: None,
+                deployment: None,
+                body: serde_json::json!({}),
+            })
+            .unwrap();
+        }
+        assert_eq!(s.prune_status(3, 100).unwrap(), 3);
+        assert_eq!(s.prune_status(0, 4).unwrap(), 3);
+        let left: Vec<i64> = s
+            .statuses(None, 100)
+            .unwrap()
+            .iter()
+            .map(|m| m.at)
+            .collect();
+        assert_eq!(left, [6, 7, 8, 9]);
+        assert_eq!(s.prune_status(0, 4).unwrap(), 0);
     }
 
     #[test]

@@ -111,7 +111,7 @@ fn admin_api_creates_deployments_with_the_same_checks_and_explains() {
     // by device or by UUID, and says what it lifted.
     let uuid = crate::harness::random_smbios_uuid();
     let boot = format!("/boot.ipxe?mac=52-54-00-0d-03-01&arch=0&uuid={uuid}");
-    http_request(server.http_addr(), "GET", &boot, &[], b"");
+    crate::harness::boot_script(&server, &boot);
     let (status, v) = call(&server, "POST", "/api/v1/pxe/clear", r#"{"device":"pc1"}"#);
     assert_eq!(status, 200);
     assert_eq!(v["cleared"], 1);
@@ -121,7 +121,7 @@ fn admin_api_creates_deployments_with_the_same_checks_and_explains() {
         "{v}"
     );
     assert_eq!(v["guards"][0]["deployment"], "LAB00001", "{v}");
-    http_request(server.http_addr(), "GET", &boot, &[], b"");
+    crate::harness::boot_script(&server, &boot);
     let (status, v) = call(
         &server,
         "GET",
@@ -331,13 +331,8 @@ fn admin_api_sets_lists_and_turns_off_a_deployment_alert() {
     );
     assert_eq!(status, 404);
     // pc1 fails: 1 of 1 machines, the alert is raised.
-    let (status, _) = http_request(
-        server.http_addr(),
-        "POST",
-        "/agent/status",
-        &["Content-Type: application/json"],
-        br#"{"kind":"failed","mac":"52:54:00:0d:03:01","deployment":"LAB00001"}"#,
-    );
+    let status = server
+        .post_status(r#"{"kind":"failed","mac":"52:54:00:0d:03:01","deployment":"LAB00001"}"#);
     assert_eq!(status, 201);
     let (_, v) = call(&server, "GET", "/api/v1/alerts", "");
     assert_eq!(v["thresholds"][0]["deployment"], "LAB00001", "{v}");
@@ -569,7 +564,7 @@ fn an_address_that_guesses_tokens_is_told_to_wait_and_the_secret_is_not_in_the_l
         assert_eq!(status, 401, "guess {i}: {v}");
     }
     let auth = "Authorization: Bearer guess-guess-guess-guess";
-    let (status, head, body) = crate::harness::http_request_with_head(
+    let (status, head, body) = crate::harness::http_exchange(
         server.http_addr(),
         "GET",
         "/api/v1/deployments",

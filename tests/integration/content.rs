@@ -4,7 +4,36 @@
 use std::process::Command;
 
 use crate::deployments::write_site;
-use crate::harness::{cli_ok, http_get, http_request, loopback_config, Server};
+use crate::harness::{
+    bearer, boot_script, cli_ok, http_request, loopback_config, token_in_script, Server,
+};
+
+/// The policy a boot medium gets for `path`, presenting a medium key.
+fn media_policy(server: &Server, path: &str) -> serde_json::Value {
+    let key = crate::harness::medium_key(&server.data_dir());
+    let (status, body) = http_request(
+        server.http_addr(),
+        "GET",
+        path,
+        &[&crate::harness::medium_auth(&key)],
+        b"",
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    serde_json::from_slice(&body).unwrap()
+}
+
+/// The policy a PXE run's boot environment gets, presenting the run's token.
+fn pxe_policy(server: &Server, mac: &str, deployment: &str, token: &str) -> serde_json::Value {
+    let (status, body) = http_request(
+        server.http_addr(),
+        "GET",
+        &format!("/agent/policy?mac={mac}&context=pxe&deployment={deployment}"),
+        &[&bearer(token)],
+        b"",
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    serde_json::from_slice(&body).unwrap()
+}
 
 fn curl(args: &[&str]) -> String {
     let out = Command::new("curl")
@@ -133,24 +162,17 @@ fn a_required_run_started_by_pxe_gets_the_reason_explain_gives_not_a_preferred_i
         explained.contains("run LAB00001 unattended") && explained.contains("rule 5"),
         "{explained}"
     );
-    let script = http_get(
-        server.http_addr(),
-        "/boot.ipxe?mac=52-54-00-0d-04-01&arch=0",
-    );
+    let script = boot_script(&server, "/boot.ipxe?mac=52-54-00-0d-04-01&arch=0");
     assert!(script.contains("netdeploy.deployment=LAB00001"), "{script}");
-    let p: serde_json::Value = serde_json::from_str(&http_get(
-        server.http_addr(),
-        "/agent/policy?mac=52:54:00:0d:04:01&context=pxe&deployment=LAB00001",
-    ))
-    .unwrap();
+    let token = token_in_script(&script).expect("a run token in the script");
+    let p = pxe_policy(&server, "52:54:00:0d:04:01", "LAB00001", &token);
     assert_eq!(p["action"], "run", "{p}");
     assert_eq!(p["reason"], "required (rule 5)", "{p}");
     // Media naming a deployment is what rule 3 is about.
-    let p: serde_json::Value = serde_json::from_str(&http_get(
-        server.http_addr(),
+    let p = media_policy(
+        &server,
         "/agent/policy?mac=52:54:00:0d:04:01&context=media&deployment=LAB00001",
-    ))
-    .unwrap();
+    );
     assert_eq!(p["reason"], "preferred (rule 3)", "{p}");
 }
 
@@ -158,20 +180,14 @@ fn a_required_run_started_by_pxe_gets_the_reason_explain_gives_not_a_preferred_i
 fn policy_lists_steps_and_hashed_content_and_status_messages_are_stored() {
     let (dir, server, sha, image) = setup();
     // The PXE script starts LAB00001 (and sets the loop guard)...
-    let script = http_get(
-        server.http_addr(),
-        "/boot.ipxe?mac=52-54-00-0d-04-01&arch=0",
-    );
+    let script = boot_script(&server, "/boot.ipxe?mac=52-54-00-0d-04-01&arch=0");
     assert!(
         script.contains("netdeploy.deployment=LAB00001 netdeploy.context=pxe"),
         "{script}"
     );
     // ...and the boot environment it started still gets that deployment's policy.
-    let p: serde_json::Value = serde_json::from_str(&http_get(
-        server.http_addr(),
-        "/agent/policy?mac=52:54:00:0d:04:01&context=pxe&deployment=LAB00001",
-    ))
-    .unwrap();
+    let token = token_in_script(&script).expect("a run token in the script");
+    let p = pxe_policy(&server, "52:54:00:0d:04:01", "LAB00001", &token);
     assert_eq!(p["action"], "run", "{p}");
     assert_eq!(p["deployment"]["id"], "LAB00001");
     assert_eq!(p["steps"][0]["action"], "apply_image");
@@ -180,11 +196,7 @@ fn policy_lists_steps_and_hashed_content_and_status_messages_are_stored() {
     assert_eq!(f["size"], image.len() as u64);
     assert_eq!(f["url"], format!("{}/content/{sha}", server.url()).as_str());
     // A machine nothing targets is told so plainly.
-    let p: serde_json::Value = serde_json::from_str(&http_get(
-        server.http_addr(),
-        "/agent/policy?mac=52:54:00:0d:04:02&context=media",
-    ))
-    .unwrap();
+    let p = media_policy(&server, "/agent/policy?mac=52:54:00:0d:04:02&context=media");
     assert_eq!(p["action"], "none", "{p}");
     assert!(p["reason"].as_str().unwrap().contains("rule 8"), "{p}");
     // Status messages in; the failure becomes the last attempt.
@@ -196,7 +208,7 @@ fn policy_lists_steps_and_hashed_content_and_status_messages_are_stored() {
             server.http_addr(),
             "POST",
             "/agent/status",
-            &["Content-Type: application/json"],
+            &["Content-Type: application/json", &bearer(&token)],
             body.as_bytes(),
         );
         assert_eq!(status, 201);
@@ -253,10 +265,7 @@ fn winpe_deployment_loads_wimboot_files_and_injects_the_variables_file() {
         &["site", "apply", site.to_str().unwrap()],
     );
     let server = Server::start(dir.path(), &loopback_config(dir.path(), "proxy", ""));
-    let script = http_get(
-        server.http_addr(),
-        "/boot.ipxe?mac=52-54-00-0d-05-01&arch=7",
-    );
+    let script = boot_script(&server, "/boot.ipxe?mac=52-54-00-0d-05-01&arch=7");
     assert!(script.starts_with("#!ipxe"), "{script}");
     let url = server.url();
     let mut seen = 0;

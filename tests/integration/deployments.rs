@@ -5,7 +5,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
 use std::time::Duration;
 
-use crate::harness::{cli, cli_ok, http_get, loopback_config, Server};
+use crate::harness::{boot_script, cli, cli_ok, http_get, loopback_config, Server};
 use crate::pcap::requests_to;
 
 /// MAC of the SeaBIOS iPXE DISCOVER in the captures.
@@ -309,10 +309,7 @@ fn dhcp_offers_only_to_machines_with_a_candidate_and_scripts_follow_the_decision
         server.dhcp_addr(),
         &captured_discover_from(CAPTURED_BIOS_MAC)
     ));
-    let script = http_get(
-        server.http_addr(),
-        "/boot.ipxe?mac=52-54-00-0d-01-01&arch=0",
-    );
+    let script = boot_script(&server, "/boot.ipxe?mac=52-54-00-0d-01-01&arch=0");
     assert!(script.contains("netdeploy.deployment=LAB00001"), "{script}");
     assert!(
         script.contains(&format!("kernel {}/content/", server.url())),
@@ -339,18 +336,15 @@ fn dhcp_offers_only_to_machines_with_a_candidate_and_scripts_follow_the_decision
         server.dhcp_addr(),
         &captured_discover_from("52:54:00:77:77:77")
     ));
-    let menu = http_get(
-        server.http_addr(),
-        "/boot.ipxe?mac=52-54-00-77-77-77&arch=0",
-    );
+    let menu = boot_script(&server, "/boot.ipxe?mac=52-54-00-77-77-77&arch=0");
     assert!(menu.contains("item LAB00002 LAB00002 Say hello"), "{menu}");
     assert!(
         menu.contains("choose --timeout 5000 --default local"),
         "{menu}"
     );
     // Picking it boots it.
-    let picked = http_get(
-        server.http_addr(),
+    let picked = boot_script(
+        &server,
         "/boot.ipxe?mac=52-54-00-77-77-77&arch=0&deployment=LAB00002",
     );
     assert!(picked.contains("netdeploy.deployment=LAB00002"), "{picked}");
@@ -380,22 +374,26 @@ fn catalog_and_loop_guard_survive_restarts_and_kill_9_mid_write() {
     let config = loopback_config(dir.path(), "proxy", "");
     for round in 0..5u64 {
         let mut server = Server::start(dir.path(), &config);
-        let http = server.http_addr();
+        let (http, dhcp) = (server.http_addr(), server.dhcp_addr());
         // Writers: every script request for an unknown machine picking LAB00002 writes a
         // status message; the known machine's writes the loop guard.
         let writer = std::thread::spawn(move || {
             for n in 0..40 {
                 let path =
                     format!("/boot.ipxe?mac=52-54-00-66-00-{n:02x}&arch=0&deployment=LAB00002");
-                if std::panic::catch_unwind(|| crate::harness::http_get_status(http, &path))
-                    .is_err()
+                let mac = format!("52-54-00-66-00-{n:02x}");
+                if std::panic::catch_unwind(|| {
+                    crate::harness::dhcp_discover_at(dhcp, &mac, None);
+                    crate::harness::http_get_status(http, &path)
+                })
+                .is_err()
                 {
                     break;
                 }
             }
         });
         if round == 0 {
-            http_get(http, "/boot.ipxe?mac=52-54-00-0d-01-01&arch=0");
+            boot_script(&server, "/boot.ipxe?mac=52-54-00-0d-01-01&arch=0");
         }
         std::thread::sleep(Duration::from_millis(20 + round * 15));
         server.crash();
@@ -627,7 +625,7 @@ fn pre_production_boot_image_goes_only_to_the_pilot_collection_until_promoted() 
     cli_ok(&data, &["site", "apply", site.to_str().unwrap()]);
     let server = Server::start(dir.path(), &loopback_config(dir.path(), "proxy", ""));
     let kernel_of = |mac: &str| -> Vec<u8> {
-        let script = http_get(server.http_addr(), &format!("/boot.ipxe?mac={mac}&arch=0"));
+        let script = boot_script(&server, &format!("/boot.ipxe?mac={mac}&arch=0"));
         let url = script
             .lines()
             .find(|l| l.starts_with("kernel "))
@@ -706,10 +704,7 @@ fn ipxe_syntax_in_site_text_is_refused_at_apply_time_and_never_reaches_a_script(
     std::fs::write(&site, good.replace("Say hello", "hello || shell")).unwrap();
     cli_ok(&data, &["site", "apply", site.to_str().unwrap()]);
     let server = Server::start(dir.path(), &loopback_config(dir.path(), "proxy", ""));
-    let script = http_get(
-        server.http_addr(),
-        "/boot.ipxe?mac=52-54-00-0d-05-01&arch=0",
-    );
+    let script = boot_script(&server, "/boot.ipxe?mac=52-54-00-0d-05-01&arch=0");
     assert!(script.contains("kernel http://"), "{script}");
     assert!(!script.contains("|| shell"), "{script}");
 
@@ -719,10 +714,7 @@ fn ipxe_syntax_in_site_text_is_refused_at_apply_time_and_never_reaches_a_script(
     image["cmdline"] = "console=ttyS0 ${net0/ip} || shell".into();
     store.put("boot_image", "linux-x64", &image, 0).unwrap();
     cli_ok(&data, &["pxe", "clear", "--device", "pc1"]);
-    let script = http_get(
-        server.http_addr(),
-        "/boot.ipxe?mac=52-54-00-0d-05-01&arch=0",
-    );
+    let script = boot_script(&server, "/boot.ipxe?mac=52-54-00-0d-05-01&arch=0");
     assert!(
         script.contains("nothing to boot")
             && !script.contains("\nkernel ")

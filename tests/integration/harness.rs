@@ -14,6 +14,8 @@ pub struct Server {
     child: Option<Child>,
     pub ready: serde_json::Value,
     log: Arc<Mutex<String>>,
+    /// The directory the configuration was written to.
+    dir: std::path::PathBuf,
 }
 
 pub fn binary() -> &'static str {
@@ -84,7 +86,52 @@ impl Server {
             child: Some(child),
             ready,
             log,
+            dir: dir.to_owned(),
         }
+    }
+
+    /// The data directory of a [`loopback_config`] server.
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self.dir.join("data")
+    }
+
+    /// A run token for a machine's run of `deployment`, kept in the server's store as the
+    /// server keeps the ones it issues, for tests whose subject is what the boot environment
+    /// reports rather than how it got its token (tests/integration/credentials.rs is about that).
+    pub fn run_token(&self, mac: &str, deployment: Option<&str>) -> String {
+        use netdeploy::credentials::{digest, RunCredential, RunToken};
+        let store = netdeploy::store::Store::open(&self.data_dir().join("netdeploy.db")).unwrap();
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).unwrap();
+        let token = RunToken::from_bytes(bytes);
+        let now = netdeploy::bootpath::now();
+        let c = RunCredential {
+            machine: netdeploy::catalog::MachineIdentity {
+                mac: Some(mac.replace('-', ":").parse().unwrap()),
+                uuid: None,
+            },
+            deployment: deployment.map(str::to_owned),
+            issued_at: now,
+            expires_at: now + 3600,
+            ended_at: None,
+        };
+        store.run_credential_add(&digest(&token), &c, now).unwrap();
+        token.to_string()
+    }
+
+    /// POSTs a status message (JSON naming `mac` and maybe `deployment`) with a run token of
+    /// that machine and deployment; returns the HTTP status.
+    pub fn post_status(&self, body: &str) -> u16 {
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        let token = self.run_token(v["mac"].as_str().unwrap(), v["deployment"].as_str());
+        http_request(
+            self.http_addr(),
+            "POST",
+            "/agent/status",
+            &["Content-Type: application/json", &bearer(&token)],
+            body.as_bytes(),
+        )
+        .0
     }
 
     fn addr(&self, key: &str) -> SocketAddr {
@@ -192,6 +239,99 @@ pub fn http_get_status(addr: SocketAddr, path: &str) -> (u16, Vec<u8>) {
 }
 
 /// Any request, with extra header lines and a body.
+/// A DISCOVER as iPXE sends it (BIOS, option 77 `iPXE`), from `mac`, with its SMBIOS UUID in
+/// option 97 when it has one.
+pub fn ipxe_discover(mac: &str, uuid: Option<&str>) -> Vec<u8> {
+    let mut b = vec![0u8; 236];
+    b[0] = 1;
+    b[1] = 1;
+    b[2] = 6;
+    b[4..8].copy_from_slice(&0x6d31_4072u32.to_be_bytes());
+    b[10] = 0x80;
+    for (i, h) in mac.split([':', '-']).enumerate() {
+        b[28 + i] = u8::from_str_radix(h, 16).unwrap();
+    }
+    b.extend_from_slice(&[99, 130, 83, 99]);
+    b.extend_from_slice(&[53, 1, 1, 93, 2, 0, 0, 94, 3, 1, 2, 1]);
+    let vendor = b"PXEClient:Arch:00000:UNDI:002001";
+    b.push(60);
+    b.push(vendor.len() as u8);
+    b.extend_from_slice(vendor);
+    b.extend_from_slice(&[77, 4, b'i', b'P', b'X', b'E']);
+    if let Some(u) = uuid {
+        // Option 97 holds the first three fields little-endian, as firmware copies them.
+        let mut g = netdeploy::catalog::parse_smbios_uuid(u).unwrap().0;
+        g[0..4].reverse();
+        g[4..6].reverse();
+        g[6..8].reverse();
+        b.extend_from_slice(&[97, 17, 0]);
+        b.extend_from_slice(&g);
+    }
+    b.push(255);
+    b
+}
+
+/// Sends `mac`'s iPXE DISCOVER to the server and waits for its answer (at most 1.5 s: a
+/// machine with no deployment gets none), as a machine does before asking for its script.
+pub fn dhcp_discover(server: &Server, mac: &str, uuid: Option<&str>) {
+    dhcp_discover_at(server.dhcp_addr(), mac, uuid)
+}
+
+/// [`dhcp_discover`] to a DHCP address.
+pub fn dhcp_discover_at(dhcp: SocketAddr, mac: &str, uuid: Option<&str>) {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    s.send_to(&ipxe_discover(mac, uuid), dhcp).unwrap();
+    let mut buf = [0u8; 1500];
+    let _ = s.recv_from(&mut buf);
+}
+
+/// The iPXE script at `path` (`/boot.ipxe?mac=...`), asked for as a machine does: after its
+/// DHCP exchange with the server.
+pub fn boot_script(server: &Server, path: &str) -> String {
+    let param = |name: &str| {
+        path.split(['?', '&'])
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+    };
+    dhcp_discover(
+        server,
+        param("mac").expect("a mac in the script path"),
+        param("uuid"),
+    );
+    http_get(server.http_addr(), path)
+}
+
+/// A new boot medium's key from `netdeploy media key`, as `<id>.<secret>`.
+pub fn medium_key(data_dir: &Path) -> String {
+    let out = cli_ok(data_dir, &["media", "key"]);
+    out.lines()
+        .find(|l| l.len() == 73 && l.as_bytes()[8] == b'.')
+        .unwrap_or_else(|| panic!("no key in:\n{out}"))
+        .to_owned()
+}
+
+/// The `Authorization` header line that presents a boot medium's key.
+pub fn medium_auth(key: &str) -> String {
+    format!("Authorization: Medium {key}")
+}
+
+/// The `Authorization` header line that presents a run token.
+pub fn bearer(token: &str) -> String {
+    format!("Authorization: Bearer {token}")
+}
+
+/// The run token on the kernel line of an iPXE script (`netdeploy.token=`).
+pub fn token_in_script(script: &str) -> Option<String> {
+    let at = script.find("netdeploy.token=")? + "netdeploy.token=".len();
+    Some(
+        script[at..]
+            .chars()
+            .take_while(char::is_ascii_hexdigit)
+            .collect(),
+    )
+}
+
 pub fn http_request(
     addr: SocketAddr,
     method: &str,
@@ -199,12 +339,12 @@ pub fn http_request(
     headers: &[&str],
     body: &[u8],
 ) -> (u16, Vec<u8>) {
-    let (status, _, body) = http_request_with_head(addr, method, path, headers, body);
+    let (status, _, body) = http_exchange(addr, method, path, headers, body);
     (status, body)
 }
 
-/// Any request; the answer's status, its head (status line and header lines), and its body.
-pub fn http_request_with_head(
+/// One HTTP request: the status, the response head (lower case) and the body.
+pub fn http_exchange(
     addr: SocketAddr,
     method: &str,
     path: &str,
@@ -240,7 +380,7 @@ pub fn http_request_with_head(
     {
         body = dechunk(&body);
     }
-    (status, head, body)
+    (status, head.to_ascii_lowercase(), body)
 }
 
 fn dechunk(mut b: &[u8]) -> Vec<u8> {

@@ -1,6 +1,6 @@
 //! The HTTP side of the boot path against the real server: iPXE scripts, boot files, metrics.
 
-use crate::harness::{http_get, http_get_status, loopback_config, Server};
+use crate::harness::{boot_script, http_get, http_get_status, loopback_config, Server};
 
 #[test]
 fn ipxe_not_started_by_netdeploy_is_asked_who_it_is() {
@@ -31,10 +31,7 @@ fn per_machine_script_boots_the_configured_image_with_the_server_url() {
     );
     let config = loopback_config(dir.path(), "proxy", "") + &extra;
     let server = Server::start(dir.path(), &config);
-    let script = http_get(
-        server.http_addr(),
-        "/boot.ipxe?mac=52-54-00-12-34-56&arch=7",
-    );
+    let script = boot_script(&server, "/boot.ipxe?mac=52-54-00-12-34-56&arch=7");
     let url = server.url();
     assert!(script.contains(&format!("kernel {url}/image/kernel initrd=initrd.img console=ttyS0 netdeploy.server={url} netdeploy.mac=52:54:00:12:34:56")), "{script}");
     assert!(

@@ -6,6 +6,7 @@ mod agent_qemu;
 mod config_lookup;
 mod content;
 mod contract;
+mod credentials;
 mod deploy_qemu;
 mod deployments;
 mod dhcp;

@@ -101,9 +101,12 @@ available_to = "media_pxe"
 /// `netdeploy media build` with the test boot image.
 fn build_media(data: &Path, output: &Path, extra: &[&str]) {
     let (kernel, initrd) = boot_image();
+    let key = crate::harness::medium_key(data);
     let mut args = vec![
         "media",
         "build",
+        "--medium-key",
+        &key,
         "--kernel",
         kernel.to_str().unwrap(),
         "--initrd",

@@ -4,17 +4,10 @@
 use std::process::Command;
 
 use crate::deployments::write_site;
-use crate::harness::{cli_ok, http_get, http_request, loopback_config, Server};
+use crate::harness::{boot_script, cli_ok, http_get, loopback_config, Server};
 
 fn post_status(s: &Server, body: &str) {
-    let (status, _) = http_request(
-        s.http_addr(),
-        "POST",
-        "/agent/status",
-        &["Content-Type: application/json"],
-        body.as_bytes(),
-    );
-    assert_eq!(status, 201, "{body}");
+    assert_eq!(s.post_status(body), 201, "{body}");
 }
 
 /// lab: pc1 (succeeded), pc2 (running), pc3 (failed), pc4 (offered by a menu), pc5 (silent);
@@ -96,10 +89,7 @@ fn setup() -> (tempfile::TempDir, Server) {
     );
     // pc4 runs LAB00001 through PXE; booted again the loop guard holds it back and PXE shows
     // the menu with LAB00004, which it does not pick.
-    let first = http_get(
-        server.http_addr(),
-        "/boot.ipxe?mac=52-54-00-0e-00-04&arch=0",
-    );
+    let first = boot_script(&server, "/boot.ipxe?mac=52-54-00-0e-00-04&arch=0");
     assert!(first.contains("netdeploy.deployment=LAB00001"), "{first}");
     post_status(
         &server,
@@ -115,10 +105,7 @@ fn setup() -> (tempfile::TempDir, Server) {
             m(4)
         ),
     );
-    let menu = http_get(
-        server.http_addr(),
-        "/boot.ipxe?mac=52-54-00-0e-00-04&arch=0",
-    );
+    let menu = boot_script(&server, "/boot.ipxe?mac=52-54-00-0e-00-04&arch=0");
     assert!(menu.contains("item LAB00004"), "{menu}");
     (dir, server)
 }
@@ -315,26 +302,17 @@ fn requirements_not_met_are_non_compliant_with_the_reason_and_a_power_cut_counts
     let server = Server::start(dir.path(), &loopback_config(dir.path(), "proxy", ""));
 
     // pc1 is an ARM64 UEFI machine: its firmware cannot start an x64 boot image.
-    let script = http_get(
-        server.http_addr(),
-        "/boot.ipxe?mac=52-54-00-0e-01-01&arch=11",
-    );
+    let script = boot_script(&server, "/boot.ipxe?mac=52-54-00-0e-01-01&arch=11");
     assert!(!script.contains("netdeploy.deployment="), "{script}");
     let (state, reason) = machine_state(&server, "LAB00001", "pc1");
     assert_eq!(state, "non_compliant");
     assert!(reason.contains("rule 5a (architecture)"), "{reason}");
 
     // pc2 starts LAB00001 through PXE, loses power, and boots again: the loop guard refuses.
-    let first = http_get(
-        server.http_addr(),
-        "/boot.ipxe?mac=52-54-00-0e-01-02&arch=0",
-    );
+    let first = boot_script(&server, "/boot.ipxe?mac=52-54-00-0e-01-02&arch=0");
     assert!(first.contains("netdeploy.deployment=LAB00001"), "{first}");
     assert_eq!(machine_state(&server, "LAB00001", "pc2").0, "in_progress");
-    let again = http_get(
-        server.http_addr(),
-        "/boot.ipxe?mac=52-54-00-0e-01-02&arch=0",
-    );
+    let again = boot_script(&server, "/boot.ipxe?mac=52-54-00-0e-01-02&arch=0");
     assert!(!again.contains("netdeploy.deployment="), "{again}");
     let (state, reason) = machine_state(&server, "LAB00001", "pc2");
     assert_eq!(state, "non_compliant");
@@ -342,11 +320,17 @@ fn requirements_not_met_are_non_compliant_with_the_reason_and_a_power_cut_counts
 
     // pc3 starts LAB00001 from boot media and loses power: with rerun behaviour `never` that
     // run counts, so media do not start it again.
+    let key = crate::harness::medium_key(&server.data_dir());
     let policy = |mac: &str| {
-        http_get(
+        let (status, body) = crate::harness::http_request(
             server.http_addr(),
+            "GET",
             &format!("/agent/policy?mac={mac}&context=media"),
-        )
+            &[&crate::harness::medium_auth(&key)],
+            b"",
+        );
+        assert_eq!(status, 200);
+        String::from_utf8_lossy(&body).into_owned()
     };
     assert!(
         policy("52:54:00:0e:01:03").contains("LAB00001"),

@@ -6,13 +6,13 @@
 use std::time::Duration;
 
 use crate::deployments::{small_image, write_site};
-use crate::harness::{cli, cli_ok, http_get, loopback_config, random_smbios_uuid, Server};
+use crate::harness::{boot_script, cli, cli_ok, loopback_config, random_smbios_uuid, Server};
 
 const PC1_MAC: &str = "52:54:00:0e:01:01";
 
 fn script_for(server: &Server, mac: &str, uuid: &str) -> String {
-    http_get(
-        server.http_addr(),
+    boot_script(
+        server,
         &format!(
             "/boot.ipxe?mac={}&arch=0&uuid={uuid}",
             mac.replace(':', "-")

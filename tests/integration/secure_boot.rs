@@ -77,8 +77,21 @@ fn tftp_serves_the_shim_chain_and_a_grub_configuration_made_from_the_machines_de
         "{netboot}"
     );
 
-    // pc1 has a required deployment (rule 5): its configuration boots it, with the same
-    // command line as the iPXE script.
+    // A machine that did not ask this server for a network boot lately starts nothing.
+    let unproven = text(tftp_get(
+        &server,
+        dir.path(),
+        &format!(
+            "/netdeploy/boot.grub?mac={}&uuid=&arch=7",
+            PC1.replace(':', "-")
+        ),
+    ));
+    assert!(unproven.contains("has not asked this server"), "{unproven}");
+
+    // pc1 has a required deployment (rule 5): once it has asked DHCP, its configuration boots
+    // it, with the same command line as the iPXE script, its run token included.
+    crate::harness::dhcp_discover(&server, PC1, None);
+    crate::harness::dhcp_discover(&server, "52:54:00:5b:01:09", None);
     let cfg = text(tftp_get(
         &server,
         dir.path(),
@@ -92,7 +105,8 @@ fn tftp_serves_the_shim_chain_and_a_grub_configuration_made_from_the_machines_de
     assert!(
         cfg.contains(&format!(
             "if linux /netdeploy/content/{kernel_sha} 'console=ttyS0' 'quiet' 'netdeploy.server={}' \
-             'netdeploy.deployment=LAB00001' 'netdeploy.context=pxe' 'netdeploy.mac={PC1}'; then\n",
+             'netdeploy.deployment=LAB00001' 'netdeploy.context=pxe' 'netdeploy.mac={PC1}' \
+             'netdeploy.token=",
             server.url()
         )),
         "{cfg}"

@@ -9,7 +9,7 @@ use crate::config::{self, Config, MediaType};
 use crate::console::{self, say};
 use crate::download::Backoff;
 use crate::full_media::{self, Layout};
-use crate::http::{self, Client, Url};
+use crate::http::{self, Client, RunToken, Url};
 use crate::identity;
 use crate::media_password::prompt;
 use crate::menu;
@@ -18,6 +18,7 @@ use crate::policy::{self, ContentOption, Policy, RunPolicy};
 use crate::power;
 use crate::sequence::{Runner, StepFailure};
 use crate::status::{self, Reporter, StatusKind, StatusMessage};
+use netdeploy_wire::run_token::RESPONSE_HEADER;
 
 /// Largest policy accepted.
 const MAX_POLICY: usize = 16 << 20;
@@ -79,6 +80,8 @@ pub fn run(flags: &RunFlags) -> i32 {
     if !requested.is_empty() {
         reporter.set_deployment(&requested);
     }
+    let mut token = config.token.clone();
+    reporter.set_token(token.clone());
     if config.media_type == Some(MediaType::FullMedia) {
         return run_full_media(&config, reporter, &requested, password.as_deref());
     }
@@ -123,7 +126,23 @@ pub fn run(flags: &RunFlags) -> i32 {
             }
         };
         say(format!("asking {url} for the policy"));
-        match fetch_policy(&client, &url, &backoff) {
+        // A boot medium's first request has no run token yet: it presents the medium's key.
+        let authorization = match (&token, &config.medium_key) {
+            (Some(t), _) => Some(t.authorization()),
+            (None, Some(k)) => Some(k.authorization()),
+            (None, None) => None,
+        };
+        let fetched =
+            fetch_policy(&client, &url, authorization.as_deref(), &backoff).map(|(p, t)| {
+                // The server may hand this run a new token with its policy (a boot medium's
+                // first, or the one of the deployment it decided): it is the run's from now on.
+                if t.is_some() {
+                    token = t;
+                    reporter.set_token(token.clone());
+                }
+                p
+            });
+        match fetched {
             Ok(Policy::Nothing { reason }) => return nothing_deployed(&reporter, &reason),
             Ok(Policy::Run(p)) => {
                 return run_policy(
@@ -411,17 +430,34 @@ fn failed(
     1
 }
 
-/// GETs and parses the policy, retrying while the server cannot be reached or answers 5xx
-/// (the network may have just come up); a 4xx or a policy that does not parse fails at once.
-fn fetch_policy(client: &Client, url: &Url, backoff: &Backoff) -> Result<Policy, String> {
+/// GETs and parses the policy, presenting the run's token or the medium's key, retrying while the server cannot
+/// be reached or answers 5xx (the network may have just come up); a 4xx or a policy that does
+/// not parse fails at once. Also returns the run token the response carries, if any.
+fn fetch_policy(
+    client: &Client,
+    url: &Url,
+    authorization: Option<&str>,
+    backoff: &Backoff,
+) -> Result<(Policy, Option<RunToken>), String> {
     let started = Instant::now();
     let mut failures = 0;
     loop {
-        let failure = match client.get(url, None) {
-            Ok(r) if r.status() == 200 => match r.read_body(MAX_POLICY) {
-                Ok(body) => return policy::parse(&body).map_err(|e| e.to_string()),
-                Err(e) => format!("reading the policy: {e}"),
-            },
+        let failure = match client.get_authorized(url, authorization) {
+            Ok(r) if r.status() == 200 => {
+                let given = match r.header(RESPONSE_HEADER).map(str::parse::<RunToken>) {
+                    None => None,
+                    Some(Ok(t)) => Some(t),
+                    Some(Err(e)) => return Err(format!("the policy's run token: {e}")),
+                };
+                match r.read_body(MAX_POLICY) {
+                    Ok(body) => {
+                        return policy::parse(&body)
+                            .map(|p| (p, given))
+                            .map_err(|e| e.to_string())
+                    }
+                    Err(e) => format!("reading the policy: {e}"),
+                }
+            }
             Ok(r) if r.status() >= 500 => format!("the server answered HTTP {}", r.status()),
             Ok(r) => {
                 let status = r.status();

@@ -15,7 +15,7 @@ pub use netdeploy_wire::status::{StatusKind, StatusMessage};
 use netdeploy_wire::{Mac, SmbiosUuid};
 
 use crate::console::say;
-use crate::http::{Client, Url};
+use crate::http::{Client, RunToken, Url};
 
 /// The fallback file of a full media, under the root.
 pub const MEDIA_STATUS_FILE: &str = "/var/lib/netdeploy/status.jsonl";
@@ -35,6 +35,8 @@ pub struct Reporter {
     mac: Option<Mac>,
     uuid: Option<SmbiosUuid>,
     deployment: Option<String>,
+    /// The run token every message presents (docs/agent-http.md).
+    token: Option<RunToken>,
 }
 
 impl Reporter {
@@ -59,7 +61,13 @@ impl Reporter {
             mac,
             uuid,
             deployment: None,
+            token: None,
         }
+    }
+
+    /// The run token every later message presents.
+    pub fn set_token(&mut self, token: Option<RunToken>) {
+        self.token = token;
     }
 
     /// Appends the messages the server cannot take to `path`, and prints every message on
@@ -181,7 +189,7 @@ impl Reporter {
             if attempt > 0 {
                 std::thread::sleep(Duration::from_secs(1));
             }
-            match self.client.post_json(url, json) {
+            match self.client.post_json(url, json, self.token.as_ref()) {
                 Ok(r) if (200..300).contains(&r.status()) => return Ok(()),
                 // A 4xx will not change on a retry.
                 Ok(r) if (400..500).contains(&r.status()) => {

@@ -33,6 +33,8 @@ struct Site {
     content: HashMap<String, Vec<u8>>,
     /// SHA-256 → cut the first answer for it after this many bytes.
     cut_once: HashMap<String, usize>,
+    /// The run token the policy response hands out (`netdeploy-run-token`).
+    run_token: Option<String>,
 }
 
 struct Lab {
@@ -49,9 +51,13 @@ impl Lab {
             let mut site = s.lock().unwrap();
             let route = req.route().to_owned();
             if route == "/agent/policy" && req.method == "GET" {
-                match (&site.menu, req.query("deployment")) {
+                let reply = match (&site.menu, req.query("deployment")) {
                     (Some(menu), None) => Reply::new(200).json(menu),
                     _ => Reply::new(200).json(&site.policy),
+                };
+                match &site.run_token {
+                    Some(t) => reply.header("Netdeploy-Run-Token", t),
+                    None => reply,
                 }
             } else if route == "/agent/status" && req.method == "POST" {
                 Reply::new(204)
@@ -183,6 +189,58 @@ fn text(o: &Output) -> (String, String) {
 
 fn image(n: usize) -> Vec<u8> {
     (0..n).map(|i| ((i * 131) % 251) as u8).collect()
+}
+
+#[test]
+fn the_run_token_of_the_kernel_line_is_presented_until_the_policy_hands_out_another() {
+    let lab = Lab::start();
+    let (first, second) = ("1a".repeat(32), "2b".repeat(32));
+    let note = lab.path("note");
+    lab.set_policy(json!({
+        "action": "run", "reason": "required (rule 5)",
+        "deployment": {"id": "LAB00001", "task_sequence": "ts", "name": "Note",
+                       "option": "download_on_demand"},
+        "steps": [{"name": "note", "action": "write_file", "value": "text", "target": note}],
+        "packages": {}, "warnings": []
+    }));
+    lab.site.lock().unwrap().run_token = Some(second.clone());
+    let root = lab.machine(&format!(
+        "{} netdeploy.token={first}",
+        lab.pxe_cmdline("LAB00001")
+    ));
+    let o = agent(&root, &[]);
+    text(&o);
+    assert_eq!(o.status.code(), Some(0));
+    let reqs = lab.srv.requests();
+    let policy = reqs.iter().find(|r| r.route() == "/agent/policy").unwrap();
+    assert_eq!(
+        policy.header("authorization"),
+        Some(format!("Bearer {first}").as_str())
+    );
+    let statuses: Vec<_> = reqs
+        .iter()
+        .filter(|r| r.route() == "/agent/status")
+        .collect();
+    assert!(!statuses.is_empty());
+    for r in statuses {
+        assert_eq!(
+            r.header("authorization"),
+            Some(format!("Bearer {second}").as_str())
+        );
+    }
+}
+
+#[test]
+fn a_machine_without_a_run_token_sends_no_authorization() {
+    let lab = Lab::start();
+    lab.set_policy(json!({"action": "none", "reason": "nothing here (rule 8)"}));
+    let root = lab.machine(&lab.pxe_cmdline("LAB00001"));
+    let o = agent(&root, &[]);
+    text(&o);
+    assert_eq!(o.status.code(), Some(0));
+    let reqs = lab.srv.requests();
+    assert!(reqs.iter().any(|r| r.route() == "/agent/status"));
+    assert!(reqs.iter().all(|r| r.header("authorization").is_none()));
 }
 
 #[test]
@@ -488,6 +546,39 @@ fn boot_media_ask_for_their_preferred_deployment_in_media_context() {
         .unwrap();
     assert_eq!(req.query("context"), Some("media"));
     assert_eq!(req.query("deployment"), Some("LAB00002"));
+}
+
+#[test]
+fn a_boot_medium_presents_its_key_and_then_the_run_token_its_policy_brought() {
+    let lab = Lab::start();
+    lab.set_policy(json!({"action": "none", "reason": "nothing (rule 8)"}));
+    let token = "3c".repeat(32);
+    lab.site.lock().unwrap().run_token = Some(token.clone());
+    let key = format!("0a0b0c0d.{}", "5a".repeat(32));
+    let root = lab.machine("console=ttyS0");
+    std::fs::create_dir_all(root.join("etc/netdeploy")).unwrap();
+    std::fs::write(
+        root.join("etc/netdeploy/variables"),
+        format!(
+            "SMSTSServerURL={}\nSMSTSMediaType=BootMedia\nNetdeployMediumKey={key}\n",
+            lab.base()
+        ),
+    )
+    .unwrap();
+    let o = agent(&root, &[]);
+    text(&o);
+    assert_eq!(o.status.code(), Some(0));
+    let reqs = lab.srv.requests();
+    let policy = reqs.iter().find(|r| r.route() == "/agent/policy").unwrap();
+    assert_eq!(
+        policy.header("authorization"),
+        Some(format!("Medium {key}").as_str())
+    );
+    let status = reqs.iter().find(|r| r.route() == "/agent/status").unwrap();
+    assert_eq!(
+        status.header("authorization"),
+        Some(format!("Bearer {token}").as_str())
+    );
 }
 
 #[test]

@@ -6,6 +6,7 @@
 //!   task sequence steps;
 //! - [`status`]: the status messages of `POST /agent/status`;
 //! - [`variables`]: the media variables file, one writer and one parser;
+//! - [`run_token`]: the credential the agent presents on every policy and status request;
 //! - [`password`] (feature `password`): the media password, argon2id in the PHC string format;
 //! - [`Mac`], [`SmbiosUuid`] and [`Sha256Hex`]: who a machine is and what a file is, with
 //!   the one hex codec ([`hex`]) under them.
@@ -21,6 +22,7 @@ mod identity;
 #[cfg(feature = "password")]
 pub mod password;
 pub mod policy;
+pub mod run_token;
 #[cfg(feature = "password")]
 pub mod seal;
 mod sha256;

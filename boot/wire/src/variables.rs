@@ -14,6 +14,8 @@ pub const MEDIA_TYPE: &str = "SMSTSMediaType";
 pub const PREFERRED_ADVERT_ID: &str = "SMSTSPreferredAdvertID";
 /// The media password hash ([`crate::password`]).
 pub const MEDIA_PASSWORD: &str = "SMSTSMediaPassword";
+/// The medium's own credential ([`crate::run_token::MediumKey`]).
+pub const MEDIUM_KEY: &str = "NetdeployMediumKey";
 
 /// What a boot medium holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,6 +121,8 @@ pub struct MediaVariables {
     pub preferred_advert_id: Option<String>,
     /// The password hash; the clear password is never stored.
     pub media_password: Option<String>,
+    /// The medium's key, `<id>.<secret>` (docs/security.md).
+    pub medium_key: Option<String>,
 }
 
 /// A value the reader would not read back as written.
@@ -162,6 +166,9 @@ impl MediaVariables {
         if let Some(h) = &self.media_password {
             line(MEDIA_PASSWORD, h)?;
         }
+        if let Some(k) = &self.medium_key {
+            line(MEDIUM_KEY, k)?;
+        }
         Ok(s)
     }
 
@@ -182,6 +189,7 @@ impl MediaVariables {
             media_type,
             preferred_advert_id: owned(PREFERRED_ADVERT_ID),
             media_password: owned(MEDIA_PASSWORD),
+            medium_key: owned(MEDIUM_KEY),
         })
     }
 }
@@ -221,6 +229,7 @@ mod tests {
             media_type: MediaType::FullMedia,
             preferred_advert_id: None,
             media_password: None,
+            medium_key: None,
         };
         let text = v.render().unwrap();
         assert_eq!(text, "[netdeploy]\r\nSMSTSMediaType=FullMedia\r\n");
@@ -240,6 +249,7 @@ mod tests {
                 media_type: MediaType::BootMedia,
                 preferred_advert_id: Some(bad.into()),
                 media_password: None,
+                medium_key: None,
             };
             assert_eq!(
                 v.render(),
@@ -258,12 +268,14 @@ mod tests {
             full in any::<bool>(),
             id in proptest::option::of("[!-~]([ -~]{0,20}[!-~])?"),
             pw in proptest::option::of("[!-~]{1,60}"),
+            key in proptest::option::of("[0-9a-f]{8}\\.[0-9a-f]{64}"),
         ) {
             let v = MediaVariables {
                 server_url: url,
                 media_type: if full { MediaType::FullMedia } else { MediaType::BootMedia },
                 preferred_advert_id: id,
                 media_password: pw,
+                medium_key: key,
             };
             if let Ok(text) = v.render() {
                 prop_assert_eq!(MediaVariables::read(&text).unwrap(), v);

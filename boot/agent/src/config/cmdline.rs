@@ -1,7 +1,8 @@
 //! The `netdeploy.*` parameters of the kernel command line (`/proc/cmdline`), which the PXE
 //! script of the server writes: `netdeploy.server=URL netdeploy.deployment=ID
 //! netdeploy.mac=MAC`, and optionally `netdeploy.context=pxe|media`, `netdeploy.vars=PATH`,
-//! `netdeploy.menu_timeout=SECONDS`.
+//! `netdeploy.menu_timeout=SECONDS`, `netdeploy.token=TOKEN` (the run token,
+//! docs/agent-http.md).
 
 /// The parameters the agent reads; other words of the command line are ignored.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -12,6 +13,7 @@ pub struct Cmdline {
     pub context: Option<String>,
     pub vars: Option<String>,
     pub menu_timeout: Option<String>,
+    pub token: Option<String>,
 }
 
 /// Parses a kernel command line. Values may be double-quoted like the kernel allows
@@ -31,6 +33,7 @@ pub fn parse(text: &str) -> Cmdline {
             "netdeploy.context" => c.context = value,
             "netdeploy.vars" => c.vars = value,
             "netdeploy.menu_timeout" => c.menu_timeout = value,
+            netdeploy_wire::run_token::CMDLINE_PARAMETER => c.token = value,
             _ => {}
         }
     }
@@ -82,6 +85,9 @@ mod tests {
         assert_eq!(c.mac.as_deref(), Some("52:54:00:12:34:56"));
         assert_eq!(c.context, None);
         assert_eq!(c.vars, None);
+        assert_eq!(c.token, None);
+        let t = "ab".repeat(32);
+        assert_eq!(parse(&format!("netdeploy.token={t}")).token, Some(t));
     }
 
     #[test]

@@ -10,11 +10,12 @@ use std::path::{Path, PathBuf};
 
 pub use cmdline::Cmdline;
 pub use variables::{MediaType, Variables};
-use variables::{MEDIA_PASSWORD, MEDIA_TYPE, PREFERRED_ADVERT_ID, SERVER_URL};
+use variables::{MEDIA_PASSWORD, MEDIA_TYPE, MEDIUM_KEY, PREFERRED_ADVERT_ID, SERVER_URL};
 
 use crate::cli::RunFlags;
 use crate::http::{Url, UrlError};
 use crate::media_password::{self, MediaPassword};
+use netdeploy_wire::run_token::{MediumKey, RunToken};
 
 /// The media variables file when nothing names another one.
 pub const DEFAULT_VARIABLES: &str = "/etc/netdeploy/variables";
@@ -61,6 +62,10 @@ pub enum ConfigError {
     MenuTimeout { field: String, value: String },
     #[error("{field}: {value:?} is not BootMedia or FullMedia")]
     MediaType { field: String, value: String },
+    #[error("netdeploy.token: {0}")]
+    Token(String),
+    #[error("{field}: {reason}")]
+    MediumKey { field: String, reason: String },
     #[error("{field}: {source}")]
     MediaPassword {
         field: String,
@@ -82,6 +87,11 @@ pub struct Config {
     /// The directory of the variables file: the media's `netdeploy` directory, which holds
     /// a full media's policy and content.
     pub media_dir: Option<PathBuf>,
+    /// The run token the PXE script gave this run (`netdeploy.token`); a boot medium gets one
+    /// with its policy.
+    pub token: Option<RunToken>,
+    /// The boot medium's key (`NetdeployMediumKey`), presented while there is no run token.
+    pub medium_key: Option<MediumKey>,
     /// How long a menu waits for a choice (`netdeploy.menu_timeout`).
     pub menu_timeout: std::time::Duration,
     /// `SMSTSMediaPassword`: asked for before anything else happens.
@@ -206,8 +216,25 @@ pub fn resolve(
         }
     };
 
+    let token = cmd
+        .token
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(ConfigError::Token)?;
+
+    let medium_key = match var(MEDIUM_KEY) {
+        Some(v) => Some(v.parse().map_err(|reason| ConfigError::MediumKey {
+            field: vars_name(MEDIUM_KEY),
+            reason,
+        })?),
+        None => None,
+    };
+
     Ok(Config {
         server,
+        token,
+        medium_key,
         menu_timeout,
         deployment: deployment.map(|(v, _)| v),
         context,
@@ -301,7 +328,17 @@ mod tests {
         assert_eq!(c.context, Context::Pxe);
         assert_eq!(c.mac.as_deref(), Some("52:54:00:00:00:01"));
         assert_eq!(c.media_type, None);
+        assert_eq!(c.token, None);
         assert!(!c.is_test_root());
+        let t = "5a".repeat(32);
+        let cmd = cmdline::parse(&format!(
+            "netdeploy.server=http://10.77.0.1 netdeploy.token={t}"
+        ));
+        let c = resolve(&RunFlags::default(), &cmd, None).unwrap();
+        assert_eq!(c.token.unwrap().to_string(), t);
+        let cmd = cmdline::parse("netdeploy.server=http://10.77.0.1 netdeploy.token=xyz");
+        let err = resolve(&RunFlags::default(), &cmd, None).unwrap_err();
+        assert!(err.to_string().starts_with("netdeploy.token: "), "{err}");
     }
 
     #[test]
@@ -345,6 +382,24 @@ mod tests {
         assert_eq!(
             c.under_root("/proc/cmdline"),
             Path::new("/tmp/r/proc/cmdline")
+        );
+    }
+
+    #[test]
+    fn boot_media_read_their_key_and_a_bad_one_names_its_field() {
+        let key = format!("0a0b0c0d.{}", "5a".repeat(32));
+        let p = Path::new("/netdeploy/variables");
+        let v = vars(&format!(
+            "SMSTSServerURL=http://10.0.0.3\nSMSTSMediaType=BootMedia\nNetdeployMediumKey={key}"
+        ));
+        let c = resolve(&RunFlags::default(), &Cmdline::default(), Some((p, &v))).unwrap();
+        assert_eq!(c.medium_key.unwrap().to_string(), key);
+        let v = vars("SMSTSMediaType=BootMedia\nNetdeployMediumKey=abc");
+        let err = resolve(&RunFlags::default(), &Cmdline::default(), Some((p, &v))).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("NetdeployMediumKey in /netdeploy/variables: "),
+            "{err}"
         );
     }
 

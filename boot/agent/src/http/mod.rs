@@ -10,6 +10,7 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+pub use netdeploy_wire::run_token::RunToken;
 pub use url::{Url, UrlError};
 pub use wire::{ContentRange, Framing};
 
@@ -56,14 +57,29 @@ impl Client {
         self.send("GET", url, &extra, b"")
     }
 
-    /// POST `json` (already serialized) to `url`.
-    pub fn post_json(&self, url: &Url, json: &[u8]) -> Result<Response, HttpError> {
-        self.send(
-            "POST",
-            url,
-            &[("Content-Type", "application/json".into())],
-            json,
-        )
+    /// GET `url` with this `Authorization` value (docs/agent-http.md), when there is one.
+    pub fn get_authorized(
+        &self,
+        url: &Url,
+        authorization: Option<&str>,
+    ) -> Result<Response, HttpError> {
+        let extra: Vec<(&str, String)> = authorization
+            .map(|a| ("Authorization", a.to_owned()))
+            .into_iter()
+            .collect();
+        self.send("GET", url, &extra, b"")
+    }
+
+    /// POST `json` (already serialized) to `url`, presenting `token` when there is one.
+    pub fn post_json(
+        &self,
+        url: &Url,
+        json: &[u8],
+        token: Option<&RunToken>,
+    ) -> Result<Response, HttpError> {
+        let mut extra = vec![("Content-Type", "application/json".to_owned())];
+        extra.extend(token.map(|t| ("Authorization", t.authorization())));
+        self.send("POST", url, &extra, json)
     }
 
     fn send(
@@ -414,7 +430,11 @@ mod tests {
             Reply::new(204)
         });
         let r = client()
-            .post_json(&u(&srv.url("/agent/status")), br#"{"kind":"started"}"#)
+            .post_json(
+                &u(&srv.url("/agent/status")),
+                br#"{"kind":"started"}"#,
+                None,
+            )
             .unwrap();
         assert_eq!(r.status(), 204);
         assert!(r.read_body(10).unwrap().is_empty());
