@@ -5,20 +5,19 @@ use crate::harness::{cli_ok, http_request, loopback_config, Server};
 
 const TOKEN: &str = "lab-admin-token-0123456789";
 
-fn start(with_token: bool) -> (tempfile::TempDir, Server) {
-    let dir = tempfile::tempdir().unwrap();
-    let k = dir.path().join("vmlinuz");
-    let i = dir.path().join("initrd.img");
+/// The site file of these tests (pc1 in collection lab, srv1, two deployments) with its boot
+/// image files, written into `dir`.
+fn lab_site(dir: &std::path::Path) -> std::path::PathBuf {
+    let k = dir.join("vmlinuz");
+    let i = dir.join("initrd.img");
     std::fs::write(&k, b"kernel").unwrap();
     std::fs::write(&i, b"initrd").unwrap();
-    let site = write_site(
-        dir.path(),
-        &k,
-        &i,
-        "52:54:00:0d:03:01",
-        "52:54:00:0d:03:02",
-        "",
-    );
+    write_site(dir, &k, &i, "52:54:00:0d:03:01", "52:54:00:0d:03:02", "")
+}
+
+fn start(with_token: bool) -> (tempfile::TempDir, Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let site = lab_site(dir.path());
     cli_ok(
         &dir.path().join("data"),
         &["site", "apply", site.to_str().unwrap()],
@@ -500,18 +499,7 @@ fn admin_changes(s: &Server) -> Vec<serde_json::Value> {
 #[test]
 fn a_read_only_token_reads_but_cannot_change_and_every_change_is_audited_with_its_token() {
     let dir = tempfile::tempdir().unwrap();
-    let k = dir.path().join("vmlinuz");
-    let i = dir.path().join("initrd.img");
-    std::fs::write(&k, b"kernel").unwrap();
-    std::fs::write(&i, b"initrd").unwrap();
-    let site = write_site(
-        dir.path(),
-        &k,
-        &i,
-        "52:54:00:0d:03:01",
-        "52:54:00:0d:03:02",
-        "",
-    );
+    let site = lab_site(dir.path());
     let data = dir.path().join("data");
     cli_ok(&data, &["site", "apply", site.to_str().unwrap()]);
     let config = format!(
@@ -591,18 +579,7 @@ fn an_address_that_guesses_tokens_is_told_to_wait_and_the_secret_is_not_in_the_l
 #[test]
 fn a_secret_step_value_is_kept_but_shown_masked_by_every_command_and_api_view() {
     let dir = tempfile::tempdir().unwrap();
-    let k = dir.path().join("vmlinuz");
-    let i = dir.path().join("initrd.img");
-    std::fs::write(&k, b"kernel").unwrap();
-    std::fs::write(&i, b"initrd").unwrap();
-    let site = write_site(
-        dir.path(),
-        &k,
-        &i,
-        "52:54:00:0d:03:01",
-        "52:54:00:0d:03:02",
-        "",
-    );
+    let site = lab_site(dir.path());
     let plain = std::fs::read_to_string(&site).unwrap();
     let secret_step = r#"steps = [{ name = "join", action = "set_variable", variable = "DomainPassword", value = "hunter2-long", secret = true }, { name = "hello", action = "run_command", command = "echo hello" }]"#;
     let with_secret = plain.replace(
