@@ -43,6 +43,8 @@ pub struct Sighting {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Sightings {
     by_uuid: BTreeMap<SmbiosUuid, BTreeMap<Mac, i64>>,
+    /// The same pairs by MAC, so a MAC's UUIDs are found without reading every UUID's.
+    by_mac: BTreeMap<Mac, BTreeMap<SmbiosUuid, i64>>,
 }
 
 impl Sightings {
@@ -58,6 +60,8 @@ impl Sightings {
         let new = !macs.contains_key(&mac);
         let last = macs.entry(mac).or_insert(at);
         *last = (*last).max(at);
+        let last = *last;
+        self.by_mac.entry(mac).or_default().insert(uuid, last);
         new
     }
 
@@ -77,10 +81,19 @@ impl Sightings {
     /// The UUID a MAC was last seen with, and when. On a tie the smaller UUID wins, so the
     /// answer does not depend on storage order.
     pub fn last_uuid_of(&self, mac: &Mac) -> Option<(SmbiosUuid, i64)> {
-        self.by_uuid
+        self.by_mac
+            .get(mac)?
             .iter()
-            .filter_map(|(u, macs)| macs.get(mac).map(|at| (*u, *at)))
+            .map(|(u, at)| (*u, *at))
             .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
+    }
+
+    /// The UUIDs a MAC was seen with, in order.
+    pub fn uuids_of(&self, mac: &Mac) -> Vec<SmbiosUuid> {
+        self.by_mac
+            .get(mac)
+            .map(|u| u.keys().copied().collect())
+            .unwrap_or_default()
     }
 
     /// The sightings of one UUID, as the store keeps them.
@@ -154,6 +167,11 @@ impl UuidPolicy {
     /// What the server has seen.
     pub fn sightings(&self) -> &Sightings {
         &self.sightings
+    }
+
+    /// Notes a sighting (see [`Sightings::record`]); true when the pair was new.
+    pub fn record_sighting(&mut self, uuid: SmbiosUuid, mac: Mac, at: i64) -> bool {
+        self.sightings.record(uuid, mac, at)
     }
 
     /// Why `uuid` does not tell machines apart, or `None` when it does.
