@@ -66,6 +66,11 @@ counters! {
     /// HTTP connections closed because a request head took longer than
     /// `http.header_timeout_seconds`.
     http_connections_slow_header_closed,
+    /// Store writes that found the write queue full (src/snapshot.rs): a sighting, status
+    /// message or lease file the DHCP path wrote was not persisted, or a start waited.
+    store_queue_full,
+    /// Catalog snapshots reloaded because the store changed.
+    snapshot_reloads,
     /// Task sequence runs the boot environment reported as failed.
     deployments_failed,
     /// Task sequence runs the boot environment reported as succeeded.

@@ -10,6 +10,8 @@
 //!   `dhcp::leases`, sockets in `dhcp::server`);
 //! - [`tftp`]: the read-only TFTP server (pure state machine and path rules, thin tokio layer);
 //! - [`http`]: per-machine iPXE scripts and boot image files;
+//! - [`snapshot`]: the indexed catalog and the machines' history the boot path decides from,
+//!   and the queue that persists what it records;
 //! - [`counters`]: what the server counted (offers, drops, transfers), for logs and metrics;
 //! - [`serve`]: starts everything and prints the startup line.
 
@@ -29,6 +31,7 @@ pub mod interfaces;
 pub mod monitoring;
 pub mod policy;
 pub mod serve;
+pub mod snapshot;
 pub mod store;
 pub mod tftp;
 pub mod wake;
