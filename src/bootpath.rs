@@ -173,6 +173,7 @@ impl BootPath {
             return Ok(PxePlan::DefaultImage);
         }
         let machine = MachineIdentity { mac, uuid };
+        let mut fresh = false;
         if let (Some(mac), Some(uuid)) = (mac, uuid.filter(|u| !PLACEHOLDER_UUIDS.contains(u))) {
             // Section 10: a UUID seen with a second MAC is a duplicate from this request on.
             // A machine sends several requests per boot: the store hears of a pair at most
@@ -181,7 +182,8 @@ impl BootPath {
             let last = self
                 .memory
                 .with_history(|h| h.uuid_policy().sightings().last_seen(&uuid, &mac));
-            if last.is_none_or(|seen| at - seen >= 60) {
+            fresh = last.is_none_or(|seen| at - seen >= 60);
+            if fresh {
                 self.record(Write::Sighting { uuid, mac, at });
             }
         }
@@ -199,7 +201,9 @@ impl BootPath {
                 &settings,
             )
         });
-        if let Some(why @ UuidDistrust::Duplicate { .. }) = &d.uuid_not_used {
+        // Once a minute per MAC and UUID, as sightings are kept: not for every request of a
+        // batch of machines that share one UUID.
+        if let (true, Some(why @ UuidDistrust::Duplicate { .. })) = (fresh, &d.uuid_not_used) {
             tracing::warn!(
                 mac = ?mac.map(|m| m.to_string()),
                 uuid = ?uuid.map(|u| u.to_string()),

@@ -308,7 +308,13 @@ impl History {
         uuids.append(&mut more);
         uuids.sort_unstable();
         uuids.dedup();
-        macs.extend(uuids.iter().flat_map(|u| seen.macs_of(u)));
+        // Only a trusted UUID completes a record (and a duplicate one has many MACs).
+        macs.extend(
+            uuids
+                .iter()
+                .filter(|u| self.uuids.trusts(u))
+                .flat_map(|u| seen.macs_of(u)),
+        );
         macs.sort_unstable();
         macs.dedup();
         Keys { macs, uuids }
