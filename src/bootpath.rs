@@ -321,9 +321,7 @@ impl BootPath {
         }
         // After what the boot path queued before it (a start, a refusal), so that the store
         // keeps the order things happened in.
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.block_on(self.memory.settled());
-        }
+        self.memory.settled_blocking();
         self.store.add_status(&StatusMessage {
             seq: 0,
             at: now,

@@ -324,6 +324,14 @@ impl Memory {
         }
     }
 
+    /// [`Memory::settled`] from the blocking pool; nothing to wait for before [`keep`] runs.
+    pub fn settled_blocking(&self) {
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) if self.queue.get().is_some() => rt.block_on(self.settled()),
+            _ => {}
+        }
+    }
+
     fn full(&self, w: &Write) {
         Counters::bump(&self.counters.store_queue_full);
         let mut last = self.full_logged.lock().unwrap_or_else(|p| p.into_inner());
