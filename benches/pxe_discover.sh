@@ -22,7 +22,7 @@
 # with `dhcp-range=...,proxy` and a pxe-service) runs in a second namespace joined to the first
 # by a veth pair; nothing touches a real interface.
 #
-# For each server: the rate goes up in steps (RATES, STEP_SECONDS each) while no DISCOVER is
+# dnsmasq runs right before each catalog size. For each server: the rate goes up in steps (RATES, STEP_SECONDS each) while no DISCOVER is
 # lost; the highest clean rate is kept. At half that rate tcpdump records both directions and
 # the p99 offer latency is taken from the transaction ids. Then netdeploy's peak resident
 # memory (VmHWM). Every run has a time limit; the script kills only what it started (by PID)
@@ -156,18 +156,21 @@ print(num("sent packets"), num("received packets"), num("avg delay"))
 PY
 }
 
-# clean_rate SIZE: the highest rate of RATES with every DISCOVER answered.
+# clean_rate SIZE: sets RATE, the highest rate of RATES with every DISCOVER answered.
+# (Functions that start processes set globals rather than print, so that they run in this
+# shell and every PID they add is killed at exit.)
 clean_rate() {
-    local best=0 r sent recv avg
+    local r sent recv avg
+    RATE=0
     for r in $RATES; do
         read -r sent recv avg < <(perfdhcp_run "$1" "$r" "$STEP_SECONDS")
         echo "  $r/s: sent $sent, offers $recv, avg ${avg} ms" >&2
-        if [[ $sent -gt 0 && $sent == "$recv" ]]; then best=$r; else break; fi
+        if [[ $sent -gt 0 && $sent == "$recv" ]]; then RATE=$r; else break; fi
     done
-    echo "$best"
 }
 
-# p99_at SIZE RATE: p99 offer latency in ms at RATE, from a capture on the server's side.
+# p99_at SIZE RATE: sets P99, the p99 offer latency in ms at RATE, from a capture on the
+# server's side.
 p99_at() {
     local cap="$WORK/cap.pcap" tpid
     ip netns exec "$NS_S" tcpdump -i "vs$$" -w "$cap" -s 400 -U udp port 67 2>/dev/null &
@@ -177,7 +180,7 @@ p99_at() {
     perfdhcp_run "$1" "$2" "$STEP_SECONDS" > /dev/null
     sleep 0.5
     kill "$tpid"; wait "$tpid" 2>/dev/null || true
-    python3 - "$cap" <<'PY'
+    P99=$(python3 - "$cap" <<'PY'
 import struct, sys
 data = open(sys.argv[1], "rb").read()
 magic = struct.unpack("<I", data[:4])[0]
@@ -202,11 +205,11 @@ while off + 16 <= len(data):
 lat.sort()
 print(f"{lat[int(len(lat) * 0.99) - 1]:.2f}" if lat else "n/a")
 PY
+)
 }
 
 run_netdeploy() {
-    local n=$1 data="$WORK/data-$1" pid rate p99 hwm t0 t1 sha
-    site "$n"
+    local n=$1 data="$WORK/data-$1" pid t0 t1 sha
     sha=$(sha256sum < "$WORK/site-$n.toml" | cut -c1-64)
     if [[ -d "$CACHE/data-$n" && $(cat "$CACHE/data-$n.sha256" 2>/dev/null) == "$sha" ]]; then
         cp -a "$CACHE/data-$n" "$data"
@@ -241,17 +244,16 @@ TOML
     PIDS+=("$pid")
     for _ in $(seq 1 300); do [[ -s "$WORK/nd.out" ]] && break; sleep 0.1; done
     [[ -s "$WORK/nd.out" ]] || { cat "$WORK/nd.err" >&2; exit 1; }
-    rate=$(clean_rate "$n")
-    p99=n/a
-    [[ $rate -gt 0 ]] && p99=$(p99_at "$n" $((rate / 2)))
-    hwm=$(awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$pid/status")
+    clean_rate "$n"
+    P99=n/a
+    [[ $RATE -gt 0 ]] && p99_at "$n" $((RATE / 2))
+    ND_RESULT="$n $RATE $P99 $(awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$pid/status")"
     kill "$pid"; wait "$pid" 2>/dev/null || true
-    echo "$n $rate $p99 $hwm"
 }
 
 run_dnsmasq() {
-    local pid rate p99
-    echo "dnsmasq proxy:" >&2
+    local pid
+    echo "dnsmasq proxy ($1 devices' MACs):" >&2
     ip netns exec "$NS_S" dnsmasq --keep-in-foreground --no-daemon --port=0 --no-resolv --no-hosts \
         --conf-file=/dev/null --interface="vs$$" --bind-interfaces --quiet-dhcp --log-facility=/dev/null \
         --pid-file="$WORK/dnsmasq.pid" --dhcp-range=10.213.0.0,proxy \
@@ -260,26 +262,29 @@ run_dnsmasq() {
     PIDS+=("$pid")
     sleep 1
     kill -0 "$pid" || { cat "$WORK/dnsmasq.err" >&2; exit 1; }
-    rate=$(clean_rate 1000)
-    p99=n/a
-    [[ $rate -gt 0 ]] && p99=$(p99_at 1000 $((rate / 2)))
+    clean_rate "$1"
+    P99=n/a
+    [[ $RATE -gt 0 ]] && p99_at "$1" $((RATE / 2))
+    DM_RESULT="$RATE $P99"
     kill "$pid"; wait "$pid" 2>/dev/null || true
-    echo "$rate $p99"
 }
 
-site 1000   # dnsmasq's MAC list
-read -r dm_rate dm_p99 < <(run_dnsmasq)
+# dnsmasq runs right before each catalog size, with that size's MACs, so that both servers see
+# the same load on a shared machine.
 results=()
 for n in $SIZES; do
-    results+=("$(run_netdeploy "$n")")
+    site "$n"
+    run_dnsmasq "$n"
+    run_netdeploy "$n"
+    results+=("$ND_RESULT $DM_RESULT")
 done
 
 echo
 echo "PXE DISCOVER -> proxy OFFER, perfdhcp in a namespace, ${STEP_SECONDS} s per step"
-printf '%-22s %14s %10s %16s %12s\n' server "clean offers/s" "vs dnsmasq" "p99 at half (ms)" "VmHWM (MB)"
-printf '%-22s %14s %10s %16s %12s\n' "dnsmasq proxy" "$dm_rate" "100%" "$dm_p99" "-"
+printf '%-9s %16s %16s %8s %22s %12s\n' devices "netdeploy clean/s" "dnsmasq clean/s" ratio \
+    "p99 at half, nd / dm" "nd VmHWM MB"
 for r in "${results[@]}"; do
-    read -r n rate p99 hwm <<< "$r"
+    read -r n rate p99 hwm dm_rate dm_p99 <<< "$r"
     ratio=$(python3 -c "print(f'{$rate/$dm_rate*100:.0f}%' if $dm_rate else 'n/a')")
-    printf '%-22s %14s %10s %16s %12s\n' "netdeploy $n devices" "$rate" "$ratio" "$p99" "$hwm"
+    printf '%-9s %16s %16s %8s %22s %12s\n' "$n" "$rate" "$dm_rate" "$ratio" "$p99 / $dm_p99 ms" "$hwm"
 done
