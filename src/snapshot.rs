@@ -179,6 +179,8 @@ pub struct Memory {
     reload_asked: tokio::sync::Notify,
     /// Reloads done since start.
     reloads: tokio::sync::watch::Sender<u64>,
+    /// The store version [`Memory::load`] read: a change after it is reloaded.
+    loaded: (i64, u64),
 }
 
 /// Reads the catalog, the settings and the history from the store, and the version they are
@@ -193,7 +195,7 @@ fn load(store: &Store) -> Result<(Snapshot, History, (i64, u64)), StoreError> {
 impl Memory {
     /// Loads everything from the store. Until [`keep`] runs, writes go to the store at once.
     pub fn load(store: &Store, counters: Arc<Counters>) -> Result<Memory, StoreError> {
-        let (snapshot, history, _) = load(store)?;
+        let (snapshot, history, loaded) = load(store)?;
         Ok(Memory {
             snapshot: RwLock::new(Arc::new(snapshot)),
             history: Mutex::new(history),
@@ -204,6 +206,7 @@ impl Memory {
             persisted: tokio::sync::watch::Sender::new(0),
             reload_asked: tokio::sync::Notify::new(),
             reloads: tokio::sync::watch::Sender::new(0),
+            loaded,
         })
     }
 
@@ -376,13 +379,7 @@ async fn keeper(
     mut rx: mpsc::Receiver<Write>,
     cancel: CancellationToken,
 ) {
-    let mut seen = {
-        let store = store.clone();
-        tokio::task::spawn_blocking(move || store.version())
-            .await
-            .ok()
-            .and_then(Result::ok)
-    };
+    let mut seen = Some(memory.loaded);
     let mut poll = tokio::time::interval(POLL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut batch = Vec::with_capacity(256);
@@ -477,4 +474,89 @@ async fn reload(
     );
     persist(memory, store, pending).await;
     Some(version)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Device;
+
+    fn guard(n: u8) -> Write {
+        Write::Guard {
+            machine: MachineIdentity {
+                mac: Some(Mac([2, 0, 0, 0, 0, n])),
+                uuid: None,
+            },
+            deployment: "LAB00001".parse().unwrap(),
+            at: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_change_by_another_process_is_reloaded_and_records_made_meanwhile_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("netdeploy.db");
+        let store = Arc::new(Store::open(&path).unwrap());
+        let memory = Arc::new(Memory::load(&store, Default::default()).unwrap());
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(keep(memory.clone(), store.clone(), cancel.clone()));
+
+        memory.record_surely(&store, guard(1)).await;
+        assert_eq!(
+            memory.with_history(|h| h.guards().count()),
+            1,
+            "seen at once"
+        );
+
+        // Another process (another connection to the file) declares a device.
+        let other = Store::open(&path).unwrap();
+        let device = Device {
+            name: "pc1".into(),
+            macs: vec![Mac([2, 0, 0, 0, 0, 9])],
+            uuid: None,
+            server: false,
+            site_system: false,
+        };
+        other.put("device", "pc1", &device, 0).unwrap();
+        memory.record(&store, guard(2));
+        for _ in 0..100 {
+            if memory.snapshot().catalog().device("pc1").is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let snapshot = memory.snapshot();
+        assert!(snapshot.catalog().device("pc1").is_some());
+        assert_eq!(
+            snapshot
+                .view()
+                .match_device(&MachineIdentity {
+                    mac: Some(Mac([2, 0, 0, 0, 0, 9])),
+                    uuid: None
+                })
+                .map(|d| d.name.as_str()),
+            Some("pc1")
+        );
+        assert_eq!(memory.with_history(|h| h.guards().count()), 2);
+
+        memory.settled().await;
+        assert_eq!(memory.pending(), 0);
+        assert_eq!(
+            other.guards().unwrap().len(),
+            2,
+            "both guards reached the store"
+        );
+        cancel.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn writes_made_before_the_writer_runs_go_to_the_store_at_once() {
+        let store = Arc::new(Store::in_memory().unwrap());
+        let memory = Memory::load(&store, Default::default()).unwrap();
+        memory.record(&store, guard(3));
+        memory.record_surely(&store, guard(4)).await;
+        assert_eq!(store.guards().unwrap().len(), 2);
+        assert_eq!(memory.with_history(|h| h.guards().count()), 2);
+    }
 }
