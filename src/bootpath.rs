@@ -1,6 +1,7 @@
-//! The boot path's view of deployments: for a machine booting through PXE, load the catalog
-//! and history from the store, run the one decision of [`crate::decision::decide`], and record
-//! what the server did (loop guard, status messages). DHCP uses it to decide whether to make a
+//! The boot path's view of deployments: for a machine booting through PXE, take the catalog
+//! snapshot and the history from memory ([`crate::snapshot`]), run the one decision of
+//! [`crate::decision::decide`], and record what the server did (loop guard, status messages)
+//! in memory at once and in the store through the write queue. DHCP uses it to decide whether to make a
 //! boot offer at all (rules 8 and 9); HTTP uses it to write the machine's iPXE script.
 //!
 //! Until a site file declares a deployment, netdeploy boots the configuration's
@@ -13,8 +14,10 @@ use std::sync::Arc;
 use crate::catalog::identity::PLACEHOLDER_UUIDS;
 use crate::catalog::{BootImage, Catalog, Deployment, MachineIdentity};
 use crate::content::Library;
-use crate::decision::{self, Context, Decision, Rule, ServerSettings, UuidDistrust};
+use crate::counters::Counters;
+use crate::decision::{self, Context, Decision, Outcome, Rule, ServerSettings, UuidDistrust};
 use crate::dhcp::packet::{Mac, SmbiosUuid};
+use crate::snapshot::{Memory, Snapshot, Write};
 use crate::store::catalog as stored;
 use crate::store::{StatusMessage, Store, StoreError};
 use netdeploy_wire::status::{StatusKind, StatusMessage as AgentMessage};
@@ -27,11 +30,10 @@ pub use run_credentials::{new_medium_key, IssueError};
 pub enum PxePlan {
     /// No deployment declared: the configured default image for everyone.
     DefaultImage,
-    /// The decision of docs/selection-rules.md, with the catalog it was made on.
+    /// The decision of docs/selection-rules.md, with the snapshot it was made on.
     Decided {
         decision: Box<Decision>,
-        catalog: Arc<Catalog>,
-        settings: crate::catalog::site::Settings,
+        snapshot: Arc<Snapshot>,
     },
 }
 
@@ -61,6 +63,8 @@ pub struct BootPath {
     /// The requirements-not-met messages written lately, so that the many DHCP requests of one
     /// boot write one message (see [`BootPath::record_unmet`]).
     pub unmet_noted: UnmetNoted,
+    /// The catalog snapshot and history decisions read, and the queue writes go through.
+    pub memory: Arc<Memory>,
 }
 
 /// The hashes of the content the catalog references, read again only when the store changed.
@@ -104,6 +108,36 @@ pub fn now() -> i64 {
 }
 
 impl BootPath {
+    /// The boot path of a store: its catalog and history loaded into memory. Until
+    /// [`crate::snapshot::keep`] runs for [`BootPath::memory`], records are written at once.
+    pub fn open(
+        store: Arc<Store>,
+        library: Library,
+        counters: Arc<Counters>,
+    ) -> Result<BootPath, StoreError> {
+        let memory = Arc::new(Memory::load(&store, counters)?);
+        Ok(BootPath {
+            store,
+            library,
+            pxe_password_set: false,
+            served: ServedContent::default(),
+            unmet_noted: Default::default(),
+            memory,
+        })
+    }
+
+    fn record(&self, w: Write) {
+        self.memory.record(&self.store, w);
+    }
+
+    fn server_settings(&self, settings: &crate::catalog::site::Settings) -> ServerSettings {
+        ServerSettings {
+            unknown_computers_enabled: settings.unknown_computers,
+            pxe_password_set: self.pxe_password_set,
+            pre_production_collection: settings.pre_production_collection.clone(),
+        }
+    }
+
     /// True when a package or boot image of the catalog holds the content with this SHA-256:
     /// content that nothing references (left over, or imported by a refused site file) is not
     /// served.
@@ -138,34 +172,42 @@ impl BootPath {
         arch: Option<u16>,
         choice: Option<&str>,
     ) -> Result<PxePlan, StoreError> {
-        let (catalog, settings) = stored::load(&self.store)?;
-        if catalog.deployments.is_empty() {
+        let snapshot = self.memory.snapshot();
+        if snapshot.catalog().deployments.is_empty() {
             return Ok(PxePlan::DefaultImage);
         }
         let machine = MachineIdentity { mac, uuid };
+        let mut fresh = false;
         if let (Some(mac), Some(uuid)) = (mac, uuid.filter(|u| !PLACEHOLDER_UUIDS.contains(u))) {
             // Section 10: a UUID seen with a second MAC is a duplicate from this request on.
-            if stored::record_sighting(&self.store, mac, uuid, now())? {
-                tracing::info!(%mac, %uuid, "first boot request with this MAC and UUID together");
+            // A machine sends several requests per boot: the store hears of a pair at most
+            // once a minute.
+            let at = now();
+            let last = self
+                .memory
+                .with_history(|h| h.uuid_policy().sightings().last_seen(&uuid, &mac));
+            fresh = last.is_none_or(|seen| at - seen >= 60);
+            if fresh {
+                self.record(Write::Sighting { uuid, mac, at });
             }
         }
-        let history = stored::history(&self.store)?;
-        let d = decision::decide(
-            &catalog,
-            &machine,
-            arch,
-            // PXE cannot see whether a BIOS machine's CPU is 64-bit; lab and fleet machines are.
-            true,
-            Context::Pxe,
-            choice,
-            &history,
-            &ServerSettings {
-                unknown_computers_enabled: settings.unknown_computers,
-                pxe_password_set: self.pxe_password_set,
-                pre_production_collection: settings.pre_production_collection.clone(),
-            },
-        );
-        if let Some(why @ UuidDistrust::Duplicate { .. }) = &d.uuid_not_used {
+        let settings = self.server_settings(&snapshot.settings);
+        let d = self.memory.with_history(|history| {
+            decision::decide(
+                snapshot.view(),
+                &machine,
+                arch,
+                // PXE cannot see whether a BIOS machine's CPU is 64-bit; lab and fleet machines are.
+                true,
+                Context::Pxe,
+                choice,
+                history,
+                &settings,
+            )
+        });
+        // Once a minute per MAC and UUID, as sightings are kept: not for every request of a
+        // batch of machines that share one UUID.
+        if let (true, Some(why @ UuidDistrust::Duplicate { .. })) = (fresh, &d.uuid_not_used) {
             tracing::warn!(
                 mac = ?mac.map(|m| m.to_string()),
                 uuid = ?uuid.map(|u| u.to_string()),
@@ -174,8 +216,7 @@ impl BootPath {
         }
         Ok(PxePlan::Decided {
             decision: Box::new(d),
-            catalog: Arc::new(catalog),
-            settings,
+            snapshot,
         })
     }
 
@@ -187,25 +228,26 @@ impl BootPath {
         machine: MachineIdentity,
         context: Context,
         deployment: Option<&str>,
-    ) -> Result<(Decision, Catalog), StoreError> {
-        let (catalog, settings) = stored::load(&self.store)?;
-        let mut history = stored::history(&self.store)?;
+    ) -> Result<(Decision, Arc<Snapshot>), StoreError> {
+        let snapshot = self.memory.snapshot();
+        // Off the reactor and rare: a copy of the history to lift a guard in, and the plain
+        // catalog so that `explain`'s evaluation of every deployment comes with the policy.
+        let catalog = snapshot.catalog();
+        let mut history = self.memory.with_history(|h| h.clone());
         if let (Context::Pxe, Some(requested)) = (context, deployment) {
-            let device = catalog.match_device(&history.uuid_policy().effective(&machine));
-            if let Some(g) = history.guard_for(&catalog, &machine, device) {
+            let device = snapshot
+                .view()
+                .match_device(&history.uuid_policy().effective(&machine));
+            if let Some(g) = history.guard_for(snapshot.view(), &machine, device) {
                 if g.deployment.to_string() == requested {
                     history.clear_machine(&g.machine);
                 }
             }
         }
-        let settings = ServerSettings {
-            unknown_computers_enabled: settings.unknown_computers,
-            pxe_password_set: self.pxe_password_set,
-            pre_production_collection: settings.pre_production_collection.clone(),
-        };
+        let settings = self.server_settings(&snapshot.settings);
         let decide = |preferred| {
             decision::decide(
-                &catalog, &machine, None, true, context, preferred, &history, &settings,
+                catalog, &machine, None, true, context, preferred, &history, &settings,
             )
         };
         // The deployment a PXE script started runs for the reason the PXE decision gave (a
@@ -216,11 +258,11 @@ impl BootPath {
             if matches!(&d.action, decision::Action::RunUnattended { deployment, .. }
                 if deployment.to_string() == requested)
             {
-                return Ok((d, catalog));
+                return Ok((d, snapshot));
             }
         }
         let d = decide(deployment);
-        Ok((d, catalog))
+        Ok((d, snapshot))
     }
 
     /// Stores a status message from a boot environment; the end of a run also becomes the
@@ -236,7 +278,7 @@ impl BootPath {
     }
 
     /// [`BootPath::record_agent_status`] for a message sent at `at` (Unix seconds): one kept on
-    /// full media and imported later.
+    /// full media and imported later. Blocks: call it from the blocking pool.
     pub fn record_agent_status_at(
         &self,
         machine: MachineIdentity,
@@ -245,26 +287,45 @@ impl BootPath {
         body: serde_json::Value,
         at: i64,
     ) -> Result<i64, StoreError> {
-        let (catalog, _) = stored::load(&self.store)?;
-        let known_as = stored::uuid_policy(&self.store)?.effective(&machine);
+        let snapshot = self.memory.snapshot();
+        let known_as = self
+            .memory
+            .with_history(|h| h.uuid_policy().effective(&machine));
         let identity = known_as.key().map(|k| k.to_string());
         if let Some(id) = &identity {
             self.forget_unmet(id);
         }
-        let device = catalog.match_device(&known_as).map(|d| d.name.clone());
+        let device = snapshot
+            .view()
+            .match_device(&known_as)
+            .map(|d| d.name.clone());
         let now = at;
         // The attempt is kept under the whole identity the machine sent (docs/identity.md). A start
         // is an attempt until its end replaces it: a run that a power cut interrupts counts as
         // run (rule 7, rerun behaviour).
-        let whole = machine.record();
-        if let (false, Some(dep)) = (whole.is_empty(), deployment) {
-            match kind {
-                "succeeded" => self.store.attempt_set(&whole, dep, "succeeded", now)?,
-                "failed" => self.store.attempt_set(&whole, dep, "failed", now)?,
-                "started" => self.store.attempt_set(&whole, dep, "started", now)?,
-                _ => {}
-            }
+        let outcome = match kind {
+            "succeeded" => Some(Outcome::Succeeded),
+            "failed" => Some(Outcome::Failed),
+            "started" => Some(Outcome::Interrupted),
+            _ => None,
+        };
+        let dep = deployment.and_then(|d| d.parse().ok());
+        if let (false, Some(deployment), Some(outcome)) =
+            (machine.record().is_empty(), dep, outcome)
+        {
+            self.memory.record_surely_blocking(
+                &self.store,
+                Write::Attempt {
+                    machine,
+                    deployment,
+                    outcome,
+                    at: now,
+                },
+            );
         }
+        // After what the boot path queued before it (a start, a refusal), so that the store
+        // keeps the order things happened in.
+        self.memory.settled_blocking();
         self.store.add_status(&StatusMessage {
             seq: 0,
             at: now,
@@ -278,31 +339,42 @@ impl BootPath {
     }
 
     /// Records that a deployment starts on a machine through PXE: the loop guard for a required
-    /// one (rule 7) and a status message.
-    pub fn record_start(
+    /// one (rule 7) and a status message. The next decision sees the guard at once; this
+    /// returns once the store has it too (through the write queue, off the reactor).
+    pub async fn record_start(
         &self,
         decision: &Decision,
         deployment: &Deployment,
         image: &BootImage,
-    ) -> Result<(), StoreError> {
+    ) {
         let identity = decision.identity_key().map(|k| k.to_string());
         let now = now();
         // The guard is kept under the whole identity the firmware sent, MAC and UUID together,
         // so it is found and cleared whichever of them the device was declared with.
-        let whole = decision.machine.record();
-        if !whole.is_empty() && deployment.is_required() {
-            self.store
-                .guard_set(&whole, &deployment.id.to_string(), now)?;
+        let machine = decision.machine;
+        let whole = !machine.record().is_empty();
+        if whole && deployment.is_required() {
+            let w = Write::Guard {
+                machine,
+                deployment: deployment.id,
+                at: now,
+            };
+            self.memory.record_surely(&self.store, w).await;
         }
         // An attempt from here on, until the boot environment reports its end.
         if let Some(id) = &identity {
             self.forget_unmet(id);
         }
-        if !whole.is_empty() {
-            self.store
-                .attempt_set(&whole, &deployment.id.to_string(), "started", now)?;
+        if whole {
+            let w = Write::Attempt {
+                machine,
+                deployment: deployment.id,
+                outcome: Outcome::Interrupted,
+                at: now,
+            };
+            self.memory.record_surely(&self.store, w).await;
         }
-        self.store.add_status(&StatusMessage {
+        let w = Write::Status(Box::new(StatusMessage {
             seq: 0,
             at: now,
             source: "server".into(),
@@ -316,15 +388,19 @@ impl BootPath {
                 "boot_image": image.id,
                 "pre_production": image.pre_production,
             }),
-        })?;
-        Ok(())
+        }));
+        self.memory.record_surely(&self.store, w).await;
+        // The script goes out once the guard is on disk: a server killed right after must
+        // not let the machine run a required deployment again (rule 7). Decisions saw it
+        // in memory from the start.
+        self.memory.settled().await;
     }
 
     /// Records that a menu offered these deployments to a machine (Non-compliant until it runs
     /// one, docs/status.md).
     pub fn record_offered(&self, decision: &Decision, entries: &[crate::catalog::DeploymentId]) {
         for id in entries {
-            let r = self.store.add_status(&StatusMessage {
+            self.record(Write::Status(Box::new(StatusMessage {
                 seq: 0,
                 at: now(),
                 source: "server".into(),
@@ -333,10 +409,7 @@ impl BootPath {
                 device: decision.device.clone(),
                 deployment: Some(id.to_string()),
                 body: serde_json::json!({ "via": "pxe menu" }),
-            });
-            if let Err(e) = r {
-                tracing::error!(error = %e, "cannot record a status message");
-            }
+            })));
         }
     }
 
@@ -365,7 +438,7 @@ impl BootPath {
                 }
                 noted.insert(key.clone(), (e.rule, now));
             }
-            let r = self.store.add_status(&StatusMessage {
+            self.record(Write::Status(Box::new(StatusMessage {
                 seq: 0,
                 at: now,
                 source: "server".into(),
@@ -379,10 +452,7 @@ impl BootPath {
                     "requirement": e.rule.title(),
                     "reason": e.explanation,
                 }),
-            });
-            if let Err(err) = r {
-                tracing::error!(error = %err, "cannot record a status message");
-            }
+            })));
         }
     }
 
@@ -396,7 +466,7 @@ impl BootPath {
     /// Writes the decision's warnings (such as an ignored preferred id) as status messages.
     pub fn record_warnings(&self, decision: &Decision) {
         for w in &decision.warnings {
-            let r = self.store.add_status(&StatusMessage {
+            self.record(Write::Status(Box::new(StatusMessage {
                 seq: 0,
                 at: now(),
                 source: "server".into(),
@@ -405,10 +475,7 @@ impl BootPath {
                 device: decision.device.clone(),
                 deployment: None,
                 body: serde_json::json!({ "rule": w.rule.cite(), "message": w.message }),
-            });
-            if let Err(e) = r {
-                tracing::error!(error = %e, "cannot record a status message");
-            }
+            })));
         }
     }
 }
@@ -505,13 +572,12 @@ mod tests {
     #[test]
     fn content_is_served_once_the_catalog_holds_it_and_only_then() {
         let dir = tempfile::tempdir().unwrap();
-        let bp = BootPath {
-            store: Arc::new(Store::in_memory().unwrap()),
-            library: Library::new(dir.path()),
-            pxe_password_set: false,
-            served: ServedContent::default(),
-            unmet_noted: Default::default(),
-        };
+        let bp = BootPath::open(
+            Arc::new(Store::in_memory().unwrap()),
+            Library::new(dir.path()),
+            Default::default(),
+        )
+        .unwrap();
         let (a, b) = ("a".repeat(64), "b".repeat(64));
         assert!(!bp.serves(&a).unwrap());
         let package = |sha: &str| crate::catalog::Package {

@@ -80,6 +80,11 @@ counters! {
     /// Policy requests and status messages refused 403: a run token of another machine or
     /// deployment, or of a run that ended or expired.
     agent_forbidden,
+    /// Store writes that found the write queue full (src/snapshot.rs): a sighting, status
+    /// message or lease file the DHCP path wrote was not persisted, or a start waited.
+    store_queue_full,
+    /// Catalog snapshots reloaded because the store changed.
+    snapshot_reloads,
     /// Task sequence runs the boot environment reported as failed.
     deployments_failed,
     /// Task sequence runs the boot environment reported as succeeded.

@@ -13,6 +13,8 @@
 //! - [`secure_boot`]: the Secure Boot chain (shim, signed GRUB, signed kernel): what TFTP serves
 //!   for it and the GRUB configurations, pure;
 //! - [`credentials`]: the run token rules of the boot environment's channel, pure;
+//! - [`snapshot`]: the indexed catalog and the machines' history the boot path decides from,
+//!   and the queue that persists what it records;
 //! - [`counters`]: what the server counted (offers, drops, transfers), for logs and metrics;
 //! - [`retention`]: status messages forgotten past their age or count;
 //! - [`serve`]: starts everything and prints the startup line.
@@ -36,6 +38,7 @@ pub mod policy;
 pub mod retention;
 pub mod secure_boot;
 pub mod serve;
+pub mod snapshot;
 pub mod store;
 pub mod tftp;
 pub mod wake;

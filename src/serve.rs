@@ -59,13 +59,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let store = Arc::new(crate::store::Store::open(
         &config.data_dir.join("netdeploy.db"),
     )?);
-    let bootpath = Arc::new(crate::bootpath::BootPath {
+    let bootpath = Arc::new(crate::bootpath::BootPath::open(
         store,
-        library: crate::content::Library::new(&config.data_dir),
-        pxe_password_set: false,
-        served: Default::default(),
-        unmet_noted: Default::default(),
-    });
+        crate::content::Library::new(&config.data_dir),
+        counters.clone(),
+    )?);
     let dhcp_listeners = dhcp::server::bind(&config)?;
     let shared = Arc::new(dhcp::server::Shared::new(
         config.clone(),
@@ -112,6 +110,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let cancel = CancellationToken::new();
     let mut tasks = JoinSet::new();
+    // Before any listener runs, so that the boot path's writes queue from the first packet.
+    tasks.spawn(crate::snapshot::keep(
+        bootpath.memory.clone(),
+        bootpath.store.clone(),
+        cancel.clone(),
+    ));
     for l in dhcp_listeners {
         tasks.spawn(dhcp::server::serve(l, shared.clone(), cancel.clone()));
     }

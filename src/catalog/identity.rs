@@ -43,6 +43,8 @@ pub struct Sighting {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Sightings {
     by_uuid: BTreeMap<SmbiosUuid, BTreeMap<Mac, i64>>,
+    /// The same pairs by MAC, so a MAC's UUIDs are found without reading every UUID's.
+    by_mac: BTreeMap<Mac, BTreeMap<SmbiosUuid, i64>>,
 }
 
 impl Sightings {
@@ -58,6 +60,8 @@ impl Sightings {
         let new = !macs.contains_key(&mac);
         let last = macs.entry(mac).or_insert(at);
         *last = (*last).max(at);
+        let last = *last;
+        self.by_mac.entry(mac).or_default().insert(uuid, last);
         new
     }
 
@@ -77,10 +81,32 @@ impl Sightings {
     /// The UUID a MAC was last seen with, and when. On a tie the smaller UUID wins, so the
     /// answer does not depend on storage order.
     pub fn last_uuid_of(&self, mac: &Mac) -> Option<(SmbiosUuid, i64)> {
-        self.by_uuid
+        self.by_mac
+            .get(mac)?
             .iter()
-            .filter_map(|(u, macs)| macs.get(mac).map(|at| (*u, *at)))
+            .map(|(u, at)| (*u, *at))
             .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
+    }
+
+    /// How many MACs a UUID was seen with.
+    pub fn mac_count(&self, uuid: &SmbiosUuid) -> usize {
+        self.by_uuid.get(uuid).map_or(0, BTreeMap::len)
+    }
+
+    /// The first `n` MACs a UUID was seen with, in order.
+    pub fn macs_of_first(&self, uuid: &SmbiosUuid, n: usize) -> Vec<Mac> {
+        self.by_uuid
+            .get(uuid)
+            .map(|m| m.keys().take(n).copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// The UUIDs a MAC was seen with, in order.
+    pub fn uuids_of(&self, mac: &Mac) -> Vec<SmbiosUuid> {
+        self.by_mac
+            .get(mac)
+            .map(|u| u.keys().copied().collect())
+            .unwrap_or_default()
     }
 
     /// The sightings of one UUID, as the store keeps them.
@@ -118,9 +144,22 @@ pub enum UuidDistrust {
     Ignored,
     /// Seen with more than one MAC.
     Duplicate {
-        /// The MACs it was seen with, as text.
+        /// The MACs it was seen with, as text: the first [`UuidDistrust::MACS_SHOWN`].
         macs: Vec<String>,
+        /// How many more MACs it was seen with.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        more: usize,
     },
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+impl UuidDistrust {
+    /// How many of a duplicate UUID's MACs are named: a UUID a whole batch of machines
+    /// shares is seen with thousands, and every decision for them says why.
+    pub const MACS_SHOWN: usize = 8;
 }
 
 impl fmt::Display for UuidDistrust {
@@ -128,9 +167,14 @@ impl fmt::Display for UuidDistrust {
         match self {
             UuidDistrust::Placeholder => f.write_str("a well-known placeholder UUID"),
             UuidDistrust::Ignored => f.write_str("listed in the site's ignored_uuids"),
-            UuidDistrust::Duplicate { macs } => {
+            UuidDistrust::Duplicate { macs, more: 0 } => {
                 write!(f, "a duplicate UUID, seen with MACs {}", macs.join(", "))
             }
+            UuidDistrust::Duplicate { macs, more } => write!(
+                f,
+                "a duplicate UUID, seen with MACs {} and {more} more",
+                macs.join(", ")
+            ),
         }
     }
 }
@@ -156,6 +200,11 @@ impl UuidPolicy {
         &self.sightings
     }
 
+    /// Notes a sighting (see [`Sightings::record`]); true when the pair was new.
+    pub fn record_sighting(&mut self, uuid: SmbiosUuid, mac: Mac, at: i64) -> bool {
+        self.sightings.record(uuid, mac, at)
+    }
+
     /// Why `uuid` does not tell machines apart, or `None` when it does.
     pub fn distrust(&self, uuid: &SmbiosUuid) -> Option<UuidDistrust> {
         if PLACEHOLDER_UUIDS.contains(uuid) {
@@ -164,10 +213,12 @@ impl UuidPolicy {
         if self.ignored.contains(uuid) {
             return Some(UuidDistrust::Ignored);
         }
-        let macs = self.sightings.macs_of(uuid);
-        if macs.len() > 1 {
+        let seen = self.sightings.mac_count(uuid);
+        if seen > 1 {
+            let shown = self.sightings.macs_of_first(uuid, UuidDistrust::MACS_SHOWN);
             return Some(UuidDistrust::Duplicate {
-                macs: macs.iter().map(Mac::to_string).collect(),
+                more: seen - shown.len(),
+                macs: shown.iter().map(Mac::to_string).collect(),
             });
         }
         None
@@ -175,7 +226,10 @@ impl UuidPolicy {
 
     /// Whether `uuid` tells machines apart.
     pub fn trusts(&self, uuid: &SmbiosUuid) -> bool {
-        self.distrust(uuid).is_none()
+        // What `distrust` says, without naming the MACs.
+        !PLACEHOLDER_UUIDS.contains(uuid)
+            && !self.ignored.contains(uuid)
+            && self.sightings.mac_count(uuid) <= 1
     }
 
     /// The identity a machine is known by: its UUID is dropped when it does not tell machines
@@ -281,7 +335,8 @@ mod tests {
         assert_eq!(
             p.distrust(&uuid(7)),
             Some(UuidDistrust::Duplicate {
-                macs: vec![mac(1).to_string(), mac(2).to_string()]
+                macs: vec![mac(1).to_string(), mac(2).to_string()],
+                more: 0,
             })
         );
         // Two machines sharing the UUID stay two machines, each known by its MAC.

@@ -45,13 +45,11 @@ pub enum StatusAction {
 /// `netdeploy status import`.
 fn import_statuses(dd: &DataDir, files: &[PathBuf]) -> anyhow::Result<()> {
     let store = std::sync::Arc::new(dd.open()?);
-    let bp = netdeploy::bootpath::BootPath {
-        store: store.clone(),
-        library: Library::new(&dd.data_dir),
-        pxe_password_set: false,
-        served: Default::default(),
-        unmet_noted: Default::default(),
-    };
+    let bp = netdeploy::bootpath::BootPath::open(
+        store.clone(),
+        Library::new(&dd.data_dir),
+        Default::default(),
+    )?;
     let known: std::collections::HashSet<String> = store
         .statuses(None, 1_000_000)?
         .into_iter()

@@ -4,7 +4,8 @@
 //! [`decide`] is pure: the catalog, what the machine said about itself, the context, the
 //! machine's [`History`] and the server settings go in; a [`Decision`] comes out, with the
 //! action, the warnings, and an [`Evaluation`] of every deployment in the catalog citing the
-//! rule that settled it. [`explain_text`] renders that as the `explain` report (rule 10). The
+//! rule that settled it (of an indexed catalog, every deployment whose collection holds the
+//! machine, see [`crate::catalog::index`]). [`explain_text`] renders that as the `explain` report (rule 10). The
 //! DHCP, HTTP and policy layers act on the decision and log it; they never re-decide.
 
 pub mod checks;
@@ -21,10 +22,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::arch::ClientArch;
 pub use crate::catalog::identity::UuidDistrust;
+use crate::catalog::index::CatalogView;
 pub use crate::catalog::MachineIdentity;
-use crate::catalog::{
-    BootImage, Catalog, Deployment, DeploymentId, Device, ImageArch, Purpose, Rerun,
-};
+use crate::catalog::{BootImage, Deployment, DeploymentId, Device, ImageArch, Purpose, Rerun};
 pub use explain::explain_text;
 pub use history::{Attempt, Guard, History, Outcome};
 
@@ -331,7 +331,9 @@ pub struct Decision {
     /// A PXE password must be proved before the deployment starts (rule 9): the server has
     /// one, the context is PXE, and something is offered.
     pub password_required: bool,
-    /// One per deployment of the catalog, highest deployment id first.
+    /// One per deployment of the catalog, highest deployment id first. A decision on an
+    /// indexed catalog (the boot path's) leaves out the deployments whose collection does not
+    /// hold the machine: rule 1 excludes them, and they change nothing.
     pub evaluations: Vec<Evaluation>,
     /// Status messages to write, in the order they arose.
     pub warnings: Vec<DecisionWarning>,
@@ -467,7 +469,7 @@ struct Screened<'a> {
 
 /// Everything [`decide`] reads about the request besides the catalog.
 struct Request<'a> {
-    catalog: &'a Catalog,
+    catalog: CatalogView<'a>,
     machine: &'a MachineIdentity,
     device: Option<&'a Device>,
     firmware: Firmware,
@@ -495,8 +497,8 @@ struct Request<'a> {
 // The arguments are the independent inputs the selection rules name; bundling them would only move the
 // list into a struct every caller fills the same way.
 #[allow(clippy::too_many_arguments)]
-pub fn decide(
-    catalog: &Catalog,
+pub fn decide<'c>(
+    catalog: impl Into<CatalogView<'c>>,
     machine: &MachineIdentity,
     arch: Option<u16>,
     cpu_64bit: bool,
@@ -511,8 +513,10 @@ pub fn decide(
     let distrusted = machine
         .uuid
         .and_then(|u| history.uuid_policy().distrust(&u).map(|why| (u, why)));
+    let catalog: CatalogView<'c> = catalog.into();
     let device = catalog.match_device(&known_as);
-    let mut deployments: Vec<&Deployment> = catalog.deployments.iter().collect();
+    let named = preferred.and_then(|p| p.trim().parse::<DeploymentId>().ok());
+    let mut deployments: Vec<&Deployment> = catalog.deployments_for(device, named);
     // Highest id first: the order in which rule 5 ranks them and explain lists them.
     deployments.sort_by_key(|d| std::cmp::Reverse(d.id));
 

@@ -7,8 +7,8 @@ use super::*;
 use crate::catalog::IdentityKey;
 use crate::catalog::{
     AvailableTo::{self, *},
-    BootImage, BootImageKind, Collection, CollectionKind, Deployment, DeploymentOption, Device,
-    ImageArch,
+    BootImage, BootImageKind, Catalog, Collection, CollectionKind, Deployment, DeploymentOption,
+    Device, ImageArch,
     Purpose::{self, *},
     Rerun, Schedule, Step, StepAction, TaskSequence,
 };
@@ -237,6 +237,10 @@ impl Default for Req {
 
 impl Req {
     fn decide(&self, catalog: &Catalog) -> Decision {
+        self.decide_on(catalog)
+    }
+
+    fn decide_on<'c>(&self, catalog: impl Into<CatalogView<'c>>) -> Decision {
         decide(
             catalog,
             &self.machine,
@@ -1896,6 +1900,51 @@ fn catalog_with(deployments: Vec<Deployment>) -> Catalog {
 }
 
 proptest! {
+    #[test]
+    fn an_indexed_catalog_decides_as_the_plain_one_less_the_rule_1_exclusions(
+        deployments in arb_deployments(),
+        extra in proptest::collection::vec((0usize..3, any::<bool>()), 0..4),
+        req in arb_req(arb_context()),
+    ) {
+        let mut catalog = catalog_with(deployments);
+        // Devices that share a MAC or a UUID with lab-a and lab-b (an inconsistent catalog),
+        // named before or after them, and a second collection of an existing id.
+        for (i, (which, before)) in extra.into_iter().enumerate() {
+            let name = format!("{}-{i}", if before { "a" } else { "z" });
+            catalog.devices.push(match which {
+                0 => device(&name, MAC_A, None),
+                1 => device(&name, MAC_X, Some(UUID_A)),
+                _ => device(&name, MAC_B, Some(UUID_X)),
+            });
+        }
+        catalog.collections.push(Collection {
+            id: LAB.into(),
+            name: "shadowed".into(),
+            kind: CollectionKind::Custom { members: vec!["lab-b".into()] },
+        });
+        let plain = req.decide(&catalog);
+        let indexed = req.decide_on(&crate::catalog::index::IndexedCatalog::new(catalog.clone()));
+        let kept: Vec<Evaluation> = plain
+            .evaluations
+            .iter()
+            .filter(|e| indexed.evaluation(&e.deployment_id).is_some())
+            .cloned()
+            .collect();
+        prop_assert_eq!(&indexed.evaluations, &kept);
+        for e in &plain.evaluations {
+            if indexed.evaluation(&e.deployment_id).is_none() {
+                prop_assert!(
+                    matches!(e.rule, Rule::Rule1Candidates | Rule::Rule9UnknownDisabled),
+                    "{:?} left out", e
+                );
+            }
+        }
+        prop_assert_eq!(
+            Decision { evaluations: vec![], ..plain },
+            Decision { evaluations: vec![], ..indexed }
+        );
+    }
+
     #[test]
     fn decision_is_deterministic_and_independent_of_deployment_order(
         (deployments, shuffled) in arb_deployments()

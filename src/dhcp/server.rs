@@ -14,7 +14,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
-use super::leases::{self, LeaseTable};
+use super::leases::LeaseTable;
 use super::packet::{self, Request};
 use super::pxe::{self, Ignored, Outcome, Port};
 use crate::bootpath::PxePlan;
@@ -235,9 +235,12 @@ fn handle(
         (outcome, changed.then(|| table.to_json()))
     };
     if let (Some(json), Some(path)) = (table_json, &shared.lease_file) {
-        if let Err(e) = leases::save(path, &json) {
-            tracing::error!(file = %path.display(), error = %e, "cannot save the lease table");
-        }
+        // Off the reactor, in order, through the boot path's write queue.
+        let w = crate::snapshot::Write::Leases {
+            path: path.clone(),
+            json,
+        };
+        shared.bootpath.memory.record(&shared.bootpath.store, w);
     }
     match outcome {
         Outcome::Ignore { reason, .. } => {

@@ -151,7 +151,7 @@ pub async fn policy(
     };
     s.bootpath.record_warnings(&decision);
     s.bootpath.record_unmet(&decision);
-    let p = crate::policy::policy(&decision, &catalog, &s.base);
+    let p = crate::policy::policy(&decision, catalog.catalog(), &s.base);
     tracing::info!(
         mac = m.mac.map(|x| x.to_string()).unwrap_or_default(),
         %context,

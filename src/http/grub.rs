@@ -124,14 +124,11 @@ fn config(
             return m.nothing("the server cannot read its catalog");
         }
     };
-    let (decision, catalog, settings) = match plan {
+    let (decision, snapshot) = match plan {
         PxePlan::DefaultImage => return default_image(s, &m),
-        PxePlan::Decided {
-            decision,
-            catalog,
-            settings,
-        } => (decision, catalog, settings),
+        PxePlan::Decided { decision, snapshot } => (decision, snapshot),
     };
+    let (catalog, settings) = (snapshot.catalog(), &snapshot.settings);
     s.bootpath.record_warnings(&decision);
     s.bootpath.record_unmet(&decision);
     match &decision.action {
@@ -258,10 +255,11 @@ fn run_deployment(
             return m.nothing("the boot image's kernel command line cannot be passed safely");
         }
     };
-    if let Err(e) = s.bootpath.record_start(decision, d, image) {
-        tracing::error!(mac = %m.mac, error = %e, "cannot record the deployment start");
-        return m.nothing("the server cannot record the start of the deployment");
-    }
+    // The TFTP server asks for this file from its own (synchronous) code on one of the
+    // runtime's worker threads; the start is recorded as for the iPXE script, and the
+    // configuration goes out once the loop guard is on disk (rule 7).
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::block_in_place(|| runtime.block_on(s.bootpath.record_start(decision, d, image)));
     tracing::info!(mac = %m.mac, deployment = %d.id, "GRUB configuration served");
     cfg
 }

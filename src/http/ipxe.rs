@@ -96,14 +96,11 @@ pub(super) async fn boot_script(
             return nothing(&m, "the server cannot read its catalog");
         }
     };
-    let (decision, catalog, settings) = match plan {
+    let (decision, snapshot) = match plan {
         PxePlan::DefaultImage => return default_image(&s, &m),
-        PxePlan::Decided {
-            decision,
-            catalog,
-            settings,
-        } => (decision, catalog, settings),
+        PxePlan::Decided { decision, snapshot } => (decision, snapshot),
     };
+    let (catalog, settings) = (snapshot.catalog(), &snapshot.settings);
     s.bootpath.record_warnings(&decision);
     s.bootpath.record_unmet(&decision);
     match &decision.action {
@@ -117,18 +114,18 @@ pub(super) async fn boot_script(
             if let Some(id) = q.deployment.as_deref().and_then(|d| d.parse().ok()) {
                 if entries.contains(&id) {
                     if let Some(d) = catalog.deployment(&id) {
-                        return run_deployment(&s, &m, &decision, &catalog, &settings, d);
+                        return run_deployment(&s, &m, &decision, catalog, settings, d).await;
                     }
                 }
             }
             tracing::info!(mac = %mac, entries = ?entries.iter().map(|e| e.to_string()).collect::<Vec<_>>(), "iPXE script: menu (rule 6)");
             s.bootpath.record_offered(&decision, entries);
-            ipxe(menu_script(&s, &m, &catalog, entries))
+            ipxe(menu_script(&s, &m, catalog, entries))
         }
         Action::RunUnattended { deployment, reason } => match catalog.deployment(deployment) {
             Some(d) => {
                 tracing::info!(mac = %mac, deployment = %deployment, reason = ?reason, "iPXE script: runs unattended");
-                run_deployment(&s, &m, &decision, &catalog, &settings, d)
+                run_deployment(&s, &m, &decision, catalog, settings, d).await
             }
             None => nothing(&m, "the chosen deployment vanished"),
         },
@@ -236,7 +233,7 @@ pub(super) fn linux_script(
 
 /// Boots a deployment's boot image, passing the deployment id and server URL to the boot
 /// environment on the kernel command line, and records the start (loop guard, rule 7).
-pub(super) fn run_deployment(
+pub(super) async fn run_deployment(
     s: &AppState,
     m: &Machine,
     decision: &Decision,
@@ -276,10 +273,7 @@ pub(super) fn run_deployment(
         else {
             return nothing(m, "the server cannot issue a run token");
         };
-        if let Err(e) = s.bootpath.record_start(decision, d, image) {
-            tracing::error!(mac = %m.mac, error = %e, "cannot record the deployment start");
-            return nothing(m, "the server cannot record the start of the deployment");
-        }
+        s.bootpath.record_start(decision, d, image).await;
         let h: Vec<String> = hashes.into_iter().flatten().collect();
         let query = format!("{}&deployment={}&token={token}", m.query(), d.id);
         return ipxe(render(
@@ -323,12 +317,8 @@ pub(super) fn run_deployment(
     };
     let cmdline =
         super::cmdline::deployment(&image.cmdline, &s.base, &d.id.to_string(), &m.mac, &token);
-    if let Err(e) = s.bootpath.record_start(decision, d, image) {
-        // Without the loop guard record the machine would run a required deployment again on
-        // its next PXE boot: better not to start it now.
-        tracing::error!(mac = %m.mac, error = %e, "cannot record the deployment start");
-        return nothing(m, "the server cannot record the start of the deployment");
-    }
+    // The loop guard holds from here for the next decision; the store follows.
+    s.bootpath.record_start(decision, d, image).await;
     ipxe(linux_script(
         m,
         &format!("deployment {} ({ts_name})", d.id),

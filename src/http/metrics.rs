@@ -1,4 +1,5 @@
-//! `/metrics`: the server's counters in Prometheus' text format.
+//! `/metrics`: the server's counters in Prometheus' text format, and how many store writes
+//! wait in the boot path's queue.
 
 use std::sync::Arc;
 
@@ -16,5 +17,9 @@ pub(super) async fn metrics(State(s): State<Arc<AppState>>) -> Response {
             "# TYPE netdeploy_{name}_total counter\nnetdeploy_{name}_total {value}\n"
         ));
     }
+    out.push_str(&format!(
+        "# TYPE netdeploy_store_writes_pending gauge\nnetdeploy_store_writes_pending {}\n",
+        s.bootpath.memory.pending()
+    ));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

@@ -70,7 +70,32 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .merge(admin::router(state.clone()))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            store_consistency,
+        ))
         .with_state(state)
+}
+
+/// The admin API and the status views read the store, which the boot path writes through a
+/// queue: they first wait for what is queued. A change made through the admin API is in the
+/// boot path's snapshot before the answer goes out, so the next decision uses it.
+async fn store_consistency(
+    axum::extract::State(s): axum::extract::State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let path = request.uri().path();
+    let reads_store = path.starts_with("/api/") || path.starts_with("/status");
+    let changes = reads_store && request.method() != axum::http::Method::GET;
+    if reads_store {
+        s.bootpath.memory.settled().await;
+    }
+    let response = next.run(request).await;
+    if changes {
+        s.bootpath.memory.reloaded().await;
+    }
+    response
 }
 
 /// Serves HTTP on an already bound listener until cancelled, holding every connection to

@@ -274,7 +274,7 @@ pub fn record_sighting(
     now: i64,
 ) -> Result<bool, StoreError> {
     let id = uuid.to_string();
-    store.transaction(|tx| {
+    store.quiet_transaction(|tx| {
         let mut seen = Sightings::new();
         if let Some(s) = tx.get::<Sighting>(SIGHTING, &id)? {
             seen.load(&s);

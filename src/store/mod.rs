@@ -229,18 +229,41 @@ impl Store {
         &self,
         f: impl FnOnce(&Tx<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        self.transact(f, true)
+    }
+
+    /// [`Store::transaction`] for what the boot path records and keeps in its own memory
+    /// (UUID sightings): it does not change [`Store::version`], so the boot path does not
+    /// reload its snapshot for its own writes.
+    pub fn quiet_transaction<T>(
+        &self,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.transact(f, false)
+    }
+
+    fn transact<T>(
+        &self,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, StoreError>,
+        counted: bool,
+    ) -> Result<T, StoreError> {
         let mut conn = self.conn();
+        let before = conn.total_changes();
         let tx = conn.transaction()?;
         let out = f(&Tx { tx: &tx })?;
         tx.commit()?;
-        self.commits
-            .fetch_add(1, std::sync::atomic::Ordering::Release);
+        // Reading changes nothing that was read before.
+        if counted && conn.total_changes() != before {
+            self.commits
+                .fetch_add(1, std::sync::atomic::Ordering::Release);
+        }
         Ok(out)
     }
 
-    /// A value that changes whenever a transaction commits, through this handle or through
-    /// another process's (SQLite's `data_version`): what was read from the catalog before is
-    /// still current while it stays the same. Catalog objects are only written in transactions.
+    /// A value that changes whenever a transaction that changed something commits, through
+    /// this handle or through another process's (SQLite's `data_version`): what was read from
+    /// the catalog before is still current while it stays the same. Catalog objects are only
+    /// written in transactions.
     pub fn version(&self) -> Result<(i64, u64), StoreError> {
         let conn = self.conn();
         let theirs: i64 = conn.pragma_query_value(None, "data_version", |r| r.get(0))?;

@@ -348,8 +348,11 @@ fn dhcp_offers_only_to_machines_with_a_candidate_and_scripts_follow_the_decision
         "/boot.ipxe?mac=52-54-00-77-77-77&arch=0&deployment=LAB00002",
     );
     assert!(picked.contains("netdeploy.deployment=LAB00002"), "{picked}");
-    // After `pxe clear` the required deployment runs again.
-    assert!(cli_ok(&data, &["pxe", "clear", "--device", "pc1"]).contains("1 machine"));
+    // After `pxe clear` the required deployment runs again, once the server has noticed the
+    // other process's change (it polls the store's version).
+    assert!(server
+        .cli_changes(&data, &["pxe", "clear", "--device", "pc1"])
+        .contains("1 machine"));
     assert!(offered(
         server.dhcp_addr(),
         &captured_discover_from(CAPTURED_BIOS_MAC)
@@ -667,9 +670,9 @@ fn pre_production_boot_image_goes_only_to_the_pilot_collection_until_promoted() 
         "{pre}"
     );
     // Promote: everyone gets the new files.
-    let out = cli_ok(&data, &["boot-image", "promote", "linux-x64-next"]);
+    let out = server.cli_changes(&data, &["boot-image", "promote", "linux-x64-next"]);
     assert!(out.contains("promoted"), "{out}");
-    cli_ok(&data, &["pxe", "clear", "--collection", "lab"]);
+    server.cli_changes(&data, &["pxe", "clear", "--collection", "lab"]);
     assert_eq!(kernel_of("52-54-00-0d-06-03"), b"the next kernel");
     assert!(!cli_ok(&data, &["boot-image", "list"]).contains("linux-x64-next"));
 }
@@ -873,4 +876,102 @@ fn a_site_file_that_changes_only_settings_reports_the_change_and_bad_files_chang
         "{out}"
     );
     assert_eq!(cli_ok(&data, &["site", "show"]), before);
+}
+
+#[test]
+fn a_site_applied_from_the_cli_while_serving_is_used_by_the_next_dhcp_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (k, i) = small_image(dir.path());
+    let srv1 = "52:54:00:0d:07:02";
+    let site = write_site(dir.path(), &k, &i, "52:54:00:0d:07:01", srv1, "");
+    cli_ok(&data, &["site", "apply", site.to_str().unwrap()]);
+    let server = Server::start(
+        dir.path(),
+        &loopback_config(dir.path(), "proxy", "")
+            .replace("[http]", "[boot]\nmenu_timeout_seconds = 5\n[http]"),
+    );
+    // srv1 is targeted by nothing: no offer (rule 8).
+    assert!(!offered(server.dhcp_addr(), &captured_discover_from(srv1)));
+    // Another process (the CLI) gives it a deployment while the server runs.
+    let text = std::fs::read_to_string(&site).unwrap()
+        + "\n[[collection]]\nid = \"servers\"\nmembers = [\"srv1\"]\n\
+           [[deployment]]\nid = \"LAB00003\"\ntask_sequence = \"hello\"\ncollection = \"servers\"\n\
+           purpose = \"available\"\navailable_to = \"media_pxe\"\n";
+    std::fs::write(&site, text).unwrap();
+    cli_ok(&data, &["site", "apply", site.to_str().unwrap()]);
+    // The server polls the store's version; its next answers use the new catalog.
+    let start = std::time::Instant::now();
+    while !offered(server.dhcp_addr(), &captured_discover_from(srv1)) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the new site was not used within 10 s"
+        );
+    }
+    let menu = http_get(
+        server.http_addr(),
+        "/boot.ipxe?mac=52-54-00-0d-07-02&arch=0",
+    );
+    assert!(menu.contains("item LAB00003"), "{menu}");
+    assert!(server.counter("snapshot_reloads") >= 1);
+}
+
+#[test]
+fn the_loop_guard_holds_for_many_machines_starting_at_once_while_their_records_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (k, i) = small_image(dir.path());
+    // Unknown computers get a required deployment here.
+    let site = write_site(
+        dir.path(),
+        &k,
+        &i,
+        "52:54:00:0d:08:01",
+        "52:54:00:0d:08:02",
+        "",
+    );
+    let text = std::fs::read_to_string(&site)
+        .unwrap()
+        .replace("purpose = \"available\"", "purpose = \"required\"");
+    std::fs::write(&site, text).unwrap();
+    cli_ok(&data, &["site", "apply", site.to_str().unwrap()]);
+    let server = Server::start(dir.path(), &loopback_config(dir.path(), "proxy", ""));
+    let server = &server;
+    // Each machine asks DHCP first, as a script request needs (docs/security.md).
+    let script = |n: usize| {
+        crate::harness::boot_script(
+            server,
+            &format!(
+                "/boot.ipxe?mac=52-54-00-1d-{:02x}-{:02x}&arch=0",
+                n / 256,
+                n % 256
+            ),
+        )
+    };
+    const MACHINES: usize = 200;
+    // Eight clients start 200 machines at once; each machine asks again right after its
+    // start, before the store has necessarily caught up.
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            s.spawn(move || {
+                for n in (t..MACHINES).step_by(8) {
+                    let first = script(n);
+                    assert!(first.contains("netdeploy.deployment=LAB00002"), "{first}");
+                    let again = script(n);
+                    assert!(
+                        !again.contains("netdeploy.deployment=LAB00002"),
+                        "machine {n} ran the required deployment twice: {again}"
+                    );
+                }
+            });
+        }
+    });
+    // At DHCP too (rule 7), and every guard reaches the store.
+    assert!(!offered(
+        server.dhcp_addr(),
+        &captured_discover_from("52:54:00:1d:00:05")
+    ));
+    let guards = server.cli_reads(&data, &["pxe", "guards"]);
+    assert_eq!(guards.matches("LAB00002").count(), MACHINES, "{guards}");
+    assert_eq!(server.counter("store_queue_full"), 0);
 }

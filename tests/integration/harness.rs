@@ -181,6 +181,50 @@ impl Server {
     }
 
     /// A counter from `/metrics`.
+    /// Waits (at most 10 s) until the server's queued store writes are in the store, for a
+    /// test that reads the store from another process (the CLI).
+    pub fn settled(&self) {
+        for _ in 0..200 {
+            let body = http_get(self.http_addr(), "/metrics");
+            let pending = body
+                .lines()
+                .find_map(|l| l.strip_prefix("netdeploy_store_writes_pending "))
+                .unwrap_or_else(|| panic!("no store_writes_pending in:\n{body}"));
+            if pending.trim() == "0" {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("store writes still pending after 10 s");
+    }
+
+    /// Waits (at most 10 s) until the server has reloaded its catalog snapshot more than
+    /// `before` times: it noticed a change another process made to the store.
+    pub fn wait_for_reload(&self, before: u64) {
+        for _ in 0..100 {
+            if self.counter("snapshot_reloads") > before {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("the server did not notice the store change within 10 s");
+    }
+
+    /// Runs a CLI command that reads the store, once the server's queued writes are in it.
+    pub fn cli_reads(&self, data_dir: &Path, args: &[&str]) -> String {
+        self.settled();
+        cli_ok(data_dir, args)
+    }
+
+    /// Runs a CLI command that changes the store, and waits until the server has noticed.
+    pub fn cli_changes(&self, data_dir: &Path, args: &[&str]) -> String {
+        self.settled();
+        let before = self.counter("snapshot_reloads");
+        let out = cli_ok(data_dir, args);
+        self.wait_for_reload(before);
+        out
+    }
+
     pub fn counter(&self, name: &str) -> u64 {
         let body = http_get(self.http_addr(), "/metrics");
         let key = format!("netdeploy_{name}_total ");

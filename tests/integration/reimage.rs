@@ -33,27 +33,27 @@ fn machine_declared_by_mac_that_sends_a_uuid_is_guarded_explained_and_cleared_by
     assert!(script_for(&server, PC1_MAC, &uuid).contains("netdeploy.deployment=LAB00001"));
     let again = script_for(&server, PC1_MAC, &uuid);
     assert!(!again.contains("netdeploy.deployment=LAB00001"), "{again}");
-    let guards = cli_ok(&data, &["pxe", "guards"]);
+    let guards = server.cli_reads(&data, &["pxe", "guards"]);
     assert!(
         guards.contains(&format!("uuid:{uuid} mac:{PC1_MAC} LAB00001")),
         "{guards}"
     );
 
     // explain by MAC alone looks at the UUID this MAC was last seen with, as the server does.
-    let explained = cli_ok(&data, &["explain", "--mac", PC1_MAC, "--arch", "0"]);
+    let explained = server.cli_reads(&data, &["explain", "--mac", PC1_MAC, "--arch", "0"]);
     assert!(
         explained.contains(&format!("was last seen with uuid {uuid}")),
         "{explained}"
     );
     assert!(explained.contains("decision: no deployment"), "{explained}");
     assert!(explained.contains("loop guard"), "{explained}");
-    let with_uuid = cli_ok(
+    let with_uuid = server.cli_reads(
         &data,
         &["explain", "--mac", PC1_MAC, "--uuid", &uuid, "--arch", "0"],
     );
     assert!(with_uuid.contains("decision: no deployment"), "{with_uuid}");
 
-    let cleared = cli_ok(&data, &["pxe", "clear", "--device", "pc1"]);
+    let cleared = server.cli_changes(&data, &["pxe", "clear", "--device", "pc1"]);
     assert!(
         cleared.contains("PXE loop guard cleared for device pc1: 1 machine(s)"),
         "{cleared}"
@@ -72,7 +72,7 @@ fn machine_declared_by_mac_that_sends_a_uuid_is_guarded_explained_and_cleared_by
     assert!(script_for(&server, PC1_MAC, &uuid).contains("netdeploy.deployment=LAB00001"));
 
     // The same by collection.
-    let cleared = cli_ok(&data, &["pxe", "clear", "--collection", "lab"]);
+    let cleared = server.cli_changes(&data, &["pxe", "clear", "--collection", "lab"]);
     assert!(cleared.contains("1 machine(s)"), "{cleared}");
     assert!(script_for(&server, PC1_MAC, &uuid).contains("netdeploy.deployment=LAB00001"));
 }
@@ -99,16 +99,16 @@ fn pxe_clear_names_one_unknown_machine_by_mac_or_uuid_and_needs_a_selector() {
         assert!(script_for(&server, m, u).contains("netdeploy.deployment=LAB00002"));
         assert!(!script_for(&server, m, u).contains("netdeploy.deployment=LAB00002"));
     }
-    let by_mac = cli_ok(&data, &["pxe", "clear", "--mac", m1]);
+    let by_mac = server.cli_changes(&data, &["pxe", "clear", "--mac", m1]);
     assert!(by_mac.contains(&format!("uuid:{u1} mac:{m1}  set by deployment LAB00002")));
     assert!(by_mac.contains("1 machine(s)"), "{by_mac}");
-    let by_uuid = cli_ok(&data, &["pxe", "clear", "--uuid", &u2]);
+    let by_uuid = server.cli_changes(&data, &["pxe", "clear", "--uuid", &u2]);
     assert!(by_uuid.contains(&format!("uuid:{u2} mac:{m2}  set by deployment LAB00002")));
     for (m, u) in [(m1, &u1), (m2, &u2)] {
         assert!(script_for(&server, m, u).contains("netdeploy.deployment=LAB00002"));
     }
     // Both ran again and are guarded again; the Unknown Computers collection holds both.
-    let all = cli_ok(
+    let all = server.cli_changes(
         &data,
         &["pxe", "clear", "--collection", "unknown_computers"],
     );
@@ -157,7 +157,7 @@ fn a_uuid_sent_from_two_macs_is_a_duplicate_and_each_machine_keeps_its_own_guard
             Duration::from_secs(5),
         )
         .expect("duplicate UUID warned in the log");
-    let explained = cli_ok(&data, &["explain", "--mac", twin, "--uuid", &shared]);
+    let explained = server.cli_reads(&data, &["explain", "--mac", twin, "--uuid", &shared]);
     assert!(
         explained.contains("matched:  unknown computer"),
         "{explained}"
@@ -172,12 +172,12 @@ fn a_uuid_sent_from_two_macs_is_a_duplicate_and_each_machine_keeps_its_own_guard
     );
     // pc1 keeps its guard; clearing it touches nothing of the twin.
     assert!(!script_for(&server, PC1_MAC, &shared).contains("netdeploy.deployment=LAB00001"));
-    let cleared = cli_ok(&data, &["pxe", "clear", "--device", "pc1"]);
+    let cleared = server.cli_changes(&data, &["pxe", "clear", "--device", "pc1"]);
     assert!(cleared.contains("1 machine(s)"), "{cleared}");
     assert!(!cleared.contains(twin), "{cleared}");
 
     // A UUID the site lists is not used either: another MAC sending it is not pc1.
-    let listed = cli_ok(
+    let listed = server.cli_reads(
         &data,
         &["explain", "--mac", "52:54:00:0e:04:01", "--uuid", &ignored],
     );
