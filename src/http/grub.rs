@@ -141,7 +141,7 @@ fn config(
             if let Some(id) = q_deployment.as_deref().and_then(|d| d.parse().ok()) {
                 if entries.contains(&id) {
                     if let Some(d) = catalog.deployment(&id) {
-                        return run_deployment(s, &m, &decision, &catalog, &settings, d);
+                        return run_deployment(s, &m, &decision, catalog, settings, d);
                     }
                 }
             }
@@ -168,7 +168,7 @@ fn config(
         Action::RunUnattended { deployment, reason } => match catalog.deployment(deployment) {
             Some(d) => {
                 tracing::info!(mac = %mac, deployment = %deployment, reason = ?reason, "GRUB configuration: runs unattended");
-                run_deployment(s, &m, &decision, &catalog, &settings, d)
+                run_deployment(s, &m, &decision, catalog, settings, d)
             }
             None => m.nothing("the chosen deployment vanished"),
         },
