@@ -464,7 +464,18 @@ async fn explain(State(s): State<Arc<AppState>>, Query(q): Query<ExplainQuery>) 
         q.preferred.as_deref(),
     ) {
         Ok(d) => {
-            Json(serde_json::json!({ "text": explain_text(&d), "decision": d })).into_response()
+            let mut text = explain_text(&d);
+            // How this firmware gets to its boot image here (`[boot.chain]`), as the command
+            // line says it.
+            let arch = q.arch.and_then(crate::arch::ClientArch::from_option93);
+            if let Some(line) = arch
+                .filter(|_| context == Context::Pxe)
+                .and_then(|a| crate::secure_boot::explain_chain(a, s.config.boot.chain(a)))
+            {
+                text.push_str(&line);
+                text.push('\n');
+            }
+            Json(serde_json::json!({ "text": text, "decision": d })).into_response()
         }
         Err(e) => internal(e),
     }

@@ -187,3 +187,38 @@ fn explain_says_which_chain_each_firmware_boots_through() {
         "{bios}"
     );
 }
+
+#[test]
+fn the_admin_apis_explain_names_the_chain_as_the_command_line_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (kernel, initrd) = small_image(dir.path());
+    let site = write_site(dir.path(), &kernel, &initrd, PC1, "52:54:00:5b:01:02", "");
+    cli_ok(&data, &["site", "apply", site.to_str().unwrap()]);
+    let token = "explain-token-0123456789";
+    let config =
+        shim_config(dir.path()).replace("[http]\n", &format!("[http]\nadmin_token = {token:?}\n"));
+    let server = Server::start(dir.path(), &config);
+    let explain = |arch: u16| {
+        let (status, body) = crate::harness::http_request(
+            server.http_addr(),
+            "GET",
+            &format!("/api/v1/explain?mac={PC1}&arch={arch}"),
+            &[&format!("Authorization: Bearer {token}")],
+            b"",
+        );
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        v["text"].as_str().unwrap().to_owned()
+    };
+    assert!(
+        explain(7).contains("chain:    shim (boot.chain efi-x64 = \"shim\")"),
+        "{}",
+        explain(7)
+    );
+    assert!(
+        explain(0).contains("chain:    ipxe (boot.chain bios, the default)"),
+        "{}",
+        explain(0)
+    );
+}
