@@ -337,6 +337,7 @@ fn run_policy(
         server_text.trim_end_matches('/'),
         &id,
     );
+    runner.mask(&plan.secrets);
     let code = run_plan(&plan, &mut runner, reporter, &id);
     if let Some(action) = plan.end {
         let _ = std::io::stdout().flush();

@@ -1,8 +1,10 @@
 //! `run_command`: `/bin/sh -c COMMAND` with the task sequence variables in its environment,
-//! output straight to the console.
+//! output straight to the console; when the task sequence has secret values, the output goes
+//! through the agent line by line with each secret masked.
 
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 /// Why a command failed.
 #[derive(Debug, thiserror::Error)]
@@ -44,11 +46,13 @@ pub fn environment(
     env
 }
 
-/// Runs `command` with `env` added, in `cwd` when given; waits for it.
+/// Runs `command` with `env` added, in `cwd` when given; waits for it. With `secrets`, what the
+/// command prints reaches the console with each of them masked.
 pub fn run(
     command: &str,
     env: &[(String, String)],
     cwd: Option<&Path>,
+    secrets: &[String],
 ) -> Result<(), CommandError> {
     let mut cmd = Command::new("/bin/sh");
     cmd.arg("-c").arg(command);
@@ -56,7 +60,20 @@ pub fn run(
     if let Some(d) = cwd {
         cmd.current_dir(d);
     }
-    let status = cmd.status().map_err(CommandError::Spawn)?;
+    let status = if secrets.iter().all(String::is_empty) {
+        cmd.status().map_err(CommandError::Spawn)?
+    } else {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(CommandError::Spawn)?;
+        let out = child.stdout.take().expect("piped");
+        let err = child.stderr.take().expect("piped");
+        std::thread::scope(|s| {
+            s.spawn(|| copy_masked(out, &mut std::io::stdout(), secrets));
+            s.spawn(|| copy_masked(err, &mut std::io::stderr(), secrets));
+            child.wait()
+        })
+        .map_err(CommandError::Spawn)?
+    };
     if status.success() {
         return Ok(());
     }
@@ -68,17 +85,54 @@ pub fn run(
     }
 }
 
+/// Copies `from` to `to` a line at a time with every secret masked, until the end of `from`.
+/// A console that cannot be written to does not stop the copy: the command must not block on
+/// a full pipe.
+fn copy_masked(from: impl Read, to: &mut dyn Write, secrets: &[String]) {
+    let mut reader = BufReader::new(from);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                let text = String::from_utf8_lossy(&line);
+                let shown = netdeploy_wire::policy::mask_secrets(&text, secrets);
+                let _ = to.write_all(shown.as_bytes()).and_then(|_| to.flush());
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
+    fn output_is_copied_with_every_secret_masked() {
+        let mut out = Vec::new();
+        let secrets = vec!["hunter2-long".to_owned()];
+        copy_masked(
+            &b"one hunter2-long\ntwo\nlast without end hunter2-long"[..],
+            &mut out,
+            &secrets,
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "one ********\ntwo\nlast without end ********"
+        );
+        // The exit code is kept when the output is piped.
+        let e = run("echo hunter2-long; exit 5", &[], None, &secrets).unwrap_err();
+        assert_eq!(e.code(), Some(5));
+    }
+
+    #[test]
     fn exit_codes_are_reported() {
-        assert!(run("true", &[], None).is_ok());
-        let e = run("exit 3", &[], None).unwrap_err();
+        assert!(run("true", &[], None, &[]).is_ok());
+        let e = run("exit 3", &[], None, &[]).unwrap_err();
         assert!(matches!(e, CommandError::Exit(3)));
         assert_eq!(e.code(), Some(3));
-        let e = run("kill -TERM $$", &[], None).unwrap_err();
+        let e = run("kill -TERM $$", &[], None, &[]).unwrap_err();
         assert!(matches!(e, CommandError::Signal(15)), "{e}");
         assert_eq!(e.code(), Some(143));
     }
@@ -103,6 +157,7 @@ mod tests {
             ]
             .concat(),
             Some(dir.path()),
+            &[],
         )
         .unwrap();
         assert_eq!(

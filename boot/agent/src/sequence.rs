@@ -56,6 +56,8 @@ pub struct Runner {
     variables: Vec<(String, String)>,
     /// Cache files fetched (and verified) in this run.
     cached: HashSet<PathBuf>,
+    /// The task sequence's secret values, masked in what commands print.
+    secrets: Vec<String>,
 }
 
 impl Runner {
@@ -74,7 +76,13 @@ impl Runner {
             deployment: deployment.to_owned(),
             variables: Vec::new(),
             cached: HashSet::new(),
+            secrets: Vec::new(),
         }
+    }
+
+    /// The secret values to mask in what commands print.
+    pub fn mask(&mut self, secrets: &[String]) {
+        self.secrets = secrets.to_vec();
     }
 
     /// Variables set so far.
@@ -113,10 +121,12 @@ impl Runner {
                     None => None,
                 };
                 let env = command::environment(&self.variables, &self.server, &self.deployment);
-                command::run(command, &env, cwd.as_deref()).map_err(|e| StepFailure {
-                    file: None,
-                    reason: e.to_string(),
-                    code: e.code(),
+                command::run(command, &env, cwd.as_deref(), &self.secrets).map_err(|e| {
+                    StepFailure {
+                        file: None,
+                        reason: e.to_string(),
+                        code: e.code(),
+                    }
                 })
             }
             Op::InstallPackage(p) => self.install(p).map(|_| ()),

@@ -455,7 +455,7 @@ fn a_secret_value_reaches_the_commands_but_never_the_console_or_the_status_messa
             {"name": "join", "action": "set_variable", "variable": "DomainPassword",
              "value": "hunter2-long", "secret": true},
             {"name": "use", "action": "run_command",
-             "command": "test \"$DomainPassword\" = hunter2-long"},
+             "command": "test \"$DomainPassword\" = hunter2-long && echo \"joining with $DomainPassword\" && echo \"to stderr: $DomainPassword\" >&2"},
             {"name": "fail", "action": "run_command",
              "command": "echo using hunter2-long >/dev/null; exit 4"}
         ]
@@ -471,6 +471,9 @@ fn a_secret_value_reaches_the_commands_but_never_the_console_or_the_status_messa
         stderr.contains("set_variable DomainPassword=********"),
         "{stderr}"
     );
+    // What the command printed reached the console, masked.
+    assert!(stdout.contains("joining with ********\n"), "{stdout}");
+    assert!(stderr.contains("to stderr: ********\n"), "{stderr}");
     for (what, text) in [("stdout", &stdout), ("stderr", &stderr)] {
         assert!(!text.contains("hunter2"), "{what}:\n{text}");
     }
