@@ -96,6 +96,10 @@ fn boot(image: &Path, firmware: Firmware, attach: Attach) -> String {
         "-nic",
         "none",
     ]);
+    // A random SMBIOS UUID, as real hardware has one (QEMU's own is all zeros).
+    let uuid = std::fs::read_to_string("/proc/sys/kernel/random/uuid").unwrap();
+    cmd.arg("-smbios")
+        .arg(format!("type=1,uuid={}", uuid.trim()));
     if firmware == Firmware::Ovmf {
         assert!(
             Path::new(OVMF_CODE).exists(),
