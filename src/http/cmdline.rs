@@ -1,12 +1,101 @@
-//! The kernel command line of a boot image started from the network, whichever first stage
-//! starts it (the iPXE script or the GRUB configuration of the Secure Boot chain): built in one
-//! place, so that both chains hand the boot environment the same parameters.
+//! What both first stages (the iPXE script and the GRUB configuration of the Secure Boot chain)
+//! share: the choice a machine's request leads to, and the kernel command line of the boot
+//! image they start. Made in one place, so that both chains decide alike and hand the boot
+//! environment the same parameters.
+
+use std::sync::Arc;
 
 use netdeploy_wire::run_token::CMDLINE_PARAMETER;
 
 use super::AppState;
+use crate::bootpath::PxePlan;
+use crate::catalog::DeploymentId;
 use crate::credentials::RunToken;
+use crate::decision::{Action, Decision};
 use crate::dhcp::packet::{Mac, SmbiosUuid};
+use crate::snapshot::Snapshot;
+
+/// What a first stage does for one machine.
+pub(super) enum Choice {
+    /// No deployment is declared: the configuration's default boot image.
+    DefaultImage,
+    /// Leave to the next boot device, for this reason.
+    Nothing(String),
+    /// Show the menu of these deployments (rule 6); recorded as offered.
+    Menu {
+        snapshot: Arc<Snapshot>,
+        entries: Vec<DeploymentId>,
+    },
+    /// Start this deployment: unattended, or picked from the menu (`picked`).
+    Run {
+        decision: Box<Decision>,
+        snapshot: Arc<Snapshot>,
+        deployment: DeploymentId,
+    },
+}
+
+/// Decides what `first_stage` ("iPXE script", "GRUB configuration") gives a machine: only one
+/// seen in DHCP lately may start anything; a menu pick (`picked`) runs when it is still on the
+/// menu. The decision's warnings and unmet requirements are recorded, and what happens logged.
+pub(super) fn choose(
+    s: &AppState,
+    mac: Mac,
+    uuid: Option<SmbiosUuid>,
+    arch: Option<u16>,
+    picked: Option<&str>,
+    first_stage: &str,
+) -> Choice {
+    if !seen_in_dhcp(s, mac, first_stage) {
+        return Choice::Nothing(format!(
+            "this machine has not asked this server for a network boot in the last {} seconds",
+            s.config.boot.script_after_dhcp.as_secs()
+        ));
+    }
+    let (decision, snapshot) = match s.bootpath.plan(Some(mac), uuid, arch, picked) {
+        Ok(PxePlan::DefaultImage) => return Choice::DefaultImage,
+        Ok(PxePlan::Decided { decision, snapshot }) => (decision, snapshot),
+        Err(e) => {
+            tracing::error!(mac = %mac, error = %e, "cannot read the catalog");
+            return Choice::Nothing("the server cannot read its catalog".into());
+        }
+    };
+    s.bootpath.record_warnings(&decision);
+    s.bootpath.record_unmet(&decision);
+    let catalog = snapshot.catalog();
+    match decision.action.clone() {
+        Action::NoDeployment { reason } => {
+            let why = format!("no deployment: {}, {reason}", reason.rule().cite());
+            tracing::info!(mac = %mac, reason = %why, "{first_stage}: nothing to boot");
+            Choice::Nothing(why)
+        }
+        Action::Menu { entries, .. } => {
+            let pick = picked
+                .and_then(|d| d.parse::<DeploymentId>().ok())
+                .filter(|id| entries.contains(id) && catalog.deployment(id).is_some());
+            if let Some(deployment) = pick {
+                return Choice::Run {
+                    decision,
+                    snapshot,
+                    deployment,
+                };
+            }
+            tracing::info!(mac = %mac, entries = ?entries.iter().map(|e| e.to_string()).collect::<Vec<_>>(), "{first_stage}: menu (rule 6)");
+            s.bootpath.record_offered(&decision, &entries);
+            Choice::Menu { snapshot, entries }
+        }
+        Action::RunUnattended { deployment, reason } => {
+            if catalog.deployment(&deployment).is_none() {
+                return Choice::Nothing("the chosen deployment vanished".into());
+            }
+            tracing::info!(mac = %mac, deployment = %deployment, reason = ?reason, "{first_stage}: runs unattended");
+            Choice::Run {
+                decision,
+                snapshot,
+                deployment,
+            }
+        }
+    }
+}
 
 /// The configuration's `[boot.image]`, booted while no deployment is declared.
 pub(super) fn default_image(

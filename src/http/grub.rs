@@ -8,12 +8,12 @@
 //! a key shim trusts, as Debian's are), the menu of rule 6, or the next boot device. Windows PE
 //! starts through iPXE and wimboot only, so a machine on the shim chain is told so and leaves.
 
+use super::cmdline::Choice;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::bootpath::PxePlan;
 use crate::catalog::{BootImageKind, Catalog, Deployment};
-use crate::decision::{Action, Decision};
+use crate::decision::Decision;
 use crate::dhcp::packet::{Mac, SmbiosUuid};
 use crate::secure_boot::{self, grub_file, GrubRequest, LinuxBoot};
 use crate::tftp::{Generator, Provided};
@@ -107,46 +107,18 @@ fn config(
         .as_deref()
         .and_then(|u| crate::catalog::parse_smbios_uuid(u).ok());
     let m = Machine { mac, uuid, arch };
-    if !super::cmdline::seen_in_dhcp(s, mac, "GRUB configuration") {
-        return m.nothing(&format!(
-            "this machine has not asked this server for a network boot in the last {} seconds",
-            s.config.boot.script_after_dhcp.as_secs()
-        ));
-    }
-    let q_deployment = deployment;
-    let plan = match s
-        .bootpath
-        .plan(Some(mac), uuid, m.arch, q_deployment.as_deref())
-    {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::error!(mac = %mac, error = %e, "cannot read the catalog");
-            return m.nothing("the server cannot read its catalog");
-        }
-    };
-    let (decision, snapshot) = match plan {
-        PxePlan::DefaultImage => return default_image(s, &m),
-        PxePlan::Decided { decision, snapshot } => (decision, snapshot),
-    };
-    let (catalog, settings) = (snapshot.catalog(), &snapshot.settings);
-    s.bootpath.record_warnings(&decision);
-    s.bootpath.record_unmet(&decision);
-    match &decision.action {
-        Action::NoDeployment { reason } => {
-            let why = format!("no deployment: {}, {reason}", reason.rule().cite());
-            tracing::info!(mac = %mac, reason = %why, "GRUB configuration: nothing to boot");
-            m.nothing(&why)
-        }
-        Action::Menu { entries, .. } => {
-            if let Some(id) = q_deployment.as_deref().and_then(|d| d.parse().ok()) {
-                if entries.contains(&id) {
-                    if let Some(d) = catalog.deployment(&id) {
-                        return run_deployment(s, &m, &decision, catalog, settings, d);
-                    }
-                }
-            }
-            tracing::info!(mac = %mac, entries = ?entries.iter().map(|e| e.to_string()).collect::<Vec<_>>(), "GRUB configuration: menu (rule 6)");
-            s.bootpath.record_offered(&decision, entries);
+    match super::cmdline::choose(
+        s,
+        mac,
+        uuid,
+        arch,
+        deployment.as_deref(),
+        "GRUB configuration",
+    ) {
+        Choice::DefaultImage => default_image(s, &m),
+        Choice::Nothing(why) => m.nothing(&why),
+        Choice::Menu { snapshot, entries } => {
+            let catalog = snapshot.catalog();
             let named: Vec<(String, String)> = entries
                 .iter()
                 .map(|id| {
@@ -165,13 +137,17 @@ fn config(
                 s.config.boot.menu_timeout.as_secs(),
             )
         }
-        Action::RunUnattended { deployment, reason } => match catalog.deployment(deployment) {
-            Some(d) => {
-                tracing::info!(mac = %mac, deployment = %deployment, reason = ?reason, "GRUB configuration: runs unattended");
-                run_deployment(s, &m, &decision, catalog, settings, d)
-            }
-            None => m.nothing("the chosen deployment vanished"),
-        },
+        Choice::Run {
+            decision,
+            snapshot,
+            deployment,
+        } => {
+            let (catalog, settings) = (snapshot.catalog(), &snapshot.settings);
+            let d = catalog
+                .deployment(&deployment)
+                .expect("chosen from this catalog");
+            run_deployment(s, &m, &decision, catalog, settings, d)
+        }
     }
 }
 

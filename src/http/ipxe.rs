@@ -4,6 +4,7 @@
 //! iPXE gets `/boot.ipxe?mac=..&arch=..&uuid=..` from netdeploy's DHCP answer; an iPXE started
 //! some other way gets a short script that asks again with its own `${mac}` and `${uuid}`.
 
+use super::cmdline::Choice;
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
@@ -11,10 +12,9 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use crate::bootpath::PxePlan;
 use crate::catalog::{Catalog, Deployment};
 use crate::counters::Counters;
-use crate::decision::{Action, Decision};
+use crate::decision::Decision;
 use crate::dhcp::packet::Mac;
 
 use super::files::send_file;
@@ -76,59 +76,31 @@ pub(super) async fn boot_script(
         uuid,
         arch: q.arch_value(),
     };
-    if !super::cmdline::seen_in_dhcp(&s, mac, "iPXE script") {
-        let window = s.config.boot.script_after_dhcp;
-        return nothing(
-            &m,
-            &format!(
-                "this machine has not asked this server for a network boot in the last {} seconds",
-                window.as_secs()
-            ),
-        );
-    }
-    let plan = match s
-        .bootpath
-        .plan(Some(mac), uuid, m.arch, q.deployment.as_deref())
-    {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::error!(mac = %mac, error = %e, "cannot read the catalog");
-            return nothing(&m, "the server cannot read its catalog");
+    let choice = super::cmdline::choose(
+        &s,
+        mac,
+        uuid,
+        m.arch,
+        q.deployment.as_deref(),
+        "iPXE script",
+    );
+    match choice {
+        Choice::DefaultImage => default_image(&s, &m),
+        Choice::Nothing(why) => nothing(&m, &why),
+        Choice::Menu { snapshot, entries } => {
+            ipxe(menu_script(&s, &m, snapshot.catalog(), &entries))
         }
-    };
-    let (decision, snapshot) = match plan {
-        PxePlan::DefaultImage => return default_image(&s, &m),
-        PxePlan::Decided { decision, snapshot } => (decision, snapshot),
-    };
-    let (catalog, settings) = (snapshot.catalog(), &snapshot.settings);
-    s.bootpath.record_warnings(&decision);
-    s.bootpath.record_unmet(&decision);
-    match &decision.action {
-        Action::NoDeployment { reason } => {
-            let why = format!("no deployment: {}, {reason}", reason.rule().cite());
-            tracing::info!(mac = %mac, reason = %why, "iPXE script: nothing to boot");
-            nothing(&m, &why)
+        Choice::Run {
+            decision,
+            snapshot,
+            deployment,
+        } => {
+            let (catalog, settings) = (snapshot.catalog(), &snapshot.settings);
+            let d = catalog
+                .deployment(&deployment)
+                .expect("chosen from this catalog");
+            run_deployment(&s, &m, &decision, catalog, settings, d).await
         }
-        Action::Menu { entries, .. } => {
-            // A menu pick comes back as `deployment=ID`: boot it if it is still on the menu.
-            if let Some(id) = q.deployment.as_deref().and_then(|d| d.parse().ok()) {
-                if entries.contains(&id) {
-                    if let Some(d) = catalog.deployment(&id) {
-                        return run_deployment(&s, &m, &decision, catalog, settings, d).await;
-                    }
-                }
-            }
-            tracing::info!(mac = %mac, entries = ?entries.iter().map(|e| e.to_string()).collect::<Vec<_>>(), "iPXE script: menu (rule 6)");
-            s.bootpath.record_offered(&decision, entries);
-            ipxe(menu_script(&s, &m, catalog, entries))
-        }
-        Action::RunUnattended { deployment, reason } => match catalog.deployment(deployment) {
-            Some(d) => {
-                tracing::info!(mac = %mac, deployment = %deployment, reason = ?reason, "iPXE script: runs unattended");
-                run_deployment(&s, &m, &decision, catalog, settings, d).await
-            }
-            None => nothing(&m, "the chosen deployment vanished"),
-        },
     }
 }
 
