@@ -227,13 +227,15 @@ pub fn change_audit(
 /// The decision for a machine in a context, as `explain` shows it: the same decision the
 /// server makes, loop guard included. A machine named by MAC alone is looked at with the UUID
 /// that MAC was last seen with, as the firmware sends it; the decision's identity notes say
-/// which recorded identities were looked at.
+/// which recorded identities were looked at. `pxe_password_set`: the server asks the PXE
+/// password (rule 9), which the decision then says.
 pub fn explain(
     store: &Store,
     machine: MachineIdentity,
     arch: Option<u16>,
     context: Context,
     preferred: Option<&str>,
+    pxe_password_set: bool,
 ) -> Result<Decision, StoreError> {
     let (catalog, settings) = stored::load(store)?;
     let history = stored::history(store)?;
@@ -248,7 +250,7 @@ pub fn explain(
         &history,
         &ServerSettings {
             unknown_computers_enabled: settings.unknown_computers,
-            pxe_password_set: false,
+            pxe_password_set,
             pre_production_collection: settings.pre_production_collection.clone(),
         },
     );

@@ -56,7 +56,7 @@ impl PxePlan {
 pub struct BootPath {
     pub store: Arc<Store>,
     pub library: Library,
-    /// The PXE password of rule 9 is set (not in this version: always false).
+    /// The PXE password of rule 9 is set (`boot.pxe_password_hash`); false until the server sets it.
     pub pxe_password_set: bool,
     /// The content the catalog references, as of a store version.
     pub served: ServedContent,

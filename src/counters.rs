@@ -75,6 +75,11 @@ counters! {
     /// iPXE script requests for a MAC that no DHCP exchange showed lately: answered with a
     /// script that boots nothing, and nothing recorded.
     boot_scripts_unproven,
+    /// Script requests that carried a wrong PXE password (rule 9): nothing recorded.
+    pxe_password_wrong,
+    /// Script requests whose PXE password was not checked because their address typed wrong
+    /// ones too often lately.
+    pxe_password_throttled,
     /// Policy requests and status messages refused 401: no run token, or one never issued.
     agent_unauthorized,
     /// Policy requests and status messages refused 403: a run token of another machine or

@@ -78,7 +78,7 @@ enum Command {
     Wake(cli::wake::WakeArgs),
     /// Where each deployment stands: the five states per collection, failures over time.
     Status(cli::status::StatusArgs),
-    /// The PXE loop guard (docs/selection-rules.md rule 7).
+    /// The PXE loop guard (docs/selection-rules.md rule 7) and the PXE password (rule 9).
     #[command(subcommand)]
     Pxe(cli::pxe::PxeCommand),
     /// The content library (files stored once by SHA-256).
@@ -183,6 +183,10 @@ fn run(command: Command, locate: cli::locate::Locate) -> anyhow::Result<()> {
     if let Command::Check = command {
         let (path, config) = locate.server_config()?;
         return check(&path, &config);
+    }
+    // Makes a configuration line from a typed password: no data directory involved.
+    if let Command::Pxe(cli::pxe::PxeCommand::PasswordHash) = command {
+        return cli::pxe::password_hash();
     }
     let data = &locate.resolve(command.creates_objects())?;
     // Only wake-on-LAN needs the served interfaces; every other command reads the data

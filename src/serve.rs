@@ -59,11 +59,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let store = Arc::new(crate::store::Store::open(
         &config.data_dir.join("netdeploy.db"),
     )?);
-    let bootpath = Arc::new(crate::bootpath::BootPath::open(
+    let mut bootpath = crate::bootpath::BootPath::open(
         store,
         crate::content::Library::new(&config.data_dir),
         counters.clone(),
-    )?);
+    )?;
+    bootpath.pxe_password_set = config.boot.pxe_password.is_some();
+    let bootpath = Arc::new(bootpath);
     let dhcp_listeners = dhcp::server::bind(&config)?;
     let shared = Arc::new(dhcp::server::Shared::new(
         config.clone(),
@@ -127,6 +129,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         small_files: http::SmallFiles::default(),
         admin_throttle: Default::default(),
         sightings: shared.sightings.clone(),
+        pxe_password: Default::default(),
     });
     let mut settings = config.tftp.clone();
     if let Some(shim) = &config.boot.shim {

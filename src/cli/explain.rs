@@ -62,6 +62,7 @@ pub fn explain(dd: &DataDir, a: ExplainArgs) -> anyhow::Result<()> {
         a.arch,
         context,
         a.preferred.as_deref(),
+        pxe_password_set(dd),
     )?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&d)?);
@@ -72,6 +73,14 @@ pub fn explain(dd: &DataDir, a: ExplainArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether the configuration found asks the PXE password (`boot.pxe_password_hash`, rule 9).
+fn pxe_password_set(dd: &DataDir) -> bool {
+    dd.config_path
+        .as_deref()
+        .and_then(|p| netdeploy::config::StorageConfig::load(p).ok())
+        .is_some_and(|c| c.pxe_password_set)
 }
 
 /// How the firmware of `arch` gets to its boot image under the configuration found

@@ -1,7 +1,10 @@
-//! `netdeploy pxe`: the PXE loop guard.
+//! `netdeploy pxe`: the PXE loop guard, and the hash of the PXE password.
 
-use anyhow::bail;
+use std::io::{BufRead, IsTerminal};
+
+use anyhow::{bail, Context};
 use clap::Subcommand;
+use netdeploy_wire::password;
 
 use super::DataDir;
 
@@ -33,11 +36,56 @@ pub enum PxeCommand {
     },
     /// List the machines under the loop guard.
     Guards,
+    /// Make the configuration line of the PXE password (rule 9) from a password.
+    ///
+    /// Reads the password from the terminal without echo (twice, to confirm), or one line
+    /// from stdin when stdin is not a terminal, and prints `pxe_password_hash = "$argon2id$..."`
+    /// under `[boot]`: an argon2id hash with a random salt. The password itself is stored
+    /// nowhere. Put the line in the server's configuration and restart it.
+    PasswordHash,
+}
+
+/// `netdeploy pxe password-hash`.
+pub fn password_hash() -> anyhow::Result<()> {
+    let typed = if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("PXE password: ")
+            .context("cannot read the password from the terminal")?;
+        let again = rpassword::prompt_password("PXE password again: ")
+            .context("cannot read the password from the terminal")?;
+        if first != again {
+            bail!("the two passwords differ; nothing printed");
+        }
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("cannot read the password from stdin")?;
+        let line = line.strip_suffix('\n').unwrap_or(&line);
+        line.strip_suffix('\r').unwrap_or(line).to_owned()
+    };
+    if typed.is_empty() {
+        bail!("the PXE password is empty: type a password");
+    }
+    // iPXE sends what was typed in a URL, GRUB cannot ask at all: printable ASCII types
+    // the same on every console keyboard.
+    if !typed.chars().all(|c| c.is_ascii_graphic() || c == ' ') {
+        bail!(
+            "the PXE password must be printable ASCII (a boot console may not type anything else)"
+        );
+    }
+    let mut salt = [0u8; password::SALT_LEN];
+    getrandom::fill(&mut salt).map_err(|e| anyhow::anyhow!("no random salt: {e}"))?;
+    let phc = password::hash(&typed, &salt)?;
+    println!("[boot]\npxe_password_hash = \"{phc}\"");
+    Ok(())
 }
 
 pub fn pxe(dd: &DataDir, cmd: PxeCommand) -> anyhow::Result<()> {
     let store = dd.open()?;
     match cmd {
+        PxeCommand::PasswordHash => password_hash(),
         PxeCommand::Guards => {
             for (identity, deployment) in store.guards()? {
                 println!("{identity} {deployment}");

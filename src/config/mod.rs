@@ -234,6 +234,34 @@ pub struct BootConfig {
     pub run_token_lifetime: Duration,
     /// How long after its DHCP exchange a machine's script request may start a run.
     pub script_after_dhcp: Duration,
+    /// The PXE password asked before a deployment starts through PXE (rule 9,
+    /// `boot.pxe_password_hash`), as its argon2id hash.
+    pub pxe_password: Option<PxePassword>,
+}
+
+/// The stored form of the PXE password: an argon2id hash, never the password.
+pub type PxePassword = netdeploy_wire::password::MediaPassword;
+
+/// `boot.pxe_password_hash`: an argon2id PHC string, as `netdeploy pxe password-hash` prints.
+fn pxe_password(w: &wire::Boot) -> Result<Option<PxePassword>, ConfigError> {
+    let Some(text) = &w.pxe_password_hash else {
+        return Ok(None);
+    };
+    PxePassword::parse(text).map(Some).map_err(|e| {
+        let why = match e {
+            netdeploy_wire::password::FormatError::Legacy => {
+                "a salted SHA-256 hash is not accepted".to_owned()
+            }
+            e => e.to_string(),
+        };
+        field(
+            "boot.pxe_password_hash",
+            format!(
+                "{why}; expected an argon2id hash in the PHC string format ($argon2id$...), \
+                 as `netdeploy pxe password-hash` prints it"
+            ),
+        )
+    })
 }
 
 impl BootConfig {
@@ -313,6 +341,8 @@ pub struct StorageConfig {
     /// `[boot.chain]`, for `explain` (an unknown architecture key is left out here; the
     /// server refuses it).
     pub chains: BTreeMap<ClientArch, BootChain>,
+    /// `boot.pxe_password_hash` is set, for `explain` (rule 9).
+    pub pxe_password_set: bool,
 }
 
 impl StorageConfig {
@@ -327,6 +357,7 @@ impl StorageConfig {
                 .iter()
                 .filter_map(|(k, c)| Some((ClientArch::from_key(k)?, *c)))
                 .collect(),
+            pxe_password_set: wire.boot.pxe_password_hash.is_some(),
         })
     }
 }
@@ -510,6 +541,7 @@ impl Config {
             }
         }
         let (chains, shim) = boot_chains(&w.boot, &mut files)?;
+        let pxe_password = pxe_password(&w.boot)?;
         // HTTP boot files are served from the TFTP root too, under /tftp/. A default whose
         // file is not there is not offered: a machine would get an offer it cannot boot. A file
         // the configuration names is offered anyway (it may be put there later), with a warning.
@@ -642,6 +674,7 @@ impl Config {
                 shim,
                 run_token_lifetime,
                 script_after_dhcp,
+                pxe_password,
             },
         })
     }
@@ -917,6 +950,33 @@ mod tests {
     fn load_with_root(text: &str, root: &Path) -> Result<Config, ConfigError> {
         let text = format!("{text}\n[tftp]\nroot = {:?}\n", root.display().to_string());
         Config::from_wire(parse(&text).map_err(|m| field("parse", m))?, &host())
+    }
+
+    #[test]
+    fn the_pxe_password_is_an_argon2id_hash_and_anything_else_is_refused_naming_the_field() {
+        let phc = netdeploy_wire::password::hash("letmein", &[3; 16]).unwrap();
+        let with = |value: &str| {
+            load(&format!(
+                "[server]\ninterfaces = [\"br0\"]\n[boot]\npxe_password_hash = {value:?}"
+            ))
+        };
+        let c = with(&phc).unwrap();
+        assert!(c.boot.pxe_password.as_ref().unwrap().matches("letmein"));
+        assert!(!c.boot.pxe_password.unwrap().matches("letmein "));
+        assert!(load("[server]\ninterfaces = [\"br0\"]")
+            .unwrap()
+            .boot
+            .pxe_password
+            .is_none());
+        let argon2i = phc.replace("$argon2id$", "$argon2i$");
+        for bad in ["letmein", "", "$argon2id$v=19$m=19456,t=2,p=1$", &argon2i] {
+            let err = with(bad).unwrap_err().to_string();
+            assert!(
+                err.starts_with("boot.pxe_password_hash: "),
+                "{bad:?}: {err}"
+            );
+            assert!(err.contains("netdeploy pxe password-hash"), "{err}");
+        }
     }
 
     #[test]

@@ -116,6 +116,8 @@ pub struct Boot {
     /// Where the Secure Boot chain's signed binaries are.
     #[serde(default)]
     pub shim: Shim,
+    /// The PXE password (rule 9) as an argon2id hash in the PHC string format.
+    pub pxe_password_hash: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -462,6 +462,7 @@ async fn explain(State(s): State<Arc<AppState>>, Query(q): Query<ExplainQuery>) 
         q.arch,
         context,
         q.preferred.as_deref(),
+        s.config.boot.pxe_password.is_some(),
     ) {
         Ok(d) => {
             let mut text = explain_text(&d);

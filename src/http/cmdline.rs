@@ -26,6 +26,9 @@ pub(super) enum Choice {
         snapshot: Arc<Snapshot>,
         entries: Vec<DeploymentId>,
     },
+    /// The PXE password is asked first (rule 9): the machine would get a menu or a
+    /// deployment, and has not typed the password. Nothing is recorded.
+    PasswordFirst,
     /// Start this deployment: unattended, or picked from the menu (`picked`).
     Run {
         decision: Box<Decision>,
@@ -36,13 +39,16 @@ pub(super) enum Choice {
 
 /// Decides what `first_stage` ("iPXE script", "GRUB configuration") gives a machine: only one
 /// seen in DHCP lately may start anything; a menu pick (`picked`) runs when it is still on the
-/// menu. The decision's warnings and unmet requirements are recorded, and what happens logged.
+/// menu. A machine whose decision asks for the PXE password and that has not proven it
+/// (`password_proven`) gets [`Choice::PasswordFirst`] before anything is recorded. Otherwise the
+/// decision's warnings and unmet requirements are recorded, and what happens logged.
 pub(super) fn choose(
     s: &AppState,
     mac: Mac,
     uuid: Option<SmbiosUuid>,
     arch: Option<u16>,
     picked: Option<&str>,
+    password_proven: bool,
     first_stage: &str,
 ) -> Choice {
     if !seen_in_dhcp(s, mac, first_stage) {
@@ -59,6 +65,10 @@ pub(super) fn choose(
             return Choice::Nothing("the server cannot read its catalog".into());
         }
     };
+    if decision.password_required && !password_proven {
+        tracing::info!(mac = %mac, "{first_stage}: the PXE password is asked first (rule 9)");
+        return Choice::PasswordFirst;
+    }
     s.bootpath.record_warnings(&decision);
     s.bootpath.record_unmet(&decision);
     let catalog = snapshot.catalog();

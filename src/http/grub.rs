@@ -7,6 +7,8 @@
 //! What a configuration boots: the deployment's Linux boot image (its kernel must be signed by
 //! a key shim trusts, as Debian's are), the menu of rule 6, or the next boot device. Windows PE
 //! starts through iPXE and wimboot only, so a machine on the shim chain is told so and leaves.
+//! With a PXE password set (rule 9) a machine on this chain gets no menu and no deployment:
+//! Debian's signed GRUB has no `read` command to ask for the password (docs/security.md).
 
 use super::cmdline::Choice;
 use std::net::IpAddr;
@@ -113,10 +115,19 @@ fn config(
         uuid,
         arch,
         deployment.as_deref(),
+        // Debian's signed network GRUB cannot ask for the PXE password: its image has no
+        // `read` command, and under Secure Boot it loads no module that would add one.
+        s.config.boot.pxe_password.is_none(),
         "GRUB configuration",
     ) {
         Choice::DefaultImage => default_image(s, &m),
         Choice::Nothing(why) => m.nothing(&why),
+        Choice::PasswordFirst => {
+            tracing::warn!(mac = %m.mac, "GRUB configuration: a PXE password is set, which the Secure Boot chain cannot ask for; leaving to the next boot device (rule 9)");
+            m.nothing(
+                "a PXE password is set (boot.pxe_password_hash) and the signed GRUB of Debian has no command to ask for it; boot this machine through iPXE (Secure Boot off) or from boot media",
+            )
+        }
         Choice::Menu { snapshot, entries } => {
             let catalog = snapshot.catalog();
             let named: Vec<(String, String)> = entries

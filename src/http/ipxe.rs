@@ -5,6 +5,7 @@
 //! some other way gets a short script that asks again with its own `${mac}` and `${uuid}`.
 
 use super::cmdline::Choice;
+use super::pxe_password;
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
@@ -33,6 +34,10 @@ pub struct BootQuery {
     pub deployment: Option<String>,
     /// The run token a Windows PE script passes on to its variables file.
     pub token: Option<String>,
+    /// The PXE password typed at the prompt (rule 9).
+    pub pxe_password: Option<String>,
+    /// Wrong PXE passwords typed before in this boot.
+    pub pxe_tries: Option<u32>,
 }
 
 impl BootQuery {
@@ -57,6 +62,7 @@ pub(super) fn ipxe(text: String) -> Response {
 
 pub(super) async fn boot_script(
     State(s): State<Arc<AppState>>,
+    connection: axum::http::Extensions,
     Query(q): Query<BootQuery>,
 ) -> Response {
     Counters::bump(&s.counters.http_requests);
@@ -76,17 +82,40 @@ pub(super) async fn boot_script(
         uuid,
         arch: q.arch_value(),
     };
+    let caller = connection
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let proof =
+        pxe_password::check(&s, caller, mac, q.pxe_password.as_deref(), "iPXE script").await;
     let choice = super::cmdline::choose(
         &s,
         mac,
         uuid,
         m.arch,
         q.deployment.as_deref(),
+        proof.proven(),
         "iPXE script",
     );
     match choice {
         Choice::DefaultImage => default_image(&s, &m),
         Choice::Nothing(why) => nothing(&m, &why),
+        Choice::PasswordFirst => {
+            let tries = pxe_password::tries_made(q.pxe_tries, proof);
+            if tries >= pxe_password::TRIES {
+                tracing::info!(mac = %m.mac, "iPXE script: {tries} wrong PXE passwords; leaving to the next boot device (rule 9)");
+                return nothing(&m, &format!("{tries} wrong PXE passwords (rule 9)"));
+            }
+            // A menu pick asks again with the deployment it picked.
+            let mut query = m.query();
+            if let Some(d) = q
+                .deployment
+                .as_deref()
+                .filter(|d| d.chars().all(|c| c.is_ascii_alphanumeric()) && !d.is_empty())
+            {
+                query.push_str(&format!("&deployment={d}"));
+            }
+            ipxe(pxe_password::ipxe_prompt(&s.base, &m.mac, &query, tries))
+        }
         Choice::Menu { snapshot, entries } => {
             ipxe(menu_script(&s, &m, snapshot.catalog(), &entries))
         }
@@ -325,12 +354,18 @@ pub(super) fn menu_script(
         "item --gap\nitem local Boot from the local disk\n\
          choose --timeout {timeout} --default local target || goto local\n\
          iseq ${{target}} local && goto local ||\n\
-         chain {base}/boot.ipxe?{q}&deployment=${{target}}\n\
+         chain {base}/boot.ipxe?{q}&deployment=${{target}}{password}\n\
          :local\necho netdeploy: leaving to the local disk\n\
          echo netdeploy: iPXE now reports \"Could not boot image: Error 0x00000001\"; that is this exit, not a failure\n\
          exit 1\n",
         base = s.base,
         q = m.query(),
+        // The pick is a new request: it proves the password again with the one iPXE keeps.
+        password = if s.config.boot.pxe_password.is_some() {
+            "&pxe_password=${password:uristring}"
+        } else {
+            ""
+        },
     ));
     out
 }

@@ -2,6 +2,7 @@
 //! - `ipxe`: per-machine iPXE scripts and the fallback boot image;
 //! - `grub`: per-machine GRUB configurations of the Secure Boot chain, served over TFTP;
 //! - `cmdline`: the kernel command line both first stages pass to the boot image;
+//! - `pxe_password`: the PXE password a first stage asks for (rule 9);
 //! - `files`: content by hash and the TFTP root over HTTP, with `Range`;
 //! - `agent`: the boot environment's policy and status messages;
 //! - `admin`: the admin API; [`status_page`]: the status pages; `metrics`: counters;
@@ -16,6 +17,7 @@ mod files;
 mod grub;
 mod ipxe;
 mod metrics;
+mod pxe_password;
 mod script;
 pub mod status_page;
 
@@ -50,6 +52,8 @@ pub struct AppState {
     /// Network-boot clients the DHCP side saw lately: a script request records a start only
     /// for one of them (docs/security.md).
     pub sightings: Arc<crate::dhcp::sightings::Sightings>,
+    /// Checks of the PXE password, and wrong ones per address.
+    pub pxe_password: pxe_password::Gate,
 }
 
 /// The router of every HTTP endpoint.

@@ -8,6 +8,8 @@ pub const WINPE: &str = include_str!("../../boot/ipxe/winpe.ipxe");
 pub const IDENTIFY: &str = include_str!("../../boot/ipxe/identify.ipxe");
 /// Leaves to the next boot device.
 pub const NOTHING: &str = include_str!("../../boot/ipxe/nothing.ipxe");
+/// Asks for the PXE password and asks for the machine's script again with it.
+pub const PASSWORD: &str = include_str!("../../boot/ipxe/password.ipxe");
 
 /// Replaces each `{{name}}` with its value. Values are cleaned of line breaks so a value can
 /// never add a command to the script.

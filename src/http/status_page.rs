@@ -517,7 +517,10 @@ pub async fn machine(State(s): State<Arc<AppState>>, Query(q): Query<MachineQuer
             monitoring::machine_detail(&catalog, &q.deployment, collection, &q.machine, &messages)
                 .ok_or_else(not_found)?;
         let explained = identity_of(&catalog, &q.machine)
-            .map(|m| crate::admin::explain(&s.bootpath.store, m, None, Context::Pxe, None))
+            .map(|m| {
+                let password = s.config.boot.pxe_password.is_some();
+                crate::admin::explain(&s.bootpath.store, m, None, Context::Pxe, None, password)
+            })
             .transpose()
             .map_err(unavailable)?
             .map(|d| crate::decision::explain_text(&d));

@@ -197,7 +197,7 @@ fn a_boot_medium_gets_its_run_token_with_its_policy_and_reports_with_it() {
 }
 
 /// Rows of the tables a request could add to, read from the server's database.
-fn rows(server: &Server) -> (i64, i64, i64, i64) {
+pub(crate) fn rows(server: &Server) -> (i64, i64, i64, i64) {
     let db = rusqlite::Connection::open(server.data_dir().join("netdeploy.db")).unwrap();
     let count = |table: &str| -> i64 {
         db.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))

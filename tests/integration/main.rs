@@ -22,6 +22,7 @@ mod media_command;
 mod media_qemu;
 mod monitoring;
 mod pcap;
+mod pxe_password;
 mod pxe_qemu;
 mod reimage;
 mod reimage_qemu;

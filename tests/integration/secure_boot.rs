@@ -11,7 +11,7 @@ use crate::harness::{binary, cli_ok, loopback_config, Server};
 const PC1: &str = "52:54:00:5b:01:01";
 
 /// A configuration on loopback with efi-x64 on the shim chain; stand-ins for the signed files.
-fn shim_config(dir: &Path) -> String {
+pub(crate) fn shim_config(dir: &Path) -> String {
     let (shim, grub) = (
         dir.join("shimx64.efi.signed"),
         dir.join("grubnet.efi.signed"),
@@ -31,7 +31,7 @@ fn shim_config(dir: &Path) -> String {
 
 /// `tftp-hpa` fetches `name` in binary mode; `None` when the server refused it. (tftp-hpa reads
 /// a name with a `:` as HOST:FILE, so MACs go in with dashes here; GRUB sends colons.)
-fn tftp_get(server: &Server, dir: &Path, name: &str) -> Option<Vec<u8>> {
+pub(crate) fn tftp_get(server: &Server, dir: &Path, name: &str) -> Option<Vec<u8>> {
     let a = server.tftp_addr();
     let out = dir.join("fetched");
     let _ = std::fs::remove_file(&out);

@@ -7,7 +7,8 @@
 //! - [`status`]: the status messages of `POST /agent/status`;
 //! - [`variables`]: the media variables file, one writer and one parser;
 //! - [`run_token`]: the credential the agent presents on every policy and status request;
-//! - [`password`] (feature `password`): the media password, argon2id in the PHC string format;
+//! - [`password`] (feature `password`): the media password and the server's PXE password, argon2id
+//!   in the PHC string format;
 //! - [`Mac`], [`SmbiosUuid`] and [`Sha256Hex`]: who a machine is and what a file is, with
 //!   the one hex codec ([`hex`]) under them.
 //!

@@ -6,6 +6,10 @@
 //! Media built before this scheme stored `sha256$<salt hex>$<hash hex>`, with the salt
 //! derived from the password; they are refused with [`FormatError::Legacy`], which tells the
 //! operator to rebuild the medium.
+//!
+//! The server's PXE password (`boot.pxe_password_hash`, docs/security.md) is kept and checked
+//! with the same scheme: `netdeploy pxe password-hash` makes it with [`hash`], the server
+//! verifies what a machine typed with [`MediaPassword::matches`].
 
 use std::fmt;
 
@@ -29,7 +33,7 @@ pub(crate) fn argon2id() -> Argon2<'static> {
 
 /// The hash could not be computed (a salt of the wrong size, an empty salt).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("cannot hash the media password: {0}")]
+#[error("cannot hash the password: {0}")]
 pub struct HashError(String);
 
 /// The PHC string of `password` with `salt`. The salt must be random (or, for a
