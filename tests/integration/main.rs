@@ -23,6 +23,7 @@ mod media_qemu;
 mod monitoring;
 mod pcap;
 mod pxe_password;
+mod pxe_password_qemu;
 mod pxe_qemu;
 mod reimage;
 mod reimage_qemu;
