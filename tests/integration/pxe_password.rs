@@ -284,3 +284,33 @@ fn the_secure_boot_chain_with_a_pxe_password_starts_nothing_and_says_why() {
     assert!(!cfg.contains("netdeploy.token="), "{cfg}");
     assert_eq!(settled_rows(&server), before);
 }
+
+#[test]
+fn an_address_that_types_wrong_pxe_passwords_too_often_waits_even_with_the_right_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &password_config(PASSWORD));
+    crate::harness::dhcp_discover(&server, PC1, None);
+    let q = script_path(PC1);
+    // A machine that keeps saying it has made no wrong try yet gets the prompt again and
+    // again; its address is slowed down all the same.
+    for i in 0..6 {
+        let again = http_get(
+            server.http_addr(),
+            &format!("{q}&pxe_tries=0&pxe_password=guess{i}"),
+        );
+        assert!(again.contains("login"), "guess {i}: {again}");
+    }
+    assert_eq!(server.counter("pxe_password_throttled"), 0);
+    // Right after the sixth wrong one the address waits: the right password is not even
+    // checked, and counts as a wrong try.
+    let held = http_get(
+        server.http_addr(),
+        &format!("{q}&pxe_tries=0&pxe_password={TYPED}"),
+    );
+    assert!(held.contains("wrong PXE password, 2 tries left"), "{held}");
+    assert!(token_in_script(&held).is_none(), "{held}");
+    assert_eq!(server.counter("pxe_password_throttled"), 1);
+    assert_eq!(server.counter("pxe_password_wrong"), 6);
+    let log = server.log();
+    assert!(log.contains("typed wrong passwords too often"), "{log}");
+}
