@@ -149,6 +149,11 @@ pub async fn policy(
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
         }
     };
+    // Rule 9: a PXE run gets a token bound to a deployment only once the PXE password was
+    // typed; one bound to none (the default boot image's) starts no deployment.
+    if decision.password_required && matches!(&held, Some((_, c)) if c.deployment.is_none()) {
+        return refuse(&s, &ext, "policy request", &m, Refusal::OtherDeployment);
+    }
     s.bootpath.record_warnings(&decision);
     s.bootpath.record_unmet(&decision);
     let p = crate::policy::policy(&decision, catalog.catalog(), &s.base);

@@ -314,3 +314,39 @@ fn an_address_that_types_wrong_pxe_passwords_too_often_waits_even_with_the_right
     let log = server.log();
     assert!(log.contains("typed wrong passwords too often"), "{log}");
 }
+
+#[test]
+fn the_default_boot_images_run_token_cannot_start_a_deployment_behind_the_pxe_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let (kernel, initrd) = small_image(dir.path());
+    // No deployment is declared yet: every machine gets the default boot image, unasked.
+    let boot = format!(
+        "{}[boot.image]\nkernel = {:?}\ninitrd = {:?}\n",
+        password_config(PASSWORD),
+        kernel.display().to_string(),
+        initrd.display().to_string()
+    );
+    let server = Server::start(dir.path(), &loopback_config(dir.path(), "proxy", &boot));
+    let script = boot_script(&server, &script_path(PC1));
+    assert!(!script.contains("login"), "{script}");
+    let token = token_in_script(&script).expect("the default image's run token");
+    // Then LAB00001 (required) is declared for pc1: the default image's token does not get it.
+    let site = write_site(dir.path(), &kernel, &initrd, PC1, "52:54:00:9a:00:09", "");
+    server.cli_changes(
+        &server.data_dir(),
+        &["site", "apply", site.to_str().unwrap()],
+    );
+    let auth = crate::harness::bearer(&token);
+    let (status, body) = crate::harness::http_request(
+        server.http_addr(),
+        "GET",
+        &format!("/agent/policy?mac={PC1}&context=pxe"),
+        &[&auth],
+        b"",
+    );
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 403, "{body}");
+    assert!(!body.contains("LAB00001"), "{body}");
+    // The machine's own next script asks for the password.
+    assert!(boot_script(&server, &script_path(PC1)).contains("login"));
+}
