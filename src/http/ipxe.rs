@@ -114,7 +114,9 @@ pub(super) async fn boot_script(
             {
                 query.push_str(&format!("&deployment={d}"));
             }
-            ipxe(pxe_password::ipxe_prompt(&s.base, &m.mac, &query, tries))
+            ipxe(pxe_password::ipxe_prompt(
+                &s.base, &m.mac, &query, tries, proof,
+            ))
         }
         Choice::Menu { snapshot, entries } => {
             ipxe(menu_script(&s, &m, snapshot.catalog(), &entries))

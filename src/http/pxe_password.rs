@@ -44,8 +44,11 @@ pub enum Proof {
     Proven,
     /// None was typed yet.
     NotTyped,
-    /// A wrong one was typed (or the address must wait after too many wrong ones).
+    /// A wrong one was typed.
     Wrong,
+    /// The address typed wrong ones too often lately: what was typed is not checked, and
+    /// counts as a wrong try.
+    Throttled,
 }
 
 impl Proof {
@@ -83,7 +86,7 @@ pub async fn check(
         if let Some(wait) = wait {
             Counters::bump(&s.counters.pxe_password_throttled);
             tracing::warn!(mac = %mac, caller = %address, wait_seconds = wait.as_secs(), "{first_stage}: PXE password not checked: this address typed wrong passwords too often (rule 9)");
-            return Proof::Wrong;
+            return Proof::Throttled;
         }
     }
     let right = match gate.checks.acquire().await {
@@ -118,14 +121,20 @@ pub fn tries_made(before: Option<u32>, proof: Proof) -> u32 {
     before
         .unwrap_or(0)
         .min(TRIES)
-        .saturating_add(u32::from(proof == Proof::Wrong))
+        .saturating_add(u32::from(matches!(proof, Proof::Wrong | Proof::Throttled)))
 }
 
 /// The iPXE script that asks for the password (iPXE's `login`, which shows stars for what is
-/// typed) and asks for `/boot.ipxe?{query}` again with it; `tries` wrong ones were made before.
-pub fn ipxe_prompt(base: &str, mac: &Mac, query: &str, tries: u32) -> String {
+/// typed) and asks for `/boot.ipxe?{query}` again with it; `tries` wrong ones were made before,
+/// the last one as `last`.
+pub fn ipxe_prompt(base: &str, mac: &Mac, query: &str, tries: u32, last: Proof) -> String {
     let left = TRIES.saturating_sub(tries);
-    let wrong = if tries > 0 {
+    let wrong = if last == Proof::Throttled {
+        format!(
+            "echo netdeploy: too many wrong PXE passwords from this address lately: not checked; wait a minute ({left} {} left)\n",
+            if left == 1 { "try" } else { "tries" }
+        )
+    } else if tries > 0 {
         format!(
             "echo netdeploy: wrong PXE password, {left} {} left\n",
             if left == 1 { "try" } else { "tries" }
@@ -156,12 +165,19 @@ mod tests {
         assert_eq!(tries_made(Some(2), Proof::Wrong), 3);
         assert_eq!(tries_made(Some(1), Proof::Proven), 1);
         assert_eq!(tries_made(Some(u32::MAX), Proof::Wrong), TRIES + 1);
+        assert_eq!(tries_made(Some(1), Proof::Throttled), 2);
     }
 
     #[test]
     fn the_prompt_asks_with_login_and_sends_the_password_back_uri_encoded() {
         let mac: Mac = "52:54:00:12:34:56".parse().unwrap();
-        let first = ipxe_prompt("http://10.0.0.1:8080", &mac, "mac=52-54-00-12-34-56", 0);
+        let first = ipxe_prompt(
+            "http://10.0.0.1:8080",
+            &mac,
+            "mac=52-54-00-12-34-56",
+            0,
+            Proof::NotTyped,
+        );
         assert!(first.starts_with("#!ipxe\n"), "{first}");
         assert!(first.contains("\nlogin "), "{first}");
         assert!(first.contains(
@@ -169,7 +185,13 @@ mod tests {
         ), "{first}");
         assert!(!first.contains("wrong PXE password"), "{first}");
         assert!(!first.contains("{{"), "{first}");
-        let again = ipxe_prompt("http://10.0.0.1:8080", &mac, "mac=52-54-00-12-34-56", 2);
+        let again = ipxe_prompt(
+            "http://10.0.0.1:8080",
+            &mac,
+            "mac=52-54-00-12-34-56",
+            2,
+            Proof::Wrong,
+        );
         assert!(
             again.contains("wrong PXE password, 1 try left\n"),
             "{again}"
