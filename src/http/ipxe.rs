@@ -12,6 +12,8 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
+use netdeploy_wire::variables::{MediaType, MediaVariables};
+
 use crate::catalog::{Catalog, Deployment};
 use crate::counters::Counters;
 use crate::decision::Decision;
@@ -346,19 +348,19 @@ pub(super) async fn winpe_variables(
             .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | ':' | '.'))
             .collect()
     };
-    let mut out = format!(
-        "[netdeploy]\r\nSMSTSServerURL={}\r\nSMSTSMediaType=PXE\r\n",
-        s.base
-    );
-    if let Some(d) = q.deployment.as_deref() {
-        out.push_str(&format!("SMSTSPreferredAdvertID={}\r\n", clean(d)));
-    }
-    if let Some(m) = q.mac.as_deref() {
-        out.push_str(&format!("NetdeployMAC={}\r\n", clean(m)));
-    }
-    if let Some(t) = q.token.as_deref() {
-        out.push_str(&format!("NetdeployRunToken={}\r\n", clean(t)));
-    }
+    let variables = MediaVariables {
+        server_url: Some(s.base.clone()),
+        media_type: MediaType::Pxe,
+        preferred_advert_id: q.deployment.as_deref().map(clean),
+        media_password: None,
+        medium_key: None,
+        mac: q.mac.as_deref().map(clean),
+        run_token: q.token.as_deref().map(clean),
+    };
+    let out = match variables.render() {
+        Ok(out) => out,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+    };
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], out).into_response()
 }
 
