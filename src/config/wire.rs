@@ -116,6 +116,8 @@ pub struct Boot {
     /// Where the Secure Boot chain's signed binaries are.
     #[serde(default)]
     pub shim: Shim,
+    /// The Windows build of the agent, which Windows PE deployments inject through wimboot.
+    pub windows_agent: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
