@@ -4,8 +4,9 @@
 # Usage: lab/install-deps.sh
 #
 # Installs the Debian packages listed in lab/packages.txt (QEMU, OVMF, iPXE, dnsmasq, the TFTP
-# and DHCP clients the tests drive, ...) and checks for a Rust toolchain (cargo). Safe to run
-# again: apt-get skips what is already installed.
+# and DHCP clients the tests drive, MinGW and Wine for the Windows PE agent, ...), checks for a
+# Rust toolchain (cargo) and adds its Windows target. Safe to run again: apt-get and rustup
+# skip what is already installed.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
@@ -39,5 +40,13 @@ if ! command -v cargo >/dev/null; then
         echo "install-deps.sh: no Rust toolchain; install one with rustup (https://rustup.rs), Rust 1.85 or newer" >&2
     fi
     exit 1
+fi
+# The Windows PE agent is built for Rust's x86_64-pc-windows-gnu target.
+if ! rustup target list --installed 2>/dev/null | grep -qx x86_64-pc-windows-gnu; then
+    if ! command -v rustup >/dev/null; then
+        echo "install-deps.sh: the Windows PE agent needs rustup's target x86_64-pc-windows-gnu; no rustup here" >&2
+        exit 1
+    fi
+    rustup target add x86_64-pc-windows-gnu
 fi
 echo "install-deps.sh: ready ($(cargo --version))"

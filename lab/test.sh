@@ -7,6 +7,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 cargo build --locked --workspace --all-targets
+# The Windows PE agent, which tests/integration/winpe_wine.rs runs under Wine.
+cargo build --locked --target x86_64-pc-windows-gnu -p netdeploy-agent
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 status=0

@@ -188,6 +188,8 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
         preferred_advert_id: args.preferred_deployment,
         media_password,
         medium_key: args.medium_key.map(|k| k.to_string()),
+        mac: None,
+        run_token: None,
     }
     .render()?;
     let boot = BootImage::load(&args.kernel, &args.initrd, &args.cmdline)?;

@@ -925,10 +925,13 @@ fn check_step(c: &Catalog, at: &str, s: &Step) -> Result<(), SiteError> {
         ));
     }
     if let Some(t) = s.target.as_deref() {
-        if !t.starts_with('/') {
+        if !netdeploy_wire::policy::is_absolute_target(t) {
             return Err(invalid(
                 format!("{at}.target"),
-                format!("{t:?} is not an absolute path"),
+                format!(
+                    "{t:?} is not an absolute path (/dev/vda, /etc/motd; in Windows PE \
+                     C:\\Windows\\file or \\\\.\\PhysicalDrive0)"
+                ),
             ));
         }
     }

@@ -237,6 +237,9 @@ pub struct BootConfig {
     /// The PXE password asked before a deployment starts through PXE (rule 9,
     /// `boot.pxe_password_hash`), as its argon2id hash.
     pub pxe_password: Option<PxePassword>,
+    /// `netdeploy-agent.exe`, which a Windows PE deployment's script injects with a
+    /// `winpeshl.ini` that starts it; `None` leaves such a machine at the WinPE prompt.
+    pub windows_agent: Option<PathBuf>,
 }
 
 /// The stored form of the PXE password: an argon2id hash, never the password.
@@ -675,6 +678,7 @@ impl Config {
                 run_token_lifetime,
                 script_after_dhcp,
                 pxe_password,
+                windows_agent: windows_agent(w.boot.windows_agent.as_deref())?,
             },
         })
     }
@@ -750,6 +754,32 @@ fn boot_chains(
         }
     }
     Ok((chains, Some(shim)))
+}
+
+/// The file name Windows PE starts (`winpeshl.ini`) and the name the agent is installed
+/// under, beside `netdeploy`.
+pub const WINDOWS_AGENT: &str = "netdeploy-agent.exe";
+
+/// `boot.windows_agent`, which must be a file when set; else `netdeploy-agent.exe` beside the
+/// server's own executable, when it is there (the Debian package puts it there).
+fn windows_agent(configured: Option<&Path>) -> Result<Option<PathBuf>, ConfigError> {
+    if let Some(p) = configured {
+        if !p.is_file() {
+            return Err(field(
+                "boot.windows_agent",
+                format!(
+                    "{} is not a file (the Windows build of netdeploy-agent: cargo build \
+                     --release --target x86_64-pc-windows-gnu -p netdeploy-agent)",
+                    p.display()
+                ),
+            ));
+        }
+        return Ok(Some(p.to_owned()));
+    }
+    Ok(std::env::current_exe()
+        .ok()
+        .and_then(|e| Some(e.parent()?.join(WINDOWS_AGENT)))
+        .filter(|p| p.is_file()))
 }
 
 /// Parses the TOML text; the error names the line and column.

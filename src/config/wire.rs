@@ -118,6 +118,8 @@ pub struct Boot {
     pub shim: Shim,
     /// The PXE password (rule 9) as an argon2id hash in the PHC string format.
     pub pxe_password_hash: Option<String>,
+    /// The Windows build of the agent, which Windows PE deployments inject through wimboot.
+    pub windows_agent: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]

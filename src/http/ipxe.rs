@@ -13,6 +13,8 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
+use netdeploy_wire::variables::{MediaType, MediaVariables};
+
 use crate::catalog::{Catalog, Deployment};
 use crate::counters::Counters;
 use crate::decision::Decision;
@@ -279,20 +281,29 @@ pub(super) async fn run_deployment(
         s.bootpath.record_start(decision, d, image).await;
         let h: Vec<String> = hashes.into_iter().flatten().collect();
         let query = format!("{}&deployment={}&token={token}", m.query(), d.id);
-        return ipxe(render(
-            script::WINPE,
-            &[
-                ("base", &s.base),
-                ("mac", &m.mac.to_string()),
-                ("title", &format!("deployment {} ({ts_name})", d.id)),
-                ("query", &query),
-                ("wimboot", &h[0]),
-                ("bootmgr", &h[1]),
-                ("bcd", &h[2]),
-                ("boot_sdi", &h[3]),
-                ("boot_wim", &h[4]),
-            ],
-        ));
+        let agent = if s.config.boot.windows_agent.is_some() {
+            render(script::WINPE_AGENT, &[("base", &s.base)])
+        } else {
+            tracing::warn!(mac = %m.mac, deployment = %d.id, "no Windows agent to inject (boot.windows_agent): Windows PE will stop at its prompt");
+            "echo netdeploy: the server has no Windows agent (boot.windows_agent): Windows PE will stop at its prompt\n".to_owned()
+        };
+        return ipxe(
+            render(
+                script::WINPE,
+                &[
+                    ("base", &s.base),
+                    ("mac", &m.mac.to_string()),
+                    ("title", &format!("deployment {} ({ts_name})", d.id)),
+                    ("query", &query),
+                    ("wimboot", &h[0]),
+                    ("bootmgr", &h[1]),
+                    ("bcd", &h[2]),
+                    ("boot_sdi", &h[3]),
+                    ("boot_wim", &h[4]),
+                ],
+            )
+            .replace("{{agent}}\n", &agent),
+        );
     }
     let file = |name: &str| image.files.iter().find(|f| f.path == name);
     let Some(kernel) = file("kernel") else {
@@ -383,20 +394,38 @@ pub(super) async fn winpe_variables(
             .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | ':' | '.'))
             .collect()
     };
-    let mut out = format!(
-        "[netdeploy]\r\nSMSTSServerURL={}\r\nSMSTSMediaType=PXE\r\n",
-        s.base
-    );
-    if let Some(d) = q.deployment.as_deref() {
-        out.push_str(&format!("SMSTSPreferredAdvertID={}\r\n", clean(d)));
-    }
-    if let Some(m) = q.mac.as_deref() {
-        out.push_str(&format!("NetdeployMAC={}\r\n", clean(m)));
-    }
-    if let Some(t) = q.token.as_deref() {
-        out.push_str(&format!("NetdeployRunToken={}\r\n", clean(t)));
-    }
+    let variables = MediaVariables {
+        server_url: Some(s.base.clone()),
+        media_type: MediaType::Pxe,
+        preferred_advert_id: q.deployment.as_deref().map(clean),
+        media_password: None,
+        medium_key: None,
+        mac: q.mac.as_deref().map(clean),
+        run_token: q.token.as_deref().map(clean),
+    };
+    let out = match variables.render() {
+        Ok(out) => out,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+    };
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], out).into_response()
+}
+
+/// The Windows build of the agent, which a Windows PE deployment's script injects.
+pub(super) async fn windows_agent(State(s): State<Arc<AppState>>) -> Response {
+    match &s.config.boot.windows_agent {
+        Some(p) => send_file(&s, p).await,
+        None => (
+            StatusCode::NOT_FOUND,
+            "no Windows agent configured (boot.windows_agent)\n",
+        )
+            .into_response(),
+    }
+}
+
+/// The `winpeshl.ini` that makes Windows PE start the agent.
+pub(super) async fn winpeshl_ini() -> Response {
+    let crlf = script::WINPESHL_INI.replace('\n', "\r\n");
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], crlf).into_response()
 }
 
 pub(super) async fn image_kernel(State(s): State<Arc<AppState>>) -> Response {

@@ -35,7 +35,7 @@ pub use script::render;
 
 pub use files::SmallFiles;
 use files::{content, tftp_file};
-use ipxe::{boot_script, image_initrd, image_kernel, winpe_variables};
+use ipxe::{boot_script, image_initrd, image_kernel, windows_agent, winpe_variables, winpeshl_ini};
 use metrics::metrics;
 
 /// What the handlers share.
@@ -66,6 +66,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/content/{sha256}", get(content))
         .route("/agent/policy", get(agent::policy))
         .route("/winpe/variables.ini", get(winpe_variables))
+        .route("/winpe/netdeploy-agent.exe", get(windows_agent))
+        .route("/winpe/winpeshl.ini", get(winpeshl_ini))
         .route("/status", get(status_page::page))
         .route("/status.json", get(status_page::json))
         .route("/status/deployment", get(status_page::deployment))

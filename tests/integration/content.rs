@@ -232,7 +232,7 @@ fn policy_lists_steps_and_hashed_content_and_status_messages_are_stored() {
 }
 
 #[test]
-fn winpe_deployment_loads_wimboot_files_and_injects_the_variables_file() {
+fn winpe_deployment_loads_wimboot_files_and_injects_the_agent_and_what_starts_it() {
     let dir = tempfile::tempdir().unwrap();
     let k = dir.path().join("vmlinuz");
     let i = dir.path().join("initrd.img");
@@ -244,6 +244,7 @@ fn winpe_deployment_loads_wimboot_files_and_injects_the_variables_file() {
         ("BCD", "bcd store"),
         ("boot.sdi", "sdi"),
         ("boot.wim", "a windows image"),
+        ("netdeploy-agent.exe", "MZ the windows agent"),
     ] {
         std::fs::write(dir.path().join(name), bytes).unwrap();
     }
@@ -264,7 +265,11 @@ fn winpe_deployment_loads_wimboot_files_and_injects_the_variables_file() {
         &dir.path().join("data"),
         &["site", "apply", site.to_str().unwrap()],
     );
-    let server = Server::start(dir.path(), &loopback_config(dir.path(), "proxy", ""));
+    let agent = format!(
+        "[boot]\nwindows_agent = {:?}\n",
+        dir.path().join("netdeploy-agent.exe").display().to_string()
+    );
+    let server = Server::start(dir.path(), &loopback_config(dir.path(), "proxy", &agent));
     let script = boot_script(&server, "/boot.ipxe?mac=52-54-00-0d-05-01&arch=7");
     assert!(script.starts_with("#!ipxe"), "{script}");
     let url = server.url();
@@ -285,6 +290,12 @@ fn winpe_deployment_loads_wimboot_files_and_injects_the_variables_file() {
             ("--name BCD", "bcd store"),
             ("--name boot.sdi", "sdi"),
             ("--name boot.wim", "a windows image"),
+            ("--name netdeploy-agent.exe", "MZ the windows agent"),
+            (
+                "--name winpeshl.ini",
+                "[LaunchApps]\r\n%SYSTEMROOT%\\System32\\wpeinit.exe\r\n\
+                 %SYSTEMROOT%\\System32\\netdeploy-agent.exe, run\r\n",
+            ),
         ] {
             if line.contains(name) {
                 assert_eq!(body, bytes.as_bytes(), "{line}");
@@ -310,7 +321,7 @@ fn winpe_deployment_loads_wimboot_files_and_injects_the_variables_file() {
         }
     }
     assert_eq!(
-        seen, 6,
-        "wimboot, the variables file and four Windows PE files:\n{script}"
+        seen, 8,
+        "wimboot, the variables file, the agent, winpeshl.ini and four Windows PE files:\n{script}"
     );
 }

@@ -32,3 +32,4 @@ mod secure_boot_qemu;
 mod site_scale;
 mod tftp;
 mod wake;
+mod winpe_wine;

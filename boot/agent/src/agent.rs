@@ -57,7 +57,7 @@ pub fn run(flags: &RunFlags) -> i32 {
             }
         }
     }
-    let id = identity::read(&config.root);
+    let id = crate::platform::identity(&config.root);
     let mac = config
         .mac
         .as_deref()

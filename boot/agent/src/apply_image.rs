@@ -8,8 +8,6 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::FileTypeExt;
-use std::os::unix::io::AsRawFd;
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
@@ -74,12 +72,7 @@ pub fn apply_image(
         }
         Err(e) => return Err(write_err(e)),
     };
-    if file
-        .metadata()
-        .map_err(write_err)?
-        .file_type()
-        .is_block_device()
-    {
+    if crate::platform::is_disk(target, &file.metadata().map_err(write_err)?) {
         let capacity = file.seek(SeekFrom::End(0)).map_err(write_err)?;
         if capacity < expect.size {
             return Err(TransferError::TooSmall {
@@ -149,11 +142,7 @@ pub fn apply_image(
 /// The SHA-256 of the first `size` bytes of the device, read from the device rather than
 /// from the page cache the write left behind.
 fn read_back(file: &mut File, size: u64) -> io::Result<Sha256Digest> {
-    // SAFETY: the descriptor is open for the life of `file`; the call only drops clean
-    // cached pages (they were just synced) and fails harmlessly where unsupported.
-    unsafe {
-        libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED);
-    }
+    crate::platform::forget_cached(file);
     file.seek(SeekFrom::Start(0))?;
     let mut hasher = Sha256::new();
     let n = hash::update_from(&mut hasher, (&mut *file).take(size))?;

@@ -1,15 +1,15 @@
-//! `run_command`: `/bin/sh -c COMMAND` with the task sequence variables in its environment,
+//! `run_command`: `/bin/sh -c COMMAND` (`cmd.exe /c COMMAND` in Windows PE) with the task sequence variables in its environment,
 //! output straight to the console; when the task sequence has secret values, the output goes
 //! through the agent line by line with each secret masked.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 /// Why a command failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
-    #[error("cannot start /bin/sh: {0}")]
+    #[error("cannot start {shell}: {0}", shell = crate::platform::SHELL)]
     Spawn(std::io::Error),
     #[error("the command exited with code {0}")]
     Exit(i32),
@@ -54,8 +54,7 @@ pub fn run(
     cwd: Option<&Path>,
     secrets: &[String],
 ) -> Result<(), CommandError> {
-    let mut cmd = Command::new("/bin/sh");
-    cmd.arg("-c").arg(command);
+    let mut cmd = crate::platform::shell(command);
     cmd.envs(env.iter().map(|(k, v)| (k, v)));
     if let Some(d) = cwd {
         cmd.current_dir(d);
@@ -77,8 +76,7 @@ pub fn run(
     if status.success() {
         return Ok(());
     }
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
+    match (status.code(), crate::platform::signal(&status)) {
         (Some(c), _) => Err(CommandError::Exit(c)),
         (None, Some(s)) => Err(CommandError::Signal(s)),
         (None, None) => Err(CommandError::Exit(-1)),

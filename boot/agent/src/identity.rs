@@ -1,5 +1,7 @@
 //! Who this machine is, as the server matches devices (docs/site-file.md): the SMBIOS UUID from
-//! `/sys/class/dmi/id/product_uuid` and the MAC addresses of `/sys/class/net/*/address`.
+//! `/sys/class/dmi/id/product_uuid` and the MAC addresses of `/sys/class/net/*/address`; in
+//! Windows PE from the firmware's SMBIOS table ([`uuid_from_raw_smbios`]) and the adapters
+//! (`crate::platform`).
 
 use std::path::Path;
 
@@ -44,6 +46,42 @@ pub fn read(root: &Path) -> Identity {
     }
     macs.sort();
     Identity { uuid, macs }
+}
+
+/// The system UUID of a raw SMBIOS table as Windows returns it
+/// (`GetSystemFirmwareTable('RSMB')`: a `RawSMBIOSData` header of 8 bytes, the major and minor
+/// version in bytes 1 and 2, then the structures). The UUID is in the System Information
+/// structure (type 1) at offset 8. From SMBIOS 2.6 on, its first three fields are stored
+/// little-endian, as option 97 carries them; they are swapped here as Linux does for
+/// `product_uuid`, so both give the same text. `None` for a table without it or a placeholder.
+pub fn uuid_from_raw_smbios(raw: &[u8]) -> Option<SmbiosUuid> {
+    let (major, minor) = (*raw.get(1)?, *raw.get(2)?);
+    let len = u32::from_le_bytes(raw.get(4..8)?.try_into().ok()?) as usize;
+    let table = raw.get(8..8 + len).unwrap_or(&raw[8.min(raw.len())..]);
+    let mut at = 0;
+    while at + 4 <= table.len() {
+        let (kind, formatted) = (table[at], table[at + 1] as usize);
+        if formatted < 4 || at + formatted > table.len() {
+            return None;
+        }
+        if kind == 1 && formatted >= 0x18 {
+            let mut g: [u8; 16] = table[at + 8..at + 24].try_into().ok()?;
+            if (major, minor) >= (2, 6) {
+                g[0..4].reverse();
+                g[4..6].reverse();
+                g[6..8].reverse();
+            }
+            return Some(SmbiosUuid(g)).filter(|u| !u.is_placeholder());
+        }
+        if kind == 127 {
+            return None;
+        }
+        // The strings after the formatted area end with two NULs.
+        let strings = &table[at + formatted..];
+        let end = strings.windows(2).position(|w| w == [0, 0])?;
+        at += formatted + end + 2;
+    }
+    None
 }
 
 /// A SMBIOS UUID, or `None` for an empty value or a placeholder that many machines share
@@ -92,6 +130,52 @@ mod tests {
             normalize_mac("00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00"),
             None
         );
+    }
+
+    /// A raw table as `GetSystemFirmwareTable('RSMB')` returns it: a BIOS structure with
+    /// strings, then System Information with the UUID bytes as the firmware stores them.
+    fn raw_smbios(major: u8, minor: u8, stored: [u8; 16]) -> Vec<u8> {
+        let mut t = vec![0u8, 0x12, 0, 0];
+        t.resize(0x12, 0);
+        t.extend_from_slice(b"Vendor\0Version\0\0");
+        let mut sys = vec![1u8, 0x1b, 1, 0, 1, 2, 3, 0];
+        sys.extend_from_slice(&stored);
+        sys.resize(0x1b, 0);
+        t.extend_from_slice(&sys);
+        t.extend_from_slice(b"Maker\0\0");
+        t.extend_from_slice(&[127, 4, 2, 0, 0, 0]);
+        let mut raw = vec![0, major, minor, 0];
+        raw.extend_from_slice(&(t.len() as u32).to_le_bytes());
+        raw.extend_from_slice(&t);
+        raw
+    }
+
+    #[test]
+    fn the_windows_firmware_table_gives_the_uuid_option_97_and_linux_give() {
+        // 4c4c4544-0042-3510-8052-b4c04f564433 as SMBIOS 2.6+ stores it.
+        let stored = [
+            0x44, 0x45, 0x4c, 0x4c, 0x42, 0x00, 0x10, 0x35, 0x80, 0x52, 0xb4, 0xc0, 0x4f, 0x56,
+            0x44, 0x33,
+        ];
+        let uuid = uuid_from_raw_smbios(&raw_smbios(3, 4, stored)).unwrap();
+        assert_eq!(uuid.to_string(), "4c4c4544-0042-3510-8052-b4c04f564433");
+        let option97: Vec<u8> = [0].into_iter().chain(stored).collect();
+        assert_eq!(SmbiosUuid::from_option97(&option97), Some(uuid));
+        // Before 2.6 the bytes were stored in text order.
+        assert_eq!(
+            uuid_from_raw_smbios(&raw_smbios(2, 4, stored))
+                .unwrap()
+                .to_string(),
+            "44454c4c-4200-1035-8052-b4c04f564433"
+        );
+        assert_eq!(uuid_from_raw_smbios(&raw_smbios(3, 0, [0; 16])), None);
+        assert_eq!(uuid_from_raw_smbios(&raw_smbios(3, 0, [0xff; 16])), None);
+        // Cut anywhere, the table gives the UUID or nothing, never a panic.
+        let raw = raw_smbios(3, 4, stored);
+        for cut in 0..raw.len() {
+            let got = uuid_from_raw_smbios(&raw[..cut]);
+            assert!(got.is_none() || got == Some(uuid));
+        }
     }
 
     #[test]

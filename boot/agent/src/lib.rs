@@ -25,6 +25,7 @@ pub mod identity;
 pub mod media_password;
 pub mod menu;
 pub mod plan;
+pub mod platform;
 pub mod policy;
 pub mod power;
 pub mod progress;

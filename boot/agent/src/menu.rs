@@ -8,9 +8,9 @@
 //! the input; [`ask_on_console`] reads the console with a deadline.
 
 use std::io::{self, Write};
-use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
+use crate::platform;
 use crate::policy::{MenuEntry, Purpose};
 
 /// How long the menu waits when the kernel command line does not say
@@ -88,14 +88,18 @@ pub fn ask_on_console(entries: &[MenuEntry], timeout: Duration) -> Option<&MenuE
     );
     ask(
         entries,
-        &mut || read_line_until(0, &mut pending, deadline),
+        &mut || read_line_until(platform::stdin(), &mut pending, deadline),
         &mut err,
     )
 }
 
 /// One line from `fd`, waiting no later than `deadline`; `None` at the deadline or at the end
 /// of the input. Bytes after the line stay in `pending` for the next call.
-pub fn read_line_until(fd: RawFd, pending: &mut Vec<u8>, deadline: Instant) -> Option<String> {
+pub fn read_line_until(
+    input: platform::Input,
+    pending: &mut Vec<u8>,
+    deadline: Instant,
+) -> Option<String> {
     loop {
         if let Some(end) = pending.iter().position(|&b| b == b'\n' || b == b'\r') {
             let line: Vec<u8> = pending.drain(..=end).collect();
@@ -106,36 +110,27 @@ pub fn read_line_until(fd: RawFd, pending: &mut Vec<u8>, deadline: Instant) -> O
             return Some(String::from_utf8_lossy(&line[..end]).into_owned());
         }
         let left = deadline.checked_duration_since(Instant::now())?;
-        let mut p = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
-        // SAFETY: one valid pollfd for the duration of the call.
-        let n = unsafe { libc::poll(&mut p, 1, ms) };
-        if n < 0 {
-            if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return None;
-        }
-        if n == 0 {
-            continue;
+        match platform::wait_readable(input, left) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return None,
+            Ok(false) => continue,
+            Ok(true) => {}
         }
         let mut buf = [0u8; 256];
-        // SAFETY: reads into a buffer of the length given.
-        let got = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-        if got <= 0 {
-            // The end of the input: a last line without its line end still counts.
-            if pending.is_empty() {
-                return None;
+        let got = match platform::read(input, &mut buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) | Ok(0) => {
+                // The end of the input: a last line without its line end still counts.
+                if pending.is_empty() {
+                    return None;
+                }
+                let line = String::from_utf8_lossy(pending).into_owned();
+                pending.clear();
+                return Some(line);
             }
-            let line = String::from_utf8_lossy(pending).into_owned();
-            pending.clear();
-            return Some(line);
-        }
-        pending.extend_from_slice(&buf[..got as usize]);
+            Ok(n) => n,
+        };
+        pending.extend_from_slice(&buf[..got]);
     }
 }
 
@@ -188,6 +183,7 @@ mod tests {
         assert!(ask(&e, &mut || None, &mut Vec::new()).is_none());
     }
 
+    #[cfg(unix)]
     #[test]
     fn the_console_reader_splits_lines_and_gives_up_at_the_deadline() {
         let mut fds = [0; 2];

@@ -193,8 +193,14 @@ fn plan_step(policy: &RunPolicy, from: &ContentFrom, s: &Step, last: bool) -> Re
     };
     let target = || -> Result<PathBuf, String> {
         let t = need(&s.target, "a target")?;
-        if !t.starts_with('/') {
+        if !netdeploy_wire::policy::is_absolute_target(&t) {
             return Err(format!("the target {t:?} is not an absolute path"));
+        }
+        if !Path::new(&t).is_absolute() {
+            return Err(format!(
+                "the target {t:?} is not an absolute path on {}",
+                crate::platform::NAME
+            ));
         }
         Ok(PathBuf::from(t))
     };

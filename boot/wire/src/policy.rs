@@ -186,7 +186,8 @@ pub struct Step {
     /// The file of `package` the step reads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
-    /// Where the step writes: a block device (`apply_image`) or a path (`write_file`).
+    /// Where the step writes: a block device (`apply_image`) or a path (`write_file`), as an
+    /// absolute path of the boot environment ([`is_absolute_target`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
     /// The variable a `set_variable` step sets.
@@ -210,6 +211,17 @@ fn is_false(b: &bool) -> bool {
 
 /// What a secret value is shown as.
 pub const MASK: &str = "********";
+
+/// True for a step target that is an absolute path on the boot environment it is meant for:
+/// `/dev/vda` or `/etc/motd` in Linux, `C:\Windows\Panther\unattend.xml` (a drive letter, then
+/// `\` or `/`) or `\\.\PhysicalDrive0` in Windows PE. The agent then checks that it is
+/// absolute on the machine it runs on.
+pub fn is_absolute_target(t: &str) -> bool {
+    let b = t.as_bytes();
+    let drive =
+        b.len() >= 3 && b[0].is_ascii_alphabetic() && b[1] == b':' && matches!(b[2], b'\\' | b'/');
+    t.starts_with('/') || t.starts_with(r"\\") || drive
+}
 
 impl Step {
     /// The step as it may be shown: a secret value replaced by [`MASK`].
@@ -257,6 +269,30 @@ impl Step {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn targets_are_absolute_in_linux_or_in_windows_pe() {
+        for t in [
+            "/dev/vda",
+            "/etc/motd",
+            r"C:\Windows\Panther\unattend.xml",
+            "x:/temp/a",
+            r"\\.\PhysicalDrive0",
+        ] {
+            assert!(is_absolute_target(t), "{t}");
+        }
+        for t in [
+            "etc/motd",
+            "C:",
+            "C:relative",
+            r"\temp",
+            "",
+            "1:\\x",
+            "ü:\\x",
+        ] {
+            assert!(!is_absolute_target(t), "{t}");
+        }
+    }
 
     #[test]
     fn a_menu_reads_back_with_its_entries() {

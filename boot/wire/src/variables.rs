@@ -16,10 +16,19 @@ pub const PREFERRED_ADVERT_ID: &str = "SMSTSPreferredAdvertID";
 pub const MEDIA_PASSWORD: &str = "SMSTSMediaPassword";
 /// The medium's own credential ([`crate::run_token::MediumKey`]).
 pub const MEDIUM_KEY: &str = "NetdeployMediumKey";
+/// The MAC the PXE script saw: in Windows PE's `netdeploy.ini`, as `netdeploy.mac` on a
+/// Linux kernel command line.
+pub const MAC: &str = "NetdeployMAC";
+/// The run token the PXE script was given: in Windows PE's `netdeploy.ini`, as
+/// `netdeploy.token` on a Linux kernel command line.
+pub const RUN_TOKEN: &str = "NetdeployRunToken";
 
-/// What a boot medium holds.
+/// What a boot medium holds, or `PXE` for the variables file a PXE boot of Windows PE gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MediaType {
+    /// No medium: Windows PE booted over the network, its `netdeploy.ini` injected by the
+    /// iPXE script (Configuration Manager's `SMSTSMediaType=PXE`).
+    Pxe,
     /// Boot image plus variables: the policy comes from the server.
     BootMedia,
     /// Also the task sequence and its content: runs with no server.
@@ -29,14 +38,16 @@ pub enum MediaType {
 impl MediaType {
     pub fn as_str(self) -> &'static str {
         match self {
+            MediaType::Pxe => "PXE",
             MediaType::BootMedia => "BootMedia",
             MediaType::FullMedia => "FullMedia",
         }
     }
 
-    /// `BootMedia` or `FullMedia`, in any case.
+    /// `PXE`, `BootMedia` or `FullMedia`, in any case.
     pub fn parse(s: &str) -> Option<MediaType> {
         match s.to_ascii_lowercase().as_str() {
+            "pxe" => Some(MediaType::Pxe),
             "bootmedia" => Some(MediaType::BootMedia),
             "fullmedia" => Some(MediaType::FullMedia),
             _ => None,
@@ -111,7 +122,7 @@ impl Variables {
     }
 }
 
-/// What the media builder writes.
+/// What the media builder writes, and the server for a PXE boot of Windows PE.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MediaVariables {
     /// Required on boot media; on full media, where status goes when the server is reachable.
@@ -123,6 +134,10 @@ pub struct MediaVariables {
     pub media_password: Option<String>,
     /// The medium's key, `<id>.<secret>` (docs/security.md).
     pub medium_key: Option<String>,
+    /// PXE only: the MAC the iPXE script saw.
+    pub mac: Option<String>,
+    /// PXE only: the run token the iPXE script was given.
+    pub run_token: Option<String>,
 }
 
 /// A value the reader would not read back as written.
@@ -132,7 +147,7 @@ pub enum VariablesError {
     BadValue { key: &'static str },
     #[error("boot media need {SERVER_URL}: they ask the server for the policy")]
     NoServer,
-    #[error("{key} is {value:?}, expected BootMedia or FullMedia")]
+    #[error("{key} is {value:?}, expected PXE, BootMedia or FullMedia")]
     MediaType { key: &'static str, value: String },
     #[error(transparent)]
     Line(#[from] LineError),
@@ -141,7 +156,7 @@ pub enum VariablesError {
 impl MediaVariables {
     /// The file's text, CR LF line ends like the Windows PE variables file.
     pub fn render(&self) -> Result<String, VariablesError> {
-        if self.server_url.is_none() && self.media_type == MediaType::BootMedia {
+        if self.server_url.is_none() && self.media_type != MediaType::FullMedia {
             return Err(VariablesError::NoServer);
         }
         let mut s = String::from("[netdeploy]\r\n");
@@ -169,6 +184,12 @@ impl MediaVariables {
         if let Some(k) = &self.medium_key {
             line(MEDIUM_KEY, k)?;
         }
+        if let Some(m) = &self.mac {
+            line(MAC, m)?;
+        }
+        if let Some(t) = &self.run_token {
+            line(RUN_TOKEN, t)?;
+        }
         Ok(s)
     }
 
@@ -190,6 +211,8 @@ impl MediaVariables {
             preferred_advert_id: owned(PREFERRED_ADVERT_ID),
             media_password: owned(MEDIA_PASSWORD),
             medium_key: owned(MEDIUM_KEY),
+            mac: owned(MAC),
+            run_token: owned(RUN_TOKEN),
         })
     }
 }
@@ -230,6 +253,8 @@ mod tests {
             preferred_advert_id: None,
             media_password: None,
             medium_key: None,
+            mac: None,
+            run_token: None,
         };
         let text = v.render().unwrap();
         assert_eq!(text, "[netdeploy]\r\nSMSTSMediaType=FullMedia\r\n");
@@ -250,6 +275,8 @@ mod tests {
                 preferred_advert_id: Some(bad.into()),
                 media_password: None,
                 medium_key: None,
+                mac: None,
+                run_token: None,
             };
             assert_eq!(
                 v.render(),
@@ -276,6 +303,8 @@ mod tests {
                 preferred_advert_id: id,
                 media_password: pw,
                 medium_key: key,
+                mac: None,
+                run_token: None,
             };
             if let Ok(text) = v.render() {
                 prop_assert_eq!(MediaVariables::read(&text).unwrap(), v);

@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 
 pub use cmdline::Cmdline;
 pub use variables::{MediaType, Variables};
-use variables::{MEDIA_PASSWORD, MEDIA_TYPE, MEDIUM_KEY, PREFERRED_ADVERT_ID, SERVER_URL};
+use variables::{
+    MAC, MEDIA_PASSWORD, MEDIA_TYPE, MEDIUM_KEY, PREFERRED_ADVERT_ID, RUN_TOKEN, SERVER_URL,
+};
 
 use crate::cli::RunFlags;
 use crate::http::{Url, UrlError};
@@ -18,7 +20,7 @@ use crate::media_password::{self, MediaPassword};
 use netdeploy_wire::run_token::{MediumKey, RunToken};
 
 /// The media variables file when nothing names another one.
-pub const DEFAULT_VARIABLES: &str = "/etc/netdeploy/variables";
+pub use crate::platform::DEFAULT_VARIABLES;
 
 /// The boot context sent to the server (docs/selection-rules.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +67,8 @@ pub enum ConfigError {
     #[error("netdeploy.token: {0}")]
     Token(String),
     #[error("{field}: {reason}")]
+    RunToken { field: String, reason: String },
+    #[error("{field}: {reason}")]
     MediumKey { field: String, reason: String },
     #[error("{field}: {source}")]
     MediaPassword {
@@ -81,14 +85,15 @@ pub struct Config {
     /// The deployment to ask for: the one the PXE script started, or the media's preferred one.
     pub deployment: Option<String>,
     pub context: Context,
-    /// The MAC the PXE script saw (`netdeploy.mac`), which beats guessing the boot NIC.
+    /// The MAC the PXE script saw (`netdeploy.mac`, or `NetdeployMAC` in Windows PE's
+    /// variables file), which beats guessing the boot NIC.
     pub mac: Option<String>,
     pub media_type: Option<MediaType>,
     /// The directory of the variables file: the media's `netdeploy` directory, which holds
     /// a full media's policy and content.
     pub media_dir: Option<PathBuf>,
-    /// The run token the PXE script gave this run (`netdeploy.token`); a boot medium gets one
-    /// with its policy.
+    /// The run token the PXE script gave this run (`netdeploy.token`, or `NetdeployRunToken`
+    /// in Windows PE's variables file); a boot medium gets one with its policy.
     pub token: Option<RunToken>,
     /// The boot medium's key (`NetdeployMediumKey`), presented while there is no run token.
     pub medium_key: Option<MediumKey>,
@@ -197,6 +202,8 @@ pub fn resolve(
             value: v.clone(),
         })?,
         (None, None) if cmd.deployment.is_some() => Context::Pxe,
+        // Windows PE booted over the network: its variables file says so.
+        (None, None) if media_type == Some(MediaType::Pxe) => Context::Pxe,
         (None, None) if media_type.is_some() => Context::Media,
         // A server named on the command line came from a PXE script; one named only in a
         // variables file came from media.
@@ -216,12 +223,15 @@ pub fn resolve(
         }
     };
 
-    let token = cmd
-        .token
-        .as_deref()
-        .map(str::parse)
-        .transpose()
-        .map_err(ConfigError::Token)?;
+    // Linux gets the run token on the kernel command line, Windows PE in its variables file.
+    let token = match (&cmd.token, var(RUN_TOKEN)) {
+        (Some(t), _) => Some(t.parse().map_err(ConfigError::Token)?),
+        (None, Some(t)) => Some(t.parse().map_err(|reason| ConfigError::RunToken {
+            field: vars_name(RUN_TOKEN),
+            reason,
+        })?),
+        (None, None) => None,
+    };
 
     let medium_key = match var(MEDIUM_KEY) {
         Some(v) => Some(v.parse().map_err(|reason| ConfigError::MediumKey {
@@ -238,7 +248,7 @@ pub fn resolve(
         menu_timeout,
         deployment: deployment.map(|(v, _)| v),
         context,
-        mac: cmd.mac.clone(),
+        mac: cmd.mac.clone().or_else(|| var(MAC)),
         media_type,
         media_dir: vars.and_then(|(p, _)| p.parent()).map(Path::to_owned),
         media_password,
@@ -339,6 +349,45 @@ mod tests {
         let cmd = cmdline::parse("netdeploy.server=http://10.77.0.1 netdeploy.token=xyz");
         let err = resolve(&RunFlags::default(), &cmd, None).unwrap_err();
         assert!(err.to_string().starts_with("netdeploy.token: "), "{err}");
+    }
+
+    #[test]
+    fn windows_pe_over_pxe_takes_everything_from_its_netdeploy_ini() {
+        let t = "5a".repeat(32);
+        let ini = netdeploy_wire::variables::MediaVariables {
+            server_url: Some("http://10.77.0.1:8080".into()),
+            media_type: MediaType::Pxe,
+            preferred_advert_id: Some("LAB00001".into()),
+            media_password: None,
+            medium_key: None,
+            mac: Some("52:54:00:00:00:01".into()),
+            run_token: Some(t.clone()),
+        }
+        .render()
+        .unwrap();
+        let path = Path::new(r"X:\Windows\System32\netdeploy.ini");
+        let v = vars(&ini);
+        let c = resolve(&RunFlags::default(), &Cmdline::default(), Some((path, &v))).unwrap();
+        assert_eq!(c.context, Context::Pxe);
+        assert_eq!(c.media_type, Some(MediaType::Pxe));
+        assert_eq!(c.deployment.as_deref(), Some("LAB00001"));
+        assert_eq!(c.mac.as_deref(), Some("52:54:00:00:00:01"));
+        assert_eq!(c.token.unwrap().to_string(), t);
+        assert_eq!(
+            c.server.as_ref().unwrap().to_string(),
+            "http://10.77.0.1:8080/"
+        );
+        let bad = vars("SMSTSServerURL=http://10.77.0.1\r\nNetdeployRunToken=xyz\r\n");
+        let err = resolve(
+            &RunFlags::default(),
+            &Cmdline::default(),
+            Some((path, &bad)),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().starts_with("NetdeployRunToken in X:"),
+            "{err}"
+        );
     }
 
     #[test]

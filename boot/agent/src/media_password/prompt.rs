@@ -3,9 +3,9 @@
 //! password into stdin.
 
 use std::io::{self, BufRead, Write};
-use std::os::fd::FromRawFd;
 
 use super::{typed, MediaPassword, ATTEMPTS};
+use crate::platform;
 
 /// Why the password was refused.
 #[derive(Debug, thiserror::Error)]
@@ -62,52 +62,20 @@ pub fn ask(
 
 /// Asks on the process's stdin and stderr, with echo off while stdin is a terminal.
 pub fn ask_on_console(stored: &MediaPassword) -> Result<String, Refused> {
-    let echo = EchoOff::new();
+    let echo = platform::EchoOff::off();
     // The console read a byte at a time, never past the line: what is typed ahead (a menu
     // choice) stays in the terminal for the next reader. Std's stdin would buffer it away.
-    // SAFETY: fd 0 stays open for the process's life; ManuallyDrop never closes it.
-    let console = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(0) });
-    let mut input = io::BufReader::with_capacity(1, &*console);
+    let mut input = io::BufReader::with_capacity(1, Console(platform::stdin()));
     let mut err = io::stderr().lock();
     ask(stored, &mut input, &mut err, !echo.active())
 }
 
-/// Terminal echo off on stdin until dropped; does nothing when stdin is not a terminal.
-struct EchoOff(Option<libc::termios>);
+/// The console, read through the platform's own calls: no buffer of std's in between.
+struct Console(platform::Input);
 
-impl EchoOff {
-    fn new() -> EchoOff {
-        // SAFETY: tcgetattr and tcsetattr only read and write the termios value passed.
-        unsafe {
-            if libc::isatty(0) != 1 {
-                return EchoOff(None);
-            }
-            let mut saved: libc::termios = std::mem::zeroed();
-            if libc::tcgetattr(0, &mut saved) != 0 {
-                return EchoOff(None);
-            }
-            let mut quiet = saved;
-            quiet.c_lflag &= !libc::ECHO;
-            if libc::tcsetattr(0, libc::TCSANOW, &quiet) != 0 {
-                return EchoOff(None);
-            }
-            EchoOff(Some(saved))
-        }
-    }
-
-    fn active(&self) -> bool {
-        self.0.is_some()
-    }
-}
-
-impl Drop for EchoOff {
-    fn drop(&mut self) {
-        if let Some(saved) = &self.0 {
-            // SAFETY: restores the settings read in `new`.
-            unsafe {
-                libc::tcsetattr(0, libc::TCSANOW, saved);
-            }
-        }
+impl io::Read for Console {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        platform::read(self.0, buf)
     }
 }
 

@@ -1,0 +1,170 @@
+//! The Linux boot environment: sysfs, termios, poll(2) and reboot(2).
+
+use std::fs::{File, Metadata};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileTypeExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{Command, ExitStatus};
+use std::time::Duration;
+
+use crate::identity::Identity;
+use crate::power::EndAction;
+
+/// The boot environment, as named in errors.
+pub const NAME: &str = "Linux";
+
+/// The interpreter of `run_command`, as named in errors.
+pub const SHELL: &str = "/bin/sh";
+
+/// `/bin/sh -c command`.
+pub fn shell(command: &str) -> Command {
+    let mut cmd = Command::new(SHELL);
+    cmd.arg("-c").arg(command);
+    cmd
+}
+
+/// The signal that killed a command, if one did.
+pub fn signal(status: &ExitStatus) -> Option<i32> {
+    status.signal()
+}
+
+/// The identity from the sysfs under `root` (`/` in the boot environment).
+pub fn identity(root: &Path) -> Identity {
+    crate::identity::read(root)
+}
+
+/// A console to read from: a file descriptor.
+pub type Input = std::os::fd::RawFd;
+
+/// The process's standard input.
+pub fn stdin() -> Input {
+    0
+}
+
+/// Waits until `input` has something to read (or its end), at most `wait`; `false` when the
+/// time passed first.
+pub fn wait_readable(input: Input, wait: Duration) -> io::Result<bool> {
+    let mut p = libc::pollfd {
+        fd: input,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = wait.as_millis().clamp(1, i32::MAX as u128) as i32;
+    // SAFETY: one valid pollfd for the duration of the call.
+    let n = unsafe { libc::poll(&mut p, 1, ms) };
+    match n {
+        n if n < 0 => Err(io::Error::last_os_error()),
+        0 => Ok(false),
+        _ => Ok(true),
+    }
+}
+
+/// What one read(2) returns: 0 at the end of the input.
+pub fn read(input: Input, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: reads into a buffer of the length given.
+    let got = unsafe { libc::read(input, buf.as_mut_ptr().cast(), buf.len()) };
+    if got < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(got as usize)
+}
+
+/// Terminal echo off on stdin until dropped; does nothing when stdin is not a terminal.
+pub struct EchoOff(Option<libc::termios>);
+
+impl EchoOff {
+    /// Turns the echo off.
+    pub fn off() -> EchoOff {
+        // SAFETY: tcgetattr and tcsetattr only read and write the termios value passed.
+        unsafe {
+            if libc::isatty(0) != 1 {
+                return EchoOff(None);
+            }
+            let mut saved: libc::termios = std::mem::zeroed();
+            if libc::tcgetattr(0, &mut saved) != 0 {
+                return EchoOff(None);
+            }
+            let mut quiet = saved;
+            quiet.c_lflag &= !libc::ECHO;
+            if libc::tcsetattr(0, libc::TCSANOW, &quiet) != 0 {
+                return EchoOff(None);
+            }
+            EchoOff(Some(saved))
+        }
+    }
+
+    /// True when the echo really is off.
+    pub fn active(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
+impl Drop for EchoOff {
+    fn drop(&mut self) {
+        if let Some(saved) = &self.0 {
+            // SAFETY: restores the settings read in `off`.
+            unsafe {
+                libc::tcsetattr(0, libc::TCSANOW, saved);
+            }
+        }
+    }
+}
+
+/// True for a block device: a whole disk or a partition.
+pub fn is_disk(_path: &Path, meta: &Metadata) -> bool {
+    meta.file_type().is_block_device()
+}
+
+/// Drops the clean cached pages of `file`, so that a read-back reads the device.
+pub fn forget_cached(file: &File) {
+    // SAFETY: the descriptor is open for the life of `file`; the call only drops clean
+    // cached pages and fails harmlessly where unsupported.
+    unsafe {
+        libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED);
+    }
+}
+
+/// Writes every file system's dirty data to its disk.
+pub fn flush_disks() {
+    // SAFETY: sync(2) takes no arguments and cannot fail.
+    unsafe { libc::sync() };
+}
+
+/// Waits until the console sent what is queued for it. A serial console sends slower than
+/// the agent writes: what is still queued (the result line) would be lost with the power.
+pub fn drain_console() {
+    for fd in [1, 2] {
+        // SAFETY: tcdrain(3) on the process's own stdout and stderr; not a terminal: no wait.
+        unsafe { libc::tcdrain(fd) };
+    }
+}
+
+/// Powers off or restarts through reboot(2), else busybox's `poweroff -f` / `reboot -f`.
+/// Returns only when both failed, with what was tried.
+pub fn power(action: EndAction) -> Vec<String> {
+    let mut tried = Vec::new();
+    let cmd = match action {
+        EndAction::Poweroff => libc::RB_POWER_OFF,
+        EndAction::Reboot => libc::RB_AUTOBOOT,
+    };
+    // SAFETY: reboot(2) with a valid command; it returns only on failure (no CAP_SYS_BOOT).
+    if unsafe { libc::reboot(cmd) } != 0 {
+        tried.push(format!("reboot(2) failed: {}", io::Error::last_os_error()));
+    }
+    match Command::new(action.as_str()).arg("-f").status() {
+        Ok(s) if s.success() => {
+            // `-f` acts at once; if it returned, give it a moment before giving up.
+            std::thread::sleep(Duration::from_secs(5));
+            tried.push(format!("{} -f returned", action.as_str()));
+        }
+        Ok(s) => tried.push(format!("{} -f failed: {s}", action.as_str())),
+        Err(e) => tried.push(format!("cannot run {} -f: {e}", action.as_str())),
+    }
+    tried
+}
+
+/// The variables file when nothing names another one: the boot medium's, copied by the
+/// initramfs.
+pub const DEFAULT_VARIABLES: &str = "/etc/netdeploy/variables";

@@ -1,0 +1,257 @@
+//! The Windows build of the agent (`netdeploy-agent.exe`, target `x86_64-pc-windows-gnu`) under
+//! Wine, against a real netdeploy server on loopback: the same path as Windows PE booted over
+//! the network. The test takes the `netdeploy.ini` that the iPXE script of a `winpe`
+//! deployment injects through wimboot, and the agent runs with only that file: it asks for its
+//! policy with the run token the file carries, downloads and verifies a package file, runs
+//! `cmd.exe` commands that see the task sequence variables, writes files, and reports; the
+//! server then counts the machine as compliant.
+//!
+//! Wine 8 (Debian 12) lacks `bcryptprimitives.dll`, which Windows PE has; the test builds the
+//! stand-in in `tests/wine/` with MinGW and puts it beside the executable.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::harness::{boot_script, cli_ok, loopback_config, Server};
+
+const MAC: &str = "52:54:00:0e:01:01";
+
+/// `target/x86_64-pc-windows-gnu/debug/netdeploy-agent.exe`, built by lab/test.sh.
+fn windows_agent() -> PathBuf {
+    let target = Path::new(crate::harness::binary())
+        .ancestors()
+        .nth(2)
+        .expect("the target directory")
+        .to_owned();
+    let exe = target.join("x86_64-pc-windows-gnu/debug/netdeploy-agent.exe");
+    assert!(
+        exe.is_file(),
+        "{} is missing: build it with `cargo build --target x86_64-pc-windows-gnu -p \
+         netdeploy-agent` (lab/test.sh does)",
+        exe.display()
+    );
+    exe
+}
+
+/// Wine's path for a Linux path: its drive Z: is the root.
+fn wine_path(p: &Path) -> String {
+    format!("Z:{}", p.display()).replace('/', "\\")
+}
+
+/// The agent and the DLL stand-in in `dir`, ready to run.
+fn install_agent(dir: &Path) -> PathBuf {
+    let exe = dir.join("netdeploy-agent.exe");
+    std::fs::copy(windows_agent(), &exe).unwrap();
+    let shim = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/wine/bcryptprimitives.c");
+    let out = Command::new("x86_64-w64-mingw32-gcc")
+        .args(["-shared", "-O2", "-o"])
+        .arg(dir.join("bcryptprimitives.dll"))
+        .arg(&shim)
+        .arg("-ladvapi32")
+        .output()
+        .expect("x86_64-w64-mingw32-gcc (Debian package gcc-mingw-w64-x86-64)");
+    assert!(out.status.success(), "{out:?}");
+    exe
+}
+
+/// Runs `exe` under 64-bit Wine with its own prefix in `dir`, then stops that prefix's
+/// wineserver.
+fn wine(dir: &Path, exe: &Path, args: &[&str]) -> Output {
+    let prefix = dir.join("wineprefix");
+    let run = |program: &str, args: &[&str]| {
+        Command::new(program)
+            .args(args)
+            .env("WINEPREFIX", &prefix)
+            .env("WINEDEBUG", "-all")
+            .env("WINEDLLOVERRIDES", "mscoree,mshtml=")
+            .env_remove("DISPLAY")
+            .output()
+            .unwrap_or_else(|e| panic!("{program}: {e} (Debian package wine64)"))
+    };
+    let mut argv = vec![exe.to_str().unwrap()];
+    argv.extend_from_slice(args);
+    let out = run("/usr/lib/wine/wine64", &argv);
+    run("/usr/lib/wine/wineserver64", &["-k"]);
+    out
+}
+
+fn write_site(dir: &Path, out: &Path) -> PathBuf {
+    for (name, bytes) in [
+        ("wimboot", "wimboot binary"),
+        ("bootmgr", "bootmgr bytes"),
+        ("BCD", "bcd store"),
+        ("boot.sdi", "sdi"),
+        ("boot.wim", "a windows image"),
+    ] {
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+    std::fs::create_dir_all(dir.join("tools")).unwrap();
+    std::fs::write(dir.join("tools/unattend.xml"), "<unattend/>\r\n").unwrap();
+    let out = |name: &str| format!("{}\\{name}", wine_path(out));
+    let site = format!(
+        r#"site_code = "LAB"
+[[device]]
+name = "pc1"
+macs = ["{MAC}"]
+
+[[collection]]
+id = "lab"
+members = ["pc1"]
+
+[[package]]
+id = "tools"
+from = "tools"
+
+[[boot_image]]
+id = "winpe-x64"
+arch = "x64"
+kind = "winpe"
+wimboot = "wimboot"
+bootmgr = "bootmgr"
+bcd = "BCD"
+boot_sdi = "boot.sdi"
+boot_wim = "boot.wim"
+
+[[task_sequence]]
+id = "windows"
+name = "Windows"
+boot_image = "winpe-x64"
+steps = [
+    {{ name = "computer name", action = "set_variable", variable = "OSDComputerName", value = "PC-WINE" }},
+    {{ name = "say", action = "run_command", command = 'echo %OSDComputerName% %NETDEPLOY_DEPLOYMENT%> {said}' }},
+    {{ name = "answer file", action = "write_file", package = "tools", file = "unattend.xml", target = {unattend:?} }},
+    {{ name = "note", action = "write_file", value = "imaged by netdeploy", target = {note:?} }},
+    {{ name = "check", action = "run_command", command = 'if not exist {unattend} exit /b 9' }},
+]
+
+[[deployment]]
+id = "LAB00001"
+task_sequence = "windows"
+collection = "lab"
+purpose = "required"
+available_to = "media_pxe"
+"#,
+        said = out("said.txt"),
+        unattend = out("unattend.xml"),
+        note = out("note.txt"),
+    );
+    let path = dir.join("site.toml");
+    std::fs::write(&path, site).unwrap();
+    path
+}
+
+#[test]
+fn windows_agent_under_wine_runs_a_winpe_deployment_from_its_netdeploy_ini() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let data = dir.path().join("data");
+    let site = write_site(dir.path(), &out);
+    cli_ok(&data, &["site", "apply", site.to_str().unwrap()]);
+    let server = Server::start(dir.path(), &loopback_config(dir.path(), "proxy", ""));
+
+    // What Windows PE gets: the netdeploy.ini of the deployment's iPXE script.
+    let script = boot_script(&server, "/boot.ipxe?mac=52-54-00-0e-01-01&arch=7");
+    let url = server.url();
+    let ini_path = script
+        .lines()
+        .find(|l| l.contains("--name netdeploy.ini"))
+        .and_then(|l| l.split_whitespace().find(|w| w.starts_with("http://")))
+        .and_then(|u| u.strip_prefix(&url))
+        .unwrap_or_else(|| panic!("no netdeploy.ini in:\n{script}"))
+        .to_owned();
+    let ini = crate::harness::http_get(server.http_addr(), &ini_path);
+    assert!(ini.contains("NetdeployRunToken="), "{ini}");
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::write(bin.join("netdeploy.ini"), &ini).unwrap();
+    let exe = install_agent(&bin);
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+
+    let o = wine(
+        dir.path(),
+        &exe,
+        &[
+            "run",
+            "--vars",
+            &wine_path(&bin.join("netdeploy.ini")),
+            "--root",
+            &wine_path(&root),
+        ],
+    );
+    let console = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success(), "{console}");
+    assert!(
+        console.contains("machine mac=52:54:00:0e:01:01"),
+        "{console}"
+    );
+    assert!(
+        console.contains("context=pxe deployment=LAB00001"),
+        "{console}"
+    );
+
+    // cmd.exe ran the commands with the task sequence variables in their environment.
+    assert_eq!(
+        std::fs::read_to_string(out.join("said.txt")).unwrap(),
+        "PC-WINE LAB00001\r\n"
+    );
+    // The package file was downloaded and verified; the text was written.
+    assert_eq!(
+        std::fs::read(out.join("unattend.xml")).unwrap(),
+        b"<unattend/>\r\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("note.txt")).unwrap(),
+        "imaged by netdeploy"
+    );
+    // The server took the reports: the machine is compliant.
+    let status: serde_json::Value =
+        serde_json::from_str(&cli_ok(&server.data_dir(), &["status", "--json"])).unwrap();
+    let d = status["deployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["deployment"] == "LAB00001")
+        .unwrap();
+    assert_eq!(d["counts"]["compliant"], 1, "{status:#}\n{console}");
+}
+
+/// What Windows PE has in `X:\Windows\System32`, and the API sets Windows resolves itself.
+const WINPE_DLLS: &[&str] = &[
+    "kernel32.dll",
+    "ntdll.dll",
+    "msvcrt.dll",
+    "userenv.dll",
+    "ws2_32.dll",
+    "iphlpapi.dll",
+    "bcryptprimitives.dll",
+    "advapi32.dll",
+];
+
+#[test]
+fn the_windows_agent_imports_no_dll_beyond_what_windows_pe_has() {
+    let out = Command::new("x86_64-w64-mingw32-objdump")
+        .arg("-p")
+        .arg(windows_agent())
+        .output()
+        .expect("x86_64-w64-mingw32-objdump (Debian package binutils-mingw-w64-x86-64)");
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let dlls: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("DLL Name: "))
+        .map(str::to_ascii_lowercase)
+        .collect();
+    assert!(dlls.contains(&"kernel32.dll".to_owned()), "{text}");
+    for dll in &dlls {
+        assert!(
+            WINPE_DLLS.contains(&dll.as_str()) || dll.starts_with("api-ms-win-core-"),
+            "netdeploy-agent.exe imports {dll}, which Windows PE does not have; all: {dlls:?}"
+        );
+    }
+}
