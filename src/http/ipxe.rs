@@ -162,7 +162,7 @@ pub(super) fn default_image(s: &AppState, m: &Machine) -> Response {
     let Some(token) = super::cmdline::run_token(s, m.mac, m.uuid, None) else {
         return nothing(m, "the server cannot issue a run token");
     };
-    let cmdline = super::cmdline::default_image(&image.cmdline, &s.base, &m.mac, &token);
+    let cmdline = super::cmdline::default_image(&image.cmdline, s, &m.mac, &token);
     let initrd = image
         .initrd
         .as_ref()
@@ -287,8 +287,7 @@ pub(super) async fn run_deployment(
     let Some(token) = super::cmdline::run_token(s, m.mac, m.uuid, Some(&d.id.to_string())) else {
         return nothing(m, "the server cannot issue a run token");
     };
-    let cmdline =
-        super::cmdline::deployment(&image.cmdline, &s.base, &d.id.to_string(), &m.mac, &token);
+    let cmdline = super::cmdline::deployment(&image.cmdline, s, &d.id.to_string(), &m.mac, &token);
     // The loop guard holds from here for the next decision; the store follows.
     s.bootpath.record_start(decision, d, image).await;
     ipxe(linux_script(

@@ -16,6 +16,8 @@ pub const PREFERRED_ADVERT_ID: &str = "SMSTSPreferredAdvertID";
 pub const MEDIA_PASSWORD: &str = "SMSTSMediaPassword";
 /// The medium's own credential ([`crate::run_token::MediumKey`]).
 pub const MEDIUM_KEY: &str = "NetdeployMediumKey";
+/// The pin of the server's HTTPS certificate ([`crate::cert_pin::CertPin`]).
+pub const SERVER_PIN: &str = "NetdeployServerPin";
 
 /// What a boot medium holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,6 +125,8 @@ pub struct MediaVariables {
     pub media_password: Option<String>,
     /// The medium's key, `<id>.<secret>` (docs/security.md).
     pub medium_key: Option<String>,
+    /// The pin of the server's HTTPS certificate (docs/security.md).
+    pub server_pin: Option<crate::cert_pin::CertPin>,
 }
 
 /// A value the reader would not read back as written.
@@ -134,6 +138,8 @@ pub enum VariablesError {
     NoServer,
     #[error("{key} is {value:?}, expected BootMedia or FullMedia")]
     MediaType { key: &'static str, value: String },
+    #[error("{key}: {reason}")]
+    Pin { key: &'static str, reason: String },
     #[error(transparent)]
     Line(#[from] LineError),
 }
@@ -169,6 +175,9 @@ impl MediaVariables {
         if let Some(k) = &self.medium_key {
             line(MEDIUM_KEY, k)?;
         }
+        if let Some(p) = &self.server_pin {
+            line(SERVER_PIN, &p.to_string())?;
+        }
         Ok(s)
     }
 
@@ -190,6 +199,15 @@ impl MediaVariables {
             preferred_advert_id: owned(PREFERRED_ADVERT_ID),
             media_password: owned(MEDIA_PASSWORD),
             medium_key: owned(MEDIUM_KEY),
+            server_pin: v
+                .get(SERVER_PIN)
+                .map(|p| {
+                    p.parse().map_err(|reason| VariablesError::Pin {
+                        key: SERVER_PIN,
+                        reason,
+                    })
+                })
+                .transpose()?,
         })
     }
 }
@@ -230,6 +248,7 @@ mod tests {
             preferred_advert_id: None,
             media_password: None,
             medium_key: None,
+            server_pin: None,
         };
         let text = v.render().unwrap();
         assert_eq!(text, "[netdeploy]\r\nSMSTSMediaType=FullMedia\r\n");
@@ -250,6 +269,7 @@ mod tests {
                 preferred_advert_id: Some(bad.into()),
                 media_password: None,
                 medium_key: None,
+                server_pin: None,
             };
             assert_eq!(
                 v.render(),
@@ -269,6 +289,7 @@ mod tests {
             id in proptest::option::of("[!-~]([ -~]{0,20}[!-~])?"),
             pw in proptest::option::of("[!-~]{1,60}"),
             key in proptest::option::of("[0-9a-f]{8}\\.[0-9a-f]{64}"),
+            pin in proptest::option::of(proptest::array::uniform32(any::<u8>())),
         ) {
             let v = MediaVariables {
                 server_url: url,
@@ -276,6 +297,7 @@ mod tests {
                 preferred_advert_id: id,
                 media_password: pw,
                 medium_key: key,
+                server_pin: pin.map(crate::cert_pin::CertPin::from_digest),
             };
             if let Ok(text) = v.render() {
                 prop_assert_eq!(MediaVariables::read(&text).unwrap(), v);
