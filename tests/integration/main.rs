@@ -29,4 +29,5 @@ mod secure_boot;
 mod secure_boot_qemu;
 mod site_scale;
 mod tftp;
+mod tls;
 mod wake;
