@@ -347,8 +347,12 @@ pub(super) async fn winpe_variables(
     };
     let mut out = format!(
         "[netdeploy]\r\nSMSTSServerURL={}\r\nSMSTSMediaType=PXE\r\n",
-        s.base
+        s.agent_base()
     );
+    if let Some(h) = &s.https {
+        let key = netdeploy_wire::variables::SERVER_PIN;
+        out.push_str(&format!("{key}={}\r\n", h.pin));
+    }
     if let Some(d) = q.deployment.as_deref() {
         out.push_str(&format!("SMSTSPreferredAdvertID={}\r\n", clean(d)));
     }

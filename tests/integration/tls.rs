@@ -97,6 +97,24 @@ fn agent_fetches_its_policy_over_https_with_the_pin_of_the_ipxe_script() {
         Some(pin(&server).to_string().as_str()),
         "{script}"
     );
+    // Windows PE gets the same through its variables file, read with the media's parser.
+    let (code, ini) = http_request(
+        server.http_addr(),
+        "GET",
+        "/winpe/variables.ini?mac=52-54-00-1f-00-01",
+        &[],
+        b"",
+    );
+    assert_eq!(code, 200);
+    let vars = netdeploy_wire::variables::parse(&String::from_utf8_lossy(&ini)).unwrap();
+    assert_eq!(
+        vars.get("SMSTSServerURL"),
+        Some(https_url(&server).as_str())
+    );
+    assert_eq!(
+        vars.get("NetdeployServerPin"),
+        Some(pin(&server).to_string().as_str())
+    );
     // The agent's own configuration, read from that kernel line.
     let line = script
         .lines()
