@@ -286,6 +286,27 @@ fn check(path: &std::path::Path, c: &netdeploy::config::Config) -> anyhow::Resul
         println!("  boot file {arch}: {file}");
     }
     println!("  data dir: {}", c.data_dir.display());
+    match &c.http.tls {
+        None => println!("  https: off (the agent and the admin API use plain HTTP)"),
+        Some(t) => println!(
+            "  https: port {}, {}; /agent and /api over plain HTTP {} (`netdeploy tls \
+             fingerprint` prints the pin)",
+            t.port,
+            match &t.certificate {
+                netdeploy::config::CertificateSource::Files { cert, .. } =>
+                    format!("certificate {}", cert.display()),
+                netdeploy::config::CertificateSource::SelfSigned => format!(
+                    "self-signed certificate kept in {}",
+                    c.data_dir.join(netdeploy::tls::SELF_SIGNED_DIR).display()
+                ),
+            },
+            if t.allow_plain_http {
+                "allowed"
+            } else {
+                "refused"
+            },
+        ),
+    }
     match &c.import_root {
         Some(r) => println!(
             "  import root: {} (files a site file sent to the admin API may name)",
