@@ -386,3 +386,54 @@ fn https_connections_are_held_to_the_handshake_timeout_and_the_per_client_cap() 
         )
         .expect("the closing is logged");
 }
+
+#[test]
+fn media_build_passes_the_configurations_pin_to_the_builder() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("netdeploy.toml");
+    std::fs::write(&config, tls_config(dir.path())).unwrap();
+    // netdeploy runs the builder beside its own executable: a stand-in that prints its
+    // arguments.
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let netdeploy = bin.join("netdeploy");
+    std::fs::copy(binary(), &netdeploy).unwrap();
+    let builder = bin.join("netdeploy-media");
+    std::fs::write(&builder, "#!/bin/sh\necho \"$@\"\n").unwrap();
+    std::fs::set_permissions(&builder, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let run = |args: &[&str]| {
+        for _ in 0..50 {
+            match Command::new(&netdeploy)
+                .arg("--config")
+                .arg(&config)
+                .args(args)
+                .output()
+            {
+                // A file just written may be busy for a moment (ETXTBSY).
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                    std::thread::sleep(Duration::from_millis(100))
+                }
+                r => return r.unwrap(),
+            }
+        }
+        panic!("{} stayed busy", netdeploy.display());
+    };
+    let out = run(&["media", "build", "--server-url", "https://127.0.0.1:8443"]);
+    assert!(out.status.success(), "{out:?}");
+    let fingerprint = run(&["tls", "fingerprint"]);
+    let pin = String::from_utf8_lossy(&fingerprint.stdout)
+        .trim()
+        .to_owned();
+    assert!(pin.starts_with("sha256:"), "{fingerprint:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("build --server-url https://127.0.0.1:8443 --server-pin {pin}")
+    );
+    // A pin given on the command line is left as it is.
+    let out = run(&["media", "build", "--server-pin", "sha256:given"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "build --server-pin sha256:given"
+    );
+}
