@@ -66,6 +66,11 @@ counters! {
     /// HTTP connections closed because a request head took longer than
     /// `http.header_timeout_seconds`.
     http_connections_slow_header_closed,
+    /// HTTPS connections closed because their TLS handshake failed or did not end within
+    /// `http.tls.handshake_timeout_seconds`.
+    http_tls_handshakes_failed,
+    /// Agent and admin API requests over plain HTTP refused while HTTPS is on (answered 403).
+    http_plain_refused,
     /// Admin API requests without a valid bearer token (answered 401).
     admin_auth_failures,
     /// Admin API requests answered 429 because their address guessed wrong too often.

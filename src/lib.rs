@@ -10,6 +10,7 @@
 //!   `dhcp::leases`, sockets in `dhcp::server`);
 //! - [`tftp`]: the read-only TFTP server (pure state machine and path rules, thin tokio layer);
 //! - [`http`]: per-machine iPXE scripts and boot image files;
+//! - [`tls`]: the HTTPS certificate (configured, or self-signed and kept) and its pin;
 //! - [`secure_boot`]: the Secure Boot chain (shim, signed GRUB, signed kernel): what TFTP serves
 //!   for it and the GRUB configurations, pure;
 //! - [`credentials`]: the run token rules of the boot environment's channel, pure;
@@ -41,4 +42,5 @@ pub mod serve;
 pub mod snapshot;
 pub mod store;
 pub mod tftp;
+pub mod tls;
 pub mod wake;

@@ -87,6 +87,9 @@ enum Command {
     /// Deployment alerts: raised when a deployment's failures pass its threshold.
     #[command(subcommand)]
     Alert(cli::alert::AlertCommand),
+    /// HTTPS of the agent and the admin API (`[http.tls]`): the certificate's pin.
+    #[command(subcommand)]
+    Tls(cli::tls::TlsCommand),
 }
 
 const EXAMPLE: &str = include_str!("../netdeploy.example.toml");
@@ -115,6 +118,7 @@ const REFERENCES: &[(&str, &[&str])] = &[
     ("pxe", &["selection-rules.md", "operating.md"]),
     ("content", &["content.md"]),
     ("alert", &["status.md"]),
+    ("tls", &["security.md", "configuration.md"]),
 ];
 
 /// The command line with each command's reference line (clap panics on a name it lacks).
@@ -167,7 +171,7 @@ fn run(command: Command, locate: cli::locate::Locate) -> anyhow::Result<()> {
         {
             return cli::media::keys(&locate.resolve(false)?, args);
         }
-        return media(args);
+        return media(args, &locate);
     }
     if let Command::ConfigExample = command {
         print!("{EXAMPLE}");
@@ -187,6 +191,10 @@ fn run(command: Command, locate: cli::locate::Locate) -> anyhow::Result<()> {
     // Makes a configuration line from a typed password: no data directory involved.
     if let Command::Pxe(cli::pxe::PxeCommand::PasswordHash) = command {
         return cli::pxe::password_hash();
+    }
+    if let Command::Tls(c) = command {
+        let (_, config) = locate.server_config()?;
+        return cli::tls::tls(&config, c);
     }
     let data = &locate.resolve(command.creates_objects())?;
     // Only wake-on-LAN needs the served interfaces; every other command reads the data
@@ -215,7 +223,11 @@ fn run(command: Command, locate: cli::locate::Locate) -> anyhow::Result<()> {
         Command::Status(a) => cli::status::status(data, a),
         Command::Content(c) => cli::content::content(data, c),
         Command::Alert(c) => cli::alert::alert(data, c),
-        Command::Media { .. } | Command::ConfigExample | Command::Serve | Command::Check => {
+        Command::Media { .. }
+        | Command::ConfigExample
+        | Command::Serve
+        | Command::Check
+        | Command::Tls(_) => {
             unreachable!("handled above")
         }
     }
@@ -278,6 +290,27 @@ fn check(path: &std::path::Path, c: &netdeploy::config::Config) -> anyhow::Resul
         println!("  boot file {arch}: {file}");
     }
     println!("  data dir: {}", c.data_dir.display());
+    match &c.http.tls {
+        None => println!("  https: off (the agent and the admin API use plain HTTP)"),
+        Some(t) => println!(
+            "  https: port {}, {}; /agent and /api over plain HTTP {} (`netdeploy tls \
+             fingerprint` prints the pin)",
+            t.port,
+            match &t.certificate {
+                netdeploy::config::CertificateSource::Files { cert, .. } =>
+                    format!("certificate {}", cert.display()),
+                netdeploy::config::CertificateSource::SelfSigned => format!(
+                    "self-signed certificate kept in {}",
+                    c.data_dir.join(netdeploy::tls::SELF_SIGNED_DIR).display()
+                ),
+            },
+            if t.allow_plain_http {
+                "allowed"
+            } else {
+                "refused"
+            },
+        ),
+    }
     match &c.import_root {
         Some(r) => println!(
             "  import root: {} (files a site file sent to the admin API may name)",
@@ -343,14 +376,28 @@ fn boot_image_lines(c: &netdeploy::config::Config) -> Vec<String> {
 }
 
 /// Runs the media builder installed beside this binary (or on PATH) in place of this process.
-fn media(args: &[String]) -> anyhow::Result<()> {
+/// `media build` without `--server-pin` gets the pin of the configuration's HTTPS certificate
+/// when the configuration has one.
+fn media(args: &[String], locate: &cli::locate::Locate) -> anyhow::Result<()> {
     use std::os::unix::process::CommandExt;
+    let mut args = args.to_vec();
+    let builds = args.first().is_some_and(|a| a == "build");
+    let has_pin = args.iter().any(|a| a.starts_with("--server-pin"));
+    if builds && !has_pin {
+        if let Ok((_, config)) = locate.server_config() {
+            if config.http.tls.is_some() {
+                let pin = cli::tls::fingerprint(&config)?;
+                eprintln!("--server-pin {pin} (the configuration's HTTPS certificate)");
+                args.extend(["--server-pin".to_owned(), pin.to_string()]);
+            }
+        }
+    }
     let beside = std::env::current_exe()
         .ok()
         .and_then(|p| p.parent().map(|d| d.join("netdeploy-media")))
         .filter(|p| p.is_file());
     let program = beside.unwrap_or_else(|| PathBuf::from("netdeploy-media"));
-    let err = std::process::Command::new(&program).args(args).exec();
+    let err = std::process::Command::new(&program).args(&args).exec();
     anyhow::bail!(
         "cannot run {}: {err} (build both with cargo build --release -p netdeploy -p media-builder, \
          or install netdeploy-media beside netdeploy or on PATH)",

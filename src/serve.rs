@@ -48,6 +48,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| format!("http://{}:{http_port}", config.server_address));
 
+    let https = match &config.http.tls {
+        Some(tls) => Some(bind_https(&config, tls).await?),
+        None => None,
+    };
+
     let mut tftp_sockets = Vec::new();
     for iface in &config.interfaces {
         let addr = SocketAddr::from((iface.address, config.tftp_port));
@@ -95,6 +100,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "tftp_root": config.tftp.root.display().to_string(),
         "http": http_listeners.iter().map(|l| l.local_addr().map(|a| a.to_string()).unwrap_or_default()).collect::<Vec<_>>(),
         "url": base,
+        "https": https.as_ref().map(|h| h.listeners.iter().map(|l| l.local_addr().map(|a| a.to_string()).unwrap_or_default()).collect::<Vec<_>>()),
+        "https_url": https.as_ref().map(|h| h.state.base.clone()),
+        "tls_pin": https.as_ref().map(|h| h.state.pin.to_string()),
     });
     // The JSON line on stdout is for programs; the log gets a line for people, so a terminal
     // that shows both does not show the same line twice.
@@ -130,6 +138,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         admin_throttle: Default::default(),
         sightings: shared.sightings.clone(),
         pxe_password: Default::default(),
+        https: https.as_ref().map(|h| h.state.clone()),
     });
     let mut settings = config.tftp.clone();
     if let Some(shim) = &config.boot.shim {
@@ -177,10 +186,21 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     for l in http_listeners {
         let (state, table, cancel) = (state.clone(), table.clone(), cancel.clone());
         tasks.spawn(async move {
-            if let Err(e) = http::serve(l, state, table, cancel).await {
+            if let Err(e) = http::serve(l, state, table, cancel, None).await {
                 tracing::error!(error = %e, "HTTP listener stopped");
             }
         });
+    }
+    if let Some(https) = https {
+        for l in https.listeners {
+            let (state, table, cancel) = (state.clone(), table.clone(), cancel.clone());
+            let accept = https.accept.clone();
+            tasks.spawn(async move {
+                if let Err(e) = http::serve(l, state, table, cancel, Some(accept)).await {
+                    tracing::error!(error = %e, "HTTPS listener stopped");
+                }
+            });
+        }
     }
 
     shutdown_signal().await;
@@ -201,6 +221,50 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .collect();
     tracing::info!(counters = %counts.join(" "), "stopped");
     Ok(())
+}
+
+/// The HTTPS listeners with their certificate.
+struct HttpsListeners {
+    listeners: Vec<tokio::net::TcpListener>,
+    accept: http::connections::TlsAccept,
+    state: http::Https,
+}
+
+/// Loads (or makes, on first start) the certificate, logs its pin and binds `http.tls.port` on
+/// every served address.
+async fn bind_https(
+    config: &Config,
+    tls: &crate::config::TlsConfig,
+) -> anyhow::Result<HttpsListeners> {
+    let names = crate::tls::served_names(config);
+    let certificate = crate::tls::certificate(tls, &config.data_dir, &names)?;
+    let server_config = crate::tls::server_config(&certificate)?;
+    tracing::info!(
+        pin = %certificate.pin,
+        certificate = %certificate.cert_path.display(),
+        made = certificate.made,
+        "HTTPS certificate (the agent and media pin it: netdeploy.pin, NetdeployServerPin)"
+    );
+    let mut listeners = Vec::new();
+    for iface in &config.interfaces {
+        let addr = SocketAddr::from((iface.address, tls.port));
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("http.tls.port: cannot listen for HTTPS on {addr}"))?;
+        listeners.push(l);
+    }
+    let port = listeners[0].local_addr()?.port();
+    Ok(HttpsListeners {
+        listeners,
+        accept: http::connections::TlsAccept {
+            acceptor: tokio_rustls::TlsAcceptor::from(server_config),
+            handshake_timeout: tls.handshake_timeout,
+        },
+        state: http::Https {
+            base: format!("https://{}:{port}", config.server_address),
+            pin: certificate.pin,
+        },
+    })
 }
 
 /// Descriptors kept for everything but HTTP connections: listeners, TFTP transfers and the

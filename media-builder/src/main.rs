@@ -87,6 +87,11 @@ struct BuildArgs {
         value_parser = parse_medium_key
     )]
     medium_key: Option<netdeploy_wire::run_token::MediumKey>,
+    /// The SHA-256 pin of the server's HTTPS certificate, `sha256:<hex>` as `netdeploy tls
+    /// fingerprint` prints it: the agent then accepts that certificate only
+    /// (NetdeployServerPin, docs/security.md). Needed when --server-url is https://.
+    #[arg(long, value_name = "PIN", value_parser = parse_server_pin)]
+    server_pin: Option<netdeploy_wire::cert_pin::CertPin>,
     #[arg(long, value_enum, default_value = "iso")]
     format: Format,
     /// Image to write (replaced if it exists; it is written as OUTPUT with the extension
@@ -124,6 +129,16 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
         anyhow::bail!(
             "the media password is empty (--password or NETDEPLOY_MEDIA_PASSWORD): give a \
              password, or leave both out for media without one"
+        );
+    }
+    if args
+        .server_url
+        .get(..8)
+        .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+        && args.server_pin.is_none()
+    {
+        anyhow::bail!(
+            "--server-url is https:// but --server-pin is missing: the agent accepts only a              pinned certificate (give the output of `netdeploy tls fingerprint`)"
         );
     }
     media::check_cmdline(&args.cmdline)?;
@@ -190,6 +205,7 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
         medium_key: args.medium_key.map(|k| k.to_string()),
         mac: None,
         run_token: None,
+        server_pin: args.server_pin,
     }
     .render()?;
     let boot = BootImage::load(&args.kernel, &args.initrd, &args.cmdline)?;
@@ -248,6 +264,11 @@ fn refuse_output_over_input(output: &Path, inputs: &[PathBuf]) -> anyhow::Result
 
 /// `--medium-key`: `<id>.<secret>` as `netdeploy media key` prints it.
 fn parse_medium_key(s: &str) -> Result<netdeploy_wire::run_token::MediumKey, String> {
+    s.trim().parse()
+}
+
+/// `--server-pin`: `sha256:<hex>` as `netdeploy tls fingerprint` prints it.
+fn parse_server_pin(s: &str) -> Result<netdeploy_wire::cert_pin::CertPin, String> {
     s.trim().parse()
 }
 

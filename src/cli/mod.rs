@@ -18,6 +18,7 @@ pub mod pxe;
 pub mod site;
 pub mod status;
 pub mod task_sequence;
+pub mod tls;
 pub mod wake;
 
 pub use locate::DataDir;

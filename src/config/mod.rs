@@ -144,6 +144,29 @@ pub struct HttpConfig {
     /// the API off.
     pub api_tokens: Vec<ApiToken>,
     pub limits: HttpLimits,
+    /// HTTPS (`[http.tls]`); `None`: plain HTTP only.
+    pub tls: Option<TlsConfig>,
+}
+
+/// HTTPS for the agent endpoints and the admin API (docs/security.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// Port to listen on for HTTPS, on every served interface address (0: ephemeral).
+    pub port: u16,
+    pub certificate: CertificateSource,
+    /// Time a client has to finish the TLS handshake once connected.
+    pub handshake_timeout: Duration,
+    /// Whether `/agent/*` and `/api/*` are still answered over plain HTTP.
+    pub allow_plain_http: bool,
+}
+
+/// Where the HTTPS certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertificateSource {
+    /// `http.tls.cert` and `http.tls.key`: PEM files, the certificate chain leaf first.
+    Files { cert: PathBuf, key: PathBuf },
+    /// Made on first start and kept in the data directory (src/tls.rs).
+    SelfSigned,
 }
 
 /// What a bearer token of the admin API may do.
@@ -594,6 +617,7 @@ impl Config {
         };
         let api_tokens = api_tokens(&w.http)?;
         let limits = http_limits(&w.http)?;
+        let tls = w.http.tls.as_ref().map(tls_config).transpose()?;
         if let Some(url) = &w.http.public_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(field(
@@ -666,6 +690,7 @@ impl Config {
                     .map(|u| u.trim_end_matches('/').to_owned()),
                 api_tokens,
                 limits,
+                tls,
             },
             boot: BootConfig {
                 files,
@@ -848,6 +873,52 @@ fn api_tokens(w: &wire::Http) -> Result<Vec<ApiToken>, ConfigError> {
         });
     }
     Ok(tokens)
+}
+
+/// `[http.tls]`: the certificate and key go together, and name files.
+fn tls_config(w: &wire::Tls) -> Result<TlsConfig, ConfigError> {
+    let certificate = match (&w.cert, &w.key) {
+        (None, None) => CertificateSource::SelfSigned,
+        (Some(_), None) => {
+            return Err(field(
+                "http.tls.key",
+                "missing: http.tls.cert needs the key that goes with it",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(field(
+                "http.tls.cert",
+                "missing: http.tls.key needs the certificate that goes with it",
+            ))
+        }
+        (Some(cert), Some(key)) => {
+            for (name, p) in [("http.tls.cert", cert), ("http.tls.key", key)] {
+                if !p.is_file() {
+                    return Err(field(name, format!("{} is not a file", p.display())));
+                }
+            }
+            CertificateSource::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            }
+        }
+    };
+    let handshake_timeout = match w.handshake_timeout_seconds {
+        None => Duration::from_secs(10),
+        Some(s) if (1..=300).contains(&s) => Duration::from_secs(s),
+        Some(_) => {
+            return Err(field(
+                "http.tls.handshake_timeout_seconds",
+                "must be between 1 and 300",
+            ))
+        }
+    };
+    Ok(TlsConfig {
+        port: w.port.unwrap_or(8443),
+        certificate,
+        handshake_timeout,
+        allow_plain_http: w.allow_plain_http.unwrap_or(false),
+    })
 }
 
 fn http_limits(w: &wire::Http) -> Result<HttpLimits, ConfigError> {

@@ -90,6 +90,18 @@ pub struct Http {
     pub idle_timeout_seconds: Option<u64>,
     pub max_connections: Option<usize>,
     pub max_connections_per_client: Option<usize>,
+    /// HTTPS for the agent endpoints and the admin API; absent: plain HTTP only.
+    pub tls: Option<Tls>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    pub port: Option<u16>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub handshake_timeout_seconds: Option<u64>,
+    pub allow_plain_http: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -107,28 +107,42 @@ pub(super) fn choose(
     }
 }
 
+/// Where the agent asks for its policy: the HTTPS URL and the certificate's pin while HTTPS is
+/// on (the agent accepts that certificate only, docs/security.md), else the HTTP URL.
+fn server(s: &AppState) -> String {
+    match &s.https {
+        Some(h) => format!(
+            "netdeploy.server={} {}={}",
+            h.base,
+            netdeploy_wire::cert_pin::CMDLINE_PARAMETER,
+            h.pin
+        ),
+        None => format!("netdeploy.server={}", s.base),
+    }
+}
+
 /// The configuration's `[boot.image]`, booted while no deployment is declared.
 pub(super) fn default_image(
     image_cmdline: &str,
-    base: &str,
+    s: &AppState,
     mac: &Mac,
     token: &RunToken,
 ) -> String {
-    format!(
-        "{image_cmdline} netdeploy.server={base} netdeploy.mac={mac} {CMDLINE_PARAMETER}={token}"
-    )
+    let server = server(s);
+    format!("{image_cmdline} {server} netdeploy.mac={mac} {CMDLINE_PARAMETER}={token}")
 }
 
 /// A deployment's boot image started through PXE.
 pub(super) fn deployment(
     image_cmdline: &str,
-    base: &str,
+    s: &AppState,
     deployment: &str,
     mac: &Mac,
     token: &RunToken,
 ) -> String {
+    let server = server(s);
     format!(
-        "{image_cmdline} netdeploy.server={base} netdeploy.deployment={deployment} \
+        "{image_cmdline} {server} netdeploy.deployment={deployment} \
          netdeploy.context=pxe netdeploy.mac={mac} {CMDLINE_PARAMETER}={token}"
     )
 }

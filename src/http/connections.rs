@@ -7,6 +7,9 @@
 //! longer than the header timeout to send a request head it has started. An idle connection
 //! then costs its peer a file descriptor for a bounded time only, so a crowd of idle sockets
 //! cannot exhaust the server's descriptors and hang HTTP and TFTP with them.
+//!
+//! The HTTPS listener holds its connections to the same caps and timeouts, and to a TLS
+//! handshake timeout before them. Every request carries the [`Transport`] it came over.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -25,6 +28,20 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::HttpLimits;
 use crate::counters::Counters;
+
+/// Which listener a request came through, in the request's extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Http,
+    Https,
+}
+
+/// What the HTTPS listener does before HTTP: the handshake, within its timeout.
+#[derive(Clone)]
+pub struct TlsAccept {
+    pub acceptor: tokio_rustls::TlsAcceptor,
+    pub handshake_timeout: Duration,
+}
 
 /// Why a new connection was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -337,7 +354,8 @@ fn refusal_response(r: Refusal) -> Vec<u8> {
     .into_bytes()
 }
 
-/// Serves HTTP on an already bound listener until cancelled, then lets open requests finish.
+/// Serves HTTP (or HTTPS, with `tls`) on an already bound listener until cancelled, then lets
+/// open requests finish.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: axum::Router,
@@ -345,6 +363,7 @@ pub async fn serve(
     counters: Arc<Counters>,
     table: Arc<Mutex<ConnectionTable>>,
     cancel: CancellationToken,
+    tls: Option<TlsAccept>,
 ) -> std::io::Result<()> {
     let mut conns = tokio::task::JoinSet::new();
     loop {
@@ -388,83 +407,123 @@ pub async fn serve(
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(client = %peer, error = %e, "cannot set TCP_NODELAY");
         }
-        conns.spawn(connection(
-            stream,
+        let conn = Connection {
             peer,
-            router.clone(),
+            router: router.clone(),
             limits,
-            counters.clone(),
-            slot,
-            cancel.clone(),
-        ));
+            counters: counters.clone(),
+            cancel: cancel.clone(),
+        };
+        match &tls {
+            None => {
+                conns.spawn(conn.serve(stream, Transport::Http, slot));
+            }
+            Some(tls) => {
+                conns.spawn(conn.handshake(stream, tls.clone(), slot));
+            }
+        }
     }
     while conns.join_next().await.is_some() {}
     Ok(())
 }
 
-/// One connection: HTTP/1.1 with keep-alive, closed by its watchdog or at shutdown once idle.
-async fn connection(
-    stream: tokio::net::TcpStream,
+/// What one connection is served with.
+struct Connection {
     peer: SocketAddr,
     router: axum::Router,
     limits: HttpLimits,
     counters: Arc<Counters>,
-    _slot: Slot,
     cancel: CancellationToken,
-) {
-    let activity = Arc::new(Activity::new());
-    let io = TokioIo::new(Watched {
-        inner: stream,
-        activity: activity.clone(),
-    });
-    let service = {
-        let activity = activity.clone();
-        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-            let in_flight = activity.begin();
-            req.extensions_mut().insert(ConnectInfo(peer));
-            let call = tower::ServiceExt::oneshot(router.clone(), req.map(Body::new));
-            async move {
-                let resp = call.await?;
-                Ok::<_, std::convert::Infallible>(resp.map(|body| {
-                    Body::new(Tracked {
-                        body,
-                        _in_flight: in_flight,
-                    })
-                }))
+}
+
+impl Connection {
+    /// The TLS handshake within its timeout, then HTTP over it. The slot is held from accept.
+    async fn handshake(self, stream: tokio::net::TcpStream, tls: TlsAccept, slot: Slot) {
+        let peer = self.peer;
+        let accepted = tokio::select! {
+            r = tokio::time::timeout(tls.handshake_timeout, tls.acceptor.accept(stream)) => r,
+            _ = self.cancel.cancelled() => return,
+        };
+        match accepted {
+            Ok(Ok(stream)) => self.serve(stream, Transport::Https, slot).await,
+            Ok(Err(e)) => {
+                Counters::bump(&self.counters.http_tls_handshakes_failed);
+                tracing::info!(client = %peer, error = %e, "HTTPS connection closed: TLS handshake failed");
             }
-        })
-    };
-    let conn = hyper::server::conn::http1::Builder::new()
-        .keep_alive(true)
-        .serve_connection(io, service);
-    tokio::pin!(conn);
-    let dog = watchdog(activity, limits);
-    tokio::pin!(dog);
-    let mut shutting_down = false;
-    loop {
-        tokio::select! {
-            r = conn.as_mut() => {
-                if let Err(e) = r {
-                    tracing::debug!(client = %peer, error = %e, "HTTP connection ended with an error");
+            Err(_) => {
+                Counters::bump(&self.counters.http_tls_handshakes_failed);
+                tracing::info!(client = %peer, "HTTPS connection closed: TLS handshake not done within http.tls.handshake_timeout_seconds");
+            }
+        }
+    }
+
+    /// HTTP/1.1 with keep-alive, closed by its watchdog or at shutdown once idle.
+    async fn serve<S>(self, stream: S, transport: Transport, _slot: Slot)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Connection {
+            peer,
+            router,
+            limits,
+            counters,
+            cancel,
+        } = self;
+        let activity = Arc::new(Activity::new());
+        let io = TokioIo::new(Watched {
+            inner: stream,
+            activity: activity.clone(),
+        });
+        let service = {
+            let activity = activity.clone();
+            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                let in_flight = activity.begin();
+                req.extensions_mut().insert(ConnectInfo(peer));
+                req.extensions_mut().insert(transport);
+                let call = tower::ServiceExt::oneshot(router.clone(), req.map(Body::new));
+                async move {
+                    let resp = call.await?;
+                    Ok::<_, std::convert::Infallible>(resp.map(|body| {
+                        Body::new(Tracked {
+                            body,
+                            _in_flight: in_flight,
+                        })
+                    }))
                 }
-                return;
-            }
-            reason = dog.as_mut() => {
-                match reason {
-                    CloseReason::Idle => {
-                        Counters::bump(&counters.http_connections_idle_closed);
-                        tracing::debug!(client = %peer, "HTTP connection closed: idle past http.idle_timeout_seconds");
+            })
+        };
+        let conn = hyper::server::conn::http1::Builder::new()
+            .keep_alive(true)
+            .serve_connection(io, service);
+        tokio::pin!(conn);
+        let dog = watchdog(activity, limits);
+        tokio::pin!(dog);
+        let mut shutting_down = false;
+        loop {
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::debug!(client = %peer, error = %e, "HTTP connection ended with an error");
                     }
-                    CloseReason::SlowHeader => {
-                        Counters::bump(&counters.http_connections_slow_header_closed);
-                        tracing::info!(client = %peer, "HTTP connection closed: request head not complete within http.header_timeout_seconds");
-                    }
+                    return;
                 }
-                return;
-            }
-            _ = cancel.cancelled(), if !shutting_down => {
-                shutting_down = true;
-                conn.as_mut().graceful_shutdown();
+                reason = dog.as_mut() => {
+                    match reason {
+                        CloseReason::Idle => {
+                            Counters::bump(&counters.http_connections_idle_closed);
+                            tracing::debug!(client = %peer, "HTTP connection closed: idle past http.idle_timeout_seconds");
+                        }
+                        CloseReason::SlowHeader => {
+                            Counters::bump(&counters.http_connections_slow_header_closed);
+                            tracing::info!(client = %peer, "HTTP connection closed: request head not complete within http.header_timeout_seconds");
+                        }
+                    }
+                    return;
+                }
+                _ = cancel.cancelled(), if !shutting_down => {
+                    shutting_down = true;
+                    conn.as_mut().graceful_shutdown();
+                }
             }
         }
     }

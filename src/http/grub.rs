@@ -171,7 +171,7 @@ fn default_image(s: &AppState, m: &Machine) -> String {
     let Some(token) = super::cmdline::run_token(s, m.mac, m.uuid, None) else {
         return m.nothing("the server cannot issue a run token");
     };
-    let cmdline = super::cmdline::default_image(&image.cmdline, &s.base, &m.mac, &token);
+    let cmdline = super::cmdline::default_image(&image.cmdline, s, &m.mac, &token);
     let mac = m.mac.to_string();
     let boot = LinuxBoot {
         mac: &mac,
@@ -221,8 +221,7 @@ fn run_deployment(
     let Some(token) = super::cmdline::run_token(s, m.mac, m.uuid, Some(&d.id.to_string())) else {
         return m.nothing("the server cannot issue a run token");
     };
-    let cmdline =
-        super::cmdline::deployment(&image.cmdline, &s.base, &d.id.to_string(), &m.mac, &token);
+    let cmdline = super::cmdline::deployment(&image.cmdline, s, &d.id.to_string(), &m.mac, &token);
     let ts_name = catalog
         .task_sequence(&d.task_sequence)
         .map(|t| t.name.as_str())

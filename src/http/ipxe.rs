@@ -195,7 +195,7 @@ pub(super) fn default_image(s: &AppState, m: &Machine) -> Response {
     let Some(token) = super::cmdline::run_token(s, m.mac, m.uuid, None) else {
         return nothing(m, "the server cannot issue a run token");
     };
-    let cmdline = super::cmdline::default_image(&image.cmdline, &s.base, &m.mac, &token);
+    let cmdline = super::cmdline::default_image(&image.cmdline, s, &m.mac, &token);
     let initrd = image
         .initrd
         .as_ref()
@@ -329,8 +329,7 @@ pub(super) async fn run_deployment(
     let Some(token) = super::cmdline::run_token(s, m.mac, m.uuid, Some(&d.id.to_string())) else {
         return nothing(m, "the server cannot issue a run token");
     };
-    let cmdline =
-        super::cmdline::deployment(&image.cmdline, &s.base, &d.id.to_string(), &m.mac, &token);
+    let cmdline = super::cmdline::deployment(&image.cmdline, s, &d.id.to_string(), &m.mac, &token);
     // The loop guard holds from here for the next decision; the store follows.
     s.bootpath.record_start(decision, d, image).await;
     ipxe(linux_script(
@@ -395,13 +394,14 @@ pub(super) async fn winpe_variables(
             .collect()
     };
     let variables = MediaVariables {
-        server_url: Some(s.base.clone()),
+        server_url: Some(s.agent_base().to_owned()),
         media_type: MediaType::Pxe,
         preferred_advert_id: q.deployment.as_deref().map(clean),
         media_password: None,
         medium_key: None,
         mac: q.mac.as_deref().map(clean),
         run_token: q.token.as_deref().map(clean),
+        server_pin: s.https.as_ref().map(|h| h.pin),
     };
     let out = match variables.render() {
         Ok(out) => out,

@@ -6,7 +6,8 @@
 //! - `files`: content by hash and the TFTP root over HTTP, with `Range`;
 //! - `agent`: the boot environment's policy and status messages;
 //! - `admin`: the admin API; [`status_page`]: the status pages; `metrics`: counters;
-//! - [`connections`]: the accept loop with its limits.
+//! - [`connections`]: the accept loop with its limits, over HTTP and HTTPS;
+//! - [`https_only`]: which paths only HTTPS answers while it is on (docs/security.md).
 
 mod admin;
 mod admin_auth;
@@ -15,6 +16,7 @@ mod cmdline;
 pub mod connections;
 mod files;
 mod grub;
+pub mod https_only;
 mod ipxe;
 mod metrics;
 mod pxe_password;
@@ -23,6 +25,7 @@ pub mod status_page;
 
 use std::sync::Arc;
 
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 
@@ -54,6 +57,24 @@ pub struct AppState {
     pub sightings: Arc<crate::dhcp::sightings::Sightings>,
     /// Checks of the PXE password, and wrong ones per address.
     pub pxe_password: pxe_password::Gate,
+    /// The HTTPS listener's base URL and certificate pin, when `[http.tls]` is on.
+    pub https: Option<Https>,
+}
+
+/// Where the agent and the admin API are served while HTTPS is on.
+#[derive(Debug, Clone)]
+pub struct Https {
+    /// `https://server:port`, no trailing slash.
+    pub base: String,
+    pub pin: netdeploy_wire::cert_pin::CertPin,
+}
+
+impl AppState {
+    /// The base URL the boot environment's agent is given for its policy and status: the
+    /// HTTPS one while HTTPS is on.
+    pub fn agent_base(&self) -> &str {
+        self.https.as_ref().map_or(&self.base, |h| &h.base)
+    }
 }
 
 /// The router of every HTTP endpoint.
@@ -80,6 +101,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             state.clone(),
             store_consistency,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            refuse_plain_http,
+        ))
         .with_state(state)
 }
 
@@ -104,15 +129,70 @@ async fn store_consistency(
     response
 }
 
-/// Serves HTTP on an already bound listener until cancelled, holding every connection to
-/// `http` limits of the configuration; `table` counts the connections of every listener.
+/// While HTTPS is on, the agent endpoints and the admin API over plain HTTP are answered 403
+/// with the HTTPS URL to use, unless `http.tls.allow_plain_http` says otherwise: their run
+/// tokens, medium keys and bearer tokens must not cross the network in clear.
+async fn refuse_plain_http(
+    axum::extract::State(s): axum::extract::State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let transport = request
+        .extensions()
+        .get::<connections::Transport>()
+        .copied()
+        .unwrap_or(connections::Transport::Http);
+    let allowed = s
+        .config
+        .http
+        .tls
+        .as_ref()
+        .is_none_or(|t| t.allow_plain_http);
+    match &s.https {
+        Some(https)
+            if transport == connections::Transport::Http
+                && !allowed
+                && https_only::path_needs_https(request.uri().path()) =>
+        {
+            crate::counters::Counters::bump(&s.counters.http_plain_refused);
+            let peer = request
+                .extensions()
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.to_string())
+                .unwrap_or_default();
+            let path = request.uri().path();
+            tracing::warn!(client = %peer, path, "refused over plain HTTP: HTTPS only (http.tls)");
+            let target = request.uri().path_and_query().map_or(path, |p| p.as_str());
+            (
+                axum::http::StatusCode::FORBIDDEN,
+                https_only::refusal(path, &https.base, target),
+            )
+                .into_response()
+        }
+        _ => next.run(request).await,
+    }
+}
+
+/// Serves HTTP (HTTPS with `tls`) on an already bound listener until cancelled, holding every
+/// connection to `http` limits of the configuration; `table` counts the connections of every
+/// listener.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     table: Arc<std::sync::Mutex<connections::ConnectionTable>>,
     cancel: tokio_util::sync::CancellationToken,
+    tls: Option<connections::TlsAccept>,
 ) -> std::io::Result<()> {
     let limits = state.config.http.limits;
     let counters = state.counters.clone();
-    connections::serve(listener, router(state), limits, counters, table, cancel).await
+    connections::serve(
+        listener,
+        router(state),
+        limits,
+        counters,
+        table,
+        cancel,
+        tls,
+    )
+    .await
 }

@@ -1,7 +1,8 @@
 //! The task sequence runs for real (QEMU in the lab network): a machine PXE-boots, the agent
 //! applies a raw disk image to its virtual disk and powers off; the disk's bytes and the
-//! server's records are checked. Also: altered content fails naming the file; a download cut
-//! by a server restart resumes with Range.
+//! server's records are checked. The first run has HTTPS on, so the agent pins the server's
+//! certificate in a real boot. Also: altered content fails naming the file; a download cut by
+//! a server restart resumes with Range.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -21,7 +22,8 @@ struct Setup {
     disk: PathBuf,
 }
 
-fn setup(image_mib: usize, tamper: bool) -> Setup {
+/// The lab with LAB00001 for the machine; `extra` is added to the server's configuration.
+fn setup(image_mib: usize, tamper: bool, extra: &str) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let (kernel, initrd) = boot_image();
     let pkg = dir.path().join("disk");
@@ -82,7 +84,7 @@ accept_high_risk = true
     }
     let disk = dir.path().join("vda.img");
     std::fs::write(&disk, vec![0u8; (image_mib + 1) * 1024 * 1024]).unwrap();
-    let config = lab_dhcp_config(&data);
+    let config = format!("{}{extra}", lab_dhcp_config(&data));
     let lab = Lab::up();
     let server = Server::start_in(dir.path(), &config, &lab.exec_prefix());
     Setup {
@@ -114,8 +116,8 @@ fn state_counts(v: &serde_json::Value) -> (u64, u64) {
 }
 
 #[test]
-fn machine_applies_a_disk_image_and_the_server_records_success() {
-    let s = setup(4, false);
+fn machine_applies_a_disk_image_over_https_and_the_server_records_success() {
+    let s = setup(4, false, "[http.tls]\n");
     let disk = s.disk.to_str().unwrap().to_owned();
     let (ok, serial, report) = s.lab.boot_vm_timeout(
         "bios",
@@ -129,6 +131,24 @@ fn machine_applies_a_disk_image_and_the_server_records_success() {
     assert!(
         serial.contains("NETDEPLOY-AGENT-RESULT success deployment=LAB00001"),
         "{serial}"
+    );
+    // The agent had the HTTPS URL and the pin from the iPXE script, and used them: over plain
+    // HTTP its policy request would have been refused.
+    assert!(
+        serial.contains("certificate pin from netdeploy.pin"),
+        "{serial}"
+    );
+    assert!(
+        serial.contains("asking https://10.77.0.1:8443/agent/policy"),
+        "{serial}"
+    );
+    assert!(
+        s.server
+            .log()
+            .lines()
+            .all(|l| !l.contains("TLS handshake failed")),
+        "{}",
+        s.server.log()
     );
     // Give the guest a moment to power off and QEMU to flush the disk file.
     std::thread::sleep(Duration::from_secs(1));
@@ -144,7 +164,7 @@ fn machine_applies_a_disk_image_and_the_server_records_success() {
 
 #[test]
 fn altered_content_fails_the_step_naming_the_file_and_the_server_records_failure() {
-    let s = setup(4, true);
+    let s = setup(4, true, "");
     let disk = s.disk.to_str().unwrap().to_owned();
     let (ok, serial, report) = s.lab.boot_vm_timeout(
         "bios",
@@ -174,7 +194,7 @@ fn altered_content_fails_the_step_naming_the_file_and_the_server_records_failure
 
 #[test]
 fn a_download_cut_by_a_server_restart_resumes_with_range() {
-    let mut s = setup(64, false);
+    let mut s = setup(64, false, "");
     let disk = s.disk.to_str().unwrap().to_owned();
     let serial_path = s.dir.path().join("serial-tap0.log");
     let dir = s.dir.path().to_owned();

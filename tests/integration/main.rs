@@ -31,5 +31,6 @@ mod secure_boot;
 mod secure_boot_qemu;
 mod site_scale;
 mod tftp;
+mod tls;
 mod wake;
 mod winpe_wine;

@@ -222,3 +222,34 @@ fn the_admin_apis_explain_names_the_chain_as_the_command_line_does() {
         explain(0)
     );
 }
+
+#[test]
+fn grub_configuration_hands_the_agent_the_https_url_and_the_pin_while_https_is_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (kernel, initrd) = small_image(dir.path());
+    let site = write_site(dir.path(), &kernel, &initrd, PC1, "52:54:00:5b:01:02", "");
+    cli_ok(&data, &["site", "apply", site.to_str().unwrap()]);
+    let config =
+        shim_config(dir.path()).replace("[boot.chain]", "[http.tls]\nport = 0\n[boot.chain]");
+    let server = Server::start(dir.path(), &config);
+    crate::harness::dhcp_discover(&server, PC1, None);
+    let cfg = text(tftp_get(
+        &server,
+        dir.path(),
+        &format!(
+            "/netdeploy/boot.grub?mac={}&uuid=&arch=7",
+            PC1.replace(':', "-")
+        ),
+    ));
+    let https = server.ready["https_url"].as_str().unwrap();
+    let pin = server.ready["tls_pin"].as_str().unwrap();
+    assert!(
+        cfg.contains(&format!(
+            "'netdeploy.server={https}' 'netdeploy.pin={pin}' 'netdeploy.deployment=LAB00001'"
+        )),
+        "{cfg}"
+    );
+    // GRUB itself still loads the kernel by hash, over TFTP.
+    assert!(cfg.contains("if linux /netdeploy/content/"), "{cfg}");
+}

@@ -230,6 +230,7 @@ const WINPE_DLLS: &[&str] = &[
     "ws2_32.dll",
     "iphlpapi.dll",
     "bcryptprimitives.dll",
+    "bcrypt.dll",
     "advapi32.dll",
 ];
 

@@ -75,7 +75,8 @@ pub fn run(flags: &RunFlags) -> i32 {
         config.status_file.clone(),
         mac,
         id.uuid,
-    );
+    )
+    .with_pin(config.pin);
     let requested = config.deployment.clone().unwrap_or_default();
     if !requested.is_empty() {
         reporter.set_deployment(&requested);
@@ -109,7 +110,7 @@ pub fn run(flags: &RunFlags) -> i32 {
             .join("/agent/policy")
             .map(|u| u.with_query(&http::url::query(&query)))
     };
-    let client = Client::default();
+    let client = Client::default().with_pin(config.pin);
     let backoff = Backoff::default();
     let mut requested = requested;
     // At most two rounds: the policy, and after a menu the policy of the one chosen.
@@ -474,6 +475,8 @@ fn fetch_policy(
                     }
                 ));
             }
+            // Another server, or no way to tell: asking again cannot make it ours.
+            Err(e) if e.refuses_server() => return Err(e.to_string()),
             Err(e) => e.to_string(),
         };
         failures += 1;

@@ -13,12 +13,15 @@ Runs the task sequence deployed to this machine: asks the netdeploy server for i
 steps, reports status, then powers off or reboots when the last step says so.
 
 Configuration comes from the flags, else the kernel command line (netdeploy.server=,
-netdeploy.deployment=, netdeploy.mac=, netdeploy.context=, netdeploy.vars=), else the media
-variables file (SMSTSServerURL, SMSTSMediaType, SMSTSPreferredAdvertID, SMSTSMediaPassword).
+netdeploy.deployment=, netdeploy.mac=, netdeploy.context=, netdeploy.vars=, netdeploy.pin=),
+else the media variables file (SMSTSServerURL, SMSTSMediaType, SMSTSPreferredAdvertID,
+SMSTSMediaPassword, NetdeployServerPin).
 With SMSTSMediaPassword the password is read from stdin first (three attempts).
 
 Options:
-  --server URL          server URL, http://IP[:PORT]
+  --server URL          server URL, http://IP[:PORT] or https://IP[:PORT]
+  --pin sha256:HEX      the pin of the server's HTTPS certificate (netdeploy.pin=,
+                        NetdeployServerPin); an https:// server needs one
   --deployment ID       the deployment to ask for (PXE: the one the PXE script started;
                         media: SMSTSPreferredAdvertID)
   --context pxe|media   the boot context sent to the server
@@ -48,6 +51,7 @@ pub enum Command {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunFlags {
     pub server: Option<String>,
+    pub pin: Option<String>,
     pub deployment: Option<String>,
     pub context: Option<String>,
     pub cmdline: Option<PathBuf>,
@@ -97,6 +101,7 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
             "-h" | "--help" => return Ok(Command::Help),
             "-V" | "--version" => return Ok(Command::Version),
             "--server" => &mut f.server,
+            "--pin" => &mut f.pin,
             "--deployment" => &mut f.deployment,
             "--context" => &mut f.context,
             _ => {
@@ -157,6 +162,7 @@ mod tests {
             "/r",
             "--status-file",
             "/s",
+            "--pin=sha256:00",
         ])
         .unwrap();
         assert_eq!(
@@ -169,6 +175,7 @@ mod tests {
                 vars: Some("/v".into()),
                 root: Some("/r".into()),
                 status_file: Some("/s".into()),
+                pin: Some("sha256:00".into()),
             })
         );
     }

@@ -15,7 +15,7 @@ pub use netdeploy_wire::status::{StatusKind, StatusMessage};
 use netdeploy_wire::{Mac, SmbiosUuid};
 
 use crate::console::say;
-use crate::http::{Client, RunToken, Url};
+use crate::http::{self, Client, RunToken, Url};
 
 /// The fallback file of a full media, under the root.
 pub const MEDIA_STATUS_FILE: &str = "/var/lib/netdeploy/status.jsonl";
@@ -52,6 +52,7 @@ impl Reporter {
             client: Client {
                 connect_timeout: Duration::from_secs(5),
                 io_timeout: Duration::from_secs(10),
+                pin: None,
             },
             url: server.and_then(|s| s.join("/agent/status").ok()),
             file,
@@ -63,6 +64,12 @@ impl Reporter {
             deployment: None,
             token: None,
         }
+    }
+
+    /// Posts to an `https://` server only when its certificate has this pin.
+    pub fn with_pin(mut self, pin: Option<http::CertPin>) -> Reporter {
+        self.client.pin = pin;
+        self
     }
 
     /// The run token every later message presents.

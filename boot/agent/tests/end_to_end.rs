@@ -1158,3 +1158,162 @@ fn a_full_medium_opens_its_sealed_secret_with_the_typed_password_and_never_shows
     let status = std::fs::read_to_string(media.join("status/machine.jsonl")).unwrap();
     assert!(!status.contains("hunter2"), "{status}");
 }
+
+/// An HTTPS server on a loopback port with a certificate rcgen made: answers the policy with
+/// `none` and takes status messages. Records the route of every request that got past the
+/// TLS handshake.
+struct HttpsLab {
+    url: String,
+    pin: netdeploy_wire::cert_pin::CertPin,
+    routes: Arc<Mutex<Vec<String>>>,
+}
+
+impl HttpsLab {
+    fn start() -> HttpsLab {
+        use std::io::{BufRead, BufReader, Read};
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let pin = netdeploy_wire::cert_pin::CertPin::from_digest(Sha256::digest(cert.der()).into());
+        let config = Arc::new(
+            rustls::ServerConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .unwrap(),
+        );
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("https://{}", listener.local_addr().unwrap());
+        let routes = Arc::new(Mutex::new(Vec::new()));
+        let seen = routes.clone();
+        std::thread::spawn(move || {
+            for tcp in listener.incoming().map_while(Result::ok) {
+                let (config, seen) = (config.clone(), seen.clone());
+                std::thread::spawn(move || {
+                    let conn = rustls::ServerConnection::new(config).unwrap();
+                    let mut tls = rustls::StreamOwned::new(conn, tcp);
+                    let mut reader = BufReader::new(&mut tls);
+                    let mut head = Vec::new();
+                    let mut line = String::new();
+                    while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                        if line == "\r\n" {
+                            break;
+                        }
+                        head.push(std::mem::take(&mut line));
+                    }
+                    let Some(first) = head.first() else { return };
+                    let length: usize = head
+                        .iter()
+                        .find_map(|h| {
+                            h.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap())
+                        })
+                        .unwrap_or(0);
+                    let mut body = vec![0u8; length];
+                    let _ = reader.read_exact(&mut body);
+                    let route = first
+                        .split(' ')
+                        .nth(1)
+                        .unwrap_or("")
+                        .split('?')
+                        .next()
+                        .unwrap_or("")
+                        .to_owned();
+                    seen.lock().unwrap().push(route.clone());
+                    let answer: Vec<u8> = if route == "/agent/policy" {
+                        let body = r#"{"action":"none","reason":"nothing (rule 8)"}"#;
+                        format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).into_bytes()
+                    } else {
+                        b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n".to_vec()
+                    };
+                    let _ = tls.write_all(&answer);
+                    tls.conn.send_close_notify();
+                    let _ = tls.flush();
+                });
+            }
+        });
+        HttpsLab { url, pin, routes }
+    }
+
+    fn routes(&self) -> Vec<String> {
+        self.routes.lock().unwrap().clone()
+    }
+}
+
+#[test]
+fn an_https_server_with_the_pinned_certificate_is_used() {
+    let lab = HttpsLab::start();
+    let dir = tempfile::tempdir().unwrap();
+    let o = agent(
+        dir.path(),
+        &[
+            "--server",
+            &lab.url,
+            "--pin",
+            &lab.pin.to_string(),
+            "--deployment",
+            "LAB00009",
+        ],
+    );
+    let (stdout, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{stderr}");
+    assert!(
+        stdout.contains("NETDEPLOY-AGENT-RESULT no-deployment"),
+        "{stdout}"
+    );
+    assert_eq!(lab.routes(), ["/agent/policy", "/agent/status"]);
+}
+
+#[test]
+fn an_https_server_with_another_certificate_is_refused_naming_both_pins() {
+    let lab = HttpsLab::start();
+    let wrong = format!("sha256:{}", "0f".repeat(32));
+    let dir = tempfile::tempdir().unwrap();
+    let o = agent(
+        dir.path(),
+        &[
+            "--server",
+            &lab.url,
+            "--pin",
+            &wrong,
+            "--deployment",
+            "LAB00009",
+        ],
+    );
+    let (stdout, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout.contains("NETDEPLOY-AGENT-RESULT failure"),
+        "{stdout}"
+    );
+    let said = format!("{stdout}{stderr}");
+    assert!(said.contains(&wrong), "{said}");
+    assert!(said.contains(&lab.pin.to_string()), "{said}");
+    // Refused at once, not retried, and nothing reached the server.
+    assert!(!said.contains("retrying"), "{said}");
+    assert!(lab.routes().is_empty(), "{:?}", lab.routes());
+}
+
+#[test]
+fn an_https_server_without_a_pin_is_a_configuration_failure() {
+    let lab = HttpsLab::start();
+    let dir = tempfile::tempdir().unwrap();
+    let o = agent(
+        dir.path(),
+        &["--server", &lab.url, "--deployment", "LAB00009"],
+    );
+    let (stdout, _) = text(&o);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout.contains("configuration: --server: "), "{stdout}");
+    assert!(stdout.contains("no certificate pin"), "{stdout}");
+    assert!(lab.routes().is_empty(), "{:?}", lab.routes());
+}

@@ -6,6 +6,7 @@
 //!   task sequence steps;
 //! - [`status`]: the status messages of `POST /agent/status`;
 //! - [`variables`]: the media variables file, one writer and one parser;
+//! - [`cert_pin`]: the pin of the server's HTTPS certificate the agent accepts;
 //! - [`run_token`]: the credential the agent presents on every policy and status request;
 //! - [`password`] (feature `password`): the media password and the server's PXE password, argon2id
 //!   in the PHC string format;
@@ -16,6 +17,7 @@
 //! status kind) become an explicit `Unknown` variant, never a silent default: the reader
 //! decides what to refuse and says why.
 
+pub mod cert_pin;
 #[macro_use]
 mod closed_set;
 pub mod hex;

@@ -22,6 +22,8 @@ pub const MAC: &str = "NetdeployMAC";
 /// The run token the PXE script was given: in Windows PE's `netdeploy.ini`, as
 /// `netdeploy.token` on a Linux kernel command line.
 pub const RUN_TOKEN: &str = "NetdeployRunToken";
+/// The pin of the server's HTTPS certificate ([`crate::cert_pin::CertPin`]).
+pub const SERVER_PIN: &str = "NetdeployServerPin";
 
 /// What a boot medium holds, or `PXE` for the variables file a PXE boot of Windows PE gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,6 +140,8 @@ pub struct MediaVariables {
     pub mac: Option<String>,
     /// PXE only: the run token the iPXE script was given.
     pub run_token: Option<String>,
+    /// The pin of the server's HTTPS certificate (docs/security.md).
+    pub server_pin: Option<crate::cert_pin::CertPin>,
 }
 
 /// A value the reader would not read back as written.
@@ -149,6 +153,8 @@ pub enum VariablesError {
     NoServer,
     #[error("{key} is {value:?}, expected PXE, BootMedia or FullMedia")]
     MediaType { key: &'static str, value: String },
+    #[error("{key}: {reason}")]
+    Pin { key: &'static str, reason: String },
     #[error(transparent)]
     Line(#[from] LineError),
 }
@@ -190,6 +196,9 @@ impl MediaVariables {
         if let Some(t) = &self.run_token {
             line(RUN_TOKEN, t)?;
         }
+        if let Some(p) = &self.server_pin {
+            line(SERVER_PIN, &p.to_string())?;
+        }
         Ok(s)
     }
 
@@ -213,6 +222,15 @@ impl MediaVariables {
             medium_key: owned(MEDIUM_KEY),
             mac: owned(MAC),
             run_token: owned(RUN_TOKEN),
+            server_pin: v
+                .get(SERVER_PIN)
+                .map(|p| {
+                    p.parse().map_err(|reason| VariablesError::Pin {
+                        key: SERVER_PIN,
+                        reason,
+                    })
+                })
+                .transpose()?,
         })
     }
 }
@@ -255,6 +273,7 @@ mod tests {
             medium_key: None,
             mac: None,
             run_token: None,
+            server_pin: None,
         };
         let text = v.render().unwrap();
         assert_eq!(text, "[netdeploy]\r\nSMSTSMediaType=FullMedia\r\n");
@@ -277,6 +296,7 @@ mod tests {
                 medium_key: None,
                 mac: None,
                 run_token: None,
+                server_pin: None,
             };
             assert_eq!(
                 v.render(),
@@ -296,6 +316,7 @@ mod tests {
             id in proptest::option::of("[!-~]([ -~]{0,20}[!-~])?"),
             pw in proptest::option::of("[!-~]{1,60}"),
             key in proptest::option::of("[0-9a-f]{8}\\.[0-9a-f]{64}"),
+            pin in proptest::option::of(proptest::array::uniform32(any::<u8>())),
         ) {
             let v = MediaVariables {
                 server_url: url,
@@ -305,6 +326,7 @@ mod tests {
                 medium_key: key,
                 mac: None,
                 run_token: None,
+                server_pin: pin.map(crate::cert_pin::CertPin::from_digest),
             };
             if let Ok(text) = v.render() {
                 prop_assert_eq!(MediaVariables::read(&text).unwrap(), v);

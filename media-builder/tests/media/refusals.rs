@@ -85,3 +85,34 @@ fn a_failed_write_leaves_no_partial_file() {
     assert!(e.contains("renaming to"), "{e}");
     assert!(!inputs.path("media.partial").exists());
 }
+
+#[test]
+fn an_https_server_without_a_pin_is_refused() {
+    let inputs = Inputs::new();
+    let out = inputs.path("media.iso");
+    let build = |extra: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_netdeploy-media"))
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .env_remove("NETDEPLOY_MEDIA_PASSWORD")
+            .arg("build")
+            .arg("--kernel")
+            .arg(inputs.path("vmlinuz"))
+            .arg("--initrd")
+            .arg(inputs.path("initrd.img"))
+            .args(["--server-url", "https://192.0.2.10:8443"])
+            .arg("--output")
+            .arg(&out)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "built {}", out.display());
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let e = build(&[]);
+    assert!(e.contains("--server-pin is missing"), "{e}");
+    assert!(!out.exists());
+    let e = build(&["--server-pin", "sha256:12"]);
+    assert!(e.contains("--server-pin"), "{e}");
+    assert!(e.contains("64 hex digits"), "{e}");
+    assert!(!out.exists());
+}

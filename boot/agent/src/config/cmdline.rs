@@ -2,7 +2,8 @@
 //! script of the server writes: `netdeploy.server=URL netdeploy.deployment=ID
 //! netdeploy.mac=MAC`, and optionally `netdeploy.context=pxe|media`, `netdeploy.vars=PATH`,
 //! `netdeploy.menu_timeout=SECONDS`, `netdeploy.token=TOKEN` (the run token,
-//! docs/agent-http.md).
+//! docs/agent-http.md), `netdeploy.pin=sha256:HEX` (the HTTPS certificate's pin,
+//! docs/security.md).
 
 /// The parameters the agent reads; other words of the command line are ignored.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -14,6 +15,7 @@ pub struct Cmdline {
     pub vars: Option<String>,
     pub menu_timeout: Option<String>,
     pub token: Option<String>,
+    pub pin: Option<String>,
 }
 
 /// Parses a kernel command line. Values may be double-quoted like the kernel allows
@@ -34,6 +36,7 @@ pub fn parse(text: &str) -> Cmdline {
             "netdeploy.vars" => c.vars = value,
             "netdeploy.menu_timeout" => c.menu_timeout = value,
             netdeploy_wire::run_token::CMDLINE_PARAMETER => c.token = value,
+            netdeploy_wire::cert_pin::CMDLINE_PARAMETER => c.pin = value,
             _ => {}
         }
     }

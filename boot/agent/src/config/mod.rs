@@ -11,12 +11,14 @@ use std::path::{Path, PathBuf};
 pub use cmdline::Cmdline;
 pub use variables::{MediaType, Variables};
 use variables::{
-    MAC, MEDIA_PASSWORD, MEDIA_TYPE, MEDIUM_KEY, PREFERRED_ADVERT_ID, RUN_TOKEN, SERVER_URL,
+    MAC, MEDIA_PASSWORD, MEDIA_TYPE, MEDIUM_KEY, PREFERRED_ADVERT_ID, RUN_TOKEN, SERVER_PIN,
+    SERVER_URL,
 };
 
 use crate::cli::RunFlags;
 use crate::http::{Url, UrlError};
 use crate::media_password::{self, MediaPassword};
+use netdeploy_wire::cert_pin::CertPin;
 use netdeploy_wire::run_token::{MediumKey, RunToken};
 
 /// The media variables file when nothing names another one.
@@ -69,6 +71,14 @@ pub enum ConfigError {
     #[error("{field}: {reason}")]
     RunToken { field: String, reason: String },
     #[error("{field}: {reason}")]
+    Pin { field: String, reason: String },
+    #[error(
+        "{field}: {url} is https:// but no certificate pin was given (netdeploy.pin=sha256:... \
+         on the kernel command line, {SERVER_PIN} in the media variables, or --pin): the \
+         agent trusts no certificate without one"
+    )]
+    NoPin { field: String, url: String },
+    #[error("{field}: {reason}")]
     MediumKey { field: String, reason: String },
     #[error("{field}: {source}")]
     MediaPassword {
@@ -82,6 +92,9 @@ pub enum ConfigError {
 pub struct Config {
     /// `None` only for full media, which needs no server.
     pub server: Option<Url>,
+    /// The pin of the server's HTTPS certificate (docs/security.md); set whenever `server` is
+    /// `https://`.
+    pub pin: Option<CertPin>,
     /// The deployment to ask for: the one the PXE script started, or the media's preferred one.
     pub deployment: Option<String>,
     pub context: Context,
@@ -161,6 +174,32 @@ pub fn resolve(
         }
         None => None,
     };
+
+    let pin = [
+        (flags.pin.clone(), "--pin".to_owned()),
+        (cmd.pin.clone(), "netdeploy.pin".to_owned()),
+        (var(SERVER_PIN), vars_name(SERVER_PIN)),
+    ]
+    .into_iter()
+    .find_map(|(v, field)| v.map(|v| (v, field)));
+    let pin = match pin {
+        Some((v, field)) => {
+            sources.push(format!("certificate pin from {field}"));
+            Some(
+                v.parse::<CertPin>()
+                    .map_err(|reason| ConfigError::Pin { field, reason })?,
+            )
+        }
+        None => None,
+    };
+    if let (Some(url), None, Some((_, field))) = (&server, &pin, &server_from) {
+        if url.is_https() {
+            return Err(ConfigError::NoPin {
+                field: field.clone(),
+                url: url.to_string(),
+            });
+        }
+    }
 
     let media_type = match var(MEDIA_TYPE) {
         Some(v) => Some(MediaType::parse(&v).ok_or_else(|| ConfigError::MediaType {
@@ -243,6 +282,7 @@ pub fn resolve(
 
     Ok(Config {
         server,
+        pin,
         token,
         medium_key,
         menu_timeout,
@@ -362,6 +402,7 @@ mod tests {
             medium_key: None,
             mac: Some("52:54:00:00:00:01".into()),
             run_token: Some(t.clone()),
+            server_pin: None,
         }
         .render()
         .unwrap();
@@ -448,6 +489,37 @@ mod tests {
         assert!(
             err.to_string()
                 .starts_with("NetdeployMediumKey in /netdeploy/variables: "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_https_server_needs_a_pin_from_the_command_line_or_the_media() {
+        let pin = format!("sha256:{}", "ab".repeat(32));
+        let cmd = cmdline::parse(&format!(
+            "netdeploy.server=https://10.77.0.1:8443 netdeploy.pin={pin}"
+        ));
+        let c = resolve(&RunFlags::default(), &cmd, None).unwrap();
+        assert!(c.server.unwrap().is_https());
+        assert_eq!(c.pin.map(|p| p.to_string()), Some(pin.clone()));
+
+        let cmd = cmdline::parse("netdeploy.server=https://10.77.0.1:8443");
+        let err = resolve(&RunFlags::default(), &cmd, None).unwrap_err();
+        assert!(matches!(err, ConfigError::NoPin { .. }), "{err}");
+        assert!(err.to_string().starts_with("netdeploy.server: "), "{err}");
+
+        let p = Path::new("/netdeploy/variables");
+        let v = vars(&format!(
+            "SMSTSServerURL=https://10.77.0.1:8443\nNetdeployServerPin={pin}"
+        ));
+        let c = resolve(&RunFlags::default(), &Cmdline::default(), Some((p, &v))).unwrap();
+        assert_eq!(c.pin.map(|p| p.to_string()), Some(pin));
+
+        let v = vars("SMSTSServerURL=https://10.77.0.1:8443\nNetdeployServerPin=sha256:12");
+        let err = resolve(&RunFlags::default(), &Cmdline::default(), Some((p, &v))).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("NetdeployServerPin in /netdeploy/variables: "),
             "{err}"
         );
     }

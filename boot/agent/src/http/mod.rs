@@ -1,8 +1,10 @@
-//! A minimal HTTP/1.1 client over `std::net::TcpStream`: GET (optionally from a byte offset
-//! with `Range: bytes=N-`) and POST of JSON, bodies framed by `Content-Length`, chunked
-//! transfer coding or the end of the connection, with connect and read/write timeouts.
-//! One request per connection. The syntax is in [`wire`], the socket here.
+//! A minimal HTTP/1.1 client over `std::net::TcpStream`, or over TLS to a pinned certificate
+//! for `https://` URLs ([`tls`]): GET (optionally from a byte offset with `Range: bytes=N-`)
+//! and POST of JSON, bodies framed by `Content-Length`, chunked transfer coding or the end of
+//! the connection, with connect and read/write timeouts. One request per connection. The
+//! syntax is in [`wire`], the socket here.
 
+pub mod tls;
 pub mod url;
 pub mod wire;
 
@@ -10,6 +12,7 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+pub use netdeploy_wire::cert_pin::CertPin;
 pub use netdeploy_wire::run_token::RunToken;
 pub use url::{Url, UrlError};
 pub use wire::{ContentRange, Framing};
@@ -28,14 +31,37 @@ pub enum HttpError {
     Malformed(String),
     #[error("the response body is larger than {0} bytes")]
     TooLarge(usize),
+    /// HTTPS without a pin: no certificate would be checked, so none is trusted.
+    #[error(
+        "{url} is https:// but no certificate pin was given (netdeploy.pin=sha256:... on the \
+         kernel command line, or NetdeployServerPin in the media variables): refused"
+    )]
+    NoPin { url: String },
+    #[error(transparent)]
+    WrongCertificate(#[from] tls::PinMismatch),
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
-/// Timeouts of every request.
+impl HttpError {
+    /// True when asking again cannot help: the server is not the pinned one, or there is no
+    /// pin to check it with.
+    pub fn refuses_server(&self) -> bool {
+        matches!(
+            self,
+            HttpError::NoPin { .. } | HttpError::WrongCertificate(_)
+        )
+    }
+}
+
+/// Timeouts of every request, and the pin `https://` URLs are checked against.
 #[derive(Debug, Clone)]
 pub struct Client {
     pub connect_timeout: Duration,
     /// For each read or write on the socket, not for the whole transfer.
     pub io_timeout: Duration,
+    /// The server certificate's pin; an `https://` request without one is refused.
+    pub pin: Option<CertPin>,
 }
 
 impl Default for Client {
@@ -43,11 +69,17 @@ impl Default for Client {
         Client {
             connect_timeout: Duration::from_secs(10),
             io_timeout: Duration::from_secs(30),
+            pin: None,
         }
     }
 }
 
 impl Client {
+    /// This client, checking `https://` servers against `pin`.
+    pub fn with_pin(self, pin: Option<CertPin>) -> Client {
+        Client { pin, ..self }
+    }
+
     /// GET `url`; with `range_from`, asks for the bytes from that offset to the end.
     pub fn get(&self, url: &Url, range_from: Option<u64>) -> Result<Response, HttpError> {
         let extra: Vec<(&str, String)> = range_from
@@ -99,13 +131,22 @@ impl Client {
         stream.set_read_timeout(Some(self.io_timeout))?;
         stream.set_write_timeout(Some(self.io_timeout))?;
         stream.set_nodelay(true)?;
-        (&stream).write_all(&wire::request(
+        let mut stream = if url.is_https() {
+            let pin = self.pin.ok_or_else(|| HttpError::NoPin {
+                url: url.to_string(),
+            })?;
+            Stream::Tls(Box::new(tls::connect(stream, addr.ip(), pin)?))
+        } else {
+            Stream::Plain(stream)
+        };
+        stream.write_all(&wire::request(
             method,
             &url.authority(),
             url.path(),
             extra,
             body,
         ))?;
+        stream.flush()?;
         let mut reader = BufReader::with_capacity(256 * 1024, stream);
         let head = read_head(&mut reader)?;
         let framing = head.framing()?;
@@ -124,8 +165,39 @@ impl Client {
     }
 }
 
+/// The connection: plain TCP, or TLS over it.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
+}
+
 /// Reads the status line and headers, skipping interim 1xx responses.
-fn read_head(reader: &mut BufReader<TcpStream>) -> Result<wire::Head, HttpError> {
+fn read_head(reader: &mut BufReader<Stream>) -> Result<wire::Head, HttpError> {
     loop {
         let mut text = String::new();
         loop {
@@ -220,7 +292,7 @@ impl Read for Response {
 }
 
 struct Body {
-    reader: BufReader<TcpStream>,
+    reader: BufReader<Stream>,
     state: State,
 }
 
@@ -328,6 +400,7 @@ mod tests {
         Client {
             connect_timeout: Duration::from_secs(2),
             io_timeout: Duration::from_secs(5),
+            pin: None,
         }
     }
 
@@ -458,6 +531,7 @@ mod tests {
         let c = Client {
             connect_timeout: Duration::from_secs(1),
             io_timeout: Duration::from_millis(200),
+            pin: None,
         };
         let started = std::time::Instant::now();
         match c.get(&url, None) {

@@ -1,5 +1,6 @@
-//! `http://` URLs with an IP address for a host: the boot environment has no DNS and no TLS,
-//! and the server hands out URLs built from the address the machine booted from.
+//! `http://` and `https://` URLs with an IP address for a host: the boot environment has no
+//! DNS, and the server hands out URLs built from the address the machine booted from. An
+//! `https://` server is checked against a pinned certificate, not a name (`super::tls`).
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -7,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 /// Why a URL was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UrlError {
-    #[error("{0:?} is not an http:// URL (the agent speaks plain HTTP only, no TLS)")]
+    #[error("{0:?} is not an http:// or https:// URL")]
     NotHttp(String),
     #[error("{url:?}: the host {host:?} is not an IP address (the boot environment has no DNS)")]
     HostNotIp { url: String, host: String },
@@ -15,9 +16,10 @@ pub enum UrlError {
     BadPort(String),
 }
 
-/// An `http://` URL whose host is an IP address.
+/// An `http://` or `https://` URL whose host is an IP address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Url {
+    https: bool,
     host: IpAddr,
     port: u16,
     /// Path and query, always starting with `/`.
@@ -25,13 +27,20 @@ pub struct Url {
 }
 
 impl Url {
-    /// Parses `http://HOST[:PORT][/PATH]`; HOST is an IPv4 address, a bracketed IPv6 address
-    /// or `localhost`.
+    /// Parses `http://HOST[:PORT][/PATH]` or `https://...`; HOST is an IPv4 address, a
+    /// bracketed IPv6 address or `localhost`.
     pub fn parse(s: &str) -> Result<Url, UrlError> {
         let s = s.trim();
-        let rest = match s.get(..7) {
-            Some(scheme) if scheme.eq_ignore_ascii_case("http://") => &s[7..],
-            _ => return Err(UrlError::NotHttp(s.to_owned())),
+        let scheme = |name: &str| {
+            s.get(..name.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(name))
+        };
+        let (https, rest) = if scheme("http://") {
+            (false, &s[7..])
+        } else if scheme("https://") {
+            (true, &s[8..])
+        } else {
+            return Err(UrlError::NotHttp(s.to_owned()));
         };
         let (authority, path) = match rest.find(['/', '?']) {
             Some(i) => (&rest[..i], &rest[i..]),
@@ -54,6 +63,7 @@ impl Url {
             }
         };
         let port = match port {
+            "" if https => 443,
             "" => 80,
             p => p
                 .strip_prefix(':')
@@ -69,7 +79,17 @@ impl Url {
                 host: host.to_owned(),
             })?
         };
-        Ok(Url { host, port, path })
+        Ok(Url {
+            https,
+            host,
+            port,
+            path,
+        })
+    }
+
+    /// True for an `https://` URL.
+    pub fn is_https(&self) -> bool {
+        self.https
     }
 
     /// `reference` resolved against this URL: an absolute `http://` URL as it is, a path
@@ -86,6 +106,7 @@ impl Url {
             .trim_end_matches('/');
         let rel = reference.trim_start_matches('/');
         Ok(Url {
+            https: self.https,
             host: self.host,
             port: self.port,
             path: format!("{base}/{rel}"),
@@ -96,6 +117,7 @@ impl Url {
     pub fn with_query(&self, query: &str) -> Url {
         let path = self.path.split('?').next().unwrap_or("/");
         Url {
+            https: self.https,
             host: self.host,
             port: self.port,
             path: if query.is_empty() {
@@ -127,7 +149,8 @@ impl Url {
 
 impl fmt::Display for Url {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "http://{}{}", self.authority(), self.path)
+        let scheme = if self.https { "https" } else { "http" };
+        write!(f, "{scheme}://{}{}", self.authority(), self.path)
     }
 }
 
@@ -173,9 +196,28 @@ mod tests {
     }
 
     #[test]
-    fn refuses_tls_names_and_bad_ports() {
+    fn parses_https_urls_with_their_default_port() {
+        let u = Url::parse("HTTPS://10.77.0.1").unwrap();
+        assert!(u.is_https());
+        assert_eq!(u.authority(), "10.77.0.1:443");
+        assert_eq!(u.to_string(), "https://10.77.0.1:443/");
+        let policy = Url::parse("https://10.77.0.1:8443")
+            .unwrap()
+            .join("/agent/policy")
+            .unwrap()
+            .with_query("mac=1");
+        assert!(policy.is_https());
+        assert_eq!(
+            policy.to_string(),
+            "https://10.77.0.1:8443/agent/policy?mac=1"
+        );
+        assert!(!Url::parse("http://10.77.0.1").unwrap().is_https());
+    }
+
+    #[test]
+    fn refuses_other_schemes_names_and_bad_ports() {
         assert!(matches!(
-            Url::parse("https://10.0.0.1"),
+            Url::parse("ftp://10.0.0.1"),
             Err(UrlError::NotHttp(_))
         ));
         assert!(matches!(
