@@ -140,15 +140,19 @@ available_to = "media_pxe"
     path
 }
 
-#[test]
-fn windows_agent_under_wine_runs_a_winpe_deployment_from_its_netdeploy_ini() {
+/// A Windows PE run from the `netdeploy.ini` the iPXE script injects, with `config_extra`
+/// added to the server's configuration; returns the agent's console.
+fn winpe_run(config_extra: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     std::fs::create_dir_all(&out).unwrap();
     let data = dir.path().join("data");
     let site = write_site(dir.path(), &out);
     cli_ok(&data, &["site", "apply", site.to_str().unwrap()]);
-    let server = Server::start(dir.path(), &loopback_config(dir.path(), "proxy", ""));
+    let server = Server::start(
+        dir.path(),
+        &loopback_config(dir.path(), "proxy", config_extra),
+    );
 
     // What Windows PE gets: the netdeploy.ini of the deployment's iPXE script.
     let script = boot_script(&server, "/boot.ipxe?mac=52-54-00-0e-01-01&arch=7");
@@ -219,6 +223,20 @@ fn windows_agent_under_wine_runs_a_winpe_deployment_from_its_netdeploy_ini() {
         .find(|d| d["deployment"] == "LAB00001")
         .unwrap();
     assert_eq!(d["counts"]["compliant"], 1, "{status:#}\n{console}");
+    console
+}
+
+#[test]
+fn windows_agent_under_wine_runs_a_winpe_deployment_from_its_netdeploy_ini() {
+    let console = winpe_run("");
+    assert!(console.contains("server from SMSTSServerURL"), "{console}");
+}
+
+#[test]
+fn windows_agent_under_wine_pins_the_servers_certificate_over_https() {
+    // The variables file carries the https URL and the pin; the agent trusts nothing else.
+    let console = winpe_run("[http.tls]\nport = 0\n");
+    assert!(console.contains("https://127.0.0.1:"), "{console}");
 }
 
 /// What Windows PE has in `X:\Windows\System32`, and the API sets Windows resolves itself.
