@@ -3,12 +3,14 @@
 #
 # Usage: packaging/build-deb.sh [--bin-dir DIR] [--out DIR]
 #
-#   --bin-dir DIR  take netdeploy and netdeploy-media from DIR instead of building them
-#                  (default: cargo build --release --locked, then target/release)
+#   --bin-dir DIR  take netdeploy, netdeploy-media and netdeploy-agent.exe from DIR instead of
+#                  building them (default: cargo build --release --locked, then target/release
+#                  and, for the Windows agent, target/x86_64-pc-windows-gnu/release)
 #   --out DIR      where the .deb goes (default: target/debian)
 #
 # The package holds:
 #   /usr/bin/netdeploy, /usr/bin/netdeploy-media    the server and CLI, the media builder
+#   /usr/lib/netdeploy/netdeploy-agent.exe          the agent for Windows PE (boot.windows_agent)
 #   /etc/netdeploy/netdeploy.toml                   the example configuration (a conffile)
 #   /lib/systemd/system/netdeploy.service           the unit (packaging/netdeploy.service)
 #   /usr/share/doc/netdeploy/                       README, docs/, the example configuration
@@ -29,11 +31,16 @@ done
 
 if [[ -z "$bin_dir" ]]; then
     (cd "$repo" && cargo build --release --locked -p netdeploy -p media-builder --bins)
+    (cd "$repo" && cargo build --release --locked --target x86_64-pc-windows-gnu -p netdeploy-agent)
     bin_dir="$repo/target/release"
+    win_agent="$repo/target/x86_64-pc-windows-gnu/release/netdeploy-agent.exe"
+else
+    win_agent="$bin_dir/netdeploy-agent.exe"
 fi
 for b in netdeploy netdeploy-media; do
     [[ -x "$bin_dir/$b" ]] || { echo "build-deb.sh: $bin_dir/$b is missing" >&2; exit 1; }
 done
+[[ -f "$win_agent" ]] || { echo "build-deb.sh: $win_agent is missing" >&2; exit 1; }
 
 version="$(sed -n '/^\[package\]/,/^\[/s/^version = "\(.*\)"/\1/p' "$repo/Cargo.toml" | head -n1)"
 arch="$(dpkg --print-architecture)"
@@ -52,6 +59,11 @@ for b in netdeploy netdeploy-media; do
     # The release profile keeps line tables for backtraces; the package does not need them.
     if command -v strip >/dev/null; then strip --strip-debug "$root/usr/bin/$b"; fi
 done
+install -d -m 0755 "$root/usr/lib/netdeploy"
+install -m 0644 "$win_agent" "$root/usr/lib/netdeploy/netdeploy-agent.exe"
+if command -v x86_64-w64-mingw32-strip >/dev/null; then
+    x86_64-w64-mingw32-strip --strip-debug "$root/usr/lib/netdeploy/netdeploy-agent.exe"
+fi
 install -m 0640 "$repo/netdeploy.example.toml" "$root/etc/netdeploy/netdeploy.toml"
 install -m 0644 "$repo/packaging/netdeploy.service" "$root/lib/systemd/system/netdeploy.service"
 install -m 0644 "$repo/netdeploy.example.toml" "$root/usr/share/doc/netdeploy/examples/netdeploy.toml"

@@ -32,7 +32,8 @@ done
 
 # Files.
 contents="$(dpkg-deb --contents "$deb")"
-for path in ./usr/bin/netdeploy ./usr/bin/netdeploy-media ./etc/netdeploy/netdeploy.toml \
+for path in ./usr/bin/netdeploy ./usr/bin/netdeploy-media ./usr/lib/netdeploy/netdeploy-agent.exe \
+    ./etc/netdeploy/netdeploy.toml \
     ./lib/systemd/system/netdeploy.service ./usr/share/doc/netdeploy/copyright \
     ./usr/share/doc/netdeploy/README.md; do
     grep -q " $path\$" <<<"$contents" || fail "the package has no $path"

@@ -785,8 +785,11 @@ fn boot_chains(
 /// under, beside `netdeploy`.
 pub const WINDOWS_AGENT: &str = "netdeploy-agent.exe";
 
+/// Where the Debian package installs the Windows agent.
+pub const PACKAGED_WINDOWS_AGENT: &str = "/usr/lib/netdeploy/netdeploy-agent.exe";
+
 /// `boot.windows_agent`, which must be a file when set; else `netdeploy-agent.exe` beside the
-/// server's own executable, when it is there (the Debian package puts it there).
+/// server's own executable, else [`PACKAGED_WINDOWS_AGENT`], when one is there.
 fn windows_agent(configured: Option<&Path>) -> Result<Option<PathBuf>, ConfigError> {
     if let Some(p) = configured {
         if !p.is_file() {
@@ -801,10 +804,13 @@ fn windows_agent(configured: Option<&Path>) -> Result<Option<PathBuf>, ConfigErr
         }
         return Ok(Some(p.to_owned()));
     }
-    Ok(std::env::current_exe()
+    let beside = std::env::current_exe()
         .ok()
-        .and_then(|e| Some(e.parent()?.join(WINDOWS_AGENT)))
-        .filter(|p| p.is_file()))
+        .and_then(|e| Some(e.parent()?.join(WINDOWS_AGENT)));
+    Ok(beside
+        .into_iter()
+        .chain([PathBuf::from(PACKAGED_WINDOWS_AGENT)])
+        .find(|p| p.is_file()))
 }
 
 /// Parses the TOML text; the error names the line and column.
