@@ -7,3 +7,4 @@
 
 pub mod packet;
 pub mod pxe;
+pub mod server;
