@@ -89,15 +89,15 @@ pub enum Malformed {
 pub enum Duid {
     /// DUID-LLT (type 1) or DUID-LL (type 3) of an Ethernet interface: its MAC.
     LinkLayer(Mac),
-    /// DUID-UUID (type 4, RFC 6355): the SMBIOS UUID, as UEFI and iPXE send it.
-    Uuid(SmbiosUuid),
+    /// DUID-UUID (type 4, RFC 6355): the 16 bytes as sent; see [`Request::uuid`] for their
+    /// order.
+    Uuid([u8; 16]),
     /// Any other DUID: an identity for the client, but not a MAC or UUID netdeploy matches.
     Other,
 }
 
 impl Duid {
-    /// Reads a DUID. Firmware copies the SMBIOS UUID into DUID-UUID as it does into DHCPv4
-    /// option 97 (first three fields little-endian), so it is read the same way.
+    /// Reads a DUID.
     pub fn parse(bytes: &[u8]) -> Duid {
         let Some((kind, rest)) = bytes.split_first_chunk::<2>() else {
             return Duid::Other;
@@ -111,11 +111,7 @@ impl Duid {
             3 if rest.len() == 8 && rest[..2] == [0, 1] => {
                 Duid::LinkLayer(Mac(rest[2..8].try_into().expect("6 bytes")))
             }
-            4 if rest.len() == 16 => {
-                let mut o97 = vec![0u8];
-                o97.extend_from_slice(rest);
-                SmbiosUuid::from_option97(&o97).map_or(Duid::Other, Duid::Uuid)
-            }
+            4 if rest.len() == 16 => Duid::Uuid(rest.try_into().expect("16 bytes")),
             _ => Duid::Other,
         }
     }
@@ -194,12 +190,21 @@ impl Request {
         }
     }
 
-    /// The machine's SMBIOS UUID, when its DUID is a DUID-UUID.
+    /// The machine's SMBIOS UUID, when its DUID is a DUID-UUID. UEFI copies the GUID as
+    /// SMBIOS stores it (first three fields little-endian), as into DHCPv4 option 97; iPXE
+    /// sends it in the canonical order (seen in QEMU: the same machine's OVMF and iPXE DUIDs
+    /// differ in just those fields). All zeros or all ones name no machine.
     pub fn uuid(&self) -> Option<SmbiosUuid> {
-        match self.duid {
-            Duid::Uuid(u) => Some(u),
-            _ => None,
+        let Duid::Uuid(raw) = self.duid else {
+            return None;
+        };
+        if self.is_ipxe() {
+            let u = SmbiosUuid(raw);
+            return (!u.is_placeholder()).then_some(u);
         }
+        let mut o97 = vec![0u8];
+        o97.extend_from_slice(&raw);
+        SmbiosUuid::from_option97(&o97)
     }
 }
 
@@ -333,12 +338,13 @@ pub(crate) mod tests {
     }
 
     /// An INFORMATION-REQUEST as iPXE sends it when the router says "other configuration":
-    /// DUID-UUID, the option request, and the user class `iPXE`.
+    /// DUID-UUID (the same machine as [`ovmf_solicit`], canonical order), the option request,
+    /// and the user class `iPXE`.
     pub(crate) fn ipxe_information_request() -> Vec<u8> {
         let mut b = vec![11, 0x01, 0x02, 0x03];
         let mut duid = vec![0, 4];
         duid.extend_from_slice(&[
-            0x87, 0x36, 0xfd, 0x43, 0xff, 0xf5, 0x04, 0x49, 0xa8, 0x2e, 0xe5, 0xfa, 0x7b, 0x1b,
+            0x43, 0xfd, 0x36, 0x87, 0xf5, 0xff, 0x49, 0x04, 0xa8, 0x2e, 0xe5, 0xfa, 0x7b, 0x1b,
             0x0d, 0xc8,
         ]);
         opt(&mut b, code::CLIENT_ID, &duid);
@@ -386,10 +392,17 @@ pub(crate) mod tests {
         ieee802.extend_from_slice(&mac.0);
         assert_eq!(Duid::parse(&ieee802), Duid::Other);
         assert_eq!(Duid::parse(&[0, 2, 0, 0, 0, 9, 1, 2]), Duid::Other);
-        // An all-zero DUID-UUID names no machine.
-        let mut zero = vec![0, 4];
-        zero.extend_from_slice(&[0; 16]);
-        assert_eq!(Duid::parse(&zero), Duid::Other);
+    }
+
+    #[test]
+    fn duid_uuid_is_read_in_each_firmware_byte_order_and_a_zero_one_names_nobody() {
+        // The same machine: OVMF's DUID-UUID is mixed-endian, iPXE's canonical.
+        let uefi = decode(&ovmf_solicit(1)).unwrap();
+        assert_eq!(uefi.uuid().unwrap().to_string(), UUID);
+        let mut b = ipxe_information_request();
+        assert_eq!(decode(&b).unwrap().uuid().unwrap().to_string(), UUID);
+        b[10..26].copy_from_slice(&[0; 16]);
+        assert_eq!(decode(&b).unwrap().uuid(), None);
     }
 
     #[test]

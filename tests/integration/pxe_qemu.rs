@@ -121,3 +121,88 @@ fn uefi_machine_http_boots_with_no_tftp() {
         .wait_for_log(&["iPXE script served", mac], Duration::from_secs(2))
         .expect("the iPXE script was fetched");
 }
+
+/// IPv6-only provisioning network: OVMF with its IPv4 PXE off gets its address from the
+/// site's DHCPv6 server and its boot file URL (option 59) from netdeploy's proxy ADVERTISE and
+/// port 4011 REPLY, and loads iPXE over TFTP on IPv6; iPXE takes its address from SLAAC and
+/// its script URL from netdeploy's REPLY to its Information-Request; the boot image is told
+/// the IPv6 server.
+#[test]
+fn uefi_machine_pxe_boots_over_ipv6_beside_a_site_dhcpv6_server() {
+    let mac = "52:54:00:0d:00:06";
+    let dir = tempfile::tempdir().unwrap();
+    let mut lab = Lab::up();
+    lab.start_peer_dhcp6();
+    let config = format!(
+        "{}[ipv6]\nenabled = true\naddress = \"fd77::1\"\n",
+        config(dir.path(), "proxy")
+    );
+    let server = Server::start_in(dir.path(), &config, &lab.exec_prefix());
+    assert_eq!(server.ready["ipv6"]["address"], "fd77::1");
+    let (ok, serial, report) = lab.boot_vm(
+        "uefi",
+        mac,
+        "tap0",
+        dir.path(),
+        &["--pxe-ipv6", "--timeout", "150"],
+    );
+    let log = server.log();
+    let context = format!("serial:\n{serial}\nnetdeploy:\n{log}");
+    assert!(
+        ok,
+        "the IPv6 machine did not reach the boot image ({report})\n{context}"
+    );
+    assert!(
+        serial.contains("Start PXE over IPv6") && !serial.contains("HTTP Boot"),
+        "the firmware booted through PXE over IPv6\n{context}"
+    );
+    let marker = serial
+        .lines()
+        .find(|l| l.contains("NETDEPLOY-BOOT-OK"))
+        .expect("marker line");
+    assert!(marker.contains(&format!("mac={mac}")), "{marker}");
+    assert!(
+        marker.contains("netdeploy.server=http://[fd77::1]:8080"),
+        "the script came over IPv6: {marker}"
+    );
+    let firmware = server
+        .wait_for_log(
+            &[
+                "PXE boot reply (DHCPv6)",
+                mac,
+                "reply=Reply",
+                "arch=7 ",
+                "ipxe=false",
+            ],
+            Duration::from_secs(2),
+        )
+        .unwrap_or_else(|| panic!("no port 4011 REPLY to the firmware\n{context}"));
+    assert!(
+        firmware.contains("tftp://[fd77::1]/snponly.efi"),
+        "{firmware}"
+    );
+    server
+        .wait_for_log(
+            &[
+                "client=[fd77::",
+                "file=snponly.efi",
+                "outcome=\"completed\"",
+            ],
+            Duration::from_secs(2),
+        )
+        .unwrap_or_else(|| panic!("iPXE was not sent over TFTP on IPv6\n{context}"));
+    server
+        .wait_for_log(
+            &[
+                "PXE boot reply (DHCPv6)",
+                mac,
+                "ipxe=true",
+                "http://[fd77::1]:8080/boot.ipxe",
+            ],
+            Duration::from_secs(2),
+        )
+        .unwrap_or_else(|| panic!("no DHCPv6 reply to iPXE\n{context}"));
+    server
+        .wait_for_log(&["iPXE script served", mac], Duration::from_secs(2))
+        .expect("the iPXE script was fetched");
+}
