@@ -392,6 +392,9 @@ pub struct StorageConfig {
     /// `[boot.chain]`, for `explain` (an unknown architecture key is left out here; the
     /// server refuses it).
     pub chains: BTreeMap<ClientArch, BootChain>,
+    /// `[ipv6]`, for `explain`: the address when it is enabled (`None` without an address
+    /// in the file: the served interface's, which only the server resolves).
+    pub ipv6: Option<Option<Ipv6Addr>>,
 }
 
 impl StorageConfig {
@@ -406,6 +409,11 @@ impl StorageConfig {
                 .iter()
                 .filter_map(|(k, c)| Some((ClientArch::from_key(k)?, *c)))
                 .collect(),
+            ipv6: wire
+                .ipv6
+                .enabled
+                .unwrap_or(false)
+                .then_some(wire.ipv6.address),
         })
     }
 }

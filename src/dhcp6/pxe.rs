@@ -189,6 +189,35 @@ pub fn respond(req: &Request, port: Port, ctx: &Context<'_>) -> Outcome {
     Outcome::Reply { msg: m, boot }
 }
 
+/// The `explain` line of a machine that network-boots over IPv6: how it is answered, with
+/// which boot file URL, or why it is not (`address`: the `[ipv6]` address as text, `None`
+/// when `[ipv6]` is off).
+pub fn explain(arch: Option<ClientArch>, address: Option<&str>) -> String {
+    let Some(a) = address else {
+        return "ipv6:     off ([ipv6] enabled = false): a machine that network-boots over IPv6 \
+                gets no DHCPv6 answer; it boots only over IPv4 (docs/network-boot.md, \"IPv6\")"
+            .into();
+    };
+    let how = match arch {
+        Some(arch) if arch.is_http_boot() => format!(
+            "UEFI HTTP boot gets http://[{a}]:PORT/tftp/FILE (option 59, vendor class \
+             HTTPClient) in a proxy ADVERTISE"
+        ),
+        Some(_) => format!(
+            "UEFI PXE gets tftp://[{a}]/FILE (option 59) in a proxy ADVERTISE (no address: the \
+             site's DHCPv6 server gives it) and again in the REPLY to its request on port 4011"
+        ),
+        None => "the firmware says its architecture in option 61".into(),
+    };
+    format!(
+        "ipv6:     {how}; iPXE then gets http://[{a}]:PORT/boot.ipxe?mac=... in the REPLY to its \
+         Information-Request (routers must set the O flag), and its script and kernel command \
+         line name http://[{a}]:PORT; the machine is matched by its DUID-UUID, else the MAC in \
+         its DUID-LL/LLT or EUI-64 address, with this same decision (docs/network-boot.md, \
+         \"IPv6\")"
+    )
+}
+
 /// Encodes a reply.
 pub fn encode(msg: &v6::Message) -> Vec<u8> {
     msg.to_vec().expect("a reply built by netdeploy encodes")
@@ -379,6 +408,22 @@ mod tests {
             respond(&req, Port::Dhcp, &ctx(&f)),
             Outcome::Ignore(Ignored::NotNetboot(None))
         ));
+    }
+
+    #[test]
+    fn explain_names_the_ipv6_urls_or_says_ipv6_is_off() {
+        let on = explain(Some(ClientArch::EfiX64), Some("fd77::1"));
+        assert!(
+            on.contains("tftp://[fd77::1]/FILE") && on.contains("port 4011"),
+            "{on}"
+        );
+        assert!(on.contains("http://[fd77::1]:PORT/boot.ipxe"), "{on}");
+        let http = explain(Some(ClientArch::HttpX64), Some("fd77::1"));
+        assert!(
+            http.contains("HTTPClient") && !http.contains("tftp://"),
+            "{http}"
+        );
+        assert!(explain(Some(ClientArch::EfiX64), None).contains("enabled = false"));
     }
 
     proptest::proptest! {

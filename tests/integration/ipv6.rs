@@ -228,3 +228,52 @@ fn malformed_dhcpv6_datagrams_are_dropped_and_counted_and_plain_clients_left_alo
         "{metrics}"
     );
 }
+
+/// `netdeploy explain --ipv6` runs the same decision and says how the machine is answered
+/// over IPv6 under the configuration, or that IPv6 is off.
+#[test]
+fn explain_shows_the_ipv6_path_or_that_ipv6_is_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("netdeploy.toml");
+    let explain = |toml: &str| {
+        std::fs::write(&config, toml).unwrap();
+        let out = Command::new(crate::harness::binary())
+            .args([
+                "explain",
+                "--mac",
+                "52:54:00:0d:06:02",
+                "--arch",
+                "7",
+                "--ipv6",
+            ])
+            .env_remove("NETDEPLOY_DATA_DIR")
+            .env("NETDEPLOY_CONFIG", &config)
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run netdeploy");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{text}");
+        text
+    };
+    let data = dir.path().join("data").display().to_string();
+    let site = dir.path().join("site.toml");
+    std::fs::write(&site, "site_code = \"LAB\"\n").unwrap();
+    crate::harness::cli_ok(
+        &dir.path().join("data"),
+        &["site", "apply", site.to_str().unwrap()],
+    );
+    let on = explain(&format!(
+        "[server]\ndata_dir = {data:?}\n[ipv6]\nenabled = true\naddress = \"fd77::1\"\n"
+    ));
+    assert!(
+        on.contains("ipv6:") && on.contains("tftp://[fd77::1]/FILE") && on.contains("port 4011"),
+        "{on}"
+    );
+    assert!(on.contains("http://[fd77::1]:PORT/boot.ipxe"), "{on}");
+    let off = explain(&format!("[server]\ndata_dir = {data:?}\n"));
+    assert!(
+        off.contains("ipv6:") && off.contains("enabled = false"),
+        "{off}"
+    );
+}
