@@ -111,13 +111,30 @@ impl Shared6 {
     }
 }
 
+/// How long after a REPLY on port 4011 it is sent again. UEFI's PXE base code (edk2
+/// `PxeBcRequestBootService`) sends its request to the boot server first and only then
+/// configures the socket it reads the answer on; a fast answer to a slow (emulated) machine
+/// can come in between and is lost, and the firmware does not ask again. The second copy
+/// comes when it listens; one it already has is ignored.
+const PXE_REPLY_AGAIN: std::time::Duration = std::time::Duration::from_millis(400);
+
+/// Second copies waiting at once, so a flood of requests on 4011 cannot pile up tasks: past
+/// it a REPLY is sent once.
+const PXE_REPLIES_AGAIN_MAX: usize = 64;
+
 /// Serves one listener until cancelled. Never returns an error for a client's datagram.
 pub async fn serve(listener: Listener, shared: Arc<Shared6>, cancel: CancellationToken) {
     let mut buf = vec![0u8; 4096];
+    let socket = Arc::new(listener.socket);
+    let listener = Served {
+        port: listener.port,
+        interface: listener.interface,
+    };
+    let again = Arc::new(tokio::sync::Semaphore::new(PXE_REPLIES_AGAIN_MAX));
     loop {
         let (len, from) = tokio::select! {
             _ = cancel.cancelled() => return,
-            r = listener.socket.recv_from(&mut buf) => match r {
+            r = socket.recv_from(&mut buf) => match r {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::warn!(interface = %listener.interface, error = %e, "DHCPv6 receive failed");
@@ -130,14 +147,35 @@ pub async fn serve(listener: Listener, shared: Arc<Shared6>, cancel: Cancellatio
         };
         // The sender's address (link-local, with its scope) and port: 546 for a SOLICIT,
         // 4011 for UEFI's request to the boot server.
-        if let Err(e) = listener.socket.send_to(&reply, from).await {
+        if let Err(e) = socket.send_to(&reply, from).await {
             tracing::warn!(to = %from, error = %e, "DHCPv6 reply not sent");
+            continue;
+        }
+        if listener.port == Port::Pxe {
+            if let Ok(permit) = again.clone().try_acquire_owned() {
+                let (socket, cancel) = (socket.clone(), cancel.clone());
+                tokio::spawn(async move {
+                    tokio::select! {
+                        _ = cancel.cancelled() => {}
+                        _ = tokio::time::sleep(PXE_REPLY_AGAIN) => {
+                            let _ = socket.send_to(&reply, from).await;
+                        }
+                    }
+                    drop(permit);
+                });
+            }
         }
     }
 }
 
+/// The port and interface a datagram came in on (the socket is shared with the second copies).
+struct Served {
+    port: Port,
+    interface: String,
+}
+
 /// Decides on one datagram: the reply bytes, if any.
-fn handle(bytes: &[u8], from: SocketAddr, l: &Listener, shared: &Shared6) -> Option<Vec<u8>> {
+fn handle(bytes: &[u8], from: SocketAddr, l: &Served, shared: &Shared6) -> Option<Vec<u8>> {
     let c = &shared.v4.counters;
     let req = match packet::decode(bytes) {
         Ok(r) => r,
@@ -211,7 +249,7 @@ fn handle(bytes: &[u8], from: SocketAddr, l: &Listener, shared: &Shared6) -> Opt
 fn log_ignored(
     req: &Request,
     reason: &Ignored,
-    l: &Listener,
+    l: &Served,
     c: &Counters,
     uuid: Option<crate::dhcp::packet::SmbiosUuid>,
 ) {
