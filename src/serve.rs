@@ -3,7 +3,9 @@
 //!
 //! The startup line is a single JSON object on standard output, for example
 //! `{"netdeploy":"ready","server_address":"10.77.0.1","dhcp_mode":"proxy","dhcp":["br0 0.0.0.0:67"],"pxe":["br0 0.0.0.0:4011"],"tftp":["10.77.0.1:69"],"http":["10.77.0.1:8080"]}`.
-//! Tests start the server on port 0 and read the ports it chose from that line.
+//! With `[ipv6]` it has an `ipv6` object too (`address`, `dhcp`, `pxe`, `tftp`, `http`, `url`),
+//! else `"ipv6": null`. Tests start the server on port 0 and read the ports it chose from that
+//! line.
 
 use std::io::Write;
 use std::net::SocketAddr;

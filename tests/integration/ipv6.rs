@@ -285,3 +285,26 @@ fn explain_shows_the_ipv6_path_or_that_ipv6_is_off() {
         "{off}"
     );
 }
+
+#[test]
+fn check_says_where_ipv6_is_served_or_that_it_is_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("netdeploy.toml");
+    let check = |text: &str| {
+        std::fs::write(&config, text).unwrap();
+        let out = Command::new(crate::harness::binary())
+            .args(["check", "--config"])
+            .arg(&config)
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run netdeploy");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{text}");
+        text
+    };
+    let on = check(&loopback_config(dir.path(), "proxy", IPV6));
+    assert!(on.contains("ipv6: ::1 on lo (::1)"), "{on}");
+    let off = check(&loopback_config(dir.path(), "proxy", ""));
+    assert!(off.contains("ipv6: off"), "{off}");
+}
