@@ -308,3 +308,37 @@ fn check_says_where_ipv6_is_served_or_that_it_is_off() {
     let off = check(&loopback_config(dir.path(), "proxy", ""));
     assert!(off.contains("ipv6: off"), "{off}");
 }
+
+/// HTTP on IPv6 holds a client to the same limits: past `max_connections_per_client` from
+/// one IPv6 address a connection is answered 503 and closed.
+#[test]
+fn http_on_ipv6_refuses_a_connection_over_the_per_client_cap() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{}max_connections_per_client = 2\n",
+        loopback_config(dir.path(), "proxy", IPV6)
+    );
+    let server = Server::start(dir.path(), &config);
+    let http = addr(&server, "http");
+    let connect = || {
+        let s = TcpStream::connect_timeout(&http, Duration::from_secs(5)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s
+    };
+    let mut first = connect();
+    let _second = connect();
+    write!(first, "GET /healthz HTTP/1.1\r\nHost: [::1]\r\n\r\n").unwrap();
+    let mut buf = [0u8; 512];
+    let n = first.read(&mut buf).unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200 "));
+    let mut third = connect();
+    let mut answer = Vec::new();
+    let _ = third.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 503 ") && answer.contains("max_connections_per_client"),
+        "{answer}"
+    );
+}
