@@ -6,7 +6,8 @@
 #   lab/boot-vm.sh --ns NAME --firmware bios|uefi|uefi-secureboot --mac MAC --tap TAP
 #                  --serial-log FILE [--timeout SECONDS] [--expect REGEX]
 #                  [--disk FILE] [--cdrom ISO] [--usb IMG] [--no-net]
-#                  [--smbios-uuid UUID] [--no-pxe] [--http-boot] [--serial-input PATH]
+#                  [--smbios-uuid UUID] [--no-pxe] [--http-boot] [--pxe-ipv6]
+#                  [--serial-input PATH]
 #   lab/boot-vm.sh --help
 #
 #   --ns NAME            network namespace to run QEMU in (from lab/net.sh up NAME)
@@ -36,6 +37,9 @@
 #   --http-boot          UEFI only: OVMF's PXE is turned off, so the machine
 #                        network-boots with UEFI HTTP boot (DHCP vendor class
 #                        HTTPClient, option 93 = 16) and no TFTP
+#   --pxe-ipv6           UEFI only: OVMF's PXE over IPv4 is turned off, so the
+#                        machine PXE-boots over IPv6 (DHCPv6, boot file URL in
+#                        option 59, TFTP over IPv6)
 #   --serial-input PATH  a FIFO made at PATH whose bytes are typed into the
 #                        serial console (a media password, a menu choice):
 #                        cat >PATH, or echo LAB00003 >PATH. Output still goes
@@ -74,7 +78,7 @@ usage_error() {
 }
 
 ns="" firmware="" mac="" tap="" serial_log="" timeout=180 expect="NETDEPLOY-BOOT-OK"
-disk="" cdrom="" usb="" no_net=0 no_pxe=0 smbios_uuid="" serial_input="" http_boot=0
+disk="" cdrom="" usb="" no_net=0 no_pxe=0 smbios_uuid="" serial_input="" http_boot=0 pxe_ipv6=0
 
 need_arg() {
     [[ $# -ge 2 && -n "$2" ]] || usage_error "option $1 needs a value"
@@ -101,6 +105,7 @@ while (($# > 0)); do
     --no-net) no_net=1 ;;
     --no-pxe) no_pxe=1 ;;
     --http-boot) http_boot=1 ;;
+    --pxe-ipv6) pxe_ipv6=1 ;;
     *) usage_error "unknown argument '$1'" ;;
     esac
     shift
@@ -112,6 +117,7 @@ bios | uefi | uefi-secureboot) ;;
 *) usage_error "--firmware must be bios, uefi or uefi-secureboot, not '$firmware'" ;;
 esac
 ((http_boot == 0)) || [[ "$firmware" == uefi ]] || usage_error "--http-boot needs --firmware uefi"
+((pxe_ipv6 == 0)) || [[ "$firmware" == uefi ]] || usage_error "--pxe-ipv6 needs --firmware uefi"
 
 [[ -n "$serial_log" ]] || usage_error "missing --serial-log FILE"
 if [[ ! "$timeout" =~ ^[0-9]+$ ]] || ((timeout == 0)); then
@@ -221,6 +227,10 @@ elif [[ "$firmware" == uefi ]]; then
         -drive "if=pflash,format=raw,unit=0,readonly=on,file=$code"
         -drive "if=pflash,format=raw,unit=1,file=$work/OVMF_VARS.fd"
     )
+    if ((pxe_ipv6 == 1)); then
+        # OVMF's knob: no PXE over IPv4, so the machine network-boots over IPv6 first.
+        args+=(-fw_cfg name=opt/org.tianocore/IPv4PXESupport,string=n)
+    fi
     if ((http_boot == 1)); then
         # OVMF's knobs: no PXE over IPv4 or IPv6, which leaves its HTTP boot.
         args+=(

@@ -40,6 +40,15 @@ counters! {
     dhcp_acks,
     /// NAK replies sent in full DHCP mode.
     dhcp_naks,
+    /// DHCPv6 datagrams that did not decode as a client message.
+    dhcp6_malformed,
+    /// DHCPv6 messages from clients that are not PXE, HTTP boot or iPXE clients (left alone).
+    dhcp6_ignored_not_pxe,
+    /// DHCPv6 network-boot messages given no boot URL (no deployment, unknown architecture,
+    /// another server's message...).
+    dhcp6_ignored,
+    /// DHCPv6 ADVERTISE and REPLY messages sent with a boot file URL.
+    dhcp6_replies,
     /// TFTP datagrams on the listening port that did not parse as a read request.
     tftp_malformed,
     /// TFTP read requests refused (not found, outside the root, write requests, busy).

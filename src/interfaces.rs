@@ -1,10 +1,12 @@
-//! The host's network interfaces and their IPv4 addresses (getifaddrs(3)).
+//! The host's network interfaces and their IPv4 and IPv6 addresses (getifaddrs(3)).
 //!
 //! netdeploy serves only the interfaces the configuration names, so it needs each one's address
-//! (the server address given to clients on that link) and netmask (the lease pool's subnet).
+//! (the server address given to clients on that link) and netmask (the lease pool's subnet),
+//! and with `[ipv6]` each one's IPv6 address and interface index (the multicast group is
+//! joined per interface).
 
 use std::ffi::CStr;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// One IPv4 address on one interface.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +64,61 @@ pub fn ipv4_addresses() -> std::io::Result<Vec<InterfaceAddr>> {
     Ok(out)
 }
 
+/// One IPv6 address on one interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interface6Addr {
+    pub name: String,
+    /// The interface index (the scope of link-local addresses, the multicast interface).
+    pub index: u32,
+    pub address: Ipv6Addr,
+}
+
+impl Interface6Addr {
+    /// Link-local addresses (fe80::/10) name no server in a URL a client can reach off-link,
+    /// and need a scope; netdeploy serves the global, unique local or loopback address.
+    pub fn is_link_local(&self) -> bool {
+        self.address.segments()[0] & 0xffc0 == 0xfe80
+    }
+}
+
+/// Lists every IPv6 address of every interface, in the kernel's order.
+pub fn ipv6_addresses() -> std::io::Result<Vec<Interface6Addr>> {
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `head` with a list we own until freeifaddrs.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut out = Vec::new();
+    let mut cur = head;
+    while !cur.is_null() {
+        // SAFETY: `cur` is a node of the list returned by getifaddrs, not yet freed.
+        let ifa = unsafe { &*cur };
+        cur = ifa.ifa_next;
+        if ifa.ifa_addr.is_null() || ifa.ifa_name.is_null() {
+            continue;
+        }
+        // SAFETY: ifa_addr is non-null and points to a sockaddr of the family it names.
+        let family = unsafe { (*ifa.ifa_addr).sa_family };
+        if i32::from(family) != libc::AF_INET6 {
+            continue;
+        }
+        // SAFETY: the family is AF_INET6, so the sockaddr is a sockaddr_in6.
+        let addr = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in6) };
+        // SAFETY: ifa_name is a NUL-terminated string owned by the list.
+        let cname = unsafe { CStr::from_ptr(ifa.ifa_name) };
+        // SAFETY: if_nametoindex reads the NUL-terminated name only.
+        let index = unsafe { libc::if_nametoindex(cname.as_ptr()) };
+        out.push(Interface6Addr {
+            name: cname.to_string_lossy().into_owned(),
+            index,
+            address: Ipv6Addr::from(addr.sin6_addr.s6_addr),
+        });
+    }
+    // SAFETY: `head` came from getifaddrs and is freed once.
+    unsafe { libc::freeifaddrs(head) };
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,5 +129,16 @@ mod tests {
         assert!(all
             .iter()
             .any(|a| a.name == "lo" && a.address == Ipv4Addr::LOCALHOST));
+    }
+
+    #[test]
+    fn loopback_has_ipv6_loopback_with_its_index() {
+        let all = ipv6_addresses().unwrap();
+        let lo = all
+            .iter()
+            .find(|a| a.name == "lo" && a.address == Ipv6Addr::LOCALHOST)
+            .expect("::1 on lo");
+        assert!(lo.index > 0);
+        assert!(!lo.is_link_local());
     }
 }

@@ -32,6 +32,7 @@ pub mod counters;
 pub mod credentials;
 pub mod decision;
 pub mod dhcp;
+pub mod dhcp6;
 pub mod http;
 pub mod interfaces;
 pub mod monitoring;

@@ -281,6 +281,20 @@ fn check(path: &std::path::Path, c: &netdeploy::config::Config) -> anyhow::Resul
             p.lease_time.as_secs()
         );
     }
+    match &c.ipv6 {
+        Some(v6) => println!(
+            "  ipv6: {} on {} (DHCPv6 port {}, PXE port {}; TFTP and HTTP on IPv6 too)",
+            v6.address,
+            v6.interfaces
+                .iter()
+                .map(|i| format!("{} ({})", i.name, i.address))
+                .collect::<Vec<_>>()
+                .join(", "),
+            v6.dhcp_port,
+            v6.proxy_port
+        ),
+        None => println!("  ipv6: off (no DHCPv6; TFTP and HTTP on IPv4 only)"),
+    }
     println!(
         "  tftp root: {} (port {})",
         c.tftp.root.display(),

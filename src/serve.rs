@@ -3,7 +3,9 @@
 //!
 //! The startup line is a single JSON object on standard output, for example
 //! `{"netdeploy":"ready","server_address":"10.77.0.1","dhcp_mode":"proxy","dhcp":["br0 0.0.0.0:67"],"pxe":["br0 0.0.0.0:4011"],"tftp":["10.77.0.1:69"],"http":["10.77.0.1:8080"]}`.
-//! Tests start the server on port 0 and read the ports it chose from that line.
+//! With `[ipv6]` it has an `ipv6` object too (`address`, `dhcp`, `pxe`, `tftp`, `http`, `url`),
+//! else `"ipv6": null`. Tests start the server on port 0 and read the ports it chose from that
+//! line.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -60,6 +62,24 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen for TFTP on {addr}"))?;
         tftp_sockets.push(s);
     }
+    // IPv6: the same services on each served interface's IPv6 address, HTTP on the same port.
+    let mut http6_listeners = Vec::new();
+    let mut tftp6_sockets = Vec::new();
+    let mut base6 = None;
+    if let Some(v6) = &config.ipv6 {
+        for iface in &v6.interfaces {
+            let addr = SocketAddr::from((iface.address, http_port));
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen for HTTP on {addr}"))?;
+            http6_listeners.push(l);
+            let addr = SocketAddr::from((iface.address, config.tftp_port));
+            let s = crate::tftp::server::bind_listener(addr)
+                .with_context(|| format!("cannot listen for TFTP on {addr}"))?;
+            tftp6_sockets.push(s);
+        }
+        base6 = Some(format!("http://[{}]:{http_port}", v6.address));
+    }
 
     let store = Arc::new(crate::store::Store::open(
         &config.data_dir.join("netdeploy.db"),
@@ -79,6 +99,39 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         bootpath.clone(),
     )?);
 
+    let dhcp6 = match (&config.ipv6, &base6) {
+        (Some(v6), Some(base6)) => {
+            let listeners = crate::dhcp6::server::bind(v6)?;
+            let shared6 = Arc::new(crate::dhcp6::server::Shared6::new(
+                shared.clone(),
+                v6.clone(),
+                base6.clone(),
+            ));
+            Some((listeners, shared6))
+        }
+        _ => None,
+    };
+    let describe6 = |l: &crate::dhcp6::server::Listener| {
+        format!(
+            "{} {}",
+            l.interface,
+            l.socket
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default()
+        )
+    };
+    let ipv6 = match (&config.ipv6, &dhcp6) {
+        (Some(v6), Some((listeners, _))) => serde_json::json!({
+            "address": v6.address.to_string(),
+            "dhcp": listeners.iter().filter(|l| l.port == crate::dhcp6::pxe::Port::Dhcp).map(describe6).collect::<Vec<_>>(),
+            "pxe": listeners.iter().filter(|l| l.port == crate::dhcp6::pxe::Port::Pxe).map(describe6).collect::<Vec<_>>(),
+            "tftp": tftp6_sockets.iter().map(|s| s.local_addr().map(|a| a.to_string()).unwrap_or_default()).collect::<Vec<_>>(),
+            "http": http6_listeners.iter().map(|l| l.local_addr().map(|a| a.to_string()).unwrap_or_default()).collect::<Vec<_>>(),
+            "url": base6,
+        }),
+        _ => serde_json::Value::Null,
+    };
     let describe = |l: &dhcp::server::Listener| {
         format!(
             "{} {}",
@@ -103,6 +156,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "https": https.as_ref().map(|h| h.listeners.iter().map(|l| l.local_addr().map(|a| a.to_string()).unwrap_or_default()).collect::<Vec<_>>()),
         "https_url": https.as_ref().map(|h| h.state.base.clone()),
         "tls_pin": https.as_ref().map(|h| h.state.pin.to_string()),
+        "ipv6": ipv6,
     });
     // The JSON line on stdout is for programs; the log gets a line for people, so a terminal
     // that shows both does not show the same line twice.
@@ -129,6 +183,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     for l in dhcp_listeners {
         tasks.spawn(dhcp::server::serve(l, shared.clone(), cancel.clone()));
     }
+    if let Some((listeners, shared6)) = dhcp6 {
+        for l in listeners {
+            tasks.spawn(crate::dhcp6::server::serve(
+                l,
+                shared6.clone(),
+                cancel.clone(),
+            ));
+        }
+    }
     let state = Arc::new(http::AppState {
         config: config.clone(),
         counters: counters.clone(),
@@ -154,7 +217,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         settings.generator = Some(http::tftp_generator(state.clone()));
     }
     let settings = Arc::new(settings);
-    for s in tftp_sockets {
+    for s in tftp_sockets.into_iter().chain(tftp6_sockets) {
         let (settings, counters, cancel) = (settings.clone(), counters.clone(), cancel.clone());
         tasks.spawn(async move {
             if let Err(e) = crate::tftp::server::serve(s, settings, counters, cancel).await {
@@ -183,8 +246,32 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             config.http.limits.max_connections_per_client,
         ),
     ));
-    for l in http_listeners {
-        let (state, table, cancel) = (state.clone(), table.clone(), cancel.clone());
+    // A machine that came over IPv6 is given IPv6 URLs: the HTTP listeners on IPv6 addresses
+    // render scripts and command lines with the bracketed base.
+    let state6 = base6.map(|base6| {
+        Arc::new(http::AppState {
+            config: config.clone(),
+            counters: counters.clone(),
+            base: base6,
+            bootpath: bootpath.clone(),
+            small_files: http::SmallFiles::default(),
+            admin_throttle: Default::default(),
+            sightings: shared.sightings.clone(),
+            pxe_password: Default::default(),
+            // HTTPS listens on IPv4 only: a dual-stack machine's agent reaches it there.
+            https: https.as_ref().map(|h| h.state.clone()),
+        })
+    });
+    let http_all = http_listeners
+        .into_iter()
+        .map(|l| (l, state.clone()))
+        .chain(
+            http6_listeners
+                .into_iter()
+                .map(|l| (l, state6.clone().expect("IPv6 listeners have a state"))),
+        );
+    for (l, state) in http_all {
+        let (table, cancel) = (table.clone(), cancel.clone());
         tasks.spawn(async move {
             if let Err(e) = http::serve(l, state, table, cancel, None).await {
                 tracing::error!(error = %e, "HTTP listener stopped");

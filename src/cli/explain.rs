@@ -33,6 +33,9 @@ pub struct ExplainArgs {
     /// Print the decision as JSON.
     #[arg(long)]
     json: bool,
+    /// The machine network-boots over IPv6 (DHCPv6): also say how it is answered there.
+    #[arg(long)]
+    ipv6: bool,
 }
 
 pub fn explain(dd: &DataDir, a: ExplainArgs) -> anyhow::Result<()> {
@@ -71,6 +74,9 @@ pub fn explain(dd: &DataDir, a: ExplainArgs) -> anyhow::Result<()> {
         if let Some(line) = chain_line(dd, a.arch, context) {
             println!("{line}");
         }
+        if a.ipv6 && context == Context::Pxe {
+            println!("{}", ipv6_line(dd, a.arch));
+        }
     }
     Ok(())
 }
@@ -81,6 +87,22 @@ fn pxe_password_set(dd: &DataDir) -> bool {
         .as_deref()
         .and_then(|p| netdeploy::config::StorageConfig::load(p).ok())
         .is_some_and(|c| c.pxe_password_set)
+}
+
+/// How a machine that network-boots over IPv6 is answered under the configuration found.
+fn ipv6_line(dd: &DataDir, arch: Option<u16>) -> String {
+    let ipv6 = dd
+        .config_path
+        .as_deref()
+        .and_then(|p| netdeploy::config::StorageConfig::load(p).ok())
+        .and_then(|c| c.ipv6);
+    // Without `ipv6.address` the server serves its interface's first global or unique local
+    // address, which only the server resolves.
+    let address = ipv6.map(|a| a.map_or("SERVER-ADDRESS".to_owned(), |a| a.to_string()));
+    netdeploy::dhcp6::pxe::explain(
+        arch.and_then(netdeploy::arch::ClientArch::from_option93),
+        address.as_deref(),
+    )
 }
 
 /// How the firmware of `arch` gets to its boot image under the configuration found

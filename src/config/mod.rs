@@ -4,12 +4,12 @@
 pub mod wire;
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::arch::ClientArch;
-use crate::interfaces::InterfaceAddr;
+use crate::interfaces::{Interface6Addr, InterfaceAddr};
 use crate::tftp::TftpSettings;
 
 /// Why a configuration cannot be used.
@@ -316,6 +316,85 @@ pub struct Config {
     /// Where deployment alerts are posted (`[alerts] webhooks`): plain `http://` URLs.
     pub alert_webhooks: Vec<axum::http::Uri>,
     pub status_retention: StatusRetention,
+    /// Network boot over IPv6 (`[ipv6]`); `None` when it is off (the default).
+    pub ipv6: Option<Ipv6Config>,
+}
+
+/// Network boot over IPv6: DHCPv6 in proxy fashion, and TFTP and HTTP on the served
+/// interfaces' IPv6 addresses (docs/network-boot.md, "IPv6").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ipv6Config {
+    /// The address in boot file URLs (`tftp://[address]/...`, `http://[address]:port/...`).
+    pub address: Ipv6Addr,
+    /// Each served interface with its index and the IPv6 address TFTP and HTTP listen on.
+    pub interfaces: Vec<Interface6Addr>,
+    /// The DHCPv6 server port. 547 is the real one (multicast to ff02::1:2); any other value
+    /// (0 for an ephemeral port) is the test mode: bound to the address, replies to the sender.
+    pub dhcp_port: u16,
+    /// The port UEFI asks its chosen boot server on (4011; 0 for an ephemeral port in tests).
+    pub proxy_port: u16,
+}
+
+impl Ipv6Config {
+    /// True when replies go to the sender's address and port (tests on loopback).
+    pub fn test_mode(&self) -> bool {
+        self.dhcp_port != 547
+    }
+}
+
+/// `[ipv6]` against the host's IPv6 addresses: each served interface needs a global, unique
+/// local or loopback address (a link-local one cannot be put in a URL without its scope).
+fn ipv6_config(
+    w: &wire::Ipv6,
+    served: &[InterfaceAddr],
+    host6: &[Interface6Addr],
+) -> Result<Option<Ipv6Config>, ConfigError> {
+    if !w.enabled.unwrap_or(false) {
+        if w.address.is_some() || w.dhcp_port.is_some() || w.proxy_port.is_some() {
+            return Err(field(
+                "ipv6.enabled",
+                "the [ipv6] settings take effect only with enabled = true",
+            ));
+        }
+        return Ok(None);
+    }
+    let mut interfaces = Vec::new();
+    for iface in served {
+        let mine: Vec<&Interface6Addr> = host6
+            .iter()
+            .filter(|a| a.name == iface.name && !a.is_link_local())
+            .collect();
+        let chosen = match w.address {
+            Some(a) => mine.iter().find(|m| m.address == a).or(mine.first()),
+            None => mine.first(),
+        };
+        let Some(chosen) = chosen else {
+            return Err(field(
+                "ipv6.enabled",
+                format!(
+                    "interface {:?} has no global or unique local IPv6 address to serve on",
+                    iface.name
+                ),
+            ));
+        };
+        interfaces.push((*chosen).clone());
+    }
+    let address = match w.address {
+        Some(a) if interfaces.iter().any(|i| i.address == a) => a,
+        Some(a) => {
+            return Err(field(
+                "ipv6.address",
+                format!("{a} is not an IPv6 address of the served interfaces"),
+            ))
+        }
+        None => interfaces[0].address,
+    };
+    Ok(Some(Ipv6Config {
+        address,
+        interfaces,
+        dhcp_port: w.dhcp_port.unwrap_or(547),
+        proxy_port: w.proxy_port.unwrap_or(4011),
+    }))
 }
 
 /// How long status messages are kept, and how many at most (`[status]`): a flood of
@@ -369,6 +448,9 @@ pub struct StorageConfig {
     pub chains: BTreeMap<ClientArch, BootChain>,
     /// `boot.pxe_password_hash` is set, for `explain` (rule 9).
     pub pxe_password_set: bool,
+    /// `[ipv6]`, for `explain`: the address when it is enabled (`None` without an address
+    /// in the file: the served interface's, which only the server resolves).
+    pub ipv6: Option<Option<Ipv6Addr>>,
 }
 
 impl StorageConfig {
@@ -384,6 +466,11 @@ impl StorageConfig {
                 .filter_map(|(k, c)| Some((ClientArch::from_key(k)?, *c)))
                 .collect(),
             pxe_password_set: wire.boot.pxe_password_hash.is_some(),
+            ipv6: wire
+                .ipv6
+                .enabled
+                .unwrap_or(false)
+                .then_some(wire.ipv6.address),
         })
     }
 }
@@ -412,11 +499,23 @@ impl Config {
         let wire = read_wire(path)?;
         let host = crate::interfaces::ipv4_addresses()
             .map_err(|e| field("server.interfaces", format!("cannot list interfaces: {e}")))?;
-        Config::from_wire(wire, &host)
+        let host6 = crate::interfaces::ipv6_addresses()
+            .map_err(|e| field("ipv6.enabled", format!("cannot list IPv6 addresses: {e}")))?;
+        Config::from_wire_with_ipv6(wire, &host, &host6)
     }
 
-    /// Validates a parsed file against the host's interface addresses.
+    /// Validates a parsed file against the host's IPv4 interface addresses (a host without
+    /// IPv6 addresses: `[ipv6]` cannot be enabled).
     pub fn from_wire(w: wire::File, host: &[InterfaceAddr]) -> Result<Config, ConfigError> {
+        Config::from_wire_with_ipv6(w, host, &[])
+    }
+
+    /// Validates a parsed file against the host's IPv4 and IPv6 interface addresses.
+    pub fn from_wire_with_ipv6(
+        w: wire::File,
+        host: &[InterfaceAddr],
+        host6: &[Interface6Addr],
+    ) -> Result<Config, ConfigError> {
         let data_dir = data_dir_of(&w);
         let names = w.server.interfaces.unwrap_or_default();
         if names.is_empty() {
@@ -464,6 +563,7 @@ impl Config {
             }
             r => r,
         };
+        let ipv6 = ipv6_config(&w.ipv6, &interfaces, host6)?;
         let mode = w.dhcp.mode.unwrap_or_default();
         let pool = match mode {
             DhcpMode::Dhcp => Some(pool(&w.dhcp, &interfaces[0])?),
@@ -673,6 +773,7 @@ impl Config {
             },
         };
         Ok(Config {
+            ipv6,
             status_retention,
             alert_webhooks,
             interfaces,
@@ -1346,5 +1447,62 @@ mod tests {
             err.starts_with("boot.files:") && err.contains("efi-x64"),
             "{err}"
         );
+    }
+
+    fn load6(text: &str, host6: &[Interface6Addr]) -> Result<Config, ConfigError> {
+        let text = format!(
+            "{text}\n[tftp]\nroot = {:?}\n",
+            tftp_root().display().to_string()
+        );
+        Config::from_wire_with_ipv6(parse(&text).unwrap(), &host(), host6)
+    }
+
+    fn br0_v6(address: &str) -> Interface6Addr {
+        Interface6Addr {
+            name: "br0".into(),
+            index: 4,
+            address: address.parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn ipv6_is_off_by_default_and_serves_the_interfaces_global_address_when_on() {
+        let base = "[server]\ninterfaces = [\"br0\"]\n";
+        assert_eq!(load(base).unwrap().ipv6, None);
+        let host6 = [br0_v6("fe80::1"), br0_v6("fd77::1"), br0_v6("fd77::2")];
+        let c = load6(&format!("{base}[ipv6]\nenabled = true\n"), &host6).unwrap();
+        let v6 = c.ipv6.unwrap();
+        assert_eq!(v6.address, "fd77::1".parse::<Ipv6Addr>().unwrap());
+        assert_eq!((v6.dhcp_port, v6.proxy_port), (547, 4011));
+        assert!(!v6.test_mode());
+        assert_eq!(v6.interfaces[0].index, 4);
+        let c = load6(
+            &format!("{base}[ipv6]\nenabled = true\naddress = \"fd77::2\"\n"),
+            &host6,
+        )
+        .unwrap();
+        assert_eq!(c.ipv6.unwrap().interfaces[0].address.segments()[7], 2);
+    }
+
+    #[test]
+    fn ipv6_settings_name_the_field_to_fix() {
+        let base = "[server]\ninterfaces = [\"br0\"]\n";
+        let err =
+            |text: &str, host6: &[Interface6Addr]| load6(text, host6).unwrap_err().to_string();
+        let e = err(
+            &format!("{base}[ipv6]\nenabled = true\n"),
+            &[br0_v6("fe80::1")],
+        );
+        assert!(e.starts_with("ipv6.enabled:") && e.contains("br0"), "{e}");
+        let e = err(
+            &format!("{base}[ipv6]\nenabled = true\naddress = \"fd00::9\"\n"),
+            &[br0_v6("fd77::1")],
+        );
+        assert!(e.starts_with("ipv6.address:"), "{e}");
+        let e = err(
+            &format!("{base}[ipv6]\ndhcp_port = 547\n"),
+            &[br0_v6("fd77::1")],
+        );
+        assert!(e.starts_with("ipv6.enabled:"), "{e}");
     }
 }

@@ -24,6 +24,18 @@ pub struct File {
     pub alerts: Alerts,
     #[serde(default)]
     pub status: Status,
+    #[serde(default)]
+    pub ipv6: Ipv6,
+}
+
+/// `[ipv6]`: network boot over IPv6 (DHCPv6 in proxy fashion, TFTP and HTTP on IPv6).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ipv6 {
+    pub enabled: Option<bool>,
+    pub address: Option<std::net::Ipv6Addr>,
+    pub dhcp_port: Option<u16>,
+    pub proxy_port: Option<u16>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -198,7 +198,7 @@ fn handle(
             std::time::Instant::now(),
             config.boot.script_after_dhcp,
         );
-        no_boot(&req, shared)
+        refusal(shared, Some(req.mac), req.uuid, req.arch_value())
     } else {
         None
     };
@@ -305,13 +305,16 @@ fn log_ignored(req: &Request, reason: &Ignored, l: &Listener, c: &Counters) {
     }
 }
 
-/// Asks the deployments whether this PXE client gets a boot offer (docs/selection-rules.md rules 8 and 9).
+/// Asks the deployments whether this network-boot client (over DHCP or DHCPv6) gets a boot
+/// offer (docs/selection-rules.md rules 8 and 9): `Some(reason)` when it does not.
 /// A store that cannot be read withholds the offer: better no boot than a wrong one.
-fn no_boot(req: &Request, shared: &Shared) -> Option<String> {
-    match shared
-        .bootpath
-        .plan(Some(req.mac), req.uuid, req.arch_value(), None)
-    {
+pub fn refusal(
+    shared: &Shared,
+    mac: Option<crate::dhcp::packet::Mac>,
+    uuid: Option<crate::dhcp::packet::SmbiosUuid>,
+    arch: Option<u16>,
+) -> Option<String> {
+    match shared.bootpath.plan(mac, uuid, arch, None) {
         Ok(plan) => {
             if let PxePlan::Decided { decision, .. } = &plan {
                 shared.bootpath.record_unmet(decision);

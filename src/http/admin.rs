@@ -429,6 +429,8 @@ struct ExplainQuery {
     arch: Option<u16>,
     context: Option<String>,
     preferred: Option<String>,
+    /// `ipv6=true`: the machine network-boots over IPv6; the text says how it is answered.
+    ipv6: Option<bool>,
 }
 
 async fn explain(State(s): State<Arc<AppState>>, Query(q): Query<ExplainQuery>) -> Response {
@@ -474,6 +476,11 @@ async fn explain(State(s): State<Arc<AppState>>, Query(q): Query<ExplainQuery>) 
                 .and_then(|a| crate::secure_boot::explain_chain(a, s.config.boot.chain(a)))
             {
                 text.push_str(&line);
+                text.push('\n');
+            }
+            if q.ipv6 == Some(true) && context == Context::Pxe {
+                let address = s.config.ipv6.as_ref().map(|v| v.address.to_string());
+                text.push_str(&crate::dhcp6::pxe::explain(arch, address.as_deref()));
                 text.push('\n');
             }
             Json(serde_json::json!({ "text": text, "decision": d })).into_response()

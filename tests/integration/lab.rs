@@ -77,6 +77,14 @@ impl Lab {
         self.peer_dhcp = true;
     }
 
+    /// Makes the lab an IPv6-only site: the peer namespace runs a stateful DHCPv6 server
+    /// (addresses only, iPXE left to the boot server) and radvd with the "other
+    /// configuration" flag, in place of the lab's flagless router advertisements.
+    pub fn start_peer_dhcp6(&mut self) {
+        must(Command::new(repo().join("lab/dhcp-peer.sh")).args(["start", &self.name, "--ipv6"]));
+        self.peer_dhcp = true;
+    }
+
     /// `lab/boot-vm.sh` for one machine on this lab's network, its serial console logged to
     /// `serial`; the caller adds media and options, and runs or spawns it (holding a
     /// [`vm_turn`] and having made the tap).

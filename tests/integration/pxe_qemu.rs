@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::harness::Server;
+use crate::harness::{cli_ok, random_smbios_uuid, Server};
 use crate::lab::{boot_image, Lab};
 
 fn config(dir: &std::path::Path, mode: &str) -> String {
@@ -120,4 +120,151 @@ fn uefi_machine_http_boots_with_no_tftp() {
     server
         .wait_for_log(&["iPXE script served", mac], Duration::from_secs(2))
         .expect("the iPXE script was fetched");
+}
+
+/// IPv6-only provisioning network: OVMF with its IPv4 PXE off gets its address from the
+/// site's DHCPv6 server and its boot file URL (option 59) from netdeploy's proxy ADVERTISE and
+/// port 4011 REPLY, and loads iPXE over TFTP on IPv6; iPXE takes its address from SLAAC and
+/// its script URL from netdeploy's REPLY to its Information-Request; the agent runs the
+/// machine's required deployment against the IPv6 server. The device is declared by its
+/// SMBIOS UUID, which only the DUID-UUID carries; booted again, the loop guard withholds the
+/// DHCPv6 answer as it does the DHCPv4 one.
+#[test]
+fn uefi_machine_pxe_boots_over_ipv6_beside_a_site_dhcpv6_server_and_runs_its_deployment() {
+    let mac = "52:54:00:0d:00:06";
+    let uuid = random_smbios_uuid();
+    let dir = tempfile::tempdir().unwrap();
+    let (kernel, initrd) = boot_image();
+    let site = format!(
+        r#"site_code = "LAB"
+[[device]]
+name = "pc6"
+uuid = "{uuid}"
+[[collection]]
+id = "lab"
+members = ["pc6"]
+[[boot_image]]
+id = "linux-x64"
+arch = "x64"
+kernel = {kernel:?}
+initrd = {initrd:?}
+cmdline = "console=ttyS0 quiet"
+[[task_sequence]]
+id = "hello"
+name = "Say hello"
+boot_image = "linux-x64"
+steps = [{{ name = "hello", action = "run_command", command = "echo hello over IPv6" }}]
+[[deployment]]
+id = "LAB00001"
+task_sequence = "hello"
+collection = "lab"
+purpose = "required"
+available_to = "media_pxe"
+"#,
+        kernel = kernel.display().to_string(),
+        initrd = initrd.display().to_string(),
+    );
+    let site_path = dir.path().join("site.toml");
+    std::fs::write(&site_path, site).unwrap();
+    cli_ok(
+        &dir.path().join("data"),
+        &["site", "apply", site_path.to_str().unwrap()],
+    );
+    let mut lab = Lab::up();
+    lab.start_peer_dhcp6();
+    let config = format!(
+        "[server]\ninterfaces = [\"ndbr0\"]\ndata_dir = {data:?}\n\
+         [dhcp]\nmode = \"proxy\"\n[tftp]\nroot = \"/usr/lib/ipxe\"\n\
+         [ipv6]\nenabled = true\naddress = \"fd77::1\"\n",
+        data = dir.path().join("data").display().to_string(),
+    );
+    let server = Server::start_in(dir.path(), &config, &lab.exec_prefix());
+    assert_eq!(server.ready["ipv6"]["address"], "fd77::1");
+    let machine = ["--pxe-ipv6", "--smbios-uuid", uuid.as_str()];
+    let mut args = machine.to_vec();
+    args.extend(["--expect", "NETDEPLOY-AGENT-RESULT", "--timeout", "240"]);
+    let started = std::time::Instant::now();
+    let (ok, serial, report) = lab.boot_vm("uefi", mac, "tap0", dir.path(), &args);
+    let log = server.log();
+    let context = format!("serial:\n{serial}\nnetdeploy:\n{log}");
+    assert!(
+        ok,
+        "the IPv6 machine did not run its deployment ({report})\n{context}"
+    );
+    eprintln!(
+        "IPv6 PXE: QEMU start to the agent's result in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        serial.contains("Start PXE over IPv6") && !serial.contains("HTTP Boot"),
+        "the firmware booted through PXE over IPv6\n{context}"
+    );
+    let marker = serial
+        .lines()
+        .find(|l| l.contains("NETDEPLOY-BOOT-OK"))
+        .expect("marker line");
+    assert!(
+        marker.contains("netdeploy.server=http://[fd77::1]:8080")
+            && marker.contains("netdeploy.deployment=LAB00001"),
+        "the script came over IPv6 and chose the deployment: {marker}"
+    );
+    assert!(
+        serial.contains("NETDEPLOY-AGENT-RESULT success deployment=LAB00001"),
+        "the agent ran the deployment over IPv6\n{context}"
+    );
+    let firmware = server
+        .wait_for_log(
+            &[
+                "PXE boot reply (DHCPv6)",
+                mac,
+                "reply=Reply",
+                "arch=7 ",
+                "ipxe=false",
+            ],
+            Duration::from_secs(2),
+        )
+        .unwrap_or_else(|| panic!("no port 4011 REPLY to the firmware\n{context}"));
+    assert!(
+        firmware.contains("tftp://[fd77::1]/snponly.efi") && firmware.contains(&uuid),
+        "{firmware}"
+    );
+    server
+        .wait_for_log(
+            &[
+                "client=[fd77::",
+                "file=snponly.efi",
+                "outcome=\"completed\"",
+            ],
+            Duration::from_secs(2),
+        )
+        .unwrap_or_else(|| panic!("iPXE was not sent over TFTP on IPv6\n{context}"));
+    server
+        .wait_for_log(
+            &[
+                "PXE boot reply (DHCPv6)",
+                mac,
+                "ipxe=true",
+                "http://[fd77::1]:8080/boot.ipxe",
+            ],
+            Duration::from_secs(2),
+        )
+        .unwrap_or_else(|| panic!("no DHCPv6 reply to iPXE\n{context}"));
+
+    // Booted again: the loop guard (rule 7) withholds the DHCPv6 answer; OVMF goes on to its
+    // next boot device (HTTP boot) and the boot image never starts.
+    let mut args = machine.to_vec();
+    args.extend(["--expect", "Start HTTP Boot", "--timeout", "120"]);
+    let (ok, serial, report) = lab.boot_vm("uefi", mac, "tap1", dir.path(), &args);
+    let log = server.log();
+    assert!(
+        ok,
+        "the firmware did not go on ({report})\nserial:\n{serial}\nnetdeploy:\n{log}"
+    );
+    assert!(!serial.contains("NETDEPLOY-BOOT-OK"), "{serial}");
+    server
+        .wait_for_log(
+            &["no boot offer (DHCPv6)", &uuid, "rule 7"],
+            Duration::from_secs(2),
+        )
+        .unwrap_or_else(|| panic!("loop guard over DHCPv6 not logged:\n{log}"));
 }
