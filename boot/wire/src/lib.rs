@@ -6,6 +6,7 @@
 //!   task sequence steps;
 //! - [`status`]: the status messages of `POST /agent/status`;
 //! - [`variables`]: the media variables file, one writer and one parser;
+//! - [`image`]: the image format, index and chunks, that capture writes and apply reads;
 //! - [`run_token`]: the credential the agent presents on every policy and status request;
 //! - [`password`] (feature `password`): the media password, argon2id in the PHC string format;
 //! - [`Mac`], [`SmbiosUuid`] and [`Sha256Hex`]: who a machine is and what a file is, with
@@ -19,6 +20,7 @@
 mod closed_set;
 pub mod hex;
 mod identity;
+pub mod image;
 #[cfg(feature = "password")]
 pub mod password;
 pub mod policy;
