@@ -5,6 +5,7 @@
 
 pub mod apply;
 pub mod capture;
+pub mod cli;
 pub mod used_blocks;
 
 use std::io;
