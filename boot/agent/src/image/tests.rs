@@ -426,9 +426,9 @@ proptest! {
     }
 
     #[test]
-    fn any_flipped_byte_of_an_image_fails_the_apply_before_it_lands(
+    fn any_flipped_or_cut_byte_of_an_image_fails_the_apply_before_it_lands(
         runs in runs(), file in any::<prop::sample::Index>(),
-        at in any::<prop::sample::Index>(), bit in 0u8..8,
+        at in any::<prop::sample::Index>(), bit in 0u8..8, cut in any::<bool>(),
     ) {
         let dir = tempfile::tempdir().unwrap();
         let mut data = Vec::new();
@@ -450,7 +450,11 @@ proptest! {
         let path = out.join(&names[k]);
         let mut b = std::fs::read(&path).unwrap();
         let i = at.index(b.len());
-        b[i] ^= 1 << bit;
+        if cut {
+            b.truncate(i);
+        } else {
+            b[i] ^= 1 << bit;
+        }
         std::fs::write(&path, &b).unwrap();
         let target = dir.path().join("vda");
         old_disk(&target, data.len() as u64);
@@ -460,7 +464,7 @@ proptest! {
         if k < c.index.chunks.len() {
             prop_assert!(
                 matches!(err, Err(ImageError::Chunk { index, .. }) if index == k),
-                "chunk {} flipped", k
+                "chunk {} damaged", k
             );
             for e in &c.index.chunks[k].extents {
                 prop_assert!(disk[e.offset as usize..e.end() as usize].iter().all(|b| *b == 0xEE));
