@@ -95,6 +95,31 @@ fn a_captured_image_package_is_applied_from_the_server_and_a_tampered_chunk_is_n
     );
     let files_in_package = captured.index.chunks.len() + 1;
     assert!(out.contains(&format!("{files_in_package} files")), "{out}");
+    assert!(
+        out.contains(&format!(
+            "image image.ndimg: {} chunks",
+            captured.index.chunks.len()
+        )),
+        "{out}"
+    );
+
+    // A package missing a chunk is refused, naming it.
+    let partial = dir.path().join("partial");
+    std::fs::create_dir_all(&partial).unwrap();
+    std::fs::copy(pkg.join(INDEX_FILE), partial.join(INDEX_FILE)).unwrap();
+    std::fs::copy(pkg.join(chunk_file(0)), partial.join(chunk_file(0))).unwrap();
+    let (ok, out) = crate::harness::cli(
+        &data,
+        &[
+            "package",
+            "create",
+            "--id",
+            "partial",
+            "--from",
+            partial.to_str().unwrap(),
+        ],
+    );
+    assert!(!ok && out.contains("chunk 1"), "{out}");
     let server = Server::start(dir.path(), &loopback_config(dir.path(), "proxy", ""));
 
     let client = Client::default();
