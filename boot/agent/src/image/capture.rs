@@ -59,8 +59,8 @@ struct Batch {
     extents: Vec<Extent>,
 }
 
-/// Captures `source` into the directory `out` (created if missing; files of an earlier
-/// capture there are overwritten).
+/// Captures `source` into the directory `out` (created if missing; the index and chunks of
+/// an earlier capture there are removed first, so that none of them joins the new package).
 pub fn capture(source: &Path, out: &Path, opts: &CaptureOptions) -> Result<Captured, ImageError> {
     let read_err = |e| ImageError::Read {
         path: source.to_owned(),
@@ -74,6 +74,13 @@ pub fn capture(source: &Path, out: &Path, opts: &CaptureOptions) -> Result<Captu
         .chunk_size
         .clamp(ZERO_BLOCK, netdeploy_wire::image::MAX_CHUNK);
     std::fs::create_dir_all(out).map_err(out_err(out))?;
+    for entry in std::fs::read_dir(out).map_err(out_err(out))? {
+        let entry = entry.map_err(out_err(out))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name == INDEX_FILE || (name.starts_with("chunk-") && name.ends_with(".zst")) {
+            std::fs::remove_file(entry.path()).map_err(out_err(&entry.path()))?;
+        }
+    }
     let mut file = File::open(source).map_err(read_err)?;
     let size = file.seek(SeekFrom::End(0)).map_err(read_err)?;
     let mut head = vec![0u8; HEAD.min(size as usize)];

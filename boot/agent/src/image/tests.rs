@@ -350,6 +350,54 @@ fn a_fat_filesystem_is_captured_by_its_used_blocks_and_applied_fsck_clean() {
 }
 
 #[test]
+fn what_partclone_cannot_map_is_captured_raw_and_applied_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    // An ext superblock magic on bytes that are no filesystem.
+    let mut data = noise(300_000, 5);
+    data[1080..1082].copy_from_slice(&[0x53, 0xEF]);
+    data[100_000..200_000].fill(0);
+    let src = dir.path().join("src");
+    std::fs::write(&src, &data).unwrap();
+    let out = dir.path().join("image");
+    let c = capture(&src, &out, &small_chunks()).unwrap();
+    assert_eq!(c.index.parts[0].filesystem, Filesystem::Raw);
+    assert_eq!(c.index.parts[0].used, data.len() as u64);
+    assert!(c.index.zeros.iter().map(|e| e.len).sum::<u64>() >= 90_000);
+    let target = dir.path().join("vda");
+    old_disk(&target, data.len() as u64);
+    apply(
+        &Store::Dir(out),
+        &dir_ref(&c),
+        &target,
+        &opts(dir.path().join("journal")),
+    )
+    .unwrap();
+    assert!(std::fs::read(&target).unwrap() == data);
+}
+
+#[test]
+fn a_capture_into_a_used_directory_leaves_no_chunk_of_the_earlier_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big");
+    std::fs::write(&big, noise(2 << 20, 6)).unwrap();
+    let out = dir.path().join("image");
+    let first = capture(&big, &out, &small_chunks()).unwrap();
+    let small = dir.path().join("small");
+    std::fs::write(&small, noise(10_000, 7)).unwrap();
+    let second = capture(&small, &out, &small_chunks()).unwrap();
+    assert!(first.index.chunks.len() > second.index.chunks.len());
+    let mut names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let mut want: Vec<String> = (0..second.index.chunks.len()).map(chunk_file).collect();
+    want.push(INDEX_FILE.to_owned());
+    want.sort();
+    assert_eq!(names, want);
+}
+
+#[test]
 fn a_target_smaller_than_the_image_is_refused_before_any_write() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src");
