@@ -18,6 +18,10 @@ pub const VERSION: u16 = 1;
 /// Largest uncompressed chunk a reader accepts: it holds one chunk in memory.
 pub const MAX_CHUNK: u64 = 64 << 20;
 
+/// Largest compressed chunk a reader accepts: zstd's worst case for [`MAX_CHUNK`] bytes with
+/// room to spare.
+pub const MAX_COMPRESSED: u64 = MAX_CHUNK + (MAX_CHUNK >> 7) + (1 << 20);
+
 /// The conventional file name of the index inside an image package.
 pub const INDEX_FILE: &str = "image.ndimg";
 
@@ -286,6 +290,11 @@ impl Index {
                     "chunk {i} holds {uncompressed_len} bytes (1 to {MAX_CHUNK})"
                 )));
             }
+            if compressed_len == 0 || compressed_len > MAX_COMPRESSED {
+                return Err(bad(format!(
+                    "chunk {i} is stored in {compressed_len} bytes (1 to {MAX_COMPRESSED})"
+                )));
+            }
             r.room(n_ext, EXTENT_LEN)?;
             let mut extents = Vec::with_capacity(n_ext);
             for _ in 0..n_ext {
@@ -523,6 +532,14 @@ mod tests {
         idx.zeros[0].offset = 50;
         let err = Index::decode(&idx.encode()).unwrap_err();
         assert!(err.to_string().contains("written twice"), "{err}");
+    }
+
+    #[test]
+    fn a_chunk_larger_than_a_reader_holds_is_refused() {
+        let mut idx = index_from(&[(0, 100, false)], 1);
+        idx.chunks[0].compressed_len = MAX_COMPRESSED + 1;
+        let err = Index::decode(&idx.encode()).unwrap_err();
+        assert!(err.to_string().contains("stored in"), "{err}");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::os::unix::fs::{FileExt, FileTypeExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use netdeploy_wire::image::{chunk_file, Extent, Index, INDEX_FILE};
+use netdeploy_wire::image::{chunk_file, Extent, Index, INDEX_FILE, MAX_COMPRESSED};
 use sha2::{Digest, Sha256};
 
 use super::ImageError;
@@ -254,7 +254,8 @@ fn fetch(
     backoff: &Backoff,
 ) -> Result<Vec<u8>, download::TransferError> {
     let mut sink = Memory {
-        data: Vec::with_capacity(expect.size as usize),
+        // A chunk's size is bounded by the index; an index's, from the policy, is not.
+        data: Vec::with_capacity(expect.size.min(MAX_COMPRESSED) as usize),
         path: PathBuf::from(source.describe()),
     };
     let mut hasher = Sha256::new();
