@@ -300,7 +300,10 @@ impl Index {
             for _ in 0..n_ext {
                 extents.push(r.extent()?);
             }
-            if extents.iter().map(|e| e.len).sum::<u64>() != uncompressed_len {
+            let sum = extents
+                .iter()
+                .try_fold(0u64, |sum, e| sum.checked_add(e.len));
+            if sum != Some(uncompressed_len) {
                 return Err(bad(format!(
                     "chunk {i}: its extents do not add up to its {uncompressed_len} bytes"
                 )));
@@ -532,6 +535,17 @@ mod tests {
         idx.zeros[0].offset = 50;
         let err = Index::decode(&idx.encode()).unwrap_err();
         assert!(err.to_string().contains("written twice"), "{err}");
+    }
+
+    #[test]
+    fn extents_whose_lengths_overflow_are_refused_without_a_panic() {
+        let mut idx = index_from(&[(0, 100, false), (0, 100, false)], 2);
+        idx.chunks[0].extents[0].len = u64::MAX - 50;
+        idx.chunks[0].extents[1].len = 150;
+        assert!(matches!(
+            Index::decode(&idx.encode()),
+            Err(FormatError::Malformed(_))
+        ));
     }
 
     #[test]
