@@ -501,6 +501,27 @@ mod tests {
         }
 
         #[test]
+        fn random_fields_under_a_good_trailer_never_panic_the_decoder(
+            counts in prop::collection::vec(0u32..4, 3),
+            rest in prop::collection::vec(any::<u8>(), 0..600),
+        ) {
+            // A well-formed header with small counts, random entries, and the right trailer:
+            // only the field checks stand between these bytes and the writes.
+            let mut b = MAGIC.to_vec();
+            b.extend_from_slice(&VERSION.to_le_bytes());
+            b.extend_from_slice(&[0, 0]);
+            for c in &counts {
+                b.extend_from_slice(&c.to_le_bytes());
+            }
+            b.extend_from_slice(&rest);
+            let trailer: [u8; 32] = Sha256::digest(&b).into();
+            b.extend_from_slice(&trailer);
+            if let Ok(idx) = Index::decode(&b) {
+                prop_assert_eq!(Index::decode(&idx.encode()).unwrap(), idx);
+            }
+        }
+
+        #[test]
         fn any_flipped_or_cut_byte_of_a_chunk_is_refused(
             data in prop::collection::vec(any::<u8>(), 1..2000),
             at in any::<prop::sample::Index>(), bit in 0u8..8
