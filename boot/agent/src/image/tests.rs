@@ -1,5 +1,5 @@
-//! Capture and apply of real filesystems made by mkfs.ext4 and mkfs.fat, checked by their
-//! own fsck and read back file by file with debugfs and mtools; tampered chunks, cut
+//! Capture and apply of real filesystems made by mkfs.ext4, mkfs.fat and mkntfs, checked by
+//! their own tools and read back file by file with debugfs, mtools and ntfscat; tampered chunks, cut
 //! downloads and raw images.
 
 use std::collections::HashMap;
@@ -395,6 +395,47 @@ fn a_capture_into_a_used_directory_leaves_no_chunk_of_the_earlier_one() {
     want.push(INDEX_FILE.to_owned());
     want.sort();
     assert_eq!(names, want);
+}
+
+#[test]
+fn an_ntfs_filesystem_is_captured_by_its_used_blocks_and_applied_file_for_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let files: Vec<(String, Vec<u8>)> = tree(&root)
+        .into_iter()
+        .filter(|(name, _)| !name.contains('/'))
+        .collect();
+    let img = dir.path().join("ntfs.img");
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(48 << 20)
+        .unwrap();
+    run(Command::new("mkntfs").args(["-F", "-Q", "-q"]).arg(&img));
+    for (name, _) in &files {
+        run(Command::new("ntfscp")
+            .arg("-f")
+            .arg(&img)
+            .arg(root.join(name))
+            .arg(name));
+    }
+    let out = dir.path().join("image");
+    let c = capture(&img, &out, &small_chunks()).unwrap();
+    assert_eq!(c.index.parts[0].filesystem, Filesystem::Ntfs);
+    assert!(c.index.parts[0].used < c.index.size / 2);
+    let target = dir.path().join("ntfs-copy.img");
+    old_disk(&target, c.index.size);
+    apply(
+        &Store::Dir(out),
+        &dir_ref(&c),
+        &target,
+        &opts(dir.path().join("journal")),
+    )
+    .unwrap();
+    run(Command::new("ntfsfix").arg("-n").arg(&target));
+    for (name, data) in &files {
+        let out = run(Command::new("ntfscat").arg(&target).arg(name));
+        assert!(out.stdout == *data, "{name} differs after apply");
+    }
 }
 
 #[test]

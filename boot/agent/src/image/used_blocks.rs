@@ -34,9 +34,12 @@ pub fn detect(head: &[u8]) -> Filesystem {
 
 /// The used ranges (`+`) of a ddrescue map file as partclone writes it: comment lines,
 /// one status line (current position and status), then `pos size status` lines in hex.
-/// Touching ranges are merged; every range must end within `size`.
+/// Touching ranges are merged; every range must end within `size`. Bytes of the device past
+/// the last range of the map are outside the filesystem's blocks and count as used: NTFS
+/// keeps its backup boot sector there.
 pub fn parse_domain_map(text: &str, size: u64) -> Result<Vec<Extent>, String> {
     let mut used = Vec::new();
+    let mut covered = 0u64;
     let mut status_line_seen = false;
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -60,9 +63,6 @@ pub fn parse_domain_map(text: &str, size: u64) -> Result<Vec<Extent>, String> {
             offset: hex(pos)?,
             len: hex(len)?,
         };
-        if status != "+" {
-            continue;
-        }
         if e.offset.checked_add(e.len).is_none_or(|end| end > size) {
             return Err(format!(
                 "line {}: {}+{} is beyond the device's {size} bytes",
@@ -71,11 +71,21 @@ pub fn parse_domain_map(text: &str, size: u64) -> Result<Vec<Extent>, String> {
                 e.len
             ));
         }
-        if used.last().is_some_and(|l: &Extent| l.end() > e.offset) {
+        if covered > e.offset {
             return Err(format!("line {}: ranges are not in order", n + 1));
         }
-        push_extent(&mut used, e);
+        covered = e.end();
+        if status == "+" {
+            push_extent(&mut used, e);
+        }
     }
+    push_extent(
+        &mut used,
+        Extent {
+            offset: covered,
+            len: size - covered,
+        },
+    );
     Ok(used)
 }
 
@@ -165,7 +175,7 @@ mod tests {
 
     #[test]
     fn a_partclone_domain_map_gives_its_used_ranges() {
-        let used = parse_domain_map(EXT4_MAP, 64 << 20).unwrap();
+        let used = parse_domain_map(EXT4_MAP, MAP_END).unwrap();
         assert_eq!(
             used,
             [
@@ -178,6 +188,22 @@ mod tests {
                     len: 0x40800
                 }
             ]
+        );
+    }
+
+    /// Where the excerpt's last range ends.
+    const MAP_END: u64 = 0x840C00 + 0x7BF800;
+
+    #[test]
+    fn bytes_past_the_end_of_the_map_count_as_used() {
+        let used = parse_domain_map(EXT4_MAP, MAP_END + 4096).unwrap();
+        assert_eq!(used.len(), 3);
+        assert_eq!(
+            used[2],
+            Extent {
+                offset: MAP_END,
+                len: 4096
+            }
         );
     }
 
