@@ -30,7 +30,18 @@ ratio() { python3 -c "print(f'{$1/$2*100:.0f}%' if $2 else 'n/a')"; }
 # the caller), nginx serves $WORK/www/NAME. Sets ND_URL and NG_URL once both answer with the
 # same bytes.
 serve_both() {
-    local name=$1 nd_port ng_port url got
+    local url got
+    start_both "$1"
+    for url in "$ND_URL" "$NG_URL"; do
+        got=$(curl -s --max-time 120 "$url" | sha256sum | cut -d' ' -f1)
+        [[ "$got" == "$SHA" ]] || { echo "wrong bytes from $url" >&2; exit 1; }
+    done
+}
+
+# start_both NAME: starts netdeploy on $WORK/data and nginx on $WORK/www; sets ND_URL
+# (/content/$SHA) and NG_URL (/NAME) once both answer.
+start_both() {
+    local name=$1 nd_port ng_port
     mkdir -p "$WORK/tftp" "$WORK/nginx/logs"
     nd_port=$(free_port)
     cat > "$WORK/netdeploy.toml" <<TOML
@@ -78,8 +89,4 @@ CONF
     done
     ND_URL="http://127.0.0.1:$nd_port/content/$SHA"
     NG_URL="http://127.0.0.1:$ng_port/$name"
-    for url in "$ND_URL" "$NG_URL"; do
-        got=$(curl -s --max-time 120 "$url" | sha256sum | cut -d' ' -f1)
-        [[ "$got" == "$SHA" ]] || { echo "wrong bytes from $url" >&2; exit 1; }
-    done
 }

@@ -8,7 +8,7 @@ use clap::Subcommand;
 use netdeploy::bootpath::now;
 use netdeploy::catalog::site;
 use netdeploy::catalog::*;
-use netdeploy::content::Library;
+use netdeploy::content::{image_package, Library};
 
 use super::object::{object, Kind, ObjectCommand};
 use super::DataDir;
@@ -72,6 +72,18 @@ pub fn package(dd: &DataDir, cmd: PackageCommand) -> anyhow::Result<()> {
                     "imported {id}: {:.1} MiB in {:.1} s",
                     total as f64 / 1048576.0,
                     started.elapsed().as_secs_f64()
+                );
+            }
+            // An image that cannot be applied whole is refused here, not on a machine.
+            let images = image_package::check(&files, |f| {
+                let path = lib.path_of(&f.sha256).map_err(std::io::Error::other)?;
+                std::fs::read(path)
+            })
+            .with_context(|| format!("package {id} is not saved"))?;
+            for i in &images {
+                println!(
+                    "image {}: {} chunks, {} bytes of data in {} bytes (docs/image-format.md)",
+                    i.index, i.chunks, i.data_bytes, i.compressed_bytes
                 );
             }
             let n = files.len();

@@ -5,6 +5,8 @@
 //! Import writes to a temporary file in the library, syncs it, then renames it to its hash, so
 //! a crash never leaves a half-written file under a hash name.
 
+pub mod image_package;
+
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};

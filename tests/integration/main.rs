@@ -16,6 +16,7 @@ mod docs_site_file;
 mod harness;
 mod http;
 mod http_limits;
+mod imaging;
 mod ipv6;
 mod lab;
 mod layers;

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 pub const USAGE: &str = "\
 Usage: netdeploy-agent [run] [OPTIONS]
        netdeploy-agent verify FILE SHA256
+       netdeploy-agent capture SOURCE DIR
+       netdeploy-agent apply-image FROM SHA256 SIZE TARGET
 
 Runs the task sequence deployed to this machine: asks the netdeploy server for its policy
 (full media: reads policy.json and content/<sha256> next to the variables file), runs the
@@ -36,13 +38,36 @@ Options:
 
 verify FILE SHA256      hashes FILE, compares with SHA256 and prints the rate in MB/s
                         (exit 0 on a match, 1 otherwise)
+
+capture SOURCE DIR      captures the device, partition or file SOURCE into DIR as an image
+                        (docs/image-format.md): only the used blocks of an ext, FAT or NTFS
+                        filesystem, everything of anything else; prints the index's name,
+                        SHA-256 and size, as `netdeploy package create --from DIR` will list it
+apply-image FROM SHA256 SIZE TARGET
+                        applies the image whose index has this SHA-256 and size onto the
+                        existing device or file TARGET; FROM is the server (http://IP[:PORT])
+                        or an image directory. Each chunk is checked before it is written; run
+                        again after a failure, it resumes at the chunk where it stopped
 ";
 
 /// What to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Run(RunFlags),
-    Verify { file: PathBuf, sha256: String },
+    Verify {
+        file: PathBuf,
+        sha256: String,
+    },
+    Capture {
+        source: PathBuf,
+        out: PathBuf,
+    },
+    ApplyImage {
+        from: String,
+        sha256: String,
+        size: String,
+        target: PathBuf,
+    },
     Help,
     Version,
 }
@@ -69,6 +94,10 @@ pub enum CliError {
     MissingValue(String),
     #[error("verify needs FILE and SHA256 (see --help)")]
     VerifyArgs,
+    #[error("capture needs SOURCE and DIR (see --help)")]
+    CaptureArgs,
+    #[error("apply-image needs FROM, SHA256, SIZE and TARGET (see --help)")]
+    ApplyImageArgs,
 }
 
 /// Parses the arguments after the program name. `--flag value` and `--flag=value` both work.
@@ -84,6 +113,30 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
                     sha256: (*sha).to_owned(),
                 }),
                 _ => Err(CliError::VerifyArgs),
+            };
+        }
+        Some("capture") => {
+            args.next();
+            let rest: Vec<&str> = args.collect();
+            return match rest.as_slice() {
+                [source, out] => Ok(Command::Capture {
+                    source: PathBuf::from(source),
+                    out: PathBuf::from(out),
+                }),
+                _ => Err(CliError::CaptureArgs),
+            };
+        }
+        Some("apply-image") => {
+            args.next();
+            let rest: Vec<&str> = args.collect();
+            return match rest.as_slice() {
+                [from, sha256, size, target] => Ok(Command::ApplyImage {
+                    from: (*from).to_owned(),
+                    sha256: (*sha256).to_owned(),
+                    size: (*size).to_owned(),
+                    target: PathBuf::from(target),
+                }),
+                _ => Err(CliError::ApplyImageArgs),
             };
         }
         Some("run") => {
@@ -190,6 +243,31 @@ mod tests {
             })
         );
         assert_eq!(p(&["verify", "/tmp/x"]), Err(CliError::VerifyArgs));
+    }
+
+    #[test]
+    fn capture_and_apply_image_take_their_operands() {
+        assert_eq!(
+            p(&["capture", "/dev/vda1", "/tmp/img"]),
+            Ok(Command::Capture {
+                source: "/dev/vda1".into(),
+                out: "/tmp/img".into()
+            })
+        );
+        assert_eq!(p(&["capture", "/dev/vda1"]), Err(CliError::CaptureArgs));
+        assert_eq!(
+            p(&["apply-image", "http://10.0.0.1", "ab", "12", "/dev/vda"]),
+            Ok(Command::ApplyImage {
+                from: "http://10.0.0.1".into(),
+                sha256: "ab".into(),
+                size: "12".into(),
+                target: "/dev/vda".into()
+            })
+        );
+        assert_eq!(
+            p(&["apply-image", "http://10.0.0.1", "ab", "12"]),
+            Err(CliError::ApplyImageArgs)
+        );
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! The logic is pure and tested without a network: [`config`] (kernel command line and
 //! media variables), [`policy`] and [`plan`] (from the server's JSON to checked steps),
 //! [`download::decide`] and [`download::backoff`] (the resume rules), [`http::wire`]. The I/O
-//! around it is thin: [`http`], [`download`], [`apply_image`], [`command`], [`status`],
+//! around it is thin: [`http`], [`download`], [`apply_image`], [`image`] (capture and apply of
+//! filesystem-aware images), [`command`], [`status`],
 //! [`sequence`], and [`agent`], which ties one run together.
 
 pub mod agent;
@@ -22,6 +23,7 @@ pub mod full_media;
 pub mod hash;
 pub mod http;
 pub mod identity;
+pub mod image;
 pub mod media_password;
 pub mod menu;
 pub mod plan;

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use netdeploy_agent::cli::{self, Command};
-use netdeploy_agent::{agent, verify};
+use netdeploy_agent::{agent, image, verify};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args_os()
@@ -20,6 +20,13 @@ fn main() -> ExitCode {
             0
         }
         Ok(Command::Verify { file, sha256 }) => verify::run(&file, &sha256),
+        Ok(Command::Capture { source, out }) => image::cli::capture(&source, &out),
+        Ok(Command::ApplyImage {
+            from,
+            sha256,
+            size,
+            target,
+        }) => image::cli::apply(&from, &sha256, &size, &target),
         Ok(Command::Run(flags)) => agent::run(&flags),
         Err(e) => {
             eprintln!("netdeploy-agent: {e}");

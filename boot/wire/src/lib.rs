@@ -7,6 +7,7 @@
 //! - [`status`]: the status messages of `POST /agent/status`;
 //! - [`variables`]: the media variables file, one writer and one parser;
 //! - [`cert_pin`]: the pin of the server's HTTPS certificate the agent accepts;
+//! - [`image`]: the image format, index and chunks, that capture writes and apply reads;
 //! - [`run_token`]: the credential the agent presents on every policy and status request;
 //! - [`password`] (feature `password`): the media password and the server's PXE password, argon2id
 //!   in the PHC string format;
@@ -22,6 +23,7 @@ pub mod cert_pin;
 mod closed_set;
 pub mod hex;
 mod identity;
+pub mod image;
 #[cfg(feature = "password")]
 pub mod password;
 pub mod policy;

@@ -126,6 +126,44 @@ pub fn forget_cached(file: &File) {
     }
 }
 
+/// Writes all of `buf` at `offset` of `file`.
+pub fn write_all_at(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
+    std::os::unix::fs::FileExt::write_all_at(file, buf, offset)
+}
+
+/// Fills `buf` from `offset` of `file`.
+pub fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+}
+
+/// `BLKZEROOUT`, `_IO(0x12, 127)`: the device zeroes a range itself (a discard or a write
+/// of zeros it does without the data crossing the bus).
+const BLKZEROOUT: libc::c_ulong = 0x127f;
+
+/// Zeroes `len` bytes at `offset` without writing them: `BLKZEROOUT` on a block device, a
+/// punched hole in a regular file. `false` when that cannot be done; the caller writes zeros.
+pub fn zero_in_place(file: &File, offset: u64, len: u64) -> bool {
+    let Ok(meta) = file.metadata() else {
+        return false;
+    };
+    if meta.file_type().is_block_device() {
+        let range: [u64; 2] = [offset, len];
+        // SAFETY: the descriptor is open for the life of `file` and the ioctl reads two u64
+        // from a pointer to a live array; the kernel refuses unaligned ranges.
+        unsafe { libc::ioctl(file.as_raw_fd(), BLKZEROOUT as _, range.as_ptr()) == 0 }
+    } else {
+        // SAFETY: as above; fallocate takes plain integers.
+        unsafe {
+            libc::fallocate(
+                file.as_raw_fd(),
+                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                offset as libc::off_t,
+                len as libc::off_t,
+            ) == 0
+        }
+    }
+}
+
 /// Writes every file system's dirty data to its disk.
 pub fn flush_disks() {
     // SAFETY: sync(2) takes no arguments and cannot fail.

@@ -247,6 +247,45 @@ pub fn is_disk(path: &Path, _meta: &Metadata) -> bool {
 /// drop.
 pub fn forget_cached(_file: &File) {}
 
+/// Writes all of `buf` at `offset` of `file`.
+pub fn write_all_at(file: &File, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
+    use std::os::windows::fs::FileExt;
+    while !buf.is_empty() {
+        match file.seek_write(buf, offset) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                buf = &buf[n..];
+                offset += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Fills `buf` from `offset` of `file`.
+pub fn read_exact_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
+    use std::os::windows::fs::FileExt;
+    while !buf.is_empty() {
+        match file.seek_read(buf, offset) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => {
+                buf = &mut buf[n..];
+                offset += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Windows has no call that zeroes a disk range without writing it: the caller writes zeros.
+pub fn zero_in_place(_file: &File, _offset: u64, _len: u64) -> bool {
+    false
+}
+
 /// Each written file is flushed when it is closed (`sync_all`); Windows has no global sync.
 pub fn flush_disks() {}
 
