@@ -19,14 +19,14 @@ pub struct InterfaceAddr {
     pub netmask: Ipv4Addr,
 }
 
-/// Lists every IPv4 address of every interface, in the kernel's order.
-pub fn ipv4_addresses() -> std::io::Result<Vec<InterfaceAddr>> {
+/// Calls `f` with each address of `family` (`AF_INET`, `AF_INET6`) that getifaddrs(3) lists,
+/// in the kernel's order, with its interface's name.
+fn each_address(family: i32, mut f: impl FnMut(&libc::ifaddrs, &CStr)) -> std::io::Result<()> {
     let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs fills `head` with a list we own until freeifaddrs.
     if unsafe { libc::getifaddrs(&mut head) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
-    let mut out = Vec::new();
     let mut cur = head;
     while !cur.is_null() {
         // SAFETY: `cur` is a node of the list returned by getifaddrs, not yet freed.
@@ -36,10 +36,21 @@ pub fn ipv4_addresses() -> std::io::Result<Vec<InterfaceAddr>> {
             continue;
         }
         // SAFETY: ifa_addr is non-null and points to a sockaddr of the family it names.
-        let family = unsafe { (*ifa.ifa_addr).sa_family };
-        if i32::from(family) != libc::AF_INET {
+        if i32::from(unsafe { (*ifa.ifa_addr).sa_family }) != family {
             continue;
         }
+        // SAFETY: ifa_name is a NUL-terminated string owned by the list.
+        f(ifa, unsafe { CStr::from_ptr(ifa.ifa_name) });
+    }
+    // SAFETY: `head` came from getifaddrs and is freed once.
+    unsafe { libc::freeifaddrs(head) };
+    Ok(())
+}
+
+/// Lists every IPv4 address of every interface, in the kernel's order.
+pub fn ipv4_addresses() -> std::io::Result<Vec<InterfaceAddr>> {
+    let mut out = Vec::new();
+    each_address(libc::AF_INET, |ifa, name| {
         // SAFETY: the family is AF_INET, so the sockaddr is a sockaddr_in.
         let addr = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
         let netmask = if ifa.ifa_netmask.is_null() {
@@ -49,18 +60,12 @@ pub fn ipv4_addresses() -> std::io::Result<Vec<InterfaceAddr>> {
             let mask = unsafe { &*(ifa.ifa_netmask as *const libc::sockaddr_in) };
             Ipv4Addr::from(u32::from_be(mask.sin_addr.s_addr))
         };
-        // SAFETY: ifa_name is a NUL-terminated string owned by the list.
-        let name = unsafe { CStr::from_ptr(ifa.ifa_name) }
-            .to_string_lossy()
-            .into_owned();
         out.push(InterfaceAddr {
-            name,
+            name: name.to_string_lossy().into_owned(),
             address: Ipv4Addr::from(u32::from_be(addr.sin_addr.s_addr)),
             netmask,
         });
-    }
-    // SAFETY: `head` came from getifaddrs and is freed once.
-    unsafe { libc::freeifaddrs(head) };
+    })?;
     Ok(out)
 }
 
@@ -83,39 +88,18 @@ impl Interface6Addr {
 
 /// Lists every IPv6 address of every interface, in the kernel's order.
 pub fn ipv6_addresses() -> std::io::Result<Vec<Interface6Addr>> {
-    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs fills `head` with a list we own until freeifaddrs.
-    if unsafe { libc::getifaddrs(&mut head) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
     let mut out = Vec::new();
-    let mut cur = head;
-    while !cur.is_null() {
-        // SAFETY: `cur` is a node of the list returned by getifaddrs, not yet freed.
-        let ifa = unsafe { &*cur };
-        cur = ifa.ifa_next;
-        if ifa.ifa_addr.is_null() || ifa.ifa_name.is_null() {
-            continue;
-        }
-        // SAFETY: ifa_addr is non-null and points to a sockaddr of the family it names.
-        let family = unsafe { (*ifa.ifa_addr).sa_family };
-        if i32::from(family) != libc::AF_INET6 {
-            continue;
-        }
+    each_address(libc::AF_INET6, |ifa, name| {
         // SAFETY: the family is AF_INET6, so the sockaddr is a sockaddr_in6.
         let addr = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in6) };
-        // SAFETY: ifa_name is a NUL-terminated string owned by the list.
-        let cname = unsafe { CStr::from_ptr(ifa.ifa_name) };
         // SAFETY: if_nametoindex reads the NUL-terminated name only.
-        let index = unsafe { libc::if_nametoindex(cname.as_ptr()) };
+        let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
         out.push(Interface6Addr {
-            name: cname.to_string_lossy().into_owned(),
+            name: name.to_string_lossy().into_owned(),
             index,
             address: Ipv6Addr::from(addr.sin6_addr.s6_addr),
         });
-    }
-    // SAFETY: `head` came from getifaddrs and is freed once.
-    unsafe { libc::freeifaddrs(head) };
+    })?;
     Ok(out)
 }
 
