@@ -159,10 +159,14 @@ pub(super) fn run_token(
         mac: Some(mac),
         uuid,
     };
-    s.bootpath
-        .issue_run_token(&machine, deployment, s.config.boot.run_token_lifetime)
-        .map_err(|e| tracing::error!(mac = %mac, error = %e, "cannot issue a run token"))
-        .ok()
+    // One SQLite write per run start: the worker says it blocks, so the runtime moves the
+    // other tasks it holds (DHCP, TFTP, other requests) to another worker meanwhile.
+    tokio::task::block_in_place(|| {
+        s.bootpath
+            .issue_run_token(&machine, deployment, s.config.boot.run_token_lifetime)
+    })
+    .map_err(|e| tracing::error!(mac = %mac, error = %e, "cannot issue a run token"))
+    .ok()
 }
 
 /// Whether `mac` asked this server for a network boot within `boot.script_after_dhcp_seconds`:
