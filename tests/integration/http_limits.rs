@@ -144,7 +144,10 @@ fn connection_over_the_per_client_cap_is_refused_while_another_address_is_served
     drop(first);
     let mut again = retry_until_served("127.0.0.1", addr);
     assert_eq!(keep_alive_get(&mut again, "/healthz").0, 200);
-    assert!(server.log().contains("HTTP connection refused"));
+    // The log line is read from the server's output a moment after the refusal was sent.
+    assert!(server
+        .wait_for_log(&["HTTP connection refused"], Duration::from_secs(10))
+        .is_some());
 }
 
 #[test]
@@ -173,7 +176,10 @@ fn connection_over_the_total_cap_is_refused_for_every_address() {
     drop(held);
     // The refusals of the retries while the slots come back count too.
     assert!(counter_when_served(&server, "http_connections_refused") >= 1);
-    assert!(server.log().contains("HTTP connection refused"));
+    // The log line is read from the server's output a moment after the refusal was sent.
+    assert!(server
+        .wait_for_log(&["HTTP connection refused"], Duration::from_secs(10))
+        .is_some());
     // The descriptors behind the cap: the server says what it raised its open file limit to.
     assert!(server.log().contains("open file limit (RLIMIT_NOFILE)"));
 }
