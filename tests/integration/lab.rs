@@ -208,3 +208,66 @@ pub fn sha256(bytes: &[u8]) -> String {
     use sha2::Digest;
     netdeploy::content::hex(&sha2::Sha256::digest(bytes))
 }
+
+/// Waits up to five minutes until `needle` appears `times` times in the serial log, as a person
+/// at the console would; false when the machine stopped first.
+pub fn wait_for_serial(
+    serial: &Path,
+    needle: &str,
+    times: usize,
+    vm: &mut std::process::Child,
+) -> bool {
+    for _ in 0..600 {
+        let seen = std::fs::read_to_string(serial).unwrap_or_default();
+        if seen.matches(needle).count() >= times {
+            return true;
+        }
+        if vm.try_wait().unwrap().is_some() {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    false
+}
+
+/// Applies, to the data directory `dir/data`, a site with one device (`name`, known by
+/// `identity`: a `macs = [...]` or `uuid = "..."` line) in collection `lab`, and a required
+/// PXE deployment `LAB00001` of the lab boot image whose one step runs `command`.
+pub fn apply_one_deployment_site(dir: &Path, name: &str, identity: &str, command: &str) {
+    let (kernel, initrd) = boot_image();
+    let site = format!(
+        r#"site_code = "LAB"
+[[device]]
+name = "{name}"
+{identity}
+[[collection]]
+id = "lab"
+members = ["{name}"]
+[[boot_image]]
+id = "linux-x64"
+arch = "x64"
+kernel = {kernel:?}
+initrd = {initrd:?}
+cmdline = "console=ttyS0 quiet"
+[[task_sequence]]
+id = "hello"
+name = "Say hello"
+boot_image = "linux-x64"
+steps = [{{ name = "hello", action = "run_command", command = {command:?} }}]
+[[deployment]]
+id = "LAB00001"
+task_sequence = "hello"
+collection = "lab"
+purpose = "required"
+available_to = "media_pxe"
+"#,
+        kernel = kernel.display().to_string(),
+        initrd = initrd.display().to_string(),
+    );
+    let site_path = dir.join("site.toml");
+    std::fs::write(&site_path, site).unwrap();
+    crate::harness::cli_ok(
+        &dir.join("data"),
+        &["site", "apply", site_path.to_str().unwrap()],
+    );
+}

@@ -15,7 +15,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::harness::{cli, cli_ok, random_smbios_uuid, Server};
-use crate::lab::{boot_image, disk_image, lab_dhcp_config, repo, sha256, vm_turn, Lab};
+use crate::lab::{
+    boot_image, disk_image, lab_dhcp_config, repo, sha256, vm_turn, wait_for_serial, Lab,
+};
 
 const MAC: &str = "52:54:00:0d:08:01";
 /// The SMBIOS UUID of the same machine, random per test run: with no network device, its only
@@ -122,31 +124,6 @@ fn build_media(data: &Path, output: &Path, extra: &[&str]) {
 }
 
 /// A random SMBIOS UUID, never all zeros: the machine is known by its MAC.
-fn random_uuid() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/random/uuid")
-        .unwrap()
-        .trim()
-        .to_owned()
-}
-
-/// Waits up to five minutes for `prompt` in the serial log, as a person at the console would;
-/// false when the machine stopped first.
-fn wait_for_prompt(serial: &Path, prompt: &str, vm: &mut std::process::Child) -> bool {
-    for _ in 0..600 {
-        if std::fs::read_to_string(serial)
-            .unwrap_or_default()
-            .contains(prompt)
-        {
-            return true;
-        }
-        if vm.try_wait().unwrap().is_some() {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    false
-}
-
 #[test]
 fn protected_boot_media_without_a_preferred_deployment_run_the_one_typed_into_the_menu() {
     let dir = tempfile::tempdir().unwrap();
@@ -175,7 +152,7 @@ fn protected_boot_media_without_a_preferred_deployment_run_the_one_typed_into_th
         .boot_vm_command("bios", MAC, "tap0", &serial, 300)
         .args(["--no-pxe", "--cdrom", iso.to_str().unwrap()])
         .args(["--expect", "NETDEPLOY-AGENT-RESULT", "--smbios-uuid"])
-        .arg(random_uuid())
+        .arg(random_smbios_uuid())
         .arg("--serial-input")
         .arg(&console)
         .stdout(std::process::Stdio::piped())
@@ -191,12 +168,12 @@ fn protected_boot_media_without_a_preferred_deployment_run_the_one_typed_into_th
             .unwrap();
         std::io::Write::write_all(&mut console, line).unwrap();
     };
-    let password_asked = wait_for_prompt(&serial, "media password:", &mut vm);
+    let password_asked = wait_for_serial(&serial, "media password:", 1, &mut vm);
     if password_asked {
         answer(b"lab secret\n");
     }
-    let asked =
-        password_asked && wait_for_prompt(&serial, "choose a deployment (number or id):", &mut vm);
+    let asked = password_asked
+        && wait_for_serial(&serial, "choose a deployment (number or id):", 1, &mut vm);
     if asked {
         answer(b"LAB00003\n");
     }

@@ -3,73 +3,24 @@
 //! netdeploy's `login` prompt, a wrong password is typed and refused, then the right one, and
 //! the deployment runs to the agent's result line.
 
-use std::path::Path;
 use std::time::Duration;
 
 use crate::harness::{cli_ok, random_smbios_uuid, Server};
-use crate::lab::{boot_image, lab_dhcp_config, vm_turn, Lab};
+use crate::lab::{apply_one_deployment_site, lab_dhcp_config, vm_turn, wait_for_serial, Lab};
 
 const MAC: &str = "52:54:00:9a:0e:01";
 const PASSWORD: &str = "lab pxe secret";
-
-/// Waits up to five minutes until `needle` appears `times` times in the serial log, as a person
-/// at the console would; false when the machine stopped first.
-fn wait_for_serial(
-    serial: &Path,
-    needle: &str,
-    times: usize,
-    vm: &mut std::process::Child,
-) -> bool {
-    for _ in 0..600 {
-        let seen = std::fs::read_to_string(serial).unwrap_or_default();
-        if seen.matches(needle).count() >= times {
-            return true;
-        }
-        if vm.try_wait().unwrap().is_some() {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    false
-}
 
 #[test]
 fn uefi_machine_asks_the_pxe_password_refuses_a_wrong_one_and_deploys_with_the_right_one() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let (kernel, initrd) = boot_image();
-    let site = format!(
-        r#"site_code = "LAB"
-[[device]]
-name = "pc1"
-macs = ["{MAC}"]
-[[collection]]
-id = "lab"
-members = ["pc1"]
-[[boot_image]]
-id = "linux-x64"
-arch = "x64"
-kernel = {kernel:?}
-initrd = {initrd:?}
-cmdline = "console=ttyS0 quiet"
-[[task_sequence]]
-id = "hello"
-name = "Say hello"
-boot_image = "linux-x64"
-steps = [{{ name = "hello", action = "run_command", command = "echo hello behind the PXE password" }}]
-[[deployment]]
-id = "LAB00001"
-task_sequence = "hello"
-collection = "lab"
-purpose = "required"
-available_to = "media_pxe"
-"#,
-        kernel = kernel.display().to_string(),
-        initrd = initrd.display().to_string(),
+    apply_one_deployment_site(
+        dir.path(),
+        "pc1",
+        &format!("macs = [\"{MAC}\"]"),
+        "echo hello behind the PXE password",
     );
-    let site_path = dir.path().join("site.toml");
-    std::fs::write(&site_path, site).unwrap();
-    cli_ok(&data, &["site", "apply", site_path.to_str().unwrap()]);
     let mut hash = std::process::Command::new(crate::harness::binary())
         .args(["pxe", "password-hash"])
         .stdin(std::process::Stdio::piped())

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use crate::harness::{cli_ok, random_smbios_uuid, Server};
-use crate::lab::{boot_image, Lab};
+use crate::harness::{random_smbios_uuid, Server};
+use crate::lab::{apply_one_deployment_site, boot_image, Lab};
 
 fn config(dir: &std::path::Path, mode: &str) -> String {
     let (kernel, initrd) = boot_image();
@@ -134,41 +134,11 @@ fn uefi_machine_pxe_boots_over_ipv6_beside_a_site_dhcpv6_server_and_runs_its_dep
     let mac = "52:54:00:0d:00:06";
     let uuid = random_smbios_uuid();
     let dir = tempfile::tempdir().unwrap();
-    let (kernel, initrd) = boot_image();
-    let site = format!(
-        r#"site_code = "LAB"
-[[device]]
-name = "pc6"
-uuid = "{uuid}"
-[[collection]]
-id = "lab"
-members = ["pc6"]
-[[boot_image]]
-id = "linux-x64"
-arch = "x64"
-kernel = {kernel:?}
-initrd = {initrd:?}
-cmdline = "console=ttyS0 quiet"
-[[task_sequence]]
-id = "hello"
-name = "Say hello"
-boot_image = "linux-x64"
-steps = [{{ name = "hello", action = "run_command", command = "echo hello over IPv6" }}]
-[[deployment]]
-id = "LAB00001"
-task_sequence = "hello"
-collection = "lab"
-purpose = "required"
-available_to = "media_pxe"
-"#,
-        kernel = kernel.display().to_string(),
-        initrd = initrd.display().to_string(),
-    );
-    let site_path = dir.path().join("site.toml");
-    std::fs::write(&site_path, site).unwrap();
-    cli_ok(
-        &dir.path().join("data"),
-        &["site", "apply", site_path.to_str().unwrap()],
+    apply_one_deployment_site(
+        dir.path(),
+        "pc6",
+        &format!("uuid = \"{uuid}\""),
+        "echo hello over IPv6",
     );
     let mut lab = Lab::up();
     lab.start_peer_dhcp6();
