@@ -315,8 +315,17 @@ fn an_address_that_types_wrong_pxe_passwords_too_often_waits_even_with_the_right
     assert!(token_in_script(&held).is_none(), "{held}");
     assert_eq!(server.counter("pxe_password_throttled"), 1);
     assert_eq!(server.counter("pxe_password_wrong"), 6);
-    let log = server.log();
-    assert!(log.contains("typed wrong passwords too often"), "{log}");
+    // The log line is read from the server's output a moment after the answer left.
+    assert!(
+        server
+            .wait_for_log(
+                &["typed wrong passwords too often"],
+                std::time::Duration::from_secs(10)
+            )
+            .is_some(),
+        "{}",
+        server.log()
+    );
 }
 
 #[test]
