@@ -116,6 +116,7 @@ fn run(
         steps,
         packages,
         warnings,
+        resume_at: 0,
     }
 }
 

@@ -802,6 +802,10 @@ mod tests {
                 value: None,
                 secret: false,
                 sealed: None,
+                disk: None,
+                layout: None,
+                partition: None,
+                filesystem: None,
             }],
             packages: vec!["P1".into(), "P2".into()],
         };
@@ -818,6 +822,10 @@ mod tests {
             value: None,
             secret: false,
             sealed: None,
+            disk: None,
+            layout: None,
+            partition: None,
+            filesystem: None,
         });
         assert!(ts.installs_os());
         assert_eq!(ts.referenced_packages(), vec!["P0", "P1", "P2"]);
@@ -899,7 +907,7 @@ mod tests {
             name = "Wipe and install"
             boot_image = "linux-x64"
             steps = [
-                { name = "partition", action = "partition" },
+                { name = "partition", action = "partition_disk", layout = { table = "gpt", partitions = [{ role = "linux", size = "rest" }] } },
                 { name = "apply", action = "apply_image", package = "image" },
             ]
 

@@ -56,6 +56,7 @@ use serde::{Deserialize, Serialize};
 
 use super::model::*;
 use crate::decision::checks::{SiteSettings, LAST_TIMESTAMP};
+use netdeploy_wire::disk::{DiskChoice, DiskLayout, Filesystem};
 
 /// Id of the built-in All Systems collection.
 pub const ALL_SYSTEMS: &str = "all_systems";
@@ -356,6 +357,10 @@ struct WireStep {
     value: Option<String>,
     #[serde(default)]
     secret: bool,
+    disk: Option<DiskChoice>,
+    layout: Option<DiskLayout>,
+    partition: Option<u32>,
+    filesystem: Option<Filesystem>,
 }
 
 /// A step action of the site file: one this server knows, else an error that lists them.
@@ -671,6 +676,10 @@ fn build(
                     value: s.value,
                     secret: s.secret,
                     sealed: None,
+                    disk: s.disk,
+                    layout: s.layout,
+                    partition: s.partition,
+                    filesystem: s.filesystem,
                 })
                 .collect(),
             packages: t.packages,
@@ -843,7 +852,9 @@ fn check_step(c: &Catalog, at: &str, s: &Step) -> Result<(), SiteError> {
             )),
         }
     };
+    // A capture_image step names the package it makes, which the catalog does not hold yet.
     let package = match s.package.as_deref() {
+        Some(_) if s.action == StepAction::CaptureImage => None,
         Some(id) => Some(c.package(id).ok_or_else(|| {
             invalid(
                 format!("{at}.package"),
@@ -905,7 +916,42 @@ fn check_step(c: &Catalog, at: &str, s: &Step) -> Result<(), SiteError> {
                 ));
             }
         }
-        StepAction::Partition | StepAction::Reboot | StepAction::Poweroff => {}
+        StepAction::PartitionDisk => {
+            let Some(layout) = &s.layout else {
+                return Err(invalid(
+                    format!("{at}.layout"),
+                    "a partition_disk step needs layout (table and partitions)",
+                ));
+            };
+            layout
+                .check()
+                .map_err(|e| invalid(format!("{at}.layout"), e.to_string()))?;
+        }
+        StepAction::Format => {
+            if s.partition.is_none() {
+                return Err(invalid(
+                    format!("{at}.partition"),
+                    "a format step needs partition (its number on the disk, from 1)",
+                ));
+            }
+            match &s.filesystem {
+                None => {
+                    return Err(invalid(
+                        format!("{at}.filesystem"),
+                        "a format step needs filesystem (fat32, ext4, swap or ntfs)",
+                    ))
+                }
+                Some(Filesystem::Unknown(f)) => {
+                    return Err(invalid(
+                        format!("{at}.filesystem"),
+                        format!("unknown filesystem {f:?}, expected fat32, ext4, swap or ntfs"),
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        StepAction::CaptureImage => need(&s.package, "package")?,
+        StepAction::Bcdboot | StepAction::Reboot | StepAction::Poweroff => {}
         // Refused when the file is read (`known_step_action`); kept here so that a step made
         // some other way is refused too.
         StepAction::Unknown(ref a) => {
@@ -1268,7 +1314,7 @@ available_to = "media_pxe"
         .unwrap_err()
         .to_string();
         assert!(
-            e.contains("unknown step action \"format_c\", expected one of partition,"),
+            e.contains("unknown step action \"format_c\", expected one of partition_disk, format, apply_image,"),
             "{e}"
         );
     }

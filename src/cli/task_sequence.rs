@@ -60,16 +60,9 @@ pub fn task_sequence(dd: &DataDir, cmd: TaskSequenceCommand) -> anyhow::Result<(
                     (None, arg)
                 };
                 parsed.push(Step {
-                    name: step_name.into(),
-                    action,
                     package,
                     command,
-                    file: None,
-                    target: None,
-                    variable: None,
-                    value: None,
-                    secret: false,
-                    sealed: None,
+                    ..Step::new(step_name, action)
                 });
             }
             let t = TaskSequence {

@@ -588,6 +588,10 @@ pub(crate) mod tests {
             value: None,
             secret: false,
             sealed: None,
+            disk: None,
+            layout: None,
+            partition: None,
+            filesystem: None,
         }
     }
 
@@ -666,7 +670,7 @@ pub(crate) mod tests {
                     name: "install".into(),
                     boot_image: Some("bi-x64".into()),
                     steps: vec![
-                        step(StepAction::Partition, None),
+                        step(StepAction::PartitionDisk, None),
                         step(StepAction::ApplyImage, Some("image")),
                     ],
                     packages: vec![],

@@ -78,6 +78,10 @@ fn task_sequence(id: &str, boot_image: Option<&str>) -> TaskSequence {
             value: None,
             secret: false,
             sealed: None,
+            disk: None,
+            layout: None,
+            partition: None,
+            filesystem: None,
         }],
         packages: vec![],
     }

@@ -40,6 +40,10 @@ fn step() -> impl Strategy<Value = Step> {
                 value,
                 secret,
                 sealed: None,
+                disk: None,
+                layout: None,
+                partition: None,
+                filesystem: None,
             },
         )
 }
@@ -95,14 +99,16 @@ fn server_policy() -> impl Strategy<Value = Policy> {
                 0..4
             ),
             proptest::collection::vec(text(), 0..3),
+            0usize..64,
         )
             .prop_map(
-                |(reason, deployment, steps, packages, warnings)| Policy::Run {
+                |(reason, deployment, steps, packages, warnings, resume_at)| Policy::Run {
                     reason,
                     deployment,
                     steps,
                     packages,
-                    warnings
+                    warnings,
+                    resume_at,
                 }
             ),
         (text(), proptest::collection::vec(menu_entry(), 0..6))
@@ -165,7 +171,8 @@ proptest! {
             Err(e) => return Err(TestCaseError::fail(format!("{e}: {}", String::from_utf8_lossy(&json)))),
         };
         match (p, read) {
-            (Policy::Run { reason, deployment, steps, packages, warnings }, AgentPolicy::Run(r)) => {
+            (Policy::Run { reason, deployment, steps, packages, warnings, resume_at }, AgentPolicy::Run(r)) => {
+                prop_assert_eq!(r.resume_at, resume_at);
                 prop_assert_eq!(&r.option, &deployment.option);
                 prop_assert_eq!(r.reason, reason);
                 prop_assert_eq!(r.deployment, deployment);

@@ -252,9 +252,13 @@ fn plan_step(policy: &RunPolicy, from: &ContentFrom, s: &Step, last: bool) -> Re
         )),
         StepAction::Poweroff => Ok(Op::End(EndAction::Poweroff)),
         StepAction::Reboot => Ok(Op::End(EndAction::Reboot)),
-        StepAction::Partition => {
-            Err("partition steps are not supported in this version of the agent".into())
-        }
+        StepAction::PartitionDisk
+        | StepAction::Format
+        | StepAction::CaptureImage
+        | StepAction::Bcdboot => Err(format!(
+            "{} steps are not supported in this version of the agent",
+            s.action
+        )),
         StepAction::Unknown(other) => Err(format!(
             "the step action {other:?} is unknown to this boot image: rebuild it with the \
              server's netdeploy"
@@ -481,7 +485,7 @@ mod tests {
     fn unsupported_unknown_and_incomplete_steps_fail_with_a_reason() {
         let o = ops(
             "download_on_demand",
-            r#"[{"name":"p","action":"partition"},
+            r#"[{"name":"p","action":"bcdboot"},
                 {"name":"u","action":"format_c"},
                 {"name":"i","action":"apply_image","package":"disk"},
                 {"name":"m","action":"apply_image","package":"nope","target":"/dev/vda"},
@@ -495,7 +499,7 @@ mod tests {
                 {"name":"end","action":"run_command","command":"true"}]"#,
         );
         let reasons: Vec<&str> = o[..11].iter().map(fail_reason).collect();
-        assert!(reasons[0].contains("partition steps are not supported"));
+        assert!(reasons[0].contains("bcdboot steps are not supported"));
         assert!(reasons[1].contains("step action \"format_c\" is unknown"));
         assert!(reasons[2].contains("needs a target"));
         assert!(reasons[3].contains("package \"nope\" is not in the policy"));

@@ -34,6 +34,8 @@ pub struct RunPolicy {
     pub steps: Vec<Step>,
     pub packages: BTreeMap<String, Vec<PolicyFile>>,
     pub warnings: Vec<String>,
+    /// The step to start at, after a restart in the middle of the sequence.
+    pub resume_at: usize,
 }
 
 /// A policy the agent cannot act on.
@@ -59,6 +61,7 @@ pub fn parse(json: &[u8]) -> Result<Policy, PolicyError> {
             steps,
             packages,
             warnings,
+            resume_at,
         } => {
             if let ContentOption::Unknown(option) = &deployment.option {
                 return Err(PolicyError::Option {
@@ -73,6 +76,7 @@ pub fn parse(json: &[u8]) -> Result<Policy, PolicyError> {
                 steps,
                 packages,
                 warnings,
+                resume_at,
             }))
         }
         // `from_json` names an unknown action as an error.

@@ -5,6 +5,7 @@
 //! - [`policy`]: what `GET /agent/policy` answers (every action, the menu included) and the
 //!   task sequence steps;
 //! - [`status`]: the status messages of `POST /agent/status`;
+//! - [`disk`]: which disk a step works on, partition layouts and where they land;
 //! - [`variables`]: the media variables file, one writer and one parser;
 //! - [`cert_pin`]: the pin of the server's HTTPS certificate the agent accepts;
 //! - [`image`]: the image format, index and chunks, that capture writes and apply reads;
@@ -21,6 +22,7 @@
 pub mod cert_pin;
 #[macro_use]
 mod closed_set;
+pub mod disk;
 pub mod hex;
 mod identity;
 pub mod image;

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::disk::{DiskChoice, DiskLayout, Filesystem};
 use crate::Sha256Hex;
 
 /// What `/agent/policy` answers, tagged by `action`.
@@ -29,6 +30,10 @@ pub enum Policy {
         packages: BTreeMap<String, Vec<PolicyFile>>,
         #[serde(default)]
         warnings: Vec<String>,
+        /// The 0-based step to start at: after a `reboot` step in the middle of the sequence,
+        /// the run continues at the step after it. The steps before it are not run again.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        resume_at: usize,
     },
     /// Let the person at the machine pick one of these; the machine then asks for the policy
     /// of the one picked, as media with a preferred deployment do.
@@ -150,17 +155,26 @@ impl ContentOption {
 closed_set! {
     /// What a task sequence step does.
     pub enum StepAction {
-        /// Partition and format the disk.
-        Partition = "partition",
-        /// Write an operating-system image from a package to disk.
+        /// Write `layout` to the disk `disk` chooses, replacing what it held.
+        PartitionDisk = "partition_disk",
+        /// Make `filesystem` on partition `partition` of the disk `disk` chooses.
+        Format = "format",
+        /// Write an image (netdeploy's format or raw) from a package to `target`, or to
+        /// partition `partition` of the disk `disk` chooses, or to that whole disk.
         ApplyImage = "apply_image",
+        /// Capture the partitions of the disk `disk` chooses to the server, as the new
+        /// package `package`.
+        CaptureImage = "capture_image",
+        /// Windows PE: make the applied Windows bootable (`bcdboot`).
+        Bcdboot = "bcdboot",
         /// Install an operating system from its setup files in a package.
         ApplyOs = "apply_os",
         /// Run a command line, optionally from a package.
         RunCommand = "run_command",
         /// Install a package's content.
         InstallPackage = "install_package",
-        /// Restart the machine and continue.
+        /// Restart the machine; a later step continues after the restart, the last one ends
+        /// the deployment.
         Reboot = "reboot",
         /// Write a file of a package (`package`, `file`) or the text `value` to `target`.
         WriteFile = "write_file",
@@ -203,10 +217,27 @@ pub struct Step {
     /// (`crate::seal`, feature `password`), with `value` left out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sealed: Option<String>,
+    /// The disk a disk step works on; the first non-removable disk when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<DiskChoice>,
+    /// The partitions a `partition_disk` step writes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layout: Option<DiskLayout>,
+    /// The 1-based partition number a `format`, `apply_image` or `capture_image` step works
+    /// on, on the disk `disk` chooses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<u32>,
+    /// The filesystem a `format` step makes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filesystem: Option<Filesystem>,
 }
 
 fn is_false(b: &bool) -> bool {
     !*b
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// What a secret value is shown as.
@@ -262,6 +293,10 @@ impl Step {
             value: None,
             secret: false,
             sealed: None,
+            disk: None,
+            layout: None,
+            partition: None,
+            filesystem: None,
         }
     }
 }

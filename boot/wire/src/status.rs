@@ -12,6 +12,9 @@ closed_set! {
         Started = "started",
         /// A step ended (`ok`).
         Step = "step",
+        /// A `reboot` step in the middle of the sequence (`step_index`) restarts the machine;
+        /// the run continues at the next step.
+        Rebooting = "rebooting",
         /// Every step succeeded.
         Succeeded = "succeeded",
         /// The run failed (`step`, `file`, `reason`, `code` say where and why).
