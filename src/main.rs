@@ -146,9 +146,15 @@ fn with_reference(c: clap::Command, line: &str) -> clap::Command {
 
 fn main() -> ExitCode {
     let cli = Cli::from_arg_matches(&command_line().get_matches()).unwrap_or_else(|e| e.exit());
+    // The PostgreSQL driver logs every statement at debug: kept at info unless named.
+    let filter = if cli.log.contains("postgres") {
+        cli.log.clone()
+    } else {
+        format!("{},tokio_postgres=info,postgres=info", cli.log)
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -344,10 +350,14 @@ fn check(path: &std::path::Path, c: &netdeploy::config::Config) -> anyhow::Resul
 /// configuration's `[boot.image]` only while the catalog declares no deployment at all.
 fn boot_image_lines(c: &netdeploy::config::Config) -> Vec<String> {
     let db = c.data_dir.join("netdeploy.db");
-    let catalog = db
-        .is_file()
-        .then(|| netdeploy::store::Store::open(&db).ok())
-        .flatten()
+    let store = match &c.store_url {
+        Some(url) => netdeploy::store::Store::open_url(url).ok(),
+        None => db
+            .is_file()
+            .then(|| netdeploy::store::Store::open(&db).ok())
+            .flatten(),
+    };
+    let catalog = store
         .and_then(|store| netdeploy::store::catalog::load(&store).ok())
         .map(|(catalog, _)| catalog);
     let fallback = match &c.boot.image {

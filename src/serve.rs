@@ -81,9 +81,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         base6 = Some(format!("http://[{}]:{http_port}", v6.address));
     }
 
-    let store = Arc::new(crate::store::Store::open(
-        &config.data_dir.join("netdeploy.db"),
-    )?);
+    let store = Arc::new(match &config.store_url {
+        Some(url) => crate::store::Store::open_url(url)?,
+        None => crate::store::Store::open(&config.data_dir.join("netdeploy.db"))?,
+    });
+    tracing::info!(store = %store.describe(), "store opened");
     let mut bootpath = crate::bootpath::BootPath::open(
         store,
         crate::content::Library::new(&config.data_dir),

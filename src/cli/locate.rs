@@ -86,16 +86,22 @@ impl Locate {
     /// so a data directory with no catalog yet gets a new one (and says so on stderr).
     pub fn resolve(&self, may_create: bool) -> anyhow::Result<DataDir> {
         let config_path = self.config_path();
-        let (data_dir, source) = match (&self.data_dir, &config_path) {
-            (Some(d), _) => (d.clone(), Source::Flag),
-            (None, Some(p)) => (StorageConfig::load(p)?.data_dir, Source::Config(p.clone())),
-            (None, None) => (PathBuf::from(DEFAULT_DATA_DIR), Source::Default),
+        let storage = config_path
+            .as_deref()
+            .map(StorageConfig::load)
+            .transpose()?;
+        let store_url = storage.as_ref().and_then(|s| s.store_url.clone());
+        let (data_dir, source) = match (&self.data_dir, storage, &config_path) {
+            (Some(d), _, _) => (d.clone(), Source::Flag),
+            (None, Some(s), Some(p)) => (s.data_dir, Source::Config(p.clone())),
+            _ => (PathBuf::from(DEFAULT_DATA_DIR), Source::Default),
         };
         Ok(DataDir {
             data_dir,
             source,
             may_create,
             config_path,
+            store_url,
         })
     }
 }
@@ -109,12 +115,17 @@ pub struct DataDir {
     pub may_create: bool,
     /// The configuration file found, if any (for `wake` and wake-on-LAN on create).
     pub config_path: Option<PathBuf>,
+    /// Its `[store] url`: the catalog is then in that PostgreSQL database.
+    pub store_url: Option<String>,
 }
 
 impl DataDir {
     /// Opens the catalog. A command that only reads is refused when there is no catalog, so a
     /// wrong path never looks like an empty lab.
     pub fn open(&self) -> anyhow::Result<Store> {
+        if let Some(url) = &self.store_url {
+            return Ok(Store::open_url(url)?);
+        }
         let db = self.data_dir.join(CATALOG_FILE);
         if !db.exists() {
             if !self.may_create {

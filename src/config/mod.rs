@@ -318,6 +318,9 @@ pub struct Config {
     pub status_retention: StatusRetention,
     /// Network boot over IPv6 (`[ipv6]`); `None` when it is off (the default).
     pub ipv6: Option<Ipv6Config>,
+    /// `[store] url`: a PostgreSQL database shared by several servers; `None`: SQLite in
+    /// `data_dir`. May hold a password: never log it ([`crate::store::Store::describe`]).
+    pub store_url: Option<String>,
 }
 
 /// Network boot over IPv6: DHCPv6 in proxy fashion, and TFTP and HTTP on the served
@@ -451,6 +454,8 @@ pub struct StorageConfig {
     /// `[ipv6]`, for `explain`: the address when it is enabled (`None` without an address
     /// in the file: the served interface's, which only the server resolves).
     pub ipv6: Option<Option<Ipv6Addr>>,
+    /// `[store] url`, checked as the server checks it.
+    pub store_url: Option<String>,
 }
 
 impl StorageConfig {
@@ -471,8 +476,35 @@ impl StorageConfig {
                 .enabled
                 .unwrap_or(false)
                 .then_some(wire.ipv6.address),
+            store_url: store_url_of(&wire)?,
         })
     }
+}
+
+/// `[store] url`: a PostgreSQL URL (`postgresql://` or `postgres://`), checked without ever
+/// repeating it (it may hold a password).
+fn store_url_of(w: &wire::File) -> Result<Option<String>, ConfigError> {
+    let Some(url) = &w.store.url else {
+        return Ok(None);
+    };
+    if !(url.starts_with("postgresql://") || url.starts_with("postgres://")) {
+        return Err(field(
+            "store.url",
+            "must be a postgresql:// URL (leave [store] out to keep the catalog in SQLite in \
+             server.data_dir)",
+        ));
+    }
+    if let Err(e) = crate::store::pg::parse_url(url) {
+        let why = match e {
+            crate::store::StoreError::Pg { source, .. } => source.to_string(),
+            other => other.to_string(),
+        };
+        return Err(field(
+            "store.url",
+            format!("is not a valid PostgreSQL URL: {why}"),
+        ));
+    }
+    Ok(Some(url.clone()))
 }
 
 fn read_wire(path: &Path) -> Result<wire::File, ConfigError> {
@@ -517,6 +549,7 @@ impl Config {
         host6: &[Interface6Addr],
     ) -> Result<Config, ConfigError> {
         let data_dir = data_dir_of(&w);
+        let store_url = store_url_of(&w)?;
         let names = w.server.interfaces.unwrap_or_default();
         if names.is_empty() {
             return Err(field(
@@ -773,6 +806,7 @@ impl Config {
             },
         };
         Ok(Config {
+            store_url,
             ipv6,
             status_retention,
             alert_webhooks,

@@ -26,6 +26,17 @@ pub struct File {
     pub status: Status,
     #[serde(default)]
     pub ipv6: Ipv6,
+    #[serde(default)]
+    pub store: StoreSection,
+}
+
+/// `[store]`: where the catalog, the loop guard and the status messages are kept.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    /// `postgresql://...`: a PostgreSQL database shared by several servers; absent: SQLite in
+    /// the data directory.
+    pub url: Option<String>,
 }
 
 /// `[ipv6]`: network boot over IPv6 (DHCPv6 in proxy fashion, TFTP and HTTP on IPv6).

@@ -1,5 +1,7 @@
-//! The embedded database: SQLite (bundled) in WAL mode, behind this module so that a server
-//! database can be added later without touching the callers.
+//! The store: the embedded SQLite database (bundled, WAL mode) by default, or a PostgreSQL
+//! database that several servers share (`[store] url`, [`pg`]), behind one interface. Each
+//! statement is written once ([`sql`]); the few that the dialects spell differently have a
+//! text for each.
 //!
 //! Catalog objects (devices, collections, packages, boot images, task sequences, deployments,
 //! templates) are stored as one JSON document per object, keyed by kind and id: their fields
@@ -13,13 +15,19 @@
 
 pub mod catalog;
 pub mod credentials;
+pub mod pg;
+pub mod pg_cluster;
+pub mod sql;
 
+use std::cell::Cell;
 use std::path::Path;
 use std::sync::Mutex;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::Connection;
+
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use sql::{both, each, On, Row, P};
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +39,9 @@ pub enum StoreError {
     },
     #[error("database: {0}")]
     Sql(#[from] rusqlite::Error),
+    /// PostgreSQL failed; the message never holds the URL (it may hold a password).
+    #[error("PostgreSQL {at}: {source}")]
+    Pg { at: String, source: postgres::Error },
     #[error("stored {kind} {id:?} does not decode: {source}")]
     Decode {
         kind: String,
@@ -135,11 +146,25 @@ pub struct StatusMessage {
     pub body: serde_json::Value,
 }
 
+impl From<postgres::Error> for StoreError {
+    fn from(source: postgres::Error) -> StoreError {
+        StoreError::Pg {
+            at: String::new(),
+            source,
+        }
+    }
+}
+
 /// The database handle; cheap to share behind an `Arc`.
 pub struct Store {
-    conn: Mutex<Connection>,
+    backend: Backend,
     /// Transactions committed through this handle (see [`Store::version`]).
     commits: std::sync::atomic::AtomicU64,
+}
+
+enum Backend {
+    Lite(Mutex<Connection>),
+    Pg(Box<pg::Pg>),
 }
 
 impl Store {
@@ -215,13 +240,60 @@ impl Store {
             tx.commit()?;
         }
         Ok(Store {
-            conn: Mutex::new(conn),
+            backend: Backend::Lite(Mutex::new(conn)),
             commits: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    /// Connects to the PostgreSQL database at `url` (`postgresql://...`) and applies pending
+    /// migrations; several servers may do so at once.
+    pub fn open_url(url: &str) -> Result<Store, StoreError> {
+        Ok(Store {
+            backend: Backend::Pg(Box::new(pg::Pg::connect(url)?)),
+            commits: std::sync::atomic::AtomicU64::new(0),
+        })
+    }
+
+    /// Where the store is, to be shown: the SQLite file, or PostgreSQL's host and database
+    /// (never a user or password).
+    pub fn describe(&self) -> String {
+        match &self.backend {
+            Backend::Lite(c) => {
+                let c = c.lock().unwrap_or_else(|p| p.into_inner());
+                format!("SQLite {}", c.path().unwrap_or("(in memory)"))
+            }
+            Backend::Pg(p) => p.shown().to_owned(),
+        }
+    }
+
+    /// True when the store is PostgreSQL, which other servers may write too.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Pg(_))
+    }
+
+    /// Runs `f` on the database outside a [`Store::transaction`]: a single statement commits
+    /// on its own in SQLite; PostgreSQL runs `f` in a transaction of its own, and with `shared`
+    /// marks the change for every server's [`Store::version`].
+    fn write<T>(
+        &self,
+        shared: bool,
+        f: impl FnOnce(&On<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        match &self.backend {
+            Backend::Lite(c) => f(&On::Lite(&c.lock().unwrap_or_else(|p| p.into_inner()))),
+            Backend::Pg(p) => p.in_transaction(|t| {
+                let out = f(&On::Pg(t))?;
+                if shared {
+                    On::Pg(t).exec(pg::BUMP, &[])?;
+                }
+                Ok(out)
+            }),
+        }
+    }
+
+    /// Reads outside a transaction.
+    fn read<T>(&self, f: impl FnOnce(&On<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        self.write(false, f)
     }
 
     /// Runs `f` in one transaction: all of its changes commit together or none do.
@@ -247,13 +319,35 @@ impl Store {
         f: impl FnOnce(&Tx<'_>) -> Result<T, StoreError>,
         counted: bool,
     ) -> Result<T, StoreError> {
-        let mut conn = self.conn();
-        let before = conn.total_changes();
-        let tx = conn.transaction()?;
-        let out = f(&Tx { tx: &tx })?;
-        tx.commit()?;
-        // Reading changes nothing that was read before.
-        if counted && conn.total_changes() != before {
+        let changed = match &self.backend {
+            Backend::Lite(c) => {
+                let mut conn = c.lock().unwrap_or_else(|p| p.into_inner());
+                let before = conn.total_changes();
+                let tx = conn.transaction()?;
+                let t = Tx {
+                    on: On::Lite(&tx),
+                    wrote: Cell::new(false),
+                };
+                let out = f(&t)?;
+                tx.commit()?;
+                // Reading changes nothing that was read before.
+                (out, conn.total_changes() != before)
+            }
+            Backend::Pg(p) => p.in_transaction(|pt| {
+                let t = Tx {
+                    on: On::Pg(pt),
+                    wrote: Cell::new(false),
+                };
+                let out = f(&t)?;
+                let wrote = t.wrote.get();
+                if counted && wrote {
+                    t.on.exec(pg::BUMP, &[])?;
+                }
+                Ok((out, wrote))
+            })?,
+        };
+        let (out, changed) = changed;
+        if counted && changed {
             self.commits
                 .fetch_add(1, std::sync::atomic::Ordering::Release);
         }
@@ -261,12 +355,18 @@ impl Store {
     }
 
     /// A value that changes whenever a transaction that changed something commits, through
-    /// this handle or through another process's (SQLite's `data_version`): what was read from
-    /// the catalog before is still current while it stays the same. Catalog objects are only
-    /// written in transactions.
+    /// this handle or through another process's (SQLite's `data_version`; in PostgreSQL a
+    /// change counter that every server's writes move): what was read from the catalog before
+    /// is still current while it stays the same. Catalog objects are only written in
+    /// transactions.
     pub fn version(&self) -> Result<(i64, u64), StoreError> {
-        let conn = self.conn();
-        let theirs: i64 = conn.pragma_query_value(None, "data_version", |r| r.get(0))?;
+        let theirs: i64 = match &self.backend {
+            Backend::Lite(c) => c
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pragma_query_value(None, "data_version", |r| r.get(0))?,
+            Backend::Pg(_) => self.read(|on| Ok(on.query(pg::VERSION, &[])?[0].int(0)))?,
+        };
         Ok((
             theirs,
             self.commits.load(std::sync::atomic::Ordering::Acquire),
@@ -301,20 +401,27 @@ impl Store {
 
     /// Records that a required deployment started on a machine through PXE (docs/selection-rules.md rule 7).
     pub fn guard_set(&self, identity: &str, deployment: &str, now: i64) -> Result<(), StoreError> {
-        self.conn().execute(
-            "INSERT OR REPLACE INTO pxe_guard (identity, deployment, started_at) VALUES (?1, ?2, ?3)",
-            params![identity, deployment, now],
-        )?;
+        self.write(true, |on| {
+            on.exec(
+                both(
+                    "INSERT INTO pxe_guard (identity, deployment, started_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (identity, deployment) DO UPDATE SET started_at = excluded.started_at",
+                ),
+                &[P::Text(identity), P::Text(deployment), P::Int(now)],
+            )
+        })?;
         Ok(())
     }
 
     /// Every (identity, deployment) pair under the loop guard.
     pub fn guards(&self) -> Result<Vec<(String, String)>, StoreError> {
-        let conn = self.conn();
-        let mut st = conn
-            .prepare("SELECT identity, deployment FROM pxe_guard ORDER BY identity, deployment")?;
-        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let rows = self.read(|on| {
+            on.query(
+                both("SELECT identity, deployment FROM pxe_guard ORDER BY identity, deployment"),
+                &[],
+            )
+        })?;
+        Ok(rows.iter().map(|r| (r.text(0), r.text(1))).collect())
     }
 
     /// Lifts the loop guard for these machine identities; returns how many entries went.
@@ -322,9 +429,10 @@ impl Store {
         self.transaction(|tx| {
             let mut n = 0;
             for id in identities {
-                n += tx
-                    .tx
-                    .execute("DELETE FROM pxe_guard WHERE identity = ?1", params![id])?;
+                n += tx.exec(
+                    both("DELETE FROM pxe_guard WHERE identity = ?1"),
+                    &[P::Text(id)],
+                )?;
             }
             Ok(n)
         })
@@ -338,53 +446,77 @@ impl Store {
         outcome: &str,
         now: i64,
     ) -> Result<(), StoreError> {
-        self.conn().execute(
-            "INSERT OR REPLACE INTO attempt (identity, deployment, outcome, at) VALUES (?1, ?2, ?3, ?4)",
-            params![identity, deployment, outcome, now],
-        )?;
+        self.write(true, |on| {
+            on.exec(
+                both(
+                    "INSERT INTO attempt (identity, deployment, outcome, at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (identity, deployment)
+                     DO UPDATE SET outcome = excluded.outcome, at = excluded.at",
+                ),
+                &[
+                    P::Text(identity),
+                    P::Text(deployment),
+                    P::Text(outcome),
+                    P::Int(now),
+                ],
+            )
+        })?;
         Ok(())
     }
 
     /// Every (identity, deployment, outcome) of last attempts.
     pub fn attempts(&self) -> Result<Vec<(String, String, String)>, StoreError> {
-        let conn = self.conn();
-        let mut st = conn.prepare(
-            "SELECT identity, deployment, outcome FROM attempt ORDER BY identity, deployment",
-        )?;
-        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let rows = self.read(|on| {
+            on.query(
+                both(
+                    "SELECT identity, deployment, outcome FROM attempt ORDER BY identity, deployment",
+                ),
+                &[],
+            )
+        })?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.text(0), r.text(1), r.text(2)))
+            .collect())
     }
 
     /// Appends a status message; returns its sequence number.
     pub fn add_status(&self, m: &StatusMessage) -> Result<i64, StoreError> {
-        let conn = self.conn();
-        conn.execute(
-            "INSERT INTO status_message (at, source, kind, identity, device, deployment, body)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
-                m.at,
-                m.source,
-                m.kind,
-                m.identity,
-                m.device,
-                m.deployment,
-                m.body.to_string()
-            ],
-        )?;
-        Ok(conn.last_insert_rowid())
+        let body = m.body.to_string();
+        self.write(false, |on| {
+            let rows = on.query(
+                both(
+                    "INSERT INTO status_message (at, source, kind, identity, device, deployment, body)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING seq",
+                ),
+                &[
+                    P::Int(m.at),
+                    P::Text(&m.source),
+                    P::Text(&m.kind),
+                    P::OptText(m.identity.as_deref()),
+                    P::OptText(m.device.as_deref()),
+                    P::OptText(m.deployment.as_deref()),
+                    P::Text(&body),
+                ],
+            )?;
+            Ok(rows[0].int(0))
+        })
     }
 
     /// Forgets the status messages older than `before` (Unix seconds) and all but the newest
     /// `keep`; returns how many went.
     pub fn prune_status(&self, before: i64, keep: u64) -> Result<usize, StoreError> {
         self.transaction(|tx| {
-            let old = tx
-                .tx
-                .execute("DELETE FROM status_message WHERE at < ?1", params![before])?;
-            let over = tx.tx.execute(
-                "DELETE FROM status_message WHERE seq <= (
+            let old = tx.exec(
+                both("DELETE FROM status_message WHERE at < ?1"),
+                &[P::Int(before)],
+            )?;
+            let over = tx.exec(
+                both(
+                    "DELETE FROM status_message WHERE seq <= (
                     SELECT seq FROM status_message ORDER BY seq DESC LIMIT 1 OFFSET ?1)",
-                params![i64::try_from(keep).unwrap_or(i64::MAX)],
+                ),
+                &[P::Int(i64::try_from(keep).unwrap_or(i64::MAX))],
             )?;
             Ok(old + over)
         })
@@ -396,27 +528,39 @@ impl Store {
         deployment: Option<&str>,
         limit: usize,
     ) -> Result<Vec<StatusMessage>, StoreError> {
-        let conn = self.conn();
-        let mut st = conn.prepare(
-            "SELECT seq, at, source, kind, identity, device, deployment, body FROM (
-                SELECT * FROM status_message WHERE ?1 IS NULL OR deployment = ?1
-                ORDER BY seq DESC LIMIT ?2
-             ) ORDER BY seq",
-        )?;
-        let rows = st.query_map(params![deployment, limit as i64], |r| {
-            let body: String = r.get(7)?;
-            Ok(StatusMessage {
-                seq: r.get(0)?,
-                at: r.get(1)?,
-                source: r.get(2)?,
-                kind: r.get(3)?,
-                identity: r.get(4)?,
-                device: r.get(5)?,
-                deployment: r.get(6)?,
-                body: serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body)),
-            })
+        let rows = self.read(|on| {
+            on.query(
+                each(
+                    "SELECT seq, at, source, kind, identity, device, deployment, body FROM (
+                        SELECT * FROM status_message WHERE ?1 IS NULL OR deployment = ?1
+                        ORDER BY seq DESC LIMIT ?2
+                     ) ORDER BY seq",
+                    "SELECT seq, at, source, kind, identity, device, deployment, body FROM (
+                        SELECT * FROM status_message WHERE $1::text IS NULL OR deployment = $1
+                        ORDER BY seq DESC LIMIT $2
+                     ) AS newest ORDER BY seq",
+                ),
+                &[
+                    P::OptText(deployment),
+                    P::Int(i64::try_from(limit).unwrap_or(i64::MAX)),
+                ],
+            )
         })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        Ok(rows.iter().map(status_of_row).collect())
+    }
+}
+
+fn status_of_row(r: &Row) -> StatusMessage {
+    let body = r.text(7);
+    StatusMessage {
+        seq: r.int(0),
+        at: r.int(1),
+        source: r.text(2),
+        kind: r.text(3),
+        identity: r.opt_text(4),
+        device: r.opt_text(5),
+        deployment: r.opt_text(6),
+        body: serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body)),
     }
 }
 
@@ -479,35 +623,38 @@ fn why_unwritable(path: &Path) -> Option<String> {
 
 /// Operations inside one [`Store::transaction`].
 pub struct Tx<'a> {
-    tx: &'a rusqlite::Transaction<'a>,
+    on: On<'a>,
+    /// A statement changed a row (PostgreSQL then moves the change counter).
+    wrote: Cell<bool>,
 }
 
 impl Tx<'_> {
+    /// Runs a statement in the transaction; returns how many rows it changed.
+    pub(crate) fn exec(&self, st: sql::Stmt, params: &[P<'_>]) -> Result<usize, StoreError> {
+        let n = self.on.exec(st, params)?;
+        if n > 0 {
+            self.wrote.set(true);
+        }
+        Ok(n)
+    }
+
     pub fn get<T: DeserializeOwned>(&self, kind: &str, id: &str) -> Result<Option<T>, StoreError> {
-        let body: Option<String> = self
-            .tx
-            .query_row(
-                "SELECT body FROM object WHERE kind = ?1 AND id = ?2",
-                params![kind, id],
-                |r| r.get(0),
-            )
-            .optional()?;
-        body.map(|b| decode(kind, id, &b)).transpose()
+        let row = self.on.query_opt(
+            both("SELECT body FROM object WHERE kind = ?1 AND id = ?2"),
+            &[P::Text(kind), P::Text(id)],
+        )?;
+        row.map(|r| decode(kind, id, &r.text(0))).transpose()
     }
 
     pub fn list<T: DeserializeOwned>(&self, kind: &str) -> Result<Vec<T>, StoreError> {
-        let mut st = self
-            .tx
-            .prepare("SELECT id, body FROM object WHERE kind = ?1 ORDER BY id")?;
-        let rows = st.query_map(params![kind], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (id, body) = row?;
-            out.push(decode(kind, &id, &body)?);
-        }
-        Ok(out)
+        self.on
+            .query(
+                both("SELECT id, body FROM object WHERE kind = ?1 ORDER BY id"),
+                &[P::Text(kind)],
+            )?
+            .iter()
+            .map(|r| decode(kind, &r.text(0), &r.text(1)))
+            .collect()
     }
 
     pub fn put<T: Serialize>(
@@ -518,22 +665,22 @@ impl Tx<'_> {
         now: i64,
     ) -> Result<(), StoreError> {
         let body = serde_json::to_string(value).expect("catalog objects serialize");
-        // Cached: a site file writes a hundred thousand objects in one transaction.
-        self.tx
-            .prepare_cached(
+        // Cached in SQLite: a site file writes a hundred thousand objects in one transaction.
+        self.exec(
+            both(
                 "INSERT INTO object (kind, id, body, updated_at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (kind, id) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
-            )?
-            .execute(params![kind, id, body, now])?;
+            ),
+            &[P::Text(kind), P::Text(id), P::Text(&body), P::Int(now)],
+        )?;
         Ok(())
     }
 
     pub fn delete(&self, kind: &str, id: &str) -> Result<bool, StoreError> {
-        Ok(self
-            .tx
-            .prepare_cached("DELETE FROM object WHERE kind = ?1 AND id = ?2")?
-            .execute(params![kind, id])?
-            > 0)
+        Ok(self.exec(
+            both("DELETE FROM object WHERE kind = ?1 AND id = ?2"),
+            &[P::Text(kind), P::Text(id)],
+        )? > 0)
     }
 }
 
@@ -545,8 +692,48 @@ fn decode<T: DeserializeOwned>(kind: &str, id: &str, body: &str) -> Result<T, St
     })
 }
 
+/// The stores every store test runs against: SQLite in memory and a new database of a
+/// throwaway PostgreSQL server shared by the tests of this process.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::sync::{Arc, Mutex, Weak};
+
+    use super::pg_cluster::Cluster;
+    use super::Store;
+
+    static CLUSTER: Mutex<Weak<Cluster>> = Mutex::new(Weak::new());
+
+    /// The shared server, started by the first test that needs it and stopped when the last
+    /// one holding it ends.
+    pub fn cluster() -> Arc<Cluster> {
+        let mut slot = CLUSTER.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = slot.upgrade() {
+            return c;
+        }
+        let c = Arc::new(Cluster::start().expect("a throwaway PostgreSQL server starts"));
+        *slot = Arc::downgrade(&c);
+        c
+    }
+
+    /// A store on a new, empty PostgreSQL database, with the server it lives on and its URL.
+    pub fn pg() -> (Arc<Cluster>, String, Store) {
+        let c = cluster();
+        let url = c.new_database().expect("a database is created");
+        let store = Store::open_url(&url).expect("the new database opens");
+        (c, url, store)
+    }
+
+    /// Runs `f` on an SQLite store and on a PostgreSQL one, naming the backend on failure.
+    pub fn each_backend(f: impl Fn(&Store)) {
+        f(&Store::in_memory().unwrap());
+        let (_server, _url, store) = pg();
+        f(&store);
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::testing::{each_backend, pg};
     use super::*;
 
     #[derive(Debug, PartialEq, Serialize, Deserialize)]
@@ -658,9 +845,155 @@ mod tests {
 
     #[test]
     fn a_failed_transaction_changes_nothing() {
-        let s = Store::in_memory().unwrap();
-        let r: Result<(), StoreError> = s.transaction(|tx| {
-            tx.put(
+        each_backend(|s| {
+            let r: Result<(), StoreError> = s.transaction(|tx| {
+                tx.put(
+                    "thing",
+                    "x",
+                    &Thing {
+                        name: "x".into(),
+                        n: 1,
+                    },
+                    1,
+                )?;
+                Err(StoreError::TooNew { found: 0, known: 0 })
+            });
+            assert!(r.is_err());
+            assert!(s.get::<Thing>("thing", "x").unwrap().is_none());
+        });
+    }
+
+    #[test]
+    fn pruning_keeps_the_newest_messages_within_the_age() {
+        each_backend(|s| {
+            for at in 0..10 {
+                s.add_status(&StatusMessage {
+                    seq: 0,
+                    at,
+                    source: "agent".into(),
+                    kind: "step".into(),
+                    identity: None,
+                    device: None,
+                    deployment: None,
+                    body: serde_json::json!({}),
+                })
+                .unwrap();
+            }
+            assert_eq!(s.prune_status(3, 100).unwrap(), 3);
+            assert_eq!(s.prune_status(0, 4).unwrap(), 3);
+            let left: Vec<i64> = s
+                .statuses(None, 100)
+                .unwrap()
+                .iter()
+                .map(|m| m.at)
+                .collect();
+            assert_eq!(left, [6, 7, 8, 9]);
+            assert_eq!(s.prune_status(0, 4).unwrap(), 0);
+        });
+    }
+
+    #[test]
+    fn status_messages_keep_their_order() {
+        each_backend(|s| {
+            for (i, kind) in ["started", "step", "succeeded"].iter().enumerate() {
+                s.add_status(&StatusMessage {
+                    seq: 0,
+                    at: i as i64,
+                    source: "agent".into(),
+                    kind: (*kind).into(),
+                    identity: Some("mac:52:54:00:00:00:01".into()),
+                    device: None,
+                    deployment: Some("LAB00001".into()),
+                    body: serde_json::json!({"step": i}),
+                })
+                .unwrap();
+            }
+            let last2 = s.statuses(Some("LAB00001"), 2).unwrap();
+            assert_eq!(
+                last2.iter().map(|m| m.kind.as_str()).collect::<Vec<_>>(),
+                ["step", "succeeded"]
+            );
+            assert_eq!(s.statuses(None, 10).unwrap().len(), 3);
+        });
+    }
+
+    #[test]
+    fn objects_guards_and_attempts_round_trip_in_postgresql_and_survive_reconnecting() {
+        let (_server, url, s) = pg();
+        s.put(
+            "thing",
+            "b",
+            &Thing {
+                name: "b".into(),
+                n: 2,
+            },
+            1,
+        )
+        .unwrap();
+        s.put(
+            "thing",
+            "a",
+            &Thing {
+                name: "a".into(),
+                n: 1,
+            },
+            1,
+        )
+        .unwrap();
+        s.put(
+            "thing",
+            "a",
+            &Thing {
+                name: "a".into(),
+                n: 3,
+            },
+            2,
+        )
+        .unwrap();
+        s.guard_set("uuid:1", "LAB00001", 5).unwrap();
+        s.guard_set("uuid:1", "LAB00001", 6).unwrap();
+        s.attempt_set("uuid:1", "LAB00001", "failed", 7).unwrap();
+        s.attempt_set("uuid:1", "LAB00001", "succeeded", 8).unwrap();
+        drop(s);
+        let s = Store::open_url(&url).unwrap();
+        let all: Vec<Thing> = s.list("thing").unwrap();
+        assert_eq!(
+            all.iter()
+                .map(|t| (t.name.as_str(), t.n))
+                .collect::<Vec<_>>(),
+            [("a", 3), ("b", 2)]
+        );
+        assert_eq!(
+            s.guards().unwrap(),
+            vec![("uuid:1".into(), "LAB00001".into())]
+        );
+        assert_eq!(
+            s.attempts().unwrap(),
+            vec![("uuid:1".into(), "LAB00001".into(), "succeeded".into())]
+        );
+        assert!(s.delete("thing", "a").unwrap());
+        assert!(!s.delete("thing", "a").unwrap());
+        assert_eq!(s.guard_clear(&["uuid:1".into()]).unwrap(), 1);
+        assert!(s.describe().starts_with("PostgreSQL "), "{}", s.describe());
+    }
+
+    #[test]
+    fn a_write_through_another_handle_changes_the_version_in_either_backend() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("netdeploy.db");
+        let (_server, url, _first) = pg();
+        for (a, b) in [
+            (Store::open(&path).unwrap(), Store::open(&path).unwrap()),
+            (
+                Store::open_url(&url).unwrap(),
+                Store::open_url(&url).unwrap(),
+            ),
+        ] {
+            let v0 = a.version().unwrap();
+            // Only reads and status messages: not a change of what the boot path loads.
+            assert_eq!(b.get::<Thing>("thing", "x").unwrap(), None);
+            assert_eq!(a.version().unwrap(), v0, "{}", a.describe());
+            b.put(
                 "thing",
                 "x",
                 &Thing {
@@ -668,61 +1001,36 @@ mod tests {
                     n: 1,
                 },
                 1,
-            )?;
-            Err(StoreError::TooNew { found: 0, known: 0 })
-        });
-        assert!(r.is_err());
-        assert!(s.get::<Thing>("thing", "x").unwrap().is_none());
+            )
+            .unwrap();
+            let v1 = a.version().unwrap();
+            assert_ne!(
+                v1.0,
+                v0.0,
+                "{}: another handle's write is seen",
+                a.describe()
+            );
+            b.guard_set("mac:1", "LAB00001", 2).unwrap();
+            assert_ne!(
+                a.version().unwrap().0,
+                v1.0,
+                "{}: a guard is seen",
+                a.describe()
+            );
+        }
     }
 
     #[test]
-    fn pruning_keeps_the_newest_messages_within_the_age() {
-        let s = Store::in_memory().unwrap();
-        for at in 0..10 {
-            s.add_status(&StatusMessage {
-                seq: 0,
-                at,
-                source: "agent".into(),
-                kind: "step".into(),
-                identity: None,
-                device: None,
-                deployment: None,
-                body: serde_json::json!({}),
-            })
-            .unwrap();
-        }
-        assert_eq!(s.prune_status(3, 100).unwrap(), 3);
-        assert_eq!(s.prune_status(0, 4).unwrap(), 3);
-        let left: Vec<i64> = s
-            .statuses(None, 100)
+    fn a_newer_postgresql_schema_is_refused_by_name() {
+        let (_server, url, s) = pg();
+        drop(s);
+        let mut c = pg::parse_url(&url)
             .unwrap()
-            .iter()
-            .map(|m| m.at)
-            .collect();
-        assert_eq!(left, [6, 7, 8, 9]);
-        assert_eq!(s.prune_status(0, 4).unwrap(), 0);
-    }
-
-    #[test]
-    fn status_messages_keep_their_order() {
-        let s = Store::in_memory().unwrap();
-        for (i, kind) in ["started", "step", "succeeded"].iter().enumerate() {
-            s.add_status(&StatusMessage {
-                seq: 0,
-                at: i as i64,
-                source: "agent".into(),
-                kind: (*kind).into(),
-                identity: Some("mac:52:54:00:00:00:01".into()),
-                device: None,
-                deployment: Some("LAB00001".into()),
-                body: serde_json::json!({"step": i}),
-            })
+            .connect(postgres::NoTls)
             .unwrap();
-        }
-        let last2 = s.statuses(Some("LAB00001"), 2).unwrap();
-        assert_eq!(
-            last2.iter().map(|m| m.kind.as_str()).collect::<Vec<_>>(),
-            ["step", "succeeded"]
-        );
+        c.batch_execute("UPDATE netdeploy_schema SET version = 99")
+            .unwrap();
+        let e = Store::open_url(&url).err().expect("refused").to_string();
+        assert!(e.contains("schema version 99 is newer"), "{e}");
     }
 }

@@ -82,14 +82,14 @@ pub fn small_image(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     (k, i)
 }
 
-fn captured_discover_from(mac: &str) -> Vec<u8> {
+pub fn captured_discover_from(mac: &str) -> Vec<u8> {
     let mut d = requests_to("bios-ipxe-rom_proxy.pcap", 67)[0].clone();
     let m: netdeploy_wire::Mac = mac.parse().unwrap();
     d[28..34].copy_from_slice(&m.0);
     d
 }
 
-fn offered(to: SocketAddr, req: &[u8]) -> bool {
+pub fn offered(to: SocketAddr, req: &[u8]) -> bool {
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
     s.set_read_timeout(Some(Duration::from_millis(1000)))
         .unwrap();

@@ -31,6 +31,7 @@ mod reimage;
 mod reimage_qemu;
 mod secure_boot;
 mod secure_boot_qemu;
+mod shared_store;
 mod site_scale;
 mod tftp;
 mod tls;

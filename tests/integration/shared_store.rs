@@ -1,0 +1,130 @@
+//! Several servers, one site: two netdeploy servers on one PostgreSQL database (`[store] url`)
+//! share the catalog, the loop guard and the status messages; each keeps its own leases and
+//! content. The database is a throwaway server this test starts (Debian's `postgresql`).
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use netdeploy::store::pg_cluster::Cluster;
+
+use crate::deployments::{captured_discover_from, offered, small_image, write_site};
+use crate::harness::{binary, boot_script, loopback_config, Server};
+
+const PC1: &str = "52:54:00:0d:0a:01";
+const PC2: &str = "52:54:00:0d:0a:02";
+
+/// `netdeploy --config <dir>/netdeploy.toml ARGS`, as an admin on that server's host runs it.
+fn cli_of(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(binary())
+        .arg("--config")
+        .arg(dir.join("netdeploy.toml"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run netdeploy");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "netdeploy {args:?} failed:\n{text}");
+    text
+}
+
+/// Polls `check` every 100 ms for at most `limit`.
+fn within(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if check() {
+            return true;
+        }
+        if start.elapsed() > limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn two_servers_on_one_postgresql_share_the_site_the_loop_guard_and_the_status() {
+    let pg = Cluster::start().expect("a throwaway PostgreSQL server starts");
+    let url = pg.new_database().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let (a, b) = (root.path().join("a"), root.path().join("b"));
+    for d in [&a, &b] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let store = format!("[store]\nurl = {url:?}\n");
+    let server_a = Server::start(&a, &loopback_config(&a, "proxy", &store));
+    let server_b = Server::start(&b, &loopback_config(&b, "proxy", &store));
+    for s in [&server_a, &server_b] {
+        s.wait_for_log(&["store opened", "PostgreSQL"], Duration::from_secs(5))
+            .expect("the store is named in the log");
+        assert!(!s.log().contains(&url), "the URL is never logged");
+    }
+
+    // A site with two machines under a required deployment, applied through server A's host.
+    let (k, i) = small_image(&a);
+    let site = write_site(&a, &k, &i, PC1, "52:54:00:0d:0a:09", "");
+    let text = std::fs::read_to_string(&site)
+        .unwrap()
+        .replace(
+            "[[collection]]",
+            &format!("[[device]]\nname = \"pc2\"\nmacs = [\"{PC2}\"]\n\n[[collection]]"),
+        )
+        .replace("members = [\"pc1\"]", "members = [\"pc1\", \"pc2\"]");
+    std::fs::write(&site, text).unwrap();
+    let applied = cli_of(&a, &["site", "apply", site.to_str().unwrap()]);
+    assert!(applied.contains("LAB00001"), "{applied}");
+
+    // Server B uses it within a second or so: pc1's script runs LAB00001. (Before, with no
+    // deployment in the catalog, B answered every machine that nothing is to boot.)
+    let mut script = String::new();
+    assert!(
+        within(Duration::from_secs(5), || {
+            script = boot_script(&server_b, "/boot.ipxe?mac=52-54-00-0d-0a-01&arch=0");
+            script.contains("netdeploy.deployment=LAB00001")
+        }),
+        "server B does not run LAB00001 on pc1 after the site was applied through A:\n\
+         {script}\n{}",
+        server_b.log()
+    );
+
+    // The loop guard holds across servers: pc1 started through B gets no offer from A.
+    assert!(
+        within(Duration::from_secs(5), || !offered(
+            server_a.dhcp_addr(),
+            &captured_discover_from(PC1)
+        )),
+        "server A still offers to pc1, which started through B:\n{}",
+        server_a.log()
+    );
+    server_a
+        .wait_for_log(&["no boot offer", "rule 7"], Duration::from_secs(5))
+        .expect("A logs the loop guard");
+
+    // pc2 starts through A. Either host's status shows what both servers recorded: pc1's
+    // refusal by A (its last message) and pc2's start through A, on B's host as on A's.
+    assert!(offered(server_a.dhcp_addr(), &captured_discover_from(PC2)));
+    let script = boot_script(&server_a, "/boot.ipxe?mac=52-54-00-0d-0a-02&arch=0");
+    assert!(script.contains("netdeploy.deployment=LAB00001"), "{script}");
+    server_a.settled();
+    server_b.settled();
+    let on_a = cli_of(&a, &["status", "--machines"]);
+    let on_b = cli_of(&b, &["status", "--machines"]);
+    assert_eq!(on_a, on_b, "both hosts show the same status");
+    let line = |name: &str| {
+        on_b.lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .unwrap_or_else(|| panic!("{name} is not listed:\n{on_b}"))
+            .to_owned()
+    };
+    assert!(line("pc1").contains("rule 7"), "{on_b}");
+    assert!(line("pc2").contains("In progress"), "{on_b}");
+    let guards = cli_of(&b, &["pxe", "guards"]);
+    assert_eq!(guards.matches("LAB00001").count(), 2, "{guards}");
+    // Leases and content stay per server: B's data directory holds no catalog file.
+    assert!(!b.join("data/netdeploy.db").exists());
+    assert!(!a.join("data/netdeploy.db").exists());
+}
