@@ -90,3 +90,29 @@ CONF
     ND_URL="http://127.0.0.1:$nd_port/content/$SHA"
     NG_URL="http://127.0.0.1:$ng_port/$name"
 }
+
+# pg_start: a throwaway PostgreSQL server (Debian's binaries) in $WORK/pg, reachable only by
+# its Unix socket there, run as the postgres user when started by root, with its default
+# durability (fsync on). Sets PG_URL (the database `netdeploy`); stopped by bench_cleanup.
+pg_start() {
+    local bin
+    PG_AS=()
+    bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+    [[ -x "$bin/initdb" ]] || { echo "missing PostgreSQL: install the Debian package postgresql" >&2; exit 1; }
+    mkdir -p "$WORK/pg"
+    if [[ $(id -u) -eq 0 ]]; then
+        chmod o+x "$WORK"
+        chown postgres: "$WORK/pg"
+        PG_AS=(setpriv --reuid=postgres --regid=postgres --init-groups)
+    fi
+    "${PG_AS[@]}" "$bin/initdb" -D "$WORK/pg/data" -U netdeploy --auth=trust -E UTF8 >/dev/null
+    "${PG_AS[@]}" "$bin/postgres" -D "$WORK/pg/data" -k "$WORK/pg" -c listen_addresses= \
+        2>"$WORK/pg/server.log" &
+    pids+=($!)
+    for _ in $(seq 1 200); do
+        [[ -S "$WORK/pg/.s.PGSQL.5432" ]] && break
+        sleep 0.1
+    done
+    "${PG_AS[@]}" "$bin/createdb" -h "$WORK/pg" -U netdeploy netdeploy
+    PG_URL="postgresql://netdeploy@${WORK//\//%2F}%2Fpg/netdeploy"
+}

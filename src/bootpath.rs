@@ -7,7 +7,7 @@
 //! Until a site file declares a deployment, netdeploy boots the configuration's
 //! `[boot.image]` for every PXE client (the plain network-boot server of a fresh install).
 
-mod run_credentials;
+pub mod run_credentials;
 
 use std::sync::Arc;
 
@@ -65,6 +65,9 @@ pub struct BootPath {
     pub unmet_noted: UnmetNoted,
     /// The catalog snapshot and history decisions read, and the queue writes go through.
     pub memory: Arc<Memory>,
+    /// Run credentials this server issued or checked lately, by digest: while a shared
+    /// database is unreachable, the runs they belong to go on reporting to this server.
+    pub recent_credentials: run_credentials::Recent,
 }
 
 /// The hashes of the content the catalog references, read again only when the store changed.
@@ -123,6 +126,7 @@ impl BootPath {
             served: ServedContent::default(),
             unmet_noted: Default::default(),
             memory,
+            recent_credentials: Default::default(),
         })
     }
 
@@ -273,7 +277,7 @@ impl BootPath {
         deployment: Option<&str>,
         kind: &str,
         body: serde_json::Value,
-    ) -> Result<i64, StoreError> {
+    ) -> Result<Option<i64>, StoreError> {
         self.record_agent_status_at(machine, deployment, kind, body, now())
     }
 
@@ -286,7 +290,7 @@ impl BootPath {
         kind: &str,
         body: serde_json::Value,
         at: i64,
-    ) -> Result<i64, StoreError> {
+    ) -> Result<Option<i64>, StoreError> {
         let snapshot = self.memory.snapshot();
         let known_as = self
             .memory
@@ -324,9 +328,10 @@ impl BootPath {
             );
         }
         // After what the boot path queued before it (a start, a refusal), so that the store
-        // keeps the order things happened in.
+        // keeps the order things happened in. While a shared database is unreachable the
+        // message waits in the spool (`None`).
         self.memory.settled_blocking();
-        self.store.add_status(&StatusMessage {
+        self.store.add_status_or_keep(&StatusMessage {
             seq: 0,
             at: now,
             source: "agent".into(),

@@ -82,7 +82,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
 
     let store = Arc::new(match &config.store_url {
-        Some(url) => crate::store::Store::open_url(url)?,
+        Some(url) => crate::store::Store::open_url_with_spool(url, &config.data_dir.join("spool"))?,
         None => crate::store::Store::open(&config.data_dir.join("netdeploy.db"))?,
     });
     tracing::info!(store = %store.describe(), "store opened");

@@ -153,12 +153,18 @@ impl Write {
                     .map_err(e)
             }
             Write::Sighting { uuid, mac, at } => {
-                if stored::record_sighting(store, mac, uuid, at).map_err(e)? {
-                    tracing::info!(%mac, %uuid, "first boot request with this MAC and UUID together");
+                match stored::record_sighting(store, mac, uuid, at) {
+                    Ok(true) => {
+                        tracing::info!(%mac, %uuid, "first boot request with this MAC and UUID together");
+                        Ok(())
+                    }
+                    Ok(false) => Ok(()),
+                    // Kept in memory; a later request records it once the database answers.
+                    Err(err) if err.is_unreachable() => Ok(()),
+                    Err(err) => Err(e(err)),
                 }
-                Ok(())
             }
-            Write::Status(m) => store.add_status(&m).map(|_| ()).map_err(e),
+            Write::Status(m) => store.add_status_or_keep(&m).map(|_| ()).map_err(e),
             Write::Leases { path, json } => crate::dhcp::leases::save(&path, &json)
                 .map_err(|err| format!("lease file {}: {err}", path.display())),
         }
@@ -380,6 +386,7 @@ async fn keeper(
     cancel: CancellationToken,
 ) {
     let mut seen = Some(memory.loaded);
+    let mut reachable = true;
     let mut poll = tokio::time::interval(POLL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut batch = Vec::with_capacity(256);
@@ -403,10 +410,34 @@ async fn keeper(
                 seen = reload(&memory, &store, &mut rx).await.or(seen);
             }
             _ = poll.tick() => {
-                let now = {
+                let polled = {
                     let store = store.clone();
-                    tokio::task::spawn_blocking(move || store.version()).await.ok().and_then(Result::ok)
+                    tokio::task::spawn_blocking(move || {
+                        let v = store.version();
+                        // What waited for an unreachable database goes first, in order.
+                        let sent = (v.is_ok() && store.kept() > 0).then(|| store.send_kept());
+                        (v, sent, store.kept())
+                    })
+                    .await
                 };
+                let Ok((version, sent, waiting)) = polled else { continue };
+                match (&version, reachable) {
+                    (Err(e), true) if e.is_unreachable() => {
+                        reachable = false;
+                        tracing::warn!(error = %e, "the store is unreachable: PXE decisions go on from the last snapshot; status messages and loop-guard records wait in the spool until it answers");
+                    }
+                    (Ok(_), false) => {
+                        reachable = true;
+                        tracing::info!(waiting, "the store answers again");
+                    }
+                    _ => {}
+                }
+                match sent {
+                    Some(Ok(n)) if n > 0 => tracing::info!(sent = n, waiting, "records kept in the spool sent to the store"),
+                    Some(Err(e)) => tracing::debug!(error = %e, waiting, "the spool waits"),
+                    _ => {}
+                }
+                let now = version.ok();
                 if now.is_some() && now != seen {
                     seen = reload(&memory, &store, &mut rx).await.or(seen);
                 }

@@ -38,8 +38,9 @@ impl BootPath {
             expires_at: now.saturating_add(lifetime.as_secs() as i64),
             ended_at: None,
         };
-        self.store
-            .run_credential_add(&credentials::digest(&token), &credential, now)?;
+        let digest = credentials::digest(&token);
+        self.store.run_credential_add(&digest, &credential, now)?;
+        self.recent_credentials.note(&digest, &credential);
         Ok(token)
     }
 
@@ -57,7 +58,20 @@ impl BootPath {
             Ok(t) => t,
             Err(r) => return Ok(Err(r)),
         };
-        let found = self.store.run_credential(&credentials::digest(&token))?;
+        let digest = credentials::digest(&token);
+        let found = match self.store.run_credential(&digest) {
+            Ok(Some(c)) => {
+                self.recent_credentials.note(&digest, &c);
+                Some(c)
+            }
+            Ok(None) => None,
+            // The shared database is away: a run this server issued or checked goes on.
+            Err(e) if e.is_unreachable() => match self.recent_credentials.get(&digest) {
+                Some(c) => Some(c),
+                None => return Err(e),
+            },
+            Err(e) => return Err(e),
+        };
         Ok(
             credentials::check(found.as_ref(), machine, deployment, usage, now())
                 .map(|()| (token, found.expect("check accepts only a found credential"))),
@@ -66,9 +80,10 @@ impl BootPath {
 
     /// Ends the run of `token`: it is refused from now on.
     pub fn end_run(&self, token: &RunToken) -> Result<(), StoreError> {
-        self.store
-            .run_credential_end(&credentials::digest(token), now())
-            .map(drop)
+        let digest = credentials::digest(token);
+        let now = now();
+        self.recent_credentials.end(&digest, now);
+        self.store.run_credential_end(&digest, now).map(drop)
     }
 
     /// Whether `authorization` presents the key of a boot medium that is not revoked.
@@ -93,4 +108,40 @@ pub fn new_medium_key(store: &Store) -> Result<MediumKey, IssueError> {
     let key = MediumKey::from_bytes(id, secret);
     store.medium_add(&key.id(), &credentials::medium_digest(&key), now())?;
     Ok(key)
+}
+
+/// Credentials seen lately, at most [`Recent::CAPACITY`] (past it, the oldest half goes).
+#[derive(Default)]
+pub struct Recent {
+    /// A counter, and each credential by digest with the counter when it was noted.
+    seen: std::sync::Mutex<(u64, Noted)>,
+}
+
+type Noted = std::collections::HashMap<String, (u64, RunCredential)>;
+
+impl Recent {
+    pub const CAPACITY: usize = 20_000;
+
+    fn note(&self, digest: &str, c: &RunCredential) {
+        let mut g = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let (tick, map) = &mut *g;
+        *tick += 1;
+        map.insert(digest.to_owned(), (*tick, c.clone()));
+        if map.len() > Self::CAPACITY {
+            let cut = *tick - (Self::CAPACITY as u64) / 2;
+            map.retain(|_, (t, _)| *t > cut);
+        }
+    }
+
+    fn get(&self, digest: &str) -> Option<RunCredential> {
+        let g = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        g.1.get(digest).map(|(_, c)| c.clone())
+    }
+
+    fn end(&self, digest: &str, at: i64) {
+        let mut g = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, c)) = g.1.get_mut(digest) {
+            c.ended_at.get_or_insert(at);
+        }
+    }
 }

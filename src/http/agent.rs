@@ -274,9 +274,15 @@ pub async fn status(
     })
     .await
     {
-        Ok(Ok(seq)) => {
+        Ok(Ok(Some(seq))) => {
             (StatusCode::CREATED, Json(serde_json::json!({ "seq": seq }))).into_response()
         }
+        // The shared database is away: the message waits in this server's spool.
+        Ok(Ok(None)) => (
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({ "kept": true })),
+        )
+            .into_response(),
         Ok(Err(e)) => {
             tracing::error!(error = %e, "cannot store a status message");
             (

@@ -22,6 +22,27 @@ impl Store {
         c: &RunCredential,
         now: i64,
     ) -> Result<(), StoreError> {
+        let r = self.run_credential_add_now(digest, c, now);
+        self.or_keep(
+            r,
+            || super::spool::Kept::RunIssued {
+                digest: digest.to_owned(),
+                mac: c.machine.mac.map(|m| m.to_string()),
+                uuid: c.machine.uuid.map(|u| u.to_string()),
+                deployment: c.deployment.clone(),
+                issued_at: c.issued_at,
+                expires_at: c.expires_at,
+            },
+            (),
+        )
+    }
+
+    pub(super) fn run_credential_add_now(
+        &self,
+        digest: &str,
+        c: &RunCredential,
+        now: i64,
+    ) -> Result<(), StoreError> {
         let mac = c.machine.mac.map(|m| m.to_string());
         let uuid = c.machine.uuid.map(|u| u.to_string());
         // Not a change of the catalog or the loop guard: other servers need not reload.
@@ -104,7 +125,24 @@ impl Store {
     }
 
     /// Marks the run of `digest` ended at `now`; false when there is no such live credential.
+    /// While the database is unreachable a server keeps the end in its spool (true).
     pub fn run_credential_end(&self, digest: &str, now: i64) -> Result<bool, StoreError> {
+        let r = self.run_credential_end_now(digest, now);
+        self.or_keep(
+            r,
+            || super::spool::Kept::RunEnded {
+                digest: digest.to_owned(),
+                at: now,
+            },
+            true,
+        )
+    }
+
+    pub(super) fn run_credential_end_now(
+        &self,
+        digest: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
         Ok(self.write(false, |on| {
             on.exec(
                 both(

@@ -17,6 +17,7 @@ pub mod catalog;
 pub mod credentials;
 pub mod pg;
 pub mod pg_cluster;
+pub mod spool;
 pub mod sql;
 
 use std::cell::Cell;
@@ -40,7 +41,7 @@ pub enum StoreError {
     #[error("database: {0}")]
     Sql(#[from] rusqlite::Error),
     /// PostgreSQL failed; the message never holds the URL (it may hold a password).
-    #[error("PostgreSQL {at}: {source}")]
+    #[error("{at}: {source}")]
     Pg { at: String, source: postgres::Error },
     #[error("stored {kind} {id:?} does not decode: {source}")]
     Decode {
@@ -48,6 +49,8 @@ pub enum StoreError {
         id: String,
         source: serde_json::Error,
     },
+    #[error("spool {dir}: {source}")]
+    Spool { dir: String, source: std::io::Error },
     #[error("database schema version {found} is newer than this netdeploy knows ({known}); upgrade netdeploy")]
     TooNew { found: i64, known: i64 },
     #[error(
@@ -123,7 +126,14 @@ const MIGRATIONS: &[&str] = &[
         created_at INTEGER NOT NULL,
         revoked_at INTEGER
     );",
+    // 4: the unique id of a status message kept on disk while the database was away
+    // (src/store/spool.rs), so that sending it twice records it once.
+    MIGRATION_4,
 ];
+
+/// Migration 4, the same text for both databases.
+const MIGRATION_4: &str = "ALTER TABLE status_message ADD COLUMN uid TEXT;
+    CREATE UNIQUE INDEX status_by_uid ON status_message (uid);";
 
 /// A status message (docs/status.md), from the agent or the server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -146,10 +156,25 @@ pub struct StatusMessage {
     pub body: serde_json::Value,
 }
 
+impl StoreError {
+    /// True when the database could not be reached (PostgreSQL down, the network, a
+    /// connection cut), as opposed to a statement it refused.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            StoreError::Pg { source, .. } => match source.code() {
+                // Connection exceptions, and the server shutting down or starting.
+                Some(c) => c.code().starts_with("08") || c.code().starts_with("57"),
+                None => true,
+            },
+            _ => false,
+        }
+    }
+}
+
 impl From<postgres::Error> for StoreError {
     fn from(source: postgres::Error) -> StoreError {
         StoreError::Pg {
-            at: String::new(),
+            at: "PostgreSQL".into(),
             source,
         }
     }
@@ -158,6 +183,9 @@ impl From<postgres::Error> for StoreError {
 /// The database handle; cheap to share behind an `Arc`.
 pub struct Store {
     backend: Backend,
+    /// Where records wait while a shared database is unreachable ([`spool`]); a server's
+    /// store has one, the command line's does not (it reports the failure instead).
+    spool: Option<spool::Spool>,
     /// Transactions committed through this handle (see [`Store::version`]).
     commits: std::sync::atomic::AtomicU64,
 }
@@ -241,6 +269,7 @@ impl Store {
         }
         Ok(Store {
             backend: Backend::Lite(Mutex::new(conn)),
+            spool: None,
             commits: std::sync::atomic::AtomicU64::new(0),
         })
     }
@@ -250,8 +279,105 @@ impl Store {
     pub fn open_url(url: &str) -> Result<Store, StoreError> {
         Ok(Store {
             backend: Backend::Pg(Box::new(pg::Pg::connect(url)?)),
+            spool: None,
             commits: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// [`Store::open_url`] for a server: what it records while the database is unreachable
+    /// waits in `spool_dir` (kept from an earlier run too) and goes to the database with
+    /// [`Store::send_kept`].
+    pub fn open_url_with_spool(url: &str, spool_dir: &Path) -> Result<Store, StoreError> {
+        let mut s = Store::open_url(url)?;
+        s.spool = Some(
+            spool::Spool::open(spool_dir).map_err(|e| StoreError::Spool {
+                dir: spool_dir.display().to_string(),
+                source: e,
+            })?,
+        );
+        Ok(s)
+    }
+
+    /// How many records wait in the spool.
+    pub fn kept(&self) -> usize {
+        self.spool.as_ref().map_or(0, spool::Spool::len)
+    }
+
+    /// Sends what the spool holds, in order; returns how many went, or the failure that
+    /// stopped it (the rest wait).
+    pub fn send_kept(&self) -> Result<usize, StoreError> {
+        let Some(sp) = &self.spool else {
+            return Ok(0);
+        };
+        match sp.drain(|k| self.apply_kept(k)) {
+            (n, None) => Ok(n),
+            (_, Some(e)) => Err(e),
+        }
+    }
+
+    fn apply_kept(&self, k: &spool::Kept) -> Result<(), StoreError> {
+        match k {
+            spool::Kept::Status { uid, message } => {
+                self.insert_status(message, Some(uid)).map(drop)
+            }
+            spool::Kept::Guard {
+                identity,
+                deployment,
+                at,
+            } => self.guard_set_now(identity, deployment, *at),
+            spool::Kept::Attempt {
+                identity,
+                deployment,
+                outcome,
+                at,
+            } => self.attempt_set_now(identity, deployment, outcome, *at),
+            spool::Kept::RunIssued {
+                digest,
+                mac,
+                uuid,
+                deployment,
+                issued_at,
+                expires_at,
+            } => {
+                let credential = crate::credentials::RunCredential {
+                    machine: crate::catalog::MachineIdentity {
+                        mac: mac.as_deref().and_then(|m| m.parse().ok()),
+                        uuid: uuid
+                            .as_deref()
+                            .and_then(|u| crate::catalog::parse_smbios_uuid(u).ok()),
+                    },
+                    deployment: deployment.clone(),
+                    issued_at: *issued_at,
+                    expires_at: *expires_at,
+                    ended_at: None,
+                };
+                self.run_credential_add_now(digest, &credential, *issued_at)
+            }
+            spool::Kept::RunEnded { digest, at } => {
+                self.run_credential_end_now(digest, *at).map(drop)
+            }
+        }
+    }
+
+    /// Keeps `k` in the spool when `r` failed because the database is unreachable and this
+    /// store has a spool; `kept` is then the answer.
+    pub(crate) fn or_keep<T>(
+        &self,
+        r: Result<T, StoreError>,
+        k: impl FnOnce() -> spool::Kept,
+        kept: T,
+    ) -> Result<T, StoreError> {
+        match (r, &self.spool) {
+            (Err(e), Some(sp)) if e.is_unreachable() => {
+                sp.keep(&k()).map_err(|source| StoreError::Spool {
+                    dir: sp.dir().display().to_string(),
+                    source,
+                })?;
+                tracing::debug!(error = %e, "kept in the spool while the database is away");
+                Ok(kept)
+            }
+            (r, _) => r,
+        }
     }
 
     /// Where the store is, to be shown: the SQLite file, or PostgreSQL's host and database
@@ -401,6 +527,19 @@ impl Store {
 
     /// Records that a required deployment started on a machine through PXE (docs/selection-rules.md rule 7).
     pub fn guard_set(&self, identity: &str, deployment: &str, now: i64) -> Result<(), StoreError> {
+        let r = self.guard_set_now(identity, deployment, now);
+        self.or_keep(
+            r,
+            || spool::Kept::Guard {
+                identity: identity.to_owned(),
+                deployment: deployment.to_owned(),
+                at: now,
+            },
+            (),
+        )
+    }
+
+    fn guard_set_now(&self, identity: &str, deployment: &str, now: i64) -> Result<(), StoreError> {
         self.write(true, |on| {
             on.exec(
                 both(
@@ -446,6 +585,26 @@ impl Store {
         outcome: &str,
         now: i64,
     ) -> Result<(), StoreError> {
+        let r = self.attempt_set_now(identity, deployment, outcome, now);
+        self.or_keep(
+            r,
+            || spool::Kept::Attempt {
+                identity: identity.to_owned(),
+                deployment: deployment.to_owned(),
+                outcome: outcome.to_owned(),
+                at: now,
+            },
+            (),
+        )
+    }
+
+    fn attempt_set_now(
+        &self,
+        identity: &str,
+        deployment: &str,
+        outcome: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
         self.write(true, |on| {
             on.exec(
                 both(
@@ -482,12 +641,38 @@ impl Store {
 
     /// Appends a status message; returns its sequence number.
     pub fn add_status(&self, m: &StatusMessage) -> Result<i64, StoreError> {
+        Ok(self
+            .insert_status(m, None)?
+            .expect("a message without a uid is always inserted"))
+    }
+
+    /// Appends a status message, or keeps it in the spool while the database is unreachable:
+    /// its sequence number, or `None` when it waits.
+    pub fn add_status_or_keep(&self, m: &StatusMessage) -> Result<Option<i64>, StoreError> {
+        let r = self.insert_status(m, None);
+        self.or_keep(
+            r,
+            || spool::Kept::Status {
+                uid: spool::new_uid(),
+                message: m.clone(),
+            },
+            None,
+        )
+    }
+
+    /// Inserts a status message; with `uid`, only if no message with that uid is stored
+    /// (`None` then).
+    fn insert_status(
+        &self,
+        m: &StatusMessage,
+        uid: Option<&str>,
+    ) -> Result<Option<i64>, StoreError> {
         let body = m.body.to_string();
         self.write(false, |on| {
             let rows = on.query(
                 both(
-                    "INSERT INTO status_message (at, source, kind, identity, device, deployment, body)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING seq",
+                    "INSERT INTO status_message (at, source, kind, identity, device, deployment, body, uid)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (uid) DO NOTHING RETURNING seq",
                 ),
                 &[
                     P::Int(m.at),
@@ -497,9 +682,10 @@ impl Store {
                     P::OptText(m.device.as_deref()),
                     P::OptText(m.deployment.as_deref()),
                     P::Text(&body),
+                    P::OptText(uid),
                 ],
             )?;
-            Ok(rows[0].int(0))
+            Ok(rows.first().map(|r| r.int(0)))
         })
     }
 

@@ -77,6 +77,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
         created_at BIGINT NOT NULL,
         revoked_at BIGINT
     );",
+    // 4: the unique id of a status message kept in a server's spool.
+    super::MIGRATION_4,
 ];
 
 /// Moves the change counter (inside the writing transaction).
@@ -213,7 +215,7 @@ impl Pg {
             *slot = None;
         }
         out.map_err(|e| match e {
-            StoreError::Pg { at, source } if at.is_empty() => StoreError::Pg {
+            StoreError::Pg { at, source } if at == "PostgreSQL" => StoreError::Pg {
                 at: self.shown.clone(),
                 source,
             },

@@ -16,6 +16,8 @@ const START_LIMIT: Duration = Duration::from_secs(60);
 /// A running throwaway cluster.
 pub struct Cluster {
     dir: PathBuf,
+    bin: PathBuf,
+    owner: Option<(u32, u32)>,
     server: Child,
     next_db: AtomicU64,
 }
@@ -59,45 +61,52 @@ impl Cluster {
                 String::from_utf8_lossy(&out.stderr).trim()
             )));
         }
-        let mut postgres = Command::new(bin.join("postgres"));
-        postgres
-            .arg("-D")
-            .arg(&data)
-            .arg("-k")
-            .arg(&dir)
-            .args(["-c", "listen_addresses=", "-c", "fsync=off"])
-            .args(["-c", "max_connections=200"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("server.log"))?);
-        as_owner(&mut postgres);
-        let server = postgres.spawn()?;
+        let server = spawn(&bin, &dir, owner)?;
         let mut cluster = Cluster {
             dir,
+            bin,
+            owner,
             server,
             next_db: AtomicU64::new(0),
         };
+        cluster.wait_ready()?;
+        Ok(cluster)
+    }
+
+    /// Stops the server as an outage would (fast shutdown: connections are cut); the
+    /// databases stay on disk for [`Cluster::restart`].
+    pub fn stop(&mut self) {
+        stop(&mut self.server);
+    }
+
+    /// Starts the stopped server again on the same databases.
+    pub fn restart(&mut self) -> io::Result<()> {
+        self.server = spawn(&self.bin, &self.dir, self.owner)?;
+        self.wait_ready()
+    }
+
+    fn wait_ready(&mut self) -> io::Result<()> {
         let started = Instant::now();
         loop {
             if postgres::Config::new()
-                .host_path(&cluster.dir)
+                .host_path(&self.dir)
                 .user("netdeploy")
                 .dbname("postgres")
                 .connect(postgres::NoTls)
                 .is_ok()
             {
-                return Ok(cluster);
+                return Ok(());
             }
-            if let Some(status) = cluster.server.try_wait()? {
+            if let Some(status) = self.server.try_wait()? {
                 return Err(io::Error::other(format!(
                     "postgres exited ({status}): {}",
-                    cluster.log()
+                    self.log()
                 )));
             }
             if started.elapsed() > START_LIMIT {
                 return Err(io::Error::other(format!(
                     "postgres did not accept connections within {START_LIMIT:?}: {}",
-                    cluster.log()
+                    self.log()
                 )));
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -151,21 +160,52 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        // SIGINT: PostgreSQL's fast shutdown (clients are disconnected, nothing is kept).
-        unsafe {
-            libc::kill(self.server.id() as libc::pid_t, libc::SIGINT);
-        }
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.server.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.server.kill();
-        let _ = self.server.wait();
+        stop(&mut self.server);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Starts `postgres` on the cluster in `dir`, its socket there, no TCP.
+fn spawn(bin: &Path, dir: &Path, owner: Option<(u32, u32)>) -> io::Result<Child> {
+    let mut postgres = Command::new(bin.join("postgres"));
+    postgres
+        .arg("-D")
+        .arg(dir.join("data"))
+        .arg("-k")
+        .arg(dir)
+        .args(["-c", "listen_addresses=", "-c", "fsync=off"])
+        .args(["-c", "max_connections=200"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join("server.log"))?,
+        );
+    if let Some((uid, gid)) = owner {
+        postgres.uid(uid).gid(gid);
+    }
+    postgres.spawn()
+}
+
+/// SIGINT, PostgreSQL's fast shutdown (clients are disconnected), then SIGKILL after 20 s.
+fn stop(server: &mut Child) {
+    if let Ok(Some(_)) = server.try_wait() {
+        return;
+    }
+    unsafe {
+        libc::kill(server.id() as libc::pid_t, libc::SIGINT);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = server.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = server.kill();
+    let _ = server.wait();
 }
 
 /// The newest installed PostgreSQL's binaries (Debian: `/usr/lib/postgresql/<major>/bin`).

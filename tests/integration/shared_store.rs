@@ -128,3 +128,130 @@ fn two_servers_on_one_postgresql_share_the_site_the_loop_guard_and_the_status() 
     assert!(!b.join("data/netdeploy.db").exists());
     assert!(!a.join("data/netdeploy.db").exists());
 }
+
+/// POSTs an agent status message with the run token of the machine's script.
+fn report(server: &Server, token: &str, mac: &str, kind: &str, step: Option<usize>) -> u16 {
+    let mut body = serde_json::json!({"kind": kind, "mac": mac, "deployment": "LAB00001"});
+    if let Some(i) = step {
+        body["step"] = format!("step {i}").into();
+        body["step_index"] = i.into();
+        body["ok"] = true.into();
+    }
+    crate::harness::http_request(
+        server.http_addr(),
+        "POST",
+        "/agent/status",
+        &[
+            "Content-Type: application/json",
+            &crate::harness::bearer(token),
+        ],
+        body.to_string().as_bytes(),
+    )
+    .0
+}
+
+#[test]
+fn postgresql_stopped_mid_deployment_loses_no_status_message_and_records_none_twice() {
+    let mut pg = Cluster::start().expect("a throwaway PostgreSQL server starts");
+    let url = pg.new_database().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let server = Server::start(
+        d,
+        &loopback_config(d, "proxy", &format!("[store]\nurl = {url:?}\n")),
+    );
+    let (k, i) = small_image(d);
+    let site = write_site(d, &k, &i, PC1, "52:54:00:0d:0a:09", "");
+    let text = std::fs::read_to_string(&site)
+        .unwrap()
+        .replace(
+            "[[collection]]",
+            &format!("[[device]]\nname = \"pc2\"\nmacs = [\"{PC2}\"]\n\n[[collection]]"),
+        )
+        .replace("members = [\"pc1\"]", "members = [\"pc1\", \"pc2\"]");
+    std::fs::write(&site, text).unwrap();
+    cli_of(d, &["site", "apply", site.to_str().unwrap()]);
+    let mut script = String::new();
+    assert!(within(Duration::from_secs(5), || {
+        script = boot_script(&server, "/boot.ipxe?mac=52-54-00-0d-0a-01&arch=0");
+        script.contains("netdeploy.deployment=LAB00001")
+    }));
+    let token = crate::harness::token_in_script(&script).expect("a run token");
+    assert_eq!(report(&server, &token, PC1, "started", None), 201);
+
+    // The database goes away in the middle of the deployment.
+    pg.stop();
+    for step in 0..2 {
+        assert_eq!(
+            report(&server, &token, PC1, "step", Some(step)),
+            202,
+            "accepted and kept while the database is away:\n{}",
+            server.log()
+        );
+    }
+    assert_eq!(report(&server, &token, PC1, "succeeded", None), 202);
+    // PXE decisions go on from the last snapshot: pc2 starts, its loop guard kept too.
+    for _ in 0..3 {
+        assert!(offered(server.dhcp_addr(), &captured_discover_from(PC2)));
+    }
+    let script2 = boot_script(&server, "/boot.ipxe?mac=52-54-00-0d-0a-02&arch=0");
+    assert!(
+        script2.contains("netdeploy.deployment=LAB00001"),
+        "{script2}"
+    );
+    server
+        .wait_for_log(&["the store is unreachable"], Duration::from_secs(5))
+        .expect("the outage is logged");
+    let spool = d.join("data/spool");
+    assert!(
+        std::fs::read_dir(&spool).unwrap().count() >= 4,
+        "kept on disk"
+    );
+
+    // It comes back: everything kept is sent, in order, once.
+    pg.restart().expect("PostgreSQL starts again");
+    server
+        .wait_for_log(&["the store answers again"], Duration::from_secs(10))
+        .expect("the return is logged");
+    assert!(
+        within(Duration::from_secs(10), || std::fs::read_dir(&spool)
+            .unwrap()
+            .count()
+            == 0),
+        "the spool empties:\n{}",
+        server.log()
+    );
+    let log = server.log();
+    assert_eq!(
+        log.matches("the store is unreachable").count(),
+        1,
+        "said once, not per packet:\n{log}"
+    );
+    let mut db = netdeploy::store::pg::parse_url(&url)
+        .unwrap()
+        .connect(postgres::NoTls)
+        .unwrap();
+    let kinds: Vec<String> = db
+        .query(
+            "SELECT kind FROM status_message WHERE source = 'agent' ORDER BY seq",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(kinds, ["started", "step", "step", "succeeded"]);
+    let guards = cli_of(d, &["pxe", "guards"]);
+    assert!(
+        guards.contains("mac:52:54:00:0d:0a:02 LAB00001"),
+        "{guards}"
+    );
+    let status = cli_of(d, &["status", "--machines"]);
+    let pc1 = status
+        .lines()
+        .find(|l| l.trim_start().starts_with("pc1"))
+        .unwrap_or_default();
+    assert!(pc1.contains("Compliant"), "{status}");
+    // The run ended while the database was away: its token is refused now.
+    assert_eq!(report(&server, &token, PC1, "step", Some(5)), 403);
+}
