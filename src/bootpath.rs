@@ -68,6 +68,11 @@ pub struct BootPath {
     /// Run credentials this server issued or checked lately, by digest: while a shared
     /// database is unreachable, the runs they belong to go on reporting to this server.
     pub recent_credentials: run_credentials::Recent,
+    /// The servers asked for content this one lacks (`[content] upstream`); none until the
+    /// server sets them.
+    pub upstream: crate::content::upstream::Upstream,
+    /// This server's name where several share a store (`server.name`).
+    pub server_name: String,
 }
 
 /// The hashes of the content the catalog references, read again only when the store changed.
@@ -127,6 +132,8 @@ impl BootPath {
             unmet_noted: Default::default(),
             memory,
             recent_credentials: Default::default(),
+            upstream: Default::default(),
+            server_name: crate::interfaces::host_name(),
         })
     }
 
@@ -165,6 +172,26 @@ impl BootPath {
             }
         }
         Ok(c.as_ref().is_some_and(|c| c.hashes.contains(sha256)))
+    }
+
+    /// Saves what this server holds of the catalog's content in the store, with the files an
+    /// upstream fetch failed for (docs/fleet.md). Blocks.
+    pub fn note_holding(&self, failed: std::collections::BTreeMap<String, String>) {
+        // The store's catalog, which a content request was checked against; the snapshot may
+        // be a moment older.
+        let noted = stored::load(&self.store).and_then(|(catalog, _)| {
+            crate::content::upstream::note_holding(
+                &self.store,
+                &self.server_name,
+                &catalog,
+                &self.library,
+                failed,
+                now(),
+            )
+        });
+        if let Err(e) = noted {
+            tracing::warn!(error = %e, "cannot record what content this server holds");
+        }
     }
 
     /// Decides for a PXE client (rules 1-9 in `pxe` context). `choice` is a deployment id the

@@ -67,6 +67,10 @@ counters! {
     tftp_bytes_sent,
     /// HTTP requests answered.
     http_requests,
+    /// Content files fetched from an upstream server (`[content] upstream`), hash checked.
+    content_fetched,
+    /// Content requests this server could not fill from its upstream servers.
+    content_fetch_failed,
     /// HTTP connections answered 503 and closed: over `http.max_connections` in all or
     /// `http.max_connections_per_client` from one address.
     http_connections_refused,

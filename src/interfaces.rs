@@ -103,6 +103,18 @@ pub fn ipv6_addresses() -> std::io::Result<Vec<Interface6Addr>> {
     Ok(out)
 }
 
+/// This host's name (`gethostname`), or `netdeploy` when it has none.
+pub fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname writes at most that many bytes.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    match std::str::from_utf8(&buf[..end]) {
+        Ok(n) if ok && !n.is_empty() => n.to_owned(),
+        _ => "netdeploy".to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

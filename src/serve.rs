@@ -92,7 +92,25 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         counters.clone(),
     )?;
     bootpath.pxe_password_set = config.boot.pxe_password.is_some();
+    bootpath.upstream = crate::content::upstream::Upstream::new(config.content_upstream.clone());
+    bootpath.server_name = config.server_name.clone();
     let bootpath = Arc::new(bootpath);
+    if bootpath.store.is_shared() {
+        // What this server holds, for `netdeploy content status` on any host of the site: at
+        // start and whenever the catalog changed.
+        let bp = bootpath.clone();
+        let mut reloads = bootpath.memory.reloads();
+        tokio::spawn(async move {
+            loop {
+                let b = bp.clone();
+                let _ =
+                    tokio::task::spawn_blocking(move || b.note_holding(Default::default())).await;
+                if reloads.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
     let dhcp_listeners = dhcp::server::bind(&config)?;
     let shared = Arc::new(dhcp::server::Shared::new(
         config.clone(),

@@ -228,6 +228,11 @@ impl Memory {
         self.history.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Counts the snapshot reloads: changes after each one.
+    pub fn reloads(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.reloads.subscribe()
+    }
+
     /// Runs `f` on the current history (held for the call: keep it short).
     pub fn with_history<T>(&self, f: impl FnOnce(&History) -> T) -> T {
         f(&self.history())

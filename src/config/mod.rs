@@ -321,6 +321,11 @@ pub struct Config {
     /// `[store] url`: a PostgreSQL database shared by several servers; `None`: SQLite in
     /// `data_dir`. May hold a password: never log it ([`crate::store::Store::describe`]).
     pub store_url: Option<String>,
+    /// `server.name`: how this server is named where several share a store (the host name
+    /// by default).
+    pub server_name: String,
+    /// `[content] upstream`: servers asked for content this one lacks, in order.
+    pub content_upstream: Vec<axum::http::Uri>,
 }
 
 /// Network boot over IPv6: DHCPv6 in proxy fashion, and TFTP and HTTP on the served
@@ -456,6 +461,10 @@ pub struct StorageConfig {
     pub ipv6: Option<Option<Ipv6Addr>>,
     /// `[store] url`, checked as the server checks it.
     pub store_url: Option<String>,
+    /// `server.name`, as the server takes it.
+    pub server_name: String,
+    /// `[content] upstream`, as the server checks it.
+    pub content_upstream: Vec<axum::http::Uri>,
 }
 
 impl StorageConfig {
@@ -477,8 +486,55 @@ impl StorageConfig {
                 .unwrap_or(false)
                 .then_some(wire.ipv6.address),
             store_url: store_url_of(&wire)?,
+            server_name: server_name_of(&wire)?,
+            content_upstream: upstream_of(&wire)?,
         })
     }
+}
+
+/// `server.name`, else the host name.
+fn server_name_of(w: &wire::File) -> Result<String, ConfigError> {
+    match &w.server.name {
+        Some(n)
+            if n.is_empty()
+                || n.len() > 64
+                || n.chars().any(|c| c.is_control() || c.is_whitespace()) =>
+        {
+            Err(field(
+                "server.name",
+                "must be 1 to 64 characters without spaces",
+            ))
+        }
+        Some(n) => Ok(n.clone()),
+        None => Ok(crate::interfaces::host_name()),
+    }
+}
+
+/// `[content] upstream`: plain `http://host[:port]` base URLs of other netdeploy servers.
+fn upstream_of(w: &wire::File) -> Result<Vec<axum::http::Uri>, ConfigError> {
+    let mut out = Vec::new();
+    for (i, u) in w.content.upstream.iter().enumerate() {
+        let uri: axum::http::Uri = u
+            .parse()
+            .map_err(|e| field("content.upstream", format!("entry {i}, {u:?}: {e}")))?;
+        if uri.scheme_str() != Some("http")
+            || uri.host().is_none()
+            || uri
+                .path_and_query()
+                .is_some_and(|p| p.as_str() != "/" && !p.as_str().is_empty())
+        {
+            return Err(field(
+                "content.upstream",
+                format!(
+                    "entry {i}, {u:?}: write another netdeploy server's http://HOST[:PORT], \
+                     where it serves /content/<sha256> (content is checked by its hash, so \
+                     plain HTTP is enough)"
+                ),
+            ));
+        }
+        out.push(uri);
+    }
+    Ok(out)
 }
 
 /// `[store] url`: a PostgreSQL URL (`postgresql://` or `postgres://`), checked without ever
@@ -550,6 +606,8 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let data_dir = data_dir_of(&w);
         let store_url = store_url_of(&w)?;
+        let server_name = server_name_of(&w)?;
+        let content_upstream = upstream_of(&w)?;
         let names = w.server.interfaces.unwrap_or_default();
         if names.is_empty() {
             return Err(field(
@@ -807,6 +865,8 @@ impl Config {
         };
         Ok(Config {
             store_url,
+            server_name,
+            content_upstream,
             ipv6,
             status_retention,
             alert_webhooks,

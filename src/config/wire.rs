@@ -28,6 +28,17 @@ pub struct File {
     pub ipv6: Ipv6,
     #[serde(default)]
     pub store: StoreSection,
+    #[serde(default)]
+    pub content: ContentSection,
+}
+
+/// `[content]`: where a server gets content it lacks.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContentSection {
+    /// Base URLs of other netdeploy servers (`http://host:port`), asked in order.
+    #[serde(default)]
+    pub upstream: Vec<String>,
 }
 
 /// `[store]`: where the catalog, the loop guard and the status messages are kept.
@@ -67,6 +78,7 @@ pub struct Alerts {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Server {
+    pub name: Option<String>,
     pub interfaces: Option<Vec<String>>,
     pub address: Option<Ipv4Addr>,
     pub data_dir: Option<PathBuf>,

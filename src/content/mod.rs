@@ -6,6 +6,7 @@
 //! a crash never leaves a half-written file under a hash name.
 
 pub mod image_package;
+pub mod upstream;
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -115,6 +116,38 @@ impl Library {
             return Err(ContentError::BadHash(sha256.into()));
         }
         Ok(self.root.join(&sha256[..2]).join(sha256))
+    }
+
+    /// The directory of files being imported or fetched.
+    pub fn temp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// A new temporary file name in [`Library::temp_dir`] (created with the directory).
+    pub fn temp_path(&self, what: &str) -> PathBuf {
+        let dir = self.temp_dir();
+        let _ = std::fs::create_dir_all(&dir);
+        dir.join(format!("{what}-{}-{}", std::process::id(), unique()))
+    }
+
+    /// Moves a file whose SHA-256 the caller checked into the library under that hash (an
+    /// identical file already there is kept and `tmp` removed), durably.
+    pub fn adopt(&self, tmp: &Path, sha256: &str) -> Result<(), ContentError> {
+        let dest = self.path_of(sha256)?;
+        let write_err = |p: &Path| {
+            let p = p.to_owned();
+            move |e| ContentError::Write { path: p, source: e }
+        };
+        if dest.is_file() {
+            let _ = std::fs::remove_file(tmp);
+            return Ok(());
+        }
+        let dir = dest.parent().expect("hash paths have a parent");
+        std::fs::create_dir_all(dir).map_err(write_err(dir))?;
+        std::fs::rename(tmp, &dest).map_err(write_err(&dest))?;
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(write_err(dir))
     }
 
     /// True when the file with this hash is in the library.

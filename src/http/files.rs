@@ -69,6 +69,35 @@ pub(super) async fn content(
                 .into_response();
         }
     }
+    if !s.bootpath.library.has(&sha) && !s.bootpath.upstream.is_empty() {
+        let fetched = s.bootpath.upstream.fetch(&s.bootpath.library, &sha).await;
+        let failed = match &fetched {
+            Ok(0) => None,
+            Ok(bytes) => {
+                Counters::bump(&s.counters.content_fetched);
+                tracing::info!(sha256 = %sha, bytes, "content fetched from upstream, SHA-256 checked");
+                Some(Default::default())
+            }
+            Err(e) => {
+                Counters::bump(&s.counters.content_fetch_failed);
+                tracing::warn!(error = %e, "content not here and not fetched");
+                Some([(sha.clone(), e.to_string())].into_iter().collect())
+            }
+        };
+        if let Some(failed) = failed {
+            let bp = s.bootpath.clone();
+            tokio::task::spawn_blocking(move || bp.note_holding(failed));
+        }
+        if let Err(e) = fetched {
+            return (
+                StatusCode::BAD_GATEWAY,
+                format!(
+                    "this server lacks the content and its upstream servers did not give it: {e}\n"
+                ),
+            )
+                .into_response();
+        }
+    }
     let etag = format!("\"{sha}\"");
     if headers
         .get(header::IF_NONE_MATCH)

@@ -255,3 +255,132 @@ fn postgresql_stopped_mid_deployment_loses_no_status_message_and_records_none_tw
     // The run ended while the database was away: its token is refused now.
     assert_eq!(report(&server, &token, PC1, "step", Some(5)), 403);
 }
+
+/// An HTTP server on loopback that answers every request with `body` (a tampered upstream).
+fn lying_upstream(body: &'static [u8]) -> String {
+    use std::io::{Read as _, Write as _};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        // Bounded: the test makes a handful of requests.
+        for conn in l.incoming().take(16) {
+            let Ok(mut c) = conn else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = c.read(&mut buf);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = c.write_all(head.as_bytes());
+            let _ = c.write_all(body);
+        }
+    });
+    format!("http://{addr}")
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    netdeploy_wire::hex::encode(&sha2::Sha256::digest(bytes))
+}
+
+#[test]
+fn a_server_without_the_content_fetches_it_from_upstream_checks_it_and_says_who_holds_what() {
+    let pg = Cluster::start().expect("a throwaway PostgreSQL server starts");
+    let url = pg.new_database().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let dirs: Vec<_> = ["a", "b", "c", "d"]
+        .iter()
+        .map(|n| root.path().join(n))
+        .collect();
+    for d in &dirs {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let config = |d: &Path, name: &str, extra: &str| {
+        loopback_config(d, "proxy", &format!("[store]\nurl = {url:?}\n{extra}"))
+            .replace("[server]\n", &format!("[server]\nname = {name:?}\n"))
+    };
+    let a = Server::start(&dirs[0], &config(&dirs[0], "a", ""));
+    let upstream_a = format!("[content]\nupstream = [{:?}]\n", a.url());
+    let b = Server::start(&dirs[1], &config(&dirs[1], "b", &upstream_a));
+    let liar = format!("[content]\nupstream = [{:?}]\n", lying_upstream(b"wrong"));
+    let c = Server::start(&dirs[2], &config(&dirs[2], "c", &liar));
+    std::fs::write(
+        dirs[3].join("netdeploy.toml"),
+        config(&dirs[3], "d", &upstream_a),
+    )
+    .unwrap();
+
+    let (k, i) = small_image(&dirs[0]);
+    let site = write_site(&dirs[0], &k, &i, PC1, "52:54:00:0d:0a:09", "");
+    cli_of(&dirs[0], &["site", "apply", site.to_str().unwrap()]);
+    let kernel = sha256_hex(&std::fs::read(&k).unwrap());
+    let path = format!("/content/{kernel}");
+    let b_copy = dirs[1].join(format!("data/content/{}/{kernel}", &kernel[..2]));
+    assert!(!b_copy.exists(), "B starts without the content");
+
+    // B lacks the kernel: it fetches it from A, checks it, keeps it and serves it.
+    let mut got = (0, Vec::new());
+    assert!(
+        within(Duration::from_secs(5), || {
+            got = crate::harness::http_get_status(b.http_addr(), &path);
+            got.0 == 200
+        }),
+        "B serves the kernel: {}\n{}",
+        got.0,
+        b.log()
+    );
+    assert_eq!(got.1, std::fs::read(&k).unwrap());
+    assert!(b_copy.is_file(), "kept in B's library");
+    b.wait_for_log(&["content fetched from upstream"], Duration::from_secs(5))
+        .expect("the fetch is logged");
+    let initrd = sha256_hex(&std::fs::read(&i).unwrap());
+    let (code, bytes) =
+        crate::harness::http_get_status(b.http_addr(), &format!("/content/{initrd}"));
+    assert_eq!((code, bytes), (200, std::fs::read(&i).unwrap()));
+
+    // C's upstream sends other bytes: refused before they are stored, and said why.
+    let (code, body) = crate::harness::http_get_status(c.http_addr(), &path);
+    assert_eq!(code, 502, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("SHA-256 mismatch"));
+    assert!(!dirs[2]
+        .join(format!("data/content/{}/{kernel}", &kernel[..2]))
+        .exists());
+
+    // D (no server running) pre-stages the deployment's content from A.
+    let synced = cli_of(&dirs[3], &["content", "sync", "LAB00001"]);
+    assert!(synced.contains("fetched  boot image linux-x64"), "{synced}");
+    assert!(synced.contains("0 failed"), "{synced}");
+
+    // Any host shows which server holds what, and why C failed.
+    let mut shown = String::new();
+    assert!(
+        within(Duration::from_secs(5), || {
+            shown = cli_of(&dirs[3], &["content", "status"]);
+            shown.contains("FAILED") && shown.matches("holds    boot_image:linux-x64").count() >= 3
+        }),
+        "{shown}"
+    );
+    let section = |name: &str| {
+        shown
+            .split("\n\n")
+            .flat_map(|s| s.split_inclusive('\n'))
+            .skip_while(|l| !l.starts_with(&format!("{name}  ")))
+            .skip(1)
+            .take_while(|l| l.starts_with("    "))
+            .collect::<String>()
+    };
+    assert!(
+        section("a").contains("holds    boot_image:linux-x64"),
+        "{shown}"
+    );
+    assert!(
+        section("d").contains("holds    boot_image:linux-x64"),
+        "{shown}"
+    );
+    assert!(
+        section("c").contains(&format!("FAILED   {kernel}")),
+        "{shown}"
+    );
+    assert!(section("c").contains("SHA-256 mismatch"), "{shown}");
+    drop((a, b, c));
+}
