@@ -51,6 +51,8 @@ pub enum MediaError {
     Gpt(#[from] GptError),
     #[error(transparent)]
     Variables(#[from] VariablesError),
+    #[error(transparent)]
+    WinPe(#[from] crate::winpe::WinPeError),
     #[error("installing the USB image's BIOS boot path failed: {0}")]
     UsbBiosInstall(String),
     #[error("full media directory {dir}: {why}")]
@@ -448,6 +450,7 @@ pub fn build_iso(
         files,
         boot: BootSpec {
             bios: Some("isolinux/isolinux.bin".into()),
+            bios_info_table: true,
             efi: Some("boot/efi.img".into()),
         },
         timestamp: t,
