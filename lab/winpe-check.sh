@@ -19,6 +19,10 @@
 #   --windows-agent PATH  the Windows agent (default
 #                         target/x86_64-pc-windows-gnu/release/netdeploy-agent.exe, built
 #                         when missing)
+#   --media               also build WinPE boot media with `netdeploy-media build --winpe`
+#                         (WINPE must be copype output, with fwfiles/) and boot the ISO from a
+#                         CD, once under OVMF and, when fwfiles/etfsboot.com is there, once
+#                         under SeaBIOS, after the PXE machines
 #   --out DIR             logs, data directory and site file (default target/winpe-check)
 #   -h, --help            this text
 #
@@ -33,7 +37,9 @@
 # the task sequence and reports to the server. The script waits (bounded) for each machine's
 # state in `netdeploy status`, prints it with the agent's status messages as the server
 # recorded them (the agent's result line), and tears everything down (processes by PID, the
-# network namespaces). Exit status 0 when every machine ended Compliant.
+# network namespaces). With --media, the media machines (their own devices, a NIC the firmware
+# does not boot from) run the same deployment from the ISO, with a medium key from
+# `netdeploy media key`. Exit status 0 when every machine ended Compliant.
 set -euo pipefail
 
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -49,7 +55,7 @@ usage_error() {
     exit 2
 }
 
-firmware=both timeout=1800 bin_dir="" agent="" out="$LAB_REPO_DIR/target/winpe-check"
+firmware=both timeout=1800 bin_dir="" agent="" out="$LAB_REPO_DIR/target/winpe-check" media_check=0
 positional=()
 while (($# > 0)); do
     case "$1" in
@@ -67,6 +73,10 @@ while (($# > 0)); do
         --out) out="$2" ;;
         esac
         shift 2
+        ;;
+    --media)
+        media_check=1
+        shift
         ;;
     -*) usage_error "unknown option '$1'" ;;
     *)
@@ -114,14 +124,25 @@ if [[ -z "$wimboot" ]]; then
     [[ -n "$wimboot" ]] || die "no wimboot: looked at $winpe/wimboot, /usr/lib/ipxe/wimboot and /usr/share/wimboot/wimboot (download it from https://ipxe.org/wimboot and give its path as WIMBOOT)"
 fi
 [[ -f "$wimboot" ]] || die "WIMBOOT $wimboot is not a file"
+media_fws=()
+if ((media_check)); then
+    [[ -f "$winpe/media/sources/boot.wim" ]] ||
+        die "--media needs the output of copype (media/ and fwfiles/), not $winpe"
+    media_fws=(uefi)
+    if [[ -f "$winpe/fwfiles/etfsboot.com" ]]; then
+        media_fws+=(bios)
+    else
+        warn "no $winpe/fwfiles/etfsboot.com: the ISO boots UEFI only, so no SeaBIOS media machine"
+    fi
+fi
 wimboot="$(realpath "$wimboot")"
 
 need_root
 need_cmd ip dnsmasq qemu-system-x86_64 cargo
 bin_dir="${bin_dir:-$LAB_REPO_DIR/target/release}"
-if [[ ! -x "$bin_dir/netdeploy" ]]; then
-    log "building netdeploy into $bin_dir"
-    cargo build --release --locked -p netdeploy
+if [[ ! -x "$bin_dir/netdeploy" || ! -x "$bin_dir/netdeploy-media" ]]; then
+    log "building netdeploy and netdeploy-media into target/release"
+    cargo build --release --locked -p netdeploy -p media-builder
     bin_dir="$LAB_REPO_DIR/target/release"
 fi
 if [[ -z "$agent" ]]; then
@@ -138,7 +159,7 @@ netdeploy="$(realpath "$bin_dir/netdeploy")"
 lab=ndwinpe
 mkdir -p "$out"
 out="$(realpath "$out")"
-rm -rf "$out/data" "$out"/serial-*.log
+rm -rf "$out/data" "$out"/serial-*.log "$out"/boot-vm-*.log "$out/winpe.iso"
 mkdir -p "$out/data"
 server_pid=""
 vm_pids=()
@@ -158,19 +179,27 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-macs=()
-for i in "${!fws[@]}"; do macs+=("52:54:00:3e:00:0$((i + 1))"); done
+# One machine per firmware booted through PXE, then one per firmware from the media.
+names=() macs=()
+for i in "${!fws[@]}"; do
+    names+=("winpe-${fws[$i]}")
+    macs+=("52:54:00:3e:00:0$((i + 1))")
+done
+for i in "${!media_fws[@]}"; do
+    names+=("winpe-media-${media_fws[$i]}")
+    macs+=("52:54:00:3e:01:0$((i + 1))")
+done
 {
     echo 'site_code = "WPE"'
-    for i in "${!fws[@]}"; do
-        printf '\n[[device]]\nname = "winpe-%s"\nmacs = ["%s"]\n' "${fws[$i]}" "${macs[$i]}"
+    for i in "${!names[@]}"; do
+        printf '\n[[device]]\nname = "%s"\nmacs = ["%s"]\n' "${names[$i]}" "${macs[$i]}"
     done
     cat <<SITE
 
 [[collection]]
 id = "winpe-lab"
 name = "Windows PE lab machines"
-members = [$(for fw in "${fws[@]}"; do printf '"winpe-%s",' "$fw"; done)]
+members = [$(for n in "${names[@]}"; do printf '"%s",' "$n"; done)]
 
 [[boot_image]]
 id = "winpe-x64"
@@ -232,17 +261,19 @@ if ! wait_for_line "$out/ready.json" '"ready"' 30 "$server_pid"; then
     die "netdeploy did not start (see $out/netdeploy.log)"
 fi
 
-for i in "${!fws[@]}"; do
-    fw="${fws[$i]}"
-    lab/net.sh tap "$lab" "ndwpe$i"
-    log "$fw machine ${macs[$i]} PXE-boots Windows PE (serial log: $out/serial-$fw.log)"
+# boot FIRMWARE NAME MAC TAP [boot-vm.sh options]: start one machine in the background.
+boot() {
+    local fw="$1" name="$2" mac="$3" tap="$4"
+    shift 4
+    lab/net.sh tap "$lab" "$tap"
+    log "$name: $fw machine $mac boots Windows PE (serial log: $out/serial-$name.log)"
     # Windows PE writes nothing to the serial port; the state comes from the server. The
     # machine powers off at the end of the task sequence, which ends QEMU.
-    lab/boot-vm.sh --ns "$lab" --firmware "$fw" --mac "${macs[$i]}" --tap "ndwpe$i" \
-        --memory 2048 --serial-log "$out/serial-$fw.log" --timeout "$timeout" \
-        --expect 'NETDEPLOY-WINPE-NEVER-PRINTED' >"$out/boot-vm-$fw.log" 2>&1 &
+    lab/boot-vm.sh --ns "$lab" --firmware "$fw" --mac "$mac" --tap "$tap" \
+        --memory 2048 --serial-log "$out/serial-$name.log" --timeout "$timeout" \
+        --expect 'NETDEPLOY-WINPE-NEVER-PRINTED' "$@" >"$out/boot-vm-$name.log" 2>&1 &
     vm_pids+=($!)
-done
+}
 
 # The state of machine $1 in `netdeploy status --machines`: its line, or nothing.
 machine_line() {
@@ -250,30 +281,53 @@ machine_line() {
 }
 
 status=0
-deadline=$((SECONDS + timeout))
-for i in "${!fws[@]}"; do
-    fw="${fws[$i]}"
-    name="winpe-$fw"
-    line=""
+# await INDEX: wait (bounded) for machine INDEX to end, print its state and the server's lines.
+await() {
+    local i="$1" name="${names[$1]}" mac="${macs[$1]}" line=""
+    local deadline=$((SECONDS + timeout))
     while ((SECONDS < deadline)); do
         line="$(machine_line "$name")"
-        if [[ "$line" =~ (Compliant|Failed|Non-compliant) ]] && [[ ! "$line" =~ In\ progress ]]; then
+        if [[ "$line" =~ (Compliant|Failed|Non-compliant) ]]; then
             break
         fi
         if ! kill -0 "${vm_pids[$i]}" 2>/dev/null; then
             # The machine powered off (the last step), or QEMU ended early: read once more.
             sleep 2
             line="$(machine_line "$name")"
-            echo "  machine: QEMU ended: $(tail -n 1 "$out/boot-vm-$fw.log")"
+            echo "  machine: QEMU ended: $(tail -n 1 "$out/boot-vm-$name.log")"
             break
         fi
         sleep 5
     done
-    echo "== $name (${macs[$i]}): ${line:-no status within ${timeout}s}"
-    grep -a "${macs[$i]}" "$out/netdeploy.log" |
+    echo "== $name ($mac): ${line:-no status within ${timeout}s}"
+    grep -a "$mac" "$out/netdeploy.log" |
         grep -E "reply=Ack|iPXE script|agent status" | sed 's/^/  netdeploy: /' || true
     [[ "$line" =~ Compliant ]] && [[ ! "$line" =~ Non-compliant ]] || status=1
+}
+
+for i in "${!fws[@]}"; do
+    boot "${fws[$i]}" "${names[$i]}" "${macs[$i]}" "ndwpe$i"
 done
+for i in "${!fws[@]}"; do
+    await "$i"
+done
+
+if ((${#media_fws[@]} > 0)); then
+    key="$("$netdeploy" --data-dir "$out/data" media key 2>/dev/null)"
+    log "building $out/winpe.iso with netdeploy-media build --winpe"
+    NETDEPLOY_MEDIUM_KEY="$key" "$bin_dir/netdeploy-media" build --winpe "$winpe" \
+        --windows-agent "$agent" --server-url "http://$LAB_SERVER_IP:8080" \
+        --preferred-deployment WPE00001 --format iso --output "$out/winpe.iso"
+    for j in "${!media_fws[@]}"; do
+        i=$((${#fws[@]} + j))
+        boot "${media_fws[$j]}" "${names[$i]}" "${macs[$i]}" "ndwpe$i" \
+            --cdrom "$out/winpe.iso" --no-pxe
+    done
+    for j in "${!media_fws[@]}"; do
+        await $((${#fws[@]} + j))
+    done
+    rm -f "$out/winpe.iso"
+fi
 echo "== netdeploy status --machines"
 "$netdeploy" --data-dir "$out/data" status --machines || true
 if ((status == 0)); then
