@@ -317,3 +317,55 @@ fn winpe_missing_input_names_the_file_and_the_path_looked_at() {
     );
     assert!(!pe.path("winpe.img").exists());
 }
+
+#[test]
+fn winpe_media_put_netdeploy_ini_where_the_windows_agent_reads_it_by_default() {
+    // The agent's Windows platform module is compiled for Windows only, so its default path is
+    // read from its source: X: is the drive Windows PE boots from its RAM disk.
+    let source = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../boot/agent/src/platform/windows.rs"),
+    )
+    .unwrap();
+    let default = source
+        .lines()
+        .find_map(|l| l.strip_prefix("pub const DEFAULT_VARIABLES: &str = r\""))
+        .and_then(|rest| rest.strip_suffix("\";"))
+        .expect("DEFAULT_VARIABLES in boot/agent/src/platform/windows.rs");
+    let injected = format!(
+        "X:{}\\{}",
+        netdeploy_wire::winpe::SYSTEM32,
+        netdeploy_wire::winpe::VARIABLES_INI
+    );
+    assert_eq!(default, injected);
+    let files = media_builder::winpe::injected_files(Vec::new(), "");
+    let commands = media_builder::winpe::wimupdate_commands(Path::new("/w"), &files);
+    assert!(
+        commands.contains(&format!(
+            "\"{}\"\n",
+            injected.trim_start_matches("X:").replace('\\', "/")
+        )),
+        "{commands}"
+    );
+}
+
+#[test]
+fn winpe_refuses_the_linux_boot_image_options() {
+    let pe = WinPe::new(&["efisys.bin"]);
+    std::fs::write(pe.path("vmlinuz"), b"kernel").unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_netdeploy-media"))
+        .args(["build", "--winpe"])
+        .arg(pe.path("pe"))
+        .arg("--kernel")
+        .arg(pe.path("vmlinuz"))
+        .args(["--server-url", SERVER, "--output"])
+        .arg(pe.path("winpe.iso"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("'--winpe <DIR>' cannot be used with '--kernel <KERNEL>'"),
+        "{err}"
+    );
+    assert!(!pe.path("winpe.iso").exists());
+}
