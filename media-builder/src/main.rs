@@ -53,11 +53,13 @@ struct BuildArgs {
     /// netdeploy-agent.exe, winpeshl.ini (which starts it) and netdeploy.ini (the media
     /// variables) in \Windows\System32, through wimupdate (apt-get install wimtools); your files
     /// are not changed. The ISO boots UEFI through the ADK's efisys.bin, and BIOS through
-    /// fwfiles/etfsboot.com when it is there; the USB image boots UEFI only.
+    /// fwfiles/etfsboot.com when it is there; the USB image (MBR, one FAT32 partition) boots
+    /// UEFI, and BIOS through syslinux's chain.c32 starting bootmgr (apt-get install syslinux
+    /// syslinux-common mtools, or --uefi-only).
     #[arg(
         long,
         value_name = "DIR",
-        conflicts_with_all = ["kernel", "initrd", "cmdline", "full", "bios_loader", "efi_loader", "uefi_only", "secure_boot"]
+        conflicts_with_all = ["kernel", "initrd", "cmdline", "full", "bios_loader", "efi_loader", "secure_boot"]
     )]
     winpe: Option<PathBuf>,
     /// With --winpe: the Windows build of netdeploy-agent (cargo build --release --target
@@ -126,7 +128,7 @@ struct BuildArgs {
     /// --secure-boot: instead of shim-signed's shimx64.efi.signed).
     #[arg(long)]
     efi_loader: Option<PathBuf>,
-    /// A USB image without its BIOS boot path (syslinux's GPT MBR code, and syslinux on the
+    /// A USB image without its BIOS boot path (syslinux's MBR code, and syslinux on the
     /// system partition, installed by Debian's `syslinux` with `mtools`): it boots UEFI only.
     #[arg(long)]
     uefi_only: bool,
@@ -276,7 +278,8 @@ fn build_winpe(dir: &Path, args: BuildArgs) -> anyhow::Result<()> {
     let agent = std::fs::read(&agent_path)
         .with_context(|| format!("reading the Windows agent {}", agent_path.display()))?;
     let media_password = media_password(&args)?;
-    let (format, output) = (args.format, args.output.clone());
+    let (format, output, uefi_only) = (args.format, args.output.clone(), args.uefi_only);
+    let mut usb_bios = None;
     let variables = media_variables(args, MediaType::BootMedia, media_password)?;
     eprintln!(
         "putting {} into {}",
@@ -301,12 +304,25 @@ fn build_winpe(dir: &Path, args: BuildArgs) -> anyhow::Result<()> {
             };
             (image, boots)
         }
-        Format::Usb => (
-            winpe::build_usb(files, t)?,
-            "UEFI only (the Windows PE USB image has no BIOS boot path)".to_owned(),
+        Format::Usb if uefi_only => (
+            winpe::build_usb(files, None, t)?,
+            "UEFI only (--uefi-only)".to_owned(),
         ),
+        Format::Usb => {
+            let b = Locator::default().winpe_usb_bios()?;
+            let image = winpe::build_usb(files, Some(&b), t)?;
+            usb_bios = Some(b);
+            (
+                image,
+                "UEFI and BIOS (syslinux, chain.c32 ntldr=/bootmgr)".to_owned(),
+            )
+        }
     };
-    write_with_progress(&output, &image, |_| Ok(()))?;
+    let epoch = timestamp::source_date_epoch().map_err(anyhow::Error::msg)?;
+    write_with_progress(&output, &image, |written| match &usb_bios {
+        Some(b) => Ok(media::install_syslinux(&b.installer, written, epoch)?),
+        None => Ok(()),
+    })?;
     eprintln!(
         "wrote {} ({} bytes): Windows PE media, boots {boots}",
         output.display(),

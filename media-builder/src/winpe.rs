@@ -8,8 +8,8 @@
 //! `Boot/boot.sdi`. On the ISO, the El Torito EFI image is the ADK's own `efisys` image
 //! (its CD boot loader finds the files in the ISO 9660 tree); BIOS machines boot the ISO
 //! through the ADK's `etfsboot.com`, which starts `bootmgr` with `Boot/BCD`, when the user's
-//! `fwfiles/` has it. The USB image is a GPT disk with one FAT32 system partition holding the
-//! same tree, and boots UEFI only.
+//! `fwfiles/` has it. The USB image is an MBR disk with one FAT32 partition holding the
+//! same tree; BIOS machines boot it through syslinux, whose chain loader starts `bootmgr`.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -18,8 +18,10 @@ use std::process::{Command, Stdio};
 
 use sha2::{Digest, Sha256};
 
+use crate::bootloaders::WinPeUsbBios;
 use crate::fat::{self, FatKind, FatSpec};
 use crate::iso9660::{self, BootSpec, IsoSpec};
+use crate::mbr;
 use crate::media::{MediaError, MEDIA_LABEL};
 use crate::timestamp::Timestamp;
 use crate::usb;
@@ -414,10 +416,26 @@ pub fn build_iso(
     Ok((iso9660::write_image(&spec)?.bytes, has_bios))
 }
 
-/// Builds the WinPE USB image: GPT, one FAT32 system partition holding the medium's tree.
-/// UEFI only.
-pub fn build_usb(files: Vec<(String, Vec<u8>)>, t: Timestamp) -> Result<Vec<u8>, MediaError> {
+/// The syslinux configuration of the Windows PE USB image's BIOS path: at once, syslinux's
+/// chain loader starts `bootmgr` from the partition syslinux booted from, as NTLDR-style
+/// loaders expect (the boot sector's parameters in place, the file at 2000:0000).
+pub const SYSLINUX_CFG: &str =
+    "DEFAULT winpe\nPROMPT 0\nTIMEOUT 0\n\nLABEL winpe\n  COM32 chain.c32\n  APPEND fs ntldr=/bootmgr\n";
+
+/// Builds the WinPE USB image: an MBR disk with one active FAT32 partition at 1 MiB holding the
+/// medium's tree. UEFI firmware starts `EFI/Boot/bootx64.efi` from it; with `bios`, BIOS
+/// firmware runs syslinux's MBR code, then syslinux (installed onto the partition afterwards by
+/// [`crate::media::install_syslinux`]), whose chain loader starts `bootmgr`.
+pub fn build_usb(
+    mut files: Vec<(String, Vec<u8>)>,
+    bios: Option<&WinPeUsbBios>,
+    t: Timestamp,
+) -> Result<Vec<u8>, MediaError> {
     let seed = seed(&files, &t);
+    if let Some(b) = bios {
+        files.push(("syslinux.cfg".into(), SYSLINUX_CFG.as_bytes().to_vec()));
+        files.extend(b.modules.iter().cloned());
+    }
     for (name, bytes) in &files {
         fat::check_file_size(name, bytes.len() as u64)?;
     }
@@ -429,8 +447,27 @@ pub fn build_usb(files: Vec<(String, Vec<u8>)>, t: Timestamp) -> Result<Vec<u8>,
         hidden_sectors: usb::ESP_START as u32,
         files,
     };
-    let esp = fat::write_image(&spec)?;
-    Ok(usb::write_disk(&esp, &seed, false)?)
+    let part = fat::write_image(&spec)?;
+    let start = usb::ESP_START as usize * 512;
+    let mut disk = vec![0u8; start + part.len()];
+    disk[start..].copy_from_slice(&part);
+    let sectors =
+        u32::try_from(part.len() / 512).map_err(|_| MediaError::Fat(fat::FatError::TooLarge))?;
+    let mut partitions = [mbr::Partition::default(); 4];
+    partitions[0] = mbr::Partition {
+        bootable: true,
+        kind: mbr::TYPE_FAT32_LBA,
+        start: usb::ESP_START as u32,
+        sectors,
+    };
+    let table = mbr::Mbr {
+        boot_code: bios.map(|b| b.mbr.clone()).unwrap_or_default(),
+        isohybrid_loader_sector: None,
+        disk_signature: u32::from_le_bytes([seed[4], seed[5], seed[6], seed[7]]),
+        partitions,
+    };
+    disk[..512].copy_from_slice(&table.to_bytes());
+    Ok(disk)
 }
 
 #[cfg(test)]

@@ -7,10 +7,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use media_builder::gpt::Gpt;
 use media_builder::variables::{MediaType, MediaVariables};
 use netdeploy_wire::winpe::winpeshl_ini;
 
+use crate::boot::{boot_until, Attach, Firmware};
 use crate::harness::{assert_fat_clean, extract, require_tool, run};
 
 const SERVER: &str = "http://192.0.2.10:8080";
@@ -67,6 +67,10 @@ impl WinPe {
     }
 
     fn build(&self, format: &str, output: &str) -> Output {
+        self.build_with(format, output, &[])
+    }
+
+    fn build_with(&self, format: &str, output: &str, extra: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_netdeploy-media"))
             .env("SOURCE_DATE_EPOCH", "1700000000")
             .env_remove("NETDEPLOY_MEDIUM_KEY")
@@ -79,12 +83,13 @@ impl WinPe {
             .args(["--medium-key", KEY, "--server-pin", PIN])
             .args(["--format", format, "--output"])
             .arg(self.path(output))
+            .args(extra)
             .output()
             .unwrap()
     }
 
-    fn build_ok(&self, format: &str, output: &str) -> (PathBuf, String) {
-        let o = self.build(format, output);
+    fn build_ok(&self, format: &str, output: &str, extra: &[&str]) -> (PathBuf, String) {
+        let o = self.build_with(format, output, extra);
         let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
         assert!(o.status.success(), "netdeploy-media: {stderr}");
         (self.path(output), stderr)
@@ -178,7 +183,7 @@ impl WinPe {
 fn winpe_iso_boot_wim_holds_the_agent_winpeshl_ini_and_the_media_variables() {
     let pe = WinPe::new(&["etfsboot.com", "efisys.bin"]);
     let before = std::fs::read(pe.path("pe/media/sources/boot.wim")).unwrap();
-    let (iso, stderr) = pe.build_ok("iso", "winpe.iso");
+    let (iso, stderr) = pe.build_ok("iso", "winpe.iso", &[]);
     assert!(stderr.contains("boots UEFI and BIOS"), "{stderr}");
     let wim = pe.extract_from_iso(&iso, "/SOURCES/BOOT.WIM", "boot.wim");
     pe.assert_injected(&wim);
@@ -207,7 +212,7 @@ fn winpe_iso_boot_wim_holds_the_agent_winpeshl_ini_and_the_media_variables() {
 #[test]
 fn winpe_iso_boots_bios_through_the_adks_etfsboot_unpatched_and_uefi_through_efisys() {
     let pe = WinPe::new(&["etfsboot.com", "efisys.bin"]);
-    let (iso, _) = pe.build_ok("iso", "winpe.iso");
+    let (iso, _) = pe.build_ok("iso", "winpe.iso", &[]);
     let bytes = std::fs::read(&iso).unwrap();
     let parsed = media_builder::iso9660::parse(&bytes).unwrap();
     let platforms: Vec<u8> = parsed.boot_entries.iter().map(|e| e.0).collect();
@@ -231,7 +236,7 @@ fn winpe_iso_boots_bios_through_the_adks_etfsboot_unpatched_and_uefi_through_efi
 #[test]
 fn winpe_iso_without_etfsboot_is_uefi_only_and_says_so() {
     let pe = WinPe::new(&["efisys.bin"]);
-    let (iso, stderr) = pe.build_ok("iso", "winpe.iso");
+    let (iso, stderr) = pe.build_ok("iso", "winpe.iso", &[]);
     assert!(stderr.contains("UEFI only: no etfsboot.com in"), "{stderr}");
     let parsed = media_builder::iso9660::parse(&std::fs::read(&iso).unwrap()).unwrap();
     let platforms: Vec<u8> = parsed.boot_entries.iter().map(|e| e.0).collect();
@@ -252,23 +257,43 @@ fn winpe_iso_without_an_adk_efi_image_is_refused_naming_where_it_looked() {
     assert!(!pe.path("winpe.iso").exists());
 }
 
-#[test]
-fn winpe_usb_system_partition_holds_the_tree_and_boot_wim_holds_the_injected_files() {
-    let pe = WinPe::new(&[]);
-    let (img, stderr) = pe.build_ok("usb", "winpe.img");
-    assert!(stderr.contains("UEFI only"), "{stderr}");
-    let gpt = Gpt::read(&std::fs::read(&img).unwrap(), true).unwrap();
-    let p = &gpt.partitions[0];
+/// The first partition of an MBR disk image, copied out: (its MBR entry, its path).
+fn first_partition(pe: &WinPe, img: &Path) -> (media_builder::mbr::Partition, PathBuf) {
+    let disk = std::fs::read(img).unwrap();
+    let mbr = media_builder::mbr::Mbr::parse(&disk[..512]).expect("an MBR");
+    let p = mbr.partitions[0];
     let part = pe.path("part.img");
     extract(
-        &img,
-        p.first_lba * 512,
-        (p.last_lba - p.first_lba + 1) * 512,
+        img,
+        u64::from(p.start) * 512,
+        u64::from(p.sectors) * 512,
         &part,
     );
+    (p, part)
+}
+
+#[test]
+fn winpe_usb_partition_holds_the_tree_and_boot_wim_holds_the_injected_files() {
+    let pe = WinPe::new(&[]);
+    let (img, stderr) = pe.build_ok("usb", "winpe.img", &[]);
+    assert!(
+        stderr.contains("boots UEFI and BIOS (syslinux, chain.c32 ntldr=/bootmgr)"),
+        "{stderr}"
+    );
+    let (p, part) = first_partition(&pe, &img);
+    assert!(
+        p.bootable,
+        "the partition is active, for syslinux's MBR code"
+    );
+    assert_eq!(p.kind, media_builder::mbr::TYPE_FAT32_LBA);
+    assert_eq!(p.start, 2048);
+    let disk = std::fs::read(&img).unwrap();
+    let mbr_bin = std::fs::read("/usr/lib/syslinux/mbr/mbr.bin").unwrap();
+    assert!(disk[..440] == mbr_bin[..], "syslinux's MBR code");
     assert_fat_clean(&part);
     let fs = fatfs::FileSystem::new(std::fs::File::open(&part).unwrap(), fatfs::FsOptions::new())
         .unwrap();
+    assert_eq!(fs.fat_type(), fatfs::FatType::Fat32);
     let read = |path: &str| {
         let mut bytes = Vec::new();
         std::io::Read::read_to_end(&mut fs.root_dir().open_file(path).unwrap(), &mut bytes)
@@ -284,11 +309,38 @@ fn winpe_usb_system_partition_holds_the_tree_and_boot_wim_holds_the_injected_fil
             );
         }
     }
+    assert_eq!(
+        read("syslinux.cfg"),
+        media_builder::winpe::SYSLINUX_CFG.as_bytes()
+    );
+    assert_eq!(
+        read("chain.c32"),
+        std::fs::read("/usr/lib/syslinux/modules/bios/chain.c32").unwrap()
+    );
+    assert!(
+        !read("ldlinux.sys").is_empty(),
+        "syslinux installed its loader"
+    );
     let wim = pe.path("boot.wim");
     std::fs::write(&wim, read("sources/boot.wim")).unwrap();
     drop(fs);
     std::fs::remove_file(&part).unwrap();
     pe.assert_injected(&wim);
+}
+
+#[test]
+fn winpe_usb_uefi_only_has_no_bios_boot_path() {
+    let pe = WinPe::new(&[]);
+    let (img, stderr) = pe.build_ok("usb", "winpe.img", &["--uefi-only"]);
+    assert!(stderr.contains("boots UEFI only (--uefi-only)"), "{stderr}");
+    let disk = std::fs::read(&img).unwrap();
+    assert!(disk[..440].iter().all(|b| *b == 0), "no MBR boot code");
+    let (_, part) = first_partition(&pe, &img);
+    let fs = fatfs::FileSystem::new(std::fs::File::open(&part).unwrap(), fatfs::FsOptions::new())
+        .unwrap();
+    assert!(fs.root_dir().open_file("syslinux.cfg").is_err());
+    assert!(fs.root_dir().open_file("ldlinux.sys").is_err());
+    assert!(fs.root_dir().open_file("EFI/Boot/bootx64.efi").is_ok());
 }
 
 #[test]
@@ -368,4 +420,65 @@ fn winpe_refuses_the_linux_boot_image_options() {
         "{err}"
     );
     assert!(!pe.path("winpe.iso").exists());
+}
+
+/// A stand-in for a real-mode Windows boot file (`bootmgr`, `etfsboot.com`): position-free
+/// code that prints `marker` on the first serial port and halts. Where it runs proves which
+/// boot path reached it.
+fn serial_stub(marker: &str) -> Vec<u8> {
+    // mov dx,0x3FB; mov al,3; out dx,al: 8N1 with the divisor latch off, so 0x3F8 is the
+    // transmit register whoever set the port up before.
+    let mut code = vec![0xBA, 0xFB, 0x03, 0xB0, 0x03, 0xEE, 0xBA, 0xF8, 0x03];
+    for b in format!("\r\n{marker}\r\n").bytes() {
+        code.extend([0xB0, b, 0xEE]); // mov al,b; out dx,al
+    }
+    code.extend([0xFA, 0xF4, 0xEB, 0xFD]); // cli; hlt; jmp hlt
+    code.resize(2048, 0);
+    code
+}
+
+fn serial_marker(marker: &'static str) -> impl Fn(&str) -> Option<String> {
+    move |text: &str| {
+        text.lines()
+            .find(|l| l.trim() == marker)
+            .map(|l| l.trim().to_owned())
+    }
+}
+
+#[test]
+fn winpe_usb_image_under_seabios_starts_bootmgr_through_syslinux_chain_loader() {
+    let pe = WinPe::new(&[]);
+    std::fs::write(
+        pe.path("pe/media/bootmgr"),
+        serial_stub("NETDEPLOY-TEST-BOOTMGR-STARTED"),
+    )
+    .unwrap();
+    let (img, _) = pe.build_ok("usb", "winpe.img", &[]);
+    let seen = boot_until(
+        &img,
+        Firmware::SeaBios,
+        Attach::UsbStick,
+        "the stand-in bootmgr's line",
+        serial_marker("NETDEPLOY-TEST-BOOTMGR-STARTED"),
+    );
+    assert_eq!(seen, "NETDEPLOY-TEST-BOOTMGR-STARTED");
+}
+
+#[test]
+fn winpe_iso_under_seabios_starts_etfsboot_from_its_el_torito_bios_entry() {
+    let pe = WinPe::new(&["efisys.bin"]);
+    std::fs::write(
+        pe.path("pe/fwfiles/etfsboot.com"),
+        serial_stub("NETDEPLOY-TEST-ETFSBOOT-STARTED"),
+    )
+    .unwrap();
+    let (iso, _) = pe.build_ok("iso", "winpe.iso", &[]);
+    let seen = boot_until(
+        &iso,
+        Firmware::SeaBios,
+        Attach::Cdrom,
+        "the stand-in etfsboot.com's line",
+        serial_marker("NETDEPLOY-TEST-ETFSBOOT-STARTED"),
+    );
+    assert_eq!(seen, "NETDEPLOY-TEST-ETFSBOOT-STARTED");
 }
