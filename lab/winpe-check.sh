@@ -20,9 +20,10 @@
 #                         target/x86_64-pc-windows-gnu/release/netdeploy-agent.exe, built
 #                         when missing)
 #   --media               also build WinPE boot media with `netdeploy-media build --winpe`
-#                         (WINPE must be copype output, with fwfiles/) and boot the ISO from a
-#                         CD, once under OVMF and, when fwfiles/etfsboot.com is there, once
-#                         under SeaBIOS, after the PXE machines
+#                         (WINPE must be copype output, with fwfiles/), after the PXE machines:
+#                         boot the ISO from a CD under OVMF and, when fwfiles/etfsboot.com is
+#                         there, under SeaBIOS; then the USB image from a USB stick under OVMF
+#                         and SeaBIOS
 #   --out DIR             logs, data directory and site file (default target/winpe-check)
 #   -h, --help            this text
 #
@@ -38,7 +39,7 @@
 # state in `netdeploy status`, prints it with the agent's status messages as the server
 # recorded them (the agent's result line), and tears everything down (processes by PID, the
 # network namespaces). With --media, the media machines (their own devices, a NIC the firmware
-# does not boot from) run the same deployment from the ISO, with a medium key from
+# does not boot from) run the same deployment from the ISO and the USB image, with a medium key from
 # `netdeploy media key`. Exit status 0 when every machine ended Compliant.
 set -euo pipefail
 
@@ -128,12 +129,14 @@ media_fws=()
 if ((media_check)); then
     [[ -f "$winpe/media/sources/boot.wim" ]] ||
         die "--media needs the output of copype (media/ and fwfiles/), not $winpe"
-    media_fws=(uefi)
+    # FORMAT-FIRMWARE of each media machine, the ISO ones first.
+    media_fws=(iso-uefi)
     if [[ -f "$winpe/fwfiles/etfsboot.com" ]]; then
-        media_fws+=(bios)
+        media_fws+=(iso-bios)
     else
-        warn "no $winpe/fwfiles/etfsboot.com: the ISO boots UEFI only, so no SeaBIOS media machine"
+        warn "no $winpe/fwfiles/etfsboot.com: the ISO boots UEFI only, so no SeaBIOS machine boots it"
     fi
+    media_fws+=(usb-uefi usb-bios)
 fi
 wimboot="$(realpath "$wimboot")"
 
@@ -159,7 +162,7 @@ netdeploy="$(realpath "$bin_dir/netdeploy")"
 lab=ndwinpe
 mkdir -p "$out"
 out="$(realpath "$out")"
-rm -rf "$out/data" "$out"/serial-*.log "$out"/boot-vm-*.log "$out/winpe.iso"
+rm -rf "$out/data" "$out"/serial-*.log "$out"/boot-vm-*.log "$out"/*.iso "$out"/*.img
 mkdir -p "$out/data"
 server_pid=""
 vm_pids=()
@@ -186,7 +189,7 @@ for i in "${!fws[@]}"; do
     macs+=("52:54:00:3e:00:0$((i + 1))")
 done
 for i in "${!media_fws[@]}"; do
-    names+=("winpe-media-${media_fws[$i]}")
+    names+=("winpe-${media_fws[$i]}")
     macs+=("52:54:00:3e:01:0$((i + 1))")
 done
 {
@@ -261,10 +264,10 @@ if ! wait_for_line "$out/ready.json" '"ready"' 30 "$server_pid"; then
     die "netdeploy did not start (see $out/netdeploy.log)"
 fi
 
-# boot FIRMWARE NAME MAC TAP [boot-vm.sh options]: start one machine in the background.
+# boot INDEX FIRMWARE [boot-vm.sh options]: start machine INDEX in the background.
 boot() {
-    local fw="$1" name="$2" mac="$3" tap="$4"
-    shift 4
+    local i="$1" fw="$2" name="${names[$1]}" mac="${macs[$1]}" tap="ndwpe$1"
+    shift 2
     lab/net.sh tap "$lab" "$tap"
     log "$name: $fw machine $mac boots Windows PE (serial log: $out/serial-$name.log)"
     # Windows PE writes nothing to the serial port; the state comes from the server. The
@@ -272,7 +275,7 @@ boot() {
     lab/boot-vm.sh --ns "$lab" --firmware "$fw" --mac "$mac" --tap "$tap" \
         --memory 2048 --serial-log "$out/serial-$name.log" --timeout "$timeout" \
         --expect 'NETDEPLOY-WINPE-NEVER-PRINTED' "$@" >"$out/boot-vm-$name.log" 2>&1 &
-    vm_pids+=($!)
+    vm_pids[i]=$!
 }
 
 # The state of machine $1 in `netdeploy status --machines`: its line, or nothing.
@@ -306,7 +309,7 @@ await() {
 }
 
 for i in "${!fws[@]}"; do
-    boot "${fws[$i]}" "${names[$i]}" "${macs[$i]}" "ndwpe$i"
+    boot "$i" "${fws[$i]}"
 done
 for i in "${!fws[@]}"; do
     await "$i"
@@ -314,19 +317,33 @@ done
 
 if ((${#media_fws[@]} > 0)); then
     key="$("$netdeploy" --data-dir "$out/data" media key 2>/dev/null)"
-    log "building $out/winpe.iso with netdeploy-media build --winpe"
-    NETDEPLOY_MEDIUM_KEY="$key" "$bin_dir/netdeploy-media" build --winpe "$winpe" \
-        --windows-agent "$agent" --server-url "http://$LAB_SERVER_IP:8080" \
-        --preferred-deployment WPE00001 --format iso --output "$out/winpe.iso"
-    for j in "${!media_fws[@]}"; do
-        i=$((${#fws[@]} + j))
-        boot "${media_fws[$j]}" "${names[$i]}" "${macs[$i]}" "ndwpe$i" \
-            --cdrom "$out/winpe.iso" --no-pxe
+    for format in iso usb; do
+        image="$out/winpe.$format"
+        [[ "$format" == usb ]] && image="$out/winpe.img"
+        log "building $image with netdeploy-media build --winpe --format $format"
+        NETDEPLOY_MEDIUM_KEY="$key" "$bin_dir/netdeploy-media" build --winpe "$winpe" \
+            --windows-agent "$agent" --server-url "http://$LAB_SERVER_IP:8080" \
+            --preferred-deployment WPE00001 --format "$format" --output "$image"
+        started=()
+        for j in "${!media_fws[@]}"; do
+            [[ "${media_fws[$j]}" == "$format"-* ]] || continue
+            i=$((${#fws[@]} + j))
+            # A CD is read-only; each USB stick is a copy of its own, as QEMU locks a disk
+            # image it writes.
+            attach=(--cdrom "$image")
+            if [[ "$format" == usb ]]; then
+                cp "$image" "$out/${names[$i]}.img"
+                attach=(--usb "$out/${names[$i]}.img")
+            fi
+            boot "$i" "${media_fws[$j]#*-}" "${attach[@]}" --no-pxe
+            started+=("$i")
+        done
+        for i in "${started[@]}"; do
+            await "$i"
+            rm -f "$out/${names[$i]}.img"
+        done
+        rm -f "$image"
     done
-    for j in "${!media_fws[@]}"; do
-        await $((${#fws[@]} + j))
-    done
-    rm -f "$out/winpe.iso"
 fi
 echo "== netdeploy status --machines"
 "$netdeploy" --data-dir "$out/data" status --machines || true
