@@ -263,37 +263,29 @@ pub fn wimupdate_commands(dir: &Path, files: &[(&str, Vec<u8>)]) -> String {
         .collect()
 }
 
-/// The image `wimupdate` changes: the WIM's boot index (the one bootmgr boots), else its
-/// only image, from `wimlib-imagex info`.
+/// The image `wimupdate` changes: the WIM's boot index (the image bootmgr boots), else the
+/// first, from `wimlib-imagex info`.
 fn boot_image_index(wim: &Path) -> Result<u32, WinPeError> {
-    let text = run(Command::new("wimlib-imagex").arg("info").arg(wim), None)?;
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_start_matches(':').trim().parse::<u32>().ok())
-    };
-    match (field("Boot Index"), field("Image Count")) {
-        (Some(i), _) if i > 0 => Ok(i),
-        _ => Ok(1),
-    }
+    let text = run("wimlib-imagex", &["info".as_ref(), wim.as_os_str()], None)?;
+    let boot_index = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Boot Index:"))
+        .and_then(|v| v.trim().parse::<u32>().ok());
+    Ok(boot_index.filter(|i| *i > 0).unwrap_or(1))
 }
 
-/// Runs a wimlib tool, with `stdin` as its input; returns its standard output.
-fn run(cmd: &mut Command, stdin: Option<&str>) -> Result<String, WinPeError> {
-    let tool = if cmd.get_program() == "wimupdate" {
-        "wimupdate"
-    } else {
-        "wimlib-imagex"
-    };
-    let shown = format!(
-        "{} {}",
-        tool,
-        cmd.get_args()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
-    let mut child = cmd
+/// Runs a wimlib `tool` with `args`, and `stdin` as its input; returns its standard output.
+fn run(
+    tool: &'static str,
+    args: &[&std::ffi::OsStr],
+    stdin: Option<&str>,
+) -> Result<String, WinPeError> {
+    let shown = std::iter::once(tool.to_owned())
+        .chain(args.iter().map(|a| a.to_string_lossy().into_owned()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut child = Command::new(tool)
+        .args(args)
         .stdin(if stdin.is_some() {
             Stdio::piped()
         } else {
@@ -336,8 +328,10 @@ pub fn inject(boot_wim: &Path, files: &[(&str, Vec<u8>)]) -> Result<Vec<u8>, Win
         std::fs::write(&p, bytes).map_err(io(&p))?;
     }
     let index = boot_image_index(&wim)?;
+    let index = index.to_string();
     run(
-        Command::new("wimupdate").arg(&wim).arg(index.to_string()),
+        "wimupdate",
+        &[wim.as_os_str(), index.as_ref()],
         Some(&wimupdate_commands(&add, files)),
     )?;
     std::fs::read(&wim).map_err(io(&wim))

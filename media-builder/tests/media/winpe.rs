@@ -482,3 +482,32 @@ fn winpe_iso_under_seabios_starts_etfsboot_from_its_el_torito_bios_entry() {
     );
     assert_eq!(seen, "NETDEPLOY-TEST-ETFSBOOT-STARTED");
 }
+
+#[test]
+fn winpe_without_wimlib_names_the_package_to_install() {
+    let pe = WinPe::new(&["efisys.bin"]);
+    let o = Command::new(env!("CARGO_BIN_EXE_netdeploy-media"))
+        .env("PATH", pe.path("no-such-bin"))
+        .args(["build", "--winpe"])
+        .arg(pe.path("pe"))
+        .arg("--windows-agent")
+        .arg(pe.path("netdeploy-agent.exe"))
+        .args([
+            "--server-url",
+            SERVER,
+            "--format",
+            "usb",
+            "--uefi-only",
+            "--output",
+        ])
+        .arg(pe.path("winpe.img"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("wimlib-imagex is missing") && err.contains("apt-get install wimtools"),
+        "{err}"
+    );
+    assert!(!pe.path("winpe.img").exists());
+}
