@@ -278,8 +278,16 @@ fn build_winpe(dir: &Path, args: BuildArgs) -> anyhow::Result<()> {
     let agent = std::fs::read(&agent_path)
         .with_context(|| format!("reading the Windows agent {}", agent_path.display()))?;
     let media_password = media_password(&args)?;
-    let (format, output, uefi_only) = (args.format, args.output.clone(), args.uefi_only);
-    let mut usb_bios = None;
+    let (format, output) = (args.format, args.output.clone());
+    // What the medium boots with is checked before boot.wim is copied and updated.
+    let usb_bios = match format {
+        Format::Iso => {
+            found.check_iso()?;
+            None
+        }
+        Format::Usb if args.uefi_only => None,
+        Format::Usb => Some(Locator::default().winpe_usb_bios()?),
+    };
     let variables = media_variables(args, MediaType::BootMedia, media_password)?;
     eprintln!(
         "putting {} into {}",
@@ -304,19 +312,14 @@ fn build_winpe(dir: &Path, args: BuildArgs) -> anyhow::Result<()> {
             };
             (image, boots)
         }
-        Format::Usb if uefi_only => (
-            winpe::build_usb(files, None, t)?,
-            "UEFI only (--uefi-only)".to_owned(),
+        Format::Usb => (
+            winpe::build_usb(files, usb_bios.as_ref(), t)?,
+            match usb_bios {
+                Some(_) => "UEFI and BIOS (syslinux, chain.c32 ntldr=/bootmgr)",
+                None => "UEFI only (--uefi-only)",
+            }
+            .to_owned(),
         ),
-        Format::Usb => {
-            let b = Locator::default().winpe_usb_bios()?;
-            let image = winpe::build_usb(files, Some(&b), t)?;
-            usb_bios = Some(b);
-            (
-                image,
-                "UEFI and BIOS (syslinux, chain.c32 ntldr=/bootmgr)".to_owned(),
-            )
-        }
     };
     let epoch = timestamp::source_date_epoch().map_err(anyhow::Error::msg)?;
     write_with_progress(&output, &image, |written| match &usb_bios {

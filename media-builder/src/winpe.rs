@@ -190,20 +190,32 @@ impl WinPeDir {
             .1
     }
 
+    /// Refuses an ISO build when the ADK's El Torito EFI image and CD boot loader are both
+    /// missing, naming where they were looked for: before any work is done.
+    pub fn check_iso(&self) -> Result<(), WinPeError> {
+        match (&self.efisys, &self.cdboot) {
+            (None, None) => Err(self.no_cd_efi()),
+            _ => Ok(()),
+        }
+    }
+
+    fn no_cd_efi(&self) -> WinPeError {
+        let looked = self
+            .cd_efi_looked
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        WinPeError::NoCdEfi { looked }
+    }
+
     /// The ISO's El Torito EFI image: the ADK's `efisys` image, else a FAT image with the
     /// ADK's CD boot loader as `EFI/Boot/bootx64.efi` (the layout of `efisys`).
     fn cd_efi_image(&self, t: Timestamp, volume_id: u32) -> Result<Vec<u8>, MediaError> {
-        if let Some(p) = &self.efisys {
-            return read(p);
-        }
-        let Some(cdboot) = &self.cdboot else {
-            let looked = self
-                .cd_efi_looked
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ");
-            return Err(WinPeError::NoCdEfi { looked }.into());
+        let cdboot = match (&self.efisys, &self.cdboot) {
+            (Some(efisys), _) => return read(efisys),
+            (None, Some(cdboot)) => cdboot,
+            (None, None) => return Err(self.no_cd_efi().into()),
         };
         let spec = FatSpec {
             label: "EFISECTOR".into(),

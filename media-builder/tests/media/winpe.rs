@@ -511,3 +511,25 @@ fn winpe_without_wimlib_names_the_package_to_install() {
     );
     assert!(!pe.path("winpe.img").exists());
 }
+
+#[test]
+fn winpe_iso_without_efisys_boots_uefi_through_the_adks_cd_boot_loader_in_an_image_of_its_own() {
+    let pe = WinPe::new(&[]);
+    let cdboot = pe.path("pe/media/EFI/Microsoft/Boot/cdboot_noprompt.efi");
+    std::fs::write(&cdboot, b"MZ the ADK's CD boot loader").unwrap();
+    let (iso, _) = pe.build_ok("iso", "winpe.iso", &[]);
+    let efi = pe.extract_from_iso(&iso, "/BOOT/EFISYS.BIN", "efisys.img");
+    assert_fat_clean(&efi);
+    let fs = fatfs::FileSystem::new(std::fs::File::open(&efi).unwrap(), fatfs::FsOptions::new())
+        .unwrap();
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(
+        &mut fs.root_dir().open_file("EFI/Boot/bootx64.efi").unwrap(),
+        &mut bytes,
+    )
+    .unwrap();
+    assert_eq!(bytes, std::fs::read(&cdboot).unwrap());
+    let parsed = media_builder::iso9660::parse(&std::fs::read(&iso).unwrap()).unwrap();
+    assert_eq!(parsed.boot_entries.len(), 1);
+    assert_eq!(parsed.boot_entries[0].0, 0xEF);
+}
