@@ -533,3 +533,57 @@ fn winpe_iso_without_efisys_boots_uefi_through_the_adks_cd_boot_loader_in_an_ima
     assert_eq!(parsed.boot_entries.len(), 1);
     assert_eq!(parsed.boot_entries[0].0, 0xEF);
 }
+
+/// A stand-in UEFI loader that says on the console that it runs: iPXE's EFI build (Debian's
+/// `ipxe`), which prints its banner through the firmware's console, mirrored to the serial
+/// port by OVMF.
+const EFI_STAND_IN: &str = "/usr/lib/ipxe/ipxe.efi";
+
+/// Fails (never skips) without the stand-in, naming its Debian package.
+fn efi_stand_in() -> &'static Path {
+    assert!(
+        Path::new(EFI_STAND_IN).exists(),
+        "{EFI_STAND_IN} is missing: apt-get install -y ipxe"
+    );
+    Path::new(EFI_STAND_IN)
+}
+
+fn ipxe_banner(text: &str) -> Option<String> {
+    text.lines()
+        .find(|l| l.contains("iPXE") && l.contains("Open Source Network Boot Firmware"))
+        .map(|l| l.trim().to_owned())
+}
+
+#[test]
+fn winpe_usb_image_under_ovmf_starts_its_efi_boot_loader() {
+    let pe = WinPe::new(&[]);
+    std::fs::copy(efi_stand_in(), pe.path("pe/media/EFI/Boot/bootx64.efi")).unwrap();
+    let (img, _) = pe.build_ok("usb", "winpe.img", &[]);
+    let seen = boot_until(
+        &img,
+        Firmware::Ovmf,
+        Attach::UsbStick,
+        "the stand-in bootx64.efi's banner",
+        ipxe_banner,
+    );
+    assert!(seen.contains("iPXE"), "{seen}");
+}
+
+#[test]
+fn winpe_iso_under_ovmf_starts_the_cd_boot_loader_from_its_el_torito_efi_entry() {
+    let pe = WinPe::new(&[]);
+    std::fs::copy(
+        efi_stand_in(),
+        pe.path("pe/media/EFI/Microsoft/Boot/cdboot_noprompt.efi"),
+    )
+    .unwrap();
+    let (iso, _) = pe.build_ok("iso", "winpe.iso", &[]);
+    let seen = boot_until(
+        &iso,
+        Firmware::Ovmf,
+        Attach::Cdrom,
+        "the stand-in CD boot loader's banner",
+        ipxe_banner,
+    );
+    assert!(seen.contains("iPXE"), "{seen}");
+}
