@@ -17,7 +17,7 @@ use netdeploy_wire::password;
 #[command(
     name = "netdeploy-media",
     version,
-    about = "Builds netdeploy boot media (hybrid ISO or USB disk image)",
+    about = "Builds netdeploy boot media (hybrid ISO or USB disk image) from the Linux boot image, or from your own Windows PE files (build --winpe DIR)",
     after_help = REFERENCE
 )]
 struct Cli {
