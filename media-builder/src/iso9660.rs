@@ -426,7 +426,9 @@ pub fn write_image(spec: &IsoSpec) -> Result<IsoImage, IsoError> {
         // The default entry is BIOS; with no BIOS loader it is the EFI image itself.
         let entry_for = |path: &String, is_efi: bool| {
             let e = extents[path];
-            let count = if is_efi {
+            // ISOLINUX loads the rest of itself (4 sectors, as mkisofs -boot-load-size 4); a
+            // boot file without a boot info table (Windows' etfsboot.com) is loaded whole.
+            let count = if is_efi || !spec.boot.bios_info_table {
                 e.len.div_ceil(512).min(0xFFFF) as u16
             } else {
                 4

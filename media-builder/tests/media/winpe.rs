@@ -49,8 +49,9 @@ impl WinPe {
         let fw = dir.path().join("pe/fwfiles");
         std::fs::create_dir_all(&fw).unwrap();
         for f in fwfiles {
-            // etfsboot.com is 4 sectors of 512 bytes; its bytes 8..64 must stay as they are.
-            let bytes: Vec<u8> = (0..2048u32).map(|i| (i * 7 + 3) as u8).collect();
+            // The ADK's etfsboot.com is 8 sectors of 512 bytes (4 in older ADKs); its bytes
+            // 8..64 are code, which must stay as they are.
+            let bytes: Vec<u8> = (0..4096u32).map(|i| (i * 7 + 3) as u8).collect();
             std::fs::write(fw.join(f), bytes).unwrap();
         }
         let agent: Vec<u8> = b"MZ"
@@ -220,11 +221,11 @@ fn winpe_iso_boots_bios_through_the_adks_etfsboot_unpatched_and_uefi_through_efi
     let sector = |lba: u32| lba as usize * media_builder::iso9660::SECTOR;
     let (_, bios_lba, bios_count) = parsed.boot_entries[0];
     assert_eq!(
-        bios_count, 4,
-        "etfsboot.com loads as 4 sectors of 512 bytes"
+        bios_count, 8,
+        "etfsboot.com loads whole: 8 sectors of 512 bytes"
     );
     assert!(
-        bytes[sector(bios_lba)..][..2048]
+        bytes[sector(bios_lba)..][..4096]
             == std::fs::read(pe.path("pe/fwfiles/etfsboot.com")).unwrap()[..],
         "etfsboot.com was changed on the ISO (no boot info table may be written into it)"
     );
