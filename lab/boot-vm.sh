@@ -7,7 +7,7 @@
 #                  --serial-log FILE [--timeout SECONDS] [--expect REGEX]
 #                  [--disk FILE] [--cdrom ISO] [--usb IMG] [--no-net]
 #                  [--smbios-uuid UUID] [--no-pxe] [--http-boot] [--pxe-ipv6]
-#                  [--serial-input PATH]
+#                  [--serial-input PATH] [--memory MIB]
 #   lab/boot-vm.sh --help
 #
 #   --ns NAME            network namespace to run QEMU in (from lab/net.sh up NAME)
@@ -47,8 +47,10 @@
 #                        7.2 logs a character twice when a socket reader falls
 #                        behind, and nothing would be logged before a reader
 #                        connects.)
+#   --memory MIB         guest memory (default 512; Windows PE, which wimboot loads
+#                        into memory whole, wants 2048)
 #
-# Boot order: network, CD-ROM, USB, disk. Memory 512 MiB, no display,
+# Boot order: network, CD-ROM, USB, disk. Memory 512 MiB unless --memory, no display,
 # -no-reboot (a guest reboot or power-off ends QEMU).
 # Exit status: 0 when the serial log matched REGEX; 1 on timeout or when QEMU
 # exited first (the last 30 lines of the serial log are shown); 2 on bad usage.
@@ -78,7 +80,7 @@ usage_error() {
 }
 
 ns="" firmware="" mac="" tap="" serial_log="" timeout=180 expect="NETDEPLOY-BOOT-OK"
-disk="" cdrom="" usb="" no_net=0 no_pxe=0 smbios_uuid="" serial_input="" http_boot=0 pxe_ipv6=0
+memory=512 disk="" cdrom="" usb="" no_net=0 no_pxe=0 smbios_uuid="" serial_input="" http_boot=0 pxe_ipv6=0
 
 need_arg() {
     [[ $# -ge 2 && -n "$2" ]] || usage_error "option $1 needs a value"
@@ -102,6 +104,7 @@ while (($# > 0)); do
     --usb) need_arg "$@"; usb="$2"; shift ;;
     --smbios-uuid) need_arg "$@"; smbios_uuid="$2"; shift ;;
     --serial-input) need_arg "$@"; serial_input="$2"; shift ;;
+    --memory) need_arg "$@"; memory="$2"; shift ;;
     --no-net) no_net=1 ;;
     --no-pxe) no_pxe=1 ;;
     --http-boot) http_boot=1 ;;
@@ -129,6 +132,9 @@ if ((no_net == 0)); then
     [[ -n "$mac" ]] || usage_error "missing --mac MAC (or --no-net)"
     [[ "$mac" =~ ^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$ ]] || usage_error "invalid --mac '$mac' (want xx:xx:xx:xx:xx:xx)"
     (((16#${mac:0:2} & 1) == 0)) || usage_error "--mac '$mac' is a multicast address"
+fi
+if [[ ! "$memory" =~ ^[0-9]+$ ]] || ((memory < 64)); then
+    usage_error "--memory must be a number of MiB, at least 64"
 fi
 if [[ -n "$smbios_uuid" && ! "$smbios_uuid" =~ ^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$ ]]; then
     usage_error "invalid --smbios-uuid '$smbios_uuid'"
@@ -172,7 +178,7 @@ machine=pc
 args=(
     -name "netdeploy-lab-$firmware"
     -machine "$machine" "${accel[@]}"
-    -m 512 -smp 1
+    -m "$memory" -smp 1
     -nodefaults -no-user-config
     -display none -vga none
     -monitor none

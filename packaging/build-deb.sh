@@ -86,7 +86,7 @@ Maintainer: netdeploy developers <netdeploy@localhost>
 Installed-Size: $size_kib
 Depends: libc6 (>= 2.34), adduser
 Recommends: ipxe
-Suggests: xorriso, isolinux, syslinux-common, syslinux, mtools, systemd-boot-efi, dosfstools
+Suggests: xorriso, isolinux, syslinux-common, syslinux, mtools, systemd-boot-efi, dosfstools, wimtools
 Section: net
 Priority: optional
 Homepage: https://github.com/netdeploy/netdeploy

@@ -15,6 +15,16 @@ pub const SYSTEMD_BOOT_EFI: &str = "usr/lib/systemd/boot/efi/systemd-bootx64.efi
 /// syslinux's MBR code for GPT disks: it boots the partition marked legacy BIOS bootable
 /// (package `syslinux-common`).
 pub const GPTMBR_BIN: &str = "usr/lib/syslinux/mbr/gptmbr.bin";
+/// syslinux's MBR code for MBR disks: it boots the active partition (package
+/// `syslinux-common`).
+pub const MBR_BIN: &str = "usr/lib/syslinux/mbr/mbr.bin";
+/// syslinux's chain loader and the libraries it needs: with `ntldr=/bootmgr` it starts Windows'
+/// boot manager from the partition syslinux booted from (package `syslinux-common`).
+pub const CHAIN_MODULES: [&str; 3] = [
+    "usr/lib/syslinux/modules/bios/chain.c32",
+    "usr/lib/syslinux/modules/bios/libcom32.c32",
+    "usr/lib/syslinux/modules/bios/libutil.c32",
+];
 /// syslinux's installer for FAT file systems, through mtools (packages `syslinux`, `mtools`).
 pub const SYSLINUX: &str = "usr/bin/syslinux";
 /// shim signed for Microsoft's UEFI CA, for Secure Boot (package `shim-signed`).
@@ -77,6 +87,17 @@ impl Default for Locator {
 pub struct UsbBiosLoader {
     /// The first 440 bytes of the disk.
     pub gptmbr: Vec<u8>,
+    pub installer: PathBuf,
+}
+
+/// The BIOS boot path of a Windows PE USB image: syslinux's MBR code, syslinux installed on the
+/// FAT32 partition, and its chain loader handing over to `bootmgr`.
+#[derive(Debug, Clone)]
+pub struct WinPeUsbBios {
+    /// The first 440 bytes of the disk.
+    pub mbr: Vec<u8>,
+    /// `chain.c32` and its libraries, by file name, for the partition's root.
+    pub modules: Vec<(String, Vec<u8>)>,
     pub installer: PathBuf,
 }
 
@@ -184,6 +205,53 @@ impl Locator {
             });
         }
         Ok(UsbBiosLoader { gptmbr, installer })
+    }
+
+    /// The BIOS boot path of a Windows PE USB image.
+    pub fn winpe_usb_bios(&self) -> Result<WinPeUsbBios, LoaderError> {
+        let missing = |what, path: PathBuf, packages| LoaderError::UsbBios {
+            what,
+            path,
+            packages,
+        };
+        let read_or = |rel: &str, what| {
+            let path = self.root.join(rel);
+            match std::fs::read(&path) {
+                Ok(b) => Ok(b),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    Err(missing(what, path, "syslinux-common"))
+                }
+                Err(source) => Err(LoaderError::Read { path, source }),
+            }
+        };
+        let mbr = read_or(MBR_BIN, "syslinux's MBR code mbr.bin")?;
+        if mbr.len() != 440 {
+            return Err(LoaderError::Read {
+                path: self.root.join(MBR_BIN),
+                source: std::io::Error::other(format!(
+                    "{} bytes, not the 440 bytes of MBR boot code",
+                    mbr.len()
+                )),
+            });
+        }
+        let mut modules = Vec::new();
+        for rel in CHAIN_MODULES {
+            let name = rel.rsplit('/').next().expect("a file name").to_owned();
+            modules.push((name, read_or(rel, "syslinux's chain loader module")?));
+        }
+        let installer = self.root.join(SYSLINUX);
+        if !installer.is_file() {
+            return Err(missing(
+                "the syslinux installer",
+                installer,
+                "syslinux mtools",
+            ));
+        }
+        Ok(WinPeUsbBios {
+            mbr,
+            modules,
+            installer,
+        })
     }
 
     pub fn efi(&self) -> Result<EfiLoader, LoaderError> {

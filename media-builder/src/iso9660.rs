@@ -30,8 +30,11 @@ pub enum IsoError {
 /// The El Torito entries: a BIOS no-emulation loader and an EFI System Partition image.
 #[derive(Debug, Clone, Default)]
 pub struct BootSpec {
-    /// Path of a BIOS no-emulation boot file (ISOLINUX); its boot info table is filled in.
+    /// Path of a BIOS no-emulation boot file (ISOLINUX, or Windows' `etfsboot.com`).
     pub bios: Option<String>,
+    /// Fill in the BIOS boot file's boot info table (ISOLINUX has one; `etfsboot.com` has
+    /// none, and its bytes there are code).
+    pub bios_info_table: bool,
     /// Path of a FAT image holding `EFI/BOOT/BOOTX64.EFI`.
     pub efi: Option<String>,
 }
@@ -255,10 +258,12 @@ fn path_table(root: &Dir, order: &[Vec<String>], big_endian: bool) -> Vec<u8> {
     t
 }
 
-/// The El Torito validation entry (El Torito 2.1): platform 0 (x86), checksum, 55 AA.
-pub fn validation_entry() -> [u8; 32] {
+/// The catalog's validation entry for the default entry's `platform`: 0 (x86 BIOS), or 0xEF
+/// (EFI) when an image has no BIOS loader.
+pub fn validation_entry(platform: u8) -> [u8; 32] {
     let mut e = [0u8; 32];
     e[0] = 1;
+    e[1] = platform;
     e[4..13].copy_from_slice(b"NETDEPLOY");
     e[30] = 0x55;
     e[31] = 0xAA;
@@ -415,12 +420,15 @@ pub fn write_image(spec: &IsoSpec) -> Result<IsoImage, IsoError> {
         b[71..75].copy_from_slice(&cat.to_le_bytes());
 
         let c = &mut img[at(cat)..at(cat + 1)];
-        c[0..32].copy_from_slice(&validation_entry());
+        let platform = if bios.is_some() { 0 } else { 0xEF };
+        c[0..32].copy_from_slice(&validation_entry(platform));
         let mut off = 32;
         // The default entry is BIOS; with no BIOS loader it is the EFI image itself.
         let entry_for = |path: &String, is_efi: bool| {
             let e = extents[path];
-            let count = if is_efi {
+            // ISOLINUX loads the rest of itself (4 sectors, as mkisofs -boot-load-size 4); a
+            // boot file without a boot info table (Windows' etfsboot.com) is loaded whole.
+            let count = if is_efi || !spec.boot.bios_info_table {
                 e.len.div_ceil(512).min(0xFFFF) as u16
             } else {
                 4
@@ -495,7 +503,7 @@ pub fn write_image(spec: &IsoSpec) -> Result<IsoImage, IsoError> {
         let e = extents[path];
         let dst = &mut img[at(e.lba)..at(e.lba) + data.len()];
         dst.copy_from_slice(data);
-        if bios.as_deref() == Some(path.as_str()) {
+        if spec.boot.bios_info_table && bios.as_deref() == Some(path.as_str()) {
             patch_boot_info_table(dst, e.lba);
         }
     }
@@ -561,6 +569,7 @@ mod tests {
             files,
             boot: BootSpec {
                 bios: Some("isolinux/isolinux.bin".into()),
+                bios_info_table: true,
                 efi: Some("boot/efi.img".into()),
             },
             timestamp: Timestamp::from_unix(1_700_000_000),
@@ -579,7 +588,8 @@ mod tests {
 
     #[test]
     fn validation_entry_words_sum_to_zero() {
-        let e = validation_entry();
+        let e = validation_entry(0xEF);
+        assert_eq!(e[1], 0xEF);
         let sum = e.chunks(2).fold(0u16, |s, w| {
             s.wrapping_add(u16::from_le_bytes([w[0], w[1]]))
         });

@@ -10,13 +10,14 @@ use media_builder::bootloaders::Locator;
 use media_builder::media::{self, BootImage, Format};
 use media_builder::timestamp::{self, Timestamp};
 use media_builder::variables::{MediaType, MediaVariables};
+use media_builder::winpe;
 use netdeploy_wire::password;
 
 #[derive(Parser)]
 #[command(
     name = "netdeploy-media",
     version,
-    about = "Builds netdeploy boot media (hybrid ISO or USB disk image)",
+    about = "Builds netdeploy boot media (hybrid ISO or USB disk image) from the Linux boot image, or from your own Windows PE files (build --winpe DIR)",
     after_help = REFERENCE
 )]
 struct Cli {
@@ -30,20 +31,42 @@ const REFERENCE: &str = "Reference: docs/media.md (installed in /usr/share/doc/n
 #[derive(Subcommand)]
 enum Command {
     /// Build boot media: the boot image plus /netdeploy/variables; with --full, also a task
-    /// sequence's policy and content, so the media run it with no server. Dates come from
-    /// SOURCE_DATE_EPOCH (0 when unset): same inputs, same bytes.
+    /// sequence's policy and content, so the media run it with no server. With --winpe, Windows
+    /// PE media from your own Windows PE files instead, the agent put into its boot.wim. Dates
+    /// come from SOURCE_DATE_EPOCH (0 when unset): same inputs, same bytes.
     #[command(after_help = REFERENCE)]
     Build(BuildArgs),
 }
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 struct BuildArgs {
     /// Linux kernel of the boot image.
-    #[arg(long)]
-    kernel: PathBuf,
+    #[arg(long, required_unless_present = "winpe")]
+    kernel: Option<PathBuf>,
     /// Initramfs of the boot image.
-    #[arg(long)]
-    initrd: PathBuf,
+    #[arg(long, required_unless_present = "winpe")]
+    initrd: Option<PathBuf>,
+    /// Windows PE media instead of the Linux boot image: DIR is what the Windows ADK's
+    /// `copype amd64 DIR` made (media/ with bootmgr, bootmgr.efi, Boot/BCD, Boot/boot.sdi,
+    /// EFI/Boot/bootx64.efi, EFI/Microsoft/Boot/BCD, sources/boot.wim; fwfiles/ with
+    /// efisys.bin and etfsboot.com), or its media/ folder. A copy of boot.wim gets
+    /// netdeploy-agent.exe, winpeshl.ini (which starts it) and netdeploy.ini (the media
+    /// variables) in \Windows\System32, through wimupdate (apt-get install wimtools); your files
+    /// are not changed. The ISO boots UEFI through the ADK's efisys.bin, and BIOS through
+    /// fwfiles/etfsboot.com when it is there; the USB image (MBR, one FAT32 partition) boots
+    /// UEFI, and BIOS through syslinux's chain.c32 starting bootmgr (apt-get install syslinux
+    /// syslinux-common mtools, or --uefi-only).
+    #[arg(
+        long,
+        value_name = "DIR",
+        conflicts_with_all = ["kernel", "initrd", "cmdline", "full", "bios_loader", "efi_loader", "secure_boot"]
+    )]
+    winpe: Option<PathBuf>,
+    /// With --winpe: the Windows build of netdeploy-agent (cargo build --release --target
+    /// x86_64-pc-windows-gnu -p netdeploy-agent). Default: netdeploy-agent.exe beside this
+    /// program, else /usr/lib/netdeploy/netdeploy-agent.exe (where the Debian package puts it).
+    #[arg(long, value_name = "PATH", requires = "winpe")]
+    windows_agent: Option<PathBuf>,
     /// Kernel command line, on one line (control characters are refused);
     /// `netdeploy.vars=/netdeploy/variables` is appended.
     #[arg(long, default_value = "")]
@@ -105,7 +128,7 @@ struct BuildArgs {
     /// --secure-boot: instead of shim-signed's shimx64.efi.signed).
     #[arg(long)]
     efi_loader: Option<PathBuf>,
-    /// A USB image without its BIOS boot path (syslinux's GPT MBR code, and syslinux on the
+    /// A USB image without its BIOS boot path (syslinux's MBR code, and syslinux on the
     /// system partition, installed by Debian's `syslinux` with `mtools`): it boots UEFI only.
     #[arg(long)]
     uefi_only: bool,
@@ -141,8 +164,14 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
             "--server-url is https:// but --server-pin is missing: the agent accepts only a              pinned certificate (give the output of `netdeploy tls fingerprint`)"
         );
     }
+    if let Some(dir) = args.winpe.clone() {
+        return build_winpe(&dir, args);
+    }
+    let (Some(kernel), Some(initrd)) = (args.kernel.clone(), args.initrd.clone()) else {
+        anyhow::bail!("--kernel and --initrd are needed (or --winpe DIR for Windows PE media)");
+    };
     media::check_cmdline(&args.cmdline)?;
-    let mut inputs = vec![args.kernel.clone(), args.initrd.clone()];
+    let mut inputs = vec![kernel.clone(), initrd.clone()];
     inputs.extend(args.bios_loader.iter().cloned());
     inputs.extend(args.efi_loader.iter().cloned());
     inputs.extend(args.signed_grub.iter().cloned());
@@ -152,10 +181,10 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
     refuse_output_over_input(&args.output, &inputs)?;
     let t = Timestamp::from_env().map_err(anyhow::Error::msg)?;
     let locator = Locator {
-        bios_loader: args.bios_loader,
-        efi_loader: args.efi_loader,
+        bios_loader: args.bios_loader.clone(),
+        efi_loader: args.efi_loader.clone(),
         secure_boot: args.secure_boot,
-        signed_grub: args.signed_grub,
+        signed_grub: args.signed_grub.clone(),
         ..Locator::default()
     };
     let efi = locator.efi()?;
@@ -167,21 +196,7 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
         Format::Usb if !args.uefi_only => Some(locator.usb_bios()?),
         _ => None,
     };
-    let media_password = match &args.password {
-        Some(pw) => {
-            let salt = match args.password_salt {
-                Some(Salt(salt)) => salt,
-                None => {
-                    let mut salt = vec![0u8; password::SALT_LEN];
-                    getrandom::fill(&mut salt)
-                        .map_err(|e| anyhow::anyhow!("no random salt for the password: {e}"))?;
-                    salt
-                }
-            };
-            Some(password::hash(pw, &salt)?)
-        }
-        None => None,
-    };
+    let media_password = media_password(&args)?;
     let payload = match &args.full {
         Some(dir) => {
             let mut p = media::Payload::load(dir)?;
@@ -193,22 +208,13 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
         }
         None => media::Payload::default(),
     };
-    let variables = MediaVariables {
-        server_url: Some(args.server_url).filter(|u| !u.is_empty()),
-        media_type: if payload.is_full() {
-            MediaType::FullMedia
-        } else {
-            MediaType::BootMedia
-        },
-        preferred_advert_id: args.preferred_deployment,
-        media_password,
-        medium_key: args.medium_key.map(|k| k.to_string()),
-        mac: None,
-        run_token: None,
-        server_pin: args.server_pin,
-    }
-    .render()?;
-    let boot = BootImage::load(&args.kernel, &args.initrd, &args.cmdline)?;
+    let media_type = if payload.is_full() {
+        MediaType::FullMedia
+    } else {
+        MediaType::BootMedia
+    };
+    let variables = media_variables(args.clone(), media_type, media_password)?;
+    let boot = BootImage::load(&kernel, &initrd, &args.cmdline)?;
     let image = match bios {
         Some(bios) => media::build_iso(&boot, &variables, payload, &bios, &efi, t)?,
         None => media::build_usb(&boot, &variables, payload, &efi, usb_bios.as_ref(), t)?,
@@ -219,6 +225,112 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
         None => Ok(()),
     })?;
     eprintln!("wrote {} ({} bytes)", args.output.display(), image.len());
+    Ok(())
+}
+
+/// The media password's hash, with the given salt or a random one.
+fn media_password(args: &BuildArgs) -> anyhow::Result<Option<String>> {
+    let Some(pw) = &args.password else {
+        return Ok(None);
+    };
+    let salt = match &args.password_salt {
+        Some(Salt(salt)) => salt.clone(),
+        None => {
+            let mut salt = vec![0u8; password::SALT_LEN];
+            getrandom::fill(&mut salt)
+                .map_err(|e| anyhow::anyhow!("no random salt for the password: {e}"))?;
+            salt
+        }
+    };
+    Ok(Some(password::hash(pw, &salt)?))
+}
+
+/// The variables file of every medium, Linux or Windows PE, from the same options: the
+/// server, the media kind, the preferred deployment, the password's hash, the medium's key and
+/// the server's pin.
+fn media_variables(
+    args: BuildArgs,
+    media_type: MediaType,
+    media_password: Option<String>,
+) -> anyhow::Result<String> {
+    Ok(MediaVariables {
+        server_url: Some(args.server_url).filter(|u| !u.is_empty()),
+        media_type,
+        preferred_advert_id: args.preferred_deployment,
+        media_password,
+        medium_key: args.medium_key.map(|k| k.to_string()),
+        mac: None,
+        run_token: None,
+        server_pin: args.server_pin,
+    }
+    .render()?)
+}
+
+/// `build --winpe DIR`: Windows PE media, the agent, `winpeshl.ini` and the variables put into a
+/// copy of the user's `boot.wim`.
+fn build_winpe(dir: &Path, args: BuildArgs) -> anyhow::Result<()> {
+    let found = winpe::WinPeDir::locate(dir)?;
+    let agent_path = winpe::find_agent(args.windows_agent.as_deref())?;
+    let mut inputs: Vec<PathBuf> = found.required.iter().map(|(_, p)| p.clone()).collect();
+    inputs.push(agent_path.clone());
+    refuse_output_over_input(&args.output, &inputs)?;
+    let t = Timestamp::from_env().map_err(anyhow::Error::msg)?;
+    let agent = std::fs::read(&agent_path)
+        .with_context(|| format!("reading the Windows agent {}", agent_path.display()))?;
+    let media_password = media_password(&args)?;
+    let (format, output) = (args.format, args.output.clone());
+    // What the medium boots with is checked before boot.wim is copied and updated.
+    let usb_bios = match format {
+        Format::Iso => {
+            found.check_iso()?;
+            None
+        }
+        Format::Usb if args.uefi_only => None,
+        Format::Usb => Some(Locator::default().winpe_usb_bios()?),
+    };
+    let variables = media_variables(args, MediaType::BootMedia, media_password)?;
+    eprintln!(
+        "putting {} into {}",
+        agent_path.display(),
+        found.path("sources/boot.wim").display()
+    );
+    let boot_wim = winpe::inject(
+        found.path("sources/boot.wim"),
+        &winpe::injected_files(agent, &variables),
+    )?;
+    let files = winpe::medium_files(&found, boot_wim)?;
+    let (image, boots) = match format {
+        Format::Iso => {
+            let (image, bios) = winpe::build_iso(&found, files, t)?;
+            let boots = if bios {
+                "UEFI and BIOS (fwfiles/etfsboot.com)".to_owned()
+            } else {
+                format!(
+                    "UEFI only: no etfsboot.com in {}, so no BIOS boot",
+                    dir.join("fwfiles").display()
+                )
+            };
+            (image, boots)
+        }
+        Format::Usb => (
+            winpe::build_usb(files, usb_bios.as_ref(), t)?,
+            match usb_bios {
+                Some(_) => "UEFI and BIOS (syslinux, chain.c32 ntldr=/bootmgr)",
+                None => "UEFI only (--uefi-only)",
+            }
+            .to_owned(),
+        ),
+    };
+    let epoch = timestamp::source_date_epoch().map_err(anyhow::Error::msg)?;
+    write_with_progress(&output, &image, |written| match &usb_bios {
+        Some(b) => Ok(media::install_syslinux(&b.installer, written, epoch)?),
+        None => Ok(()),
+    })?;
+    eprintln!(
+        "wrote {} ({} bytes): Windows PE media, boots {boots}",
+        output.display(),
+        image.len()
+    );
     Ok(())
 }
 

@@ -7,6 +7,9 @@ pub const ISOHYBRID_CODE_LEN: usize = 432;
 /// Partition types used here.
 pub const TYPE_EMPTY: u8 = 0x00;
 pub const TYPE_EFI_SYSTEM: u8 = 0xEF;
+/// FAT32 addressed by LBA: the Windows PE USB image's one partition, which UEFI firmware and
+/// Windows' boot manager both read.
+pub const TYPE_FAT32_LBA: u8 = 0x0C;
 pub const TYPE_GPT_PROTECTIVE: u8 = 0xEE;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

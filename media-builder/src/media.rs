@@ -51,6 +51,8 @@ pub enum MediaError {
     Gpt(#[from] GptError),
     #[error(transparent)]
     Variables(#[from] VariablesError),
+    #[error(transparent)]
+    WinPe(#[from] crate::winpe::WinPeError),
     #[error("installing the USB image's BIOS boot path failed: {0}")]
     UsbBiosInstall(String),
     #[error("full media directory {dir}: {why}")]
@@ -448,6 +450,7 @@ pub fn build_iso(
         files,
         boot: BootSpec {
             bios: Some("isolinux/isolinux.bin".into()),
+            bios_info_table: true,
             efi: Some("boot/efi.img".into()),
         },
         timestamp: t,
@@ -510,8 +513,18 @@ pub fn install_usb_bios(
     image: &Path,
     source_date_epoch: i64,
 ) -> Result<(), MediaError> {
+    install_syslinux(&bios.installer, image, source_date_epoch)
+}
+
+/// Runs Debian's syslinux `installer` on the FAT partition at [`usb::ESP_START`] of the disk
+/// image at `image` (its boot sector and `ldlinux.sys`), with the dates of `source_date_epoch`.
+pub fn install_syslinux(
+    installer: &Path,
+    image: &Path,
+    source_date_epoch: i64,
+) -> Result<(), MediaError> {
     let offset = usb::ESP_START * crate::gpt::SECTOR;
-    let out = std::process::Command::new(&bios.installer)
+    let out = std::process::Command::new(installer)
         .arg("--offset")
         .arg(offset.to_string())
         .arg("--install")
@@ -520,13 +533,13 @@ pub fn install_usb_bios(
         .env("MTOOLS_SKIP_CHECK", "1")
         .output()
         .map_err(|source| MediaError::Read {
-            path: bios.installer.clone(),
+            path: installer.to_path_buf(),
             source,
         })?;
     if !out.status.success() {
         return Err(MediaError::UsbBiosInstall(format!(
             "{} --offset {offset} --install {}: {}{}",
-            bios.installer.display(),
+            installer.display(),
             image.display(),
             out.status,
             String::from_utf8_lossy(&out.stderr)

@@ -978,10 +978,10 @@ fn boot_chains(
 
 /// The file name Windows PE starts (`winpeshl.ini`) and the name the agent is installed
 /// under, beside `netdeploy`.
-pub const WINDOWS_AGENT: &str = "netdeploy-agent.exe";
+pub const WINDOWS_AGENT: &str = netdeploy_wire::winpe::AGENT_EXE;
 
 /// Where the Debian package installs the Windows agent.
-pub const PACKAGED_WINDOWS_AGENT: &str = "/usr/lib/netdeploy/netdeploy-agent.exe";
+pub const PACKAGED_WINDOWS_AGENT: &str = netdeploy_wire::winpe::PACKAGED_AGENT;
 
 /// `boot.windows_agent`, which must be a file when set; else `netdeploy-agent.exe` beside the
 /// server's own executable, else [`PACKAGED_WINDOWS_AGENT`], when one is there.
@@ -999,12 +999,9 @@ fn windows_agent(configured: Option<&Path>) -> Result<Option<PathBuf>, ConfigErr
         }
         return Ok(Some(p.to_owned()));
     }
-    let beside = std::env::current_exe()
-        .ok()
-        .and_then(|e| Some(e.parent()?.join(WINDOWS_AGENT)));
-    Ok(beside
+    let exe = std::env::current_exe().ok();
+    Ok(netdeploy_wire::winpe::agent_candidates(exe.as_deref())
         .into_iter()
-        .chain([PathBuf::from(PACKAGED_WINDOWS_AGENT)])
         .find(|p| p.is_file()))
 }
 

@@ -422,10 +422,13 @@ pub(super) async fn windows_agent(State(s): State<Arc<AppState>>) -> Response {
     }
 }
 
-/// The `winpeshl.ini` that makes Windows PE start the agent.
+/// The `winpeshl.ini` that makes Windows PE start the agent, the same text WinPE media carry.
 pub(super) async fn winpeshl_ini() -> Response {
-    let crlf = script::WINPESHL_INI.replace('\n', "\r\n");
-    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], crlf).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        netdeploy_wire::winpe::winpeshl_ini(),
+    )
+        .into_response()
 }
 
 pub(super) async fn image_kernel(State(s): State<Arc<AppState>>) -> Response {

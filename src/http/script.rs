@@ -6,9 +6,6 @@ pub const LINUX: &str = include_str!("../../boot/ipxe/linux.ipxe");
 pub const WINPE: &str = include_str!("../../boot/ipxe/winpe.ipxe");
 /// The lines of [`WINPE`] that inject the Windows agent and the `winpeshl.ini` that starts it.
 pub const WINPE_AGENT: &str = include_str!("../../boot/ipxe/winpe-agent.ipxe");
-/// What Windows PE starts instead of its command prompt: `wpeinit` (the network), then the
-/// agent, which reads `netdeploy.ini` beside it.
-pub const WINPESHL_INI: &str = include_str!("../../boot/ipxe/winpeshl.ini");
 /// Asks an iPXE that netdeploy did not start to say who it is.
 pub const IDENTIFY: &str = include_str!("../../boot/ipxe/identify.ipxe");
 /// Leaves to the next boot device.

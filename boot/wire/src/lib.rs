@@ -7,6 +7,8 @@
 //! - [`status`]: the status messages of `POST /agent/status`;
 //! - [`disk`]: which disk a step works on, partition layouts and where they land;
 //! - [`variables`]: the media variables file, one writer and one parser;
+//! - [`winpe`]: what Windows PE gets to start the agent (`winpeshl.ini`), over the network or
+//!   from WinPE media, and where the Windows agent is found;
 //! - [`cert_pin`]: the pin of the server's HTTPS certificate the agent accepts;
 //! - [`image`]: the image format, index and chunks, that capture writes and apply reads;
 //! - [`run_token`]: the credential the agent presents on every policy and status request;
@@ -35,6 +37,7 @@ pub mod seal;
 mod sha256;
 pub mod status;
 pub mod variables;
+pub mod winpe;
 
 pub use identity::{Mac, SmbiosUuid};
 pub use sha256::Sha256Hex;

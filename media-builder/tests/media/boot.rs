@@ -42,13 +42,13 @@ fn lab_image() -> &'static (PathBuf, PathBuf) {
 }
 
 #[derive(Clone, Copy, PartialEq)]
-enum Firmware {
+pub enum Firmware {
     SeaBios,
     Ovmf,
 }
 
 #[derive(Clone, Copy)]
-enum Attach {
+pub enum Attach {
     Cdrom,
     UsbStick,
 }
@@ -81,6 +81,33 @@ fn build_lab_media(dir: &Path, format: &str) -> PathBuf {
 /// Boots `image` and returns the marker line the guest printed, once the agent started from
 /// the medium's variables file.
 fn boot(image: &Path, firmware: Firmware, attach: Attach) -> String {
+    boot_until(
+        image,
+        firmware,
+        attach,
+        "NETDEPLOY-BOOT-OK and agent reading /netdeploy/variables",
+        |text| {
+            let agent = text.lines().any(|l| {
+                l.contains("netdeploy-agent: configuration:")
+                    && l.contains("variables file /netdeploy/variables")
+            });
+            text.lines()
+                .find(|l| l.contains("NETDEPLOY-BOOT-OK"))
+                .filter(|_| agent)
+                .map(|l| l.trim().to_string())
+        },
+    )
+}
+
+/// Boots `image` until `found` picks a result out of the serial console so far (`what` names
+/// it for the failure message), within the boot time limit.
+pub fn boot_until(
+    image: &Path,
+    firmware: Firmware,
+    attach: Attach,
+    what: &str,
+    found: impl Fn(&str) -> Option<String>,
+) -> String {
     let qemu = require_tool("qemu-system-x86_64", "qemu-system-x86");
     let _guest = ONE_GUEST.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
@@ -141,14 +168,8 @@ fn boot(image: &Path, firmware: Firmware, attach: Attach) -> String {
     let start = Instant::now();
     let marker = loop {
         let text = String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default()).into_owned();
-        let agent = text.lines().any(|l| {
-            l.contains("netdeploy-agent: configuration:")
-                && l.contains("variables file /netdeploy/variables")
-        });
-        if let Some(line) = text.lines().find(|l| l.contains("NETDEPLOY-BOOT-OK")) {
-            if agent {
-                break Some(line.trim().to_string());
-            }
+        if let Some(m) = found(&text) {
+            break Some(m);
         }
         let exited = child.try_wait().unwrap().is_some();
         if exited || start.elapsed() > BOOT_TIMEOUT {
@@ -172,8 +193,7 @@ fn boot(image: &Path, firmware: Firmware, attach: Attach) -> String {
                 .rev()
                 .collect();
             panic!(
-                "no NETDEPLOY-BOOT-OK and agent reading /netdeploy/variables from {} in {:?}; \
-                 serial console:\n{tail}",
+                "no {what} from {} in {:?}; serial console:\n{tail}",
                 image.display(),
                 start.elapsed()
             );

@@ -8,3 +8,4 @@ mod help;
 mod iso;
 mod refusals;
 mod usb;
+mod winpe;
