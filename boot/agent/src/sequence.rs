@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use crate::apply_image::apply_image;
 use crate::command;
+use crate::disk::{DiskError, Disks};
 use crate::download::{self, Backoff, Expect, HttpSource, LocalSource, Source, TransferError};
 use crate::http::Client;
 use crate::plan::{FileRef, Op, Origin, PackageRef};
@@ -58,6 +59,8 @@ pub struct Runner {
     cached: HashSet<PathBuf>,
     /// The task sequence's secret values, masked in what commands print.
     secrets: Vec<String>,
+    /// The disks of the disk steps, and what this run laid out on them.
+    disks: Disks,
 }
 
 impl Runner {
@@ -68,7 +71,9 @@ impl Runner {
         server: &str,
         deployment: &str,
     ) -> Runner {
+        let state = cache.parent().unwrap_or(&cache).to_owned();
         Runner {
+            disks: Disks::new(PathBuf::from("/sys/block"), state),
             client,
             backoff,
             cache,
@@ -83,6 +88,11 @@ impl Runner {
     /// The secret values to mask in what commands print.
     pub fn mask(&mut self, secrets: &[String]) {
         self.secrets = secrets.to_vec();
+    }
+
+    /// Lists disks under `sys_block` instead of `/sys/block` (a test machine root).
+    pub fn disks_under(&mut self, sys_block: PathBuf) {
+        self.disks.sys_block = sys_block;
     }
 
     /// Variables set so far.
@@ -110,11 +120,27 @@ impl Runner {
     /// Runs one step.
     pub fn run(&mut self, op: &Op) -> Result<(), StepFailure> {
         match op {
-            Op::ApplyImage { file, target } => {
-                let mut source = self.source(file);
-                apply_image(&mut *source, target, &expect(file), &self.backoff)?;
-                Ok(())
+            Op::ApplyImage { file, target } => self.apply(file, target),
+            Op::ApplyImageToDisk {
+                file,
+                disk,
+                partition,
+            } => {
+                let target = self.disks.target(disk, *partition).map_err(disk_failure)?;
+                self.apply(file, &target)
             }
+            Op::PartitionDisk { disk, layout } => {
+                self.disks.partition(disk, layout).map_err(disk_failure)
+            }
+            Op::Format {
+                disk,
+                partition,
+                filesystem,
+            } => self
+                .disks
+                .format(disk, *partition, filesystem)
+                .map_err(disk_failure),
+            Op::Bcdboot => self.disks.bcdboot().map_err(disk_failure),
             Op::RunCommand { command, package } => {
                 let cwd = match package {
                     Some(p) => Some(self.install(p)?),
@@ -146,6 +172,51 @@ impl Runner {
             Op::End(_) => Ok(()),
             Op::Fail(reason) => Err(StepFailure::reason(reason.clone())),
         }
+    }
+
+    /// An image onto `target`: netdeploy's format (`.ndimg`, docs/image-format.md) chunk by
+    /// chunk, each chunk verified before it is written and a cut apply resumed from the
+    /// journal in the state directory; in Windows PE a WIM through `dism`; else raw.
+    fn apply(&mut self, file: &FileRef, target: &Path) -> Result<(), StepFailure> {
+        if file.path.ends_with(".ndimg") {
+            let store = match &file.origin {
+                Origin::Url(url) => crate::image::Store::Http {
+                    client: &self.client,
+                    base: url.clone(),
+                },
+                Origin::Media(path) => {
+                    crate::image::Store::Content(path.parent().unwrap_or(path).to_owned())
+                }
+            };
+            let image = crate::image::ImageRef {
+                name: &file.path,
+                index_size: file.size,
+                index_sha256: file.sha256,
+            };
+            let journal = self.disks.journal(target);
+            if let Some(dir) = journal.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    StepFailure::reason(format!("cannot create {}: {e}", dir.display()))
+                })?;
+            }
+            let opts = crate::image::ApplyOptions {
+                backoff: self.backoff.clone(),
+                ..crate::image::ApplyOptions::new(journal)
+            };
+            crate::image::apply(&store, &image, target, &opts).map_err(|e| StepFailure {
+                file: Some(file.path.clone()),
+                reason: e.to_string(),
+                code: None,
+            })?;
+            return Ok(());
+        }
+        if crate::disk::is_wim(&file.path) {
+            let local = self.cache_file(file)?;
+            return self.disks.apply_wim(&local, target).map_err(disk_failure);
+        }
+        let mut source = self.source(file);
+        apply_image(&mut *source, target, &expect(file), &self.backoff)?;
+        Ok(())
     }
 
     /// Every file of the package in the cache; returns the package's directory.
@@ -190,6 +261,10 @@ impl Runner {
             }),
         }
     }
+}
+
+fn disk_failure(e: DiskError) -> StepFailure {
+    StepFailure::reason(e.to_string())
 }
 
 fn expect(f: &FileRef) -> Expect<'_> {
