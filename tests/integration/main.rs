@@ -11,6 +11,7 @@ mod deploy_qemu;
 mod deployments;
 mod dhcp;
 mod dhcp_clients;
+mod disk_steps;
 mod docs_reference;
 mod docs_site_file;
 mod harness;

@@ -180,10 +180,20 @@ impl Runner {
     fn apply(&mut self, file: &FileRef, target: &Path) -> Result<(), StepFailure> {
         if file.path.ends_with(".ndimg") {
             let store = match &file.origin {
-                Origin::Url(url) => crate::image::Store::Http {
-                    client: &self.client,
-                    base: url.clone(),
-                },
+                // Chunks are fetched by hash from the content library the index came from.
+                Origin::Url(url) => {
+                    let text = url.to_string();
+                    let base = match text.rfind("/content/") {
+                        Some(i) => &text[..i],
+                        None => &self.server,
+                    };
+                    crate::image::Store::Http {
+                        client: &self.client,
+                        base: crate::http::Url::parse(base).map_err(|e| {
+                            StepFailure::reason(format!("{}: bad server URL: {e}", file.path))
+                        })?,
+                    }
+                }
                 Origin::Media(path) => {
                     crate::image::Store::Content(path.parent().unwrap_or(path).to_owned())
                 }
