@@ -18,8 +18,9 @@ use windows_sys::Win32::System::Ioctl::{
     IOCTL_DISK_GET_LENGTH_INFO, IOCTL_STORAGE_QUERY_PROPERTY, STORAGE_DEVICE_DESCRIPTOR,
     STORAGE_PROPERTY_QUERY,
 };
+use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleA, GetProcAddress};
 use windows_sys::Win32::System::SystemInformation::{
-    FirmwareTypeBios, FirmwareTypeUefi, GetFirmwareType,
+    FirmwareTypeBios, FirmwareTypeUefi, FIRMWARE_TYPE,
 };
 use windows_sys::Win32::System::IO::DeviceIoControl;
 
@@ -86,11 +87,25 @@ fn probe(path: &str) -> Option<(Option<u64>, bool)> {
     Some((size, removable))
 }
 
-/// The firmware the machine booted with.
+/// The firmware the machine booted with, from `GetFirmwareType`; `All` where kernel32 has
+/// no such function (Wine 8), so that bcdboot then writes boot files for both.
 fn firmware() -> Firmware {
-    let mut t = 0;
+    type GetFirmwareType = unsafe extern "system" fn(*mut FIRMWARE_TYPE) -> i32;
+    // SAFETY: kernel32 is loaded in every process; the names are NUL-terminated.
+    let f = unsafe {
+        GetProcAddress(
+            GetModuleHandleA(c"kernel32.dll".as_ptr().cast()),
+            c"GetFirmwareType".as_ptr().cast(),
+        )
+    };
+    let Some(f) = f else {
+        return Firmware::All;
+    };
+    // SAFETY: GetFirmwareType has this signature (winbase.h).
+    let get: GetFirmwareType = unsafe { std::mem::transmute(f) };
+    let mut t: FIRMWARE_TYPE = 0;
     // SAFETY: the call writes one FIRMWARE_TYPE.
-    if unsafe { GetFirmwareType(&mut t) } == 0 {
+    if unsafe { get(&mut t) } == 0 {
         return Firmware::All;
     }
     if t == FirmwareTypeUefi {
