@@ -108,8 +108,9 @@ fn captured_ext4(dir: &Path) -> (PathBuf, Vec<(String, Vec<u8>)>) {
     (pkg, files)
 }
 
-/// The site: pc1 runs `steps` (TOML array items), with the image package `image`.
-fn write_site(dir: &Path, steps: &str) -> PathBuf {
+/// The site: pc1 runs `steps` (TOML array items) with content `option`, with the image
+/// package `image`.
+fn write_site(dir: &Path, steps: &str, option: &str) -> PathBuf {
     std::fs::write(dir.join("vmlinuz"), b"kernel").unwrap();
     std::fs::write(dir.join("initrd.img"), b"initrd").unwrap();
     let site = format!(
@@ -146,6 +147,7 @@ task_sequence = "disk"
 collection = "lab"
 purpose = "required"
 available_to = "media_pxe"
+option = "{option}"
 "#
     );
     let path = dir.join("site.toml");
@@ -155,8 +157,8 @@ available_to = "media_pxe"
 
 /// Runs pc1's deployment: the site applied, the server started, the agent run with the
 /// kernel line of the iPXE script. Returns the server (for its records) and the agent's run.
-fn deploy(dir: &Path, steps: &str) -> (Server, Output, String) {
-    let site = write_site(dir, steps);
+fn deploy(dir: &Path, steps: &str, option: &str) -> (Server, Output, String) {
+    let site = write_site(dir, steps, option);
     let data = dir.join("data");
     cli_ok(&data, &["site", "apply", site.to_str().unwrap()]);
     let server = Server::start(dir, &loopback_config(dir, "proxy", ""));
@@ -202,6 +204,12 @@ fn counts(server: &Server) -> serde_json::Value {
 
 #[test]
 fn a_deployment_partitions_a_loop_disk_formats_it_and_applies_an_ndimg_onto_partition_2() {
+    partition_format_and_apply("download_on_demand");
+}
+
+/// The deployment that lays out, formats and images a loop disk, checked; returns the
+/// agent's console.
+fn partition_format_and_apply(option: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let (_pkg, files) = captured_ext4(dir.path());
     let disk = LoopDisk::new(&dir.path().join("disk.raw"), 160);
@@ -214,7 +222,7 @@ fn a_deployment_partitions_a_loop_disk_formats_it_and_applies_an_ndimg_onto_part
   {{ name = "root", action = "format", {d}, partition = 2, filesystem = "ext4" }},
   {{ name = "image", action = "apply_image", package = "image", file = "image.ndimg", {d}, partition = 2 }},"#
     );
-    let (server, out, console) = deploy(dir.path(), &steps);
+    let (server, out, console) = deploy(dir.path(), &steps, option);
     assert!(out.status.success(), "{console}");
     assert!(
         console.contains("SHA-256 of every chunk verified"),
@@ -253,6 +261,7 @@ fn a_deployment_partitions_a_loop_disk_formats_it_and_applies_an_ndimg_onto_part
         assert!(got == *data, "{name} differs on {p2}");
     }
     assert_eq!(counts(&server)["compliant"], 1, "{console}");
+    console
 }
 
 #[test]
@@ -267,7 +276,7 @@ fn a_layout_too_large_for_the_disk_fails_the_step_naming_the_partition() {
   {{ name = "never", action = "format", disk = {{ path = {:?} }}, partition = 1, filesystem = "ext4" }},"#,
         disk.device, disk.device
     );
-    let (server, out, console) = deploy(dir.path(), &steps);
+    let (server, out, console) = deploy(dir.path(), &steps, "download_on_demand");
     assert!(!out.status.success(), "{console}");
     let why = format!(
         "{}: partition 2 (1GiB) does not fit: it needs 1024 MiB and 31 MiB are left on a disk \

@@ -170,6 +170,7 @@ impl Disks {
                 });
             }
         }
+        self.forget_journals(&disk.path);
         self.partitioned
             .insert(disk.path.clone(), (layout.clone(), placed));
         Ok(())
@@ -188,6 +189,7 @@ impl Disks {
         let device = self.partition_path(&disk.path, number)?;
         let mut cmd = mkfs(fs, label.as_deref())?;
         cmd.arg(&device);
+        self.forget_journals(&device.to_string_lossy());
         run_tool(&fs.to_string(), &device.to_string_lossy(), &mut cmd).map(|_| ())
     }
 

@@ -10,6 +10,8 @@ pub mod sfdisk;
 
 #[cfg(unix)]
 mod linux;
+#[cfg(test)]
+mod tests;
 #[cfg(windows)]
 mod windows;
 
@@ -133,13 +135,35 @@ impl Disks {
 
     /// Where an apply onto `target` keeps its resume journal.
     pub fn journal(&self, target: &Path) -> PathBuf {
-        let name: String = target
-            .to_string_lossy()
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-            .collect();
-        self.state_dir.join(format!("apply{name}.journal"))
+        self.state_dir
+            .join(format!("apply{}.journal", journal_key(target)))
     }
+
+    /// Forgets the resume journals of applies onto `disk` and its partitions: what they
+    /// recorded as written is gone once the disk is partitioned or formatted again. (A
+    /// journal of another disk whose name starts the same goes too; that apply then starts
+    /// over, which is always safe.)
+    fn forget_journals(&self, disk: &str) {
+        let prefix = format!("apply{}", journal_key(Path::new(disk)));
+        let Ok(entries) = std::fs::read_dir(&self.state_dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with(&prefix) && name.ends_with(".journal") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+/// A device path as part of a file name: `/dev/vda2` → `_dev_vda2`.
+fn journal_key(target: &Path) -> String {
+    target
+        .to_string_lossy()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
 }
 
 /// A Windows image (`.wim`): applied with `dism` in Windows PE, never written raw.

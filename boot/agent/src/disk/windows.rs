@@ -185,6 +185,7 @@ impl Disks {
         let size = (disk.size_bytes > 0).then_some(disk.size_bytes);
         let script = diskpart::partition_script(Self::number(&disk), layout, size)?;
         self.diskpart("diskpart-partition.txt", &disk.path, &script)?;
+        self.forget_journals(&disk.path);
         let placed = size.and_then(|s| layout.place(s).ok()).unwrap_or_default();
         self.partitioned
             .insert(disk.path.clone(), (layout.clone(), placed));
