@@ -210,8 +210,8 @@ impl Disks {
         self.diskpart("diskpart-format.txt", &disk.path, &script)
     }
 
-    /// Partition `partition` as its drive (`W:\`) when this run gave it a letter, else as
-    /// its device; the whole disk as `\\.\PhysicalDriveN`.
+    /// Partition `partition` as its volume (`\\.\W:`) when this run gave it a letter, else
+    /// as its device; the whole disk as `\\.\PhysicalDriveN`.
     pub fn target(
         &self,
         choice: &DiskChoice,
@@ -224,7 +224,7 @@ impl Disks {
         if let Some((layout, _)) = self.partitioned.get(&disk.path) {
             self.laid_out(&disk.path, n)?;
             if let Some(letter) = diskpart::letters(layout)[n as usize - 1] {
-                return Ok(PathBuf::from(format!(r"{letter}:\")));
+                return Ok(PathBuf::from(format!(r"\\.\{letter}:")));
             }
         }
         Ok(PathBuf::from(format!(
@@ -235,7 +235,12 @@ impl Disks {
 
     /// Applies the WIM `image` (its first image) to the drive `target` with dism.
     pub fn apply_wim(&self, image: &Path, target: &Path) -> Result<(), DiskError> {
-        let dir = target.to_string_lossy();
+        let text = target.to_string_lossy();
+        // The volume of a lettered partition, `\\.\W:`, is applied to as its root, `W:\`.
+        let dir = match text.strip_prefix(r"\\.\") {
+            Some(v) if v.len() == 2 && v.ends_with(':') => format!(r"{v}\"),
+            _ => text.into_owned(),
+        };
         if dir.starts_with(r"\\") {
             return Err(DiskError::Unsupported(format!(
                 "a WIM is applied to a drive (W:\\), not to the device {dir}: partition the \
