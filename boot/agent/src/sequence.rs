@@ -437,6 +437,74 @@ mod tests {
     }
 
     #[test]
+    fn an_ndimg_on_a_full_media_is_applied_from_its_content_files_and_a_bad_chunk_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut x = 0x9E37_79B9u64;
+        let data: Vec<u8> = (0..(1 << 20) + 4096)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let src = dir.path().join("part.raw");
+        std::fs::write(&src, &data).unwrap();
+        let captured = crate::image::capture(
+            &src,
+            &dir.path().join("image"),
+            &crate::image::CaptureOptions {
+                chunk_size: 256 << 10,
+                level: 3,
+            },
+        )
+        .unwrap();
+        assert!(captured.index.chunks.len() > 2);
+        // A full media names each file by its SHA-256 (docs/media.md).
+        let content = dir.path().join("content");
+        std::fs::create_dir_all(&content).unwrap();
+        let by_hash = |sha: &Sha256Digest| content.join(crate::hash::to_hex(sha));
+        std::fs::copy(
+            dir.path()
+                .join("image")
+                .join(netdeploy_wire::image::INDEX_FILE),
+            by_hash(&captured.index_sha256),
+        )
+        .unwrap();
+        for (i, c) in captured.index.chunks.iter().enumerate() {
+            std::fs::copy(
+                dir.path()
+                    .join("image")
+                    .join(netdeploy_wire::image::chunk_file(i)),
+                by_hash(&c.sha256),
+            )
+            .unwrap();
+        }
+        let op = Op::ApplyImage {
+            file: FileRef {
+                package: "os".into(),
+                path: "image.ndimg".into(),
+                size: captured.index_len,
+                sha256: Some(captured.index_sha256),
+                origin: Origin::Media(by_hash(&captured.index_sha256)),
+            },
+            target: dir.path().join("vda2"),
+        };
+        std::fs::write(dir.path().join("vda2"), vec![0xEEu8; data.len()]).unwrap();
+        let mut r = runner(&dir.path().join("state/packages"));
+        r.run(&op).unwrap();
+        assert!(std::fs::read(dir.path().join("vda2")).unwrap() == data);
+
+        let bad = by_hash(&captured.index.chunks[1].sha256);
+        let mut chunk = std::fs::read(&bad).unwrap();
+        chunk[10] ^= 1;
+        std::fs::write(&bad, chunk).unwrap();
+        let err = r.run(&op).unwrap_err();
+        assert_eq!(err.file.as_deref(), Some("image.ndimg"));
+        assert!(err.reason.contains("image.ndimg chunk 1"), "{}", err.reason);
+    }
+
+    #[test]
     fn a_failing_step_says_why() {
         let dir = tempfile::tempdir().unwrap();
         let mut r = runner(dir.path());
