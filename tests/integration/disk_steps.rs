@@ -28,16 +28,22 @@ fn run(cmd: &mut Command) -> Vec<u8> {
 }
 
 /// A loop device with partition scanning over a sparse file; detached when dropped.
-struct LoopDisk {
-    device: String,
+pub struct LoopDisk {
+    pub device: String,
 }
 
 impl LoopDisk {
-    fn new(file: &Path, mib: u64) -> LoopDisk {
+    /// A new sparse file of `mib` MiB, attached.
+    pub fn new(file: &Path, mib: u64) -> LoopDisk {
         std::fs::File::create(file)
             .unwrap()
             .set_len(mib << 20)
             .unwrap();
+        LoopDisk::attach(file)
+    }
+
+    /// The disk file `file`, attached.
+    pub fn attach(file: &Path) -> LoopDisk {
         let out = run(Command::new("losetup")
             .args(["-f", "-P", "--show"])
             .arg(file));
@@ -46,7 +52,7 @@ impl LoopDisk {
         }
     }
 
-    fn partition(&self, n: u32) -> String {
+    pub fn partition(&self, n: u32) -> String {
         netdeploy_wire::disk::partition_device(&self.device, n)
     }
 }
@@ -68,8 +74,9 @@ fn linux_agent() -> PathBuf {
     exe
 }
 
-/// An ext4 filesystem of 32 MiB with a few files, captured as an image directory.
-fn captured_ext4(dir: &Path) -> (PathBuf, Vec<(String, Vec<u8>)>) {
+/// An ext4 filesystem of 32 MiB with a few files, captured as the image directory
+/// `dir/image`; returns it and the files.
+pub fn captured_ext4(dir: &Path) -> (PathBuf, Vec<(String, Vec<u8>)>) {
     let root = dir.join("fsroot");
     std::fs::create_dir_all(root.join("etc")).unwrap();
     let mut x = 0x2545_F491_4F6C_DD1Du64;
@@ -213,15 +220,7 @@ fn partition_format_and_apply(option: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let (_pkg, files) = captured_ext4(dir.path());
     let disk = LoopDisk::new(&dir.path().join("disk.raw"), 160);
-    let d = format!("disk = {{ path = {:?} }}", disk.device);
-    let steps = format!(
-        r#"{{ name = "lay out", action = "partition_disk", {d}, layout = {{ table = "gpt", partitions = [
-      {{ role = "esp", size = "40MiB", label = "EFI" }},
-      {{ role = "linux", size = "rest", label = "root" }} ] }} }},
-  {{ name = "esp", action = "format", {d}, partition = 1, filesystem = "fat32" }},
-  {{ name = "root", action = "format", {d}, partition = 2, filesystem = "ext4" }},
-  {{ name = "image", action = "apply_image", package = "image", file = "image.ndimg", {d}, partition = 2 }},"#
-    );
+    let steps = layout_steps(&format!("disk = {{ path = {:?} }}, ", disk.device));
     let (server, out, console) = deploy(dir.path(), &steps, option);
     assert!(out.status.success(), "{console}");
     assert!(
@@ -229,6 +228,27 @@ fn partition_format_and_apply(option: &str) -> String {
         "{console}"
     );
 
+    assert_laid_out_and_imaged(&disk, &files);
+    assert_eq!(counts(&server)["compliant"], 1, "{console}");
+    console
+}
+
+/// The steps that lay out a disk (GPT: a 40 MiB ESP and a Linux partition), format both and
+/// apply the package `image` onto partition 2; `disk` is put in each step (`disk = {...}, `).
+pub fn layout_steps(disk: &str) -> String {
+    format!(
+        r#"{{ name = "lay out", action = "partition_disk", {disk}layout = {{ table = "gpt", partitions = [
+      {{ role = "esp", size = "40MiB", label = "EFI" }},
+      {{ role = "linux", size = "rest", label = "root" }} ] }} }},
+  {{ name = "esp", action = "format", {disk}partition = 1, filesystem = "fat32" }},
+  {{ name = "root", action = "format", {disk}partition = 2, filesystem = "ext4" }},
+  {{ name = "image", action = "apply_image", package = "image", file = "image.ndimg", {disk}partition = 2 }},"#
+    )
+}
+
+/// `disk` holds the layout of these tests (GPT: a 40 MiB ESP named EFI formatted FAT32, and a
+/// Linux partition named root) with the captured ext4 filesystem `files` on partition 2.
+pub fn assert_laid_out_and_imaged(disk: &LoopDisk, files: &[(String, Vec<u8>)]) {
     // The table: GPT, the ESP type and name, the Linux partition after it.
     let table: serde_json::Value =
         serde_json::from_slice(&run(Command::new("sfdisk").arg("--json").arg(&disk.device)))
@@ -253,15 +273,13 @@ fn partition_format_and_apply(option: &str) -> String {
     // Partition 2 holds the applied filesystem, clean and with its files.
     let p2 = disk.partition(2);
     run(Command::new("fsck.ext4").arg("-fn").arg(&p2));
-    for (name, data) in &files {
+    for (name, data) in files {
         let got = run(Command::new("debugfs")
             .arg("-R")
             .arg(format!("cat /{name}"))
             .arg(&p2));
         assert!(got == *data, "{name} differs on {p2}");
     }
-    assert_eq!(counts(&server)["compliant"], 1, "{console}");
-    console
 }
 
 #[test]

@@ -12,6 +12,7 @@ mod deployments;
 mod dhcp;
 mod dhcp_clients;
 mod disk_steps;
+mod disk_steps_qemu;
 mod docs_reference;
 mod docs_site_file;
 mod harness;

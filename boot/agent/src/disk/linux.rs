@@ -190,7 +190,14 @@ impl Disks {
         let mut cmd = mkfs(fs, label.as_deref())?;
         cmd.arg(&device);
         self.forget_journals(&device.to_string_lossy());
-        run_tool(&fs.to_string(), &device.to_string_lossy(), &mut cmd).map(|_| ())
+        run_tool(&fs.to_string(), &device.to_string_lossy(), &mut cmd)?;
+        // A step that reported ok survives a power cut: the new filesystem is on the device.
+        File::open(&device)
+            .and_then(|f| f.sync_all())
+            .map_err(|source| DiskError::Read {
+                path: device.clone(),
+                source,
+            })
     }
 
     fn partition_path(&self, disk: &str, number: u32) -> Result<PathBuf, DiskError> {
