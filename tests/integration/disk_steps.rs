@@ -39,17 +39,26 @@ impl LoopDisk {
             .unwrap()
             .set_len(mib << 20)
             .unwrap();
-        LoopDisk::attach(file)
+        LoopDisk::loop_device(file)
     }
 
-    /// The disk file `file`, attached.
-    pub fn attach(file: &Path) -> LoopDisk {
+    fn loop_device(file: &Path) -> LoopDisk {
         let out = run(Command::new("losetup")
             .args(["-f", "-P", "--show"])
             .arg(file));
         LoopDisk {
             device: String::from_utf8(out).unwrap().trim().to_owned(),
         }
+    }
+
+    /// The disk file `file`, which holds a partition table, attached, with its partitions
+    /// as devices.
+    pub fn attach(file: &Path) -> LoopDisk {
+        let disk = LoopDisk::loop_device(file);
+        // losetup's own scan of the table does not always make the partition devices (in a
+        // container); partx adds them from the table.
+        run(Command::new("partx").arg("-u").arg(&disk.device));
+        disk
     }
 
     pub fn partition(&self, n: u32) -> String {
