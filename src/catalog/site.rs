@@ -951,7 +951,7 @@ fn check_step(c: &Catalog, at: &str, s: &Step) -> Result<(), SiteError> {
                 .map_err(|e| invalid(format!("{at}.layout"), e.to_string()))?;
         }
         StepAction::Format => {
-            if s.partition.is_none() {
+            if s.partition.is_none_or(|n| n == 0) {
                 return Err(invalid(
                     format!("{at}.partition"),
                     "a format step needs partition (its number on the disk, from 1)",
@@ -1500,6 +1500,11 @@ available_to = "media_pxe"
                 r#"{ name = "w", action = "apply_image", package = "disk", file = "disk.img", partition = 0 }"#,
                 "task_sequence \"ts\".steps[0].partition",
                 "numbered from 1",
+            ),
+            (
+                r#"{ name = "f", action = "format", partition = 0, filesystem = "ext4" }"#,
+                "task_sequence \"ts\".steps[0].partition",
+                "from 1",
             ),
             (
                 r#"{ name = "w", action = "apply_image", package = "disk", partition = 2 }"#,
