@@ -16,6 +16,19 @@ pub const ESP_LETTER: char = 'S';
 pub const WINDOWS_LETTER: char = 'W';
 const MORE_WINDOWS_LETTERS: [char; 3] = ['T', 'U', 'V'];
 
+/// The number N of a disk path `\\.\PhysicalDriveN` (any case), which diskpart selects.
+pub fn disk_number(path: &str) -> Option<u32> {
+    let rest = path.strip_prefix(r"\\.\")?;
+    let (name, n) = rest.split_at_checked("PhysicalDrive".len())?;
+    if !name.eq_ignore_ascii_case("PhysicalDrive")
+        || n.is_empty()
+        || !n.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    n.parse().ok()
+}
+
 /// The drive letter of each partition of `layout`, in order.
 pub fn letters(layout: &DiskLayout) -> Vec<Option<char>> {
     let mut windows = std::iter::once(WINDOWS_LETTER).chain(MORE_WINDOWS_LETTERS);
@@ -300,6 +313,22 @@ mod tests {
         );
         let e = format_script(0, 2, &Filesystem::Ext4, None, None).unwrap_err();
         assert!(e.to_string().contains("no ext4 filesystem"), "{e}");
+    }
+
+    #[test]
+    fn disks_are_named_by_their_physical_drive_number() {
+        assert_eq!(disk_number(r"\\.\PhysicalDrive0"), Some(0));
+        assert_eq!(disk_number(r"\\.\physicaldrive12"), Some(12));
+        for bad in [
+            r"\\.\PhysicalDrive",
+            r"\\.\PhysicalDrive-1",
+            r"\\.\PhysicalDrive1 ",
+            r"\\.\C:",
+            "/dev/vda",
+            r"PhysicalDrive0",
+        ] {
+            assert_eq!(disk_number(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -24,21 +24,11 @@ use windows_sys::Win32::System::SystemInformation::{
 };
 use windows_sys::Win32::System::IO::DeviceIoControl;
 
-use super::diskpart::{self, Firmware};
+use super::diskpart::{self, disk_number, Firmware};
 use super::{run_tool, DiskError, Disks};
 
 /// Disks looked for: `\\.\PhysicalDrive0` to `\\.\PhysicalDrive31`.
 const MAX_DISKS: u32 = 32;
-
-/// The number N of `\\.\PhysicalDriveN`.
-fn disk_number(path: &str) -> Option<u32> {
-    let n = path
-        .strip_prefix(r"\\.\")?
-        .get(..13)
-        .filter(|p| p.eq_ignore_ascii_case("PhysicalDrive"))
-        .map(|_| &path[17..])?;
-    n.parse().ok()
-}
 
 /// Size and removable flag of a disk, from the device; `None` when it cannot be opened.
 fn probe(path: &str) -> Option<(Option<u64>, bool)> {
