@@ -2,7 +2,9 @@
 //! stands for the machine's disk. A real server's deployment partitions it (GPT: ESP and a
 //! Linux partition), formats the ESP FAT32 and the Linux partition ext4, and applies a captured
 //! `.ndimg` of an ext4 filesystem onto partition 2; `blkid`, `fsck.ext4 -n` and `debugfs` then
-//! read the disk. A layout too large for the disk fails the step naming the partition.
+//! read the disk. An MBR layout gets its types, active flag, ext4 and swap, and a filesystem
+//! the partition's role does not take fails the step. A layout too large for the disk fails
+//! the step naming the partition.
 //!
 //! The Linux agent (`target/debug/netdeploy-agent`, built with the workspace) runs as root
 //! with `--root` for its identity and kernel line, and on the real `/dev`.
@@ -320,4 +322,85 @@ fn a_layout_too_large_for_the_disk_fails_the_step_naming_the_partition() {
         .unwrap();
     assert!(!probe.status.success(), "a table was written: {probe:?}");
     assert_eq!(counts(&server)["failed"], 1, "{console}");
+}
+
+#[test]
+fn an_mbr_layout_gets_its_active_flag_ext4_and_swap_and_a_filesystem_its_role_refuses_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    captured_ext4(dir.path());
+    let disk = LoopDisk::new(&dir.path().join("disk.raw"), 96);
+    let d = format!("disk = {{ path = {:?} }}", disk.device);
+    let steps = format!(
+        r#"{{ name = "lay out", action = "partition_disk", {d}, layout = {{ table = "mbr", partitions = [
+      {{ role = "linux", size = "48MiB", label = "boot", active = true }},
+      {{ role = "swap", size = "25%", label = "swap" }},
+      {{ role = "linux", size = "rest" }} ] }} }},
+  {{ name = "boot", action = "format", {d}, partition = 1, filesystem = "ext4" }},
+  {{ name = "swap", action = "format", {d}, partition = 2, filesystem = "swap" }},
+  {{ name = "wrong", action = "format", {d}, partition = 3, filesystem = "fat32" }},"#
+    );
+    let (server, out, console) = deploy(dir.path(), &steps, "download_on_demand");
+    assert!(!out.status.success(), "{console}");
+    let why = format!(
+        "partition 3 of {} is a linux partition, which takes no fat32",
+        disk.device
+    );
+    assert!(console.contains(&why), "{console}");
+    assert!(console.contains("step 4/4 \"wrong\" failed"), "{console}");
+    assert_eq!(counts(&server)["failed"], 1, "{console}");
+
+    let table: serde_json::Value =
+        serde_json::from_slice(&run(Command::new("sfdisk").arg("--json").arg(&disk.device)))
+            .unwrap();
+    let parts = table["partitiontable"]["partitions"].as_array().unwrap();
+    assert_eq!(table["partitiontable"]["label"], "dos", "{table:#}");
+    let summary: Vec<(u64, u64, String, bool)> = parts
+        .iter()
+        .map(|p| {
+            (
+                p["start"].as_u64().unwrap(),
+                p["size"].as_u64().unwrap(),
+                p["type"].as_str().unwrap().to_owned(),
+                p["bootable"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect();
+    // 1 MiB lead, 48 MiB, 24 MiB (25% of 96), and the 23 MiB left; sectors of 512 bytes.
+    assert_eq!(
+        summary,
+        [
+            (2048, 48 * 2048, "83".to_owned(), true),
+            (49 * 2048, 24 * 2048, "82".to_owned(), false),
+            (73 * 2048, 23 * 2048, "83".to_owned(), false),
+        ],
+        "{table:#}"
+    );
+    let blkid = |n: u32| {
+        String::from_utf8(run(Command::new("blkid")
+            .args(["-o", "export"])
+            .arg(disk.partition(n))))
+        .unwrap()
+    };
+    let one = blkid(1);
+    assert!(
+        one.contains("TYPE=ext4") && one.contains("LABEL=boot"),
+        "{one}"
+    );
+    let two = blkid(2);
+    assert!(
+        two.contains("TYPE=swap") && two.contains("LABEL=swap"),
+        "{two}"
+    );
+    // Nothing was made on partition 3.
+    let three = Command::new("blkid")
+        .args(["-p", "-o", "export"])
+        .arg(disk.partition(3))
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&three.stdout)
+            .lines()
+            .any(|l| l.starts_with("TYPE=")),
+        "{three:?}"
+    );
 }
