@@ -5,7 +5,9 @@
 #
 # Writes OUT_DIR/vmlinuz (Debian's current linux-image-amd64 kernel) and
 # OUT_DIR/initrd.img (busybox initramfs with virtio, CD-ROM/ISO and USB storage
-# modules and the task sequence agent /bin/netdeploy-agent; /init prints
+# modules, the task sequence agent /bin/netdeploy-agent and the tools of its
+# disk steps (sfdisk, partx, blockdev, mkfs.vfat, mkfs.ext4, mkswap with the
+# shared libraries they need, taken from this machine); /init prints
 # "NETDEPLOY-BOOT-OK mac=... cmdline=...", runs the agent when the kernel
 # command line has netdeploy.server=, then powers off).
 # The agent is built first, statically linked (cargo build -p netdeploy-agent
@@ -22,17 +24,22 @@
 #                             building one
 #
 # Needs: cargo (or NETDEPLOY_AGENT_BIN), apt-get, apt-cache, dpkg-deb, cpio,
-# gzip, busybox (busybox-static); root only if the apt lists are missing
-# (apt-get update).
+# gzip, busybox (busybox-static), ldd, and the disk tools: fdisk (sfdisk),
+# util-linux (partx, blockdev, mkswap), dosfstools (mkfs.vfat), e2fsprogs
+# (mkfs.ext4); root only if the apt lists are missing (apt-get update).
 set -euo pipefail
 
 PROG="$(basename "$0")"
 SRC_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_DIR="$(cd "$SRC_DIR/../.." && pwd)"
-INITRD_VERSION=3
+INITRD_VERSION=4
 INPUTS=("$SRC_DIR/build.sh" "$SRC_DIR/init" "$SRC_DIR/udhcpc.script")
 # Its own target dir: the static flags must not rebuild the workspace's release build.
 AGENT_TARGET_DIR="$REPO_DIR/target/linux-image-agent"
+
+# What the agent's disk steps run (boot/agent/src/disk/linux.rs). These are the
+# Debian builds of this machine, copied with the shared libraries ldd names.
+DISK_TOOLS=(sfdisk partx blockdev mkfs.vfat mkfs.ext4 mkswap)
 
 # Modules loaded by /init (plus their dependencies, from modules.dep).
 # Network first so the marker line comes early; built-in modules are skipped.
@@ -144,6 +151,12 @@ for b in /bin/busybox /usr/bin/busybox "$(command -v busybox || true)"; do
     fi
 done
 [[ -n "$BUSYBOX" ]] || die "busybox not found (install busybox-static)"
+declare -A disk_tool=()
+for t in "${DISK_TOOLS[@]}"; do
+    p="$(PATH="$PATH:/usr/sbin:/sbin" command -v "$t" || true)"
+    [[ -n "$p" ]] || die "missing disk tool '$t' (Debian packages fdisk, util-linux, dosfstools, e2fsprogs)"
+    disk_tool[$t]="$p"
+done
 # A static binary has no interpreter: ldd fails on it.
 if ldd "$BUSYBOX" >/dev/null 2>&1; then
     die "$BUSYBOX is dynamically linked; install busybox-static"
@@ -312,6 +325,22 @@ for n in "${load_order[@]}"; do
     printf '%s\n' "$base" >>"$root/etc/netdeploy-modules"
 done
 log "modules (load order): $(tr '\n' ' ' <"$root/etc/netdeploy-modules")"
+
+# The disk tools replace busybox's applets of the same name (busybox's mkswap and
+# blockdev would do, but one set of tools is simpler to reason about), and bring
+# their libraries and the dynamic loader at the paths ldd prints.
+for t in "${DISK_TOOLS[@]}"; do
+    rm -f "$root/bin/$t"
+    install -m 0755 "${disk_tool[$t]}" "$root/bin/$t"
+    while IFS= read -r lib; do
+        [[ -e "$root$lib" ]] && continue
+        mkdir -p "$root$(dirname "$lib")"
+        cp -L "$lib" "$root$lib"
+    done < <(ldd "${disk_tool[$t]}" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }')
+done
+log "disk tools: ${DISK_TOOLS[*]} ($(du -ck "$root/bin/sfdisk" "$root/bin/partx" "$root/bin/blockdev" \
+    "$root/bin/mkfs.vfat" "$root/bin/mkfs.ext4" "$root/bin/mkswap" | tail -n 1 | cut -f1) KiB, libraries \
+    $(du -sk "$root/lib/x86_64-linux-gnu" 2>/dev/null | cut -f1) KiB)"
 
 install -m 0755 "$SRC_DIR/init" "$root/init"
 install -m 0755 "$AGENT_BIN" "$root/bin/netdeploy-agent"

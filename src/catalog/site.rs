@@ -889,6 +889,29 @@ fn check_step(c: &Catalog, at: &str, s: &Step) -> Result<(), SiteError> {
         need(&s.target, key)
     };
     match s.action {
+        // Without a target, an image goes to partition `partition` of the disk `disk` picks,
+        // or to that whole disk; one of them must be said, never the first disk by default.
+        StepAction::ApplyImage if s.target.is_none() => {
+            if s.disk.is_none() && s.partition.is_none() {
+                return Err(invalid(
+                    format!("{at}.target"),
+                    "an apply_image step needs target, or partition and/or disk",
+                ));
+            }
+            if s.partition == Some(0) {
+                return Err(invalid(
+                    format!("{at}.partition"),
+                    "partitions are numbered from 1",
+                ));
+            }
+            need(&s.package, "package")?;
+            if s.file.is_none() && package.is_some_and(|p| p.files.len() != 1) {
+                return Err(invalid(
+                    format!("{at}.file"),
+                    format!("a {action} step needs file: its package does not hold exactly one"),
+                ));
+            }
+        }
         StepAction::ApplyImage | StepAction::ApplyOs => one_file("target")?,
         StepAction::RunCommand => need(&s.command, "command")?,
         StepAction::InstallPackage => need(&s.package, "package")?,
@@ -928,7 +951,7 @@ fn check_step(c: &Catalog, at: &str, s: &Step) -> Result<(), SiteError> {
                 .map_err(|e| invalid(format!("{at}.layout"), e.to_string()))?;
         }
         StepAction::Format => {
-            if s.partition.is_none() {
+            if s.partition.is_none_or(|n| n == 0) {
                 return Err(invalid(
                     format!("{at}.partition"),
                     "a format step needs partition (its number on the disk, from 1)",
@@ -1426,6 +1449,20 @@ available_to = "media_pxe"
     }
 
     #[test]
+    fn an_image_goes_to_a_partition_or_a_disk_when_the_step_has_no_target() {
+        let files = with_package(&["disk.img", "readme.txt"]);
+        for step in [
+            r#"{ name = "w", action = "apply_image", package = "disk", file = "disk.img", partition = 2 }"#,
+            r#"{ name = "w", action = "apply_image", package = "disk", file = "disk.img", disk = { path = "/dev/vdb" } }"#,
+            r#"{ name = "w", action = "apply_image", package = "disk", file = "disk.img", partition = 1, disk = { min_size_mib = 4096 } }"#,
+        ] {
+            if let Err(e) = parse(&steps(step), &files, fake_import, 0) {
+                panic!("{step}: {e}");
+            }
+        }
+    }
+
+    #[test]
     fn steps_naming_missing_packages_or_files_are_refused_with_their_key() {
         let files = with_package(&["disk.img", "readme.txt"]);
         let cases = [
@@ -1453,6 +1490,26 @@ available_to = "media_pxe"
                 r#"{ name = "a", action = "poweroff" }, { name = "w", action = "write_file", package = "disk", file = "readme.txt" }"#,
                 "task_sequence \"ts\".steps[1].target",
                 "needs target",
+            ),
+            (
+                r#"{ name = "w", action = "apply_image", package = "disk", file = "disk.img" }"#,
+                "task_sequence \"ts\".steps[0].target",
+                "needs target, or partition and/or disk",
+            ),
+            (
+                r#"{ name = "w", action = "apply_image", package = "disk", file = "disk.img", partition = 0 }"#,
+                "task_sequence \"ts\".steps[0].partition",
+                "numbered from 1",
+            ),
+            (
+                r#"{ name = "f", action = "format", partition = 0, filesystem = "ext4" }"#,
+                "task_sequence \"ts\".steps[0].partition",
+                "from 1",
+            ),
+            (
+                r#"{ name = "w", action = "apply_image", package = "disk", partition = 2 }"#,
+                "task_sequence \"ts\".steps[0].file",
+                "exactly one",
             ),
             (
                 r#"{ name = "v", action = "set_variable", value = "x" }"#,

@@ -11,6 +11,8 @@ mod deploy_qemu;
 mod deployments;
 mod dhcp;
 mod dhcp_clients;
+mod disk_steps;
+mod disk_steps_qemu;
 mod docs_reference;
 mod docs_site_file;
 mod harness;

@@ -239,6 +239,133 @@ fn windows_agent_under_wine_pins_the_servers_certificate_over_https() {
     assert!(console.contains("https://127.0.0.1:"), "{console}");
 }
 
+/// The recorders `diskpart.exe`, `dism.exe` and `bcdboot.exe` built from
+/// `tests/wine/recorder.c` into `dir`, beside the agent, where Windows looks first for a
+/// program run by name. Each appends its arguments (and diskpart its script) to
+/// `dir/calls.txt` and exits 0.
+fn install_recorders(dir: &Path) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/wine/recorder.c");
+    for tool in ["diskpart", "dism", "bcdboot"] {
+        let out = Command::new("x86_64-w64-mingw32-gcc")
+            .args(["-O2", "-o"])
+            .arg(dir.join(format!("{tool}.exe")))
+            .arg(&src)
+            .output()
+            .expect("x86_64-w64-mingw32-gcc (Debian package gcc-mingw-w64-x86-64)");
+        assert!(out.status.success(), "{out:?}");
+    }
+}
+
+/// A Windows PE deployment of the disk steps under Wine, the tools replaced by recorders.
+/// Returns the recorded calls, the agent's machine root, its console, and the directory
+/// that holds them.
+fn winpe_disk_run() -> (String, PathBuf, String, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    write_site(dir.path(), &dir.path().join("out"));
+    std::fs::create_dir_all(dir.path().join("os")).unwrap();
+    std::fs::write(
+        dir.path().join("os/install.wim"),
+        b"MSWIM\0\0\0 a windows image",
+    )
+    .unwrap();
+    let disk = r#"disk = { path = '\\.\PhysicalDrive0' }"#;
+    let site = std::fs::read_to_string(dir.path().join("site.toml"))
+        .unwrap()
+        .replace(
+            "[[boot_image]]",
+            "[[package]]\nid = \"os\"\nfrom = \"os\"\n\n[[boot_image]]",
+        );
+    let start = site.find("steps = [").unwrap();
+    let end = start + site[start..].find("\n]\n").unwrap() + 3;
+    let steps = format!(
+        r#"steps = [
+    {{ name = "lay out", action = "partition_disk", {disk}, layout = {{ table = "gpt", partitions = [
+        {{ role = "esp", size = "260MiB", label = "System" }},
+        {{ role = "msr", size = "16MiB" }},
+        {{ role = "windows", size = "rest", label = "Windows" }} ] }} }},
+    {{ name = "reformat", action = "format", {disk}, partition = 3, filesystem = "ntfs" }},
+    {{ name = "windows", action = "apply_image", package = "os", file = "install.wim", {disk}, partition = 3 }},
+    {{ name = "boot files", action = "bcdboot" }},
+]
+"#
+    );
+    let site = format!("{}{steps}{}", &site[..start], &site[end..]);
+    std::fs::write(dir.path().join("site.toml"), site).unwrap();
+    cli_ok(
+        &data,
+        &[
+            "site",
+            "apply",
+            dir.path().join("site.toml").to_str().unwrap(),
+        ],
+    );
+    let server = Server::start(dir.path(), &loopback_config(dir.path(), "proxy", ""));
+    let script = boot_script(&server, "/boot.ipxe?mac=52-54-00-0e-01-01&arch=7");
+    let ini_path = script
+        .lines()
+        .find(|l| l.contains("--name netdeploy.ini"))
+        .and_then(|l| l.split_whitespace().find(|w| w.starts_with("http://")))
+        .and_then(|u| u.strip_prefix(&server.url()))
+        .unwrap_or_else(|| panic!("no netdeploy.ini in:\n{script}"))
+        .to_owned();
+    let ini = crate::harness::http_get(server.http_addr(), &ini_path);
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::write(bin.join("netdeploy.ini"), &ini).unwrap();
+    let exe = install_agent(&bin);
+    install_recorders(&bin);
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let o = wine(
+        dir.path(),
+        &exe,
+        &[
+            "run",
+            "--vars",
+            &wine_path(&bin.join("netdeploy.ini")),
+            "--root",
+            &wine_path(&root),
+        ],
+    );
+    let console = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success(), "{console}");
+    let calls = std::fs::read_to_string(bin.join("calls.txt")).unwrap_or_default();
+    (calls, root, console, dir)
+}
+
+#[test]
+fn winpe_disk_steps_run_diskpart_dism_and_bcdboot_with_the_generated_scripts_recorder() {
+    let (calls, root, console, _dir) = winpe_disk_run();
+    // The agent's state directory under `--root`, as the agent spells it.
+    let state = format!("{}\\var/lib/netdeploy", wine_path(&root));
+    let cache = format!("{state}/packages\\os\\install.wim");
+    let want = format!(
+        "diskpart /s {state}\\diskpart-partition.txt\n\
+         select disk 0\r\nclean\r\nconvert gpt\r\n\
+         create partition efi size=260\r\n\
+         format quick fs=fat32 label=\"System\"\r\n\
+         assign letter=S\r\n\
+         create partition msr size=16\r\n\
+         create partition primary\r\n\
+         format quick fs=ntfs label=\"Windows\"\r\n\
+         assign letter=W\r\n\
+         exit\r\n----\n\
+         diskpart /s {state}\\diskpart-format.txt\n\
+         select disk 0\r\nselect partition 3\r\nformat quick fs=ntfs label=\"Windows\"\r\nexit\r\n----\n\
+         dism /Apply-Image /ImageFile:{cache} /Index:1 /ApplyDir:W:\\\n\
+         bcdboot W:\\Windows /s S: /f ALL\n"
+    );
+    // The system partition is the ESP the layout made. Wine 8's kernel32 has no
+    // GetFirmwareType, so the agent asks bcdboot for both firmwares' boot files.
+    assert_eq!(calls, want, "{console}");
+    assert!(console.contains("step 4/4 \"boot files\": ok"), "{console}");
+}
+
 /// What Windows PE has in `X:\Windows\System32`, and the API sets Windows resolves itself.
 const WINPE_DLLS: &[&str] = &[
     "kernel32.dll",

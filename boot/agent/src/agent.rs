@@ -339,6 +339,7 @@ fn run_policy(
         &id,
     );
     runner.mask(&plan.secrets);
+    runner.disks_under(config.under_root("/sys/block"));
     let code = run_plan(&plan, &mut runner, reporter, &id);
     if let Some(action) = plan.end {
         let _ = std::io::stdout().flush();

@@ -18,6 +18,7 @@ pub mod cli;
 pub mod command;
 pub mod config;
 pub mod console;
+pub mod disk;
 pub mod download;
 pub mod full_media;
 pub mod hash;

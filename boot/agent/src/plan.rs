@@ -12,6 +12,7 @@ use crate::hash::Sha256Digest;
 use crate::http::Url;
 use crate::policy::{ContentOption, PolicyFile, RunPolicy, Step, StepAction};
 use crate::power::EndAction;
+use netdeploy_wire::disk::{DiskChoice, DiskLayout, Filesystem};
 
 /// The task sequence to run.
 #[derive(Debug, Clone)]
@@ -44,8 +45,29 @@ pub struct PlannedStep {
 /// What a step does.
 #[derive(Debug, Clone)]
 pub enum Op {
-    /// `apply_image` and `apply_os`: a raw image onto a block device.
+    /// `apply_image` and `apply_os`: an image (netdeploy's `.ndimg`, a WIM in Windows PE, or
+    /// raw) onto a block device or, for a WIM, a directory.
     ApplyImage { file: FileRef, target: PathBuf },
+    /// `apply_image` without a target: onto partition `partition` of the disk `disk` picks,
+    /// or onto that whole disk.
+    ApplyImageToDisk {
+        file: FileRef,
+        disk: DiskChoice,
+        partition: Option<u32>,
+    },
+    /// `partition_disk`: `layout` onto the disk `disk` picks.
+    PartitionDisk {
+        disk: DiskChoice,
+        layout: DiskLayout,
+    },
+    /// `format`: `filesystem` on partition `partition` of the disk `disk` picks.
+    Format {
+        disk: DiskChoice,
+        partition: u32,
+        filesystem: Filesystem,
+    },
+    /// `bcdboot`: the applied Windows made bootable (Windows PE).
+    Bcdboot,
     /// `/bin/sh -c command`, in the package's directory when it names one.
     RunCommand {
         command: String,
@@ -119,6 +141,33 @@ impl Op {
             Op::ApplyImage { file, target } | Op::WriteFile { file, target } => {
                 format!("{action} {} -> {}", file.path, target.display())
             }
+            Op::ApplyImageToDisk {
+                file,
+                disk,
+                partition,
+            } => match partition {
+                Some(n) => format!(
+                    "{action} {} -> partition {n} of {}",
+                    file.path,
+                    disk.describe()
+                ),
+                None => format!("{action} {} -> disk {}", file.path, disk.describe()),
+            },
+            Op::PartitionDisk { disk, layout } => format!(
+                "{action} {} ({} partitions) -> disk {}",
+                layout.table,
+                layout.partitions.len(),
+                disk.describe()
+            ),
+            Op::Format {
+                disk,
+                partition,
+                filesystem,
+            } => format!(
+                "{action} {filesystem} -> partition {partition} of {}",
+                disk.describe()
+            ),
+            Op::Bcdboot => action.to_owned(),
             Op::RunCommand { command, .. } => format!("{action}: {command}"),
             Op::InstallPackage(p) => format!("{action} {} ({} files)", p.id, p.files.len()),
             Op::WriteText { text, target } => {
@@ -204,7 +253,51 @@ fn plan_step(policy: &RunPolicy, from: &ContentFrom, s: &Step, last: bool) -> Re
         }
         Ok(PathBuf::from(t))
     };
+    let disk = || s.disk.clone().unwrap_or_default();
     match &s.action {
+        StepAction::ApplyImage if s.target.is_none() => {
+            if s.partition == Some(0) {
+                return Err("partitions are numbered from 1".into());
+            }
+            Ok(Op::ApplyImageToDisk {
+                file: step_file(policy, from, s)?,
+                disk: disk(),
+                partition: s.partition,
+            })
+        }
+        StepAction::PartitionDisk => {
+            let layout = s
+                .layout
+                .clone()
+                .ok_or("a partition_disk step needs a layout")?;
+            layout.check().map_err(|e| e.to_string())?;
+            Ok(Op::PartitionDisk {
+                disk: disk(),
+                layout,
+            })
+        }
+        StepAction::Format => {
+            let partition = s
+                .partition
+                .filter(|n| *n > 0)
+                .ok_or("a format step needs a partition (its number on the disk, from 1)")?;
+            let filesystem = match s.filesystem.clone() {
+                Some(Filesystem::Unknown(f)) => {
+                    return Err(format!(
+                        "the filesystem {f:?} is unknown to this boot image (fat32, ext4, \
+                         swap, ntfs)"
+                    ))
+                }
+                Some(f) => f,
+                None => return Err("a format step needs a filesystem".into()),
+            };
+            Ok(Op::Format {
+                disk: disk(),
+                partition,
+                filesystem,
+            })
+        }
+        StepAction::Bcdboot => Ok(Op::Bcdboot),
         StepAction::ApplyImage | StepAction::ApplyOs => Ok(Op::ApplyImage {
             file: step_file(policy, from, s)?,
             target: target()?,
@@ -252,10 +345,7 @@ fn plan_step(policy: &RunPolicy, from: &ContentFrom, s: &Step, last: bool) -> Re
         )),
         StepAction::Poweroff => Ok(Op::End(EndAction::Poweroff)),
         StepAction::Reboot => Ok(Op::End(EndAction::Reboot)),
-        StepAction::PartitionDisk
-        | StepAction::Format
-        | StepAction::CaptureImage
-        | StepAction::Bcdboot => Err(format!(
+        StepAction::CaptureImage => Err(format!(
             "{} steps are not supported in this version of the agent",
             s.action
         )),
@@ -485,9 +575,9 @@ mod tests {
     fn unsupported_unknown_and_incomplete_steps_fail_with_a_reason() {
         let o = ops(
             "download_on_demand",
-            r#"[{"name":"p","action":"bcdboot"},
+            r#"[{"name":"p","action":"format","filesystem":"ext4"},
                 {"name":"u","action":"format_c"},
-                {"name":"i","action":"apply_image","package":"disk"},
+                {"name":"i","action":"apply_os","package":"disk"},
                 {"name":"m","action":"apply_image","package":"nope","target":"/dev/vda"},
                 {"name":"f","action":"write_file","package":"tools","target":"/tmp/x"},
                 {"name":"r","action":"run_command"},
@@ -499,7 +589,7 @@ mod tests {
                 {"name":"end","action":"run_command","command":"true"}]"#,
         );
         let reasons: Vec<&str> = o[..11].iter().map(fail_reason).collect();
-        assert!(reasons[0].contains("bcdboot steps are not supported"));
+        assert!(reasons[0].contains("format step needs a partition"));
         assert!(reasons[1].contains("step action \"format_c\" is unknown"));
         assert!(reasons[2].contains("needs a target"));
         assert!(reasons[3].contains("package \"nope\" is not in the policy"));
@@ -511,6 +601,41 @@ mod tests {
         assert!(reasons[9].contains("not a relative path inside the package"));
         assert!(reasons[10].contains("needs a package"));
         assert!(matches!(o[11], Op::RunCommand { .. }));
+    }
+
+    #[test]
+    fn disk_steps_are_planned_with_their_disk_layout_partition_and_filesystem() {
+        let o = ops(
+            "download_on_demand",
+            r#"[{"name":"p","action":"partition_disk","disk":{"path":"/dev/vdb"},
+                 "layout":{"table":"gpt","partitions":[{"role":"esp","size":"512MiB"},{"role":"linux","size":"rest"}]}},
+                {"name":"f","action":"format","partition":1,"filesystem":"fat32"},
+                {"name":"a","action":"apply_image","package":"disk","partition":2},
+                {"name":"w","action":"apply_image","package":"disk"},
+                {"name":"b","action":"bcdboot"},
+                {"name":"bad","action":"partition_disk","layout":{"table":"mbr","partitions":[{"role":"msr","size":"16MiB"}]}},
+                {"name":"nofs","action":"format","partition":1,"filesystem":"xfs"},
+                {"name":"zero","action":"apply_image","package":"disk","partition":0}]"#,
+        );
+        let d: Vec<String> = o[..5].iter().map(|op| op.describe("x")).collect();
+        assert_eq!(
+            d,
+            [
+                "x gpt (2 partitions) -> disk /dev/vdb",
+                "x fat32 -> partition 1 of non-removable",
+                "x disk.img -> partition 2 of non-removable",
+                "x disk.img -> disk non-removable",
+                "x",
+            ]
+        );
+        assert!(matches!(o[4], Op::Bcdboot));
+        assert!(
+            fail_reason(&o[5]).contains("partition 1: a msr partition exists only on a GPT disk"),
+            "{:?}",
+            o[5]
+        );
+        assert!(fail_reason(&o[6]).contains("\"xfs\" is unknown"));
+        assert!(fail_reason(&o[7]).contains("numbered from 1"));
     }
 
     #[test]

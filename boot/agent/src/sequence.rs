@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use crate::apply_image::apply_image;
 use crate::command;
+use crate::disk::{DiskError, Disks};
 use crate::download::{self, Backoff, Expect, HttpSource, LocalSource, Source, TransferError};
 use crate::http::Client;
 use crate::plan::{FileRef, Op, Origin, PackageRef};
@@ -58,6 +59,8 @@ pub struct Runner {
     cached: HashSet<PathBuf>,
     /// The task sequence's secret values, masked in what commands print.
     secrets: Vec<String>,
+    /// The disks of the disk steps, and what this run laid out on them.
+    disks: Disks,
 }
 
 impl Runner {
@@ -68,7 +71,9 @@ impl Runner {
         server: &str,
         deployment: &str,
     ) -> Runner {
+        let state = cache.parent().unwrap_or(&cache).to_owned();
         Runner {
+            disks: Disks::new(PathBuf::from("/sys/block"), state),
             client,
             backoff,
             cache,
@@ -83,6 +88,11 @@ impl Runner {
     /// The secret values to mask in what commands print.
     pub fn mask(&mut self, secrets: &[String]) {
         self.secrets = secrets.to_vec();
+    }
+
+    /// Lists disks under `sys_block` instead of `/sys/block` (a test machine root).
+    pub fn disks_under(&mut self, sys_block: PathBuf) {
+        self.disks.sys_block = sys_block;
     }
 
     /// Variables set so far.
@@ -110,11 +120,27 @@ impl Runner {
     /// Runs one step.
     pub fn run(&mut self, op: &Op) -> Result<(), StepFailure> {
         match op {
-            Op::ApplyImage { file, target } => {
-                let mut source = self.source(file);
-                apply_image(&mut *source, target, &expect(file), &self.backoff)?;
-                Ok(())
+            Op::ApplyImage { file, target } => self.apply(file, target),
+            Op::ApplyImageToDisk {
+                file,
+                disk,
+                partition,
+            } => {
+                let target = self.disks.target(disk, *partition).map_err(disk_failure)?;
+                self.apply(file, &target)
             }
+            Op::PartitionDisk { disk, layout } => {
+                self.disks.partition(disk, layout).map_err(disk_failure)
+            }
+            Op::Format {
+                disk,
+                partition,
+                filesystem,
+            } => self
+                .disks
+                .format(disk, *partition, filesystem)
+                .map_err(disk_failure),
+            Op::Bcdboot => self.disks.bcdboot().map_err(disk_failure),
             Op::RunCommand { command, package } => {
                 let cwd = match package {
                     Some(p) => Some(self.install(p)?),
@@ -146,6 +172,61 @@ impl Runner {
             Op::End(_) => Ok(()),
             Op::Fail(reason) => Err(StepFailure::reason(reason.clone())),
         }
+    }
+
+    /// An image onto `target`: netdeploy's format (`.ndimg`, docs/image-format.md) chunk by
+    /// chunk, each chunk verified before it is written and a cut apply resumed from the
+    /// journal in the state directory; in Windows PE a WIM through `dism`; else raw.
+    fn apply(&mut self, file: &FileRef, target: &Path) -> Result<(), StepFailure> {
+        if file.path.ends_with(".ndimg") {
+            let store = match &file.origin {
+                // Chunks are fetched by hash from the content library the index came from.
+                Origin::Url(url) => {
+                    let text = url.to_string();
+                    let base = match text.rfind("/content/") {
+                        Some(i) => &text[..i],
+                        None => &self.server,
+                    };
+                    crate::image::Store::Http {
+                        client: &self.client,
+                        base: crate::http::Url::parse(base).map_err(|e| {
+                            StepFailure::reason(format!("{}: bad server URL: {e}", file.path))
+                        })?,
+                    }
+                }
+                Origin::Media(path) => {
+                    crate::image::Store::Content(path.parent().unwrap_or(path).to_owned())
+                }
+            };
+            let image = crate::image::ImageRef {
+                name: &file.path,
+                index_size: file.size,
+                index_sha256: file.sha256,
+            };
+            let journal = self.disks.journal(target);
+            if let Some(dir) = journal.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    StepFailure::reason(format!("cannot create {}: {e}", dir.display()))
+                })?;
+            }
+            let opts = crate::image::ApplyOptions {
+                backoff: self.backoff.clone(),
+                ..crate::image::ApplyOptions::new(journal)
+            };
+            crate::image::apply(&store, &image, target, &opts).map_err(|e| StepFailure {
+                file: Some(file.path.clone()),
+                reason: e.to_string(),
+                code: None,
+            })?;
+            return Ok(());
+        }
+        if crate::disk::is_wim(&file.path) {
+            let local = self.cache_file(file)?;
+            return self.disks.apply_wim(&local, target).map_err(disk_failure);
+        }
+        let mut source = self.source(file);
+        apply_image(&mut *source, target, &expect(file), &self.backoff)?;
+        Ok(())
     }
 
     /// Every file of the package in the cache; returns the package's directory.
@@ -190,6 +271,10 @@ impl Runner {
             }),
         }
     }
+}
+
+fn disk_failure(e: DiskError) -> StepFailure {
+    StepFailure::reason(e.to_string())
 }
 
 fn expect(f: &FileRef) -> Expect<'_> {
@@ -349,6 +434,74 @@ mod tests {
             1,
             "the cache is used after the first fetch"
         );
+    }
+
+    #[test]
+    fn an_ndimg_on_a_full_media_is_applied_from_its_content_files_and_a_bad_chunk_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut x = 0x9E37_79B9u64;
+        let data: Vec<u8> = (0..(1 << 20) + 4096)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let src = dir.path().join("part.raw");
+        std::fs::write(&src, &data).unwrap();
+        let captured = crate::image::capture(
+            &src,
+            &dir.path().join("image"),
+            &crate::image::CaptureOptions {
+                chunk_size: 256 << 10,
+                level: 3,
+            },
+        )
+        .unwrap();
+        assert!(captured.index.chunks.len() > 2);
+        // A full media names each file by its SHA-256 (docs/media.md).
+        let content = dir.path().join("content");
+        std::fs::create_dir_all(&content).unwrap();
+        let by_hash = |sha: &Sha256Digest| content.join(crate::hash::to_hex(sha));
+        std::fs::copy(
+            dir.path()
+                .join("image")
+                .join(netdeploy_wire::image::INDEX_FILE),
+            by_hash(&captured.index_sha256),
+        )
+        .unwrap();
+        for (i, c) in captured.index.chunks.iter().enumerate() {
+            std::fs::copy(
+                dir.path()
+                    .join("image")
+                    .join(netdeploy_wire::image::chunk_file(i)),
+                by_hash(&c.sha256),
+            )
+            .unwrap();
+        }
+        let op = Op::ApplyImage {
+            file: FileRef {
+                package: "os".into(),
+                path: "image.ndimg".into(),
+                size: captured.index_len,
+                sha256: Some(captured.index_sha256),
+                origin: Origin::Media(by_hash(&captured.index_sha256)),
+            },
+            target: dir.path().join("vda2"),
+        };
+        std::fs::write(dir.path().join("vda2"), vec![0xEEu8; data.len()]).unwrap();
+        let mut r = runner(&dir.path().join("state/packages"));
+        r.run(&op).unwrap();
+        assert!(std::fs::read(dir.path().join("vda2")).unwrap() == data);
+
+        let bad = by_hash(&captured.index.chunks[1].sha256);
+        let mut chunk = std::fs::read(&bad).unwrap();
+        chunk[10] ^= 1;
+        std::fs::write(&bad, chunk).unwrap();
+        let err = r.run(&op).unwrap_err();
+        assert_eq!(err.file.as_deref(), Some("image.ndimg"));
+        assert!(err.reason.contains("image.ndimg chunk 1"), "{}", err.reason);
     }
 
     #[test]

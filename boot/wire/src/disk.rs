@@ -249,6 +249,17 @@ impl DiskChoice {
     }
 }
 
+/// The device of partition `number` of the Linux disk `disk`: the kernel puts a `p` between a
+/// disk name that ends in a digit and the number (`/dev/nvme0n1p1`, `/dev/loop0p1`,
+/// `/dev/mmcblk0p1`), and nothing otherwise (`/dev/vda1`, `/dev/sda1`).
+pub fn partition_device(disk: &str, number: u32) -> String {
+    if disk.ends_with(|c: char| c.is_ascii_digit()) {
+        format!("{disk}p{number}")
+    } else {
+        format!("{disk}{number}")
+    }
+}
+
 /// A partition placed on a disk: 1-based number, start and size in bytes (MiB-aligned).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Placed {
@@ -514,6 +525,15 @@ mod tests {
             r#"{"table":"gpt","partitions":[{"role":"esp","size":"big"}]}"#
         )
         .is_err());
+    }
+
+    #[test]
+    fn partition_devices_take_a_p_after_a_disk_name_ending_in_a_digit() {
+        assert_eq!(partition_device("/dev/vda", 1), "/dev/vda1");
+        assert_eq!(partition_device("/dev/sda", 12), "/dev/sda12");
+        assert_eq!(partition_device("/dev/nvme0n1", 1), "/dev/nvme0n1p1");
+        assert_eq!(partition_device("/dev/loop0", 2), "/dev/loop0p2");
+        assert_eq!(partition_device("/dev/mmcblk1", 3), "/dev/mmcblk1p3");
     }
 
     #[test]

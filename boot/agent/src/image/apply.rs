@@ -26,8 +26,11 @@ use crate::progress::Progress;
 pub enum Store<'a> {
     /// The server's content library: `<base>/content/<sha256>` for the index and each chunk.
     Http { client: &'a Client, base: Url },
-    /// A directory as capture wrote it (a full media, a test).
+    /// A directory as capture wrote it (a test, an operator's copy).
     Dir(PathBuf),
+    /// A full media's content directory: the index and each chunk named by their SHA-256
+    /// (docs/media.md).
+    Content(PathBuf),
 }
 
 impl Store<'_> {
@@ -46,6 +49,12 @@ impl Store<'_> {
             Store::Dir(dir) => Ok(Box::new(LocalSource {
                 path: dir.join(INDEX_FILE),
             })),
+            Store::Content(dir) => {
+                let sha = sha256.ok_or(ImageError::IndexHashNeeded)?;
+                Ok(Box::new(LocalSource {
+                    path: crate::full_media::content_file(&dir.join(hash::to_hex(sha))),
+                }))
+            }
         }
     }
 
@@ -61,6 +70,9 @@ impl Store<'_> {
             })),
             Store::Dir(dir) => Ok(Box::new(LocalSource {
                 path: dir.join(chunk_file(i)),
+            })),
+            Store::Content(dir) => Ok(Box::new(LocalSource {
+                path: crate::full_media::content_file(&dir.join(hash::to_hex(sha256))),
             })),
         }
     }
