@@ -310,6 +310,28 @@ impl BootPath {
             _ => None,
         };
         let dep = deployment.and_then(|d| d.parse().ok());
+        // A restart in the middle of the task sequence: the next run continues at the step
+        // after the `reboot` step, and only an end (succeeded, failed) ends the deployment.
+        let restart_at = match kind {
+            "rebooting" => body
+                .get("step_index")
+                .and_then(serde_json::Value::as_u64)
+                .and_then(|k| usize::try_from(k).ok()?.checked_add(1)),
+            _ => None,
+        };
+        if let (false, Some(deployment), Some(step)) =
+            (machine.record().is_empty(), dep, restart_at)
+        {
+            self.memory.record_surely_blocking(
+                &self.store,
+                Write::Restart {
+                    machine,
+                    deployment,
+                    step,
+                    at: now,
+                },
+            );
+        }
         if let (false, Some(deployment), Some(outcome)) =
             (machine.record().is_empty(), dep, outcome)
         {
@@ -554,6 +576,12 @@ pub fn parse_agent_status(raw: serde_json::Value) -> Result<AgentStatus, String>
     let uuid = msg.uuid.filter(|u| !u.is_placeholder());
     if msg.mac.is_none() && uuid.is_none() {
         return Err("the machine must say its mac and/or uuid".into());
+    }
+    if msg.kind == StatusKind::Rebooting && (msg.step_index.is_none() || msg.deployment.is_none()) {
+        return Err(
+            "a rebooting status message needs the deployment and the step_index of its reboot step"
+                .into(),
+        );
     }
     Ok(AgentStatus {
         machine: MachineIdentity { mac: msg.mac, uuid },

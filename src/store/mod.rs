@@ -112,6 +112,14 @@ const MIGRATIONS: &[&str] = &[
         created_at INTEGER NOT NULL,
         revoked_at INTEGER
     );",
+    // 4: runs that restarted the machine mid-sequence and continue at `step` (docs/selection-rules.md rule 7).
+    "CREATE TABLE resume (
+        identity TEXT NOT NULL,
+        deployment TEXT NOT NULL,
+        step INTEGER NOT NULL,
+        at INTEGER NOT NULL,
+        PRIMARY KEY (identity, deployment)
+    );",
 ];
 
 /// A status message (docs/status.md), from the agent or the server.
@@ -343,6 +351,43 @@ impl Store {
             params![identity, deployment, outcome, now],
         )?;
         Ok(())
+    }
+
+    /// Records that a machine's run of a deployment restarted it mid-sequence and continues
+    /// at `step` on its next boot.
+    pub fn resume_set(
+        &self,
+        identity: &str,
+        deployment: &str,
+        step: usize,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT OR REPLACE INTO resume (identity, deployment, step, at) VALUES (?1, ?2, ?3, ?4)",
+            params![identity, deployment, step as i64, now],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets that a machine's run of a deployment continues: it ended.
+    pub fn resume_clear(&self, identity: &str, deployment: &str) -> Result<(), StoreError> {
+        self.conn().execute(
+            "DELETE FROM resume WHERE identity = ?1 AND deployment = ?2",
+            params![identity, deployment],
+        )?;
+        Ok(())
+    }
+
+    /// Every (identity, deployment, step) of runs continuing after a restart.
+    pub fn resumes(&self) -> Result<Vec<(String, String, usize)>, StoreError> {
+        let conn = self.conn();
+        let mut st = conn.prepare(
+            "SELECT identity, deployment, step FROM resume ORDER BY identity, deployment",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)?.max(0) as usize))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Every (identity, deployment, outcome) of last attempts.

@@ -29,6 +29,7 @@ mod pxe_password_qemu;
 mod pxe_qemu;
 mod reimage;
 mod reimage_qemu;
+mod restart;
 mod secure_boot;
 mod secure_boot_qemu;
 mod site_scale;

@@ -143,7 +143,8 @@ impl Runner {
                 self.variables.push((name.clone(), value.clone()));
                 Ok(())
             }
-            Op::End(_) => Ok(()),
+            // The restart itself is the caller's: it reports first (`crate::agent`).
+            Op::End(_) | Op::Restart => Ok(()),
             Op::Fail(reason) => Err(StepFailure::reason(reason.clone())),
         }
     }
