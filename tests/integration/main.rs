@@ -30,6 +30,7 @@ mod pxe_qemu;
 mod reimage;
 mod reimage_qemu;
 mod restart;
+mod restart_qemu;
 mod secure_boot;
 mod secure_boot_qemu;
 mod site_scale;
