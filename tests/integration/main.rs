@@ -3,6 +3,7 @@
 
 mod admin_api;
 mod agent_qemu;
+mod capture;
 mod config_lookup;
 mod content;
 mod contract;

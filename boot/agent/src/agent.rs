@@ -389,6 +389,19 @@ fn run_policy(
         &id,
     );
     runner.mask(&plan.secrets);
+    runner.set_capture(crate::capture_image::CaptureSetup {
+        sys_block: config.under_root("/sys/block"),
+        scratch: config.under_root("/var/lib/netdeploy/capture"),
+        upload: match from {
+            ContentFrom::Server(server) => Some(crate::capture_image::Upload {
+                client: client.clone(),
+                server: server.clone(),
+                token: reporter.token().cloned(),
+                query: reporter.run_query(),
+            }),
+            ContentFrom::Media(_) => None,
+        },
+    });
     let (code, action) = match run_plan(&plan, &mut runner, reporter, &id, continuation) {
         Ran::Ended(code) => {
             continuation.clear();

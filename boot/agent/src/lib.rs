@@ -14,6 +14,7 @@
 
 pub mod agent;
 pub mod apply_image;
+pub mod capture_image;
 pub mod cli;
 pub mod command;
 pub mod config;

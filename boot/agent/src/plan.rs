@@ -66,6 +66,12 @@ pub enum Op {
         /// Shown as a mask on the console.
         secret: bool,
     },
+    /// The disk `disk` picks, or its partition `partition`, to the server as package `package`.
+    CaptureImage {
+        package: String,
+        disk: netdeploy_wire::disk::DiskChoice,
+        partition: Option<u32>,
+    },
     /// `poweroff` or `reboot` as the last step: done after the status is reported.
     End(EndAction),
     /// `reboot` in the middle of the sequence: reported as `rebooting`, then the machine
@@ -138,6 +144,15 @@ impl Op {
                 name, secret: true, ..
             } => format!("{action} {name}={}", netdeploy_wire::policy::MASK),
             Op::SetVariable { name, value, .. } => format!("{action} {name}={value}"),
+            Op::CaptureImage {
+                package,
+                disk,
+                partition,
+            } => format!(
+                "{action} {}{} -> package {package}",
+                disk.describe(),
+                partition.map_or(String::new(), |n| format!(" partition {n}"))
+            ),
             Op::End(a) => a.as_str().to_owned(),
             Op::Restart => format!("{action}: the task sequence continues after the restart"),
             Op::Fail(_) => action.to_owned(),
@@ -270,10 +285,18 @@ fn plan_step(policy: &RunPolicy, from: &ContentFrom, s: &Step, last: bool) -> Re
         // run continues at the step after it.
         StepAction::Reboot if !last => Ok(Op::Restart),
         StepAction::Reboot => Ok(Op::End(EndAction::Reboot)),
-        StepAction::PartitionDisk
-        | StepAction::Format
-        | StepAction::CaptureImage
-        | StepAction::Bcdboot => Err(format!(
+        StepAction::CaptureImage => {
+            let package = need(&s.package, "a package (the id of the new package)")?;
+            if !is_plain_relative(&package) || package.contains('/') {
+                return Err(format!("package id {package:?} cannot be a directory name"));
+            }
+            Ok(Op::CaptureImage {
+                package,
+                disk: s.disk.clone().unwrap_or_default(),
+                partition: s.partition,
+            })
+        }
+        StepAction::PartitionDisk | StepAction::Format | StepAction::Bcdboot => Err(format!(
             "{} steps are not supported in this version of the agent",
             s.action
         )),

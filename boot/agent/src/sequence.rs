@@ -58,6 +58,8 @@ pub struct Runner {
     cached: HashSet<PathBuf>,
     /// The task sequence's secret values, masked in what commands print.
     secrets: Vec<String>,
+    /// Where `capture_image` reads disks and sends images.
+    capture: Option<crate::capture_image::CaptureSetup>,
 }
 
 impl Runner {
@@ -77,7 +79,13 @@ impl Runner {
             variables: Vec::new(),
             cached: HashSet::new(),
             secrets: Vec::new(),
+            capture: None,
         }
+    }
+
+    /// Where `capture_image` steps read disks and send images.
+    pub fn set_capture(&mut self, setup: crate::capture_image::CaptureSetup) {
+        self.capture = Some(setup);
     }
 
     /// The secret values to mask in what commands print.
@@ -141,6 +149,20 @@ impl Runner {
             Op::SetVariable { name, value, .. } => {
                 self.variables.retain(|(k, _)| k != name);
                 self.variables.push((name.clone(), value.clone()));
+                Ok(())
+            }
+            Op::CaptureImage {
+                package,
+                disk,
+                partition,
+            } => {
+                let setup = self
+                    .capture
+                    .as_ref()
+                    .ok_or_else(|| StepFailure::reason("capture_image cannot run here"))?;
+                let done = crate::capture_image::run(setup, package, disk, *partition)
+                    .map_err(StepFailure::reason)?;
+                crate::console::say(done);
                 Ok(())
             }
             // The restart itself is the caller's: it reports first (`crate::agent`).
