@@ -7,7 +7,9 @@
 # OUT_DIR/initrd.img (busybox initramfs with virtio, CD-ROM/ISO and USB storage
 # modules and the task sequence agent /bin/netdeploy-agent; /init prints
 # "NETDEPLOY-BOOT-OK mac=... cmdline=...", runs the agent when the kernel
-# command line has netdeploy.server=, then powers off).
+# command line has netdeploy.server=, then powers off), and partclone.extfs,
+# partclone.fat and partclone.ntfs with the shared libraries they need, copied
+# from this host, for capture_image (docs/image-format.md).
 # The agent is built first, statically linked (cargo build -p netdeploy-agent
 # --release, -C target-feature=+crt-static) into target/linux-image-agent/.
 # Cached: nothing else is done when both files exist and are newer than the
@@ -22,14 +24,14 @@
 #                             building one
 #
 # Needs: cargo (or NETDEPLOY_AGENT_BIN), apt-get, apt-cache, dpkg-deb, cpio,
-# gzip, busybox (busybox-static); root only if the apt lists are missing
+# gzip, busybox (busybox-static), partclone, ldd; root only if the apt lists are missing
 # (apt-get update).
 set -euo pipefail
 
 PROG="$(basename "$0")"
 SRC_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_DIR="$(cd "$SRC_DIR/../.." && pwd)"
-INITRD_VERSION=3
+INITRD_VERSION=4
 INPUTS=("$SRC_DIR/build.sh" "$SRC_DIR/init" "$SRC_DIR/udhcpc.script")
 # Its own target dir: the static flags must not rebuild the workspace's release build.
 AGENT_TARGET_DIR="$REPO_DIR/target/linux-image-agent"
@@ -319,6 +321,25 @@ mkdir -p "$root/etc/netdeploy" "$root/var/lib/netdeploy"
 install -m 0755 "$SRC_DIR/udhcpc.script" "$root/etc/udhcpc.script"
 mkdir -p "$root/usr/share/udhcpc"
 ln -s ../../../etc/udhcpc.script "$root/usr/share/udhcpc/default.script" 2>/dev/null || true
+# capture_image maps a filesystem's used blocks with partclone, as FOG and Clonezilla do
+# (docs/image-format.md). The initramfs has no libc of its own: each program comes with
+# the shared libraries and the loader that ldd lists, from this host's packages.
+copy_with_libs() { # PROGRAM
+    local bin lib
+    bin="$(PATH="$PATH:/usr/sbin:/sbin" command -v "$1")" ||
+        die "missing $1 (apt-get install partclone)"
+    install -m 0755 "$bin" "$root/bin/$1"
+    while IFS= read -r lib; do
+        [[ -e "$root$lib" ]] && continue
+        mkdir -p "$root$(dirname "$lib")"
+        cp -L "$lib" "$root$lib"
+    done < <(ldd "$bin" | grep -o '/[^ ]*')
+}
+for p in partclone.extfs partclone.fat partclone.ntfs; do
+    copy_with_libs "$p"
+done
+log "partclone: $(du -sk "$root/bin/partclone."* "$root/lib/x86_64-linux-gnu" "$root/lib64" 2>/dev/null |
+    awk '{ k += $1 } END { print k " KiB with its libraries" }')"
 printf 'root:x:0:0:root:/root:/bin/sh\n' >"$root/etc/passwd"
 printf 'root:x:0:\n' >"$root/etc/group"
 {
