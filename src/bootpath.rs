@@ -626,6 +626,39 @@ mod tests {
     }
 
     #[test]
+    fn a_rebooting_status_is_stored_as_where_the_run_continues_until_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let bp = BootPath::open(
+            Arc::new(Store::in_memory().unwrap()),
+            Library::new(dir.path()),
+            Default::default(),
+        )
+        .unwrap();
+        let machine = machine_of(Some("52:54:00:00:00:07"), None).unwrap();
+        let lab: crate::catalog::DeploymentId = "LAB00001".parse().unwrap();
+        let resume =
+            |h: &decision::History| h.resume_for(&Catalog::default(), &machine, None, &lab);
+        let status = |kind: &str, body: serde_json::Value| {
+            bp.record_agent_status(machine, Some("LAB00001"), kind, body)
+                .unwrap();
+        };
+        status("rebooting", json!({"kind": "rebooting", "step_index": 1}));
+        assert_eq!(bp.memory.with_history(resume), Some(2));
+        // The store has it too: a server restarted in between still continues the run.
+        let stored = crate::store::catalog::history(&bp.store).unwrap();
+        assert_eq!(resume(&stored), Some(2));
+        status("started", json!({"kind": "started"}));
+        assert_eq!(bp.memory.with_history(resume), Some(2));
+        status("succeeded", json!({"kind": "succeeded"}));
+        assert_eq!(bp.memory.with_history(resume), None);
+        let stored = crate::store::catalog::history(&bp.store).unwrap();
+        assert_eq!(resume(&stored), None);
+        let err = parse_agent_status(json!({"kind": "rebooting", "mac": "52:54:00:00:00:07"}))
+            .unwrap_err();
+        assert!(err.contains("step_index"), "{err}");
+    }
+
+    #[test]
     fn a_status_message_needs_a_known_kind_and_an_identity() {
         let m = parse_agent_status(json!({
             "kind": "succeeded", "uuid": "4e44d0e1-0d08-4c4a-9b1e-2f6d0d080001",
