@@ -2,7 +2,8 @@
 //! (run in this process with `--root`) captures a partitioned loop device, a GPT disk with an
 //! ext4 partition and an unformatted one, and uploads it chunk by chunk to the real server,
 //! which hashes each file, stores it and saves the package. The package is listed, its files
-//! verify, and applied from the server it gives back the disk byte for byte. An upload with a
+//! verify, its parts are the table area, each partition and the GPT backup, and applied from
+//! the server it gives back the disk byte for byte; one partition alone is captured too. An upload with a
 //! bad run token is refused and stores nothing; a capture never replaces a package.
 
 use std::path::{Path, PathBuf};
@@ -132,6 +133,7 @@ name = "Capture the reference disk"
 boot_image = "linux-x64"
 steps = [
   {{ name = "capture", action = "capture_image", package = "ref-disk", disk = {{ path = "{device}" }} }},
+  {{ name = "capture root", action = "capture_image", package = "ref-root", disk = {{ path = "{device}" }}, partition = 1 }},
 ]
 [[deployment]]
 id = "LAB00001"
@@ -201,7 +203,7 @@ fn a_partitioned_disk_is_captured_to_the_server_as_a_new_package_that_applies_ba
         ),
     );
     assert_eq!(run_agent(dir.path(), &script, &uuid), 0, "{}", server.log());
-    assert_eq!(server.counter("captures_saved"), 1);
+    assert_eq!(server.counter("captures_saved"), 2);
     let listed = server.cli_reads(&data, &["package", "list"]);
     assert!(listed.contains("ref-disk"), "{listed}");
 
@@ -221,6 +223,25 @@ fn a_partitioned_disk_is_captured_to_the_server_as_a_new_package_that_applies_ba
         .iter()
         .find(|f| f["path"] == "image.ndimg")
         .expect("the index");
+    let bytes = std::fs::read(library.path_of(index["sha256"].as_str().unwrap()).unwrap()).unwrap();
+    let parts: Vec<(netdeploy_wire::image::Filesystem, u64)> =
+        netdeploy_wire::image::Index::decode(&bytes)
+            .unwrap()
+            .parts
+            .iter()
+            .map(|p| (p.filesystem, p.offset))
+            .collect();
+    use netdeploy_wire::image::Filesystem::{Ext, Raw};
+    assert_eq!(
+        parts,
+        [
+            (Raw, 0),
+            (Ext, 1 << 20),
+            (Raw, 25 << 20),
+            (Raw, (64 << 20) - 33 * 512)
+        ],
+        "the table area, the ext4 partition, the unformatted one and the GPT backup"
+    );
 
     // Applied from the server onto a blank disk, the image gives the reference disk back.
     let client = Client::default();
@@ -249,6 +270,24 @@ fn a_partitioned_disk_is_captured_to_the_server_as_a_new_package_that_applies_ba
     assert!(
         std::fs::read(&target).unwrap() == std::fs::read(&file).unwrap(),
         "the applied disk differs from the reference disk"
+    );
+
+    // One partition alone is an image of its filesystem at offset 0.
+    let root = server.cli_reads(&data, &["package", "show", "ref-root"]);
+    let root: serde_json::Value = serde_json::from_str(&root).unwrap();
+    let index = root["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == "image.ndimg")
+        .expect("the index of ref-root");
+    let bytes = std::fs::read(library.path_of(index["sha256"].as_str().unwrap()).unwrap()).unwrap();
+    let decoded = netdeploy_wire::image::Index::decode(&bytes).unwrap();
+    assert_eq!(decoded.size, 24 << 20);
+    assert_eq!(decoded.parts.len(), 1);
+    assert_eq!(
+        (decoded.parts[0].filesystem, decoded.parts[0].offset),
+        (Ext, 0)
     );
 
     // A capture never replaces a package: the same package again is refused.
