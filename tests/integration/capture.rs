@@ -21,7 +21,7 @@ use crate::lab::{must, sha256};
 const MAC: &str = "52:54:00:0e:0c:01";
 
 /// A loop device with partitions (`losetup -fP`) over a sparse file, detached when dropped.
-struct LoopDisk {
+pub struct LoopDisk {
     device: String,
 }
 
@@ -58,7 +58,7 @@ impl Drop for LoopDisk {
 
 /// A 64 MiB sparse disk: GPT, partition 1 (24 MiB) ext4 with 9 MiB of files, partition 2 the rest
 /// with a few bytes and no filesystem.
-fn reference_disk(dir: &Path) -> (PathBuf, LoopDisk) {
+pub fn reference_disk(dir: &Path) -> (PathBuf, LoopDisk) {
     let file = dir.join("disk.img");
     std::fs::File::create(&file)
         .unwrap()

@@ -4,6 +4,7 @@
 mod admin_api;
 mod agent_qemu;
 mod capture;
+mod capture_qemu;
 mod config_lookup;
 mod content;
 mod contract;
