@@ -34,6 +34,37 @@ pub enum AdminError {
     },
 }
 
+/// Saves the package `package`, whose files are in the content library already: an image
+/// index among them must decode and name only chunks of the package (docs/image-format.md),
+/// so a machine never starts an apply that cannot finish. With `replace` false an existing
+/// package of that id is left as it is and the package refused. `netdeploy package create`
+/// and a capture to the server (docs/agent-http.md) both save packages through here.
+pub fn create_package(
+    store: &Store,
+    library: &Library,
+    package: &crate::catalog::Package,
+    replace: bool,
+) -> Result<Vec<crate::content::image_package::ImageSummary>, AdminError> {
+    if !replace
+        && store
+            .get::<crate::catalog::Package>("package", &package.id)?
+            .is_some()
+    {
+        return Err(AdminError::Invalid(format!(
+            "package {:?} exists already: a capture never replaces a package; name a new one \
+             in the capture_image step",
+            package.id
+        )));
+    }
+    let images = crate::content::image_package::check(&package.files, |f| {
+        let path = library.path_of(&f.sha256).map_err(std::io::Error::other)?;
+        std::fs::read(path)
+    })
+    .map_err(|e| AdminError::Invalid(format!("package {} is not saved: {e}", package.id)))?;
+    store.put("package", &package.id, package, now())?;
+    Ok(images)
+}
+
 /// Adds or replaces a device. It needs a MAC or a UUID to be recognised when it boots, and no
 /// other device may hold one of its MACs (two devices with one MAC would be one machine).
 pub fn put_device(store: &Store, device: &crate::catalog::Device) -> Result<(), AdminError> {

@@ -341,6 +341,28 @@ impl BootPath {
             _ => None,
         };
         let dep = deployment.and_then(|d| d.parse().ok());
+        // A restart in the middle of the task sequence: the next run continues at the step
+        // after the `reboot` step, and only an end (succeeded, failed) ends the deployment.
+        let restart_at = match kind {
+            "rebooting" => body
+                .get("step_index")
+                .and_then(serde_json::Value::as_u64)
+                .and_then(|k| usize::try_from(k).ok()?.checked_add(1)),
+            _ => None,
+        };
+        if let (false, Some(deployment), Some(step)) =
+            (machine.record().is_empty(), dep, restart_at)
+        {
+            self.memory.record_surely_blocking(
+                &self.store,
+                Write::Restart {
+                    machine,
+                    deployment,
+                    step,
+                    at: now,
+                },
+            );
+        }
         if let (false, Some(deployment), Some(outcome)) =
             (machine.record().is_empty(), dep, outcome)
         {
@@ -587,6 +609,12 @@ pub fn parse_agent_status(raw: serde_json::Value) -> Result<AgentStatus, String>
     if msg.mac.is_none() && uuid.is_none() {
         return Err("the machine must say its mac and/or uuid".into());
     }
+    if msg.kind == StatusKind::Rebooting && (msg.step_index.is_none() || msg.deployment.is_none()) {
+        return Err(
+            "a rebooting status message needs the deployment and the step_index of its reboot step"
+                .into(),
+        );
+    }
     Ok(AgentStatus {
         machine: MachineIdentity { mac: msg.mac, uuid },
         deployment: msg.deployment,
@@ -627,6 +655,39 @@ mod tests {
         assert!(!bp.serves(&b).unwrap());
         bp.store.put("package", "p", &package(&b), 0).unwrap();
         assert!(bp.serves(&b).unwrap());
+    }
+
+    #[test]
+    fn a_rebooting_status_is_stored_as_where_the_run_continues_until_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let bp = BootPath::open(
+            Arc::new(Store::in_memory().unwrap()),
+            Library::new(dir.path()),
+            Default::default(),
+        )
+        .unwrap();
+        let machine = machine_of(Some("52:54:00:00:00:07"), None).unwrap();
+        let lab: crate::catalog::DeploymentId = "LAB00001".parse().unwrap();
+        let resume =
+            |h: &decision::History| h.resume_for(&Catalog::default(), &machine, None, &lab);
+        let status = |kind: &str, body: serde_json::Value| {
+            bp.record_agent_status(machine, Some("LAB00001"), kind, body)
+                .unwrap();
+        };
+        status("rebooting", json!({"kind": "rebooting", "step_index": 1}));
+        assert_eq!(bp.memory.with_history(resume), Some(2));
+        // The store has it too: a server restarted in between still continues the run.
+        let stored = crate::store::catalog::history(&bp.store).unwrap();
+        assert_eq!(resume(&stored), Some(2));
+        status("started", json!({"kind": "started"}));
+        assert_eq!(bp.memory.with_history(resume), Some(2));
+        status("succeeded", json!({"kind": "succeeded"}));
+        assert_eq!(bp.memory.with_history(resume), None);
+        let stored = crate::store::catalog::history(&bp.store).unwrap();
+        assert_eq!(resume(&stored), None);
+        let err = parse_agent_status(json!({"kind": "rebooting", "mac": "52:54:00:00:00:07"}))
+            .unwrap_err();
+        assert!(err.contains("step_index"), "{err}");
     }
 
     #[test]

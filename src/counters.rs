@@ -112,6 +112,11 @@ counters! {
     deployments_failed,
     /// Task sequence runs the boot environment reported as succeeded.
     deployments_succeeded,
+    /// Capture uploads refused (docs/agent-http.md): a bad run token, a package that exists
+    /// or that the run's task sequence does not capture to, a file too large or not an image's.
+    captures_refused,
+    /// Captured images saved as new packages.
+    captures_saved,
 }
 
 impl Counters {

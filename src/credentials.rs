@@ -186,7 +186,10 @@ pub fn check_medium(stored: Option<&StoredMedium>, key: &MediumKey) -> Result<()
 pub fn ends_run(kind: &StatusKind) -> bool {
     matches!(
         kind,
-        StatusKind::Succeeded | StatusKind::Failed | StatusKind::NoDeployment
+        StatusKind::Succeeded
+            | StatusKind::Failed
+            | StatusKind::NoDeployment
+            | StatusKind::Rebooting
     )
 }
 

@@ -85,9 +85,12 @@ fn state_of(messages: &[&StatusMessage]) -> (State, Option<String>) {
     let last_end = messages
         .iter()
         .rposition(|m| matches!(m.kind.as_str(), "succeeded" | "failed"));
-    let last_start = messages
-        .iter()
-        .rposition(|m| matches!(m.kind.as_str(), "pxe-start" | "started" | "step"));
+    let last_start = messages.iter().rposition(|m| {
+        matches!(
+            m.kind.as_str(),
+            "pxe-start" | "started" | "step" | "rebooting"
+        )
+    });
     let last_unmet = messages
         .iter()
         .rposition(|m| m.kind == REQUIREMENTS_NOT_MET);
@@ -105,6 +108,7 @@ fn state_of(messages: &[&StatusMessage]) -> (State, Option<String>) {
     // since (a power cut, then the loop guard or rerun behaviour): then it is not met.
     let running = |s: usize| match last_unmet {
         Some(u) if u > s => (State::NonCompliant, unmet(u)),
+        _ if messages[s].kind == "rebooting" => (State::InProgress, restarting(messages[s])),
         _ => (State::InProgress, None),
     };
     match (last_start, last_end) {
@@ -124,6 +128,17 @@ fn state_of(messages: &[&StatusMessage]) -> (State, Option<String>) {
             None => (State::Unknown, None),
         },
     }
+}
+
+/// What a `rebooting` message means for a person: the machine restarts in the middle of the
+/// task sequence and continues at the step after the `reboot` step (1-based, as the agent's
+/// console counts).
+pub fn restarting(m: &StatusMessage) -> Option<String> {
+    let k = m.body.get("step_index")?.as_u64()?;
+    Some(format!(
+        "restarting: the task sequence continues at step {}",
+        k + 2
+    ))
 }
 
 /// States of every machine of `collection` for `deployment`. `messages` in arrival order.
@@ -267,6 +282,8 @@ pub fn runs(messages: &[&StatusMessage]) -> Vec<Run> {
     let mut out: Vec<Run> = Vec::new();
     let mut open: Option<Run> = None;
     let mut last_at = 0;
+    // The run restarted the machine mid-sequence: the next start continues it.
+    let mut restarted = false;
     let new_run = |at: i64, via: &str| Run {
         started_at: at,
         ended_at: None,
@@ -277,15 +294,17 @@ pub fn runs(messages: &[&StatusMessage]) -> Vec<Run> {
     for m in messages {
         let text = |k: &str| m.body.get(k).and_then(|v| v.as_str()).map(str::to_owned);
         match m.kind.as_str() {
+            "pxe-start" if restarted && open.is_some() => {}
             "pxe-start" => {
                 out.extend(open.take());
                 open = Some(new_run(m.at, "pxe"));
             }
-            // The agent's start of the run the PXE script began is the same run.
+            // The agent's start of the run the PXE script began is the same run, and so is
+            // the start after a restart in the middle of the task sequence.
             "started" => {
-                let same = open
-                    .as_ref()
-                    .is_some_and(|r| r.via == "pxe" && r.steps.is_empty());
+                let same = open.as_ref().is_some_and(|r| {
+                    (r.via == "pxe" && r.steps.is_empty()) || std::mem::take(&mut restarted)
+                });
                 if !same {
                     out.extend(open.take());
                     open = Some(new_run(m.at, "agent"));
@@ -306,7 +325,19 @@ pub fn runs(messages: &[&StatusMessage]) -> Vec<Run> {
                     },
                 });
             }
+            "rebooting" => {
+                let run = open.get_or_insert_with(|| new_run(last_at.min(m.at), "agent"));
+                run.steps.push(StepRecord {
+                    name: text("step").unwrap_or_default(),
+                    started_at: last_at.max(run.started_at),
+                    ended_at: m.at,
+                    ok: true,
+                    message: restarting(m).unwrap_or_else(|| "restarting".into()),
+                });
+                restarted = true;
+            }
             "succeeded" | "failed" => {
+                restarted = false;
                 let mut run = open
                     .take()
                     .unwrap_or_else(|| new_run(last_at.min(m.at), "agent"));
@@ -731,6 +762,63 @@ mod tests {
             (State::InProgress, None)
         );
         assert_eq!(of("e").state, State::Unknown);
+    }
+
+    #[test]
+    fn a_run_restarting_mid_sequence_is_one_run_in_progress_until_it_ends() {
+        let id = "mac:52:54:00:00:00:01";
+        let with = |m: StatusMessage, body: serde_json::Value| StatusMessage { body, ..m };
+        let mut ms = vec![
+            msg(1, "pxe-start", Some("a"), id, "LAB00001", 10),
+            msg(2, "started", Some("a"), id, "LAB00001", 12),
+            with(
+                msg(3, "step", Some("a"), id, "LAB00001", 20),
+                serde_json::json!({"step": "one", "ok": true}),
+            ),
+            with(
+                msg(4, "rebooting", Some("a"), id, "LAB00001", 25),
+                serde_json::json!({"step": "restart", "step_index": 1}),
+            ),
+        ];
+        let state = |ms: &[StatusMessage]| state_of(&ms.iter().collect::<Vec<_>>());
+        assert_eq!(
+            state(&ms),
+            (
+                State::InProgress,
+                Some("restarting: the task sequence continues at step 3".into())
+            )
+        );
+        ms.extend([
+            msg(5, "pxe-start", Some("a"), id, "LAB00001", 60),
+            msg(6, "started", Some("a"), id, "LAB00001", 62),
+            with(
+                msg(7, "step", Some("a"), id, "LAB00001", 70),
+                serde_json::json!({"step": "two", "ok": true}),
+            ),
+        ]);
+        assert_eq!(state(&ms), (State::InProgress, None));
+        ms.push(msg(8, "succeeded", Some("a"), id, "LAB00001", 80));
+        assert_eq!(state(&ms), (State::Compliant, None));
+        let refs: Vec<&StatusMessage> = ms.iter().collect();
+        let r = runs(&refs);
+        assert_eq!(r.len(), 1, "{r:?}");
+        assert_eq!((r[0].started_at, r[0].ended_at), (10, Some(80)));
+        let steps: Vec<(&str, &str)> = r[0]
+            .steps
+            .iter()
+            .map(|s| (s.name.as_str(), s.message.as_str()))
+            .collect();
+        assert_eq!(
+            steps,
+            [
+                ("one", "ok"),
+                (
+                    "restart",
+                    "restarting: the task sequence continues at step 3"
+                ),
+                ("two", "ok")
+            ]
+        );
     }
 
     #[test]

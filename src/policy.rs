@@ -53,11 +53,16 @@ pub fn policy(decision: &Decision, catalog: &Catalog, base: &str) -> Policy {
                 match reason {
                     crate::decision::RunReason::Preferred => "rule 3",
                     crate::decision::RunReason::Required => "rule 5",
+                    crate::decision::RunReason::Continuing => "rule 7",
                 }
             )
             .to_lowercase();
             let warnings = decision.warnings.iter().map(|w| w.message.clone());
-            run(d, catalog, base, reason, warnings.collect())
+            let mut p = run(d, catalog, base, reason, warnings.collect());
+            if let Policy::Run { resume_at, .. } = &mut p {
+                *resume_at = decision.resume_at;
+            }
+            p
         }
     }
 }

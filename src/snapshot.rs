@@ -83,6 +83,14 @@ pub enum Write {
         outcome: Outcome,
         at: i64,
     },
+    /// A machine's run of a deployment restarts it mid-sequence and continues at `step`
+    /// (docs/selection-rules.md rule 7).
+    Restart {
+        machine: MachineIdentity,
+        deployment: crate::catalog::DeploymentId,
+        step: usize,
+        at: i64,
+    },
     /// A boot request carried this MAC and UUID together.
     Sighting { uuid: SmbiosUuid, mac: Mac, at: i64 },
     /// A status message.
@@ -113,6 +121,12 @@ impl Write {
                     at: 0,
                 },
             ),
+            Write::Restart {
+                machine,
+                deployment,
+                step,
+                ..
+            } => h.record_restart(*machine, *deployment, *step),
             Write::Sighting { uuid, mac, at } => {
                 h.record_sighting(*uuid, *mac, *at);
             }
@@ -123,7 +137,10 @@ impl Write {
     /// A write that keeps a machine from running a deployment twice: it waits for room in the
     /// queue rather than be dropped.
     fn guards_a_machine(&self) -> bool {
-        matches!(self, Write::Guard { .. } | Write::Attempt { .. })
+        matches!(
+            self,
+            Write::Guard { .. } | Write::Attempt { .. } | Write::Restart { .. }
+        )
     }
 
     /// Writes it to the store (or the lease file).
@@ -143,15 +160,28 @@ impl Write {
                 outcome,
                 at,
             } => {
-                let outcome = match outcome {
+                let (identity, deployment) = (machine.record(), deployment.to_string());
+                let text = match outcome {
                     Outcome::Succeeded => "succeeded",
                     Outcome::Failed => "failed",
                     Outcome::Interrupted => "started",
                 };
+                // An end ends a run continuing after a restart, as in memory.
+                if outcome != Outcome::Interrupted {
+                    store.resume_clear(&identity, &deployment).map_err(e)?;
+                }
                 store
-                    .attempt_set(&machine.record(), &deployment.to_string(), outcome, at)
+                    .attempt_set(&identity, &deployment, text, at)
                     .map_err(e)
             }
+            Write::Restart {
+                machine,
+                deployment,
+                step,
+                at,
+            } => store
+                .resume_set(&machine.record(), &deployment.to_string(), step, at)
+                .map_err(e),
             Write::Sighting { uuid, mac, at } => {
                 match stored::record_sighting(store, mac, uuid, at) {
                     Ok(true) => {

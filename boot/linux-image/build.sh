@@ -9,7 +9,9 @@
 # disk steps (sfdisk, partx, blockdev, mkfs.vfat, mkfs.ext4, mkswap with the
 # shared libraries they need, taken from this machine); /init prints
 # "NETDEPLOY-BOOT-OK mac=... cmdline=...", runs the agent when the kernel
-# command line has netdeploy.server=, then powers off).
+# command line has netdeploy.server=, then powers off), and partclone.extfs,
+# partclone.fat and partclone.ntfs with the shared libraries they need, copied
+# from this host, for capture_image (docs/image-format.md).
 # The agent is built first, statically linked (cargo build -p netdeploy-agent
 # --release, -C target-feature=+crt-static) into target/linux-image-agent/.
 # Cached: nothing else is done when both files exist and are newer than the
@@ -24,15 +26,15 @@
 #                             building one
 #
 # Needs: cargo (or NETDEPLOY_AGENT_BIN), apt-get, apt-cache, dpkg-deb, cpio,
-# gzip, busybox (busybox-static), ldd, and the disk tools: fdisk (sfdisk),
-# util-linux (partx, blockdev, mkswap), dosfstools (mkfs.vfat), e2fsprogs
-# (mkfs.ext4); root only if the apt lists are missing (apt-get update).
+# gzip, busybox (busybox-static), ldd, partclone, and the disk tools: fdisk
+# (sfdisk), util-linux (partx, blockdev, mkswap), dosfstools (mkfs.vfat),
+# e2fsprogs (mkfs.ext4); root only if the apt lists are missing (apt-get update).
 set -euo pipefail
 
 PROG="$(basename "$0")"
 SRC_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_DIR="$(cd "$SRC_DIR/../.." && pwd)"
-INITRD_VERSION=4
+INITRD_VERSION=5
 INPUTS=("$SRC_DIR/build.sh" "$SRC_DIR/init" "$SRC_DIR/udhcpc.script")
 # Its own target dir: the static flags must not rebuild the workspace's release build.
 AGENT_TARGET_DIR="$REPO_DIR/target/linux-image-agent"
@@ -326,21 +328,36 @@ for n in "${load_order[@]}"; do
 done
 log "modules (load order): $(tr '\n' ' ' <"$root/etc/netdeploy-modules")"
 
-# The disk tools replace busybox's applets of the same name (busybox's mkswap and
-# blockdev would do, but one set of tools is simpler to reason about), and bring
-# their libraries and the dynamic loader at the paths ldd prints.
-for t in "${DISK_TOOLS[@]}"; do
-    rm -f "$root/bin/$t"
-    install -m 0755 "${disk_tool[$t]}" "$root/bin/$t"
+# The initramfs has no libc of its own: each program below comes with the shared
+# libraries and the loader that ldd lists, from this host's packages.
+copy_with_libs() { # PATH: installs it as /bin/<its name>, replacing a busybox applet
+    local lib
+    rm -f "$root/bin/$(basename "$1")"
+    install -m 0755 "$1" "$root/bin/$(basename "$1")"
     while IFS= read -r lib; do
         [[ -e "$root$lib" ]] && continue
         mkdir -p "$root$(dirname "$lib")"
         cp -L "$lib" "$root$lib"
-    done < <(ldd "${disk_tool[$t]}" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }')
+    done < <(ldd "$1" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }')
+}
+
+# The disk tools replace busybox's applets of the same name (busybox's mkswap and
+# blockdev would do, but one set of tools is simpler to reason about).
+for t in "${DISK_TOOLS[@]}"; do
+    copy_with_libs "${disk_tool[$t]}"
 done
 log "disk tools: ${DISK_TOOLS[*]} ($(du -ck "$root/bin/sfdisk" "$root/bin/partx" "$root/bin/blockdev" \
     "$root/bin/mkfs.vfat" "$root/bin/mkfs.ext4" "$root/bin/mkswap" | tail -n 1 | cut -f1) KiB, libraries \
     $(du -sk "$root/lib/x86_64-linux-gnu" 2>/dev/null | cut -f1) KiB)"
+
+# capture_image maps a filesystem's used blocks with partclone, as FOG and Clonezilla do
+# (docs/image-format.md).
+for p in partclone.extfs partclone.fat partclone.ntfs; do
+    bin="$(PATH="$PATH:/usr/sbin:/sbin" command -v "$p")" || die "missing $p (apt-get install partclone)"
+    copy_with_libs "$bin"
+done
+log "partclone: $(du -sk "$root/bin/partclone."* "$root/lib/x86_64-linux-gnu" "$root/lib64" 2>/dev/null |
+    awk '{ k += $1 } END { print k " KiB with its libraries" }')"
 
 install -m 0755 "$SRC_DIR/init" "$root/init"
 install -m 0755 "$AGENT_BIN" "$root/bin/netdeploy-agent"

@@ -232,13 +232,19 @@ impl TaskSequence {
     }
 
     /// Every package id the task sequence references, from [`TaskSequence::packages`] and
-    /// from its steps, sorted and without duplicates.
+    /// from its steps, sorted and without duplicates. The package a `capture_image` step names
+    /// is not one: the step makes it.
     pub fn referenced_packages(&self) -> Vec<&str> {
         let mut ids: Vec<&str> = self
             .packages
             .iter()
             .map(String::as_str)
-            .chain(self.steps.iter().filter_map(|s| s.package.as_deref()))
+            .chain(
+                self.steps
+                    .iter()
+                    .filter(|s| s.action != StepAction::CaptureImage)
+                    .filter_map(|s| s.package.as_deref()),
+            )
             .collect();
         ids.sort_unstable();
         ids.dedup();

@@ -5,10 +5,9 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::Subcommand;
 
-use netdeploy::bootpath::now;
 use netdeploy::catalog::site;
 use netdeploy::catalog::*;
-use netdeploy::content::{image_package, Library};
+use netdeploy::content::Library;
 
 use super::object::{object, Kind, ObjectCommand};
 use super::DataDir;
@@ -74,18 +73,6 @@ pub fn package(dd: &DataDir, cmd: PackageCommand) -> anyhow::Result<()> {
                     started.elapsed().as_secs_f64()
                 );
             }
-            // An image that cannot be applied whole is refused here, not on a machine.
-            let images = image_package::check(&files, |f| {
-                let path = lib.path_of(&f.sha256).map_err(std::io::Error::other)?;
-                std::fs::read(path)
-            })
-            .with_context(|| format!("package {id} is not saved"))?;
-            for i in &images {
-                println!(
-                    "image {}: {} chunks, {} bytes of data in {} bytes (docs/image-format.md)",
-                    i.index, i.chunks, i.data_bytes, i.compressed_bytes
-                );
-            }
             let n = files.len();
             let p = Package {
                 id: id.clone(),
@@ -93,7 +80,14 @@ pub fn package(dd: &DataDir, cmd: PackageCommand) -> anyhow::Result<()> {
                 files,
                 package_share,
             };
-            store.put("package", &id, &p, now())?;
+            // An image that cannot be applied whole is refused here, not on a machine.
+            let images = netdeploy::admin::create_package(&store, &lib, &p, true)?;
+            for i in &images {
+                println!(
+                    "image {}: {} chunks, {} bytes of data in {} bytes (docs/image-format.md)",
+                    i.index, i.chunks, i.data_bytes, i.compressed_bytes
+                );
+            }
             println!("package {id} saved ({n} files, {total} bytes)");
             Ok(())
         }

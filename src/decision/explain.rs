@@ -75,8 +75,17 @@ fn write_report(out: &mut String, d: &Decision) -> std::fmt::Result {
             let why = match reason {
                 RunReason::Preferred => "named by the preferred deployment id (rule 3)",
                 RunReason::Required => "required (rule 5)",
+                RunReason::Continuing => "continuing after a restart (rule 7)",
             };
             writeln!(out, "decision: run {deployment} unattended, no menu: {why}")?;
+            if *reason == RunReason::Continuing {
+                writeln!(
+                    out,
+                    "resume:   the machine restarted in the middle of the task sequence; it \
+                     continues at step {} (the loop guard does not hold it back)",
+                    d.resume_at + 1
+                )?;
+            }
         }
         Action::Menu { entries, .. } => {
             let list: Vec<String> = entries.iter().map(ToString::to_string).collect();

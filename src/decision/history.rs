@@ -49,6 +49,19 @@ pub struct Guard {
     pub deployment: DeploymentId,
 }
 
+/// A run of a deployment that restarted the machine in the middle of its task sequence (a
+/// `reboot` step that is not the last): the next run of it on that machine continues at step
+/// `step` (0-based), and the loop guard does not hold it back (docs/selection-rules.md rule 7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resume {
+    /// The MAC and UUID the machine sent when it reported the restart.
+    pub machine: MachineIdentity,
+    /// The deployment that continues.
+    pub deployment: DeploymentId,
+    /// The step the next run starts at.
+    pub step: usize,
+}
+
 /// One recorded last attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 struct Recorded {
@@ -63,6 +76,12 @@ trait Keyed: Copy {
 }
 
 impl Keyed for Guard {
+    fn machine(&self) -> &MachineIdentity {
+        &self.machine
+    }
+}
+
+impl Keyed for Resume {
     fn machine(&self) -> &MachineIdentity {
         &self.machine
     }
@@ -200,6 +219,8 @@ pub struct History {
     loop_guard: Records<Guard>,
     /// The last attempt of each deployment under each recorded identity.
     attempts: Records<Recorded>,
+    /// Runs that restarted the machine mid-sequence and continue on its next boot.
+    resuming: Records<Resume>,
     /// Which UUIDs tell machines apart; set by whoever loads the history.
     uuids: UuidPolicy,
 }
@@ -211,6 +232,8 @@ struct StoredHistory {
     loop_guard: Vec<Guard>,
     #[serde(default)]
     attempts: Vec<Recorded>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    resuming: Vec<Resume>,
 }
 
 impl From<StoredHistory> for History {
@@ -218,6 +241,7 @@ impl From<StoredHistory> for History {
         History {
             loop_guard: Records::from_vec(s.loop_guard),
             attempts: Records::from_vec(s.attempts),
+            resuming: Records::from_vec(s.resuming),
             uuids: UuidPolicy::default(),
         }
     }
@@ -228,6 +252,7 @@ impl From<History> for StoredHistory {
         StoredHistory {
             loop_guard: h.loop_guard.iter().copied().collect(),
             attempts: h.attempts.iter().copied().collect(),
+            resuming: h.resuming.iter().copied().collect(),
         }
     }
 }
@@ -236,6 +261,7 @@ impl PartialEq for History {
     fn eq(&self, other: &History) -> bool {
         self.loop_guard.iter().eq(other.loop_guard.iter())
             && self.attempts.iter().eq(other.attempts.iter())
+            && self.resuming.iter().eq(other.resuming.iter())
             && self.uuids == other.uuids
     }
 }
@@ -416,7 +442,8 @@ impl History {
     }
 
     /// Records the outcome of an attempt, replacing the previous one of that deployment under
-    /// that identity.
+    /// that identity. An end (succeeded or failed) ends a run that was continuing after a
+    /// restart too.
     pub fn record_attempt(
         &mut self,
         machine: impl Into<MachineIdentity>,
@@ -424,6 +451,10 @@ impl History {
         attempt: Attempt,
     ) {
         let machine = machine.into();
+        if attempt.outcome != Outcome::Interrupted {
+            self.resuming
+                .remove_exact(&machine, |r| r.deployment == deployment);
+        }
         self.attempts
             .remove_exact(&machine, |r| r.deployment == deployment);
         self.attempts.push(Recorded {
@@ -431,6 +462,60 @@ impl History {
             deployment,
             attempt,
         });
+    }
+
+    /// Records that a run of `deployment` restarts the machine in the middle of its task
+    /// sequence: its next run continues at `step`, until an end is recorded
+    /// ([`History::record_attempt`]).
+    pub fn record_restart(
+        &mut self,
+        machine: impl Into<MachineIdentity>,
+        deployment: DeploymentId,
+        step: usize,
+    ) {
+        let machine = machine.into();
+        self.resuming
+            .remove_exact(&machine, |r| r.deployment == deployment);
+        self.resuming.push(Resume {
+            machine,
+            deployment,
+            step,
+        });
+    }
+
+    /// The step a run of `deployment` on a machine matched to `device` continues at after a
+    /// restart: one recorded under its own identity first, then under any identity of the same
+    /// device.
+    pub fn resume_for<'c>(
+        &self,
+        catalog: impl Into<CatalogView<'c>>,
+        machine: &MachineIdentity,
+        device: Option<&Device>,
+        deployment: &DeploymentId,
+    ) -> Option<usize> {
+        let catalog = catalog.into();
+        if self.resuming.live == 0 {
+            return None;
+        }
+        let keys = self.keys(machine, device);
+        let of = |r: &&Resume| r.deployment == *deployment;
+        let own = self
+            .resuming
+            .candidates(&keys)
+            .filter(of)
+            .find(|r| self.uuids.same_machine(&r.machine, machine));
+        own.or_else(|| {
+            self.resuming
+                .candidates(&keys)
+                .filter(of)
+                .find(|r| self.belongs(catalog, &r.machine, machine, device))
+        })
+        .map(|r| r.step)
+    }
+
+    /// Every run that continues after a restart.
+    pub fn resuming(&self) -> impl Iterator<Item = &Resume> {
+        self.resuming.iter()
     }
 
     /// The last attempt of a deployment recorded under exactly this identity.

@@ -26,7 +26,7 @@ use crate::catalog::index::CatalogView;
 pub use crate::catalog::MachineIdentity;
 use crate::catalog::{BootImage, Deployment, DeploymentId, Device, ImageArch, Purpose, Rerun};
 pub use explain::explain_text;
-pub use history::{Attempt, Guard, History, Outcome};
+pub use history::{Attempt, Guard, History, Outcome, Resume};
 
 /// Where the request comes from (docs/selection-rules.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -97,6 +97,8 @@ pub enum Rule {
     Rule7LoopGuard,
     /// Rule 7: media and clients follow the deployment's rerun behaviour.
     Rule7Rerun,
+    /// Rule 7: a run that restarted the machine mid-sequence continues on its next boot.
+    Rule7Resume,
     /// Rule 8: nothing to offer.
     Rule8NoCandidate,
     /// Rule 9: unknown computers are switched off on this server.
@@ -122,7 +124,7 @@ impl Rule {
             Rule::Rule5Required => "5",
             Rule::Rule5aArchitecture => "5a",
             Rule::Rule6Available => "6",
-            Rule::Rule7LoopGuard | Rule::Rule7Rerun => "7",
+            Rule::Rule7LoopGuard | Rule::Rule7Rerun | Rule::Rule7Resume => "7",
             Rule::Rule8NoCandidate => "8",
             Rule::Rule9UnknownDisabled => "9",
             Rule::UnresolvedReference => "docs/deployment-checks.md",
@@ -153,6 +155,7 @@ impl Rule {
             Rule::Rule6Available => "available menu",
             Rule::Rule7LoopGuard => "loop guard",
             Rule::Rule7Rerun => "rerun behaviour",
+            Rule::Rule7Resume => "continuing after a restart",
             Rule::Rule8NoCandidate => "no candidate",
             Rule::Rule9UnknownDisabled => "unknown computers off",
             Rule::UnresolvedReference => "unresolved reference",
@@ -176,6 +179,9 @@ pub enum RunReason {
     Preferred,
     /// The winning required candidate (rule 5).
     Required,
+    /// A run that restarted the machine in the middle of its task sequence continues (rule 7):
+    /// [`Decision::resume_at`] says at which step.
+    Continuing,
 }
 
 /// What a menu does when nobody picks an entry before the timeout (rule 6).
@@ -345,6 +351,14 @@ pub struct Decision {
     /// for `explain`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub identity_notes: Vec<String>,
+    /// The 0-based step the deployment that runs starts at: after a restart in the middle of
+    /// its task sequence, the step after the `reboot` step (rule 7); else 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub resume_at: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl Decision {
@@ -453,11 +467,13 @@ enum Screen {
     Excluded { rule: Rule, why: String },
     /// A candidate whose required run rule 7 holds back.
     Blocked { rule: Rule, why: String },
-    /// A candidate. `runs`: required and due, so it runs by itself when it wins.
+    /// A candidate. `runs`: required and due, so it runs by itself when it wins. `resume`:
+    /// the step a run that restarted the machine mid-sequence continues at.
     Candidate {
         fit: Fit,
         runs: bool,
         hidden: bool,
+        resume: Option<usize>,
         note: String,
     },
 }
@@ -533,6 +549,7 @@ pub fn decide<'c>(
         warnings: Vec::new(),
         uuid_not_used: distrusted.clone().map(|(_, why)| why),
         identity_notes: Vec::new(),
+        resume_at: 0,
     };
     if let Some((u, why @ UuidDistrust::Duplicate { .. })) = &distrusted {
         decision.warnings.push(DecisionWarning {
@@ -607,6 +624,20 @@ pub fn decide<'c>(
 
     let preferred_hit = preferred.and_then(|p| preferred_candidate(p, &screened, &mut decision));
     decision.action = choose(preferred_hit, &screened, &request);
+    if let Action::RunUnattended {
+        deployment,
+        reason: RunReason::Continuing,
+    } = &decision.action
+    {
+        decision.resume_at = screened
+            .iter()
+            .find(|s| s.deployment.id == *deployment)
+            .and_then(|s| match s.screen {
+                Screen::Candidate { resume, .. } => resume,
+                _ => None,
+            })
+            .unwrap_or(0);
+    }
     decision.evaluations = screened
         .iter()
         .map(|s| evaluate(s, &decision.action, &screened))
@@ -730,12 +761,37 @@ fn screen(req: &Request, d: &Deployment) -> Screen {
         fit,
         runs,
         hidden,
+        resume: None,
         note: if fit_note.is_empty() {
             note
         } else {
             format!("{note}; {fit_note}")
         },
     };
+    // Rule 7: a run that restarted the machine in the middle of its task sequence continues
+    // on the machine's next boot, available or required: neither the loop guard its start
+    // set nor the rerun behaviour holds it back. Only its end (succeeded or failed) ends it.
+    if req.context.is_boot_environment() {
+        if let Some(step) = req
+            .history
+            .resume_for(req.catalog, req.machine, req.device, &d.id)
+        {
+            let mut note = format!(
+                "continuing after a restart: the task sequence goes on at step {}",
+                step + 1
+            );
+            if !fit_note.is_empty() {
+                note = format!("{note}; {fit_note}");
+            }
+            return Screen::Candidate {
+                fit,
+                runs: true,
+                hidden,
+                resume: Some(step),
+                note,
+            };
+        }
+    }
     if d.purpose == Purpose::Available {
         return candidate(false, "available".into());
     }
@@ -932,8 +988,27 @@ fn rank(s: &Screened) -> (u8, DeploymentId) {
     (fit, s.deployment.id)
 }
 
-/// Rules 3, 5, 6 and 8: the action.
+/// Rules 3, 5, 6, 7 and 8: the action. A run continuing after a restart comes first: the
+/// machine is in the middle of it.
 fn choose(preferred: Option<DeploymentId>, screened: &[Screened], req: &Request) -> Action {
+    if let Some(s) = screened
+        .iter()
+        .filter(|s| {
+            matches!(
+                s.screen,
+                Screen::Candidate {
+                    resume: Some(_),
+                    ..
+                }
+            )
+        })
+        .max_by_key(|s| rank(s))
+    {
+        return Action::RunUnattended {
+            deployment: s.deployment.id,
+            reason: RunReason::Continuing,
+        };
+    }
     if let Some(deployment) = preferred {
         return Action::RunUnattended {
             deployment,
@@ -1058,9 +1133,27 @@ fn evaluate(s: &Screened, action: &Action, all: &[Screened]) -> Evaluation {
             runs,
             hidden,
             note,
+            ..
         } => (*fit, *runs, *hidden, note),
     };
     match action {
+        Action::RunUnattended {
+            deployment,
+            reason: RunReason::Continuing,
+        } => {
+            if *deployment == id {
+                verdict(true, Rule::Rule7Resume, format!("{note}: runs unattended"))
+            } else {
+                verdict(
+                    false,
+                    Rule::Rule7Resume,
+                    format!(
+                        "{note}, but deployment {deployment} is continuing after a restart \
+                         and runs first"
+                    ),
+                )
+            }
+        }
         Action::RunUnattended {
             deployment,
             reason: RunReason::Preferred,

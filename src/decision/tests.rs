@@ -1011,6 +1011,123 @@ fn available_only_shows_menu_defaulting_to_local_disk() {
 
 // Rule 7 ----------------------------------------------------------------------------------------
 
+fn continuing(step: usize) -> impl Fn(&mut Req) {
+    move |r: &mut Req| {
+        let key = IdentityKey::Uuid(UUID_A);
+        r.history.record_pxe_start(key, id("LAB00001"));
+        r.history.record_restart(key, id("LAB00001"), step);
+    }
+}
+
+#[test]
+fn a_run_that_restarted_mid_sequence_continues_past_the_loop_guard() {
+    run_table(vec![
+        case(
+            "restarted: the guarded deployment runs again to continue",
+            vec![dep("LAB00001", Required, MediaPxe)],
+            Want::Runs("LAB00001", RunReason::Continuing),
+        )
+        .with(continuing(2))
+        .rule("LAB00001", true, Rule::Rule7Resume),
+        case(
+            "restarted: it comes before a higher required deployment",
+            vec![
+                dep("LAB00001", Required, MediaPxe),
+                dep("LAB00002", Required, MediaPxe),
+            ],
+            Want::Runs("LAB00001", RunReason::Continuing),
+        )
+        .with(continuing(2))
+        .rule("LAB00002", false, Rule::Rule7LoopGuard),
+        case(
+            "restarted: an available deployment continues without a menu",
+            vec![
+                dep("LAB00001", Available, MediaPxe),
+                dep("LAB00002", Available, MediaPxe),
+            ],
+            Want::Runs("LAB00001", RunReason::Continuing),
+        )
+        .with(continuing(1))
+        .rule("LAB00002", false, Rule::Rule7Resume),
+        case(
+            "restarted: boot media continue it too, whatever the rerun behaviour",
+            vec![dep("LAB00001", Required, MediaPxe).rerun(Rerun::Never)],
+            Want::Runs("LAB00001", RunReason::Continuing),
+        )
+        .with(continuing(1))
+        .with(|r| {
+            r.context = Context::Media;
+            r.history.record_attempt(
+                IdentityKey::Uuid(UUID_A),
+                id("LAB00001"),
+                Attempt {
+                    outcome: Outcome::Interrupted,
+                    at: 0,
+                },
+            );
+        }),
+        case(
+            "restarted on another machine: this one stays guarded",
+            vec![dep("LAB00001", Required, MediaPxe)],
+            nothing(NoDeploymentReason::LoopGuard {
+                started: id("LAB00001"),
+            }),
+        )
+        .with(|r| {
+            r.history
+                .record_pxe_start(IdentityKey::Uuid(UUID_A), id("LAB00001"));
+            r.history
+                .record_restart(IdentityKey::Mac(MAC_B), id("LAB00001"), 1);
+        }),
+    ]);
+}
+
+#[test]
+fn the_decision_says_where_the_run_continues_and_only_its_end_ends_it() {
+    let mut catalog = base_catalog();
+    catalog.deployments = vec![dep("LAB00001", Required, MediaPxe)];
+    let mut req = Req::default();
+    continuing(3)(&mut req);
+    let d = req.decide(&catalog);
+    assert_eq!(d.resume_at, 3);
+    let report = explain_text(&d);
+    assert!(
+        report.contains("continuing after a restart (rule 7)")
+            && report.contains("it continues at step 4"),
+        "{report}"
+    );
+    // The agent's next start does not end it; its end does, and the loop guard holds again.
+    let key = IdentityKey::Uuid(UUID_A);
+    let started = Attempt {
+        outcome: Outcome::Interrupted,
+        at: 0,
+    };
+    req.history.record_attempt(key, id("LAB00001"), started);
+    assert_eq!(req.decide(&catalog).resume_at, 3);
+    for outcome in [Outcome::Succeeded, Outcome::Failed] {
+        let mut h = req.history.clone();
+        h.record_attempt(key, id("LAB00001"), Attempt { outcome, at: 0 });
+        let d = Req {
+            history: h,
+            ..req.clone()
+        }
+        .decide(&catalog);
+        assert_eq!(d.resume_at, 0);
+        assert!(
+            matches!(
+                d.action,
+                Action::NoDeployment {
+                    reason: NoDeploymentReason::LoopGuard { .. }
+                }
+            ),
+            "{outcome:?}: {:?}",
+            d.action
+        );
+    }
+    // Nothing else says where to start.
+    assert_eq!(Req::default().decide(&catalog).resume_at, 0);
+}
+
 #[test]
 fn loop_guard_blocks_required_until_cleared() {
     let guarded = |key: IdentityKey| {

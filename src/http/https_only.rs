@@ -30,6 +30,7 @@ mod tests {
         for p in [
             "/agent/policy",
             "/agent/status",
+            "/agent/capture/ref-disk/image.ndimg",
             "/api/status",
             "/api",
             "/agent",

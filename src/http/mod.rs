@@ -12,6 +12,7 @@
 mod admin;
 mod admin_auth;
 mod agent;
+mod capture;
 mod cmdline;
 pub mod connections;
 mod files;
@@ -94,6 +95,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/status/deployment", get(status_page::deployment))
         .route("/status/machine", get(status_page::machine))
         .route("/agent/status", axum::routing::post(agent::status))
+        .route(
+            "/agent/capture/{package}/done",
+            axum::routing::post(capture::done),
+        )
+        .route(
+            "/agent/capture/{package}/{file}",
+            axum::routing::put(capture::put_file),
+        )
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .merge(admin::router(state.clone()))

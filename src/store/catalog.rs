@@ -244,6 +244,11 @@ pub fn history(store: &Store) -> Result<History, StoreError> {
             h.record_attempt(k, d, Attempt { outcome, at: 0 });
         }
     }
+    for (identity, deployment, step) in store.resumes()? {
+        if let (Ok(k), Ok(d)) = (MachineIdentity::from_record(&identity), deployment.parse()) {
+            h.record_restart(k, d, step);
+        }
+    }
     Ok(h.with_uuid_policy(uuid_policy(store)?))
 }
 

@@ -129,7 +129,19 @@ const MIGRATIONS: &[&str] = &[
     // 4: the unique id of a status message kept on disk while the database was away
     // (src/store/spool.rs), so that sending it twice records it once.
     MIGRATION_4,
+    // 5: runs that restarted the machine mid-sequence and continue at `step`
+    // (docs/selection-rules.md rule 7).
+    MIGRATION_5,
 ];
+
+/// Migration 5, the same text for both databases.
+const MIGRATION_5: &str = "CREATE TABLE resume (
+        identity TEXT NOT NULL,
+        deployment TEXT NOT NULL,
+        step BIGINT NOT NULL,
+        at BIGINT NOT NULL,
+        PRIMARY KEY (identity, deployment)
+    );";
 
 /// Migration 4, the same text for both databases.
 const MIGRATION_4: &str = "ALTER TABLE status_message ADD COLUMN uid TEXT;
@@ -353,6 +365,16 @@ impl Store {
                 };
                 self.run_credential_add_now(digest, &credential, *issued_at)
             }
+            spool::Kept::Resume {
+                identity,
+                deployment,
+                step,
+                at,
+            } => self.resume_set_now(identity, deployment, *step, *at),
+            spool::Kept::ResumeEnded {
+                identity,
+                deployment,
+            } => self.resume_clear_now(identity, deployment),
             spool::Kept::RunEnded { digest, at } => {
                 self.run_credential_end_now(digest, *at).map(drop)
             }
@@ -621,6 +643,89 @@ impl Store {
             )
         })?;
         Ok(())
+    }
+
+    /// Records that a machine's run of a deployment restarted it mid-sequence and continues
+    /// at `step` on its next boot.
+    pub fn resume_set(
+        &self,
+        identity: &str,
+        deployment: &str,
+        step: usize,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let r = self.resume_set_now(identity, deployment, step, now);
+        self.or_keep(
+            r,
+            || spool::Kept::Resume {
+                identity: identity.to_owned(),
+                deployment: deployment.to_owned(),
+                step,
+                at: now,
+            },
+            (),
+        )
+    }
+
+    fn resume_set_now(
+        &self,
+        identity: &str,
+        deployment: &str,
+        step: usize,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.write(true, |on| {
+            on.exec(
+                both(
+                    "INSERT INTO resume (identity, deployment, step, at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (identity, deployment) DO UPDATE SET step = excluded.step, at = excluded.at",
+                ),
+                &[
+                    P::Text(identity),
+                    P::Text(deployment),
+                    P::Int(i64::try_from(step).unwrap_or(i64::MAX)),
+                    P::Int(now),
+                ],
+            )
+        })?;
+        Ok(())
+    }
+
+    /// Forgets that a machine's run of a deployment continues: it ended.
+    pub fn resume_clear(&self, identity: &str, deployment: &str) -> Result<(), StoreError> {
+        let r = self.resume_clear_now(identity, deployment);
+        self.or_keep(
+            r,
+            || spool::Kept::ResumeEnded {
+                identity: identity.to_owned(),
+                deployment: deployment.to_owned(),
+            },
+            (),
+        )
+    }
+
+    fn resume_clear_now(&self, identity: &str, deployment: &str) -> Result<(), StoreError> {
+        self.write(true, |on| {
+            on.exec(
+                both("DELETE FROM resume WHERE identity = ?1 AND deployment = ?2"),
+                &[P::Text(identity), P::Text(deployment)],
+            )
+        })?;
+        Ok(())
+    }
+
+    /// Every (identity, deployment, step) of runs continuing after a restart.
+    pub fn resumes(&self) -> Result<Vec<(String, String, usize)>, StoreError> {
+        let rows = self.read(|on| {
+            on.query(
+                both("SELECT identity, deployment, step FROM resume ORDER BY identity, deployment"),
+                &[],
+            )
+        })?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.text(0), r.text(1), r.int(2).max(0) as usize))
+            .collect())
     }
 
     /// Every (identity, deployment, outcome) of last attempts.

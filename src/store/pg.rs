@@ -79,6 +79,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
     );",
     // 4: the unique id of a status message kept in a server's spool.
     super::MIGRATION_4,
+    // 5: runs continuing after a restart mid-sequence.
+    super::MIGRATION_5,
 ];
 
 /// Moves the change counter (inside the writing transaction).

@@ -38,6 +38,16 @@ pub enum Kept {
         outcome: String,
         at: i64,
     },
+    Resume {
+        identity: String,
+        deployment: String,
+        step: usize,
+        at: i64,
+    },
+    ResumeEnded {
+        identity: String,
+        deployment: String,
+    },
     RunIssued {
         digest: String,
         mac: Option<String>,

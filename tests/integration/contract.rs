@@ -144,6 +144,11 @@ fn agent_status() -> impl Strategy<Value = StatusMessage> {
     )
         .prop_map(
             |(kind, (mac, uuid), (deployment, step, file, reason), (step_index, ok, code, at))| {
+                // The agent's `rebooting` always names its deployment and its reboot step
+                // (boot/agent/src/agent.rs): the server needs both to continue the run.
+                let rebooting = kind == StatusKind::Rebooting;
+                let deployment = deployment.or_else(|| rebooting.then(|| "LAB00001".into()));
+                let step_index = step_index.or(rebooting.then_some(1));
                 StatusMessage {
                     kind,
                     mac,

@@ -234,6 +234,12 @@ pub fn wait_for_serial(
 /// `identity`: a `macs = [...]` or `uuid = "..."` line) in collection `lab`, and a required
 /// PXE deployment `LAB00001` of the lab boot image whose one step runs `command`.
 pub fn apply_one_deployment_site(dir: &Path, name: &str, identity: &str, command: &str) {
+    let step = format!("{{ name = \"hello\", action = \"run_command\", command = {command:?} }}");
+    apply_one_deployment_site_with_steps(dir, name, identity, &step);
+}
+
+/// The same site, with the task sequence's `steps` as TOML inline tables separated by commas.
+pub fn apply_one_deployment_site_with_steps(dir: &Path, name: &str, identity: &str, steps: &str) {
     let (kernel, initrd) = boot_image();
     let site = format!(
         r#"site_code = "LAB"
@@ -253,7 +259,7 @@ cmdline = "console=ttyS0 quiet"
 id = "hello"
 name = "Say hello"
 boot_image = "linux-x64"
-steps = [{{ name = "hello", action = "run_command", command = {command:?} }}]
+steps = [{steps}]
 [[deployment]]
 id = "LAB00001"
 task_sequence = "hello"

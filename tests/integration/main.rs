@@ -3,6 +3,8 @@
 
 mod admin_api;
 mod agent_qemu;
+mod capture;
+mod capture_qemu;
 mod config_lookup;
 mod content;
 mod contract;
@@ -31,6 +33,8 @@ mod pxe_password_qemu;
 mod pxe_qemu;
 mod reimage;
 mod reimage_qemu;
+mod restart;
+mod restart_qemu;
 mod secure_boot;
 mod secure_boot_qemu;
 mod shared_store;

@@ -13,7 +13,7 @@ use crate::http::{self, Client, RunToken, Url};
 use crate::identity;
 use crate::media_password::prompt;
 use crate::menu;
-use crate::plan::{self, ContentFrom, Plan};
+use crate::plan::{self, ContentFrom, Op, Plan};
 use crate::policy::{self, ContentOption, Policy, RunPolicy};
 use crate::power;
 use crate::sequence::{Runner, StepFailure};
@@ -154,6 +154,7 @@ pub fn run(flags: &RunFlags) -> i32 {
                     &mut reporter,
                     &requested,
                     p,
+                    &Continuation::Server,
                 )
             }
             Ok(Policy::Menu { reason, entries }) if round == 0 && !entries.is_empty() => {
@@ -244,6 +245,9 @@ fn run_full_media(
             if let Err(reason) = full_media::open_sealed(&mut p.steps, password) {
                 return failed(&reporter, requested, None, &StepFailure::reason(reason));
             }
+            // No server keeps where a run restarted: the medium does, per machine.
+            let resume = full_media::resume_file(dir, &reporter.identity_file_name());
+            p.resume_at = full_media::read_resume(&resume, &p.deployment.id);
             run_policy(
                 config,
                 &ContentFrom::Media(layout.content),
@@ -252,6 +256,7 @@ fn run_full_media(
                 &mut reporter,
                 requested,
                 p,
+                &Continuation::Medium(resume),
             )
         }
         Err(reason) => failed(&reporter, requested, None, &StepFailure::reason(reason)),
@@ -270,6 +275,50 @@ fn nothing_deployed(reporter: &Reporter, reason: &str) -> i32 {
     0
 }
 
+/// Where a run that restarts the machine in the middle of its task sequence is continued from.
+enum Continuation {
+    /// The server: it records the `rebooting` status and answers the next policy request
+    /// with `resume_at` (docs/agent-http.md).
+    Server,
+    /// A full medium: a file on it names the deployment and the step (docs/media.md).
+    Medium(std::path::PathBuf),
+}
+
+impl Continuation {
+    /// Keeps that `deployment` continues at `step` after the restart.
+    fn save(&self, deployment: &str, step: usize) -> Result<(), String> {
+        match self {
+            Continuation::Server => Ok(()),
+            Continuation::Medium(file) => {
+                full_media::write_resume(file, deployment, step).map_err(|e| {
+                    format!(
+                        "a reboot in the middle of a full media's task sequence needs a \
+                         writable medium to continue from, and {} cannot be written: {e}",
+                        file.display()
+                    )
+                })
+            }
+        }
+    }
+
+    /// Forgets it: the run ended.
+    fn clear(&self) {
+        if let Continuation::Medium(file) = self {
+            let _ = std::fs::remove_file(file);
+        }
+    }
+}
+
+/// How the steps of a run ended.
+enum Ran {
+    /// Every step ran, or one failed: the exit code.
+    Ended(i32),
+    /// A `reboot` step in the middle: the machine restarts and continues.
+    Restart,
+}
+
+// One run's context, each from a different layer; a struct would only be filled once here.
+#[allow(clippy::too_many_arguments)]
 fn run_policy(
     config: &Config,
     from: &ContentFrom,
@@ -278,6 +327,7 @@ fn run_policy(
     reporter: &mut Reporter,
     requested: &str,
     p: RunPolicy,
+    continuation: &Continuation,
 ) -> i32 {
     let id = p.deployment.id.clone();
     let source = match from {
@@ -340,15 +390,40 @@ fn run_policy(
     );
     runner.mask(&plan.secrets);
     runner.disks_under(config.under_root("/sys/block"));
-    let code = run_plan(&plan, &mut runner, reporter, &id);
-    if let Some(action) = plan.end {
+    runner.set_capture(crate::capture_image::CaptureSetup {
+        sys_block: config.under_root("/sys/block"),
+        scratch: config.under_root("/var/lib/netdeploy/capture"),
+        upload: match from {
+            ContentFrom::Server(server) => Some(crate::capture_image::Upload {
+                client: client.clone(),
+                server: server.clone(),
+                token: reporter.token().cloned(),
+                query: reporter.run_query(),
+            }),
+            ContentFrom::Media(_) => None,
+        },
+    });
+    let (code, action) = match run_plan(&plan, &mut runner, reporter, &id, continuation) {
+        Ran::Ended(code) => {
+            continuation.clear();
+            (code, plan.end)
+        }
+        Ran::Restart => (0, Some(power::EndAction::Reboot)),
+    };
+    if let Some(action) = action {
         let _ = std::io::stdout().flush();
         power::perform(action, !config.is_test_root());
     }
     code
 }
 
-fn run_plan(plan: &Plan, runner: &mut Runner, reporter: &Reporter, id: &str) -> i32 {
+fn run_plan(
+    plan: &Plan,
+    runner: &mut Runner,
+    reporter: &Reporter,
+    id: &str,
+    continuation: &Continuation,
+) -> Ran {
     if !plan.predownload.is_empty() {
         let bytes: u64 = plan.predownload.iter().map(|f| f.size).sum();
         let verb = match plan.predownload.first().map(|f| &f.origin) {
@@ -361,13 +436,56 @@ fn run_plan(plan: &Plan, runner: &mut Runner, reporter: &Reporter, id: &str) -> 
             bytes as f64 / (1024.0 * 1024.0)
         ));
         if let Err(f) = runner.predownload(&plan.predownload) {
-            return failed(reporter, id, None, &masked(plan, f));
+            return Ran::Ended(failed(reporter, id, None, &masked(plan, f)));
         }
     }
     let n = plan.steps.len();
-    for (i, step) in plan.steps.iter().enumerate() {
+    let start = plan.resume_at;
+    if start > 0 {
+        say(format!(
+            "deployment {id}: continuing after a restart at step {}/{n}",
+            start + 1
+        ));
+        // The variables the steps before the restart set: `set_variable` has no side
+        // effect, so running those steps again gives later steps the same values.
+        for step in &plan.steps[..start] {
+            if let Op::SetVariable { .. } = &step.op {
+                say(plan.mask(&format!(
+                    "again, for the steps after the restart: {}",
+                    step.op.describe(&step.action)
+                )));
+                if let Err(f) = runner.run(&step.op) {
+                    return Ran::Ended(failed(reporter, id, None, &masked(plan, f)));
+                }
+            }
+        }
+    }
+    for (i, step) in plan.steps.iter().enumerate().skip(start) {
         let label = format!("step {}/{n} \"{}\"", i + 1, step.name);
         say(plan.mask(&format!("{label}: {}", step.op.describe(&step.action))));
+        if let Op::Restart = &step.op {
+            if let Err(reason) = continuation.save(id, i + 1) {
+                say(format!("{label} failed: {reason}"));
+                return Ran::Ended(failed(
+                    reporter,
+                    id,
+                    Some((i, &step.name)),
+                    &StepFailure::reason(reason),
+                ));
+            }
+            say(format!(
+                "{label}: restarting; the task sequence continues at step {}/{n}",
+                i + 2
+            ));
+            reporter.send(StatusMessage {
+                kind: StatusKind::Rebooting,
+                step: Some(step.name.clone()),
+                step_index: Some(i),
+                ..StatusMessage::new(StatusKind::Started)
+            });
+            println!("{}", console::restarting_line(id, i + 2));
+            return Ran::Restart;
+        }
         let started = Instant::now();
         match runner.run(&step.op) {
             Ok(()) => {
@@ -386,7 +504,7 @@ fn run_plan(plan: &Plan, runner: &mut Runner, reporter: &Reporter, id: &str) -> 
             Err(f) => {
                 let f = masked(plan, f);
                 say(format!("{label} failed: {}", f.reason));
-                return failed(reporter, id, Some((i, &step.name)), &f);
+                return Ran::Ended(failed(reporter, id, Some((i, &step.name)), &f));
             }
         }
     }
@@ -396,7 +514,7 @@ fn run_plan(plan: &Plan, runner: &mut Runner, reporter: &Reporter, id: &str) -> 
         ..StatusMessage::new(StatusKind::Started)
     });
     println!("{}", console::success_line(id));
-    0
+    Ran::Ended(0)
 }
 
 /// A failure as it may be printed and reported: the task sequence's secrets masked.

@@ -27,6 +27,15 @@ pub fn failure_line(deployment: &str, step: &str, reason: &str) -> String {
     )
 }
 
+/// `NETDEPLOY-AGENT-RESULT restarting deployment=ID next_step=N`: a `reboot` step in the
+/// middle of the task sequence; the run continues at step `N` (1-based) after the restart.
+pub fn restarting_line(deployment: &str, next_step: usize) -> String {
+    format!(
+        "NETDEPLOY-AGENT-RESULT restarting deployment={} next_step={next_step}",
+        word(deployment)
+    )
+}
+
 /// `NETDEPLOY-AGENT-RESULT no-deployment reason="WHY"`.
 pub fn no_deployment_line(reason: &str) -> String {
     format!(
@@ -85,6 +94,10 @@ mod tests {
         assert_eq!(
             no_deployment_line("nothing (rule 8)"),
             "NETDEPLOY-AGENT-RESULT no-deployment reason=\"nothing (rule 8)\""
+        );
+        assert_eq!(
+            restarting_line("LAB00001", 3),
+            "NETDEPLOY-AGENT-RESULT restarting deployment=LAB00001 next_step=3"
         );
         assert_eq!(
             success_line("a b"),

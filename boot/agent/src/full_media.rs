@@ -62,6 +62,48 @@ impl Layout {
     }
 }
 
+/// The directory of the variables file where a run that restarted the machine mid-sequence
+/// keeps where it continues, one file per machine.
+pub const RESUME_DIR: &str = "resume";
+
+/// The file that keeps where this machine's run continues: `<media>/netdeploy/resume/NAME.json`.
+pub fn resume_file(dir: &Path, machine: &str) -> PathBuf {
+    dir.join(RESUME_DIR).join(format!("{machine}.json"))
+}
+
+/// What the resume file holds.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Resume {
+    deployment: String,
+    resume_at: usize,
+}
+
+/// The step a run of `deployment` continues at after a restart: 0 when the file is missing,
+/// unreadable or about another deployment (the run then starts from the first step).
+pub fn read_resume(file: &Path, deployment: &str) -> usize {
+    std::fs::read(file)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Resume>(&b).ok())
+        .filter(|r| r.deployment == deployment)
+        .map_or(0, |r| r.resume_at)
+}
+
+/// Keeps that `deployment` continues at `step`, through a part file so that a restart never
+/// finds half of it.
+pub fn write_resume(file: &Path, deployment: &str, step: usize) -> std::io::Result<()> {
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let body = serde_json::to_vec(&Resume {
+        deployment: deployment.to_owned(),
+        resume_at: step,
+    })?;
+    let part = file.with_extension("json.part");
+    std::fs::write(&part, body)?;
+    std::fs::File::open(&part)?.sync_all()?;
+    std::fs::rename(&part, file)
+}
+
 /// Reads and parses the policy as the server's answer is parsed. The reason names the file.
 pub fn read_policy(path: &Path, limit: usize) -> Result<Policy, String> {
     let mut body = Vec::new();

@@ -9,11 +9,13 @@
 //! media variables), [`policy`] and [`plan`] (from the server's JSON to checked steps),
 //! [`download::decide`] and [`download::backoff`] (the resume rules), [`http::wire`]. The I/O
 //! around it is thin: [`http`], [`download`], [`apply_image`], [`image`] (capture and apply of
-//! filesystem-aware images), [`command`], [`status`],
+//! filesystem-aware images), [`capture_image`] (a disk to the server as a new package),
+//! [`command`], [`status`],
 //! [`sequence`], and [`agent`], which ties one run together.
 
 pub mod agent;
 pub mod apply_image;
+pub mod capture_image;
 pub mod cli;
 pub mod command;
 pub mod config;

@@ -25,6 +25,9 @@ pub struct Plan {
     pub end: Option<EndAction>,
     /// The values of the steps marked secret: masked in every line printed or reported.
     pub secrets: Vec<String>,
+    /// The 0-based step to start at: the one after a `reboot` step in the middle of the
+    /// sequence, when this run continues after that restart.
+    pub resume_at: usize,
 }
 
 impl Plan {
@@ -85,8 +88,17 @@ pub enum Op {
         /// Shown as a mask on the console.
         secret: bool,
     },
+    /// The disk `disk` picks, or its partition `partition`, to the server as package `package`.
+    CaptureImage {
+        package: String,
+        disk: netdeploy_wire::disk::DiskChoice,
+        partition: Option<u32>,
+    },
     /// `poweroff` or `reboot` as the last step: done after the status is reported.
     End(EndAction),
+    /// `reboot` in the middle of the sequence: reported as `rebooting`, then the machine
+    /// restarts and the next run continues at the next step.
+    Restart,
     /// The step cannot run; the reason says why.
     Fail(String),
 }
@@ -181,7 +193,17 @@ impl Op {
                 name, secret: true, ..
             } => format!("{action} {name}={}", netdeploy_wire::policy::MASK),
             Op::SetVariable { name, value, .. } => format!("{action} {name}={value}"),
+            Op::CaptureImage {
+                package,
+                disk,
+                partition,
+            } => format!(
+                "{action} {}{} -> package {package}",
+                disk.describe(),
+                partition.map_or(String::new(), |n| format!(" partition {n}"))
+            ),
             Op::End(a) => a.as_str().to_owned(),
+            Op::Restart => format!("{action}: the task sequence continues after the restart"),
             Op::Fail(_) => action.to_owned(),
         }
     }
@@ -191,6 +213,13 @@ impl Op {
 /// download before the first step cannot be resolved.
 pub fn plan(policy: &RunPolicy, from: &ContentFrom) -> Result<Plan, String> {
     let n = policy.steps.len();
+    if policy.resume_at > n {
+        return Err(format!(
+            "the policy continues at step {} after a restart, but the task sequence has {n} \
+             steps",
+            policy.resume_at + 1
+        ));
+    }
     let steps = policy
         .steps
         .iter()
@@ -230,6 +259,7 @@ pub fn plan(policy: &RunPolicy, from: &ContentFrom) -> Result<Plan, String> {
         predownload,
         end,
         secrets,
+        resume_at: policy.resume_at,
     })
 }
 
@@ -338,17 +368,27 @@ fn plan_step(policy: &RunPolicy, from: &ContentFrom, s: &Step, last: bool) -> Re
                 secret: s.secret,
             })
         }
-        StepAction::Poweroff | StepAction::Reboot if !last => Err(format!(
-            "a {} step must be the last step: continuing a task sequence after a restart is \
-             not supported in this version",
-            s.action
-        )),
+        StepAction::Poweroff if !last => Err(
+            "a poweroff step must be the last step: use reboot to restart the machine and \
+             continue the task sequence"
+                .into(),
+        ),
         StepAction::Poweroff => Ok(Op::End(EndAction::Poweroff)),
+        // docs/site-file.md: a reboot before the last step restarts the machine, and its next
+        // run continues at the step after it.
+        StepAction::Reboot if !last => Ok(Op::Restart),
         StepAction::Reboot => Ok(Op::End(EndAction::Reboot)),
-        StepAction::CaptureImage => Err(format!(
-            "{} steps are not supported in this version of the agent",
-            s.action
-        )),
+        StepAction::CaptureImage => {
+            let package = need(&s.package, "a package (the id of the new package)")?;
+            if !is_plain_relative(&package) || package.contains('/') {
+                return Err(format!("package id {package:?} cannot be a directory name"));
+            }
+            Ok(Op::CaptureImage {
+                package,
+                disk: s.disk.clone().unwrap_or_default(),
+                partition: s.partition,
+            })
+        }
         StepAction::Unknown(other) => Err(format!(
             "the step action {other:?} is unknown to this boot image: rebuild it with the \
              server's netdeploy"
@@ -583,7 +623,7 @@ mod tests {
                 {"name":"r","action":"run_command"},
                 {"name":"v","action":"set_variable","variable":"1x","value":"y"},
                 {"name":"rel","action":"write_file","value":"t","target":"tmp/x"},
-                {"name":"b","action":"reboot"},
+                {"name":"b","action":"poweroff"},
                 {"name":"esc","action":"install_package","package":"bad"},
                 {"name":"h","action":"install_package"},
                 {"name":"end","action":"run_command","command":"true"}]"#,
@@ -597,7 +637,11 @@ mod tests {
         assert!(reasons[5].contains("needs a command"));
         assert!(reasons[6].contains("not a variable name"));
         assert!(reasons[7].contains("not an absolute path"));
-        assert!(reasons[8].contains("must be the last step"));
+        assert!(
+            reasons[8].contains("must be the last step"),
+            "{}",
+            reasons[8]
+        );
         assert!(reasons[9].contains("not a relative path inside the package"));
         assert!(reasons[10].contains("needs a package"));
         assert!(matches!(o[11], Op::RunCommand { .. }));
@@ -636,6 +680,31 @@ mod tests {
         );
         assert!(fail_reason(&o[6]).contains("\"xfs\" is unknown"));
         assert!(fail_reason(&o[7]).contains("numbered from 1"));
+    }
+
+    #[test]
+    fn a_reboot_before_the_last_step_restarts_and_the_plan_keeps_where_to_resume() {
+        let mut p = policy(
+            "download_on_demand",
+            r#"[{"name":"one","action":"write_file","value":"1","target":"/tmp/1"},
+                {"name":"restart","action":"reboot"},
+                {"name":"two","action":"write_file","value":"2","target":"/tmp/2"},
+                {"name":"end","action":"reboot"}]"#,
+        );
+        p.packages.remove("bad");
+        let planned = plan(&p, &server()).unwrap();
+        assert!(matches!(planned.steps[1].op, Op::Restart));
+        assert!(matches!(planned.steps[3].op, Op::End(EndAction::Reboot)));
+        assert_eq!(planned.end, Some(EndAction::Reboot));
+        assert_eq!(planned.resume_at, 0);
+        p.resume_at = 2;
+        assert_eq!(plan(&p, &server()).unwrap().resume_at, 2);
+        p.resume_at = 5;
+        let err = plan(&p, &server()).unwrap_err();
+        assert!(
+            err.contains("continues at step 6") && err.contains("has 4 steps"),
+            "{err}"
+        );
     }
 
     #[test]

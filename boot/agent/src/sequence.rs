@@ -61,6 +61,8 @@ pub struct Runner {
     secrets: Vec<String>,
     /// The disks of the disk steps, and what this run laid out on them.
     disks: Disks,
+    /// Where `capture_image` reads disks and sends images.
+    capture: Option<crate::capture_image::CaptureSetup>,
 }
 
 impl Runner {
@@ -82,7 +84,13 @@ impl Runner {
             variables: Vec::new(),
             cached: HashSet::new(),
             secrets: Vec::new(),
+            capture: None,
         }
+    }
+
+    /// Where `capture_image` steps read disks and send images.
+    pub fn set_capture(&mut self, setup: crate::capture_image::CaptureSetup) {
+        self.capture = Some(setup);
     }
 
     /// The secret values to mask in what commands print.
@@ -169,7 +177,22 @@ impl Runner {
                 self.variables.push((name.clone(), value.clone()));
                 Ok(())
             }
-            Op::End(_) => Ok(()),
+            Op::CaptureImage {
+                package,
+                disk,
+                partition,
+            } => {
+                let setup = self
+                    .capture
+                    .as_ref()
+                    .ok_or_else(|| StepFailure::reason("capture_image cannot run here"))?;
+                let done = crate::capture_image::run(setup, package, disk, *partition)
+                    .map_err(StepFailure::reason)?;
+                crate::console::say(done);
+                Ok(())
+            }
+            // The restart itself is the caller's: it reports first (`crate::agent`).
+            Op::End(_) | Op::Restart => Ok(()),
             Op::Fail(reason) => Err(StepFailure::reason(reason.clone())),
         }
     }

@@ -72,6 +72,30 @@ impl Reporter {
         self
     }
 
+    /// The run token messages present, if any.
+    pub fn token(&self) -> Option<&RunToken> {
+        self.token.as_ref()
+    }
+
+    /// `mac=...&uuid=...&deployment=...`: how this run is named in a request's query.
+    pub fn run_query(&self) -> String {
+        let (mac, uuid) = (
+            self.mac.map(|m| m.to_string()),
+            self.uuid.map(|u| u.to_string()),
+        );
+        let mut pairs: Vec<(&str, &str)> = Vec::new();
+        if let Some(m) = &mac {
+            pairs.push(("mac", m));
+        }
+        if let Some(u) = &uuid {
+            pairs.push(("uuid", u));
+        }
+        if let Some(d) = &self.deployment {
+            pairs.push(("deployment", d));
+        }
+        http::url::query(&pairs)
+    }
+
     /// The run token every later message presents.
     pub fn set_token(&mut self, token: Option<RunToken>) {
         self.token = token;

@@ -1317,3 +1317,120 @@ fn an_https_server_without_a_pin_is_a_configuration_failure() {
     assert!(stdout.contains("no certificate pin"), "{stdout}");
     assert!(lab.routes().is_empty(), "{:?}", lab.routes());
 }
+
+/// A task sequence that restarts the machine after its first steps: a variable, a file, the
+/// restart, then a command that reads the variable.
+fn restarting_policy(first: &Path, out: &Path, resume_at: usize) -> Value {
+    json!({
+        "action": "run", "reason": "required (rule 5)",
+        "deployment": {"id": "LAB00007", "task_sequence": "ts", "name": "Restart",
+                       "option": "download_on_demand"},
+        "steps": [
+            {"name": "name", "action": "set_variable", "variable": "OSDComputerName",
+             "value": "pc7"},
+            {"name": "first", "action": "write_file", "value": "before", "target": first},
+            {"name": "restart", "action": "reboot"},
+            {"name": "second", "action": "run_command",
+             "command": format!("echo \"$OSDComputerName\" > {}", out.display())}
+        ],
+        "packages": {}, "warnings": [], "resume_at": resume_at
+    })
+}
+
+#[test]
+fn a_reboot_in_the_middle_reports_rebooting_and_the_next_run_continues_at_the_next_step() {
+    let lab = Lab::start();
+    let (first, out) = (lab.path("first"), lab.path("out"));
+    lab.set_policy(restarting_policy(&first, &out, 0));
+    let root = lab.machine(&lab.pxe_cmdline("LAB00007"));
+    let o = agent(&root, &[]);
+    let (stdout, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(
+        stdout,
+        "NETDEPLOY-AGENT-RESULT restarting deployment=LAB00007 next_step=4\n"
+    );
+    assert!(stderr.contains("would reboot now"), "{stderr}");
+    assert!(first.exists() && !out.exists());
+    let rebooting = lab.statuses().pop().unwrap();
+    assert_eq!(rebooting["kind"], "rebooting");
+    assert_eq!(rebooting["step_index"], 2);
+    assert_eq!(rebooting["step"], "restart");
+    assert_eq!(lab.kinds(), ["started", "step", "step", "rebooting"]);
+
+    // The next boot's policy continues at step 3 (0-based): the steps before it do not run
+    // again, but the variable they set is set.
+    std::fs::remove_file(&first).unwrap();
+    lab.set_policy(restarting_policy(&first, &out, 3));
+    let o = agent(&root, &[]);
+    let (stdout, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(
+        stdout,
+        "NETDEPLOY-AGENT-RESULT success deployment=LAB00007\n"
+    );
+    assert!(
+        stderr.contains("continuing after a restart at step 4/4"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("would reboot now"), "{stderr}");
+    assert!(!first.exists(), "a step before the restart ran again");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "pc7\n");
+    assert_eq!(
+        lab.kinds(),
+        [
+            "started",
+            "step",
+            "step",
+            "rebooting",
+            "started",
+            "step",
+            "succeeded"
+        ]
+    );
+}
+
+#[test]
+fn full_media_keep_where_a_restarted_run_continues_on_the_medium() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = machine_without_nic(dir.path());
+    let (first, out) = (dir.path().join("first"), dir.path().join("out"));
+    let media = full_media(&root, "", &restarting_policy(&first, &out, 0), &[]);
+    let resume = media.join("resume/machine.json");
+    let o = agent(&root, &[]);
+    let (stdout, _) = text(&o);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(
+        stdout.contains("restarting deployment=LAB00007 next_step=4"),
+        "{stdout}"
+    );
+    let kept: Value = serde_json::from_slice(&std::fs::read(&resume).unwrap()).unwrap();
+    assert_eq!(kept, json!({"deployment": "LAB00007", "resume_at": 3}));
+
+    std::fs::remove_file(&first).unwrap();
+    let o = agent(&root, &[]);
+    let (stdout, _) = text(&o);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(
+        stdout,
+        "NETDEPLOY-AGENT-RESULT success deployment=LAB00007\n"
+    );
+    assert!(!first.exists(), "a step before the restart ran again");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "pc7\n");
+    assert!(
+        !resume.exists(),
+        "the end of the run forgets the resume point"
+    );
+    assert_eq!(
+        status_kinds(&media.join("status/machine.jsonl")),
+        [
+            "started",
+            "step",
+            "step",
+            "rebooting",
+            "started",
+            "step",
+            "succeeded"
+        ]
+    );
+}

@@ -114,6 +114,18 @@ impl Client {
         self.send("POST", url, &extra, json)
     }
 
+    /// PUT `body` to `url`, presenting `token` when there is one.
+    pub fn put(
+        &self,
+        url: &Url,
+        body: &[u8],
+        token: Option<&RunToken>,
+    ) -> Result<Response, HttpError> {
+        let mut extra = vec![("Content-Type", "application/octet-stream".to_owned())];
+        extra.extend(token.map(|t| ("Authorization", t.authorization())));
+        self.send("PUT", url, &extra, body)
+    }
+
     fn send(
         &self,
         method: &str,

@@ -59,9 +59,87 @@ struct Batch {
     extents: Vec<Extent>,
 }
 
+/// One part of what is captured: where it lies on the source (and the target) and the
+/// ranges of it to read, in the source's offsets.
+#[derive(Debug, Clone)]
+pub struct Region {
+    pub part: Part,
+    pub used: Vec<Extent>,
+}
+
+/// What is done with each file of the image once it is written: nothing for a capture to a
+/// directory; an upload (that may remove the file) for a capture to the server.
+pub type Sink<'a> = &'a mut dyn FnMut(&Path) -> Result<(), String>;
+
 /// Captures `source` into the directory `out` (created if missing; the index and chunks of
 /// an earlier capture there are removed first, so that none of them joins the new package).
 pub fn capture(source: &Path, out: &Path, opts: &CaptureOptions) -> Result<Captured, ImageError> {
+    let read_err = |e| ImageError::Read {
+        path: source.to_owned(),
+        source: e,
+    };
+    let mut file = File::open(source).map_err(read_err)?;
+    let size = file.seek(SeekFrom::End(0)).map_err(read_err)?;
+    let region = region_of(source, &file, 0, size, out)?;
+    capture_regions(source, size, vec![region], out, opts, &mut |_| Ok(()))
+}
+
+/// The region of the filesystem (or raw bytes) on `device` (`size` bytes), lying at `offset`
+/// of the whole source: its used ranges from [`used_blocks`], moved to that offset. `scratch`
+/// is a directory for partclone's map.
+pub fn region_of(
+    device: &Path,
+    file: &File,
+    offset: u64,
+    size: u64,
+    scratch: &Path,
+) -> Result<Region, ImageError> {
+    let mut head = vec![0u8; HEAD.min(size as usize)];
+    platform::read_exact_at(file, &mut head, 0).map_err(|e| ImageError::Read {
+        path: device.to_owned(),
+        source: e,
+    })?;
+    std::fs::create_dir_all(scratch).map_err(|e| ImageError::Out {
+        path: scratch.to_owned(),
+        source: e,
+    })?;
+    let (filesystem, used) =
+        used_blocks::used_extents(device, used_blocks::detect(&head), size, scratch);
+    let used_bytes: u64 = used.iter().map(|e| e.len).sum();
+    say(format!(
+        "{}: {} filesystem, {} of {} bytes used",
+        device.display(),
+        filesystem.name(),
+        used_bytes,
+        size
+    ));
+    Ok(Region {
+        part: Part {
+            filesystem,
+            offset,
+            size,
+            used: used_bytes,
+        },
+        used: used
+            .into_iter()
+            .map(|e| Extent {
+                offset: e.offset + offset,
+                len: e.len,
+            })
+            .collect(),
+    })
+}
+
+/// Captures the `regions` of `source` (`size` bytes; regions in order, not overlapping) into
+/// `out`, handing each chunk file, then the index, to `sink` as soon as it is written.
+pub fn capture_regions(
+    source: &Path,
+    size: u64,
+    regions: Vec<Region>,
+    out: &Path,
+    opts: &CaptureOptions,
+    sink: Sink<'_>,
+) -> Result<Captured, ImageError> {
     let read_err = |e| ImageError::Read {
         path: source.to_owned(),
         source: e,
@@ -81,20 +159,15 @@ pub fn capture(source: &Path, out: &Path, opts: &CaptureOptions) -> Result<Captu
             std::fs::remove_file(entry.path()).map_err(out_err(&entry.path()))?;
         }
     }
-    let mut file = File::open(source).map_err(read_err)?;
-    let size = file.seek(SeekFrom::End(0)).map_err(read_err)?;
-    let mut head = vec![0u8; HEAD.min(size as usize)];
-    platform::read_exact_at(&file, &mut head, 0).map_err(read_err)?;
-    let (filesystem, used) =
-        used_blocks::used_extents(source, used_blocks::detect(&head), size, out);
+    let file = File::open(source).map_err(read_err)?;
+    let mut used = Vec::new();
+    for r in &regions {
+        for e in &r.used {
+            push_extent(&mut used, *e);
+        }
+    }
     let used_bytes: u64 = used.iter().map(|e| e.len).sum();
-    say(format!(
-        "{}: {} filesystem, {} of {} bytes used",
-        source.display(),
-        filesystem.name(),
-        used_bytes,
-        size
-    ));
+    let parts: Vec<Part> = regions.into_iter().map(|r| r.part).collect();
 
     let mut chunks = Vec::new();
     let mut progress = Progress::new(format!("capture {}", source.display()), used_bytes, 0);
@@ -108,6 +181,7 @@ pub fn capture(source: &Path, out: &Path, opts: &CaptureOptions) -> Result<Captu
                 .map_err(|e| ImageError::Compress { source: e })?;
             let path = out.join(chunk_file(i));
             std::fs::write(&path, &compressed).map_err(out_err(&path))?;
+            sink(&path).map_err(ImageError::Sink)?;
             done += batch.data.len() as u64;
             progress.update(done);
             chunks.push(Chunk {
@@ -124,18 +198,14 @@ pub fn capture(source: &Path, out: &Path, opts: &CaptureOptions) -> Result<Captu
     })?;
     let index = Index {
         size,
-        parts: vec![Part {
-            filesystem,
-            offset: 0,
-            size,
-            used: used_bytes,
-        }],
+        parts,
         chunks,
         zeros,
     };
     let bytes = index.encode();
     let index_path: PathBuf = out.join(INDEX_FILE);
     std::fs::write(&index_path, &bytes).map_err(out_err(&index_path))?;
+    sink(&index_path).map_err(ImageError::Sink)?;
     say(format!(
         "{}: {} chunks, {} bytes of data compressed to {}, {} bytes of zeros not sent",
         progress.summary(used_bytes),

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use netdeploy_wire::image::FormatError;
 
 pub use apply::{apply, Applied, ApplyOptions, ImageRef, Store};
-pub use capture::{capture, CaptureOptions, Captured};
+pub use capture::{capture, capture_regions, region_of, CaptureOptions, Captured, Region};
 
 use crate::download::TransferError;
 
@@ -63,6 +63,9 @@ pub enum ImageError {
     Out { path: PathBuf, source: io::Error },
     #[error("cannot compress a chunk: {source}")]
     Compress { source: io::Error },
+    /// A file of the image could not be handed on (uploaded to the server).
+    #[error("{0}")]
+    Sink(String),
 }
 
 #[cfg(test)]
