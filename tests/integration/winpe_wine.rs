@@ -401,3 +401,239 @@ fn the_windows_agent_imports_no_dll_beyond_what_windows_pe_has() {
         );
     }
 }
+
+/// A site for the continuation and resume tests: `steps` (TOML array items) in a `winpe`
+/// deployment, with the package `big` holding one file of `big_size` bytes.
+fn write_steps_site(dir: &Path, steps: &str, big_size: usize) -> PathBuf {
+    std::fs::create_dir_all(dir.join("big")).unwrap();
+    let bytes: Vec<u8> = (0..big_size).map(|i| (i * 7 + i / 251) as u8).collect();
+    std::fs::write(dir.join("big/data.bin"), bytes).unwrap();
+    let text = std::fs::read_to_string(write_site(dir, &dir.join("out")))
+        .unwrap()
+        .replace(
+            "[[package]]\nid = \"tools\"",
+            "[[package]]\nid = \"big\"\nfrom = \"big\"\n\n[[package]]\nid = \"tools\"",
+        );
+    let start = text.find("steps = [").unwrap();
+    let end = start + text[start..].find("\n]\n").unwrap() + 3;
+    let text = format!("{}steps = [\n{steps}\n]\n{}", &text[..start], &text[end..]);
+    let path = dir.join("site.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The `netdeploy.ini` a new network boot of the machine gets, written into `bin`.
+fn boot_and_take_ini(server: &Server, bin: &Path) -> String {
+    let script = boot_script(server, "/boot.ipxe?mac=52-54-00-0e-01-01&arch=7");
+    let url = server.url();
+    let ini_path = script
+        .lines()
+        .find(|l| l.contains("--name netdeploy.ini"))
+        .and_then(|l| l.split_whitespace().find(|w| w.starts_with("http://")))
+        .and_then(|u| u.strip_prefix(&url))
+        .unwrap_or_else(|| panic!("no netdeploy.ini in:\n{script}"))
+        .to_owned();
+    let ini = crate::harness::http_get(server.http_addr(), &ini_path);
+    std::fs::write(bin.join("netdeploy.ini"), &ini).unwrap();
+    ini
+}
+
+fn run_agent(dir: &Path, exe: &Path, bin: &Path, root: &Path) -> String {
+    let o = wine(
+        dir,
+        exe,
+        &[
+            "run",
+            "--vars",
+            &wine_path(&bin.join("netdeploy.ini")),
+            "--root",
+            &wine_path(root),
+        ],
+    );
+    let console = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success(), "{console}");
+    console
+}
+
+#[test]
+fn windows_agent_under_wine_restarts_mid_sequence_and_the_next_boot_continues_at_the_next_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = d.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let o = |name: &str| format!("{}\\{name}", wine_path(&out));
+    let steps = format!(
+        r#"    {{ name = "name", action = "set_variable", variable = "OSDComputerName", value = "PC-WINE" }},
+    {{ name = "before", action = "run_command", command = 'echo before>> {runs}' }},
+    {{ name = "restart", action = "reboot" }},
+    {{ name = "after", action = "run_command", command = 'echo after %OSDComputerName%>> {runs}' }},"#,
+        runs = o("runs.txt")
+    );
+    let site = write_steps_site(d, &steps, 16);
+    let data = d.join("data");
+    cli_ok(&data, &["site", "apply", site.to_str().unwrap()]);
+    let server = Server::start(d, &loopback_config(d, "proxy", ""));
+    let bin = d.join("bin");
+    let root = d.join("root");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(&root).unwrap();
+    let exe = install_agent(&bin);
+
+    // First boot: steps 1 and 2, then the restart (the test root performs no power action).
+    boot_and_take_ini(&server, &bin);
+    let first = run_agent(d, &exe, &bin, &root);
+    assert!(
+        first.contains("NETDEPLOY-AGENT-RESULT restarting deployment=LAB00001 next_step=4"),
+        "{first}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("runs.txt")).unwrap(),
+        "before\r\n"
+    );
+
+    // The next network boot is offered again past the loop guard, with a new run token, and
+    // the run continues at step 4 with the variable set again.
+    let ini = boot_and_take_ini(&server, &bin);
+    assert!(ini.contains("NetdeployRunToken="), "{ini}");
+    let second = run_agent(d, &exe, &bin, &root);
+    assert!(
+        second.contains("NETDEPLOY-AGENT-RESULT success"),
+        "{second}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("runs.txt")).unwrap(),
+        "before\r\nafter PC-WINE\r\n",
+        "{second}"
+    );
+    let status: serde_json::Value =
+        serde_json::from_str(&cli_ok(&server.data_dir(), &["status", "--json"])).unwrap();
+    let dep = status["deployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["deployment"] == "LAB00001")
+        .unwrap()
+        .clone();
+    assert_eq!(dep["counts"]["compliant"], 1, "{status:#}");
+}
+
+/// A proxy on `l` in front of `to` that cuts the first answer to a `/content/` request after
+/// half of its body; returns the requests' heads as they came.
+fn cutting_proxy(
+    l: std::net::TcpListener,
+    to: std::net::SocketAddr,
+) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
+    use std::io::{Read as _, Write as _};
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        let mut cut = false;
+        // Bounded: the agent makes a handful of requests.
+        for conn in l.incoming().take(64) {
+            let Ok(mut c) = conn else { continue };
+            let mut head = Vec::new();
+            let mut b = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                match c.read(&mut b) {
+                    Ok(1) => head.push(b[0]),
+                    _ => break,
+                }
+            }
+            let text = String::from_utf8_lossy(&head).into_owned();
+            let len = text
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                })
+                .unwrap_or(0);
+            let mut body = vec![0u8; len];
+            let _ = c.read_exact(&mut body);
+            log.lock().unwrap().push(text.clone());
+            // One request per connection upstream, closed after its answer.
+            let forwarded = text
+                .replacen("\r\n\r\n", "\r\nConnection: close\r\n\r\n", 1)
+                .replace("Connection: keep-alive\r\n", "");
+            let Ok(mut up) = std::net::TcpStream::connect(to) else {
+                continue;
+            };
+            let _ = up.write_all(forwarded.as_bytes());
+            let _ = up.write_all(&body);
+            let mut answer = Vec::new();
+            let _ = up.read_to_end(&mut answer);
+            let is_content = text
+                .split_whitespace()
+                .nth(1)
+                .is_some_and(|p| p.starts_with("/content/"));
+            if is_content && !cut && answer.len() > 4096 {
+                cut = true;
+                let _ = c.write_all(&answer[..answer.len() / 2]);
+            } else {
+                let _ = c.write_all(&answer);
+            }
+        }
+    });
+    seen
+}
+
+#[test]
+fn windows_agent_under_wine_resumes_a_cut_download_with_range_and_verifies_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = d.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let steps = format!(
+        r#"    {{ name = "payload", action = "write_file", package = "big", file = "data.bin", target = {t:?} }},"#,
+        t = format!("{}\\data.bin", wine_path(&out))
+    );
+    let site = write_steps_site(d, &steps, 1 << 20);
+    let data = d.join("data");
+    cli_ok(&data, &["site", "apply", site.to_str().unwrap()]);
+    // Windows PE reaches the server through the proxy: the server names it in its URLs.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy = listener.local_addr().unwrap();
+    let server = Server::start(
+        d,
+        &loopback_config(d, "proxy", "").replace(
+            "[http]\n",
+            &format!("[http]\npublic_url = \"http://{proxy}\"\n"),
+        ),
+    );
+    let seen = cutting_proxy(listener, server.http_addr());
+    let bin = d.join("bin");
+    let root = d.join("root");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(&root).unwrap();
+    let exe = install_agent(&bin);
+    boot_and_take_ini(&server, &bin);
+    let console = run_agent(d, &exe, &bin, &root);
+    assert!(
+        console.contains("NETDEPLOY-AGENT-RESULT success"),
+        "{console}"
+    );
+    assert_eq!(
+        std::fs::read(out.join("data.bin")).unwrap(),
+        std::fs::read(d.join("big/data.bin")).unwrap()
+    );
+    let heads = seen.lock().unwrap().clone();
+    let content: Vec<&String> = heads
+        .iter()
+        .filter(|h| {
+            h.split_whitespace()
+                .nth(1)
+                .is_some_and(|p| p.starts_with("/content/"))
+        })
+        .collect();
+    assert!(content.len() >= 2, "{heads:#?}");
+    assert!(
+        content[1..]
+            .iter()
+            .any(|h| h.to_ascii_lowercase().contains("range: bytes=")),
+        "the second request resumes with Range:\n{heads:#?}\n{console}"
+    );
+}
