@@ -155,41 +155,14 @@ fn winpe_run(config_extra: &str) -> String {
     );
 
     // What Windows PE gets: the netdeploy.ini of the deployment's iPXE script.
-    let script = boot_script(&server, "/boot.ipxe?mac=52-54-00-0e-01-01&arch=7");
-    let url = server.url();
-    let ini_path = script
-        .lines()
-        .find(|l| l.contains("--name netdeploy.ini"))
-        .and_then(|l| l.split_whitespace().find(|w| w.starts_with("http://")))
-        .and_then(|u| u.strip_prefix(&url))
-        .unwrap_or_else(|| panic!("no netdeploy.ini in:\n{script}"))
-        .to_owned();
-    let ini = crate::harness::http_get(server.http_addr(), &ini_path);
-    assert!(ini.contains("NetdeployRunToken="), "{ini}");
     let bin = dir.path().join("bin");
     std::fs::create_dir_all(&bin).unwrap();
-    std::fs::write(bin.join("netdeploy.ini"), &ini).unwrap();
+    let ini = boot_and_take_ini(&server, &bin);
+    assert!(ini.contains("NetdeployRunToken="), "{ini}");
     let exe = install_agent(&bin);
     let root = dir.path().join("root");
     std::fs::create_dir_all(&root).unwrap();
-
-    let o = wine(
-        dir.path(),
-        &exe,
-        &[
-            "run",
-            "--vars",
-            &wine_path(&bin.join("netdeploy.ini")),
-            "--root",
-            &wine_path(&root),
-        ],
-    );
-    let console = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(o.status.success(), "{console}");
+    let console = run_agent(dir.path(), &exe, &bin, &root);
     assert!(
         console.contains("machine mac=52:54:00:0e:01:01"),
         "{console}"
@@ -261,79 +234,29 @@ fn install_recorders(dir: &Path) {
 /// that holds them.
 fn winpe_disk_run() -> (String, PathBuf, String, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    write_site(dir.path(), &dir.path().join("out"));
-    std::fs::create_dir_all(dir.path().join("os")).unwrap();
-    std::fs::write(
-        dir.path().join("os/install.wim"),
-        b"MSWIM\0\0\0 a windows image",
-    )
-    .unwrap();
+    let d = dir.path();
     let disk = r#"disk = { path = '\\.\PhysicalDrive0' }"#;
-    let site = std::fs::read_to_string(dir.path().join("site.toml"))
-        .unwrap()
-        .replace(
-            "[[boot_image]]",
-            "[[package]]\nid = \"os\"\nfrom = \"os\"\n\n[[boot_image]]",
-        );
-    let start = site.find("steps = [").unwrap();
-    let end = start + site[start..].find("\n]\n").unwrap() + 3;
     let steps = format!(
-        r#"steps = [
-    {{ name = "lay out", action = "partition_disk", {disk}, layout = {{ table = "gpt", partitions = [
+        r#"    {{ name = "lay out", action = "partition_disk", {disk}, layout = {{ table = "gpt", partitions = [
         {{ role = "esp", size = "260MiB", label = "System" }},
         {{ role = "msr", size = "16MiB" }},
         {{ role = "windows", size = "rest", label = "Windows" }} ] }} }},
     {{ name = "reformat", action = "format", {disk}, partition = 3, filesystem = "ntfs" }},
     {{ name = "windows", action = "apply_image", package = "os", file = "install.wim", {disk}, partition = 3 }},
-    {{ name = "boot files", action = "bcdboot" }},
-]
-"#
+    {{ name = "boot files", action = "bcdboot" }},"#
     );
-    let site = format!("{}{steps}{}", &site[..start], &site[end..]);
-    std::fs::write(dir.path().join("site.toml"), site).unwrap();
-    cli_ok(
-        &data,
-        &[
-            "site",
-            "apply",
-            dir.path().join("site.toml").to_str().unwrap(),
-        ],
-    );
-    let server = Server::start(dir.path(), &loopback_config(dir.path(), "proxy", ""));
-    let script = boot_script(&server, "/boot.ipxe?mac=52-54-00-0e-01-01&arch=7");
-    let ini_path = script
-        .lines()
-        .find(|l| l.contains("--name netdeploy.ini"))
-        .and_then(|l| l.split_whitespace().find(|w| w.starts_with("http://")))
-        .and_then(|u| u.strip_prefix(&server.url()))
-        .unwrap_or_else(|| panic!("no netdeploy.ini in:\n{script}"))
-        .to_owned();
-    let ini = crate::harness::http_get(server.http_addr(), &ini_path);
-    let bin = dir.path().join("bin");
+    let wim = b"MSWIM\0\0\0 a windows image".to_vec();
+    let site = write_steps_site(d, &steps, &[("os", "install.wim", wim)]);
+    cli_ok(&d.join("data"), &["site", "apply", site.to_str().unwrap()]);
+    let server = Server::start(d, &loopback_config(d, "proxy", ""));
+    let bin = d.join("bin");
+    let root = d.join("root");
     std::fs::create_dir_all(&bin).unwrap();
-    std::fs::write(bin.join("netdeploy.ini"), &ini).unwrap();
+    std::fs::create_dir_all(&root).unwrap();
+    boot_and_take_ini(&server, &bin);
     let exe = install_agent(&bin);
     install_recorders(&bin);
-    let root = dir.path().join("root");
-    std::fs::create_dir_all(&root).unwrap();
-    let o = wine(
-        dir.path(),
-        &exe,
-        &[
-            "run",
-            "--vars",
-            &wine_path(&bin.join("netdeploy.ini")),
-            "--root",
-            &wine_path(&root),
-        ],
-    );
-    let console = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(o.status.success(), "{console}");
+    let console = run_agent(d, &exe, &bin, &root);
     let calls = std::fs::read_to_string(bin.join("calls.txt")).unwrap_or_default();
     (calls, root, console, dir)
 }
@@ -402,18 +325,18 @@ fn the_windows_agent_imports_no_dll_beyond_what_windows_pe_has() {
     }
 }
 
-/// A site for the continuation and resume tests: `steps` (TOML array items) in a `winpe`
-/// deployment, with the package `big` holding one file of `big_size` bytes.
-fn write_steps_site(dir: &Path, steps: &str, big_size: usize) -> PathBuf {
-    std::fs::create_dir_all(dir.join("big")).unwrap();
-    let bytes: Vec<u8> = (0..big_size).map(|i| (i * 7 + i / 251) as u8).collect();
-    std::fs::write(dir.join("big/data.bin"), bytes).unwrap();
+/// The site of [`write_site`] with `steps` (TOML array items) in place of its own, and a
+/// package of one file for each `(package, file, bytes)`.
+fn write_steps_site(dir: &Path, steps: &str, files: &[(&str, &str, Vec<u8>)]) -> PathBuf {
+    let mut packages = String::new();
+    for (id, file, bytes) in files {
+        std::fs::create_dir_all(dir.join(id)).unwrap();
+        std::fs::write(dir.join(id).join(file), bytes).unwrap();
+        packages.push_str(&format!("[[package]]\nid = {id:?}\nfrom = {id:?}\n\n"));
+    }
     let text = std::fs::read_to_string(write_site(dir, &dir.join("out")))
         .unwrap()
-        .replace(
-            "[[package]]\nid = \"tools\"",
-            "[[package]]\nid = \"big\"\nfrom = \"big\"\n\n[[package]]\nid = \"tools\"",
-        );
+        .replace("[[boot_image]]", &format!("{packages}[[boot_image]]"));
     let start = text.find("steps = [").unwrap();
     let end = start + text[start..].find("\n]\n").unwrap() + 3;
     let text = format!("{}steps = [\n{steps}\n]\n{}", &text[..start], &text[end..]);
@@ -473,7 +396,7 @@ fn windows_agent_under_wine_restarts_mid_sequence_and_the_next_boot_continues_at
     {{ name = "after", action = "run_command", command = 'echo after %OSDComputerName%>> {runs}' }},"#,
         runs = o("runs.txt")
     );
-    let site = write_steps_site(d, &steps, 16);
+    let site = write_steps_site(d, &steps, &[]);
     let data = d.join("data");
     cli_ok(&data, &["site", "apply", site.to_str().unwrap()]);
     let server = Server::start(d, &loopback_config(d, "proxy", ""));
@@ -591,7 +514,8 @@ fn windows_agent_under_wine_resumes_a_cut_download_with_range_and_verifies_it() 
         r#"    {{ name = "payload", action = "write_file", package = "big", file = "data.bin", target = {t:?} }},"#,
         t = format!("{}\\data.bin", wine_path(&out))
     );
-    let site = write_steps_site(d, &steps, 1 << 20);
+    let big: Vec<u8> = (0..1usize << 20).map(|i| (i * 7 + i / 251) as u8).collect();
+    let site = write_steps_site(d, &steps, &[("big", "data.bin", big)]);
     let data = d.join("data");
     cli_ok(&data, &["site", "apply", site.to_str().unwrap()]);
     // Windows PE reaches the server through the proxy: the server names it in its URLs.
