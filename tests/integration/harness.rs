@@ -217,6 +217,21 @@ impl Server {
     }
 
     /// Runs a CLI command that changes the store, and waits until the server has noticed.
+    /// [`Server::cli_changes`] for a server in a lab namespace, which the host cannot reach
+    /// over HTTP: waits for the log to say the snapshot was reloaded once more.
+    pub fn cli_changes_in_lab(&self, data_dir: &Path, args: &[&str]) -> String {
+        let reloads = || self.log().matches("snapshot reloaded").count();
+        let before = reloads();
+        let out = cli_ok(data_dir, args);
+        for _ in 0..100 {
+            if reloads() > before {
+                return out;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("the server did not notice the store change within 10 s");
+    }
+
     pub fn cli_changes(&self, data_dir: &Path, args: &[&str]) -> String {
         self.settled();
         let before = self.counter("snapshot_reloads");
@@ -396,6 +411,12 @@ pub fn http_exchange(
     body: &[u8],
 ) -> (u16, String, Vec<u8>) {
     use std::io::{Read, Write};
+    // A server in a lab namespace is not reachable from here: its address would leave through
+    // the host's default route. Tests reach such servers through the CLI and the log.
+    assert!(
+        addr.ip().is_loopback(),
+        "HTTP to {addr} from the host namespace: tests send traffic only to loopback"
+    );
     let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut head = format!(

@@ -184,7 +184,7 @@ fn uefi_machine_pxe_boots_over_ipv6_beside_a_site_dhcpv6_server_and_runs_its_dep
             "IPv6 PXE: OVMF chose before netdeploy's ADVERTISE arrived (PXE-E16); \
              clearing the loop guard and booting again"
         );
-        server.cli_changes(
+        server.cli_changes_in_lab(
             &dir.path().join("data"),
             &["pxe", "clear", "--device", "pc6"],
         );
