@@ -277,3 +277,65 @@ available_to = "media_pxe"
         &["site", "apply", site_path.to_str().unwrap()],
     );
 }
+
+/// A point-to-point link between the server namespaces of two labs (a veth pair `ndlink0`,
+/// made inside the namespaces, so it never exists on the host), as two servers' own network
+/// between their buildings. Removed when dropped.
+pub struct Link {
+    ns: String,
+}
+
+impl Link {
+    /// Links `a` (at `a_addr`, e.g. `10.78.0.1/30`) and `b` (at `b_addr`).
+    pub fn between(a: &Lab, a_addr: &str, b: &Lab, b_addr: &str) -> Link {
+        const DEV: &str = "ndlink0";
+        must(Command::new("ip").args([
+            "-n", &a.name, "link", "add", DEV, "type", "veth", "peer", "name", DEV, "netns",
+            &b.name,
+        ]));
+        let link = Link { ns: a.name.clone() };
+        for (ns, addr) in [(&a.name, a_addr), (&b.name, b_addr)] {
+            must(Command::new("ip").args(["-n", ns, "addr", "add", addr, "dev", DEV]));
+            must(Command::new("ip").args(["-n", ns, "link", "set", DEV, "up"]));
+        }
+        link
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        // Deleting one end removes the pair.
+        let _ = run(Command::new("ip").args(["-n", &self.ns, "link", "del", "ndlink0"]));
+    }
+}
+
+/// Sends the DHCP `request` from port 68 in namespace `ns` to `to` (the lab's broadcast address,
+/// `10.77.0.255:67`), as a client there does; returns the first answer to it within 1.5 s.
+pub fn dhcp_reply_in(ns: &str, to: &str, request: &[u8]) -> Option<Vec<u8>> {
+    use std::os::fd::AsRawFd;
+    let ns_file = std::fs::File::open(format!("/run/netns/{ns}"))
+        .unwrap_or_else(|e| panic!("namespace {ns}: {e}"));
+    let request = request.to_vec();
+    let to = to.to_owned();
+    // setns(2) moves only the calling thread: a thread of its own enters the namespace.
+    std::thread::spawn(move || {
+        // SAFETY: setns on a namespace file we hold open, for this thread only.
+        let rc = unsafe { libc::setns(ns_file.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+        let s = std::net::UdpSocket::bind("0.0.0.0:68").expect("bind port 68");
+        s.set_broadcast(true).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_millis(1500)))
+            .unwrap();
+        s.send_to(&request, to.as_str()).unwrap();
+        let mut buf = [0u8; 1500];
+        // A reply (op 2) to this transaction (the same xid).
+        while let Ok(n) = s.recv(&mut buf) {
+            if n > 8 && buf[0] == 2 && buf[4..8] == request[4..8] {
+                return Some(buf[..n].to_vec());
+            }
+        }
+        None
+    })
+    .join()
+    .unwrap()
+}

@@ -17,6 +17,7 @@ mod disk_steps;
 mod disk_steps_qemu;
 mod docs_reference;
 mod docs_site_file;
+mod fleet_qemu;
 mod harness;
 mod http;
 mod http_limits;
