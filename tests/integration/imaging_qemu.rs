@@ -27,8 +27,6 @@ use std::time::{Duration, Instant};
 use crate::harness::{cli_ok, random_smbios_uuid, Server};
 use crate::lab::{boot_image, lab_dhcp_config, must, Lab};
 
-const REF_MAC: &str = "52:54:00:e2:e0:01";
-const PC_MAC: &str = "52:54:00:e2:e0:02";
 const MARKER: &str = "NETDEPLOY-IMAGED-OS-OK";
 const RESULT: &str = "NETDEPLOY-AGENT-RESULT (success|failure|restarting)";
 
@@ -231,17 +229,21 @@ fn captured_package_dir(dir: &Path, data: &Path, id: &str) -> PathBuf {
     out
 }
 
-fn site(dir: &Path, captured: Option<&Path>) -> PathBuf {
+fn site(dir: &Path, macs: Macs, captured: Option<&Path>) -> PathBuf {
+    let Macs {
+        reference: ref_mac,
+        blank: pc_mac,
+    } = macs;
     let deploy = captured.is_some();
     let (kernel, initrd) = boot_image();
     let mut site = format!(
         r#"site_code = "LAB"
 [[device]]
 name = "ref"
-macs = ["{REF_MAC}"]
+macs = ["{ref_mac}"]
 [[device]]
 name = "pc1"
-macs = ["{PC_MAC}"]
+macs = ["{pc_mac}"]
 [[collection]]
 id = "reference"
 members = ["ref"]
@@ -301,16 +303,59 @@ accept_high_risk = true
     path
 }
 
-fn phase(name: &str, start: Instant) {
-    eprintln!("imaging_qemu: {name} took {} s", start.elapsed().as_secs());
+fn assert_loop_guard_logged(server: &Server, mac: &str) {
+    server
+        .wait_for_log(&["no boot offer", mac, "rule 7"], Duration::from_secs(2))
+        .unwrap_or_else(|| panic!("loop guard not logged:\n{}", server.log()));
+}
+
+fn phase(firmware: &str, name: &str, start: Instant) {
+    eprintln!(
+        "imaging_qemu {firmware}: {name} took {} s",
+        start.elapsed().as_secs()
+    );
+}
+
+/// The MACs of the reference machine and of the blank one.
+#[derive(Clone, Copy)]
+struct Macs {
+    reference: &'static str,
+    blank: &'static str,
 }
 
 #[test]
 fn bios_reference_disk_is_captured_partitioned_formatted_applied_across_a_reboot_and_boots_the_imaged_os(
 ) {
+    capture_deploy_and_boot_the_imaged_os(
+        "bios",
+        Macs {
+            reference: "52:54:00:e2:e0:01",
+            blank: "52:54:00:e2:e0:02",
+        },
+    );
+}
+
+#[test]
+fn uefi_reference_disk_is_captured_partitioned_formatted_applied_across_a_reboot_and_boots_the_imaged_os(
+) {
+    capture_deploy_and_boot_the_imaged_os(
+        "uefi",
+        Macs {
+            reference: "52:54:00:e2:e1:01",
+            blank: "52:54:00:e2:e1:02",
+        },
+    );
+}
+
+/// The four phases of the module's doc on `firmware` (`bios` or `uefi`, lab/boot-vm.sh).
+fn capture_deploy_and_boot_the_imaged_os(firmware: &str, macs: Macs) {
+    let (ref_mac, pc_mac) = (macs.reference, macs.blank);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let lab = Lab::up();
+
+    // Built (or found cached) before the clock of phase 1 starts.
+    boot_image();
 
     // 1. The reference disk boots (no network): the reference is good.
     let t = Instant::now();
@@ -318,8 +363,8 @@ fn bios_reference_disk_is_captured_partitioned_formatted_applied_across_a_reboot
     let ref_uuid = random_smbios_uuid();
     let ref_file = reference.to_str().unwrap();
     let (ok, serial, report) = lab.boot_vm_timeout(
-        "bios",
-        REF_MAC,
+        firmware,
+        ref_mac,
         "tap0",
         dir.path(),
         &[
@@ -335,18 +380,22 @@ fn bios_reference_disk_is_captured_partitioned_formatted_applied_across_a_reboot
     );
     assert!(ok, "reference disk: {report}\n{serial}");
     assert!(serial.contains(&format!("{MARKER} {ref_uuid}")), "{serial}");
-    phase("reference disk built and booted", t);
+    phase(firmware, "reference disk built and booted", t);
 
     // 2. Capture: the reference machine PXE-boots and uploads its root partition.
     let t = Instant::now();
     cli_ok(
         &data,
-        &["site", "apply", site(dir.path(), None).to_str().unwrap()],
+        &[
+            "site",
+            "apply",
+            site(dir.path(), macs, None).to_str().unwrap(),
+        ],
     );
     let server = Server::start_in(dir.path(), &lab_dhcp_config(&data), &lab.exec_prefix());
     let (ok, serial, report) = lab.boot_vm_timeout(
-        "bios",
-        REF_MAC,
+        firmware,
+        ref_mac,
         "tap1",
         dir.path(),
         &[
@@ -370,12 +419,12 @@ fn bios_reference_disk_is_captured_partitioned_formatted_applied_across_a_reboot
     std::fs::remove_file(&reference).unwrap();
     let listed = cli_ok(&data, &["package", "list"]);
     assert!(listed.contains("ref-image"), "{listed}");
-    phase("capture", t);
+    phase(firmware, "capture", t);
 
     // 3. Deploy onto a larger blank disk, across a restart.
     let t = Instant::now();
     let captured = captured_package_dir(dir.path(), &data, "ref-image");
-    let deploy_site = site(dir.path(), Some(&captured));
+    let deploy_site = site(dir.path(), macs, Some(&captured));
     cli_ok(&data, &["site", "apply", deploy_site.to_str().unwrap()]);
     let server = Server::start_in(dir.path(), &lab_dhcp_config(&data), &lab.exec_prefix());
     let blank = dir.path().join("blank.img");
@@ -393,7 +442,7 @@ fn bios_reference_disk_is_captured_partitioned_formatted_applied_across_a_reboot
         RESULT,
     ];
     let (ok, serial, report) =
-        lab.boot_vm_timeout("bios", PC_MAC, "tap2", dir.path(), &machine, 300);
+        lab.boot_vm_timeout(firmware, pc_mac, "tap2", dir.path(), &machine, 300);
     assert!(
         ok,
         "deploy, first boot: {report}\n{serial}\n{}",
@@ -408,7 +457,7 @@ fn bios_reference_disk_is_captured_partitioned_formatted_applied_across_a_reboot
         "{serial}"
     );
     let (ok, serial, report) =
-        lab.boot_vm_timeout("bios", PC_MAC, "tap3", dir.path(), &machine, 400);
+        lab.boot_vm_timeout(firmware, pc_mac, "tap3", dir.path(), &machine, 400);
     assert!(
         ok,
         "deploy, second boot: {report}\n{serial}\n{}",
@@ -425,23 +474,48 @@ fn bios_reference_disk_is_captured_partitioned_formatted_applied_across_a_reboot
         "{serial}\n{}",
         server.log()
     );
-    phase("deploy (two boots)", t);
+    phase(firmware, "deploy (two boots)", t);
 
     // 4. No offer (the loop guard); the firmware boots the disk into the imaged OS.
     let t = Instant::now();
-    let args = [
-        "--disk",
-        blank.to_str().unwrap(),
-        "--smbios-uuid",
-        pc_uuid.as_str(),
-        "--expect",
-        MARKER,
-    ];
-    let (ok, serial, report) = lab.boot_vm_timeout("bios", PC_MAC, "tap4", dir.path(), &args, 240);
-    assert!(ok, "boot from disk: {report}\n{serial}\n{}", server.log());
-    assert!(serial.contains(&format!("{MARKER} {pc_uuid}")), "{serial}");
-    server
-        .wait_for_log(&["no boot offer", PC_MAC, "rule 7"], Duration::from_secs(2))
-        .unwrap_or_else(|| panic!("loop guard not logged:\n{}", server.log()));
-    phase("boot from disk", t);
+    let disk = blank.to_str().unwrap();
+    let uuid = pc_uuid.as_str();
+    if firmware == "uefi" {
+        // OVMF tries PXE and HTTP boot over IPv4 and IPv6 one after the other, minutes under
+        // TCG, before the disk: the machine is seen to get no offer over IPv4, then started
+        // again from its disk alone.
+        let args = ["--disk", disk, "--smbios-uuid", uuid, "--expect", "PXE-E16"];
+        let (ok, serial, report) =
+            lab.boot_vm_timeout(firmware, pc_mac, "tap4", dir.path(), &args, 180);
+        assert!(
+            ok,
+            "no offer: {report}
+{serial}
+{}",
+            server.log()
+        );
+        assert_loop_guard_logged(&server, pc_mac);
+        let args = [
+            "--no-net",
+            "--disk",
+            disk,
+            "--smbios-uuid",
+            uuid,
+            "--expect",
+            MARKER,
+        ];
+        let (ok, serial, report) =
+            lab.boot_vm_timeout(firmware, pc_mac, "tap5", dir.path(), &args, 180);
+        assert!(ok, "boot from disk: {report}\n{serial}");
+        assert!(serial.contains(&format!("{MARKER} {uuid}")), "{serial}");
+    } else {
+        let args = ["--disk", disk, "--smbios-uuid", uuid, "--expect", MARKER];
+        let (ok, serial, report) =
+            lab.boot_vm_timeout(firmware, pc_mac, "tap4", dir.path(), &args, 240);
+        assert!(ok, "boot from disk: {report}\n{serial}\n{}", server.log());
+        assert!(serial.contains("Booting from Hard Disk"), "{serial}");
+        assert!(serial.contains(&format!("{MARKER} {uuid}")), "{serial}");
+        assert_loop_guard_logged(&server, pc_mac);
+    }
+    phase(firmware, "boot from disk", t);
 }
