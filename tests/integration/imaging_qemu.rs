@@ -15,6 +15,9 @@
 //! 4. On its next start the machine gets no offer (the loop guard) and its firmware boots the
 //!    disk into the imaged OS, which prints the marker with the machine's own UUID.
 //!
+//! 5. (BIOS) With a chunk of `ref-image` changed in the server's library, a third machine's
+//!    apply step fails naming that chunk, and the server records the failure.
+//!
 //! Only the root partition travels as an image: the layout is the deploy's own (a larger root
 //! partition on a larger disk), so `partition_disk` and `format` are what make the disk, and a
 //! whole-disk capture (which carries its partition table) would have undone them.
@@ -233,6 +236,7 @@ fn site(dir: &Path, macs: Macs, captured: Option<&Path>) -> PathBuf {
     let Macs {
         reference: ref_mac,
         blank: pc_mac,
+        tampered: bad_mac,
     } = macs;
     let deploy = captured.is_some();
     let (kernel, initrd) = boot_image();
@@ -278,6 +282,29 @@ available_to = "media_pxe"
             r#"[[package]]
 id = "ref-image"
 from = {captured:?}
+[[device]]
+name = "pc3"
+macs = ["{bad_mac}"]
+[[collection]]
+id = "tampered"
+members = ["pc3"]
+[[task_sequence]]
+id = "apply"
+name = "Apply the reference root"
+boot_image = "linux-x64"
+steps = [
+  {{ name = "lay out", action = "partition_disk", layout = {{ table = "gpt", partitions = [
+      {{ role = "bios_boot", size = "1MiB" }}, {{ role = "esp", size = "40MiB" }},
+      {{ role = "linux", size = "rest" }} ] }} }},
+  {{ name = "root", action = "apply_image", package = "ref-image", file = "image.ndimg", partition = 3 }},
+]
+[[deployment]]
+id = "LAB00003"
+task_sequence = "apply"
+collection = "tampered"
+purpose = "required"
+available_to = "media_pxe"
+accept_high_risk = true
 [[task_sequence]]
 id = "deploy"
 name = "Image the blank machine"
@@ -321,6 +348,8 @@ fn phase(firmware: &str, name: &str, start: Instant) {
 struct Macs {
     reference: &'static str,
     blank: &'static str,
+    /// The machine that applies `ref-image` once a chunk of it is tampered with.
+    tampered: &'static str,
 }
 
 #[test]
@@ -331,6 +360,7 @@ fn bios_reference_disk_is_captured_partitioned_formatted_applied_across_a_reboot
         Macs {
             reference: "52:54:00:e2:e0:01",
             blank: "52:54:00:e2:e0:02",
+            tampered: "52:54:00:e2:e0:03",
         },
     );
 }
@@ -343,6 +373,7 @@ fn uefi_reference_disk_is_captured_partitioned_formatted_applied_across_a_reboot
         Macs {
             reference: "52:54:00:e2:e1:01",
             blank: "52:54:00:e2:e1:02",
+            tampered: "52:54:00:e2:e1:03",
         },
     );
 }
@@ -518,4 +549,53 @@ fn capture_deploy_and_boot_the_imaged_os(firmware: &str, macs: Macs) {
         assert_loop_guard_logged(&server, pc_mac);
     }
     phase(firmware, "boot from disk", t);
+
+    // 5. (BIOS only, one more machine) A chunk of ref-image changes in the server's library:
+    // the apply step fails naming it, and the server records the failure.
+    if firmware == "bios" {
+        let t = Instant::now();
+        let shown: serde_json::Value =
+            serde_json::from_str(&cli_ok(&data, &["package", "show", "ref-image"])).unwrap();
+        let chunk = shown["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["path"] == "chunk-000001.zst")
+            .unwrap_or_else(|| panic!("no chunk 1 in {shown:#}"));
+        let sha = chunk["sha256"].as_str().unwrap();
+        let stored = data.join("content").join(&sha[..2]).join(sha);
+        let mut bytes = std::fs::read(&stored).unwrap();
+        let at = bytes.len() / 2;
+        bytes[at] ^= 0x01;
+        std::fs::write(&stored, bytes).unwrap();
+        std::fs::write(&blank, b"").unwrap();
+        std::fs::File::create(&blank)
+            .unwrap()
+            .set_len(160 << 20)
+            .unwrap();
+        let bad_uuid = random_smbios_uuid();
+        let args = [
+            "--disk",
+            blank.to_str().unwrap(),
+            "--smbios-uuid",
+            bad_uuid.as_str(),
+            "--expect",
+            RESULT,
+        ];
+        let (ok, serial, report) =
+            lab.boot_vm_timeout(firmware, macs.tampered, "tap6", dir.path(), &args, 300);
+        assert!(ok, "tampered chunk: {report}\n{serial}\n{}", server.log());
+        assert!(
+            serial.contains("NETDEPLOY-AGENT-RESULT failure deployment=LAB00003 step=\"root\""),
+            "{serial}"
+        );
+        assert!(serial.contains("chunk 1"), "{serial}");
+        server
+            .wait_for_log(
+                &["kind=failed", macs.tampered, "chunk 1"],
+                Duration::from_secs(5),
+            )
+            .unwrap_or_else(|| panic!("failure not recorded:\n{}", server.log()));
+        phase(firmware, "tampered chunk", t);
+    }
 }
