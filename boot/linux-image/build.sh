@@ -51,6 +51,7 @@ OPTIONAL_MODULES=(
     ata_piix ahci sd_mod sr_mod cdrom isofs
     xhci_pci ehci_pci uhci_hcd ohci_pci usb_storage uas
     vfat nls_cp437 nls_ascii nls_iso8859_1 nls_utf8
+    crc32c_generic ext4
 )
 
 usage() {

@@ -2,7 +2,8 @@
 //! imported as a package with `netdeploy package create`, its index and chunks are served by
 //! hash from the content library, and the agent's apply lays it onto another file, which
 //! e2fsck finds clean and debugfs reads back file by file. A chunk tampered with in the
-//! library fails the apply naming it, and the apply run again resumes at that chunk.
+//! library fails the apply naming it, and the apply run again resumes at that chunk; an apply
+//! cut when its server is killed resumes, against the server started again, where it stopped.
 
 use std::path::Path;
 use std::process::Command;
@@ -171,4 +172,81 @@ fn a_captured_image_package_is_applied_from_the_server_and_a_tampered_chunk_is_n
     assert_eq!(done.resumed_at, bad);
     assert_ext4_holds(&target, &files);
     assert!(pkg.join(chunk_file(bad)).exists());
+}
+
+/// A server killed (SIGKILL, by its PID) while a machine applies an image, then started again
+/// on the same data directory at another port: the apply, run again against it, resumes at the
+/// chunk where its download stopped (its journal), not at chunk 0. The download stops at a
+/// known chunk because that chunk's file is out of the library when the server is asked for it.
+#[test]
+fn an_apply_cut_by_a_killed_server_resumes_at_the_chunk_where_it_stopped_on_the_restarted_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let (img, files) = ext4(dir.path());
+    let pkg = dir.path().join("pkg");
+    let captured = image::capture(
+        &img,
+        &pkg,
+        &image::CaptureOptions {
+            chunk_size: 512 << 10,
+            level: 3,
+        },
+    )
+    .unwrap();
+    assert!(captured.index.chunks.len() > 3);
+    let data = dir.path().join("data");
+    cli_ok(
+        &data,
+        &[
+            "package",
+            "create",
+            "--id",
+            "disk",
+            "--from",
+            pkg.to_str().unwrap(),
+        ],
+    );
+    let image_ref = ImageRef {
+        name: INDEX_FILE,
+        index_size: captured.index_len,
+        index_sha256: Some(captured.index_sha256),
+    };
+    let opts = ApplyOptions {
+        journal_every: 0,
+        ..ApplyOptions::new(dir.path().join("journal"))
+    };
+    let target = dir.path().join("vda");
+    std::fs::write(&target, vec![0xEEu8; captured.index.size as usize]).unwrap();
+    let client = Client::default();
+
+    let stop = 2;
+    let sha = netdeploy_wire::hex::encode(&captured.index.chunks[stop].sha256);
+    let stored = data.join("content").join(&sha[..2]).join(&sha);
+    let aside = dir.path().join("aside");
+    std::fs::rename(&stored, &aside).unwrap();
+    let mut first = Server::start(dir.path(), &loopback_config(dir.path(), "proxy", ""));
+    let store = Store::Http {
+        client: &client,
+        base: Url::parse(&first.url()).unwrap(),
+    };
+    let err = image::apply(&store, &image_ref, &target, &opts).unwrap_err();
+    assert!(
+        matches!(err, ImageError::Chunk { index, .. } if index == stop),
+        "{err}"
+    );
+    let pid = first.pid();
+    first.crash();
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "server {pid} still runs"
+    );
+    std::fs::rename(&aside, &stored).unwrap();
+
+    let second = Server::start(dir.path(), &loopback_config(dir.path(), "proxy", ""));
+    let store = Store::Http {
+        client: &client,
+        base: Url::parse(&second.url()).unwrap(),
+    };
+    let done = image::apply(&store, &image_ref, &target, &opts).unwrap();
+    assert_eq!(done.resumed_at, stop);
+    assert_ext4_holds(&target, &files);
 }

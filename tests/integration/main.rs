@@ -22,6 +22,7 @@ mod harness;
 mod http;
 mod http_limits;
 mod imaging;
+mod imaging_qemu;
 mod ipv6;
 mod lab;
 mod layers;
