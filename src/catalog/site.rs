@@ -308,7 +308,11 @@ struct WirePackage {
     #[serde(default)]
     version: u32,
     /// A directory whose files make up the package.
-    from: PathBuf,
+    from: Option<PathBuf>,
+    /// The package was made on this server by a `capture_image` step: its files are the ones
+    /// captured, kept as they are (instead of `from`).
+    #[serde(default)]
+    captured: bool,
     #[serde(default)]
     package_share: bool,
 }
@@ -467,6 +471,19 @@ pub fn parse_reporting(
     now: i64,
     progress: &dyn Progress,
 ) -> Result<Site, SiteError> {
+    parse_with_captured(text, files, import, now, progress, &|_| None)
+}
+
+/// [`parse_reporting`] where a `[[package]]` with `captured = true` takes the files of the
+/// package of that id that `captured` finds (the catalog's, made by a `capture_image` step).
+pub fn parse_with_captured(
+    text: &str,
+    files: &FileAccess,
+    import: impl FnMut(&Path, &str) -> Result<ContentFile, crate::content::ContentError>,
+    now: i64,
+    progress: &dyn Progress,
+    captured: &dyn Fn(&str) -> Option<Package>,
+) -> Result<Site, SiteError> {
     // A first pass checks everything, reading directories but no file content.
     let names_only = |_: &Path, name: &str| {
         Ok(ContentFile {
@@ -485,9 +502,9 @@ pub fn parse_reporting(
         + f.task_sequence.len()
         + f.deployment.len()) as u64;
     progress.phase("validate", Some(objects));
-    build(f.clone(), files, names_only, now, progress)?;
+    build(f.clone(), files, names_only, now, progress, captured)?;
     progress.phase("import", Some(objects));
-    build(f, files, import, now, progress)
+    build(f, files, import, now, progress, captured)
 }
 
 fn build(
@@ -496,6 +513,7 @@ fn build(
     mut import: impl FnMut(&Path, &str) -> Result<ContentFile, crate::content::ContentError>,
     now: i64,
     progress: &dyn Progress,
+    captured: &dyn Fn(&str) -> Option<Package>,
 ) -> Result<Site, SiteError> {
     let code = f.site_code.to_ascii_uppercase();
     if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_alphanumeric()) {
@@ -581,7 +599,39 @@ fn build(
         let what = format!("package {:?}", p.id);
         nonempty(&what, "id", &p.id)?;
         let key = format!("{what}.from");
-        let dir = files.resolve(&key, &p.from)?;
+        let from = match (&p.from, p.captured) {
+            (Some(from), false) => from,
+            (None, true) => {
+                let Some(found) = captured(&p.id) else {
+                    return Err(invalid(
+                        format!("{what}.captured"),
+                        "no package of this id was captured to this server (a capture_image \
+                         step makes it); declare it with from = DIR, or capture it first",
+                    ));
+                };
+                catalog.packages.push(Package {
+                    id: p.id,
+                    package_share: p.package_share,
+                    ..found
+                });
+                progress.advance(1);
+                continue;
+            }
+            (Some(_), true) => {
+                return Err(invalid(
+                    &key,
+                    "a package is either from a directory or captured = true, not both",
+                ))
+            }
+            (None, false) => {
+                return Err(invalid(
+                    &key,
+                    "a package needs from = DIR (its files), or captured = true for one a \
+                     capture_image step made",
+                ))
+            }
+        };
+        let dir = files.resolve(&key, from)?;
         let mut contents = Vec::new();
         let sources = package_files(&dir)
             .map_err(|e| invalid(&key, format!("cannot read {}: {e}", dir.display())))?;
@@ -1324,6 +1374,42 @@ available_to = "media_pxe"
         let ch = diff(&Catalog::default(), &base);
         assert_eq!(ch, diff_as_json(&Catalog::default(), &base));
         assert_eq!(ch.created.len(), 7, "{ch:?}");
+    }
+
+    #[test]
+    fn a_captured_package_keeps_the_files_its_capture_made_and_must_exist() {
+        let made = Package {
+            id: "ref-image".into(),
+            version: 3,
+            files: vec![ContentFile {
+                path: "image.ndimg".into(),
+                size: 10,
+                sha256: "ab".repeat(32),
+            }],
+            package_share: false,
+        };
+        let text = format!("{SITE}\n[[package]]\nid = \"ref-image\"\ncaptured = true\n");
+        let found = |id: &str| (id == "ref-image").then(|| made.clone());
+        let site = parse_with_captured(&text, &cli(), fake_import, 0, &Silent, &found).unwrap();
+        assert_eq!(site.catalog.package("ref-image"), Some(&made));
+        let e = parse(&text, &cli(), fake_import, 0)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("package \"ref-image\".captured")
+                && e.contains("no package of this id was captured"),
+            "{e}"
+        );
+        let both = text.replace("captured = true", "captured = true\nfrom = \"pkg\"");
+        let e = parse_with_captured(&both, &cli(), fake_import, 0, &Silent, &found)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not both"), "{e}");
+        let neither = text.replace("captured = true\n", "");
+        let e = parse(&neither, &cli(), fake_import, 0)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("needs from = DIR"), "{e}");
     }
 
     #[test]

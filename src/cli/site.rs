@@ -37,8 +37,21 @@ pub fn site(dd: &DataDir, cmd: SiteCommand) -> anyhow::Result<()> {
             let lib = Library::new(&dd.data_dir);
             let files = site::FileAccess::CommandLine { base };
             let progress = Phases::default();
-            let s = site::parse_reporting(text, &files, |p, n| lib.import(p, n), now(), &progress)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let captured = |id: &str| {
+                store
+                    .get::<netdeploy::catalog::Package>("package", id)
+                    .ok()
+                    .flatten()
+            };
+            let s = site::parse_with_captured(
+                text,
+                &files,
+                |p, n| lib.import(p, n),
+                now(),
+                &progress,
+                &captured,
+            )
+            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             let applied =
                 stored::apply_reporting(&store, &s, |h| lib.has(h), &operator(), now(), &progress)?;
             progress.done();

@@ -254,7 +254,21 @@ async fn apply_site(
         None => site::FileAccess::NoFiles,
     };
     let lib = &s.bootpath.library;
-    let parsed = site::parse(text, &files, |p, n| lib.import(p, n), now());
+    let store = s.bootpath.store.clone();
+    let captured = |id: &str| {
+        store
+            .get::<crate::catalog::Package>("package", id)
+            .ok()
+            .flatten()
+    };
+    let parsed = site::parse_with_captured(
+        text,
+        &files,
+        |p, n| lib.import(p, n),
+        now(),
+        &site::Silent,
+        &captured,
+    );
     let site = match parsed {
         Ok(site) => site,
         Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e),

@@ -214,31 +214,15 @@ fn reference_disk(dir: &Path) -> PathBuf {
     file
 }
 
-/// A site file replaces the catalog, so the captured package is declared in it too: from a
-/// directory of hard links to its files in the content library (nothing is copied, and the
-/// package is the same files with the same hashes).
-fn captured_package_dir(dir: &Path, data: &Path, id: &str) -> PathBuf {
-    let shown: serde_json::Value =
-        serde_json::from_str(&cli_ok(data, &["package", "show", id])).unwrap();
-    let files = shown["files"].as_array().expect("package files");
-    assert!(files.len() > 1, "{shown:#}");
-    let out = dir.join(id);
-    for f in files {
-        let (path, sha) = (f["path"].as_str().unwrap(), f["sha256"].as_str().unwrap());
-        let to = out.join(path);
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::hard_link(data.join("content").join(&sha[..2]).join(sha), to).unwrap();
-    }
-    out
-}
-
-fn site(dir: &Path, macs: Macs, captured: Option<&Path>) -> PathBuf {
+/// The lab site; with `captured`, also the captured package (declared `captured = true`, as a
+/// site file that replaces the catalog must keep it) and the deployments that apply it.
+fn site(dir: &Path, macs: Macs, captured: bool) -> PathBuf {
     let Macs {
         reference: ref_mac,
         blank: pc_mac,
         tampered: bad_mac,
     } = macs;
-    let deploy = captured.is_some();
+    let deploy = captured;
     let (kernel, initrd) = boot_image();
     let mut site = format!(
         r#"site_code = "LAB"
@@ -277,11 +261,11 @@ available_to = "media_pxe"
         kernel = kernel.display().to_string(),
         initrd = initrd.display().to_string(),
     );
-    if let Some(captured) = captured {
+    if captured {
         site.push_str(&format!(
             r#"[[package]]
 id = "ref-image"
-from = {captured:?}
+captured = true
 [[device]]
 name = "pc3"
 macs = ["{bad_mac}"]
@@ -317,8 +301,7 @@ collection = "blank"
 purpose = "required"
 available_to = "media_pxe"
 accept_high_risk = true
-"#,
-            captured = captured.display().to_string(),
+"#
         ));
     }
     let path = dir.join(if deploy {
@@ -420,7 +403,7 @@ fn capture_deploy_and_boot_the_imaged_os(firmware: &str, macs: Macs) {
         &[
             "site",
             "apply",
-            site(dir.path(), macs, None).to_str().unwrap(),
+            site(dir.path(), macs, false).to_str().unwrap(),
         ],
     );
     let server = Server::start_in(dir.path(), &lab_dhcp_config(&data), &lab.exec_prefix());
@@ -454,8 +437,7 @@ fn capture_deploy_and_boot_the_imaged_os(firmware: &str, macs: Macs) {
 
     // 3. Deploy onto a larger blank disk, across a restart.
     let t = Instant::now();
-    let captured = captured_package_dir(dir.path(), &data, "ref-image");
-    let deploy_site = site(dir.path(), macs, Some(&captured));
+    let deploy_site = site(dir.path(), macs, true);
     cli_ok(&data, &["site", "apply", deploy_site.to_str().unwrap()]);
     let server = Server::start_in(dir.path(), &lab_dhcp_config(&data), &lab.exec_prefix());
     let blank = dir.path().join("blank.img");
