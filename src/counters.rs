@@ -108,6 +108,15 @@ counters! {
     deployments_failed,
     /// Task sequence runs the boot environment reported as succeeded.
     deployments_succeeded,
+    /// Multicast imaging: UDP payload bytes sent to session groups (DATA, ANNOUNCE, END).
+    multicast_bytes_sent,
+    /// Multicast imaging: DATA datagrams sent (repairs included).
+    multicast_datagrams_sent,
+    /// Multicast imaging: receiver requests taken.
+    multicast_requests,
+    /// Multicast imaging: datagrams on a session's socket that did not decode or named
+    /// another session.
+    multicast_malformed,
 }
 
 impl Counters {

@@ -321,6 +321,8 @@ pub struct Config {
     /// `[store] url`: a PostgreSQL database shared by several servers; `None`: SQLite in
     /// `data_dir`. May hold a password: never log it ([`crate::store::Store::describe`]).
     pub store_url: Option<String>,
+    /// `[multicast]`: multicast imaging sessions (docs/multicast.md).
+    pub multicast: crate::multicast::config::MulticastConfig,
 }
 
 /// Network boot over IPv6: DHCPv6 in proxy fashion, and TFTP and HTTP on the served
@@ -805,7 +807,10 @@ impl Config {
                 Some(_) => return Err(field("status.max_messages", "must be at least 1000")),
             },
         };
+        let multicast =
+            crate::multicast::config::MulticastConfig::from_wire(&w.multicast, &interfaces)?;
         Ok(Config {
+            multicast,
             store_url,
             ipv6,
             status_retention,

@@ -28,6 +28,21 @@ pub struct File {
     pub ipv6: Ipv6,
     #[serde(default)]
     pub store: StoreSection,
+    #[serde(default)]
+    pub multicast: Multicast,
+}
+
+/// `[multicast]`: multicast imaging sessions (docs/multicast.md).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Multicast {
+    pub enabled: Option<bool>,
+    pub group_range: Option<String>,
+    pub port: Option<u16>,
+    pub ttl: Option<u32>,
+    pub max_rate_mbps: Option<u64>,
+    pub min_rate_mbps: Option<u64>,
+    pub interfaces: Option<Vec<String>>,
 }
 
 /// `[store]`: where the catalog, the loop guard and the status messages are kept.
