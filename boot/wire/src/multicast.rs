@@ -393,6 +393,11 @@ impl Receiver {
         }
     }
 
+    /// The receiver id its requests carry.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
     /// Chunks still lacking.
     pub fn remaining(&self) -> usize {
         self.remaining
