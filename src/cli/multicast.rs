@@ -38,6 +38,10 @@ pub enum MulticastCommand {
         /// continue over HTTP.
         #[arg(long, default_value_t = 3600)]
         timeout: u64,
+        /// Data goes out once `--receivers` machines asked, or this many seconds after the
+        /// first one did; later machines join the running session and get what they missed.
+        #[arg(long, default_value_t = 2)]
+        join_window: u64,
         /// Send from this address instead of `[multicast]`'s interface.
         #[arg(long)]
         source: Option<Ipv4Addr>,
@@ -59,6 +63,7 @@ pub fn multicast(dd: &DataDir, cmd: MulticastCommand) -> anyhow::Result<()> {
         index,
         receivers,
         timeout,
+        join_window,
         source,
         group,
         port,
@@ -129,6 +134,7 @@ pub fn multicast(dd: &DataDir, cmd: MulticastCommand) -> anyhow::Result<()> {
         min_rate: config.min_rate.min(max_rate),
         max_rate,
         receivers,
+        join_window: Duration::from_secs(join_window),
         timeout: Duration::from_secs(timeout),
     };
     println!(

@@ -40,6 +40,9 @@ pub struct SessionOptions {
     pub max_rate: u64,
     /// The session ends once this many receivers came and each finished or fell back...
     pub receivers: usize,
+    /// Data goes out once that many receivers asked, or this long after the first one did,
+    /// so that machines started together share the first round rather than repair it.
+    pub join_window: Duration,
     /// ...or after this long, whatever is left (they continue over HTTP).
     pub timeout: Duration,
 }
@@ -60,7 +63,7 @@ pub struct Report {
 const ANNOUNCE_EVERY: Duration = Duration::from_millis(500);
 
 /// Bytes the sender may send ahead of its rate in one burst.
-const BURST: f64 = 64.0 * 1024.0;
+const BURST: f64 = 128.0 * 1024.0;
 
 /// Opens the sending socket: bound to `source`, multicast out of its interface with `ttl`,
 /// looped back so that receivers on the same host (a test on loopback) hear it too.
@@ -108,6 +111,7 @@ pub async fn run(
     let mut chunk: Option<(u32, Vec<u8>)> = None;
     let mut buf = vec![0u8; MAX_DATAGRAM + 1];
     let mut timed_out = false;
+    let mut first_request: Option<Instant> = None;
     let send = |bytes: Vec<u8>| {
         let socket = &socket;
         let counters = &counters;
@@ -157,7 +161,12 @@ pub async fn run(
             send(p.encode()).await?;
             last_announce = Some(Instant::now());
         }
-        let Some(action) = sched.next_action() else {
+        if first_request.is_none() && sched.members() > 0 {
+            first_request = Some(Instant::now());
+        }
+        let joined = sched.members() >= opts.receivers
+            || first_request.is_some_and(|t| t.elapsed() >= opts.join_window);
+        let Some(action) = joined.then(|| sched.next_action()).flatten() else {
             // Nothing asked: wait for a request, or the next announcement.
             tokio::select! {
                 _ = socket.readable() => {}

@@ -50,7 +50,12 @@ fn image_package(dir: &Path) -> (Vec<u8>, image::Captured, PathBuf) {
 }
 
 /// `netdeploy multicast serve disk` on loopback; returns the process and its start line.
-fn sender(data: &Path, group: SocketAddrV4, receivers: usize) -> (Child, serde_json::Value) {
+fn sender(
+    data: &Path,
+    group: SocketAddrV4,
+    receivers: usize,
+    join_window: u64,
+) -> (Child, serde_json::Value) {
     let mut child = Command::new(binary())
         .arg("--data-dir")
         .arg(data)
@@ -58,6 +63,7 @@ fn sender(data: &Path, group: SocketAddrV4, receivers: usize) -> (Child, serde_j
         .args(["--group", &group.ip().to_string()])
         .args(["--port", &group.port().to_string()])
         .args(["--receivers", &receivers.to_string()])
+        .args(["--join-window", &join_window.to_string()])
         .args(["--timeout", "60", "--max-rate-mbps", "16"])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -125,7 +131,7 @@ fn three_receivers_get_the_image_from_one_multicast_session_sent_about_once() {
         })
         .collect();
     std::thread::sleep(Duration::from_millis(500));
-    let (child, start) = sender(&data, group, 3);
+    let (child, start) = sender(&data, group, 3, 2);
     assert_eq!(
         start["multicast_session"]["chunks"],
         captured.index.chunks.len()
@@ -160,7 +166,7 @@ fn a_receiver_that_joins_late_gets_what_it_missed() {
     let (disk, captured, data) = image_package(dir.path());
     let server = Server::start(dir.path(), &loopback_config(dir.path(), "proxy", ""));
     let group = SocketAddrV4::new(Ipv4Addr::new(239, 255, 77, 22), 7422);
-    let (child, _) = sender(&data, group, 2);
+    let (child, _) = sender(&data, group, 2, 0);
     let o = MulticastOptions {
         interface: Ipv4Addr::LOCALHOST,
         ..MulticastOptions::new(group)
