@@ -187,7 +187,8 @@ run_multicast() { # N [label]
         --receivers "$n" --timeout 600 > "$WORK/mc.out" 2> "$WORK/mc.err" &
     sender=$!
     pids+=("$sender")
-    for _ in $(seq 1 100); do [[ -s "$WORK/mc.out" ]] && break; sleep 0.1; done
+    for _ in $(seq 1 600); do [[ -s "$WORK/mc.out" ]] && break; sleep 0.1; done
+    [[ -s "$WORK/mc.out" ]] || { echo "netdeploy multicast serve did not start:" >&2; cat "$WORK/mc.err" >&2; exit 1; }
     line=$(head -1 "$WORK/mc.out")
     group=$(python3 -c "import json,sys; s=json.loads(sys.argv[1])['multicast_session']; print(f\"{s['group']}:{s['port']}\")" "$line")
     e0=$(egress); t0=$(now)
@@ -202,9 +203,10 @@ run_multicast() { # N [label]
     wait "$sender" || true
     e1=$(egress)
     local sent
+    grep -q multicast_report "$WORK/mc.out" || { echo "the session ended without its report:" >&2; tail -n 5 "$WORK/mc.err" >&2; exit 1; }
     sent=$(python3 -c "import json,sys; print(json.loads(sys.stdin.read().splitlines()[-1])['multicast_report']['bytes_sent'])" < "$WORK/mc.out")
     local paths
-    paths=$(grep -ho "path [a-z+]*" "$WORK"/mc-rx*.err | sort | uniq -c | awk '{printf "%s%s x%s", sep, $3, $1; sep=", "}')
+    paths=$(for i in $(seq 0 $((n - 1))); do grep -ho "path [a-z+]*" "$WORK/mc-rx$i.err"; done | sort | uniq -c | awk '{printf "%s%s x%s", sep, $3, $1; sep=", "}')
     row "$label" "$n" "$(python3 -c "print($t1 - $t0)")" "$((e1 - e0))" "$IMG_BYTES" "$(verify "$n")"
     RESULTS[-1]+="  sent by netdeploy $(python3 -c "print(f'{$sent / 2**20:.1f}')") MiB ($(ratio "$sent" "$IMG_BYTES")); $paths"
 }
@@ -251,8 +253,11 @@ run_udpcast() { # N [label]
 for n in $COUNTS; do
     echo "$n receiver(s)..."
     run_multicast "$n"
+    echo "  ${RESULTS[-1]}"
     run_http "$n"
+    echo "  ${RESULTS[-1]}"
     run_udpcast "$n"
+    echo "  ${RESULTS[-1]}"
 done
 
 # 5% of what reaches receiver 0 is lost: netem on its bridge port, or where the kernel has

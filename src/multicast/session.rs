@@ -116,10 +116,16 @@ pub async fn run(
         let socket = &socket;
         let counters = &counters;
         async move {
-            socket.send_to(&bytes, group).await?;
-            counters
-                .multicast_bytes_sent
-                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            // A datagram the kernel could not queue (ENOBUFS under load) is as lost as one
+            // dropped on the wire: receivers ask for it again, so the session goes on.
+            match socket.send_to(&bytes, group).await {
+                Ok(_) => {
+                    counters
+                        .multicast_bytes_sent
+                        .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                }
+                Err(e) => tracing::debug!(error = %e, "multicast datagram not sent"),
+            }
             std::io::Result::Ok(())
         }
     };

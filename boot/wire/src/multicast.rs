@@ -341,6 +341,8 @@ pub enum DataError {
         expected: u32,
         found: u32,
     },
+    #[error("chunk {chunk} has no block {block}")]
+    NoSuchBlock { chunk: u32, block: u32 },
     #[error("block {block} of chunk {chunk} has {found} bytes, {expected} expected")]
     BlockLength {
         chunk: u32,
@@ -407,6 +409,12 @@ impl Receiver {
         self.remaining == 0
     }
 
+    /// True when it holds as many partly received chunks as it may: blocks of other chunks
+    /// are dropped until these complete, so its repairs are worth asking for at once.
+    pub fn is_full(&self) -> bool {
+        self.partial.len() >= self.max_partial
+    }
+
     /// Which chunks are complete.
     pub fn have(&self) -> &[bool] {
         &self.done
@@ -438,6 +446,9 @@ impl Receiver {
                 expected,
                 found: blocks,
             });
+        }
+        if block >= expected {
+            return Err(DataError::NoSuchBlock { chunk, block });
         }
         let range = block_range(len, block);
         if payload.len() != range.len() {
@@ -598,6 +609,9 @@ pub struct Scheduler {
     lens: Vec<u64>,
     /// Per chunk, a bitmap of the blocks still to send this round.
     pending: BTreeMap<u32, Vec<u8>>,
+    /// Chunks some receiver holds partly (asked for by bitmap): sent before the round goes
+    /// on, so that the receiver can check, write and free them rather than drop new chunks.
+    repairs: std::collections::BTreeSet<u32>,
     /// Where the round is: the next chunk and block to consider.
     cursor: (u32, u32),
     members: HashMap<u32, Member>,
@@ -616,6 +630,7 @@ impl Scheduler {
         Scheduler {
             lens,
             pending: BTreeMap::new(),
+            repairs: Default::default(),
             cursor: (0, 0),
             members: HashMap::new(),
             fallbacks: Vec::new(),
@@ -679,6 +694,7 @@ impl Scheduler {
                     for b in (0..blocks).filter(|b| bit(asked, *b)) {
                         set_bit(want, b);
                     }
+                    self.repairs.insert(*c);
                 }
             }
         }
@@ -736,12 +752,22 @@ impl Scheduler {
         if let Some(receiver) = self.fallbacks.pop() {
             return Some(Action::Fallback { receiver });
         }
+        while let Some(&r) = self.repairs.first() {
+            if self.pending.contains_key(&r) {
+                break;
+            }
+            self.repairs.remove(&r);
+        }
         let (c, b) = self.cursor;
-        let (chunk, from) = match self.pending.range(c..).next() {
-            Some((&k, _)) if k == c => (k, b),
-            Some((&k, _)) => (k, 0),
-            None => (*self.pending.keys().next()?, 0),
+        let (chunk, from) = match self.repairs.first() {
+            Some(&r) => (r, 0),
+            None => match self.pending.range(c..).next() {
+                Some((&k, _)) if k == c => (k, b),
+                Some((&k, _)) => (k, 0),
+                None => (*self.pending.keys().next()?, 0),
+            },
         };
+        let repair = self.repairs.contains(&chunk);
         let blocks = blocks_of(self.lens[chunk as usize]);
         let want = self.pending.get_mut(&chunk).expect("present");
         // The blocks after the cursor first, then the ones a request added behind it.
@@ -752,8 +778,11 @@ impl Scheduler {
         want[block as usize / 8] &= !(1 << (block % 8));
         if want.iter().all(|b| *b == 0) {
             self.pending.remove(&chunk);
-            self.cursor = (chunk + 1, 0);
-        } else {
+            self.repairs.remove(&chunk);
+            if !repair {
+                self.cursor = (chunk + 1, 0);
+            }
+        } else if !repair {
             self.cursor = (chunk, block + 1);
         }
         Some(Action::Block { chunk, block })

@@ -308,8 +308,14 @@ fn receive(
         }
         // Ask when the socket is drained (what was sent has arrived), and at least every
         // second while data keeps coming, so that a late joiner's needs join the round.
+        // A receiver whose partial chunks are all taken asks for their repairs at once.
         let since = last_request.map_or(Duration::MAX, |t| t.elapsed());
-        if (idle && since >= Duration::from_millis(100)) || since >= Duration::from_secs(1) {
+        let every = if rx.is_full() {
+            Duration::from_millis(50)
+        } else {
+            Duration::from_secs(1)
+        };
+        if (idle && since >= Duration::from_millis(100)) || since >= every {
             send_requests(rx, id, server);
             last_request = Some(Instant::now());
         }

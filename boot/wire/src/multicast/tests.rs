@@ -315,6 +315,30 @@ fn a_receiver_asks_for_missing_blocks_by_bitmap_and_whole_chunks_by_range() {
 }
 
 #[test]
+fn repairs_of_partly_received_chunks_go_before_the_rest_of_the_round() {
+    let lens = vec![2800u64; 6];
+    let mut s = Scheduler::new(lens, limits());
+    s.on_request(&Request {
+        receiver: 1,
+        loss_permille: 0,
+        chunks: vec![(0, 6)],
+        partial: None,
+    });
+    // Chunks 0 and 1 went out; receiver 2 lost block 1 of chunk 0.
+    for _ in 0..4 {
+        s.next_action();
+    }
+    s.on_request(&Request {
+        receiver: 2,
+        loss_permille: 0,
+        chunks: vec![(2, 6)],
+        partial: Some((0, vec![0b10])),
+    });
+    assert_eq!(s.next_action(), Some(Action::Block { chunk: 0, block: 1 }));
+    assert_eq!(s.next_action(), Some(Action::Block { chunk: 2, block: 0 }));
+}
+
+#[test]
 fn a_complete_receiver_says_it_is_done() {
     let mut r = Receiver::new(1, vec![10, 20], &[true, true], 4);
     assert!(r.is_complete());
@@ -349,6 +373,10 @@ fn data_of_the_wrong_shape_is_refused_with_its_reason() {
             expected: 2,
             found: 3
         })
+    );
+    assert_eq!(
+        r.on_data(0, 0, 6, 2, &[]),
+        Err(DataError::NoSuchBlock { chunk: 0, block: 6 })
     );
     assert_eq!(
         r.on_data(0, 0, 1, 2, &[0; 1400]),
