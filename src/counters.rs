@@ -117,6 +117,15 @@ counters! {
     captures_refused,
     /// Captured images saved as new packages.
     captures_saved,
+    /// Multicast imaging: UDP payload bytes sent to session groups (DATA, ANNOUNCE, END).
+    multicast_bytes_sent,
+    /// Multicast imaging: DATA datagrams sent (repairs included).
+    multicast_datagrams_sent,
+    /// Multicast imaging: receiver requests taken.
+    multicast_requests,
+    /// Multicast imaging: datagrams on a session's socket that did not decode or named
+    /// another session.
+    multicast_malformed,
 }
 
 impl Counters {

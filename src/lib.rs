@@ -17,6 +17,8 @@
 //! - [`snapshot`]: the indexed catalog and the machines' history the boot path decides from,
 //!   and the queue that persists what it records;
 //! - [`counters`]: what the server counted (offers, drops, transfers), for logs and metrics;
+//! - [`multicast`]: multicast imaging sessions, the sender of the protocol in
+//!   `netdeploy_wire::multicast`;
 //! - [`retention`]: status messages forgotten past their age or count;
 //! - [`serve`]: starts everything and prints the startup line.
 
@@ -36,6 +38,7 @@ pub mod dhcp6;
 pub mod http;
 pub mod interfaces;
 pub mod monitoring;
+pub mod multicast;
 pub mod policy;
 pub mod retention;
 pub mod secure_boot;

@@ -90,6 +90,9 @@ enum Command {
     /// HTTPS of the agent and the admin API (`[http.tls]`): the certificate's pin.
     #[command(subcommand)]
     Tls(cli::tls::TlsCommand),
+    /// Multicast imaging: send an image package to many machines at once.
+    #[command(subcommand)]
+    Multicast(cli::multicast::MulticastCommand),
 }
 
 const EXAMPLE: &str = include_str!("../netdeploy.example.toml");
@@ -119,6 +122,7 @@ const REFERENCES: &[(&str, &[&str])] = &[
     ("content", &["content.md"]),
     ("alert", &["status.md"]),
     ("tls", &["security.md", "configuration.md"]),
+    ("multicast", &["multicast.md", "configuration.md"]),
 ];
 
 /// The command line with each command's reference line (clap panics on a name it lacks).
@@ -229,6 +233,7 @@ fn run(command: Command, locate: cli::locate::Locate) -> anyhow::Result<()> {
         Command::Status(a) => cli::status::status(data, a),
         Command::Content(c) => cli::content::content(data, c),
         Command::Alert(c) => cli::alert::alert(data, c),
+        Command::Multicast(c) => cli::multicast::multicast(data, c),
         Command::Media { .. }
         | Command::ConfigExample
         | Command::Serve

@@ -12,6 +12,7 @@ pub mod device;
 pub mod explain;
 pub mod locate;
 pub mod media;
+pub mod multicast;
 pub mod object;
 pub mod package;
 pub mod pxe;

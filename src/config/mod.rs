@@ -326,6 +326,8 @@ pub struct Config {
     pub server_name: String,
     /// `[content] upstream`: servers asked for content this one lacks, in order.
     pub content_upstream: Vec<axum::http::Uri>,
+    /// `[multicast]`: multicast imaging sessions (docs/multicast.md).
+    pub multicast: crate::multicast::config::MulticastConfig,
 }
 
 /// Network boot over IPv6: DHCPv6 in proxy fashion, and TFTP and HTTP on the served
@@ -863,7 +865,10 @@ impl Config {
                 Some(_) => return Err(field("status.max_messages", "must be at least 1000")),
             },
         };
+        let multicast =
+            crate::multicast::config::MulticastConfig::from_wire(&w.multicast, &interfaces)?;
         Ok(Config {
+            multicast,
             store_url,
             server_name,
             content_upstream,

@@ -30,6 +30,7 @@ pub struct File {
     pub store: StoreSection,
     #[serde(default)]
     pub content: ContentSection,
+    pub multicast: Multicast,
 }
 
 /// `[content]`: where a server gets content it lacks.
@@ -39,6 +40,19 @@ pub struct ContentSection {
     /// Base URLs of other netdeploy servers (`http://host:port`), asked in order.
     #[serde(default)]
     pub upstream: Vec<String>,
+}
+
+/// `[multicast]`: multicast imaging sessions (docs/multicast.md).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Multicast {
+    pub enabled: Option<bool>,
+    pub group_range: Option<String>,
+    pub port: Option<u16>,
+    pub ttl: Option<u32>,
+    pub max_rate_mbps: Option<u64>,
+    pub min_rate_mbps: Option<u64>,
+    pub interfaces: Option<Vec<String>>,
 }
 
 /// `[store]`: where the catalog, the loop guard and the status messages are kept.

@@ -29,6 +29,7 @@ mod layers;
 mod media_command;
 mod media_qemu;
 mod monitoring;
+mod multicast;
 mod pcap;
 mod pxe_password;
 mod pxe_password_qemu;

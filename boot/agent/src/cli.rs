@@ -9,6 +9,7 @@ Usage: netdeploy-agent [run] [OPTIONS]
        netdeploy-agent verify FILE SHA256
        netdeploy-agent capture SOURCE DIR
        netdeploy-agent apply-image FROM SHA256 SIZE TARGET
+       netdeploy-agent multicast-apply SERVER SHA256 SIZE TARGET GROUP:PORT [INTERFACE]
 
 Runs the task sequence deployed to this machine: asks the netdeploy server for its policy
 (full media: reads policy.json and content/<sha256> next to the variables file), runs the
@@ -48,6 +49,12 @@ apply-image FROM SHA256 SIZE TARGET
                         existing device or file TARGET; FROM is the server (http://IP[:PORT])
                         or an image directory. Each chunk is checked before it is written; run
                         again after a failure, it resumes at the chunk where it stopped
+multicast-apply SERVER SHA256 SIZE TARGET GROUP:PORT [INTERFACE]
+                        the same from a multicast session (docs/multicast.md) on GROUP:PORT,
+                        joined on the interface with the address INTERFACE: each chunk is
+                        checked before it is written; without a session within 5 s, or when
+                        it stalls or ends, the rest comes from SERVER (http://IP[:PORT]).
+                        Says which path was used
 ";
 
 /// What to do.
@@ -67,6 +74,14 @@ pub enum Command {
         sha256: String,
         size: String,
         target: PathBuf,
+    },
+    MulticastApply {
+        server: String,
+        sha256: String,
+        size: String,
+        target: PathBuf,
+        group: String,
+        interface: Option<String>,
     },
     Help,
     Version,
@@ -98,6 +113,8 @@ pub enum CliError {
     CaptureArgs,
     #[error("apply-image needs FROM, SHA256, SIZE and TARGET (see --help)")]
     ApplyImageArgs,
+    #[error("multicast-apply needs SERVER, SHA256, SIZE, TARGET, GROUP:PORT and maybe INTERFACE (see --help)")]
+    MulticastApplyArgs,
 }
 
 /// Parses the arguments after the program name. `--flag value` and `--flag=value` both work.
@@ -137,6 +154,23 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
                     target: PathBuf::from(target),
                 }),
                 _ => Err(CliError::ApplyImageArgs),
+            };
+        }
+        Some("multicast-apply") => {
+            args.next();
+            let rest: Vec<&str> = args.collect();
+            return match rest.as_slice() {
+                [server, sha256, size, target, group, interface @ ..] if interface.len() <= 1 => {
+                    Ok(Command::MulticastApply {
+                        server: (*server).to_owned(),
+                        sha256: (*sha256).to_owned(),
+                        size: (*size).to_owned(),
+                        target: PathBuf::from(target),
+                        group: (*group).to_owned(),
+                        interface: interface.first().map(|i| (*i).to_owned()),
+                    })
+                }
+                _ => Err(CliError::MulticastApplyArgs),
             };
         }
         Some("run") => {
@@ -231,6 +265,36 @@ mod tests {
                 pin: Some("sha256:00".into()),
             })
         );
+    }
+
+    #[test]
+    fn multicast_apply_takes_the_apply_operands_a_group_and_maybe_an_interface() {
+        let base = ["multicast-apply", "http://10.0.0.1", "ab", "12", "/dev/vda"];
+        let with = |extra: &[&'static str]| {
+            let mut a = base.to_vec();
+            a.extend_from_slice(extra);
+            p(&a)
+        };
+        assert_eq!(
+            with(&["239.255.77.1:7400", "10.0.0.5"]),
+            Ok(Command::MulticastApply {
+                server: "http://10.0.0.1".into(),
+                sha256: "ab".into(),
+                size: "12".into(),
+                target: "/dev/vda".into(),
+                group: "239.255.77.1:7400".into(),
+                interface: Some("10.0.0.5".into()),
+            })
+        );
+        assert!(matches!(
+            with(&["239.255.77.1:7400"]),
+            Ok(Command::MulticastApply {
+                interface: None,
+                ..
+            })
+        ));
+        assert_eq!(with(&[]), Err(CliError::MulticastApplyArgs));
+        assert_eq!(with(&["g", "i", "x"]), Err(CliError::MulticastApplyArgs));
     }
 
     #[test]

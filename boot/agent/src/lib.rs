@@ -29,6 +29,7 @@ pub mod identity;
 pub mod image;
 pub mod media_password;
 pub mod menu;
+pub mod multicast;
 pub mod plan;
 pub mod platform;
 pub mod policy;

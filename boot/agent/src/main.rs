@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use netdeploy_agent::cli::{self, Command};
-use netdeploy_agent::{agent, image, verify};
+use netdeploy_agent::{agent, image, multicast, verify};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args_os()
@@ -27,6 +27,21 @@ fn main() -> ExitCode {
             size,
             target,
         }) => image::cli::apply(&from, &sha256, &size, &target),
+        Ok(Command::MulticastApply {
+            server,
+            sha256,
+            size,
+            target,
+            group,
+            interface,
+        }) => multicast::cli::run(
+            &server,
+            &sha256,
+            &size,
+            &target,
+            &group,
+            interface.as_deref(),
+        ),
         Ok(Command::Run(flags)) => agent::run(&flags),
         Err(e) => {
             eprintln!("netdeploy-agent: {e}");

@@ -11,6 +11,7 @@
 //!   from WinPE media, and where the Windows agent is found;
 //! - [`cert_pin`]: the pin of the server's HTTPS certificate the agent accepts;
 //! - [`image`]: the image format, index and chunks, that capture writes and apply reads;
+//! - [`multicast`]: the multicast imaging protocol, its receiver and its sender's scheduler;
 //! - [`run_token`]: the credential the agent presents on every policy and status request;
 //! - [`password`] (feature `password`): the media password and the server's PXE password, argon2id
 //!   in the PHC string format;
@@ -28,6 +29,7 @@ pub mod disk;
 pub mod hex;
 mod identity;
 pub mod image;
+pub mod multicast;
 #[cfg(feature = "password")]
 pub mod password;
 pub mod policy;

@@ -11,7 +11,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use netdeploy_wire::image::{chunk_file, Extent, Index, INDEX_FILE, MAX_COMPRESSED};
+use netdeploy_wire::image::{chunk_file, Chunk, Extent, Index, INDEX_FILE, MAX_COMPRESSED};
 use sha2::{Digest, Sha256};
 
 use super::ImageError;
@@ -135,21 +135,7 @@ pub fn apply(
     opts: &ApplyOptions,
 ) -> Result<Applied, ImageError> {
     let name = image.name;
-    let index_bytes = fetch(
-        &mut *store.index_source(image.index_sha256.as_ref())?,
-        &Expect {
-            file: name,
-            size: image.index_size,
-            sha256: image.index_sha256,
-        },
-        &opts.backoff,
-    )
-    .map_err(ImageError::Transfer)?;
-    let index = Index::decode(&index_bytes).map_err(|source| ImageError::Format {
-        image: name.to_owned(),
-        source,
-    })?;
-    let index_sha: Sha256Digest = Sha256::digest(&index_bytes).into();
+    let (index, index_sha) = fetch_index(store, image, &opts.backoff)?;
     let target_file = open_target(name, target, index.size)?;
     let write_err = |source| ImageError::Write {
         image: name.to_owned(),
@@ -177,32 +163,8 @@ pub fn apply(
     let mut written = 0u64;
     let mut since_sync = 0u64;
     for (i, chunk) in index.chunks.iter().enumerate().skip(start) {
-        let label = format!("{name} chunk {i}");
-        let compressed = fetch(
-            &mut *store.chunk_source(i, &chunk.sha256)?,
-            &Expect {
-                file: &label,
-                size: chunk.compressed_len,
-                sha256: Some(chunk.sha256),
-            },
-            &opts.backoff,
-        )
-        .map_err(|source| ImageError::Chunk { index: i, source })?;
-        let data = zstd::bulk::decompress(&compressed, chunk.uncompressed_len as usize)
-            .ok()
-            .filter(|d| d.len() as u64 == chunk.uncompressed_len)
-            .ok_or_else(|| ImageError::Decompress {
-                image: name.to_owned(),
-                index: i,
-                expected: chunk.uncompressed_len,
-            })?;
-        let mut at = 0usize;
-        for e in &chunk.extents {
-            let len = e.len as usize;
-            platform::write_all_at(&target_file, &data[at..at + len], e.offset)
-                .map_err(write_err)?;
-            at += len;
-        }
+        let compressed = fetch_chunk(store, name, i, chunk, &opts.backoff)?;
+        write_chunk(name, i, chunk, &compressed, &target_file, target)?;
         written += chunk.uncompressed_len;
         since_sync += chunk.uncompressed_len;
         progress.update(written);
@@ -228,8 +190,87 @@ pub fn apply(
     })
 }
 
+/// Fetches the index whole, checked against the policy's SHA-256, and decodes it; returns it
+/// with its SHA-256.
+pub(crate) fn fetch_index(
+    store: &Store<'_>,
+    image: &ImageRef<'_>,
+    backoff: &Backoff,
+) -> Result<(Index, Sha256Digest), ImageError> {
+    let name = image.name;
+    let index_bytes = fetch(
+        &mut *store.index_source(image.index_sha256.as_ref())?,
+        &Expect {
+            file: name,
+            size: image.index_size,
+            sha256: image.index_sha256,
+        },
+        backoff,
+    )
+    .map_err(ImageError::Transfer)?;
+    let index = Index::decode(&index_bytes).map_err(|source| ImageError::Format {
+        image: name.to_owned(),
+        source,
+    })?;
+    Ok((index, Sha256::digest(&index_bytes).into()))
+}
+
+/// Fetches chunk `i` into memory, checked against its length and SHA-256.
+pub(crate) fn fetch_chunk(
+    store: &Store<'_>,
+    name: &str,
+    i: usize,
+    chunk: &Chunk,
+    backoff: &Backoff,
+) -> Result<Vec<u8>, ImageError> {
+    let label = format!("{name} chunk {i}");
+    fetch(
+        &mut *store.chunk_source(i, &chunk.sha256)?,
+        &Expect {
+            file: &label,
+            size: chunk.compressed_len,
+            sha256: Some(chunk.sha256),
+        },
+        backoff,
+    )
+    .map_err(|source| ImageError::Chunk { index: i, source })
+}
+
+/// Decompresses chunk `i`'s verified bytes and writes them to its extents; a chunk that does
+/// not decompress to its length writes nothing.
+pub(crate) fn write_chunk(
+    name: &str,
+    i: usize,
+    chunk: &Chunk,
+    compressed: &[u8],
+    file: &File,
+    target: &Path,
+) -> Result<(), ImageError> {
+    let data = zstd::bulk::decompress(compressed, chunk.uncompressed_len as usize)
+        .ok()
+        .filter(|d| d.len() as u64 == chunk.uncompressed_len)
+        .ok_or_else(|| ImageError::Decompress {
+            image: name.to_owned(),
+            index: i,
+            expected: chunk.uncompressed_len,
+        })?;
+    let mut at = 0usize;
+    for e in &chunk.extents {
+        let len = e.len as usize;
+        platform::write_all_at(file, &data[at..at + len], e.offset).map_err(|source| {
+            ImageError::Write {
+                image: name.to_owned(),
+                target: target.to_owned(),
+                source,
+            }
+        })?;
+        at += len;
+    }
+    Ok(())
+}
+
 /// Opens `target` for writing; never creates it (a missing /dev/vda means a missing driver).
-fn open_target(name: &str, target: &Path, size: u64) -> Result<File, ImageError> {
+pub(crate) fn open_target(name: &str, target: &Path, size: u64) -> Result<File, ImageError> {
     let write_err = |source| ImageError::Write {
         image: name.to_owned(),
         target: target.to_owned(),
@@ -309,7 +350,7 @@ impl Sink for Memory {
 }
 
 /// Zeroes `ranges`; returns the bytes zeroed.
-fn zero_ranges(file: &File, ranges: &[Extent]) -> io::Result<u64> {
+pub(crate) fn zero_ranges(file: &File, ranges: &[Extent]) -> io::Result<u64> {
     let mut zeroed = 0u64;
     for e in ranges {
         if !platform::zero_in_place(file, e.offset, e.len) {

@@ -1,0 +1,207 @@
+//! Multicast imaging through the real server and agent (docs/multicast.md): an image package
+//! is sent by `netdeploy multicast serve` to receivers on loopback, each of which writes it
+//! with the agent's multicast apply, checking every chunk before it is written; egress is
+//! counted by the sender. Without a session the apply falls back to HTTP and says so.
+
+use std::io::{BufRead, BufReader};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use netdeploy_agent::http::{Client, Url};
+use netdeploy_agent::image::{self, ImageRef, Store};
+use netdeploy_agent::multicast::{self as receiver, Fallback, MulticastOptions};
+use netdeploy_wire::image::INDEX_FILE;
+
+use crate::harness::{binary, cli_ok, loopback_config, Server};
+
+/// A 3 MiB disk of noise and text, captured raw in 256 KiB chunks and imported as package
+/// `disk`. Returns the source, the capture and the data directory.
+fn image_package(dir: &Path) -> (Vec<u8>, image::Captured, PathBuf) {
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    let mut disk: Vec<u8> = (0..2 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 40) as u8
+        })
+        .collect();
+    disk.extend((0..1 << 20).map(|i| b"netdeploy multicast\n"[i % 20]));
+    let src = dir.join("disk.img");
+    std::fs::write(&src, &disk).unwrap();
+    let pkg = dir.join("pkg");
+    let captured = image::capture(
+        &src,
+        &pkg,
+        &image::CaptureOptions {
+            chunk_size: 256 << 10,
+            level: 3,
+        },
+    )
+    .unwrap();
+    let data = dir.join("data");
+    cli_ok(
+        &data,
+        &["package", "create", "disk", "--from", pkg.to_str().unwrap()],
+    );
+    (disk, captured, data)
+}
+
+/// `netdeploy multicast serve disk` on loopback; returns the process and its start line.
+fn sender(
+    data: &Path,
+    group: SocketAddrV4,
+    receivers: usize,
+    join_window: u64,
+) -> (Child, serde_json::Value) {
+    let mut child = Command::new(binary())
+        .arg("--data-dir")
+        .arg(data)
+        .args(["multicast", "serve", "disk", "--source", "127.0.0.1"])
+        .args(["--group", &group.ip().to_string()])
+        .args(["--port", &group.port().to_string()])
+        .args(["--receivers", &receivers.to_string()])
+        .args(["--join-window", &join_window.to_string()])
+        .args(["--timeout", "60", "--max-rate-mbps", "16"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&line).expect(&line);
+    (child, v)
+}
+
+/// Waits for the sender and returns its end line.
+fn report(mut child: Child) -> serde_json::Value {
+    let mut out = String::new();
+    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut out).unwrap();
+    assert!(child.wait().unwrap().success());
+    serde_json::from_str(out.trim()).expect(&out)
+}
+
+fn target(dir: &Path, name: &str, size: u64) -> PathBuf {
+    let t = dir.join(name);
+    std::fs::write(&t, vec![0xA5u8; size as usize]).unwrap();
+    t
+}
+
+fn apply(
+    server: &str,
+    captured: &image::Captured,
+    t: &Path,
+    o: MulticastOptions,
+) -> receiver::Received {
+    let client = Client::default();
+    let store = Store::Http {
+        client: &client,
+        base: Url::parse(server).unwrap(),
+    };
+    let image = ImageRef {
+        name: INDEX_FILE,
+        index_size: captured.index_len,
+        index_sha256: Some(captured.index_sha256),
+    };
+    receiver::apply(&store, &image, t, &o).unwrap()
+}
+
+#[test]
+fn three_receivers_get_the_image_from_one_multicast_session_sent_about_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (disk, captured, data) = image_package(dir.path());
+    let server = Server::start(dir.path(), &loopback_config(dir.path(), "proxy", ""));
+    let group = SocketAddrV4::new(Ipv4Addr::new(239, 255, 77, 21), 7421);
+    let url = server.url();
+    // The receivers listen first, as machines that boot together do; the session starts
+    // once all three asked.
+    let handles: Vec<_> = (0..3)
+        .map(|i| {
+            let t = target(dir.path(), &format!("vd{i}"), disk.len() as u64);
+            let (url, captured) = (url.clone(), captured.clone());
+            let o = MulticastOptions {
+                interface: Ipv4Addr::LOCALHOST,
+                ..MulticastOptions::new(group)
+            };
+            std::thread::spawn(move || (apply(&url, &captured, &t, o), t))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let (child, start) = sender(&data, group, 3, 2);
+    assert_eq!(
+        start["multicast_session"]["chunks"],
+        captured.index.chunks.len()
+    );
+    for h in handles {
+        let (got, t) = h.join().unwrap();
+        assert_eq!(got.fallback, None, "{got:?}");
+        assert_eq!((got.multicast, got.http), (got.chunks, 0));
+        assert!(
+            std::fs::read(&t).unwrap() == disk,
+            "{} differs",
+            t.display()
+        );
+    }
+    let end = report(child);
+    let r = &end["multicast_report"];
+    assert_eq!(
+        (r["receivers"].as_u64(), r["finished"].as_u64()),
+        (Some(3), Some(3))
+    );
+    let compressed = captured.index.compressed_bytes() as f64;
+    let sent = r["bytes_sent"].as_u64().unwrap() as f64;
+    assert!(
+        sent <= 1.2 * compressed,
+        "sent {sent} bytes for an image of {compressed}"
+    );
+}
+
+#[test]
+fn a_receiver_that_joins_late_gets_what_it_missed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (disk, captured, data) = image_package(dir.path());
+    let server = Server::start(dir.path(), &loopback_config(dir.path(), "proxy", ""));
+    let group = SocketAddrV4::new(Ipv4Addr::new(239, 255, 77, 22), 7422);
+    let (child, _) = sender(&data, group, 2, 0);
+    let o = MulticastOptions {
+        interface: Ipv4Addr::LOCALHOST,
+        ..MulticastOptions::new(group)
+    };
+    let first = {
+        let t = target(dir.path(), "vda", disk.len() as u64);
+        let (url, captured, o) = (server.url(), captured.clone(), o.clone());
+        std::thread::spawn(move || (apply(&url, &captured, &t, o), t))
+    };
+    // At 16 Mbit/s the 3 MiB image takes more than a second: the second machine comes
+    // in the middle of it.
+    std::thread::sleep(Duration::from_millis(900));
+    let late = target(dir.path(), "vdb", disk.len() as u64);
+    let got = apply(&server.url(), &captured, &late, o);
+    assert_eq!((got.fallback.clone(), got.http), (None, 0), "{got:?}");
+    assert!(std::fs::read(&late).unwrap() == disk);
+    let (got, t) = first.join().unwrap();
+    assert_eq!((got.fallback.clone(), got.http), (None, 0), "{got:?}");
+    assert!(std::fs::read(&t).unwrap() == disk);
+    assert_eq!(report(child)["multicast_report"]["finished"], 2);
+}
+
+#[test]
+fn without_a_multicast_session_the_apply_falls_back_to_http_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let (disk, captured, _) = image_package(dir.path());
+    let server = Server::start(dir.path(), &loopback_config(dir.path(), "proxy", ""));
+    let t = target(dir.path(), "vda", disk.len() as u64);
+    let o = MulticastOptions {
+        interface: Ipv4Addr::LOCALHOST,
+        wait: Duration::from_secs(1),
+        ..MulticastOptions::new(SocketAddrV4::new(Ipv4Addr::new(239, 255, 77, 23), 7423))
+    };
+    let got = apply(&server.url(), &captured, &t, o);
+    assert_eq!(got.fallback, Some(Fallback::NoSession));
+    assert_eq!((got.multicast, got.http), (0, got.chunks));
+    assert!(std::fs::read(&t).unwrap() == disk);
+}
