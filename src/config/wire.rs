@@ -30,6 +30,7 @@ pub struct File {
     pub store: StoreSection,
     #[serde(default)]
     pub content: ContentSection,
+    #[serde(default)]
     pub multicast: Multicast,
 }
 
