@@ -31,37 +31,7 @@ echo "building netdeploy and the agent (release)..."
 (cd "$ROOT_DIR" && cargo build --release --locked -q -p netdeploy --bin netdeploy && cargo build --release --locked -q -p netdeploy-agent)
 AGENT="$ROOT_DIR/target/release/netdeploy-agent"
 
-echo "making a ${SIZE_MB} MiB ext4 filesystem half full of files from /usr..."
-mkdir -p "$WORK/root"
-python3 - "$WORK/root" "$((SIZE_MB * 1024 * 1024 / 2))" <<'PY'
-import os, shutil, sys
-dest, budget = sys.argv[1], int(sys.argv[2])
-total = 0
-for top in ("/usr/lib", "/usr/share", "/usr/bin"):
-    for d, dirs, files in os.walk(top):
-        dirs.sort()
-        for f in sorted(files):
-            src = os.path.join(d, f)
-            if not os.path.isfile(src) or os.path.islink(src):
-                continue
-            size = os.path.getsize(src)
-            if total + size > budget:
-                continue
-            out = os.path.join(dest, os.path.relpath(src, "/usr"))
-            os.makedirs(os.path.dirname(out), exist_ok=True)
-            try:
-                shutil.copyfile(src, out)
-            except OSError:
-                continue
-            total += size
-        if total >= budget * 0.995:
-            print(f"{total / 2**20:.0f} MiB of files")
-            sys.exit(0)
-print(f"{total / 2**20:.0f} MiB of files")
-PY
-FS="$WORK/fs.img"
-mkfs.ext4 -q -F -b 4096 -d "$WORK/root" "$FS" "${SIZE_MB}M"
-rm -rf "$WORK/root"
+half_full_ext4 "$SIZE_MB"
 CHECK_FILE=$(debugfs -R "ls -p /lib" "$FS" 2>/dev/null | awk -F/ '$6 != "" && $3 ~ /^100/ {print "/lib/" $6; exit}')
 WANT=$(debugfs -R "cat $CHECK_FILE" "$FS" 2>/dev/null | sha256sum | cut -d' ' -f1)
 

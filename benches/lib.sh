@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # benches/lib.sh - what the HTTP benchmarks share: tool checks, a work directory that is removed
 # with everything started in it, and one file served by netdeploy (/content/<sha256>) and by
 # nginx on loopback, checked to be the same bytes. Sourced; sets ROOT_DIR, WORK, ND.
@@ -115,4 +116,42 @@ pg_start() {
     done
     "${PG_AS[@]}" "$bin/createdb" -h "$WORK/pg" -U netdeploy netdeploy
     PG_URL="postgresql://netdeploy@${WORK//\//%2F}%2Fpg/netdeploy"
+}
+
+# half_full_ext4 SIZE_MB: $WORK/fs.img, an ext4 filesystem of SIZE_MB MiB half full of real
+# files copied from /usr (the imaging benchmarks' source). Sets FS.
+half_full_ext4() {
+    local size_mb=$1
+    echo "making a ${size_mb} MiB ext4 filesystem half full of files from /usr..."
+    mkdir -p "$WORK/root"
+    python3 - "$WORK/root" "$((size_mb * 1024 * 1024 / 2))" <<'PY'
+import os, shutil, sys
+dest, budget = sys.argv[1], int(sys.argv[2])
+total = 0
+for top in ("/usr/lib", "/usr/share", "/usr/bin"):
+    for d, dirs, files in os.walk(top):
+        dirs.sort()
+        for f in sorted(files):
+            src = os.path.join(d, f)
+            if not os.path.isfile(src) or os.path.islink(src):
+                continue
+            size = os.path.getsize(src)
+            if total + size > budget:
+                continue
+            out = os.path.join(dest, os.path.relpath(src, "/usr"))
+            os.makedirs(os.path.dirname(out), exist_ok=True)
+            try:
+                shutil.copyfile(src, out)
+            except OSError:
+                continue
+            total += size
+        if total >= budget * 0.995:
+            break
+    if total >= budget * 0.995:
+        break
+print(f"{total / 2**20:.0f} MiB of files")
+PY
+    FS="$WORK/fs.img"
+    mkfs.ext4 -q -F -b 4096 -d "$WORK/root" "$FS" "${size_mb}M"
+    rm -rf "$WORK/root"
 }

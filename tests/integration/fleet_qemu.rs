@@ -6,49 +6,17 @@
 //! the status and the content records are shared, the leases are not.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use netdeploy::store::pg_cluster::Cluster;
 
-use crate::harness::{binary, ipxe_discover, random_smbios_uuid, Server};
+use crate::harness::{ipxe_discover, random_smbios_uuid, Server};
 use crate::lab::{boot_image, dhcp_reply_in, disk_image, lab_dhcp_config, sha256, Lab, Link};
+use crate::shared_store::{cli_of, within};
 
 const M1: &str = "52:54:00:0d:12:01";
 const M2: &str = "52:54:00:0d:12:02";
 const RESULT: &str = "NETDEPLOY-AGENT-RESULT (success|failure)";
-
-/// `netdeploy --config <dir>/netdeploy.toml ARGS`, as an admin on that server's host runs it.
-fn cli_of(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(binary())
-        .arg("--config")
-        .arg(dir.join("netdeploy.toml"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run netdeploy");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "netdeploy {args:?} failed:\n{text}");
-    text
-}
-
-/// Polls `check` every 200 ms for at most `limit`.
-fn within(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    loop {
-        if check() {
-            return true;
-        }
-        if start.elapsed() > limit {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
 
 /// The boot file a DHCP reply offers (option 67), if any.
 fn boot_file(reply: &[u8]) -> Option<String> {

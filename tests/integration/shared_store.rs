@@ -15,7 +15,7 @@ const PC1: &str = "52:54:00:0d:0a:01";
 const PC2: &str = "52:54:00:0d:0a:02";
 
 /// `netdeploy --config <dir>/netdeploy.toml ARGS`, as an admin on that server's host runs it.
-fn cli_of(dir: &Path, args: &[&str]) -> String {
+pub fn cli_of(dir: &Path, args: &[&str]) -> String {
     let out = Command::new(binary())
         .arg("--config")
         .arg(dir.join("netdeploy.toml"))
@@ -33,7 +33,7 @@ fn cli_of(dir: &Path, args: &[&str]) -> String {
 }
 
 /// Polls `check` every 100 ms for at most `limit`.
-fn within(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+pub fn within(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
     loop {
         if check() {

@@ -155,13 +155,9 @@ fn winpe_run(config_extra: &str) -> String {
     );
 
     // What Windows PE gets: the netdeploy.ini of the deployment's iPXE script.
-    let bin = dir.path().join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
+    let (bin, root, exe) = agent_dirs(dir.path());
     let ini = boot_and_take_ini(&server, &bin);
     assert!(ini.contains("NetdeployRunToken="), "{ini}");
-    let exe = install_agent(&bin);
-    let root = dir.path().join("root");
-    std::fs::create_dir_all(&root).unwrap();
     let console = run_agent(dir.path(), &exe, &bin, &root);
     assert!(
         console.contains("machine mac=52:54:00:0e:01:01"),
@@ -249,12 +245,8 @@ fn winpe_disk_run() -> (String, PathBuf, String, tempfile::TempDir) {
     let site = write_steps_site(d, &steps, &[("os", "install.wim", wim)]);
     cli_ok(&d.join("data"), &["site", "apply", site.to_str().unwrap()]);
     let server = Server::start(d, &loopback_config(d, "proxy", ""));
-    let bin = d.join("bin");
-    let root = d.join("root");
-    std::fs::create_dir_all(&bin).unwrap();
-    std::fs::create_dir_all(&root).unwrap();
+    let (bin, root, exe) = agent_dirs(d);
     boot_and_take_ini(&server, &bin);
-    let exe = install_agent(&bin);
     install_recorders(&bin);
     let console = run_agent(d, &exe, &bin, &root);
     let calls = std::fs::read_to_string(bin.join("calls.txt")).unwrap_or_default();
@@ -361,6 +353,15 @@ fn boot_and_take_ini(server: &Server, bin: &Path) -> String {
     ini
 }
 
+/// `bin` with the agent installed, and an empty machine root, below `d`.
+fn agent_dirs(d: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let (bin, root) = (d.join("bin"), d.join("root"));
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(&root).unwrap();
+    let exe = install_agent(&bin);
+    (bin, root, exe)
+}
+
 fn run_agent(dir: &Path, exe: &Path, bin: &Path, root: &Path) -> String {
     let o = wine(
         dir,
@@ -400,11 +401,7 @@ fn windows_agent_under_wine_restarts_mid_sequence_and_the_next_boot_continues_at
     let data = d.join("data");
     cli_ok(&data, &["site", "apply", site.to_str().unwrap()]);
     let server = Server::start(d, &loopback_config(d, "proxy", ""));
-    let bin = d.join("bin");
-    let root = d.join("root");
-    std::fs::create_dir_all(&bin).unwrap();
-    std::fs::create_dir_all(&root).unwrap();
-    let exe = install_agent(&bin);
+    let (bin, root, exe) = agent_dirs(d);
 
     // First boot: steps 1 and 2, then the restart (the test root performs no power action).
     boot_and_take_ini(&server, &bin);
@@ -529,11 +526,7 @@ fn windows_agent_under_wine_resumes_a_cut_download_with_range_and_verifies_it() 
         ),
     );
     let seen = cutting_proxy(listener, server.http_addr());
-    let bin = d.join("bin");
-    let root = d.join("root");
-    std::fs::create_dir_all(&bin).unwrap();
-    std::fs::create_dir_all(&root).unwrap();
-    let exe = install_agent(&bin);
+    let (bin, root, exe) = agent_dirs(d);
     boot_and_take_ini(&server, &bin);
     let console = run_agent(d, &exe, &bin, &root);
     assert!(
