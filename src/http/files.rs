@@ -69,7 +69,8 @@ pub(super) async fn content(
                 .into_response();
         }
     }
-    if !s.bootpath.library.has(&sha) && !s.bootpath.upstream.is_empty() {
+    // Without upstream servers no request pays for the extra look at the library.
+    if !s.bootpath.upstream.is_empty() && !s.bootpath.library.has(&sha) {
         let fetched = s.bootpath.upstream.fetch(&s.bootpath.library, &sha).await;
         let failed = match &fetched {
             Ok(0) => None,
