@@ -117,6 +117,7 @@ fn run(
             task_sequence: d.task_sequence.clone(),
             name: task_sequence_name(catalog, &d.task_sequence),
             option: content_option(d.option),
+            multicast: d.multicast,
         },
         steps,
         packages,

@@ -508,6 +508,10 @@ pub struct Deployment {
     /// How content reaches the boot environment.
     #[serde(default)]
     pub option: DeploymentOption,
+    /// Images may come by multicast (docs/multicast.md): machines applying the same image
+    /// at the same time share one session; HTTP is the fallback.
+    #[serde(default)]
+    pub multicast: bool,
     /// Send wake-on-LAN packets to the collection (docs/operating.md).
     #[serde(default)]
     pub wake_on_lan: bool,
@@ -862,6 +866,7 @@ mod tests {
                 available_to: AvailableTo::MediaPxeHidden,
                 schedule: Schedule::default(),
                 option: DeploymentOption::default(),
+                multicast: false,
                 wake_on_lan: false,
                 comments: String::new(),
                 high_risk_accepted: false,

@@ -403,6 +403,9 @@ struct WireDeployment {
     available_to: AvailableTo,
     #[serde(default)]
     option: DeploymentOption,
+    /// Images may come by multicast (docs/multicast.md).
+    #[serde(default)]
+    multicast: bool,
     #[serde(default)]
     rerun: Rerun,
     available_at: Option<i64>,
@@ -784,6 +787,7 @@ fn build(
                 rerun: d.rerun,
             },
             option: d.option,
+            multicast: d.multicast,
             wake_on_lan: d.wake_on_lan,
             comments: d.comments,
             high_risk_accepted: d.accept_high_risk,

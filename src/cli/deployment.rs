@@ -34,6 +34,10 @@ pub enum DeploymentCommand {
         available_to: Option<AvailableTo>,
         #[arg(long = "option", value_enum)]
         deployment_option: Option<DeploymentOption>,
+        /// Images may come by multicast: machines applying the same image at the same time
+        /// share one session, with HTTP as the fallback (needs `[multicast] enabled`).
+        #[arg(long)]
+        multicast: bool,
         #[arg(long, value_enum, default_value = "always")]
         rerun: Rerun,
         /// Unix time before which running clients are not offered it (PXE and media ignore it).
@@ -174,6 +178,7 @@ pub fn deployment(
             purpose,
             available_to,
             deployment_option,
+            multicast,
             rerun,
             available_at,
             expires_at,
@@ -203,6 +208,7 @@ pub fn deployment(
                     available_to: AvailableTo::MediaPxe,
                     schedule: Schedule::default(),
                     option: DeploymentOption::default(),
+                    multicast: false,
                     wake_on_lan: false,
                     comments: String::new(),
                     software_installation: false,
@@ -230,6 +236,7 @@ pub fn deployment(
             new.schedule.available_at = available_at;
             new.schedule.expires_at = expires_at;
             new.wake_on_lan |= wake_on_lan;
+            new.multicast |= multicast;
             if !comments.is_empty() {
                 new.comments = comments;
             }

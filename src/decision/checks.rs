@@ -54,6 +54,9 @@ pub struct NewDeployment {
     /// How content reaches the boot environment.
     #[serde(default)]
     pub option: DeploymentOption,
+    /// Images may come by multicast (docs/multicast.md).
+    #[serde(default)]
+    pub multicast: bool,
     /// Send wake-on-LAN packets to the collection (docs/operating.md).
     #[serde(default)]
     pub wake_on_lan: bool,
@@ -93,6 +96,7 @@ impl NewDeployment {
             available_to: self.available_to,
             schedule: self.schedule,
             option: self.option,
+            multicast: self.multicast,
             wake_on_lan: self.wake_on_lan,
             comments: self.comments,
             high_risk_accepted: self.accept_high_risk,
@@ -701,6 +705,7 @@ pub(crate) mod tests {
             available_to: MediaPxe,
             schedule: Schedule::default(),
             option: DeploymentOption::DownloadOnDemand,
+            multicast: false,
             wake_on_lan: false,
             comments: String::new(),
             software_installation: false,

@@ -24,6 +24,9 @@ pub struct DeploymentTemplate {
     /// How content reaches the boot environment.
     #[serde(default)]
     pub option: DeploymentOption,
+    /// Images may come by multicast.
+    #[serde(default)]
+    pub multicast: bool,
     /// Send wake-on-LAN packets to the collection.
     #[serde(default)]
     pub wake_on_lan: bool,
@@ -41,6 +44,7 @@ impl DeploymentTemplate {
             purpose: from.purpose,
             available_to: from.available_to,
             option: from.option,
+            multicast: from.multicast,
             wake_on_lan: from.wake_on_lan,
             comments: from.comments.clone(),
         }
@@ -58,6 +62,7 @@ pub fn apply_template(template: &DeploymentTemplate, task_sequence: &str) -> New
         available_to: template.available_to,
         schedule: Schedule::default(),
         option: template.option,
+        multicast: template.multicast,
         wake_on_lan: template.wake_on_lan,
         comments: template.comments.clone(),
         software_installation: false,

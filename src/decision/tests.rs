@@ -151,6 +151,7 @@ fn dep(deployment_id: &str, purpose: Purpose, available_to: AvailableTo) -> Depl
         available_to,
         schedule: Schedule::default(),
         option: DeploymentOption::DownloadOnDemand,
+        multicast: false,
         wake_on_lan: false,
         comments: String::new(),
         high_risk_accepted: false,

@@ -126,6 +126,7 @@ pub fn apply_reporting(
             available_to: d.available_to,
             schedule: d.schedule.clone(),
             option: d.option,
+            multicast: d.multicast,
             wake_on_lan: d.wake_on_lan,
             comments: d.comments.clone(),
             software_installation: d.software_installation,

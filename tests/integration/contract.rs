@@ -69,13 +69,17 @@ fn deployment() -> impl Strategy<Value = PolicyDeployment> {
         text(),
         text(),
         known(ContentOption::KNOWN),
+        any::<bool>(),
     )
-        .prop_map(|(id, task_sequence, name, option)| PolicyDeployment {
-            id,
-            task_sequence,
-            name,
-            option,
-        })
+        .prop_map(
+            |(id, task_sequence, name, option, multicast)| PolicyDeployment {
+                id,
+                task_sequence,
+                name,
+                option,
+                multicast,
+            },
+        )
 }
 
 fn menu_entry() -> impl Strategy<Value = MenuEntry> {

@@ -98,6 +98,28 @@ pub struct PolicyDeployment {
     /// `download_on_demand` when absent: the option that verifies and needs no disk space.
     #[serde(default)]
     pub option: ContentOption,
+    /// Images of this deployment may come by multicast: before an `apply_image` of a
+    /// netdeploy image, the agent asks `GET /agent/multicast` for a session (a
+    /// [`MulticastSession`]) and falls back to HTTP for whatever multicast does not bring.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub multicast: bool,
+}
+
+/// What `GET /agent/multicast?package=ID&file=PATH` answers (with the run token, as every
+/// agent request): the session that sends that image, joined by this machine as `receiver`.
+/// Any other status is a refusal whose text body says why (multicast is off on this server,
+/// the file is not an image, ...); the agent then applies the image over HTTP and says so.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MulticastSession {
+    /// The session id every datagram carries.
+    pub session: u32,
+    /// The group and UDP port the session sends to (`239.255.77.21:7400`).
+    pub group: std::net::SocketAddrV4,
+    /// The receiver id this machine uses in its requests: the server knows from it which
+    /// machine is which, and ends the session once every machine it gave an id to is done.
+    pub receiver: u32,
+    /// The SHA-256 of the image index the session announces.
+    pub index_sha256: Sha256Hex,
 }
 
 /// One deployment a menu offers.
@@ -339,6 +361,29 @@ mod tests {
         };
         assert_eq!(entries.len(), 2);
         assert_eq!(entries[1].purpose, Purpose::Required);
+    }
+
+    #[test]
+    fn a_multicast_session_reads_back_with_its_group_as_address_and_port() {
+        let json = br#"{"session":7,"group":"239.255.77.21:7400","receiver":3,
+            "index_sha256":"00000000000000000000000000000000000000000000000000000000000000ff"}"#;
+        let s: MulticastSession = serde_json::from_slice(json).unwrap();
+        assert_eq!(s.group.to_string(), "239.255.77.21:7400");
+        assert_eq!(s.receiver, 3);
+        let again: MulticastSession =
+            serde_json::from_slice(&serde_json::to_vec(&s).unwrap()).unwrap();
+        assert_eq!(again, s);
+        // A deployment without multicast says nothing of it, as older servers did.
+        let d = PolicyDeployment {
+            id: "LAB00001".into(),
+            task_sequence: String::new(),
+            name: String::new(),
+            option: ContentOption::DownloadOnDemand,
+            multicast: false,
+        };
+        assert!(!String::from_utf8(serde_json::to_vec(&d).unwrap())
+            .unwrap()
+            .contains("multicast"));
     }
 
     #[test]
