@@ -361,7 +361,7 @@ fn write_text(target: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fake_server::{range_reply, FakeServer};
+    use crate::fake_server::{range_reply, FakeServer, Reply};
     use crate::hash::Sha256Digest;
     use crate::http::Url;
     use sha2::{Digest, Sha256};
@@ -560,6 +560,121 @@ mod tests {
         let err = r.run(&op).unwrap_err();
         assert_eq!(err.file.as_deref(), Some("image.ndimg"));
         assert!(err.reason.contains("image.ndimg chunk 1"), "{}", err.reason);
+    }
+
+    #[test]
+    fn an_ndimg_of_a_multicast_deployment_asks_for_its_session_and_says_the_path_it_took() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut x = 0x2545_F491u64;
+        let data: Vec<u8> = (0..(1 << 20))
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let src = dir.path().join("part.raw");
+        std::fs::write(&src, &data).unwrap();
+        let image = dir.path().join("image");
+        let captured = crate::image::capture(
+            &src,
+            &image,
+            &crate::image::CaptureOptions {
+                chunk_size: 256 << 10,
+                level: 3,
+            },
+        )
+        .unwrap();
+        let mut files: Vec<(String, Vec<u8>)> = vec![(
+            crate::hash::to_hex(&captured.index_sha256),
+            std::fs::read(image.join(netdeploy_wire::image::INDEX_FILE)).unwrap(),
+        )];
+        for (i, c) in captured.index.chunks.iter().enumerate() {
+            files.push((
+                crate::hash::to_hex(&c.sha256),
+                std::fs::read(image.join(netdeploy_wire::image::chunk_file(i))).unwrap(),
+            ));
+        }
+        let index_hex = files[0].0.clone();
+        // The first ask is refused; the second names a session nobody sends.
+        let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let a = asked.clone();
+        let srv = FakeServer::start(move |req| {
+            if req.route() == "/agent/multicast" {
+                if a.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                    return Reply::new(409).body(b"multicast is off on this server".to_vec());
+                }
+                return Reply::new(200).json(&serde_json::json!({
+                    "session": 9, "group": "239.255.77.99:7499", "receiver": 2,
+                    "index_sha256": index_hex,
+                }));
+            }
+            let sha = req.route().trim_start_matches("/content/");
+            match files.iter().find(|(h, _)| h == sha) {
+                Some((_, bytes)) => range_reply(req, bytes),
+                None => Reply::new(404),
+            }
+        });
+        let op = Op::ApplyImage {
+            file: FileRef {
+                package: "os".into(),
+                path: "image.ndimg".into(),
+                size: captured.index_len,
+                sha256: Some(captured.index_sha256),
+                origin: Origin::Url(
+                    Url::parse(&srv.url(&format!(
+                        "/content/{}",
+                        crate::hash::to_hex(&captured.index_sha256)
+                    )))
+                    .unwrap(),
+                ),
+            },
+            target: dir.path().join("vda2"),
+        };
+        let vda = dir.path().join("vda2");
+        let mut r = runner(&dir.path().join("state/packages"));
+        r.disks_under(dir.path().join("sys/block"));
+
+        // Without multicast in the deployment, nothing is asked and nothing is said.
+        std::fs::write(&vda, vec![0xEEu8; data.len()]).unwrap();
+        r.run(&op).unwrap();
+        assert!(std::fs::read(&vda).unwrap() == data);
+        assert_eq!(r.take_note(), None);
+        assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 0);
+
+        r.set_multicast(SessionServer {
+            client: Client::default(),
+            server: Url::parse(&srv.url("/")).unwrap(),
+            token: None,
+        });
+        std::fs::write(&vda, vec![0xEEu8; data.len()]).unwrap();
+        r.run(&op).unwrap();
+        assert!(std::fs::read(&vda).unwrap() == data);
+        assert_eq!(
+            r.take_note().as_deref(),
+            Some("path http: the server refused a multicast session (409): multicast is off on this server")
+        );
+        let ask = srv
+            .requests()
+            .into_iter()
+            .find(|q| q.route() == "/agent/multicast")
+            .unwrap();
+        assert_eq!(ask.query("package"), Some("os"));
+        assert_eq!(ask.query("file"), Some("image.ndimg"));
+
+        // A session that never comes: every chunk over HTTP, and the note says why.
+        std::fs::write(&vda, vec![0xEEu8; data.len()]).unwrap();
+        r.run(&op).unwrap();
+        assert!(std::fs::read(&vda).unwrap() == data);
+        let note = r.take_note().unwrap();
+        assert!(
+            note.starts_with(&format!(
+                "path http: {} chunks over HTTP (",
+                captured.index.chunks.len()
+            )),
+            "{note}"
+        );
     }
 
     #[test]
