@@ -30,6 +30,7 @@ mod media_command;
 mod media_qemu;
 mod monitoring;
 mod multicast;
+mod multicast_qemu;
 mod pcap;
 mod pxe_password;
 mod pxe_password_qemu;

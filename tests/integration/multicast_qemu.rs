@@ -1,0 +1,345 @@
+//! Multicast imaging on real firmware (docs/multicast.md, section 6): four machines (SeaBIOS
+//! and iPXE, QEMU with TCG, each with its own random SMBIOS UUID) PXE-boot in the lab network
+//! and run a deployment with `multicast = true` whose task sequence applies a small netdeploy
+//! image onto the disk. One machine starts 10 s after the others; another loses 5% of what
+//! its tap delivers to it once its boot environment is up. Every machine completes, every
+//! disk holds the image's bytes, each machine's step status says `path multicast`, and the
+//! server's own `multicast_bytes_sent` is at most 1.2 times the image's compressed size where
+//! unicast would send it four times.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use netdeploy_agent::image;
+
+use crate::harness::{cli_ok, random_smbios_uuid, Server};
+use crate::lab::{boot_image, lab_dhcp_config, must, sha256, vm_turn, Lab};
+use crate::shared_store::within;
+
+const MACS: [&str; 4] = [
+    "52:54:00:0d:15:01",
+    "52:54:00:0d:15:02",
+    "52:54:00:0d:15:03",
+    "52:54:00:0d:15:04",
+];
+/// The machine whose tap loses 5%.
+const LOSSY: usize = 1;
+/// The machine that starts 10 s after the others.
+const LATE: usize = 3;
+const RESULT: &str = "NETDEPLOY-AGENT-RESULT (success|failure)";
+
+/// A 3 MiB disk of noise and text, captured in 256 KiB chunks into `dir/pkg`. Returns the
+/// disk's bytes, the package directory and the image's compressed size.
+fn image_package(dir: &Path) -> (Vec<u8>, PathBuf, u64) {
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    let mut disk: Vec<u8> = (0..2 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 40) as u8
+        })
+        .collect();
+    disk.extend((0..1 << 20).map(|i| b"netdeploy multicast\n"[i % 20]));
+    let src = dir.join("disk.img");
+    std::fs::write(&src, &disk).unwrap();
+    let pkg = dir.join("pkg");
+    let captured = image::capture(
+        &src,
+        &pkg,
+        &image::CaptureOptions {
+            chunk_size: 256 << 10,
+            level: 3,
+        },
+    )
+    .unwrap();
+    std::fs::remove_file(&src).unwrap();
+    (disk, pkg, captured.index.compressed_bytes())
+}
+
+/// The site: the four machines by MAC in `lab`, the required LAB00001 with `multicast = true`
+/// applying the image onto the disk, then powering off.
+fn apply_site(dir: &Path, pkg: &Path) {
+    let (kernel, initrd) = boot_image();
+    let devices: String = MACS
+        .iter()
+        .enumerate()
+        .map(|(i, m)| format!("[[device]]\nname = \"m{}\"\nmacs = [\"{m}\"]\n", i + 1))
+        .collect();
+    let site = format!(
+        r#"site_code = "LAB"
+{devices}[[collection]]
+id = "lab"
+members = ["m1", "m2", "m3", "m4"]
+[[boot_image]]
+id = "linux-x64"
+arch = "x64"
+kernel = {kernel:?}
+initrd = {initrd:?}
+cmdline = "console=ttyS0 quiet"
+[[package]]
+id = "disk"
+from = {pkg:?}
+[[task_sequence]]
+id = "image"
+name = "Image the disk"
+boot_image = "linux-x64"
+steps = [
+  {{ name = "image", action = "apply_image", package = "disk", file = "image.ndimg", target = "/dev/vda" }},
+  {{ name = "done", action = "poweroff" }},
+]
+[[deployment]]
+id = "LAB00001"
+task_sequence = "image"
+collection = "lab"
+purpose = "required"
+available_to = "media_pxe"
+accept_high_risk = true
+multicast = true
+"#,
+        kernel = kernel.display().to_string(),
+        initrd = initrd.display().to_string(),
+        pkg = pkg.display().to_string(),
+    );
+    let path = dir.join("site.toml");
+    std::fs::write(&path, site).unwrap();
+    cli_ok(
+        &dir.join("data"),
+        &["site", "apply", path.to_str().unwrap()],
+    );
+}
+
+/// 5% loss on what `tap` delivers to its machine: netem when the kernel has it, else an
+/// nftables rule in a bridge table of the lab namespace. Removed when dropped (the qdisc goes
+/// with the tap).
+struct Loss {
+    ns: String,
+    table: Option<&'static str>,
+}
+
+impl Loss {
+    const TABLE: &'static str = "ndmcloss";
+
+    fn on(lab: &Lab, tap: &str) -> Loss {
+        let netem = Command::new("ip")
+            .args(["netns", "exec", &lab.name, "tc", "qdisc", "add", "dev", tap])
+            .args(["root", "netem", "loss", "5%"])
+            .output()
+            .unwrap();
+        if netem.status.success() {
+            println!("5% loss on {tap}: tc netem");
+            return Loss {
+                ns: lab.name.clone(),
+                table: None,
+            };
+        }
+        // Bridge postrouting sees both what the bridge forwards to the tap and what the
+        // server's own socket on the bridge sends through it.
+        let nft = |args: &[&str]| {
+            must(
+                Command::new("ip")
+                    .args(["netns", "exec", &lab.name, "nft"])
+                    .args(args),
+            )
+        };
+        let t = Self::TABLE;
+        nft(&["add", "table", "bridge", t]);
+        let hook = "{ type filter hook postrouting priority 0; }";
+        nft(&["add", "chain", "bridge", t, "out", hook]);
+        nft(&[
+            "add",
+            "rule",
+            "bridge",
+            t,
+            "out",
+            "oifname",
+            &format!("\"{tap}\""),
+            "numgen",
+            "random",
+            "mod",
+            "100",
+            "<",
+            "5",
+            "drop",
+        ]);
+        println!(
+            "5% loss on {tap}: nftables (tc netem: {})",
+            String::from_utf8_lossy(&netem.stderr).trim()
+        );
+        Loss {
+            ns: lab.name.clone(),
+            table: Some(Self::TABLE),
+        }
+    }
+}
+
+impl Drop for Loss {
+    fn drop(&mut self) {
+        if let Some(t) = self.table {
+            let _ = Command::new("ip")
+                .args([
+                    "netns", "exec", &self.ns, "nft", "delete", "table", "bridge", t,
+                ])
+                .output();
+        }
+    }
+}
+
+/// A counter of the server's `/metrics`, read inside the lab namespace (the server listens
+/// on the lab's bridge only).
+fn lab_counter(lab: &Lab, server: &Server, name: &str) -> u64 {
+    let http = server.ready["http"]
+        .as_array()
+        .and_then(|a| a.iter().filter_map(|h| h.as_str()).next())
+        .unwrap_or_else(|| panic!("no HTTP listener: {}", server.ready))
+        .to_owned();
+    let body = must(Command::new("ip").args([
+        "netns",
+        "exec",
+        &lab.name,
+        "curl",
+        "-sSf",
+        &format!("http://{http}/metrics"),
+    ]));
+    let key = format!("netdeploy_{name}_total ");
+    body.lines()
+        .find_map(|l| l.strip_prefix(&key))
+        .unwrap_or_else(|| panic!("no counter {name} in:\n{body}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// The `reason` of each `ok` step status the server recorded for LAB00001, by machine.
+fn step_notes(data: &Path) -> Vec<(String, String)> {
+    let store = netdeploy::store::Store::open(&data.join("netdeploy.db")).unwrap();
+    store
+        .statuses(Some("LAB00001"), 10_000)
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.source == "agent" && m.kind == "step")
+        .filter_map(|m| {
+            let reason = m.body["reason"].as_str()?.to_owned();
+            Some((m.device.or(m.identity).unwrap_or_default(), reason))
+        })
+        .collect()
+}
+
+#[test]
+fn four_machines_image_at_once_from_one_multicast_session_with_a_late_and_a_lossy_one() {
+    let _turn = vm_turn();
+    let lab = Lab::up();
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path();
+    let data = dir.join("data");
+    let (raw, pkg, compressed) = image_package(dir);
+    apply_site(dir, &pkg);
+    // The join window covers the late machine and the spread of four TCG boots on two
+    // cores, so all four share the first round.
+    let config = lab_dhcp_config(&data) + "[multicast]\nenabled = true\njoin_window_s = 45\n";
+    let server = Server::start_in(dir, &config, &lab.exec_prefix());
+
+    let machines: Vec<(String, PathBuf, PathBuf)> = (0..MACS.len())
+        .map(|i| {
+            let tap = format!("tap{i}");
+            lab.tap(&tap);
+            let disk = dir.join(format!("disk{i}.img"));
+            std::fs::write(&disk, vec![0u8; 4 << 20]).unwrap();
+            (tap, disk, dir.join(format!("serial-{i}.log")))
+        })
+        .collect();
+    let uuids: Vec<String> = MACS.iter().map(|_| random_smbios_uuid()).collect();
+    let results: Vec<(bool, String)> = std::thread::scope(|s| {
+        let vms: Vec<_> = (0..MACS.len())
+            .map(|i| {
+                let (tap, disk, serial) = &machines[i];
+                let mut cmd = lab.boot_vm_command("bios", MACS[i], tap, serial, 900);
+                cmd.arg("--disk")
+                    .arg(disk)
+                    .args(["--smbios-uuid", &uuids[i], "--expect", RESULT]);
+                s.spawn(move || {
+                    if i == LATE {
+                        std::thread::sleep(Duration::from_secs(10));
+                    }
+                    let out = cmd.output().unwrap();
+                    (
+                        out.status.success(),
+                        format!(
+                            "{}{}",
+                            String::from_utf8_lossy(&out.stdout),
+                            String::from_utf8_lossy(&out.stderr)
+                        ),
+                    )
+                })
+            })
+            .collect();
+        // The loss starts once the lossy machine's boot environment is up: it is about the
+        // session, and TCG boots over a lossy TFTP and HTTP would only cost CI time.
+        let serial = &machines[LOSSY].2;
+        let up = within(Duration::from_secs(600), || {
+            std::fs::read_to_string(serial)
+                .unwrap_or_default()
+                .contains("NETDEPLOY-BOOT-OK")
+                || vms[LOSSY].is_finished()
+        });
+        let _loss = up.then(|| Loss::on(&lab, &machines[LOSSY].0));
+        vms.into_iter().map(|v| v.join().unwrap()).collect()
+    });
+
+    let log = server.log();
+    for (i, (ok, report)) in results.iter().enumerate() {
+        let serial = std::fs::read_to_string(&machines[i].2).unwrap_or_default();
+        assert!(*ok, "m{}: {report}\n{serial}\n{log}", i + 1);
+        assert!(
+            serial.contains("NETDEPLOY-AGENT-RESULT success deployment=LAB00001"),
+            "m{}:\n{serial}",
+            i + 1
+        );
+        assert!(
+            serial.contains("image.ndimg: path multicast:"),
+            "m{} did not take the multicast path:\n{serial}",
+            i + 1
+        );
+    }
+    // Give the guests a moment to power off and QEMU to flush the disk files.
+    std::thread::sleep(Duration::from_secs(1));
+    let want = sha256(&raw);
+    for (i, (_, disk, _)) in machines.iter().enumerate() {
+        let written = std::fs::read(disk).unwrap();
+        let _ = std::fs::remove_file(disk);
+        assert_eq!(
+            sha256(&written[..raw.len()]),
+            want,
+            "m{}: the disk does not hold the image",
+            i + 1
+        );
+    }
+
+    // Each machine's status for the imaging step says the path.
+    let mut notes = Vec::new();
+    let recorded = within(Duration::from_secs(30), || {
+        notes = step_notes(&data);
+        notes.len() >= MACS.len()
+    });
+    assert!(recorded, "step statuses: {notes:?}\n{log}");
+    for (i, _) in MACS.iter().enumerate() {
+        let name = format!("m{}", i + 1);
+        assert!(
+            notes
+                .iter()
+                .any(|(m, r)| *m == name && r.starts_with("path multicast:")),
+            "{name}'s step status does not say path multicast: {notes:?}"
+        );
+    }
+
+    let sent = lab_counter(&lab, &server, "multicast_bytes_sent");
+    println!(
+        "multicast_bytes_sent {sent} for an image of {compressed} compressed bytes ({:.2}x)",
+        sent as f64 / compressed as f64
+    );
+    assert!(
+        sent as f64 <= 1.2 * compressed as f64,
+        "the server sent {sent} bytes by multicast for an image of {compressed}"
+    );
+}
