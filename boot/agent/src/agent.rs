@@ -403,6 +403,13 @@ fn run_policy(
             ContentFrom::Media(_) => None,
         },
     });
+    if let (ContentFrom::Server(server), true) = (from, p.deployment.multicast) {
+        runner.set_multicast(crate::multicast::session::SessionServer {
+            client: client.clone(),
+            server: server.clone(),
+            token: reporter.token().cloned(),
+        });
+    }
     let (code, action) = match run_plan(&plan, &mut runner, reporter, &id, continuation) {
         Ran::Ended(code) => {
             continuation.clear();
@@ -498,6 +505,8 @@ fn run_plan(
                     step: Some(step.name.clone()),
                     step_index: Some(i),
                     ok: Some(true),
+                    // How the step was done, when it says: the path an image took.
+                    reason: runner.take_note(),
                     ..StatusMessage::new(StatusKind::Started)
                 });
             }

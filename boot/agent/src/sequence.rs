@@ -9,9 +9,11 @@ use std::path::{Path, PathBuf};
 
 use crate::apply_image::apply_image;
 use crate::command;
+use crate::console::say;
 use crate::disk::{DiskError, Disks};
 use crate::download::{self, Backoff, Expect, HttpSource, LocalSource, Source, TransferError};
 use crate::http::Client;
+use crate::multicast::{self, session::SessionServer};
 use crate::plan::{FileRef, Op, Origin, PackageRef};
 
 /// Why a step failed.
@@ -63,6 +65,10 @@ pub struct Runner {
     disks: Disks,
     /// Where `capture_image` reads disks and sends images.
     capture: Option<crate::capture_image::CaptureSetup>,
+    /// Where to ask for multicast sessions, in a deployment with `multicast = true`.
+    multicast: Option<SessionServer>,
+    /// What the last step has to say in its status: the path an image took.
+    note: Option<String>,
 }
 
 impl Runner {
@@ -85,7 +91,20 @@ impl Runner {
             cached: HashSet::new(),
             secrets: Vec::new(),
             capture: None,
+            multicast: None,
+            note: None,
         }
+    }
+
+    /// Images (`.ndimg`) from the server come by multicast when `server` has a session for
+    /// them (docs/multicast.md).
+    pub fn set_multicast(&mut self, server: SessionServer) {
+        self.multicast = Some(server);
+    }
+
+    /// What the step that just ran has to say in its status (`path multicast: ...`), once.
+    pub fn take_note(&mut self) -> Option<String> {
+        self.note.take()
     }
 
     /// Where `capture_image` steps read disks and send images.
@@ -127,6 +146,7 @@ impl Runner {
 
     /// Runs one step.
     pub fn run(&mut self, op: &Op) -> Result<(), StepFailure> {
+        self.note = None;
         match op {
             Op::ApplyImage { file, target } => self.apply(file, target),
             Op::ApplyImageToDisk {
@@ -226,6 +246,25 @@ impl Runner {
                 index_size: file.size,
                 index_sha256: file.sha256,
             };
+            let failure = |e: crate::image::ImageError| StepFailure {
+                file: Some(file.path.clone()),
+                reason: e.to_string(),
+                code: None,
+            };
+            if let (Some(server), Origin::Url(_)) = (&self.multicast, &file.origin) {
+                match server.ask(&file.package, &file.path) {
+                    Ok(session) => {
+                        let o = multicast::session::options(&session, server.interface());
+                        let r = multicast::apply(&store, &image, target, &o).map_err(failure)?;
+                        self.note = Some(multicast::session::path_note(&r, &o));
+                        return Ok(());
+                    }
+                    Err(why) => {
+                        say(format!("{}: path http: {why}", file.path));
+                        self.note = Some(format!("path http: {why}"));
+                    }
+                }
+            }
             let journal = self.disks.journal(target);
             if let Some(dir) = journal.parent() {
                 std::fs::create_dir_all(dir).map_err(|e| {
@@ -236,11 +275,7 @@ impl Runner {
                 backoff: self.backoff.clone(),
                 ..crate::image::ApplyOptions::new(journal)
             };
-            crate::image::apply(&store, &image, target, &opts).map_err(|e| StepFailure {
-                file: Some(file.path.clone()),
-                reason: e.to_string(),
-                code: None,
-            })?;
+            crate::image::apply(&store, &image, target, &opts).map_err(failure)?;
             return Ok(());
         }
         if crate::disk::is_wim(&file.path) {

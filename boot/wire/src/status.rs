@@ -46,6 +46,8 @@ pub struct StatusMessage {
     /// The file a failure is about.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
+    /// Why a run failed; on an `ok` step, how it was done when it says (the path an image
+    /// took: `path multicast: 12 chunks by multicast, 0 over HTTP`, docs/multicast.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// Exit code of a failed command.

@@ -8,6 +8,7 @@
 //! `netdeploy_wire::multicast::Receiver`; this module owns the socket, the clock and the disk.
 
 pub mod cli;
+pub mod session;
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::path::Path;
@@ -35,6 +36,8 @@ pub struct MulticastOptions {
     /// Partly received chunks held in memory at once.
     pub max_partial: usize,
     pub backoff: Backoff,
+    /// The receiver id the server gave this machine; `None`: one drawn from the target.
+    pub receiver: Option<u32>,
 }
 
 impl MulticastOptions {
@@ -47,6 +50,7 @@ impl MulticastOptions {
             stall: Duration::from_secs(10),
             max_partial: 8,
             backoff: Backoff::default(),
+            receiver: None,
         }
     }
 }
@@ -65,7 +69,7 @@ pub enum Fallback {
 }
 
 impl Fallback {
-    fn describe(&self, o: &MulticastOptions) -> String {
+    pub fn describe(&self, o: &MulticastOptions) -> String {
         match self {
             Fallback::NoSession => format!(
                 "no multicast session of this image on {} within {} s",
@@ -136,7 +140,12 @@ pub fn apply(
     };
     let zeroed = zero_ranges(&file, &index.zeros).map_err(write_err)?;
     let lens: Vec<u64> = index.chunks.iter().map(|c| c.compressed_len).collect();
-    let mut rx = Receiver::new(receiver_id(target), lens, &[], o.max_partial);
+    let mut rx = Receiver::new(
+        o.receiver.unwrap_or_else(|| receiver_id(target)),
+        lens,
+        &[],
+        o.max_partial,
+    );
     let mut multicast = 0usize;
     let mut rejected = 0usize;
     let fallback = match open_socket(o) {
