@@ -319,6 +319,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     shutdown_signal().await;
     tracing::info!("shutting down");
     cancel.cancel();
+    // Multicast sessions tell their groups they ended: their machines go on over HTTP.
+    multicast.shutdown();
     let drain = async { while tasks.join_next().await.is_some() {} };
     if tokio::time::timeout(std::time::Duration::from_secs(5), drain)
         .await

@@ -309,7 +309,10 @@ fn machines_of_a_multicast_deployment_share_the_session_the_server_starts_and_th
     assert_eq!(a["session"], b["session"], "one session for both machines");
     assert_eq!(a["group"], b["group"]);
     assert_ne!(a["receiver"], b["receiver"]);
-    assert_eq!(a["index_sha256"], netdeploy_wire::hex::encode(&captured.index_sha256));
+    assert_eq!(
+        a["index_sha256"],
+        netdeploy_wire::hex::encode(&captured.index_sha256)
+    );
     let group: SocketAddrV4 = a["group"].as_str().unwrap().parse().unwrap();
     assert!(group.ip().octets()[..3] == [239, 255, 77], "{group}");
 
