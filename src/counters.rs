@@ -126,6 +126,11 @@ counters! {
     /// Multicast imaging: datagrams on a session's socket that did not decode or named
     /// another session.
     multicast_malformed,
+    /// Multicast imaging: `/agent/multicast` answered with a refusal (the machine applies
+    /// the image over HTTP, and its status says why).
+    multicast_refused,
+    /// Multicast imaging: machines given a session by `/agent/multicast`.
+    multicast_joined,
 }
 
 impl Counters {

@@ -212,6 +212,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             ));
         }
     }
+    let multicast = Arc::new(crate::multicast::Sessions::new(
+        config.multicast.clone(),
+        counters.clone(),
+    ));
     let state = Arc::new(http::AppState {
         config: config.clone(),
         counters: counters.clone(),
@@ -222,6 +226,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         sightings: shared.sightings.clone(),
         pxe_password: Default::default(),
         https: https.as_ref().map(|h| h.state.clone()),
+        multicast: multicast.clone(),
     });
     let mut settings = config.tftp.clone();
     if let Some(shim) = &config.boot.shim {
@@ -280,6 +285,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             pxe_password: Default::default(),
             // HTTPS listens on IPv4 only: a dual-stack machine's agent reaches it there.
             https: https.as_ref().map(|h| h.state.clone()),
+            multicast: multicast.clone(),
         })
     });
     let http_all = http_listeners
@@ -313,6 +319,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     shutdown_signal().await;
     tracing::info!("shutting down");
     cancel.cancel();
+    // Multicast sessions tell their groups they ended: their machines go on over HTTP.
+    multicast.shutdown();
     let drain = async { while tasks.join_next().await.is_some() {} };
     if tokio::time::timeout(std::time::Duration::from_secs(5), drain)
         .await

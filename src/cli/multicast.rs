@@ -7,14 +7,14 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Subcommand;
-use sha2::{Digest, Sha256};
 
 use netdeploy::catalog::Package;
 use netdeploy::config::wire;
 use netdeploy::content::Library;
 use netdeploy::counters::Counters;
-use netdeploy::multicast::{self, MulticastConfig, SessionImage, SessionOptions};
-use netdeploy_wire::image::Index;
+use netdeploy::multicast::live::{Live, SessionInfo};
+use netdeploy::multicast::{self, MulticastConfig, SessionOptions};
+use netdeploy_wire::Sha256Hex;
 
 use super::DataDir;
 
@@ -106,22 +106,11 @@ pub fn multicast(dd: &DataDir, cmd: MulticastCommand) -> anyhow::Result<()> {
             index.map(|i| format!(" named {i}")).unwrap_or_default()
         );
     };
-    let bytes = std::fs::read(lib.path_of(&file.sha256)?)
-        .with_context(|| format!("cannot read {} of package {package}", file.path))?;
-    let decoded = Index::decode(&bytes).with_context(|| file.path.clone())?;
-    let chunk_files = decoded
-        .chunks
-        .iter()
-        .map(|c| lib.path_of(&netdeploy_wire::hex::encode(&c.sha256)))
-        .collect::<Result<Vec<_>, _>>()?;
+    let image = multicast::sessions::load_image(&lib, &file.path, &file.sha256.to_string())
+        .with_context(|| format!("package {package}"))?;
     let mut id = [0u8; 4];
     getrandom::fill(&mut id).map_err(|e| anyhow::anyhow!("no random session id: {e}"))?;
     let session = u32::from_le_bytes(id).max(1);
-    let image = SessionImage {
-        index_sha256: Sha256::digest(&bytes).into(),
-        index: decoded,
-        chunk_files,
-    };
     let max_rate = max_rate_mbps.map_or(config.max_rate, |m| m.max(1) * 1_000_000 / 8);
     let opts = SessionOptions {
         session,
@@ -133,7 +122,7 @@ pub fn multicast(dd: &DataDir, cmd: MulticastCommand) -> anyhow::Result<()> {
         ttl: config.ttl,
         min_rate: config.min_rate.min(max_rate),
         max_rate,
-        receivers,
+        receivers: Some(receivers),
         join_window: Duration::from_secs(join_window),
         timeout: Duration::from_secs(timeout),
     };
@@ -161,7 +150,17 @@ pub fn multicast(dd: &DataDir, cmd: MulticastCommand) -> anyhow::Result<()> {
             let _ = tokio::signal::ctrl_c().await;
             stop.cancel();
         });
-        multicast::run(&image, &opts, counters, cancel).await
+        let live = Live::new(SessionInfo {
+            session,
+            group: opts.group,
+            package: package.clone(),
+            file: file.path.clone(),
+            index_sha256: Sha256Hex(image.index_sha256),
+            chunks: image.index.chunks.len() as u32,
+            compressed_bytes: image.index.compressed_bytes(),
+            started_at: 0,
+        });
+        multicast::run(&image, &opts, counters, cancel, &live).await
     })?;
     println!(
         "{}",

@@ -54,6 +54,8 @@ pub struct Multicast {
     pub max_rate_mbps: Option<u64>,
     pub min_rate_mbps: Option<u64>,
     pub interfaces: Option<Vec<String>>,
+    pub join_window_s: Option<u64>,
+    pub session_timeout_s: Option<u64>,
 }
 
 /// `[store]`: where the catalog, the loop guard and the status messages are kept.

@@ -35,7 +35,7 @@ fn bad(message: impl std::fmt::Display) -> Response {
         .into_response()
 }
 
-fn unavailable(what: &str, e: impl std::fmt::Display) -> Response {
+pub(super) fn unavailable(what: &str, e: impl std::fmt::Display) -> Response {
     tracing::error!(error = %e, "{what}");
     (StatusCode::SERVICE_UNAVAILABLE, format!("{what}\n")).into_response()
 }
@@ -49,7 +49,7 @@ fn caller(ext: &Extensions) -> String {
 
 /// Refuses a request for want of a valid run token: logged with the caller's address and
 /// counted (`agent_unauthorized`, `agent_forbidden` in /metrics).
-fn refuse(
+pub(super) fn refuse(
     s: &AppState,
     ext: &Extensions,
     endpoint: &str,
@@ -79,7 +79,7 @@ fn refuse(
     response
 }
 
-fn authorization(headers: &HeaderMap) -> Option<&str> {
+pub(super) fn authorization(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

@@ -20,6 +20,7 @@ mod grub;
 pub mod https_only;
 mod ipxe;
 mod metrics;
+mod multicast;
 mod pxe_password;
 mod script;
 pub mod status_page;
@@ -60,6 +61,8 @@ pub struct AppState {
     pub pxe_password: pxe_password::Gate,
     /// The HTTPS listener's base URL and certificate pin, when `[http.tls]` is on.
     pub https: Option<Https>,
+    /// The multicast sessions deployments started.
+    pub multicast: Arc<crate::multicast::Sessions>,
 }
 
 /// Where the agent and the admin API are served while HTTPS is on.
@@ -95,6 +98,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/status/deployment", get(status_page::deployment))
         .route("/status/machine", get(status_page::machine))
         .route("/agent/status", axum::routing::post(agent::status))
+        .route("/agent/multicast", get(multicast::session))
         .route(
             "/agent/capture/{package}/done",
             axum::routing::post(capture::done),

@@ -22,6 +22,7 @@ use crate::alerts::Alert;
 use crate::catalog::{Catalog, IdentityKey, MachineIdentity};
 use crate::decision::Context;
 use crate::monitoring::{self, MachineState, Overview, State as S};
+use crate::multicast::live::SessionView;
 use crate::store::catalog as stored;
 use crate::store::StatusMessage;
 
@@ -101,6 +102,7 @@ pub async fn json(State(s): State<Arc<AppState>>, Query(q): Query<PageQuery>) ->
         Ok(Ok((o, _, alerts))) => Json(serde_json::json!({
             "overview": o,
             "alerts": alerts,
+            "multicast_sessions": s.multicast.views(),
             "counters": s.counters.snapshot().into_iter().collect::<std::collections::BTreeMap<_, _>>(),
         }))
         .into_response(),
@@ -204,9 +206,12 @@ fn details(m: &StatusMessage) -> String {
 
 pub async fn page(State(s): State<Arc<AppState>>, Query(q): Query<PageQuery>) -> Response {
     let counters = s.counters.snapshot();
+    let sessions = s.multicast.views();
     render_blocking(s, move |s| {
         let (o, catalog, alerts) = build(s, &q)?;
-        Ok(overview_page(&o, &catalog, &alerts, &q, &counters))
+        Ok(overview_page(
+            &o, &catalog, &alerts, &q, &counters, &sessions,
+        ))
     })
     .await
 }
@@ -217,6 +222,7 @@ fn overview_page(
     alerts: &[Alert],
     q: &PageQuery,
     counters: &[(&'static str, u64)],
+    sessions: &[SessionView],
 ) -> Markup {
     let scope = q.scope();
     let days = q.days.unwrap_or(14).clamp(1, 366);
@@ -284,6 +290,10 @@ fn overview_page(
                     }
                 }
             }
+            @if !sessions.is_empty() {
+                h2 { "Multicast sessions" }
+                (sessions_table(sessions))
+            }
             h2 { "Failures per " (per) ", last " (days) " days" }
             (failure_chart(&o.failures, o.period))
             h2 { "Recent status messages" }
@@ -299,6 +309,50 @@ fn overview_page(
 }
 
 /// A stacked bar of the five states.
+/// Each multicast session: its image, group, phase, rate, bytes and repairs, then one row per
+/// machine with its progress.
+fn sessions_table(sessions: &[SessionView]) -> Markup {
+    let mbit = |bytes_per_s: u64| format!("{:.1} Mbit/s", bytes_per_s as f64 * 8.0 / 1e6);
+    let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0));
+    html! {
+        table id="multicast" {
+            tr {
+                th { "Session" } th { "Image" } th { "Group" } th { "State" } th { "Rate" }
+                th { "Sent" } th { "Repairs" } th { "Machine" } th { "Progress" }
+            }
+            @for v in sessions {
+                @let st = &v.state;
+                @let phase = serde_json::to_value(st.phase).ok().and_then(|p| p.as_str().map(str::to_owned)).unwrap_or_default();
+                tr data-session=(v.info.session) data-phase=(phase) {
+                    td { (v.info.session) br; small { "since " (when(v.info.started_at)) } }
+                    td { (v.info.package) "/" (v.info.file) br; small { (v.info.chunks) " chunks, " (mib(v.info.compressed_bytes)) } }
+                    td { (v.info.group) }
+                    td { (phase.replace('_', " ")) }
+                    td.n { (mbit(st.rate)) }
+                    td.n data-bytes-sent=(st.bytes_sent) {
+                        (mib(st.bytes_sent)) " ("
+                        (format!("{:.2}", st.bytes_sent as f64 / v.info.compressed_bytes.max(1) as f64))
+                        "× the image)"
+                    }
+                    td.n data-repairs=(st.repairs) { (st.repairs) }
+                    td colspan="2" { (st.members.len()) " machines" }
+                }
+                @for (id, m) in &st.members {
+                    @let state = if m.done { "done" } else if m.fell_back { "continues over HTTP" } else if m.heard { "receiving" } else { "joined" };
+                    tr data-member=(id) data-machine=(m.machine.as_deref().unwrap_or("")) data-state=(state) {
+                        td colspan="7" {}
+                        td { (m.machine.as_deref().unwrap_or("(from a shell)")) small { " receiver " (id) } }
+                        td {
+                            (m.chunks_held) " / " (v.info.chunks) " chunks, " (state)
+                            @if m.loss_permille > 0 { ", loss " (format!("{:.1}", f64::from(m.loss_permille) / 10.0)) "%" }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 fn state_bar(counts: &std::collections::BTreeMap<S, usize>) -> Markup {
     let total: usize = counts.values().sum();
     let mut x = 0.0;

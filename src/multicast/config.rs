@@ -24,6 +24,11 @@ pub struct MulticastConfig {
     pub min_rate: u64,
     /// The address sessions send from (its interface carries the group).
     pub source: Ipv4Addr,
+    /// A session a deployment starts sends data this long after its first machine asked,
+    /// so that machines started together share the first round.
+    pub join_window: std::time::Duration,
+    /// A session ends after this long whatever is left; its machines continue over HTTP.
+    pub session_timeout: std::time::Duration,
 }
 
 /// The defaults: off, 239.255.77.0/24 port 7400, TTL 1, 1 to 100 Mbit/s.
@@ -31,6 +36,8 @@ pub const DEFAULT_RANGE: &str = "239.255.77.0/24";
 pub const DEFAULT_PORT: u16 = 7400;
 pub const DEFAULT_MAX_RATE_MBPS: u64 = 100;
 pub const DEFAULT_MIN_RATE_MBPS: u64 = 1;
+pub const DEFAULT_JOIN_WINDOW_S: u64 = 10;
+pub const DEFAULT_SESSION_TIMEOUT_S: u64 = 4 * 3600;
 
 fn field(field: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Field {
@@ -112,6 +119,20 @@ impl MulticastConfig {
             ),
         }
         .ok_or_else(|| field("multicast.interfaces", "no served interface to send on"))?;
+        let join_window = w.join_window_s.unwrap_or(DEFAULT_JOIN_WINDOW_S);
+        if join_window > 600 {
+            return Err(field(
+                "multicast.join_window_s",
+                "must be from 0 to 600 (seconds)",
+            ));
+        }
+        let session_timeout = w.session_timeout_s.unwrap_or(DEFAULT_SESSION_TIMEOUT_S);
+        if !(60..=7 * 86_400).contains(&session_timeout) {
+            return Err(field(
+                "multicast.session_timeout_s",
+                "must be from 60 to 604800 (seconds)",
+            ));
+        }
         Ok(MulticastConfig {
             enabled: w.enabled.unwrap_or(false),
             group_base,
@@ -121,6 +142,8 @@ impl MulticastConfig {
             max_rate: max * 1_000_000 / 8,
             min_rate: min * 1_000_000 / 8,
             source,
+            join_window: std::time::Duration::from_secs(join_window),
+            session_timeout: std::time::Duration::from_secs(session_timeout),
         })
     }
 
@@ -202,6 +225,14 @@ mod tests {
         assert_eq!(
             err_field(w(|w| w.interfaces = Some(vec!["wlan0".into()]))),
             "multicast.interfaces"
+        );
+        assert_eq!(
+            err_field(w(|w| w.join_window_s = Some(601))),
+            "multicast.join_window_s"
+        );
+        assert_eq!(
+            err_field(w(|w| w.session_timeout_s = Some(5))),
+            "multicast.session_timeout_s"
         );
     }
 

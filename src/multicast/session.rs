@@ -17,6 +17,7 @@ use tokio::net::UdpSocket;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::live::{Live, Phase};
 use crate::counters::Counters;
 
 /// The image a session sends.
@@ -38,9 +39,12 @@ pub struct SessionOptions {
     pub ttl: u32,
     pub min_rate: u64,
     pub max_rate: u64,
-    /// The session ends once this many receivers came and each finished or fell back...
-    pub receivers: usize,
-    /// Data goes out once that many receivers asked, or this long after the first one did,
+    /// `Some(n)`: the session ends once `n` receivers came and each finished or fell back,
+    /// and data goes out as soon as `n` asked. `None` (a session a deployment started): it
+    /// ends once every machine admitted to its [`Live`] view finished or fell back, or when
+    /// no one asked for [`IDLE_END`] and no one is left waiting.
+    pub receivers: Option<usize>,
+    /// Data goes out this long after the first receiver asked (or once `receivers` asked),
     /// so that machines started together share the first round rather than repair it.
     pub join_window: Duration,
     /// ...or after this long, whatever is left (they continue over HTTP).
@@ -58,6 +62,11 @@ pub struct Report {
     pub datagrams: u64,
     pub timed_out: bool,
 }
+
+/// A session a deployment started ends when no request came for this long and no receiver
+/// is left waiting: its machines fell back to HTTP before they ever asked (multicast does not
+/// reach them), or they all finished.
+pub const IDLE_END: Duration = Duration::from_secs(60);
 
 /// Announcements go out this often, so a machine that joins sees the session quickly.
 const ANNOUNCE_EVERY: Duration = Duration::from_millis(500);
@@ -78,13 +87,20 @@ fn open_socket(source: Ipv4Addr, ttl: u32) -> std::io::Result<UdpSocket> {
     UdpSocket::from_std(s.into())
 }
 
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
 /// Runs a session until it is over, it times out or `cancel` fires; then tells the group
-/// it ended.
+/// it ended. `live` follows it: members, progress, rate, bytes and repairs.
 pub async fn run(
     image: &SessionImage,
     opts: &SessionOptions,
     counters: Arc<Counters>,
     cancel: CancellationToken,
+    live: &Live,
 ) -> std::io::Result<Report> {
     let socket = open_socket(opts.source, opts.ttl)?;
     let lens: Vec<u64> = image
@@ -112,6 +128,12 @@ pub async fn run(
     let mut buf = vec![0u8; MAX_DATAGRAM + 1];
     let mut timed_out = false;
     let mut first_request: Option<Instant> = None;
+    let mut last_request = Instant::now();
+    // Per chunk, the blocks sent at least once: a block sent again is a repair.
+    let mut sent: Vec<Vec<bool>> = lens
+        .iter()
+        .map(|&l| vec![false; blocks_of(l) as usize])
+        .collect();
     let send = |bytes: Vec<u8>| {
         let socket = &socket;
         let counters = &counters;
@@ -123,6 +145,7 @@ pub async fn run(
                     counters
                         .multicast_bytes_sent
                         .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                    live.update(|s| s.bytes_sent += bytes.len() as u64);
                 }
                 Err(e) => tracing::debug!(error = %e, "multicast datagram not sent"),
             }
@@ -137,7 +160,15 @@ pub async fn run(
         "multicast session started"
     );
     loop {
-        if sched.is_over() && sched.members() >= opts.receivers {
+        let over = sched.is_over();
+        let ended = match opts.receivers {
+            Some(n) => over && sched.members() >= n,
+            None => live.end_if(unix_now(), |s| {
+                let idle = last_request.elapsed() >= IDLE_END && (over || sched.members() == 0);
+                ((over && s.all_admitted_finished()) || idle).then_some(Phase::Ended)
+            }),
+        };
+        if ended {
             break;
         }
         if started.elapsed() >= opts.timeout {
@@ -150,7 +181,11 @@ pub async fn run(
         // Every request waiting on the socket first: they decide what goes out next.
         loop {
             match socket.try_recv_from(&mut buf) {
-                Ok((n, from)) => take_request(&buf[..n], from, opts.session, &mut sched, &counters),
+                Ok((n, from)) => {
+                    if take_request(&buf[..n], from, opts.session, &mut sched, &counters, live) {
+                        last_request = Instant::now();
+                    }
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) => tracing::debug!(error = %e, "multicast receive"),
             }
@@ -170,8 +205,16 @@ pub async fn run(
         if first_request.is_none() && sched.members() > 0 {
             first_request = Some(Instant::now());
         }
-        let joined = sched.members() >= opts.receivers
+        let joined = opts.receivers.is_some_and(|n| sched.members() >= n)
             || first_request.is_some_and(|t| t.elapsed() >= opts.join_window);
+        if joined {
+            live.update(|s| {
+                if s.phase == Phase::Joining {
+                    s.phase = Phase::Sending;
+                }
+                s.rate = sched.rate();
+            });
+        }
         let Some(action) = joined.then(|| sched.next_action()).flatten() else {
             // Nothing asked: wait for a request, or the next announcement.
             tokio::select! {
@@ -188,6 +231,7 @@ pub async fn run(
                     receiver,
                     "receiver told to continue over HTTP"
                 );
+                live.update(|s| s.members.entry(receiver).or_default().fell_back = true);
                 Body::Fallback { receiver }
             }
             Action::Block { chunk: c, block } => {
@@ -206,6 +250,11 @@ pub async fn run(
                 }
                 let bytes = &chunk.as_ref().expect("just read").1;
                 let len = lens[c as usize];
+                let again = std::mem::replace(&mut sent[c as usize][block as usize], true);
+                live.update(|s| {
+                    s.datagrams += 1;
+                    s.repairs += u64::from(again);
+                });
                 seq = seq.wrapping_add(1);
                 Body::Data {
                     seq,
@@ -240,6 +289,18 @@ pub async fn run(
             Counters::bump(&counters.multicast_datagrams_sent);
         }
     }
+    let now = unix_now();
+    live.update(|s| {
+        if !matches!(s.phase, Phase::Ended | Phase::TimedOut) {
+            s.phase = if timed_out {
+                Phase::TimedOut
+            } else {
+                Phase::Ended
+            };
+            s.ended_at = Some(now);
+        }
+        s.rate = sched.rate();
+    });
     for _ in 0..3 {
         send(
             Packet {
@@ -250,12 +311,13 @@ pub async fn run(
         )
         .await?;
     }
+    let (bytes_sent, datagrams) = live.update(|s| (s.bytes_sent, s.datagrams));
     let report = Report {
         receivers: sched.members(),
         finished: sched.finished(),
         fell_back: sched.fell_back(),
-        bytes_sent: counters.multicast_bytes_sent.load(Ordering::Relaxed),
-        datagrams: counters.multicast_datagrams_sent.load(Ordering::Relaxed),
+        bytes_sent,
+        datagrams,
         timed_out,
     };
     tracing::info!(
@@ -271,14 +333,15 @@ pub async fn run(
 }
 
 /// Takes one datagram from a receiver; anything but a REQUEST of this session is counted
-/// and dropped.
+/// and dropped. True for a request.
 fn take_request(
     bytes: &[u8],
     from: SocketAddr,
     session: u32,
     sched: &mut Scheduler,
     counters: &Counters,
-) {
+    live: &Live,
+) -> bool {
     match Packet::decode(bytes) {
         Ok(Packet {
             session: s,
@@ -287,11 +350,31 @@ fn take_request(
             Counters::bump(&counters.multicast_requests);
             tracing::trace!(%from, receiver = req.receiver, loss = req.loss_permille, "request");
             sched.on_request(&req);
+            let chunks = live.info.chunks;
+            let lacking: u32 = req
+                .chunks
+                .iter()
+                .map(|&(a, b)| b.min(chunks).saturating_sub(a))
+                .sum::<u32>()
+                + u32::from(req.partial.is_some());
+            live.update(|s| {
+                s.requests += 1;
+                let m = s.members.entry(req.receiver).or_default();
+                m.heard = true;
+                m.done = req.is_done();
+                m.loss_permille = req.loss_permille;
+                m.chunks_held = chunks.saturating_sub(lacking);
+            });
+            true
         }
-        Ok(_) => Counters::bump(&counters.multicast_malformed),
+        Ok(_) => {
+            Counters::bump(&counters.multicast_malformed);
+            false
+        }
         Err(e) => {
             Counters::bump(&counters.multicast_malformed);
             tracing::debug!(%from, reason = %e, "multicast datagram dropped");
+            false
         }
     }
 }

@@ -14,7 +14,7 @@ use netdeploy_agent::image::{self, ImageRef, Store};
 use netdeploy_agent::multicast::{self as receiver, Fallback, MulticastOptions};
 use netdeploy_wire::image::INDEX_FILE;
 
-use crate::harness::{binary, cli_ok, loopback_config, Server};
+use crate::harness::{bearer, binary, cli_ok, http_get, http_request, loopback_config, Server};
 
 /// A 3 MiB disk of noise and text, captured raw in 256 KiB chunks and imported as package
 /// `disk`. Returns the source, the capture and the data directory.
@@ -204,4 +204,219 @@ fn without_a_multicast_session_the_apply_falls_back_to_http_and_says_why() {
     assert_eq!(got.fallback, Some(Fallback::NoSession));
     assert_eq!((got.multicast, got.http), (0, got.chunks));
     assert!(std::fs::read(&t).unwrap() == disk);
+}
+
+const PC1: &str = "52:54:00:4d:43:01";
+const PC2: &str = "52:54:00:4d:43:02";
+
+/// A site of pc1 and pc2 whose deployment `LAB00001` (multicast as given) applies the image
+/// package `disk` of [`image_package`] to a file.
+fn apply_multicast_site(dir: &Path, data: &Path, multicast: bool) {
+    std::fs::write(dir.join("vmlinuz"), b"kernel").unwrap();
+    std::fs::write(dir.join("initrd.img"), b"initrd").unwrap();
+    let site = format!(
+        r#"site_code = "LAB"
+[[device]]
+name = "pc1"
+macs = ["{PC1}"]
+[[device]]
+name = "pc2"
+macs = ["{PC2}"]
+[[collection]]
+id = "lab"
+members = ["pc1", "pc2"]
+[[package]]
+id = "disk"
+from = "pkg"
+[[boot_image]]
+id = "linux-x64"
+arch = "x64"
+kernel = "vmlinuz"
+initrd = "initrd.img"
+[[task_sequence]]
+id = "image"
+name = "Image the disk"
+boot_image = "linux-x64"
+steps = [ {{ name = "image", action = "apply_image", package = "disk", file = "image.ndimg", target = "/dev/null" }} ]
+[[deployment]]
+id = "LAB00001"
+task_sequence = "image"
+collection = "lab"
+purpose = "required"
+available_to = "media_pxe"
+multicast = {multicast}
+"#
+    );
+    let path = dir.join("site.toml");
+    std::fs::write(&path, site).unwrap();
+    cli_ok(data, &["site", "apply", path.to_str().unwrap()]);
+}
+
+/// `GET /agent/multicast` for `package` as machine `mac` of `LAB00001`, with a run token
+/// of that run unless `token` is false: the status and the JSON body.
+fn ask(server: &Server, mac: &str, package: &str, token: bool) -> (u16, serde_json::Value) {
+    let auth = bearer(&server.run_token(mac, Some("LAB00001")));
+    let headers: Vec<&str> = if token { vec![&auth] } else { vec![] };
+    let (status, body) = http_request(
+        server.http_addr(),
+        "GET",
+        &format!(
+            "/agent/multicast?mac={mac}&deployment=LAB00001&package={package}&file=image.ndimg"
+        ),
+        &headers,
+        b"",
+    );
+    (
+        status,
+        serde_json::from_slice(&body).unwrap_or_else(|_| {
+            panic!("not JSON: {}", String::from_utf8_lossy(&body));
+        }),
+    )
+}
+
+fn multicast_sessions(server: &Server) -> Vec<serde_json::Value> {
+    let v: serde_json::Value =
+        serde_json::from_str(&http_get(server.http_addr(), "/status.json")).unwrap();
+    v["multicast_sessions"].as_array().unwrap().clone()
+}
+
+#[test]
+fn machines_of_a_multicast_deployment_share_the_session_the_server_starts_and_the_status_page_names_them(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let (disk, captured, data) = image_package(dir.path());
+    apply_multicast_site(dir.path(), &data, true);
+    let server = Server::start(
+        dir.path(),
+        &loopback_config(
+            dir.path(),
+            "proxy",
+            "[multicast]\nenabled = true\njoin_window_s = 1\nport = 7433\nmax_rate_mbps = 16\n",
+        ),
+    );
+    // Without a run token nothing is said; a package the task sequence does not apply is refused.
+    assert_eq!(ask(&server, PC1, "disk", false).0, 401);
+    let (status, body) = ask(&server, PC1, "other", true);
+    assert_eq!(status, 403, "{body}");
+    assert!(body["error"]
+        .as_str()
+        .unwrap()
+        .contains("applies no image of package \"other\""));
+
+    let (s1, a) = ask(&server, PC1, "disk", true);
+    let (s2, b) = ask(&server, PC2, "disk", true);
+    assert_eq!((s1, s2), (200, 200), "{a} {b}");
+    assert_eq!(a["session"], b["session"], "one session for both machines");
+    assert_eq!(a["group"], b["group"]);
+    assert_ne!(a["receiver"], b["receiver"]);
+    assert_eq!(
+        a["index_sha256"],
+        netdeploy_wire::hex::encode(&captured.index_sha256)
+    );
+    let group: SocketAddrV4 = a["group"].as_str().unwrap().parse().unwrap();
+    assert!(group.ip().octets()[..3] == [239, 255, 77], "{group}");
+
+    let handles: Vec<_> = [&a, &b]
+        .into_iter()
+        .enumerate()
+        .map(|(i, answer)| {
+            let t = target(dir.path(), &format!("vd{i}"), disk.len() as u64);
+            let (url, captured) = (server.url(), captured.clone());
+            let o = MulticastOptions {
+                interface: Ipv4Addr::LOCALHOST,
+                receiver: Some(answer["receiver"].as_u64().unwrap() as u32),
+                ..MulticastOptions::new(group)
+            };
+            std::thread::spawn(move || (apply(&url, &captured, &t, o), t))
+        })
+        .collect();
+    for h in handles {
+        let (got, t) = h.join().unwrap();
+        assert_eq!((got.fallback.clone(), got.http), (None, 0), "{got:?}");
+        assert!(
+            std::fs::read(&t).unwrap() == disk,
+            "{} differs",
+            t.display()
+        );
+    }
+
+    // The session ends once both admitted machines have every chunk; the status page keeps it.
+    let mut sessions = vec![];
+    for _ in 0..100 {
+        sessions = multicast_sessions(&server);
+        if sessions.first().is_some_and(|s| s["phase"] == "ended") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let s = &sessions[0];
+    assert_eq!(s["phase"], "ended", "{s}");
+    assert_eq!(s["package"], "disk");
+    let members = s["members"].as_object().unwrap();
+    let mut machines: Vec<&str> = members
+        .values()
+        .map(|m| m["machine"].as_str().unwrap())
+        .collect();
+    machines.sort();
+    assert_eq!(machines, ["pc1", "pc2"]);
+    assert!(
+        members
+            .values()
+            .all(|m| m["done"] == true && m["chunks_held"] == s["chunks"]),
+        "{s}"
+    );
+    let compressed = captured.index.compressed_bytes() as f64;
+    let sent = s["bytes_sent"].as_u64().unwrap() as f64;
+    assert!(
+        sent <= 1.2 * compressed,
+        "sent {sent} bytes for {compressed}"
+    );
+    let page = http_get(server.http_addr(), "/status");
+    assert!(
+        page.contains("Multicast sessions") && page.contains("pc2"),
+        "{page}"
+    );
+    assert!(server.counter("multicast_joined") >= 2);
+
+    // A machine that asks once the session ended gets a new one.
+    let (_, again) = ask(&server, PC1, "disk", true);
+    assert_ne!(again["session"], a["session"]);
+}
+
+#[test]
+fn multicast_is_refused_with_its_reason_when_the_server_or_the_deployment_does_not_allow_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, _, data) = image_package(dir.path());
+    apply_multicast_site(dir.path(), &data, true);
+    let off = Server::start(dir.path(), &loopback_config(dir.path(), "proxy", ""));
+    let (status, body) = ask(&off, PC1, "disk", true);
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("[multicast] enabled = false"),
+        "{body}"
+    );
+    drop(off);
+
+    apply_multicast_site(dir.path(), &data, false);
+    let on = Server::start(
+        dir.path(),
+        &loopback_config(
+            dir.path(),
+            "proxy",
+            "[multicast]\nenabled = true\nport = 7434\n",
+        ),
+    );
+    let (status, body) = ask(&on, PC1, "disk", true);
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("does not allow multicast"),
+        "{body}"
+    );
+    assert_eq!(on.counter("multicast_refused"), 1);
 }
