@@ -41,10 +41,9 @@ impl SessionServer {
             .read_body(MAX_ANSWER)
             .map_err(|e| format!("no answer from {u} for a multicast session: {e}"))?;
         if status != 200 {
-            let text = String::from_utf8_lossy(&body);
             return Err(format!(
                 "the server refused a multicast session ({status}): {}",
-                text.trim()
+                refusal(&body)
             ));
         }
         serde_json::from_slice(&body)
@@ -66,6 +65,14 @@ impl SessionServer {
             _ => Ipv4Addr::UNSPECIFIED,
         }
     }
+}
+
+/// Why the server refused: its `{"error": "..."}`, or the body as text.
+fn refusal(body: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_owned())
 }
 
 /// The options of an apply from `session`: its group, and the receiver id the server gave
@@ -144,6 +151,10 @@ mod tests {
         let srv = FakeServer::start(|req| {
             if req.query("file") == Some("a.ndimg") {
                 Reply::new(409).body(b"multicast is off on this server\n".to_vec())
+            } else if req.query("file") == Some("c.ndimg") {
+                Reply::new(403).json(&serde_json::json!({
+                    "error": "deployment LAB00001 does not allow multicast"
+                }))
             } else {
                 Reply::new(200).body(b"{\"session\":1}".to_vec())
             }
@@ -153,6 +164,11 @@ mod tests {
         assert_eq!(
             why,
             "the server refused a multicast session (409): multicast is off on this server"
+        );
+        let why = s.ask("P", "c.ndimg").unwrap_err();
+        assert_eq!(
+            why,
+            "the server refused a multicast session (403): deployment LAB00001 does not allow multicast"
         );
         let why = s.ask("P", "b.ndimg").unwrap_err();
         assert!(why.contains("does not parse"), "{why}");
