@@ -408,6 +408,7 @@ fn run_policy(
             client: client.clone(),
             server: server.clone(),
             token: reporter.token().cloned(),
+            query: reporter.run_query(),
         });
     }
     let (code, action) = match run_plan(&plan, &mut runner, reporter, &id, continuation) {

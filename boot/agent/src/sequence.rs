@@ -647,6 +647,7 @@ mod tests {
             client: Client::default(),
             server: Url::parse(&srv.url("/")).unwrap(),
             token: None,
+            query: String::new(),
         });
         std::fs::write(&vda, vec![0xEEu8; data.len()]).unwrap();
         r.run(&op).unwrap();

@@ -19,18 +19,21 @@ pub struct SessionServer {
     pub client: Client,
     pub server: Url,
     pub token: Option<RunToken>,
+    /// Who asks, as every run request says it (`mac=...&uuid=...&deployment=...`,
+    /// `Reporter::run_query`); the token is checked against it.
+    pub query: String,
 }
 
 impl SessionServer {
     /// The session that sends `file` of `package`, as the server answers
-    /// `GET /agent/multicast?package=ID&file=PATH`; the error says why there is none (the
+    /// `GET /agent/multicast?mac=...&uuid=...&deployment=...&package=ID&file=PATH`; the error says why there is none (the
     /// server's refusal, or why it could not be asked), for `path http: ...`.
     pub fn ask(&self, package: &str, file: &str) -> Result<MulticastSession, String> {
         let u = self
             .server
             .join("/agent/multicast")
             .map_err(|e| format!("cannot ask for a multicast session: {e}"))?
-            .with_query(&url::query(&[("package", package), ("file", file)]));
+            .with_query(&self.query_for(package, file));
         let auth = self.token.as_ref().map(RunToken::authorization);
         let resp = self
             .client
@@ -48,6 +51,15 @@ impl SessionServer {
         }
         serde_json::from_slice(&body)
             .map_err(|e| format!("the server's multicast session does not parse: {e}"))
+    }
+
+    fn query_for(&self, package: &str, file: &str) -> String {
+        let asked = url::query(&[("package", package), ("file", file)]);
+        if self.query.is_empty() {
+            asked
+        } else {
+            format!("{}&{asked}", self.query)
+        }
     }
 
     /// The address of the interface this machine reaches the server through: the group is
@@ -114,6 +126,7 @@ mod tests {
             client: Client::default(),
             server: Url::parse(&srv.url("/")).unwrap(),
             token,
+            query: "mac=52:54:00:00:00:07&deployment=LAB00002".into(),
         }
     }
 
@@ -138,6 +151,8 @@ mod tests {
         let reqs = srv.requests();
         assert_eq!(reqs.len(), 1);
         assert_eq!(reqs[0].route(), "/agent/multicast");
+        assert_eq!(reqs[0].query("mac"), Some("52:54:00:00:00:07"));
+        assert_eq!(reqs[0].query("deployment"), Some("LAB00002"));
         assert_eq!(reqs[0].query("package"), Some("LAB00002"));
         assert_eq!(reqs[0].query("file"), Some("img%2Fimage.ndimg"));
         assert_eq!(
@@ -183,6 +198,7 @@ mod tests {
             client: Client::default(),
             server: Url::parse("http://127.0.0.1:9").unwrap(),
             token: None,
+            query: String::new(),
         };
         assert_eq!(s.interface(), Ipv4Addr::LOCALHOST);
     }
