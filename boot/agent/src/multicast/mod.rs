@@ -214,6 +214,7 @@ fn receive(
     let started = Instant::now();
     let mut session: Option<(u32, SocketAddr)> = None;
     let mut last_data = Instant::now();
+    let mut data_seen = false;
     let mut last_request: Option<Instant> = None;
     let send_requests = |rx: &mut Receiver, session: u32, server: SocketAddr| {
         for req in rx.requests() {
@@ -248,6 +249,10 @@ fn receive(
                                 "multicast: joined session {id} on {} from {from} ({} chunks)",
                                 o.group, a.chunks
                             ));
+                        }
+                        // Until its first data, a session waits out its join window: its
+                        // announcements say it is alive.
+                        if !data_seen {
                             last_data = Instant::now();
                         }
                         session = Some((id, from));
@@ -264,6 +269,7 @@ fn receive(
                             },
                     }) if session.is_some_and(|(s, _)| s == id) => {
                         last_data = Instant::now();
+                        data_seen = true;
                         match rx.on_data(seq, chunk, block, blocks, &payload) {
                             Ok(Some(bytes)) => {
                                 if complete(chunk as usize, &bytes)? {
