@@ -190,6 +190,29 @@ fn a_receiver_that_joins_late_gets_what_it_missed() {
 }
 
 #[test]
+fn a_receiver_waits_out_a_join_window_longer_than_its_stall_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let (disk, captured, data) = image_package(dir.path());
+    let server = Server::start(dir.path(), &loopback_config(dir.path(), "proxy", ""));
+    let group = SocketAddrV4::new(Ipv4Addr::new(239, 255, 77, 24), 7424);
+    // Two receivers expected, one comes: data goes out 3 s after it asked, three times the
+    // time without data after which a joined receiver gives up on a running session.
+    let (mut child, _) = sender(&data, group, 2, 3);
+    let o = MulticastOptions {
+        interface: Ipv4Addr::LOCALHOST,
+        stall: Duration::from_secs(1),
+        ..MulticastOptions::new(group)
+    };
+    let t = target(dir.path(), "vda", disk.len() as u64);
+    let got = apply(&server.url(), &captured, &t, o);
+    // The session waits for its second receiver until its timeout: it is stopped here.
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!((got.fallback.clone(), got.http), (None, 0), "{got:?}");
+    assert!(std::fs::read(&t).unwrap() == disk);
+}
+
+#[test]
 fn without_a_multicast_session_the_apply_falls_back_to_http_and_says_why() {
     let dir = tempfile::tempdir().unwrap();
     let (disk, captured, _) = image_package(dir.path());
