@@ -115,6 +115,7 @@ multicast = true
 /// with the tap).
 struct Loss {
     ns: String,
+    tap: String,
     table: Option<&'static str>,
 }
 
@@ -131,6 +132,7 @@ impl Loss {
             println!("5% loss on {tap}: tc netem");
             return Loss {
                 ns: lab.name.clone(),
+                tap: tap.to_owned(),
                 table: None,
             };
         }
@@ -161,6 +163,7 @@ impl Loss {
             "100",
             "<",
             "5",
+            "counter",
             "drop",
         ]);
         println!(
@@ -169,8 +172,35 @@ impl Loss {
         );
         Loss {
             ns: lab.name.clone(),
+            tap: tap.to_owned(),
             table: Some(Self::TABLE),
         }
+    }
+}
+
+impl Loss {
+    /// The packets dropped so far: the rule's counter, or netem's `dropped`.
+    fn dropped(&self) -> u64 {
+        let (args, key): (Vec<&str>, &str) = match self.table {
+            Some(t) => (vec!["nft", "list", "table", "bridge", t], "packets "),
+            None => (
+                vec!["tc", "-s", "qdisc", "show", "dev", &self.tap],
+                "dropped ",
+            ),
+        };
+        let out = must(
+            Command::new("ip")
+                .args(["netns", "exec", &self.ns])
+                .args(args),
+        );
+        out.split(key)
+            .nth(1)
+            .and_then(|rest| {
+                rest.split(|c: char| !c.is_ascii_digit())
+                    .next()
+                    .and_then(|n| n.parse().ok())
+            })
+            .unwrap_or_else(|| panic!("no drop count in:\n{out}"))
     }
 }
 
@@ -253,7 +283,7 @@ fn four_machines_image_at_once_from_one_multicast_session_with_a_late_and_a_loss
         })
         .collect();
     let uuids: Vec<String> = MACS.iter().map(|_| random_smbios_uuid()).collect();
-    let results: Vec<(bool, String)> = std::thread::scope(|s| {
+    let (results, dropped) = std::thread::scope(|s| {
         let vms: Vec<_> = (0..MACS.len())
             .map(|i| {
                 let (tap, disk, serial) = &machines[i];
@@ -286,9 +316,11 @@ fn four_machines_image_at_once_from_one_multicast_session_with_a_late_and_a_loss
                 .contains("NETDEPLOY-BOOT-OK")
                 || vms[LOSSY].is_finished()
         });
-        let _loss = up.then(|| Loss::on(&lab, &machines[LOSSY].0));
-        vms.into_iter().map(|v| v.join().unwrap()).collect()
+        let loss = up.then(|| Loss::on(&lab, &machines[LOSSY].0));
+        let results: Vec<(bool, String)> = vms.into_iter().map(|v| v.join().unwrap()).collect();
+        (results, loss.map(|l| l.dropped()))
     });
+    println!("dropped on the lossy tap: {dropped:?}");
 
     let log = server.log();
     for (i, (ok, report)) in results.iter().enumerate() {
@@ -305,6 +337,11 @@ fn four_machines_image_at_once_from_one_multicast_session_with_a_late_and_a_loss
             i + 1
         );
     }
+    // The lossy machine did lose packets on its way through the session.
+    assert!(
+        dropped.is_some_and(|n| n > 0),
+        "no packet dropped on the lossy tap: {dropped:?}"
+    );
     // Give the guests a moment to power off and QEMU to flush the disk files.
     std::thread::sleep(Duration::from_secs(1));
     let want = sha256(&raw);
