@@ -30,8 +30,8 @@ const LATE: usize = 3;
 const RESULT: &str = "NETDEPLOY-AGENT-RESULT (success|failure)";
 
 /// A 3 MiB disk of noise and text, captured in 256 KiB chunks into `dir/pkg`. Returns the
-/// disk's bytes, the package directory and the image's compressed size.
-fn image_package(dir: &Path) -> (Vec<u8>, PathBuf, u64) {
+/// disk's bytes, the package directory, the image's compressed size and its chunks.
+fn image_package(dir: &Path) -> (Vec<u8>, PathBuf, u64, usize) {
     let mut x = 0x2545_F491_4F6C_DD1Du64;
     let mut disk: Vec<u8> = (0..2 << 20)
         .map(|_| {
@@ -55,7 +55,12 @@ fn image_package(dir: &Path) -> (Vec<u8>, PathBuf, u64) {
     )
     .unwrap();
     std::fs::remove_file(&src).unwrap();
-    (disk, pkg, captured.index.compressed_bytes())
+    (
+        disk,
+        pkg,
+        captured.index.compressed_bytes(),
+        captured.index.chunks.len(),
+    )
 }
 
 /// The site: the four machines by MAC in `lab`, the required LAB00001 with `multicast = true`
@@ -216,22 +221,26 @@ impl Drop for Loss {
     }
 }
 
-/// A counter of the server's `/metrics`, read inside the lab namespace (the server listens
-/// on the lab's bridge only).
-fn lab_counter(lab: &Lab, server: &Server, name: &str) -> u64 {
+/// GET `path` from the server, inside the lab namespace (it listens on the lab's bridge only).
+fn lab_get(lab: &Lab, server: &Server, path: &str) -> String {
     let http = server.ready["http"]
         .as_array()
         .and_then(|a| a.iter().filter_map(|h| h.as_str()).next())
         .unwrap_or_else(|| panic!("no HTTP listener: {}", server.ready))
         .to_owned();
-    let body = must(Command::new("ip").args([
+    must(Command::new("ip").args([
         "netns",
         "exec",
         &lab.name,
         "curl",
         "-sSf",
-        &format!("http://{http}/metrics"),
-    ]));
+        &format!("http://{http}{path}"),
+    ]))
+}
+
+/// A counter of the server's `/metrics`.
+fn lab_counter(lab: &Lab, server: &Server, name: &str) -> u64 {
+    let body = lab_get(lab, server, "/metrics");
     let key = format!("netdeploy_{name}_total ");
     body.lines()
         .find_map(|l| l.strip_prefix(&key))
@@ -241,21 +250,6 @@ fn lab_counter(lab: &Lab, server: &Server, name: &str) -> u64 {
         .unwrap()
 }
 
-/// The `reason` of each `ok` step status the server recorded for LAB00001, by machine.
-fn step_notes(data: &Path) -> Vec<(String, String)> {
-    let store = netdeploy::store::Store::open(&data.join("netdeploy.db")).unwrap();
-    store
-        .statuses(Some("LAB00001"), 10_000)
-        .unwrap()
-        .into_iter()
-        .filter(|m| m.source == "agent" && m.kind == "step")
-        .filter_map(|m| {
-            let reason = m.body["reason"].as_str()?.to_owned();
-            Some((m.device.or(m.identity).unwrap_or_default(), reason))
-        })
-        .collect()
-}
-
 #[test]
 fn four_machines_image_at_once_from_one_multicast_session_with_a_late_and_a_lossy_one() {
     let _turn = vm_turn();
@@ -263,7 +257,7 @@ fn four_machines_image_at_once_from_one_multicast_session_with_a_late_and_a_loss
     let root = tempfile::tempdir().unwrap();
     let dir = root.path();
     let data = dir.join("data");
-    let (raw, pkg, compressed) = image_package(dir);
+    let (raw, pkg, compressed, chunks) = image_package(dir);
     apply_site(dir, &pkg);
     // The join window covers the late machine and the spread of four TCG boots on two
     // cores, so all four share the first round. Four emulated machines on two cores drop
@@ -356,20 +350,21 @@ fn four_machines_image_at_once_from_one_multicast_session_with_a_late_and_a_loss
         );
     }
 
-    // Each machine's status for the imaging step says the path.
-    let mut notes = Vec::new();
-    let recorded = within(Duration::from_secs(30), || {
-        notes = step_notes(&data);
-        notes.len() >= MACS.len()
-    });
-    assert!(recorded, "step statuses: {notes:?}\n{log}");
-    for (i, _) in MACS.iter().enumerate() {
-        let name = format!("m{}", i + 1);
+    // Each machine's page on the status page shows its imaging step's path.
+    for i in 0..MACS.len() {
+        let page = lab_get(
+            &lab,
+            &server,
+            &format!("/status/machine?deployment=LAB00001&machine=m{}", i + 1),
+        );
+        let want = format!(
+            "reason=path multicast: {} chunks by multicast, 0 over HTTP",
+            chunks
+        );
         assert!(
-            notes
-                .iter()
-                .any(|(m, r)| *m == name && r.starts_with("path multicast:")),
-            "{name}'s step status does not say path multicast: {notes:?}"
+            page.contains(&want),
+            "m{}'s status page does not say {want:?}:\n{page}",
+            i + 1
         );
     }
 
