@@ -105,10 +105,11 @@ pub struct PolicyDeployment {
     pub multicast: bool,
 }
 
-/// What `GET /agent/multicast?package=ID&file=PATH` answers (with the run token, as every
-/// agent request): the session that sends that image, joined by this machine as `receiver`.
-/// Any other status is a refusal whose text body says why (multicast is off on this server,
-/// the file is not an image, ...); the agent then applies the image over HTTP and says so.
+/// What `GET /agent/multicast?mac=...&uuid=...&deployment=...&package=ID&file=PATH` answers
+/// (with the run token, as every agent request): the session that sends that image, joined
+/// by this machine as `receiver`. Any other status is a refusal whose body,
+/// `{"error": "..."}`, says why (multicast is off on this server, the file is not an image,
+/// ...); the agent then applies the image over HTTP and says so.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MulticastSession {
     /// The session id every datagram carries.
