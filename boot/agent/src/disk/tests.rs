@@ -27,18 +27,25 @@ fn wim_files_are_told_by_their_extension() {
     assert!(!is_wim("disk.img"));
 }
 
+/// Makes an ext4 filesystem of `size` (`24M`) in the file `path`, with 4 KiB blocks.
+fn mkfs_ext4(path: &Path, size: &str) {
+    let made = std::process::Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-b", "4096"])
+        .arg(path)
+        .arg(size)
+        .stdout(std::process::Stdio::null())
+        .status();
+    assert!(
+        made.is_ok_and(|s| s.success()),
+        "mkfs.ext4 (e2fsprogs) is needed by this test"
+    );
+}
+
 #[test]
 fn an_ext4_filesystem_is_told_with_its_size_and_anything_else_is_not() {
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("fs.img");
-    let made = std::process::Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-b", "4096"])
-        .arg(&img)
-        .arg("24M")
-        .status();
-    if !made.is_ok_and(|s| s.success()) {
-        panic!("mkfs.ext4 (e2fsprogs) is needed by this test");
-    }
+    mkfs_ext4(&img, "24M");
     let head = &std::fs::read(&img).unwrap()[..EXT_SUPERBLOCK_END];
     assert_eq!(ext_size(head), Some(24 << 20));
     let mut other = head.to_vec();
@@ -53,13 +60,7 @@ fn an_ext4_filesystem_is_told_with_its_size_and_anything_else_is_not() {
 fn an_applied_ext4_smaller_than_its_partition_is_grown_to_fill_it() {
     let dir = tempfile::tempdir().unwrap();
     let part = dir.path().join("part.img");
-    let made = std::process::Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-b", "4096"])
-        .arg(&part)
-        .arg("16M")
-        .status()
-        .unwrap();
-    assert!(made.success());
+    mkfs_ext4(&part, "16M");
     // The partition is larger than the filesystem the image held.
     std::fs::File::options()
         .write(true)
