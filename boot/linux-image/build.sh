@@ -28,7 +28,7 @@
 # Needs: cargo (or NETDEPLOY_AGENT_BIN), apt-get, apt-cache, dpkg-deb, cpio,
 # gzip, busybox (busybox-static), ldd, partclone, and the disk tools: fdisk
 # (sfdisk), util-linux (partx, blockdev, mkswap), dosfstools (mkfs.vfat),
-# e2fsprogs (mkfs.ext4); root only if the apt lists are missing (apt-get update).
+# e2fsprogs (mkfs.ext4, e2fsck and resize2fs, which grow an applied ext4); root only if the apt lists are missing (apt-get update).
 set -euo pipefail
 
 PROG="$(basename "$0")"
@@ -41,7 +41,7 @@ AGENT_TARGET_DIR="$REPO_DIR/target/linux-image-agent"
 
 # What the agent's disk steps run (boot/agent/src/disk/linux.rs). These are the
 # Debian builds of this machine, copied with the shared libraries ldd names.
-DISK_TOOLS=(sfdisk partx blockdev mkfs.vfat mkfs.ext4 mkswap)
+DISK_TOOLS=(sfdisk partx blockdev mkfs.vfat mkfs.ext4 mkswap e2fsck resize2fs)
 
 # Modules loaded by /init (plus their dependencies, from modules.dep).
 # Network first so the marker line comes early; built-in modules are skipped.
@@ -348,7 +348,8 @@ for t in "${DISK_TOOLS[@]}"; do
     copy_with_libs "${disk_tool[$t]}"
 done
 log "disk tools: ${DISK_TOOLS[*]} ($(du -ck "$root/bin/sfdisk" "$root/bin/partx" "$root/bin/blockdev" \
-    "$root/bin/mkfs.vfat" "$root/bin/mkfs.ext4" "$root/bin/mkswap" | tail -n 1 | cut -f1) KiB, libraries \
+    "$root/bin/mkfs.vfat" "$root/bin/mkfs.ext4" "$root/bin/mkswap" "$root/bin/e2fsck" \
+    "$root/bin/resize2fs" | tail -n 1 | cut -f1) KiB, libraries \
     $(du -sk "$root/lib/x86_64-linux-gnu" 2>/dev/null | cut -f1) KiB)"
 
 # capture_image maps a filesystem's used blocks with partclone, as FOG and Clonezilla do

@@ -642,9 +642,18 @@ pub fn decide<'c>(
         .iter()
         .map(|s| evaluate(s, &decision.action, &screened))
         .collect();
+    // A run continuing after a restart in its task sequence was let through when it started:
+    // asking again would stop an unattended sequence at its reboot.
     decision.password_required = settings.pxe_password_set
         && context == Context::Pxe
-        && !matches!(decision.action, Action::NoDeployment { .. });
+        && !matches!(
+            decision.action,
+            Action::NoDeployment { .. }
+                | Action::RunUnattended {
+                    reason: RunReason::Continuing,
+                    ..
+                }
+        );
     decision
 }
 

@@ -1130,6 +1130,29 @@ fn the_decision_says_where_the_run_continues_and_only_its_end_ends_it() {
 }
 
 #[test]
+fn the_pxe_password_is_asked_when_a_run_starts_not_when_it_continues_after_a_restart() {
+    let mut catalog = base_catalog();
+    catalog.deployments = vec![dep("LAB00001", Required, MediaPxe)];
+    let mut req = Req::default();
+    req.settings.pxe_password_set = true;
+    assert!(req.decide(&catalog).password_required, "a run that starts");
+    continuing(3)(&mut req);
+    let d = req.decide(&catalog);
+    assert!(
+        matches!(
+            d.action,
+            Action::RunUnattended {
+                reason: RunReason::Continuing,
+                ..
+            }
+        ),
+        "{:?}",
+        d.action
+    );
+    assert!(!d.password_required, "a run that continues at step 4");
+}
+
+#[test]
 fn loop_guard_blocks_required_until_cleared() {
     let guarded = |key: IdentityKey| {
         move |r: &mut Req| {

@@ -234,8 +234,20 @@ pub async fn put_file(
     };
     let library = s.bootpath.library.clone();
     let name = file.clone();
+    let (sha256, size) = received.clone();
     let stored = tokio::task::spawn_blocking(move || {
-        let stored = library.import(&part, &name);
+        // The file was hashed as it arrived and synced: it moves into the library as it is,
+        // with no second copy or read (a captured disk is many GB). Only where the staging
+        // directory and the library are on different filesystems is it copied, and hashed
+        // again on the way.
+        let stored = match library.adopt(&part, &sha256) {
+            Ok(()) => Ok(crate::catalog::ContentFile {
+                path: name.clone(),
+                size,
+                sha256,
+            }),
+            Err(_) => library.import(&part, &name),
+        };
         let _ = std::fs::remove_file(&part);
         let f = stored.map_err(|e| e.to_string())?;
         let mut line = serde_json::to_vec(&f).map_err(|e| e.to_string())?;
@@ -293,6 +305,8 @@ async fn receive(body: Body, path: &Path) -> Result<(String, u64), Received> {
     tokio::io::AsyncWriteExt::flush(&mut out)
         .await
         .map_err(Received::Io)?;
+    // On disk before the library takes it in: a crash never leaves a short file under a hash.
+    out.sync_all().await.map_err(Received::Io)?;
     Ok((netdeploy_wire::hex::encode(&hash.finalize()), size))
 }
 

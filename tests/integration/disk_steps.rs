@@ -291,6 +291,24 @@ pub fn assert_laid_out_and_imaged(disk: &LoopDisk, files: &[(String, Vec<u8>)]) 
             .arg(&p2));
         assert!(got == *data, "{name} differs on {p2}");
     }
+    // The 32 MiB filesystem of the image was grown to fill its larger partition.
+    let head = String::from_utf8(run(Command::new("dumpe2fs").arg("-h").arg(&p2))).unwrap();
+    let field = |name: &str| -> u64 {
+        head.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in:\n{head}"))
+    };
+    let fs = field("Block count:") * field("Block size:");
+    let part: u64 = String::from_utf8(run(Command::new("blockdev").arg("--getsize64").arg(&p2)))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        fs > 32 << 20 && part - fs < 4096,
+        "the filesystem ({fs} bytes) does not fill partition 2 ({part} bytes)"
+    );
 }
 
 #[test]

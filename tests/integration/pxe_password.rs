@@ -15,8 +15,8 @@ use crate::harness::{
 const PC1: &str = "52:54:00:9a:00:01";
 /// The password typed in these tests: a space and a `#` travel URI-encoded, as iPXE's
 /// `${password:uristring}` sends them.
-const PASSWORD: &str = "pxe pass#1";
-const TYPED: &str = "pxe%20pass%231";
+pub const PASSWORD: &str = "pxe pass#1";
+pub const TYPED: &str = "pxe%20pass%231";
 
 /// `netdeploy pxe password-hash` with `input` on stdin: (success, stdout + stderr).
 fn password_hash(input: &str) -> (bool, String) {
@@ -41,7 +41,7 @@ fn password_hash(input: &str) -> (bool, String) {
 }
 
 /// The `[boot]` lines of the password, as the command prints them.
-fn password_config(password: &str) -> String {
+pub fn password_config(password: &str) -> String {
     let (ok, out) = password_hash(&format!("{password}\n"));
     assert!(ok, "{out}");
     out

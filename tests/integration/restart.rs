@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use crate::deployments::small_image;
 use crate::harness::{boot_script, cli_ok, loopback_config, random_smbios_uuid, Server};
+use crate::pxe_password::{password_config, PASSWORD, TYPED};
 
 const MAC: &str = "52:54:00:0e:07:01";
 
@@ -52,13 +53,15 @@ available_to = "media_pxe"
     path
 }
 
-/// The machine's boot script, as iPXE asks for it after the DHCP exchange.
-fn script(server: &Server, uuid: &str) -> String {
+/// The machine's boot script, as iPXE asks for it after the DHCP exchange, with the PXE
+/// password typed at the prompt when `typed` is given.
+fn script(server: &Server, uuid: &str, typed: Option<&str>) -> String {
     boot_script(
         server,
         &format!(
-            "/boot.ipxe?mac={}&arch=7&uuid={uuid}",
-            MAC.replace(':', "-")
+            "/boot.ipxe?mac={}&arch=7&uuid={uuid}{}",
+            MAC.replace(':', "-"),
+            typed.map_or(String::new(), |t| format!("&pxe_tries=0&pxe_password={t}"))
         ),
     )
 }
@@ -86,17 +89,21 @@ fn run_agent(dir: &Path, script: &str, uuid: &str) -> i32 {
 }
 
 #[test]
-fn a_reboot_mid_sequence_is_offered_again_continues_at_the_next_step_and_then_the_guard_holds() {
+fn a_reboot_mid_sequence_is_offered_again_without_the_pxe_password_continues_at_the_next_step_and_then_the_guard_holds(
+) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let (first, second) = (dir.path().join("first"), dir.path().join("second"));
     let site = write_site(dir.path(), &first, &second);
     cli_ok(&data, &["site", "apply", site.to_str().unwrap()]);
-    let server = Server::start(dir.path(), &loopback_config(dir.path(), "proxy", ""));
+    let boot = password_config(PASSWORD);
+    let server = Server::start(dir.path(), &loopback_config(dir.path(), "proxy", &boot));
     let uuid = random_smbios_uuid();
 
-    // First boot: step 1 runs, the reboot step reports `rebooting` and restarts.
-    let s = script(&server, &uuid);
+    // First boot: the PXE password is asked; once typed, step 1 runs, the reboot step
+    // reports `rebooting` and restarts.
+    assert!(script(&server, &uuid, None).contains("login"));
+    let s = script(&server, &uuid, Some(TYPED));
     assert!(s.contains("netdeploy.deployment=LAB00001"), "{s}");
     assert_eq!(run_agent(dir.path(), &s, &uuid), 0);
     assert_eq!(std::fs::read_to_string(&first).unwrap(), "one");
@@ -117,9 +124,10 @@ fn a_reboot_mid_sequence_is_offered_again_continues_at_the_next_step_and_then_th
         "{explained}"
     );
 
-    // Second boot: offered again past the loop guard; the run starts at step 3.
+    // Second boot: offered again past the loop guard, without asking the password again (it
+    // was typed when the run started); the run starts at step 3.
     std::fs::remove_file(&first).unwrap();
-    let s = script(&server, &uuid);
+    let s = script(&server, &uuid, None);
     assert!(
         s.contains("netdeploy.deployment=LAB00001"),
         "not offered again after the restart:\n{s}\n{}",
@@ -140,7 +148,7 @@ fn a_reboot_mid_sequence_is_offered_again_continues_at_the_next_step_and_then_th
     assert_eq!(d["counts"]["compliant"], 1, "{status}");
 
     // Third boot: the run ended, so the loop guard holds again: no deployment.
-    let s = script(&server, &uuid);
+    let s = script(&server, &uuid, Some(TYPED));
     assert!(!s.contains("netdeploy.deployment=LAB00001"), "{s}");
     let explained = server.cli_reads(
         &data,

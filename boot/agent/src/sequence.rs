@@ -155,7 +155,13 @@ impl Runner {
                 partition,
             } => {
                 let target = self.disks.target(disk, *partition).map_err(disk_failure)?;
-                self.apply(file, &target)
+                self.apply(file, &target)?;
+                if partition.is_some() {
+                    if let Some(done) = self.disks.grow(&target).map_err(disk_failure)? {
+                        say(format!("{}: {done}", target.display()));
+                    }
+                }
+                Ok(())
             }
             Op::PartitionDisk { disk, layout } => {
                 self.disks.partition(disk, layout).map_err(disk_failure)

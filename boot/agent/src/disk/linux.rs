@@ -227,6 +227,53 @@ impl Disks {
         }
     }
 
+    /// After an image was applied onto a partition: an ext2/3/4 filesystem smaller than the
+    /// partition is grown to fill it (`e2fsck -f`, then `resize2fs`), as an image captured
+    /// from a small reference disk is applied to larger ones. Other filesystems are left as
+    /// they are. Returns what was done, for the console and the step's status.
+    pub fn grow(&self, partition: &Path) -> Result<Option<String>, DiskError> {
+        let mut head = [0u8; super::EXT_SUPERBLOCK_END];
+        let read = File::open(partition)
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+            .map_err(|source| DiskError::Read {
+                path: partition.to_owned(),
+                source,
+            });
+        let Some(fs) = read.ok().and_then(|()| super::ext_size(&head)) else {
+            return Ok(None);
+        };
+        let target = partition.to_string_lossy();
+        let size = partition_bytes(partition)?;
+        if fs + (1 << 20) > size {
+            return Ok(None);
+        }
+        // resize2fs refuses a filesystem not checked since it was last mounted; 1 is
+        // "errors corrected", which a freshly applied image never has, but is not a failure.
+        let mut check = Command::new("e2fsck");
+        check.args(["-f", "-y"]).arg(partition);
+        match run_tool("e2fsck", &target, &mut check) {
+            Ok(_) => {}
+            Err(DiskError::Tool { status, .. }) if status.ends_with("exit status: 1") => {}
+            Err(e) => return Err(e),
+        }
+        run_tool(
+            "resize2fs",
+            &target,
+            Command::new("resize2fs").arg(partition),
+        )?;
+        File::open(partition)
+            .and_then(|f| f.sync_all())
+            .map_err(|source| DiskError::Read {
+                path: partition.to_owned(),
+                source,
+            })?;
+        Ok(Some(format!(
+            "ext4 filesystem grown from {} MiB to the partition's {} MiB",
+            fs >> 20,
+            size >> 20
+        )))
+    }
+
     /// A WIM is applied with `dism`, which exists only in Windows PE.
     pub fn apply_wim(&self, image: &Path, _target: &Path) -> Result<(), DiskError> {
         Err(DiskError::Unsupported(format!(
@@ -409,4 +456,14 @@ mod tests {
             None
         );
     }
+}
+
+/// The bytes a partition (or an image file standing in for one) holds.
+fn partition_bytes(partition: &Path) -> Result<u64, DiskError> {
+    File::open(partition)
+        .and_then(|mut f| std::io::Seek::seek(&mut f, std::io::SeekFrom::End(0)))
+        .map_err(|source| DiskError::Read {
+            path: partition.to_owned(),
+            source,
+        })
 }

@@ -171,6 +171,30 @@ pub fn is_wim(path: &str) -> bool {
     path.to_ascii_lowercase().ends_with(".wim")
 }
 
+/// The first bytes of a partition that hold an ext2/3/4 superblock (at 1024, 1024 long).
+pub const EXT_SUPERBLOCK_END: usize = 2048;
+
+/// The size in bytes of the ext2/3/4 filesystem whose first [`EXT_SUPERBLOCK_END`] bytes are
+/// `head`; `None` for anything else.
+pub fn ext_size(head: &[u8]) -> Option<u64> {
+    let sb = head.get(1024..EXT_SUPERBLOCK_END)?;
+    let u32_at = |o: usize| u32::from_le_bytes(sb[o..o + 4].try_into().expect("4 bytes"));
+    if sb[0x38..0x3A] != [0x53, 0xEF] {
+        return None;
+    }
+    let log = u32_at(0x18);
+    if log > 6 {
+        return None;
+    }
+    let block = 1024u64 << log;
+    let mut blocks = u64::from(u32_at(0x04));
+    // INCOMPAT_64BIT: the count's high half.
+    if u32_at(0x60) & 0x80 != 0 {
+        blocks |= u64::from(u32_at(0x150)) << 32;
+    }
+    Some(blocks * block)
+}
+
 /// Runs `cmd`; its output goes to the console, its exit code decides.
 fn run_tool(tool: &str, target: &str, cmd: &mut Command) -> Result<String, DiskError> {
     crate::console::say(format!("{target}: {tool} {}", args_text(cmd)));

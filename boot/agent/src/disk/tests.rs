@@ -26,3 +26,59 @@ fn wim_files_are_told_by_their_extension() {
     assert!(!is_wim("image.ndimg"));
     assert!(!is_wim("disk.img"));
 }
+
+/// Makes an ext4 filesystem of `size` (`24M`) in the file `path`, with 4 KiB blocks.
+fn mkfs_ext4(path: &Path, size: &str) {
+    let made = std::process::Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-b", "4096"])
+        .arg(path)
+        .arg(size)
+        .stdout(std::process::Stdio::null())
+        .status();
+    assert!(
+        made.is_ok_and(|s| s.success()),
+        "mkfs.ext4 (e2fsprogs) is needed by this test"
+    );
+}
+
+#[test]
+fn an_ext4_filesystem_is_told_with_its_size_and_anything_else_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("fs.img");
+    mkfs_ext4(&img, "24M");
+    let head = &std::fs::read(&img).unwrap()[..EXT_SUPERBLOCK_END];
+    assert_eq!(ext_size(head), Some(24 << 20));
+    let mut other = head.to_vec();
+    other[1024 + 0x38] = 0;
+    assert_eq!(ext_size(&other), None, "no magic");
+    assert_eq!(ext_size(&[0u8; 100]), None, "too short");
+    assert_eq!(ext_size(&vec![0u8; EXT_SUPERBLOCK_END]), None, "zeros");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn an_applied_ext4_smaller_than_its_partition_is_grown_to_fill_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let part = dir.path().join("part.img");
+    mkfs_ext4(&part, "16M");
+    // The partition is larger than the filesystem the image held.
+    std::fs::File::options()
+        .write(true)
+        .open(&part)
+        .unwrap()
+        .set_len(48 << 20)
+        .unwrap();
+    let disks = Disks::new(dir.path().join("sys/block"), dir.path().to_owned());
+    let said = disks.grow(&part).unwrap().expect("grown");
+    assert!(
+        said.contains("from 16 MiB to the partition's 48 MiB"),
+        "{said}"
+    );
+    let head = &std::fs::read(&part).unwrap()[..EXT_SUPERBLOCK_END];
+    assert_eq!(ext_size(head), Some(48 << 20));
+    // Once it fills the partition, and for what is not ext4, nothing is done.
+    assert_eq!(disks.grow(&part).unwrap(), None);
+    let raw = dir.path().join("raw.img");
+    std::fs::write(&raw, vec![0u8; 4 << 20]).unwrap();
+    assert_eq!(disks.grow(&raw).unwrap(), None);
+}

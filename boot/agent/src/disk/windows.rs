@@ -223,6 +223,12 @@ impl Disks {
         )))
     }
 
+    /// Filesystems are not grown in Windows PE: Windows images are WIMs, applied by `dism`
+    /// onto a partition already as large as it should be.
+    pub fn grow(&self, _partition: &Path) -> Result<Option<String>, DiskError> {
+        Ok(None)
+    }
+
     /// Applies the WIM `image` (its first image) to the drive `target` with dism.
     pub fn apply_wim(&self, image: &Path, target: &Path) -> Result<(), DiskError> {
         let text = target.to_string_lossy();
