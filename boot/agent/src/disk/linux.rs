@@ -346,6 +346,16 @@ fn appears(device: &Path, wait: Duration) -> bool {
     }
 }
 
+/// The bytes a partition (or an image file standing in for one) holds.
+fn partition_bytes(partition: &Path) -> Result<u64, DiskError> {
+    File::open(partition)
+        .and_then(|mut f| std::io::Seek::seek(&mut f, std::io::SeekFrom::End(0)))
+        .map_err(|source| DiskError::Read {
+            path: partition.to_owned(),
+            source,
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -456,14 +466,4 @@ mod tests {
             None
         );
     }
-}
-
-/// The bytes a partition (or an image file standing in for one) holds.
-fn partition_bytes(partition: &Path) -> Result<u64, DiskError> {
-    File::open(partition)
-        .and_then(|mut f| std::io::Seek::seek(&mut f, std::io::SeekFrom::End(0)))
-        .map_err(|source| DiskError::Read {
-            path: partition.to_owned(),
-            source,
-        })
 }
