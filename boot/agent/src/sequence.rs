@@ -258,18 +258,23 @@ impl Runner {
                 code: None,
             };
             if let (Some(server), Origin::Url(_)) = (&self.multicast, &file.origin) {
-                match server.ask(&file.package, &file.path) {
+                let why = match server.ask(&file.package, &file.path) {
                     Ok(session) => {
                         let o = multicast::session::options(&session, server.interface());
-                        let r = multicast::apply(&store, &image, target, &o).map_err(failure)?;
-                        self.note = Some(multicast::session::path_note(&r, &o));
-                        return Ok(());
+                        match multicast::apply(&store, &image, target, &o) {
+                            Ok(r) => {
+                                self.note = Some(multicast::session::path_note(&r, &o));
+                                return Ok(());
+                            }
+                            // What failed may be the session's alone: the HTTP apply is
+                            // tried, and fails the step if the cause is shared.
+                            Err(e) => format!("the multicast apply failed: {e}"),
+                        }
                     }
-                    Err(why) => {
-                        say(format!("{}: path http: {why}", file.path));
-                        self.note = Some(format!("path http: {why}"));
-                    }
-                }
+                    Err(why) => why,
+                };
+                say(format!("{}: path http: {why}", file.path));
+                self.note = Some(format!("path http: {why}"));
             }
             let journal = self.disks.journal(target);
             if let Some(dir) = journal.parent() {
@@ -603,9 +608,11 @@ mod tests {
             ));
         }
         let index_hex = files[0].0.clone();
-        // The first ask is refused; the second names a session nobody sends.
+        // The first ask is refused; the next ones name a session nobody sends.
         let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let a = asked.clone();
+        let fail_index = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let f = fail_index.clone();
         let srv = FakeServer::start(move |req| {
             if req.route() == "/agent/multicast" {
                 if a.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
@@ -617,6 +624,9 @@ mod tests {
                 }));
             }
             let sha = req.route().trim_start_matches("/content/");
+            if sha == files[0].0 && f.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                return Reply::new(404);
+            }
             match files.iter().find(|(h, _)| h == sha) {
                 Some((_, bytes)) => range_reply(req, bytes),
                 None => Reply::new(404),
@@ -680,6 +690,18 @@ mod tests {
                 "path http: {} chunks over HTTP (",
                 captured.index.chunks.len()
             )),
+            "{note}"
+        );
+
+        // A multicast apply that fails (here its index is not found once) leaves the image
+        // to the HTTP apply, and the note says why.
+        std::fs::write(&vda, vec![0xEEu8; data.len()]).unwrap();
+        fail_index.store(true, std::sync::atomic::Ordering::SeqCst);
+        r.run(&op).unwrap();
+        assert!(std::fs::read(&vda).unwrap() == data);
+        let note = r.take_note().unwrap();
+        assert!(
+            note.starts_with("path http: the multicast apply failed: "),
             "{note}"
         );
     }
