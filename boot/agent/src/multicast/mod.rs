@@ -102,9 +102,19 @@ fn open_socket(o: &MulticastOptions) -> std::io::Result<UdpSocket> {
     s.join_multicast_v4(o.group.ip(), &o.interface)?;
     // Room for a burst while a chunk is checked and written; the kernel caps it.
     let _ = s.set_recv_buffer_size(8 << 20);
-    s.set_read_timeout(Some(Duration::from_millis(20)))?;
+    // Read in batches (see `receive`): never woken by each datagram.
+    s.set_nonblocking(true)?;
     Ok(s.into())
 }
+
+/// When the socket is empty the receiver sleeps this long and then drains what queued
+/// meanwhile: at hundreds of Mbit/s a blocking read would be woken once per datagram, and
+/// those wake-ups cost more CPU than the data (many receivers share a machine's cores).
+const POLL: Duration = Duration::from_millis(1);
+
+/// No datagram for this long: what was sent has arrived, so the receiver asks for all it
+/// still lacks.
+const QUIET: Duration = Duration::from_millis(20);
 
 /// This receiver's id: distinct per machine and run.
 fn receiver_id(target: &Path) -> u32 {
@@ -206,8 +216,15 @@ fn receive(
     let mut session: Option<(u32, SocketAddr)> = None;
     let mut last_data = Instant::now();
     let mut last_request: Option<Instant> = None;
-    let send_requests = |rx: &mut Receiver, session: u32, server: SocketAddr| {
-        for req in rx.requests() {
+    let mut last_datagram = Instant::now();
+    // `all`: everything lacking; otherwise only what the stream has passed.
+    let send_requests = |rx: &mut Receiver, session: u32, server: SocketAddr, all: bool| {
+        let reqs = if all {
+            rx.requests()
+        } else {
+            rx.requests_passed()
+        };
+        for req in reqs {
             let wire = Packet {
                 session,
                 body: Body::Request(req),
@@ -222,13 +239,14 @@ fn receive(
             if let Some((id, server)) = session {
                 // Said three times: the server ends the session when everyone is done.
                 for _ in 0..3 {
-                    send_requests(rx, id, server);
+                    send_requests(rx, id, server, true);
                 }
             }
             return Ok(None);
         }
         let idle = match socket.recv_from(&mut buf) {
             Ok((n, from)) => {
+                last_datagram = Instant::now();
                 match Packet::decode(&buf[..n]) {
                     Ok(Packet {
                         session: id,
@@ -290,10 +308,12 @@ fn receive(
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                 ) =>
             {
-                true
+                std::thread::sleep(POLL);
+                last_datagram.elapsed() >= QUIET
             }
             Err(e) => {
                 say(format!("multicast: {e}"));
+                std::thread::sleep(POLL);
                 true
             }
         };
@@ -306,17 +326,20 @@ fn receive(
         if last_data.elapsed() >= o.stall {
             return Ok(Some(Fallback::Stalled));
         }
-        // Ask when the socket is drained (what was sent has arrived), and at least every
-        // second while data keeps coming, so that a late joiner's needs join the round.
-        // A receiver whose partial chunks are all taken asks for their repairs at once.
+        // Ask for everything lacking when no datagram came for a while (what was sent has
+        // arrived) and at first; while data keeps coming, at least every second (so that
+        // the server hears this machine's loss), for what the stream has passed only: what
+        // is still queued in the socket is on its way. A receiver whose partial chunks are
+        // all taken asks for their repairs at once.
         let since = last_request.map_or(Duration::MAX, |t| t.elapsed());
         let every = if rx.is_full() {
             Duration::from_millis(50)
         } else {
             Duration::from_secs(1)
         };
-        if (idle && since >= Duration::from_millis(100)) || since >= every {
-            send_requests(rx, id, server);
+        let first = last_request.is_none();
+        if first || (idle && since >= Duration::from_millis(100)) || since >= every {
+            send_requests(rx, id, server, first || idle);
             last_request = Some(Instant::now());
         }
     }
