@@ -112,9 +112,12 @@ fn open_socket(o: &MulticastOptions) -> std::io::Result<UdpSocket> {
 /// those wake-ups cost more CPU than the data (many receivers share a machine's cores).
 const POLL: Duration = Duration::from_millis(1);
 
-/// No datagram for this long: what was sent has arrived, so the receiver asks for all it
-/// still lacks.
+/// No datagram for this long: the receiver asks for what the stream has passed.
 const QUIET: Duration = Duration::from_millis(20);
+
+/// No datagram for this long, longer than a sender or a kernel busy with other work pauses:
+/// what was sent has arrived, so the receiver asks for all it still lacks.
+const SILENT: Duration = Duration::from_millis(250);
 
 /// This receiver's id: distinct per machine and run.
 fn receiver_id(target: &Path) -> u32 {
@@ -309,7 +312,7 @@ fn receive(
                 ) =>
             {
                 std::thread::sleep(POLL);
-                last_datagram.elapsed() >= QUIET
+                true
             }
             Err(e) => {
                 say(format!("multicast: {e}"));
@@ -326,20 +329,25 @@ fn receive(
         if last_data.elapsed() >= o.stall {
             return Ok(Some(Fallback::Stalled));
         }
-        // Ask for everything lacking when no datagram came for a while (what was sent has
-        // arrived) and at first; while data keeps coming, at least every second (so that
-        // the server hears this machine's loss), for what the stream has passed only: what
-        // is still queued in the socket is on its way. A receiver whose partial chunks are
-        // all taken asks for their repairs at once.
+        // Ask for what the stream has passed (what is still queued in the socket or the
+        // kernel is on its way) when the socket is drained and quiet, and at least every
+        // second while data keeps coming, so that the server hears this machine's loss;
+        // for everything lacking at first and once nothing came for a while. A receiver
+        // whose partial chunks are all taken asks for their repairs at once.
         let since = last_request.map_or(Duration::MAX, |t| t.elapsed());
         let every = if rx.is_full() {
             Duration::from_millis(50)
         } else {
             Duration::from_secs(1)
         };
+        let quiet = last_datagram.elapsed();
         let first = last_request.is_none();
-        if first || (idle && since >= Duration::from_millis(100)) || since >= every {
-            send_requests(rx, id, server, first || idle);
+        let silent = idle && quiet >= SILENT;
+        if first
+            || (idle && quiet >= QUIET && since >= Duration::from_millis(100))
+            || since >= every
+        {
+            send_requests(rx, id, server, first || silent);
             last_request = Some(Instant::now());
         }
     }
