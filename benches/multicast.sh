@@ -188,6 +188,8 @@ row() {
 run_multicast() { # N [label]
     local n=$1 label=${2:-netdeploy multicast} e0 e1 t0 t1 d0 rxp=() i sender line group port
     targets "$n"
+    # The previous run's line must not pass for this one's before the shell truncates it.
+    rm -f "$WORK/mc.out"
     ip netns exec "$NS_S" "$ND" --config "$WORK/netdeploy.toml" multicast serve disk \
         --receivers "$n" --timeout 600 > "$WORK/mc.out" 2> "$WORK/mc.err" &
     sender=$!
