@@ -614,6 +614,9 @@ struct Member {
     loss_permille: u16,
     /// Consecutive requests with loss over the limit while the rate was at its minimum.
     strikes: u32,
+    /// The scheduler's count of slow-downs when this receiver's previous request came: its
+    /// loss since then was measured at the current rate only if no slow-down came between.
+    cuts_seen: Option<u64>,
     done: bool,
     fell_back: bool,
 }
@@ -656,6 +659,8 @@ pub struct Scheduler {
     fallbacks: Vec<u32>,
     limits: RateLimits,
     rate: u64,
+    /// Slow-downs so far.
+    cuts: u64,
 }
 
 impl Scheduler {
@@ -674,6 +679,7 @@ impl Scheduler {
             fallbacks: Vec::new(),
             rate: limits.max,
             limits,
+            cuts: 0,
         }
     }
 
@@ -741,9 +747,13 @@ impl Scheduler {
 
     /// Slows down by a fifth when a receiver loses more than the limit, speeds up by a
     /// twentieth otherwise; a receiver that keeps losing at the minimum rate falls back.
+    /// A loss measured partly before the last slow-down does not slow down again: when many
+    /// receivers report the same burst of loss, the sender slows down once, not once each.
     fn adapt(&mut self, receiver: u32) {
         let limits = self.limits;
+        let cuts = self.cuts;
         let m = self.members.get_mut(&receiver).expect("present");
+        let since_last_cut = m.cuts_seen.is_none_or(|seen| seen == cuts);
         if m.loss_permille > limits.loss_permille {
             if self.rate == limits.min {
                 m.strikes += 1;
@@ -752,8 +762,13 @@ impl Scheduler {
                     self.fallbacks.push(receiver);
                 }
             }
-            self.rate = (self.rate - self.rate / 5).max(limits.min);
+            if since_last_cut && self.rate > limits.min {
+                self.rate = (self.rate - self.rate / 5).max(limits.min);
+                self.cuts += 1;
+            }
+            m.cuts_seen = Some(self.cuts);
         } else {
+            m.cuts_seen = Some(cuts);
             m.strikes = 0;
             let worst = self
                 .members

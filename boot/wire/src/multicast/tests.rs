@@ -648,3 +648,31 @@ fn a_receiver_that_asks_only_for_what_the_stream_passed_still_gets_every_chunk()
     assert!(sched.is_over());
     assert!(sent > 0);
 }
+
+#[test]
+fn many_receivers_reporting_the_same_loss_slow_the_sender_once() {
+    let mut s = Scheduler::new(vec![1000], limits());
+    let req = |receiver, loss_permille| Request {
+        receiver,
+        loss_permille,
+        chunks: vec![(0, 1)],
+        partial: None,
+    };
+    for r in 0..4 {
+        s.on_request(&req(r, 0));
+    }
+    assert_eq!(s.rate(), 100_000);
+    // Four receivers lost the same burst: one slow-down, not four.
+    for r in 0..4 {
+        s.on_request(&req(r, 300));
+    }
+    assert_eq!(s.rate(), 80_000);
+    // A loss measured wholly at the new rate slows down again.
+    s.on_request(&req(2, 300));
+    assert_eq!(s.rate(), 64_000);
+    // Receiver 0's report since the first slow-down spans the second: no third.
+    s.on_request(&req(0, 300));
+    assert_eq!(s.rate(), 64_000);
+    s.on_request(&req(0, 300));
+    assert_eq!(s.rate(), 51_200);
+}
