@@ -100,12 +100,22 @@ fn open_socket(o: &MulticastOptions) -> std::io::Result<UdpSocket> {
     // Bound to the group, the socket hears only it, not other traffic to the port.
     s.bind(&SocketAddr::from((*o.group.ip(), o.group.port())).into())?;
     s.join_multicast_v4(o.group.ip(), &o.interface)?;
-    // Room for a burst while a chunk is checked and written; the kernel caps it.
-    let _ = s.set_recv_buffer_size(8 << 20);
+    // Room for the data that arrives while a chunk is checked and written, or while other
+    // work has the CPU: past the kernel's cap (208 KiB on a stock kernel, a few ms at
+    // hundreds of Mbit/s) where allowed.
+    if let Err(e) = crate::platform::force_recv_buffer(&s, RECV_BUFFER) {
+        say(format!(
+            "multicast: receive buffer of {RECV_BUFFER} bytes: {e}"
+        ));
+    }
     // Read in batches (see `receive`): never woken by each datagram.
     s.set_nonblocking(true)?;
     Ok(s.into())
 }
+
+/// The receive buffer asked for: about 0.3 s of data at 400 Mbit/s. It holds only what
+/// waits to be read.
+const RECV_BUFFER: usize = 32 << 20;
 
 /// When the socket is empty the receiver sleeps this long and then drains what queued
 /// meanwhile: at hundreds of Mbit/s a blocking read would be woken once per datagram, and
