@@ -11,19 +11,27 @@
 # agent. For each run it prints the time until the last receiver finished, the aggregate
 # throughput (filesystem bytes written by all receivers per second), the server's egress
 # (tx bytes of its veth, and for netdeploy multicast its own multicast_bytes_sent) against
-# the compressed image, and whether every receiver's target has the source's SHA-256. Then
-# one run of 4 receivers where one receiver's bridge port loses 5% (netem).
+# the compressed image, and whether every receiver's target has the source's SHA-256; for
+# netdeploy it adds each receiver's mean CPU seconds, the datagrams the receivers' kernels
+# dropped at full socket buffers and how busy the machine's CPUs were (with many receivers
+# on few cores the time is CPU-bound). Then one run of 4 receivers where one receiver's
+# bridge port loses 5% (netem).
 #
 #   benches/multicast.sh                     # 384 MiB filesystem, 1 2 4 8 16 receivers
 #   SIZE_MB=256 COUNTS="1 4 16" benches/multicast.sh
+#   UDPCAST=0 LOSS=0 COUNTS="1 16" benches/multicast.sh   # netdeploy and HTTP only, no loss run
+#   LOG_DIR=/tmp/mc NETDEPLOY_LOG=netdeploy::multicast=trace benches/multicast.sh
+#                                            # keeps each multicast run's sender and receiver logs
 #
-# Needs root, iproute2, udpcast, partclone, zstd, e2fsprogs, python3, cargo. Kills only what
+# Needs root, iproute2, udpcast, partclone, zstd, e2fsprogs, python3, time, cargo. Kills only what
 # it started (by PID), deletes its namespaces and its work directories at exit. Receivers'
 # targets live in /dev/shm, one run at a time.
 set -euo pipefail
 SIZE_MB=${SIZE_MB:-384}
 COUNTS=${COUNTS:-"1 2 4 8 16"}
 RATE_MBPS=${RATE_MBPS:-400}
+UDPCAST=${UDPCAST:-1}
+LOSS=${LOSS:-1}
 . "$(dirname "$0")/lib.sh"
 need ip iproute2
 need tc iproute2
@@ -34,6 +42,7 @@ need zstd zstd
 need mkfs.ext4 e2fsprogs
 need python3 python3
 need cargo cargo
+need /usr/bin/time time
 [[ $(id -u) == 0 ]] || { echo "needs root (network namespaces)" >&2; exit 1; }
 
 bench_workdir multicast-bench
@@ -140,6 +149,33 @@ wait_all() {
     for p in "$@"; do wait "$p" || FAILED=$((FAILED + 1)); done
 }
 
+# rcvbuf_drops N: datagrams the kernel dropped for a full socket receive buffer, summed over
+# receivers 0..N-1 (UDP RcvbufErrors of their namespaces).
+rcvbuf_drops() {
+    local sum=0 i v
+    for i in $(seq 0 $(($1 - 1))); do
+        v=$(ip netns exec "$(rx_ns "$i")" awk '/^Udp:/ && $2 ~ /^[0-9]/ {print $6}' /proc/net/snmp)
+        sum=$((sum + v))
+    done
+    echo "$sum"
+}
+# cpu PREFIX N: the mean CPU seconds (user + system) of receivers 0..N-1, from the files
+# PREFIX0.cpu .. that /usr/bin/time wrote.
+cpu() {
+    local i
+    for i in $(seq 0 $(($2 - 1))); do cat "$1$i.cpu"; done |
+        python3 -c "import sys; v=[float(a)+float(b) for a,b in (l.split() for l in sys.stdin if l.strip())]; print(f'{sum(v)/len(v):.2f}' if v else 'n/a')"
+}
+# cpu_ticks: the machine's busy and idle clock ticks (all CPUs, /proc/stat), "busy softirq idle".
+cpu_ticks() {
+    awk '/^cpu / {print $2 + $3 + $4 + $7 + $8, $8, $5 + $6}' /proc/stat
+}
+# busy_share BEFORE AFTER: the share of the machine's CPU time that was busy between two
+# cpu_ticks, and how much of it was softirq (the kernel delivering packets).
+busy_share() {
+    python3 -c "import sys; b0, s0, i0, b1, s1, i1 = map(int, sys.argv[1:]); t = (b1 - b0) + (i1 - i0); print(f'{(b1 - b0) / t:.0%} (softirq {(s1 - s0) / t:.0%})' if t else 'n/a')" $1 $2
+}
+
 RESULTS=()
 # row METHOD N SECONDS EGRESS [SENT]
 row() {
@@ -150,8 +186,10 @@ row() {
 }
 
 run_multicast() { # N [label]
-    local n=$1 label=${2:-netdeploy multicast} e0 e1 t0 t1 rxp=() i sender line group port
+    local n=$1 label=${2:-netdeploy multicast} e0 e1 t0 t1 d0 rxp=() i sender line group port
     targets "$n"
+    # The previous run's line must not pass for this one's before the shell truncates it.
+    rm -f "$WORK/mc.out"
     ip netns exec "$NS_S" "$ND" --config "$WORK/netdeploy.toml" multicast serve disk \
         --receivers "$n" --timeout 600 > "$WORK/mc.out" 2> "$WORK/mc.err" &
     sender=$!
@@ -160,24 +198,33 @@ run_multicast() { # N [label]
     [[ -s "$WORK/mc.out" ]] || { echo "netdeploy multicast serve did not start:" >&2; cat "$WORK/mc.err" >&2; exit 1; }
     line=$(head -1 "$WORK/mc.out")
     group=$(python3 -c "import json,sys; s=json.loads(sys.argv[1])['multicast_session']; print(f\"{s['group']}:{s['port']}\")" "$line")
+    d0=$(rcvbuf_drops "$n")
+    local busy0
+    busy0=$(cpu_ticks)
     e0=$(egress); t0=$(now)
     for i in $(seq 0 $((n - 1))); do
-        ip netns exec "$(rx_ns "$i")" timeout 600 "$AGENT" multicast-apply "$SERVER" "$IDX_SHA" "$IDX_SIZE" \
+        ip netns exec "$(rx_ns "$i")" timeout 600 /usr/bin/time -f '%U %S' -o "$WORK/mc-rx$i.cpu" "$AGENT" multicast-apply "$SERVER" "$IDX_SHA" "$IDX_SIZE" \
             "$SHM/t$i" "$group" "10.214.0.$((10 + i))" 2> "$WORK/mc-rx$i.err" &
         rxp+=($!)
         pids+=($!)
     done
     wait_all "${rxp[@]}"
     t1=$(now)
+    local busy
+    busy=$(busy_share "$busy0" "$(cpu_ticks)")
     wait "$sender" || true
     e1=$(egress)
     local sent
     grep -q multicast_report "$WORK/mc.out" || { echo "the session ended without its report:" >&2; tail -n 5 "$WORK/mc.err" >&2; exit 1; }
     sent=$(python3 -c "import json,sys; print(json.loads(sys.stdin.read().splitlines()[-1])['multicast_report']['bytes_sent'])" < "$WORK/mc.out")
+    if [[ -n ${LOG_DIR:-} ]]; then
+        mkdir -p "$LOG_DIR/$label-$n"
+        cp "$WORK"/mc.err "$WORK"/mc-rx*.err "$LOG_DIR/$label-$n/"
+    fi
     local paths
     paths=$(for i in $(seq 0 $((n - 1))); do grep -ho "path [a-z+]*" "$WORK/mc-rx$i.err"; done | sort | uniq -c | awk '{printf "%s%s x%s", sep, $3, $1; sep=", "}')
     row "$label" "$n" "$(python3 -c "print($t1 - $t0)")" "$((e1 - e0))" "$IMG_BYTES" "$(verify "$n")"
-    RESULTS[-1]+="  sent by netdeploy $(python3 -c "print(f'{$sent / 2**20:.1f}')") MiB ($(ratio "$sent" "$IMG_BYTES")); $paths"
+    RESULTS[-1]+="  sent by netdeploy $(python3 -c "print(f'{$sent / 2**20:.1f}')") MiB ($(ratio "$sent" "$IMG_BYTES")); $paths; CPU s per receiver $(cpu "$WORK/mc-rx" "$n"); datagrams dropped at full receive buffers $(($(rcvbuf_drops "$n") - d0)); machine's CPUs busy $busy"
 }
 
 run_http() { # N
@@ -185,8 +232,8 @@ run_http() { # N
     targets "$n"
     e0=$(egress); t0=$(now)
     for i in $(seq 0 $((n - 1))); do
-        ip netns exec "$(rx_ns "$i")" timeout 600 "$AGENT" apply-image "$SERVER" "$IDX_SHA" "$IDX_SIZE" \
-            "$SHM/t$i" 2> "$WORK/http-rx$i.err" &
+        ip netns exec "$(rx_ns "$i")" timeout 600 /usr/bin/time -f '%U %S' -o "$WORK/http-rx$i.cpu" \
+            "$AGENT" apply-image "$SERVER" "$IDX_SHA" "$IDX_SIZE" "$SHM/t$i" 2> "$WORK/http-rx$i.err" &
         rxp+=($!)
         pids+=($!)
     done
@@ -194,6 +241,7 @@ run_http() { # N
     t1=$(now)
     e1=$(egress)
     row "unicast HTTP" "$n" "$(python3 -c "print($t1 - $t0)")" "$((e1 - e0))" "$IMG_BYTES" "$(verify "$n")"
+    RESULTS[-1]+="  CPU s per receiver $(cpu "$WORK/http-rx" "$n")"
 }
 
 run_udpcast() { # N [label]
@@ -225,10 +273,13 @@ for n in $COUNTS; do
     echo "  ${RESULTS[-1]}"
     run_http "$n"
     echo "  ${RESULTS[-1]}"
-    run_udpcast "$n"
-    echo "  ${RESULTS[-1]}"
+    if ((UDPCAST)); then
+        run_udpcast "$n"
+        echo "  ${RESULTS[-1]}"
+    fi
 done
 
+if ((LOSS)); then
 # 5% of what reaches receiver 0 is lost: netem on its bridge port, or where the kernel has
 # no netem, an nftables drop rule at its veth's ingress.
 if ip netns exec "$NS_B" tc qdisc add dev p0 root netem loss 5% 2>/dev/null; then
@@ -247,7 +298,8 @@ EOF
 fi
 echo "4 receivers, $LOSS_BY..."
 run_multicast 4 "multicast, 5% loss"
-run_udpcast 4 "udpcast, 5% loss"
+((UDPCAST)) && run_udpcast 4 "udpcast, 5% loss"
+fi
 
 echo
 echo "ext4 of ${SIZE_MB} MiB ($FS_SIZE bytes), half full of files from /usr; netdeploy image $(python3 -c "print(f'{$IMG_BYTES / 2**20:.1f}')") MiB compressed, partclone+zstd $(python3 -c "print(f'{$PC_BYTES / 2**20:.1f}')") MiB; multicast at most $RATE_MBPS Mbit/s"

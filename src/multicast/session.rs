@@ -71,6 +71,10 @@ pub const IDLE_END: Duration = Duration::from_secs(60);
 /// Announcements go out this often, so a machine that joins sees the session quickly.
 const ANNOUNCE_EVERY: Duration = Duration::from_millis(500);
 
+/// Until as many receivers as the session waits for have asked, announcements go out this
+/// often: machines started together find the session sooner, and data starts sooner.
+const ANNOUNCE_EVERY_UNTIL_JOINED: Duration = Duration::from_millis(100);
+
 /// Bytes the sender may send ahead of its rate in one burst.
 const BURST: f64 = 128.0 * 1024.0;
 
@@ -190,7 +194,12 @@ pub async fn run(
                 Err(e) => tracing::debug!(error = %e, "multicast receive"),
             }
         }
-        if last_announce.is_none_or(|t| t.elapsed() >= ANNOUNCE_EVERY) {
+        let announce_every = if sched.members() < opts.receivers {
+            ANNOUNCE_EVERY_UNTIL_JOINED
+        } else {
+            ANNOUNCE_EVERY
+        };
+        if last_announce.is_none_or(|t| t.elapsed() >= announce_every) {
             let p = Packet {
                 session: opts.session,
                 body: Body::Announce(Announce {

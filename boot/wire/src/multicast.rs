@@ -374,6 +374,8 @@ pub struct Receiver {
     max_partial: usize,
     /// DATA sequence numbers seen since the last request: lowest, highest, how many.
     window: Option<(u32, u32, u32)>,
+    /// Where the stream is: the chunk and block of the last DATA taken.
+    at: Option<(u32, u32)>,
 }
 
 impl Receiver {
@@ -392,6 +394,7 @@ impl Receiver {
             partial: BTreeMap::new(),
             max_partial: max_partial.max(1),
             window: None,
+            at: None,
         }
     }
 
@@ -450,6 +453,7 @@ impl Receiver {
         if block >= expected {
             return Err(DataError::NoSuchBlock { chunk, block });
         }
+        self.at = Some((chunk, block));
         let range = block_range(len, block);
         if payload.len() != range.len() {
             return Err(DataError::BlockLength {
@@ -514,12 +518,30 @@ impl Receiver {
     /// as fit), then one request per partly received chunk with the bitmap of its missing
     /// blocks. A complete receiver sends one empty request, which says it is done.
     pub fn requests(&mut self) -> Vec<Request> {
-        let loss_permille = self.take_loss();
+        self.build(None)
+    }
+
+    /// The requests to send while data keeps coming: only what the stream has already passed
+    /// (chunks before the one the last DATA belonged to, and that chunk's blocks before the
+    /// last one), so that nothing still on its way (queued in the socket while this machine
+    /// was busy) is asked for, and so sent, again. Empty when nothing was passed; the loss
+    /// measured then goes with the next request.
+    pub fn requests_passed(&mut self) -> Vec<Request> {
+        match self.at {
+            Some(at) if !self.is_complete() => self.build(Some(at)),
+            _ => self.requests(),
+        }
+    }
+
+    /// Requests for what is lacking, or only for what lies before `before` (chunk, block).
+    fn build(&mut self, before: Option<(u32, u32)>) -> Vec<Request> {
+        let passed_chunk = |c: usize| before.is_none_or(|(at, _)| (c as u32) < at);
         let mut chunks = Vec::new();
         let mut i = 0usize;
         while i < self.done.len() && chunks.len() < MAX_RANGES {
             let whole = |i: usize| {
-                !self.done[i]
+                passed_chunk(i)
+                    && !self.done[i]
                     && self
                         .partial
                         .get(&(i as u32))
@@ -535,30 +557,46 @@ impl Receiver {
                 i += 1;
             }
         }
+        let mut partials = Vec::new();
+        for (chunk, p) in &self.partial {
+            if bitmap_too_big(self.lens[*chunk as usize]) {
+                continue;
+            }
+            let upto = match before {
+                None => u32::MAX,
+                Some((at, _)) if *chunk < at => u32::MAX,
+                Some((at, block)) if *chunk == at => block,
+                Some(_) => continue,
+            };
+            let blocks = blocks_of(self.lens[*chunk as usize]);
+            let mut want = vec![0u8; (blocks as usize).div_ceil(8)];
+            let mut any = false;
+            for b in 0..blocks.min(upto) {
+                if !bit(&p.have, b) {
+                    set_bit(&mut want, b);
+                    any = true;
+                }
+            }
+            if any {
+                partials.push((*chunk, want));
+            }
+        }
+        if before.is_some() && chunks.is_empty() && partials.is_empty() {
+            return Vec::new();
+        }
+        let loss_permille = self.take_loss();
         let mut out = vec![Request {
             receiver: self.id,
             loss_permille,
             chunks,
             partial: None,
         }];
-        for (chunk, p) in &self.partial {
-            if bitmap_too_big(self.lens[*chunk as usize]) {
-                continue;
-            }
-            let blocks = blocks_of(self.lens[*chunk as usize]);
-            let mut want = vec![0u8; (blocks as usize).div_ceil(8)];
-            for b in 0..blocks {
-                if !bit(&p.have, b) {
-                    set_bit(&mut want, b);
-                }
-            }
-            out.push(Request {
-                receiver: self.id,
-                loss_permille,
-                chunks: Vec::new(),
-                partial: Some((*chunk, want)),
-            });
-        }
+        out.extend(partials.into_iter().map(|partial| Request {
+            receiver: self.id,
+            loss_permille,
+            chunks: Vec::new(),
+            partial: Some(partial),
+        }));
         if out.len() > 1 && out[0].chunks.is_empty() {
             out.remove(0);
         }
@@ -576,6 +614,9 @@ struct Member {
     loss_permille: u16,
     /// Consecutive requests with loss over the limit while the rate was at its minimum.
     strikes: u32,
+    /// The scheduler's count of slow-downs when this receiver's previous request came: its
+    /// loss since then was measured at the current rate only if no slow-down came between.
+    cuts_seen: Option<u64>,
     done: bool,
     fell_back: bool,
 }
@@ -618,6 +659,8 @@ pub struct Scheduler {
     fallbacks: Vec<u32>,
     limits: RateLimits,
     rate: u64,
+    /// Slow-downs so far.
+    cuts: u64,
 }
 
 impl Scheduler {
@@ -636,6 +679,7 @@ impl Scheduler {
             fallbacks: Vec::new(),
             rate: limits.max,
             limits,
+            cuts: 0,
         }
     }
 
@@ -703,9 +747,13 @@ impl Scheduler {
 
     /// Slows down by a fifth when a receiver loses more than the limit, speeds up by a
     /// twentieth otherwise; a receiver that keeps losing at the minimum rate falls back.
+    /// A loss measured partly before the last slow-down does not slow down again: when many
+    /// receivers report the same burst of loss, the sender slows down once, not once each.
     fn adapt(&mut self, receiver: u32) {
         let limits = self.limits;
+        let cuts = self.cuts;
         let m = self.members.get_mut(&receiver).expect("present");
+        let since_last_cut = m.cuts_seen.is_none_or(|seen| seen == cuts);
         if m.loss_permille > limits.loss_permille {
             if self.rate == limits.min {
                 m.strikes += 1;
@@ -714,8 +762,13 @@ impl Scheduler {
                     self.fallbacks.push(receiver);
                 }
             }
-            self.rate = (self.rate - self.rate / 5).max(limits.min);
+            if since_last_cut && self.rate > limits.min {
+                self.rate = (self.rate - self.rate / 5).max(limits.min);
+                self.cuts += 1;
+            }
+            m.cuts_seen = Some(self.cuts);
         } else {
+            m.cuts_seen = Some(cuts);
             m.strikes = 0;
             let worst = self
                 .members

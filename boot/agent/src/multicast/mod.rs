@@ -104,11 +104,34 @@ fn open_socket(o: &MulticastOptions) -> std::io::Result<UdpSocket> {
     // Bound to the group, the socket hears only it, not other traffic to the port.
     s.bind(&SocketAddr::from((*o.group.ip(), o.group.port())).into())?;
     s.join_multicast_v4(o.group.ip(), &o.interface)?;
-    // Room for a burst while a chunk is checked and written; the kernel caps it.
-    let _ = s.set_recv_buffer_size(8 << 20);
-    s.set_read_timeout(Some(Duration::from_millis(20)))?;
+    // Room for the data that arrives while a chunk is checked and written, or while other
+    // work has the CPU: past the kernel's cap (208 KiB on a stock kernel, a few ms at
+    // hundreds of Mbit/s) where allowed.
+    if let Err(e) = crate::platform::force_recv_buffer(&s, RECV_BUFFER) {
+        say(format!(
+            "multicast: receive buffer of {RECV_BUFFER} bytes: {e}"
+        ));
+    }
+    // Read in batches (see `receive`): never woken by each datagram.
+    s.set_nonblocking(true)?;
     Ok(s.into())
 }
+
+/// The receive buffer asked for: about 0.3 s of data at 400 Mbit/s. It holds only what
+/// waits to be read.
+const RECV_BUFFER: usize = 32 << 20;
+
+/// When the socket is empty the receiver sleeps this long and then drains what queued
+/// meanwhile: at hundreds of Mbit/s a blocking read would be woken once per datagram, and
+/// those wake-ups cost more CPU than the data (many receivers share a machine's cores).
+const POLL: Duration = Duration::from_millis(1);
+
+/// No datagram for this long: the receiver asks for what the stream has passed.
+const QUIET: Duration = Duration::from_millis(20);
+
+/// No datagram for this long, longer than a sender or a kernel busy with other work pauses:
+/// what was sent has arrived, so the receiver asks for all it still lacks.
+const SILENT: Duration = Duration::from_millis(250);
 
 /// This receiver's id: distinct per machine and run.
 fn receiver_id(target: &Path) -> u32 {
@@ -216,8 +239,15 @@ fn receive(
     let mut last_data = Instant::now();
     let mut data_seen = false;
     let mut last_request: Option<Instant> = None;
-    let send_requests = |rx: &mut Receiver, session: u32, server: SocketAddr| {
-        for req in rx.requests() {
+    let mut last_datagram = Instant::now();
+    // `all`: everything lacking; otherwise only what the stream has passed.
+    let send_requests = |rx: &mut Receiver, session: u32, server: SocketAddr, all: bool| {
+        let reqs = if all {
+            rx.requests()
+        } else {
+            rx.requests_passed()
+        };
+        for req in reqs {
             let wire = Packet {
                 session,
                 body: Body::Request(req),
@@ -232,13 +262,14 @@ fn receive(
             if let Some((id, server)) = session {
                 // Said three times: the server ends the session when everyone is done.
                 for _ in 0..3 {
-                    send_requests(rx, id, server);
+                    send_requests(rx, id, server, true);
                 }
             }
             return Ok(None);
         }
         let idle = match socket.recv_from(&mut buf) {
             Ok((n, from)) => {
+                last_datagram = Instant::now();
                 match Packet::decode(&buf[..n]) {
                     Ok(Packet {
                         session: id,
@@ -305,10 +336,12 @@ fn receive(
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                 ) =>
             {
+                std::thread::sleep(POLL);
                 true
             }
             Err(e) => {
                 say(format!("multicast: {e}"));
+                std::thread::sleep(POLL);
                 true
             }
         };
@@ -321,17 +354,25 @@ fn receive(
         if last_data.elapsed() >= o.stall {
             return Ok(Some(Fallback::Stalled));
         }
-        // Ask when the socket is drained (what was sent has arrived), and at least every
-        // second while data keeps coming, so that a late joiner's needs join the round.
-        // A receiver whose partial chunks are all taken asks for their repairs at once.
+        // Ask for what the stream has passed (what is still queued in the socket or the
+        // kernel is on its way) when the socket is drained and quiet, and at least every
+        // second while data keeps coming, so that the server hears this machine's loss;
+        // for everything lacking at first and once nothing came for a while. A receiver
+        // whose partial chunks are all taken asks for their repairs at once.
         let since = last_request.map_or(Duration::MAX, |t| t.elapsed());
         let every = if rx.is_full() {
             Duration::from_millis(50)
         } else {
             Duration::from_secs(1)
         };
-        if (idle && since >= Duration::from_millis(100)) || since >= every {
-            send_requests(rx, id, server);
+        let quiet = last_datagram.elapsed();
+        let first = last_request.is_none();
+        let silent = idle && quiet >= SILENT;
+        if first
+            || (idle && quiet >= QUIET && since >= Duration::from_millis(100))
+            || since >= every
+        {
+            send_requests(rx, id, server, first || silent);
             last_request = Some(Instant::now());
         }
     }

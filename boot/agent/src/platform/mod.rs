@@ -11,6 +11,7 @@
 //!   and never past a line;
 //! - [`EchoOff`]: the console's echo off while a password is typed;
 //! - [`is_disk`] and [`forget_cached`]: what `apply_image` needs of a disk;
+//! - [`force_recv_buffer`]: a multicast receiver's socket buffer beyond the system's cap;
 //! - [`flush_disks`], [`drain_console`] and [`power`]: the end of a task sequence.
 
 #[cfg(unix)]

@@ -61,6 +61,31 @@ pub fn wait_readable(input: Input, wait: Duration) -> io::Result<bool> {
     }
 }
 
+/// Gives `socket` a receive buffer of `bytes`, beyond the system's cap (net.core.rmem_max,
+/// 208 KiB on a stock kernel) where the process may (root, as in the boot environment):
+/// SO_RCVBUFFORCE on Linux, else SO_RCVBUF as capped.
+pub fn force_recv_buffer(socket: &socket2::Socket, bytes: usize) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let size = bytes.min(i32::MAX as usize / 2) as libc::c_int;
+        // SAFETY: a valid socket and an int option value of its own length.
+        let r = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r == 0 {
+            return Ok(());
+        }
+    }
+    socket.set_recv_buffer_size(bytes)
+}
+
 /// What one read(2) returns: 0 at the end of the input.
 pub fn read(input: Input, buf: &mut [u8]) -> io::Result<usize> {
     // SAFETY: reads into a buffer of the length given.

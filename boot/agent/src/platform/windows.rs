@@ -187,6 +187,11 @@ pub fn wait_readable(input: Input, wait: Duration) -> io::Result<bool> {
     }
 }
 
+/// Gives `socket` a receive buffer of `bytes` (Windows has no system-wide cap to get past).
+pub fn force_recv_buffer(socket: &socket2::Socket, bytes: usize) -> io::Result<()> {
+    socket.set_recv_buffer_size(bytes)
+}
+
 /// What one ReadFile returns: 0 at the end of the input.
 pub fn read(input: Input, buf: &mut [u8]) -> io::Result<usize> {
     let mut got = 0u32;

@@ -512,3 +512,167 @@ fn malformed_fields_are_refused_with_a_reason() {
     end.push(0);
     assert_eq!(Packet::decode(&end), Err(PacketError::Trailing(1)));
 }
+
+#[test]
+fn a_request_while_data_keeps_coming_asks_only_for_what_the_stream_passed() {
+    // Six chunks of two blocks, the stream at chunk 3 block 0: chunk 0 came, block 0 of
+    // chunk 1 and all of chunk 2 were lost; chunk 3's block 1 and chunks 4 and 5 are still
+    // on their way (queued in the socket) or to come.
+    let lens = vec![2800u64; 6];
+    let chunks = image(&lens);
+    let mut r = Receiver::new(7, lens, &[], 4);
+    let mut take = |seq: u32, c: u32, b: u32| {
+        let range = block_range(2800, b);
+        r.on_data(seq, c, b, 2, &chunks[c as usize][range]).unwrap()
+    };
+    assert!(take(0, 0, 0).is_none());
+    assert!(take(1, 0, 1).is_some());
+    assert!(take(3, 1, 1).is_none());
+    assert!(take(7, 3, 0).is_none());
+    r.written(0);
+    let reqs = r.requests_passed();
+    assert_eq!(
+        reqs,
+        vec![
+            Request {
+                receiver: 7,
+                loss_permille: 500,
+                chunks: vec![(2, 3)],
+                partial: None,
+            },
+            Request {
+                receiver: 7,
+                loss_permille: 500,
+                chunks: vec![],
+                partial: Some((1, vec![0b01])),
+            },
+        ]
+    );
+    // Once the socket is drained, everything lacking is asked for.
+    let all = r.requests();
+    assert_eq!(all[0].chunks, vec![(2, 3), (4, 6)]);
+    assert_eq!(all.len(), 3, "chunks 1 and 3 by bitmap: {all:?}");
+    assert_eq!(all[2].partial, Some((3, vec![0b10])));
+}
+
+#[test]
+fn a_request_while_data_keeps_coming_is_not_sent_when_nothing_was_passed_and_keeps_the_loss() {
+    let lens = vec![1400u64 * 4, 1400];
+    let chunks = image(&lens);
+    let mut r = Receiver::new(1, lens, &[], 4);
+    let take = |r: &mut Receiver, seq: u32, b: u32| {
+        let range = block_range(1400 * 4, b);
+        r.on_data(seq, 0, b, 4, &chunks[0][range]).unwrap();
+    };
+    // Blocks 0 and 1 of chunk 0 (datagrams 1 and 2, of another chunk, were lost): nothing
+    // behind the stream is missing, so no request (an empty one would say "done").
+    take(&mut r, 0, 0);
+    take(&mut r, 3, 1);
+    assert_eq!(r.requests_passed(), vec![]);
+    // Block 3 passes block 2 by; the request carries the loss of all five datagrams.
+    take(&mut r, 4, 3);
+    let reqs = r.requests_passed();
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(reqs[0].partial, Some((0, vec![0b0100])));
+    assert_eq!(reqs[0].loss_permille, 400);
+}
+
+#[test]
+fn a_complete_receiver_says_it_is_done_while_data_keeps_coming() {
+    let lens = vec![1400u64];
+    let chunks = image(&lens);
+    let mut r = Receiver::new(1, lens, &[], 4);
+    assert!(r.on_data(0, 0, 0, 1, &chunks[0]).unwrap().is_some());
+    r.written(0);
+    let reqs = r.requests_passed();
+    assert_eq!(reqs.len(), 1);
+    assert!(reqs[0].is_done());
+}
+
+#[test]
+fn a_receiver_that_asks_only_for_what_the_stream_passed_still_gets_every_chunk() {
+    // Two receivers, one losing every third datagram, each asking only for what the stream
+    // passed until nothing more comes, then for everything.
+    let lens = vec![5000u64, 2800, 1400, 4200];
+    let chunks = image(&lens);
+    let mut sched = Scheduler::new(lens.clone(), limits());
+    let mut rx: Vec<Receiver> = (0..2)
+        .map(|i| Receiver::new(i, lens.clone(), &[], 4))
+        .collect();
+    for r in &mut rx {
+        for q in r.requests() {
+            sched.on_request(&q);
+        }
+    }
+    let mut seq = 0u32;
+    let mut sent = 0;
+    for _round in 0..20 {
+        let mut n = 0;
+        while let Some(Action::Block { chunk, block }) = sched.next_action() {
+            seq += 1;
+            n += 1;
+            let Body::Data {
+                payload, blocks, ..
+            } = data_packet(seq, &chunks, chunk, block).body
+            else {
+                unreachable!()
+            };
+            for (i, r) in rx.iter_mut().enumerate() {
+                if i == 1 && seq % 3 == 0 {
+                    continue;
+                }
+                if let Some(bytes) = r.on_data(seq, chunk, block, blocks, &payload).unwrap() {
+                    assert_eq!(bytes, chunks[chunk as usize]);
+                    r.written(chunk);
+                }
+            }
+            if n % 2 == 0 {
+                for r in &mut rx {
+                    for q in r.requests_passed() {
+                        sched.on_request(&q);
+                    }
+                }
+            }
+        }
+        sent += n;
+        for r in &mut rx {
+            for q in r.requests() {
+                sched.on_request(&q);
+            }
+        }
+        if sched.is_over() {
+            break;
+        }
+    }
+    assert!(rx.iter().all(Receiver::is_complete));
+    assert!(sched.is_over());
+    assert!(sent > 0);
+}
+
+#[test]
+fn many_receivers_reporting_the_same_loss_slow_the_sender_once() {
+    let mut s = Scheduler::new(vec![1000], limits());
+    let req = |receiver, loss_permille| Request {
+        receiver,
+        loss_permille,
+        chunks: vec![(0, 1)],
+        partial: None,
+    };
+    for r in 0..4 {
+        s.on_request(&req(r, 0));
+    }
+    assert_eq!(s.rate(), 100_000);
+    // Four receivers lost the same burst: one slow-down, not four.
+    for r in 0..4 {
+        s.on_request(&req(r, 300));
+    }
+    assert_eq!(s.rate(), 80_000);
+    // A loss measured wholly at the new rate slows down again.
+    s.on_request(&req(2, 300));
+    assert_eq!(s.rate(), 64_000);
+    // Receiver 0's report since the first slow-down spans the second: no third.
+    s.on_request(&req(0, 300));
+    assert_eq!(s.rate(), 64_000);
+    s.on_request(&req(0, 300));
+    assert_eq!(s.rate(), 51_200);
+}
