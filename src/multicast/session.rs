@@ -194,7 +194,13 @@ pub async fn run(
                 Err(e) => tracing::debug!(error = %e, "multicast receive"),
             }
         }
-        let announce_every = if sched.members() < opts.receivers {
+        // Until every receiver it waits for asked: the ones counted by `receivers`, or the
+        // machines admitted to a deployment's session.
+        let waiting = match opts.receivers {
+            Some(n) => sched.members() < n,
+            None => live.update(|s| s.members.values().any(|m| !m.heard)),
+        };
+        let announce_every = if waiting {
             ANNOUNCE_EVERY_UNTIL_JOINED
         } else {
             ANNOUNCE_EVERY
