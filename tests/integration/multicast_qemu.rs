@@ -260,11 +260,8 @@ fn four_machines_image_at_once_from_one_multicast_session_with_a_late_and_a_loss
     let (raw, pkg, compressed, chunks) = image_package(dir);
     apply_site(dir, &pkg);
     // The join window covers the late machine and the spread of four TCG boots on two
-    // cores, so all four share the first round. Four emulated machines on two cores drop
-    // much of a 100 Mbit/s burst, and a 3 MiB image is over before the rate adapts to it:
-    // the limit is what such guests take.
-    let config = lab_dhcp_config(&data)
-        + "[multicast]\nenabled = true\njoin_window_s = 45\nmax_rate_mbps = 10\n";
+    // cores, so all four share the first round. The rate is the default (100 Mbit/s).
+    let config = lab_dhcp_config(&data) + "[multicast]\nenabled = true\njoin_window_s = 45\n";
     let server = Server::start_in(dir, &config, &lab.exec_prefix());
 
     let machines: Vec<(String, PathBuf, PathBuf)> = (0..MACS.len())
