@@ -231,3 +231,27 @@ pub fn power(action: EndAction) -> Vec<String> {
 /// The variables file when nothing names another one: the boot medium's, copied by the
 /// initramfs.
 pub const DEFAULT_VARIABLES: &str = "/etc/netdeploy/variables";
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_receive_buffer_is_forced_past_the_kernels_cap_as_root() {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
+        let cap: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0);
+        let want = 32 << 20;
+        force_recv_buffer(&s, want).unwrap();
+        let got = s.recv_buffer_size().unwrap();
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            // The kernel doubles what it is given, for its bookkeeping.
+            assert!(got >= want, "asked {want} bytes as root, got {got}");
+        } else {
+            assert!(got <= 2 * cap.max(want), "got {got} past the cap {cap}");
+        }
+    }
+}
