@@ -179,6 +179,7 @@ mod tests {
                     reason: None,
                     addresses: vec![],
                     last: None,
+                    path: None,
                 })
                 .collect(),
         }

@@ -65,6 +65,9 @@ pub struct MachineState {
     /// Its MACs and SMBIOS UUID as declared, or the identity an unknown computer sent.
     pub addresses: Vec<String>,
     pub last: Option<StatusMessage>,
+    /// The path the machine's newest image took, as its step said it (`path multicast: 12
+    /// chunks by multicast, 0 over HTTP`), for deployments that apply images.
+    pub path: Option<String>,
 }
 
 /// A deployment's states over one collection.
@@ -130,6 +133,16 @@ fn state_of(messages: &[&StatusMessage]) -> (State, Option<String>) {
     }
 }
 
+/// The path the newest image of these messages took: the `reason` of the newest step that
+/// succeeded and says `path ...`.
+fn image_path(messages: &[&StatusMessage]) -> Option<String> {
+    messages.iter().rev().find_map(|m| {
+        let ok = m.body.get("ok").and_then(|v| v.as_bool()).unwrap_or(true);
+        let reason = m.body.get("reason").and_then(|v| v.as_str())?;
+        (m.kind == "step" && ok && reason.starts_with("path ")).then(|| reason.to_owned())
+    })
+}
+
 /// What a `rebooting` message means for a person: the machine restarts in the middle of the
 /// task sequence and continues at the step after the `reboot` step (1-based, as the agent's
 /// console counts).
@@ -170,6 +183,7 @@ pub fn summarize(
                 reason,
                 addresses: vec![id.to_owned()],
                 last: ms.last().map(|m| (*m).clone()),
+                path: image_path(&ms),
             });
         }
     } else {
@@ -192,6 +206,7 @@ pub fn summarize(
                     .chain(d.uuid.map(|u| u.to_string()))
                     .collect(),
                 last: ms.last().map(|m| (*m).clone()),
+                path: image_path(&ms),
             });
         }
     }
@@ -318,8 +333,9 @@ pub fn runs(messages: &[&StatusMessage]) -> Vec<Run> {
                     started_at: last_at.max(run.started_at),
                     ended_at: m.at,
                     ok,
+                    // A step that succeeded may say how it went (the path an image took).
                     message: if ok {
-                        "ok".into()
+                        text("reason").map_or_else(|| "ok".into(), |r| format!("ok: {r}"))
                     } else {
                         text("reason").unwrap_or_default()
                     },
@@ -830,7 +846,8 @@ mod tests {
             msg(2, "started", Some("a"), id, "LAB00001", 12),
             with(
                 msg(3, "step", Some("a"), id, "LAB00001", 20),
-                serde_json::json!({"step": "hello", "ok": true}),
+                serde_json::json!({"step": "hello", "ok": true,
+                    "reason": "path multicast: 3 chunks by multicast, 0 over HTTP"}),
             ),
             with(
                 msg(4, "failed", Some("a"), id, "LAB00001", 30),
@@ -858,7 +875,7 @@ mod tests {
                     started_at: 12,
                     ended_at: 20,
                     ok: true,
-                    message: "ok".into()
+                    message: "ok: path multicast: 3 chunks by multicast, 0 over HTTP".into()
                 },
                 StepRecord {
                     name: "write".into(),
@@ -870,6 +887,11 @@ mod tests {
             ]
         );
         assert_eq!((r[1].started_at, r[1].ended_at), (40, None));
+        assert_eq!(
+            image_path(&refs).as_deref(),
+            Some("path multicast: 3 chunks by multicast, 0 over HTTP")
+        );
+        assert_eq!(image_path(&refs[3..]), None);
     }
 
     #[test]

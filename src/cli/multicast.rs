@@ -124,6 +124,7 @@ pub fn multicast(dd: &DataDir, cmd: MulticastCommand) -> anyhow::Result<()> {
         max_rate,
         receivers: Some(receivers),
         join_window: Duration::from_secs(join_window),
+        start_with: 0,
         timeout: Duration::from_secs(timeout),
     };
     println!(

@@ -162,6 +162,9 @@ pub fn status(dd: &DataDir, a: StatusArgs) -> anyhow::Result<()> {
                     .map(|r| format!("  ({r})"))
                     .unwrap_or_default();
                 println!("    {:<24} {:<14} {last}{why}", m.machine, m.state.label());
+                if let Some(path) = &m.path {
+                    println!("        image {path}");
+                }
             }
         }
     }

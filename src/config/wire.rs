@@ -55,6 +55,7 @@ pub struct Multicast {
     pub min_rate_mbps: Option<u64>,
     pub interfaces: Option<Vec<String>>,
     pub join_window_s: Option<u64>,
+    pub wait_for_machines: Option<u64>,
     pub session_timeout_s: Option<u64>,
 }
 

@@ -27,6 +27,10 @@ pub struct MulticastConfig {
     /// A session a deployment starts sends data this long after its first machine asked,
     /// so that machines started together share the first round.
     pub join_window: std::time::Duration,
+    /// ...or as soon as this many machines asked for its data, when not 0: a rack or a
+    /// classroom of known size starts as soon as it is all there, and a slow boot among
+    /// them still has the whole window.
+    pub wait_for_machines: usize,
     /// A session ends after this long whatever is left; its machines continue over HTTP.
     pub session_timeout: std::time::Duration,
 }
@@ -126,6 +130,13 @@ impl MulticastConfig {
                 "must be from 0 to 600 (seconds)",
             ));
         }
+        let wait_for_machines = w.wait_for_machines.unwrap_or(0);
+        if wait_for_machines > 100_000 {
+            return Err(field(
+                "multicast.wait_for_machines",
+                "must be from 0 (always wait out join_window_s, the default) to 100000",
+            ));
+        }
         let session_timeout = w.session_timeout_s.unwrap_or(DEFAULT_SESSION_TIMEOUT_S);
         if !(60..=7 * 86_400).contains(&session_timeout) {
             return Err(field(
@@ -143,6 +154,7 @@ impl MulticastConfig {
             min_rate: min * 1_000_000 / 8,
             source,
             join_window: std::time::Duration::from_secs(join_window),
+            wait_for_machines: wait_for_machines as usize,
             session_timeout: std::time::Duration::from_secs(session_timeout),
         })
     }
@@ -229,6 +241,10 @@ mod tests {
         assert_eq!(
             err_field(w(|w| w.join_window_s = Some(601))),
             "multicast.join_window_s"
+        );
+        assert_eq!(
+            err_field(w(|w| w.wait_for_machines = Some(100_001))),
+            "multicast.wait_for_machines"
         );
         assert_eq!(
             err_field(w(|w| w.session_timeout_s = Some(5))),

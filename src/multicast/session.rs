@@ -47,6 +47,8 @@ pub struct SessionOptions {
     /// Data goes out this long after the first receiver asked (or once `receivers` asked),
     /// so that machines started together share the first round rather than repair it.
     pub join_window: Duration,
+    /// ...or as soon as this many receivers asked, when not 0 (`multicast.wait_for_machines`).
+    pub start_with: usize,
     /// ...or after this long, whatever is left (they continue over HTTP).
     pub timeout: Duration,
 }
@@ -221,6 +223,7 @@ pub async fn run(
             first_request = Some(Instant::now());
         }
         let joined = opts.receivers.is_some_and(|n| sched.members() >= n)
+            || (opts.start_with > 0 && sched.members() >= opts.start_with)
             || first_request.is_some_and(|t| t.elapsed() >= opts.join_window);
         if joined {
             live.update(|s| {

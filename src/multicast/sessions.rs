@@ -181,6 +181,7 @@ impl Sessions {
             max_rate: self.config.max_rate,
             receivers: None,
             join_window: self.config.join_window,
+            start_with: self.config.wait_for_machines,
             timeout: self.config.session_timeout,
         };
         tracing::info!(
@@ -191,6 +192,7 @@ impl Sessions {
             package,
             file,
             join_window_s = self.config.join_window.as_secs(),
+            wait_for_machines = self.config.wait_for_machines,
             "multicast session started for a deployment"
         );
         let (counters, cancel, running) = (

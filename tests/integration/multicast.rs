@@ -314,7 +314,9 @@ fn machines_of_a_multicast_deployment_share_the_session_the_server_starts_and_th
         &loopback_config(
             dir.path(),
             "proxy",
-            "[multicast]\nenabled = true\njoin_window_s = 1\nport = 7433\nmax_rate_mbps = 16\n",
+            // Data goes out once both machines asked, not after the minute's window.
+            "[multicast]\nenabled = true\njoin_window_s = 60\nwait_for_machines = 2\n\
+             port = 7433\nmax_rate_mbps = 16\n",
         ),
     );
     // Without a run token nothing is said; a package the task sequence does not apply is refused.
@@ -388,6 +390,8 @@ fn machines_of_a_multicast_deployment_share_the_session_the_server_starts_and_th
             .all(|m| m["done"] == true && m["chunks_held"] == s["chunks"]),
         "{s}"
     );
+    let took = s["ended_at"].as_i64().unwrap() - s["started_at"].as_i64().unwrap();
+    assert!(took < 60, "the session waited out its join window: {s}");
     let compressed = captured.index.compressed_bytes() as f64;
     let sent = s["bytes_sent"].as_u64().unwrap() as f64;
     assert!(

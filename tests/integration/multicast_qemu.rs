@@ -259,9 +259,11 @@ fn four_machines_image_at_once_from_one_multicast_session_with_a_late_and_a_loss
     let data = dir.join("data");
     let (raw, pkg, compressed, chunks) = image_package(dir);
     apply_site(dir, &pkg);
-    // The join window covers the late machine and the spread of four TCG boots on two
-    // cores, so all four share the first round. The rate is the default (100 Mbit/s).
-    let config = lab_dhcp_config(&data) + "[multicast]\nenabled = true\njoin_window_s = 45\n";
+    // Data goes out once all four machines asked, the late one too, however long four TCG
+    // boots on two busy cores take (within 300 s), so all four share the first round. The
+    // rate is the default (100 Mbit/s).
+    let config = lab_dhcp_config(&data)
+        + "[multicast]\nenabled = true\njoin_window_s = 300\nwait_for_machines = 4\n";
     let server = Server::start_in(dir, &config, &lab.exec_prefix());
 
     let machines: Vec<(String, PathBuf, PathBuf)> = (0..MACS.len())
@@ -365,6 +367,18 @@ fn four_machines_image_at_once_from_one_multicast_session_with_a_late_and_a_loss
         );
     }
 
+    // So does `netdeploy status --machines`, under each machine.
+    let listed = cli_ok(&data, &["status", "--machines"]);
+    assert_eq!(
+        listed.matches("image path multicast: ").count(),
+        MACS.len(),
+        "netdeploy status --machines does not give each machine's path:\n{listed}"
+    );
+
+    // What the session did, for the log of a run that fails: its members, rate and repairs.
+    let status: serde_json::Value =
+        serde_json::from_str(&lab_get(&lab, &server, "/status.json")).unwrap();
+    println!("multicast sessions: {}", status["multicast_sessions"]);
     let sent = lab_counter(&lab, &server, "multicast_bytes_sent");
     println!(
         "multicast_bytes_sent {sent} for an image of {compressed} compressed bytes ({:.2}x)",
