@@ -16,9 +16,9 @@ use netdeploy_wire::image::INDEX_FILE;
 
 use crate::harness::{bearer, binary, cli_ok, http_get, http_request, loopback_config, Server};
 
-/// A 3 MiB disk of noise and text, captured raw in 256 KiB chunks and imported as package
-/// `disk`. Returns the source, the capture and the data directory.
-fn image_package(dir: &Path) -> (Vec<u8>, image::Captured, PathBuf) {
+/// A 3 MiB disk of noise and text, captured raw in 256 KiB chunks into `dir/pkg`. Returns
+/// the source's bytes, the package directory and the capture.
+pub fn captured_disk(dir: &Path) -> (Vec<u8>, PathBuf, image::Captured) {
     let mut x = 0x2545_F491_4F6C_DD1Du64;
     let mut disk: Vec<u8> = (0..2 << 20)
         .map(|_| {
@@ -41,6 +41,14 @@ fn image_package(dir: &Path) -> (Vec<u8>, image::Captured, PathBuf) {
         },
     )
     .unwrap();
+    std::fs::remove_file(&src).unwrap();
+    (disk, pkg, captured)
+}
+
+/// [`captured_disk`] imported as package `disk`. Returns the source, the capture and the
+/// data directory.
+fn image_package(dir: &Path) -> (Vec<u8>, image::Captured, PathBuf) {
+    let (disk, pkg, captured) = captured_disk(dir);
     let data = dir.join("data");
     cli_ok(
         &data,

@@ -11,8 +11,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use netdeploy_agent::image;
-
 use crate::harness::{cli_ok, random_smbios_uuid, Server};
 use crate::lab::{boot_image, lab_dhcp_config, must, sha256, vm_turn, Lab};
 use crate::shared_store::within;
@@ -29,32 +27,10 @@ const LOSSY: usize = 1;
 const LATE: usize = 3;
 const RESULT: &str = "NETDEPLOY-AGENT-RESULT (success|failure)";
 
-/// A 3 MiB disk of noise and text, captured in 256 KiB chunks into `dir/pkg`. Returns the
-/// disk's bytes, the package directory, the image's compressed size and its chunks.
+/// The disk of [`crate::multicast::captured_disk`]: its bytes, the package directory, the
+/// image's compressed size and its chunks.
 fn image_package(dir: &Path) -> (Vec<u8>, PathBuf, u64, usize) {
-    let mut x = 0x2545_F491_4F6C_DD1Du64;
-    let mut disk: Vec<u8> = (0..2 << 20)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 40) as u8
-        })
-        .collect();
-    disk.extend((0..1 << 20).map(|i| b"netdeploy multicast\n"[i % 20]));
-    let src = dir.join("disk.img");
-    std::fs::write(&src, &disk).unwrap();
-    let pkg = dir.join("pkg");
-    let captured = image::capture(
-        &src,
-        &pkg,
-        &image::CaptureOptions {
-            chunk_size: 256 << 10,
-            level: 3,
-        },
-    )
-    .unwrap();
-    std::fs::remove_file(&src).unwrap();
+    let (disk, pkg, captured) = crate::multicast::captured_disk(dir);
     (
         disk,
         pkg,

@@ -372,6 +372,18 @@ fn write_text(target: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `len` bytes of xorshift noise from `seed`: data that does not compress.
+    fn noise(mut x: u64, len: usize) -> Vec<u8> {
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
     use crate::fake_server::{range_reply, FakeServer, Reply};
     use crate::hash::Sha256Digest;
     use crate::http::Url;
@@ -508,15 +520,7 @@ mod tests {
     #[test]
     fn an_ndimg_on_a_full_media_is_applied_from_its_content_files_and_a_bad_chunk_is_named() {
         let dir = tempfile::tempdir().unwrap();
-        let mut x = 0x9E37_79B9u64;
-        let data: Vec<u8> = (0..(1 << 20) + 4096)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let data = noise(0x9E37_79B9u64, (1 << 20) + 4096);
         let src = dir.path().join("part.raw");
         std::fs::write(&src, &data).unwrap();
         let captured = crate::image::capture(
@@ -576,15 +580,7 @@ mod tests {
     #[test]
     fn an_ndimg_of_a_multicast_deployment_asks_for_its_session_and_says_the_path_it_took() {
         let dir = tempfile::tempdir().unwrap();
-        let mut x = 0x2545_F491u64;
-        let data: Vec<u8> = (0..(1 << 20))
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let data = noise(0x2545_F491u64, 1 << 20);
         let src = dir.path().join("part.raw");
         std::fs::write(&src, &data).unwrap();
         let image = dir.path().join("image");
